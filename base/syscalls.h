@@ -1,0 +1,35 @@
+// Thin wrappers for syscalls that glibc 2.36 does not wrap (or wraps only recently). Each returns
+// what the raw syscall returns (-1 and errno on failure) and is async-signal-safe, so the child
+// side of a spawn may call them.
+#pragma once
+
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cstdint>
+
+namespace sbx::sys {
+
+inline long Clone3(struct clone_args* args) {
+  return ::syscall(SYS_clone3, args, sizeof(struct clone_args));
+}
+inline int PidfdOpen(pid_t pid, unsigned flags = 0) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags));
+}
+inline int PidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+inline int PivotRoot(const char* new_root, const char* put_old) {
+  return static_cast<int>(::syscall(SYS_pivot_root, new_root, put_old));
+}
+inline int CloseRange(unsigned first, unsigned last, unsigned flags = 0) {
+  return static_cast<int>(::syscall(SYS_close_range, first, last, flags));
+}
+inline int Seccomp(unsigned op, unsigned flags, void* args) {
+  return static_cast<int>(::syscall(SYS_seccomp, op, flags, args));
+}
+
+}  // namespace sbx::sys
