@@ -1,0 +1,588 @@
+// The sandbox's init: everything between clone3 and the serve loop, in the order that makes the
+// security argument. Async-signal-safe only: raw syscalls, fixed buffers, no allocation.
+#include "isolate/child.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <linux/securebits.h>
+#include <sys/capability.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/syscalls.h"
+
+namespace sbx::isolate::internal {
+namespace {
+
+// ---- tiny async-signal-safe helpers ------------------------------------------------------
+
+void CopyStr(char* dst, size_t cap, const char* src) {
+  size_t i = 0;
+  for (; src && src[i] && i + 1 < cap; ++i) dst[i] = src[i];
+  dst[i] = '\0';
+}
+
+size_t AppendStr(char* dst, size_t cap, size_t pos, const char* src) {
+  for (size_t i = 0; src[i] && pos + 1 < cap; ++i) dst[pos++] = src[i];
+  dst[pos < cap ? pos : cap - 1] = '\0';
+  return pos;
+}
+
+// "/proc/self/fd/N" into buf.
+const char* FdPath(char* buf, size_t cap, int fd) {
+  char digits[16];
+  int n = 0;
+  unsigned v = static_cast<unsigned>(fd);
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  size_t pos = AppendStr(buf, cap, 0, "/proc/self/fd/");
+  while (n > 0 && pos + 1 < cap) buf[pos++] = digits[--n];
+  buf[pos] = '\0';
+  return buf;
+}
+
+[[noreturn]] void Fail(int err_fd, const char* stage, const char* detail, int e) {
+  WireError w;
+  std::memset(&w, 0, sizeof w);
+  CopyStr(w.stage, sizeof w.stage, stage);
+  CopyStr(w.message, sizeof w.message, detail ? detail : "");
+  w.sys_errno = e;
+  if (err_fd >= 0) {
+    ssize_t r;
+    do {
+      r = ::write(err_fd, &w, sizeof w);
+    } while (r < 0 && errno == EINTR);
+  }
+  ::_exit(125);
+}
+
+int OpenBeneath(int dirfd, const char* path, uint64_t flags, uint64_t mode = 0) {
+  struct open_how how;
+  std::memset(&how, 0, sizeof how);
+  how.flags = flags | O_CLOEXEC;
+  how.mode = mode;
+  // The new root is ours; still, never let a symlink planted by a bind lead a mount outside.
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(::syscall(SYS_openat2, dirfd, path, &how, sizeof how));
+}
+
+// Creates every missing directory of `rel` under root_fd (the last one as a directory or an
+// empty file), refusing symlinks, and returns an O_PATH fd of it, or -1 with errno.
+int MakeMountPoint(int root_fd, const char* rel, bool is_dir, unsigned mode) {
+  char part[4096];
+  size_t len = std::strlen(rel);
+  if (len == 0) return OpenBeneath(root_fd, ".", O_PATH | O_DIRECTORY);
+  if (len >= sizeof part) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (size_t i = 0; i <= len; ++i) {
+    if (rel[i] != '/' && rel[i] != '\0') continue;
+    std::memcpy(part, rel, i);
+    part[i] = '\0';
+    bool last = rel[i] == '\0';
+    if (!last || is_dir) {
+      if (::mkdirat(root_fd, part, last ? mode : 0755) < 0 && errno != EEXIST) {
+        // mkdirat follows no symlink in the last component; intermediate ones are checked by
+        // the openat2 below.
+        if (errno != EROFS) return -1;
+      }
+    } else {
+      int fd = OpenBeneath(root_fd, part, O_WRONLY | O_CREAT | O_NOFOLLOW, mode);
+      if (fd < 0 && errno != EISDIR && errno != EROFS && errno != EACCES) return -1;
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  return OpenBeneath(root_fd, rel, O_PATH | (is_dir ? O_DIRECTORY : 0));
+}
+
+int MountSetattr(int fd, const char* path, unsigned flags, uint64_t set, uint64_t clr) {
+  struct mount_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.attr_set = set;
+  attr.attr_clr = clr;
+  return static_cast<int>(::syscall(SYS_mount_setattr, fd, path, flags, &attr, sizeof attr));
+}
+
+// Clones the host tree at `source` (recursively), makes it read-only unless `writable`, and
+// attaches it at target_fd. The tree is never attached writable, not even for an instant.
+int BindOnto(const char* source, int target_fd, bool writable, bool noexec) {
+  int tree = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, source,
+                                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+  if (tree < 0) return -1;
+  uint64_t set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  if (!writable) set |= MOUNT_ATTR_RDONLY;
+  if (noexec) set |= MOUNT_ATTR_NOEXEC;
+  if (MountSetattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, set, 0) < 0) {
+    int e = errno;
+    ::close(tree);
+    errno = e;
+    return -1;
+  }
+  int r = static_cast<int>(::syscall(SYS_move_mount, tree, "", target_fd, "",
+                                     MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
+  int e = errno;
+  ::close(tree);
+  errno = e;
+  return r;
+}
+
+// Device nodes keep working: no MOUNT_ATTR_NODEV on these binds.
+int BindDevice(const char* source, int target_fd) {
+  int tree = static_cast<int>(
+      ::syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (tree < 0) return -1;
+  int r = MountSetattr(tree, "", AT_EMPTY_PATH, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0);
+  if (r == 0) {
+    r = static_cast<int>(::syscall(SYS_move_mount, tree, "", target_fd, "",
+                                   MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
+  }
+  int e = errno;
+  ::close(tree);
+  errno = e;
+  return r;
+}
+
+void ApplyMount(const ChildPlan& plan, int root_fd, const MountOp& op) {
+  char fdpath[64];
+  char detail[160];
+  CopyStr(detail, sizeof detail, "/");
+  AppendStr(detail, sizeof detail, 1, op.target.c_str());
+  const char* t = op.target.c_str();
+  int fd = -1;
+  switch (op.kind) {
+    case MountOp::Kind::kBind: {
+      fd = MakeMountPoint(root_fd, t, op.is_dir, 0755);
+      if (fd < 0) Fail(plan.err_fd, "bind mount point", detail, errno);
+      bool is_dev = op.source.rfind("/dev/", 0) == 0;
+      int r = is_dev ? BindDevice(op.source.c_str(), fd)
+                     : BindOnto(op.source.c_str(), fd, op.writable, false);
+      if (r < 0) Fail(plan.err_fd, "bind mount", op.source.c_str(), errno);
+      break;
+    }
+    case MountOp::Kind::kTmpfs:
+    case MountOp::Kind::kProc:
+    case MountOp::Kind::kDevpts: {
+      fd = MakeMountPoint(root_fd, t, true, op.mode);
+      if (fd < 0) Fail(plan.err_fd, "mount point", detail, errno);
+      const char* type = op.kind == MountOp::Kind::kTmpfs  ? "tmpfs"
+                         : op.kind == MountOp::Kind::kProc ? "proc"
+                                                           : "devpts";
+      if (::mount(type, FdPath(fdpath, sizeof fdpath, fd), type, op.flags,
+                  op.data.empty() ? nullptr : op.data.c_str()) < 0) {
+        Fail(plan.err_fd, op.kind == MountOp::Kind::kProc ? "mount /proc" : "mount", detail,
+             errno);
+      }
+      break;
+    }
+    case MountOp::Kind::kSymlink:
+      if (::symlinkat(op.data.c_str(), root_fd, t) < 0 && errno != EEXIST) {
+        Fail(plan.err_fd, "symlink", detail, errno);
+      }
+      break;
+    case MountOp::Kind::kFile: {
+      fd = OpenBeneath(root_fd, t, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, op.mode);
+      if (fd < 0) Fail(plan.err_fd, "write file", detail, errno);
+      const char* p = op.data.data();
+      size_t left = op.data.size();
+      while (left > 0) {
+        ssize_t n = ::write(fd, p, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) Fail(plan.err_fd, "write file", detail, errno);
+        p += n;
+        left -= static_cast<size_t>(n);
+      }
+      ::fchmod(fd, op.mode);
+      break;
+    }
+    case MountOp::Kind::kMaskFile:
+    case MountOp::Kind::kMaskDir:
+    case MountOp::Kind::kReadOnly: {
+      fd = OpenBeneath(root_fd, t, O_PATH | O_NOFOLLOW);
+      if (fd < 0) {
+        if (errno == ENOENT) return;  // nothing to hide on this kernel
+        Fail(plan.err_fd, "mask path", detail, errno);
+      }
+      int r;
+      if (op.kind == MountOp::Kind::kMaskFile) {
+        r = BindDevice("/dev/null", fd);
+      } else if (op.kind == MountOp::Kind::kMaskDir) {
+        r = ::mount("tmpfs", FdPath(fdpath, sizeof fdpath, fd), "tmpfs",
+                    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555");
+      } else {
+        r = BindOnto(FdPath(fdpath, sizeof fdpath, fd), fd, false, true);
+      }
+      if (r < 0) Fail(plan.err_fd, "mask path", detail, errno);
+      break;
+    }
+    case MountOp::Kind::kRemountReadOnly: {
+      fd = OpenBeneath(root_fd, t, O_PATH | O_DIRECTORY);
+      if (fd < 0 || MountSetattr(fd, "", AT_EMPTY_PATH, MOUNT_ATTR_RDONLY, 0) < 0) {
+        Fail(plan.err_fd, "remount read-only", detail, errno);
+      }
+      break;
+    }
+  }
+  if (fd >= 0) ::close(fd);
+}
+
+// ---- the init's serve loop ------------------------------------------------------------------
+
+alignas(16) char g_spawn_buf[sizeof(SpawnHeader) + kMaxSpawnBytes];
+char* g_argv[kMaxSpawnStrings + 1];
+char* g_envp[kMaxSpawnStrings + 1];
+constexpr int kMaxChildren = 64;
+pid_t g_children[kMaxChildren];
+
+void SendMsg(int fd, const InitMsg& m) {
+  ssize_t r;
+  do {
+    r = ::send(fd, &m, sizeof m, MSG_NOSIGNAL);
+  } while (r < 0 && errno == EINTR);
+}
+
+void ReportExecError(int err_fd, const char* stage, const char* what, int e) {
+  WireError w;
+  std::memset(&w, 0, sizeof w);
+  CopyStr(w.stage, sizeof w.stage, stage);
+  CopyStr(w.message, sizeof w.message, what);
+  w.sys_errno = e;
+  ssize_t r;
+  do {
+    r = ::write(err_fd, &w, sizeof w);
+  } while (r < 0 && errno == EINTR);
+}
+
+const char* FindEnv(char** envp, const char* key) {
+  size_t klen = std::strlen(key);
+  for (char** e = envp; *e; ++e) {
+    if (std::strncmp(*e, key, klen) == 0 && (*e)[klen] == '=') return *e + klen + 1;
+  }
+  return nullptr;
+}
+
+// The spawned process, after fork: its own session, its stdio, no inherited fds, the seccomp
+// filter last, then execve.
+[[noreturn]] void ExecPayload(const ChildPlan& plan, int fds[4], const char* cwd) {
+  int err_fd = fds[3];
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::setsid();
+  // Move the stdio fds out of the way before dup2 so that none overwrites another.
+  for (int i = 0; i < 4; ++i) {
+    int moved = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 10);
+    if (moved < 0) {
+      ReportExecError(err_fd, "stdio", "fcntl", errno);
+      ::_exit(127);
+    }
+    fds[i] = moved;
+  }
+  err_fd = fds[3];
+  for (int i = 0; i < 3; ++i) {
+    if (::dup2(fds[i], i) < 0) {
+      ReportExecError(err_fd, "stdio", "dup2", errno);
+      ::_exit(127);
+    }
+  }
+  // Only 0, 1, 2 and the CLOEXEC error pipe survive; the close_range keeps err_fd by moving it.
+  int keep = ::fcntl(err_fd, F_DUPFD_CLOEXEC, 3);
+  if (keep != 3) {
+    ::dup2(err_fd, 3);
+    ::fcntl(3, F_SETFD, FD_CLOEXEC);
+  }
+  sys::CloseRange(4, ~0u);
+  err_fd = 3;
+  if (::chdir(cwd) < 0) {
+    ReportExecError(err_fd, "chdir", cwd, errno);
+    ::_exit(127);
+  }
+  ::umask(022);
+  if (plan.seccomp != nullptr) {
+    int r = seccomp::InstallProgram(*plan.seccomp);
+    if (r < 0) {
+      ReportExecError(err_fd, "seccomp", "install the filter", -r);
+      ::_exit(127);
+    }
+  }
+  const char* file = g_argv[0];
+  if (std::strchr(file, '/') != nullptr) {
+    ::execve(file, g_argv, g_envp);
+    ReportExecError(err_fd, "execve", file, errno);
+    ::_exit(errno == ENOENT ? 127 : 126);
+  }
+  const char* path = FindEnv(g_envp, "PATH");
+  if (path == nullptr) path = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+  int saved = ENOENT;
+  char full[4096];
+  for (const char* p = path;; ++p) {
+    const char* end = p;
+    while (*end && *end != ':') ++end;
+    size_t dlen = static_cast<size_t>(end - p);
+    size_t flen = std::strlen(file);
+    if (dlen + flen + 2 < sizeof full) {
+      std::memcpy(full, p, dlen);
+      size_t pos = dlen;
+      if (dlen == 0) full[pos++] = '.';
+      full[pos++] = '/';
+      std::memcpy(full + pos, file, flen + 1);
+      ::execve(full, g_argv, g_envp);
+      if (errno == EACCES) saved = EACCES;
+      else if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+    }
+    if (*end == '\0') break;
+    p = end;
+  }
+  ReportExecError(err_fd, "execve", file, saved);
+  ::_exit(saved == ENOENT ? 127 : 126);
+}
+
+void HandleSpawn(const ChildPlan& plan, int ctl) {
+  struct iovec iov = {g_spawn_buf, sizeof g_spawn_buf};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
+  struct msghdr msg;
+  std::memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  ssize_t n;
+  do {
+    n = ::recvmsg(ctl, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) ::_exit(0);  // the parent is gone: pid 1 exits and the kernel kills the rest
+  if (n < 0) ::_exit(1);
+  int fds[4] = {-1, -1, -1, -1};
+  int nfds = 0;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      nfds = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+      if (nfds > 4) nfds = 4;
+      std::memcpy(fds, CMSG_DATA(c), nfds * sizeof(int));
+    }
+  }
+  auto close_fds = [&] {
+    for (int i = 0; i < nfds; ++i) ::close(fds[i]);
+  };
+  InitMsg reply;
+  std::memset(&reply, 0, sizeof reply);
+  SpawnHeader h;
+  std::memcpy(&h, g_spawn_buf, sizeof h);
+  if (nfds != 4 || static_cast<size_t>(n) < sizeof h || h.magic != kSpawnMagic ||
+      h.argc == 0 || h.argc > kMaxSpawnStrings || h.envc > kMaxSpawnStrings ||
+      sizeof h + h.bytes != static_cast<size_t>(n) || (msg.msg_flags & MSG_TRUNC)) {
+    close_fds();
+    reply.type = InitMsg::kSpawnFailed;
+    reply.status = EINVAL;
+    SendMsg(ctl, reply);
+    return;
+  }
+  char* s = g_spawn_buf + sizeof h;
+  char* end = s + h.bytes;
+  char* cwd = nullptr;
+  uint32_t total = h.argc + h.envc + 1;
+  for (uint32_t i = 0; i < total; ++i) {
+    char* z = static_cast<char*>(std::memchr(s, '\0', static_cast<size_t>(end - s)));
+    if (z == nullptr) {
+      close_fds();
+      reply.type = InitMsg::kSpawnFailed;
+      reply.status = EINVAL;
+      SendMsg(ctl, reply);
+      return;
+    }
+    if (i < h.argc) g_argv[i] = s;
+    else if (i < h.argc + h.envc) g_envp[i - h.argc] = s;
+    else cwd = s;
+    s = z + 1;
+  }
+  g_argv[h.argc] = nullptr;
+  g_envp[h.envc] = nullptr;
+
+  int slot = -1;
+  for (int i = 0; i < kMaxChildren; ++i) {
+    if (g_children[i] == 0) {
+      slot = i;
+      break;
+    }
+  }
+  pid_t pid = slot < 0 ? -1 : static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+  if (pid == 0) ExecPayload(plan, fds, cwd);
+  int e = errno;
+  close_fds();
+  if (pid < 0) {
+    reply.type = InitMsg::kSpawnFailed;
+    reply.status = slot < 0 ? EAGAIN : e;
+    SendMsg(ctl, reply);
+    return;
+  }
+  g_children[slot] = pid;
+  reply.type = InitMsg::kStarted;
+  reply.pid = pid;
+  SendMsg(ctl, reply);
+}
+
+void ReapChildren(int ctl) {
+  for (;;) {
+    int status = 0;
+    struct rusage ru;
+    pid_t pid = ::wait4(-1, &status, WNOHANG, &ru);
+    if (pid <= 0) return;
+    for (int i = 0; i < kMaxChildren; ++i) {
+      if (g_children[i] != pid) continue;
+      g_children[i] = 0;
+      InitMsg m;
+      std::memset(&m, 0, sizeof m);
+      m.type = InitMsg::kExited;
+      m.pid = pid;
+      m.status = status;
+      m.utime_us = ru.ru_utime.tv_sec * 1000000LL + ru.ru_utime.tv_usec;
+      m.stime_us = ru.ru_stime.tv_sec * 1000000LL + ru.ru_stime.tv_usec;
+      m.maxrss_kb = ru.ru_maxrss;
+      SendMsg(ctl, m);
+    }
+    // Anything else was an orphan re-parented to us: reaped, nothing to report.
+  }
+}
+
+[[noreturn]] void Serve(const ChildPlan& plan, int sigfd) {
+  int ctl = plan.ctl_fd;
+  InitMsg ready;
+  std::memset(&ready, 0, sizeof ready);
+  ready.type = InitMsg::kReady;
+  SendMsg(ctl, ready);
+  for (;;) {
+    struct pollfd p[2] = {{ctl, POLLIN, 0}, {sigfd, POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      ::_exit(1);
+    }
+    if (p[1].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      while (::read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+        if (si.ssi_signo == SIGCHLD) continue;
+        // Forward, as `docker run --init` does, to every process we started.
+        for (int i = 0; i < kMaxChildren; ++i) {
+          if (g_children[i] != 0) ::kill(g_children[i], static_cast<int>(si.ssi_signo));
+        }
+      }
+      ReapChildren(ctl);
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) HandleSpawn(plan, ctl);
+  }
+}
+
+}  // namespace
+
+[[noreturn]] void ChildMain(const ChildPlan& plan) {
+  const int err = plan.err_fd;
+  // 1. Die with the parent (thread). The parent holds the sync pipe's write end until it has
+  // written the id maps, so a parent that dies before this prctl is seen as EOF just below.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) Fail(err, "prctl(PR_SET_PDEATHSIG)", "", errno);
+
+  // 2. Wait for the parent: uid/gid maps, v1 cgroups, loopback.
+  char go = 0;
+  ssize_t r;
+  do {
+    r = ::read(plan.sync_fd, &go, 1);
+  } while (r < 0 && errno == EINTR);
+  if (r != 1) ::_exit(125);
+  ::close(plan.sync_fd);
+
+  // 3. Become root of the new user namespace (mapped to an unprivileged host id), with no
+  // supplementary groups of the host.
+  if (::setgroups(0, nullptr) < 0) Fail(err, "setgroups", "", errno);
+  if (::setresgid(0, 0, 0) < 0) Fail(err, "setresgid(0)", "", errno);
+  if (::setresuid(0, 0, 0) < 0) Fail(err, "setresuid(0)", "", errno);
+
+  // 4. Our own hostname.
+  if (::sethostname(plan.hostname.data(), plan.hostname.size()) < 0) {
+    Fail(err, "sethostname", plan.hostname.c_str(), errno);
+  }
+
+  // 5. The filesystem: nothing propagates back to the host; a fresh tmpfs root built from
+  // read-only binds; pivot_root into it; the old root detached.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
+    Fail(err, "make / private", "", errno);
+  }
+  if (::mount("sandbox-root", plan.stage_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+              "size=4m,mode=0755") < 0) {
+    Fail(err, "mount root tmpfs", plan.stage_dir.c_str(), errno);
+  }
+  int root_fd = ::open(plan.stage_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) Fail(err, "open new root", plan.stage_dir.c_str(), errno);
+  for (const MountOp& op : plan.mounts) ApplyMount(plan, root_fd, op);
+  if (::fchdir(root_fd) < 0) Fail(err, "chdir new root", "", errno);
+  // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only
+  // the new root (see pivot_root(2), NOTES).
+  if (sys::PivotRoot(".", ".") < 0) Fail(err, "pivot_root", "", errno);
+  if (::umount2(".", MNT_DETACH) < 0) Fail(err, "detach old root", "", errno);
+  if (::chdir("/") < 0) Fail(err, "chdir /", "", errno);
+  ::close(root_fd);
+  if (plan.read_only_root && MountSetattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY, 0) < 0) {
+    Fail(err, "remount / read-only", "", errno);
+  }
+
+  // 6. Resource limits (no core dumps, bounded fds, …).
+  for (const auto& [resource, lim] : plan.rlimits) {
+    if (::setrlimit(resource, &lim) < 0) Fail(err, "setrlimit", "", errno);
+  }
+
+  // 7. Capabilities: lock root out of privilege (securebits), empty the bounding set while we
+  // still hold CAP_SETPCAP, clear ambient, switch to the sandbox user, clear every set.
+  if (::prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                                     SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+                                     SECBIT_NO_CAP_AMBIENT_RAISE |
+                                     SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) < 0) {
+    Fail(err, "prctl(PR_SET_SECUREBITS)", "", errno);
+  }
+  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+    if (cap_drop_bound(static_cast<cap_value_t>(cap)) < 0 && errno != EINVAL) {
+      Fail(err, "drop bounding capability", "", errno);
+    }
+  }
+  if (cap_reset_ambient() < 0) Fail(err, "clear ambient capabilities", "", errno);
+  if (::setresgid(plan.gid, plan.gid, plan.gid) < 0) Fail(err, "setresgid", "", errno);
+  if (::setresuid(plan.uid, plan.uid, plan.uid) < 0) Fail(err, "setresuid", "", errno);
+  if (cap_set_proc(static_cast<cap_t>(plan.empty_caps)) < 0) {
+    Fail(err, "clear capabilities", "", errno);
+  }
+
+  // 8. no_new_privs: setuid binaries and file capabilities grant nothing from here on.
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) Fail(err, "prctl(NO_NEW_PRIVS)", "", errno);
+
+  // 9. Signals arrive through a signalfd so they are forwarded, never acted on by pid 1.
+  sigset_t all;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  int sigfd = ::signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sigfd < 0) Fail(err, "signalfd", "", errno);
+
+  // 10. Nothing of the parent's stays open but the control socket and the signalfd.
+  int keep_lo = plan.ctl_fd < sigfd ? plan.ctl_fd : sigfd;
+  int keep_hi = plan.ctl_fd < sigfd ? sigfd : plan.ctl_fd;
+  if (keep_lo > 0) sys::CloseRange(0, static_cast<unsigned>(keep_lo - 1));
+  if (keep_hi > keep_lo + 1) {
+    sys::CloseRange(static_cast<unsigned>(keep_lo + 1), static_cast<unsigned>(keep_hi - 1));
+  }
+  sys::CloseRange(static_cast<unsigned>(keep_hi + 1), ~0u);
+
+  Serve(plan, sigfd);
+}
+
+}  // namespace sbx::isolate::internal

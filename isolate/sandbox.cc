@@ -1,0 +1,612 @@
+#include "isolate/sandbox.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/capability.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "base/fs.h"
+#include "base/syscalls.h"
+#include "isolate/child.h"
+#include "isolate/mount_plan.h"
+#include "isolate/net_ns.h"
+
+namespace sbx::isolate {
+
+using internal::ChildPlan;
+using internal::InitMsg;
+using internal::WireError;
+
+const char* EndReasonName(EndReason r) {
+  switch (r) {
+    case EndReason::kExited: return "exited";
+    case EndReason::kSignaled: return "signaled";
+    case EndReason::kOomKilled: return "oom_killed";
+    case EndReason::kTimedOut: return "timed_out";
+    case EndReason::kCancelled: return "cancelled";
+    case EndReason::kSetupFailed: return "setup_failed";
+  }
+  return "setup_failed";
+}
+
+int ProcessResult::ShellExitCode() const {
+  if (exit_code) return *exit_code;
+  if (signal) return 128 + *signal;
+  return 125;
+}
+
+std::string FormatIdMap(unsigned inside, unsigned host, unsigned count) {
+  return fmt::format("{} {} {}\n", inside, host, count);
+}
+
+namespace {
+
+constexpr unsigned kIdRange = 65536;
+
+struct CapDeleter {
+  void operator()(void* c) const { cap_free(c); }
+};
+
+Status MkdirAll(const std::string& path, mode_t mode) {
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i != path.size() && path[i] != '/') continue;
+    std::string part = path.substr(0, i);
+    if (::mkdir(part.c_str(), mode) < 0 && errno != EEXIST) return ErrnoError("mkdir {}", part);
+  }
+  return Ok();
+}
+
+bool ValidId(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
+  }
+  return true;
+}
+
+// What to do about a setup failure, by stage and errno.
+std::string SetupHint(const std::string& stage, int e) {
+  if (stage == "execve" && e == ENOENT) return "command not found inside the sandbox";
+  if (stage == "execve" && e == EACCES) return "permission denied: not executable by the sandbox user";
+  if (stage == "chdir") return "the working directory does not exist inside the sandbox";
+  if (stage == "bind mount" && e == ENOENT) return "the bind source does not exist";
+  if (stage == "bind mount point") {
+    return "cannot create the mount point (inside a read-only host directory, or through a "
+           "symlink)";
+  }
+  if (e == EPERM || e == EACCES) return "the host refused; run `sandboxd check`";
+  return "";
+}
+
+SetupError ToSetupError(const WireError& w) {
+  SetupError s;
+  s.stage.assign(w.stage, strnlen(w.stage, sizeof w.stage));
+  s.sys_errno = w.sys_errno;
+  std::string detail(w.message, strnlen(w.message, sizeof w.message));
+  std::string hint = SetupHint(s.stage, w.sys_errno);
+  s.message = fmt::format("{}{}{}: {}", s.stage, detail.empty() ? "" : " ", detail,
+                          std::strerror(w.sys_errno));
+  if (!hint.empty()) s.message += " (" + hint + ")";
+  return s;
+}
+
+uint64_t ElapsedMs(std::chrono::steady_clock::time_point since) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now() - since)
+                                   .count());
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup::Driver& cgroups,
+                                                 const EngineOptions& options) {
+  if (!ValidId(spec.id)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "sandbox id '{}' must be 1-64 characters of [A-Za-z0-9_-]", spec.id);
+  }
+  if (spec.uid >= kIdRange || spec.gid >= kIdRange) {
+    return MakeError(ErrorCode::kInvalidArgument, "uid/gid must be below {}", kIdRange);
+  }
+  if (spec.host_id_base == 0) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "host_id_base 0 would map the sandbox's root to host root");
+  }
+  // The child resolves stage_dir as its user-namespace root (an unprivileged host uid), so
+  // every component must be searchable.
+  SBX_TRY(MkdirAll(options.stage_dir, 0755));
+  auto mounts = PlanMounts(spec, options.stage_dir);
+  if (!mounts.ok()) return std::move(mounts).error();
+
+  std::unique_ptr<Sandbox> sb(new Sandbox());
+  sb->id_ = spec.id;
+  sb->uid_ = spec.uid;
+
+  ChildPlan plan;
+  plan.stage_dir = options.stage_dir;
+  plan.mounts = std::move(*mounts);
+  plan.hostname = spec.hostname.empty() ? "sandbox" : spec.hostname;
+  sb->hostname_ = plan.hostname;
+  plan.uid = spec.uid;
+  plan.gid = spec.gid;
+  plan.read_only_root = spec.read_only_root;
+  plan.rlimits.push_back({RLIMIT_CORE, {0, 0}});
+  plan.rlimits.push_back({RLIMIT_NOFILE, {spec.max_open_files, spec.max_open_files}});
+  if (spec.max_file_bytes > 0) {
+    plan.rlimits.push_back({RLIMIT_FSIZE, {spec.max_file_bytes, spec.max_file_bytes}});
+  }
+  plan.seccomp = spec.seccomp ? &*spec.seccomp : nullptr;
+  std::unique_ptr<void, CapDeleter> caps(cap_init());
+  if (!caps) return ErrnoError("cap_init");
+  plan.empty_caps = caps.get();
+
+  auto cg = cgroups.Create(spec.id, spec.limits);
+  if (!cg.ok()) return WithContext(std::move(cg).error(), "sandbox " + spec.id);
+  sb->cgroup_ = std::move(*cg);
+
+  int sync[2], err[2], ctl[2];
+  if (::pipe2(sync, O_CLOEXEC) < 0) return ErrnoError("pipe2");
+  UniqueFd sync_r(sync[0]), sync_w(sync[1]);
+  if (::pipe2(err, O_CLOEXEC | O_DIRECT) < 0) return ErrnoError("pipe2");
+  UniqueFd err_r(err[0]), err_w(err[1]);
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) {
+    return ErrnoError("socketpair");
+  }
+  UniqueFd ctl_parent(ctl[0]), ctl_child(ctl[1]);
+  int sndbuf = 512 * 1024;
+  if (::setsockopt(ctl[0], SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0) {
+    ::setsockopt(ctl[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  }
+  plan.sync_fd = sync_r.get();
+  plan.err_fd = err_w.get();
+  plan.ctl_fd = ctl_child.get();
+
+  const bool new_net = !spec.allow_host_network;
+  int pidfd = -1;
+  struct clone_args args;
+  std::memset(&args, 0, sizeof args);
+  args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
+               CLONE_NEWCGROUP | CLONE_PIDFD | (new_net ? CLONE_NEWNET : 0);
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  bool into_cgroup = sb->cgroup_->unified_dirfd() >= 0;
+  if (into_cgroup) {
+    // The child starts inside its cgroup; it is never counted anywhere else.
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(sb->cgroup_->unified_dirfd());
+  }
+  long pid = sys::Clone3(&args);
+  if (pid == 0) internal::ChildMain(plan);
+  if (pid < 0) return ErrnoError("clone3 (namespaces: user pid mount ipc uts cgroup net)");
+  sb->init_pid_ = static_cast<pid_t>(pid);
+  sb->pidfd_.reset(pidfd);
+  sb->alive_ = true;
+  sync_r.reset();
+  err_w.reset();
+  ctl_child.reset();
+
+  // Until the go byte is written the child waits; on any error here it is killed and reaped.
+  auto prepare = [&]() -> Status {
+    std::string map = FormatIdMap(0, spec.host_id_base, kIdRange);
+    SBX_TRY(WriteFile(fmt::format("/proc/{}/uid_map", pid), map));
+    SBX_TRY(WriteFile(fmt::format("/proc/{}/gid_map", pid), map));
+    SBX_TRY(sb->cgroup_->AttachV1(sb->init_pid_));
+    if (new_net) SBX_TRY(BringUpLoopback(sb->init_pid_));
+    return Ok();
+  };
+  if (Status st = prepare(); !st.ok()) {
+    sb->KillAll();
+    return WithContext(std::move(st).error(), "sandbox " + spec.id);
+  }
+  char go = 'g';
+  if (::write(sync_w.get(), &go, 1) != 1) {
+    sb->KillAll();
+    return ErrnoError("start sandbox {}", spec.id);
+  }
+  sync_w.reset();
+
+  // Wait for READY (or a setup error, or the child's death).
+  for (;;) {
+    struct pollfd p[3] = {{ctl_parent.get(), POLLIN, 0},
+                          {err_r.get(), POLLIN, 0},
+                          {sb->pidfd_.get(), POLLIN, 0}};
+    int n = ::poll(p, 3, 30'000);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      sb->KillAll();
+      return MakeError(ErrorCode::kInternal, "sandbox {}: init did not become ready in 30 s",
+                       spec.id);
+    }
+    if (p[1].revents & POLLIN) {
+      WireError w;
+      ssize_t r = ::read(err_r.get(), &w, sizeof w);
+      if (r == static_cast<ssize_t>(sizeof w)) {
+        sb->setup_error_ = ToSetupError(w);
+        sb->KillAll();
+        break;
+      }
+    }
+    if (p[0].revents & POLLIN) {
+      InitMsg m;
+      ssize_t r = ::recv(ctl_parent.get(), &m, sizeof m, 0);
+      if (r == static_cast<ssize_t>(sizeof m) && m.type == InitMsg::kReady) break;
+    }
+    if (p[2].revents & POLLIN) {
+      // Died without a word (killed): report it as a setup failure.
+      siginfo_t si;
+      std::memset(&si, 0, sizeof si);
+      ::waitid(P_PIDFD, static_cast<id_t>(sb->pidfd_.get()), &si, WEXITED);
+      sb->reaped_ = true;
+      sb->alive_ = false;
+      sb->setup_error_ = SetupError{"init", 0,
+                                    fmt::format("the sandbox's init ended during setup "
+                                                "(code {}, status {})",
+                                                si.si_code, si.si_status)};
+      break;
+    }
+  }
+  sb->ctl_ = std::move(ctl_parent);
+  sb->cancel_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+
+  IsolationReport& iso = sb->isolation_;
+  iso.namespaces = {"user", "pid", "mount", "ipc", "uts", "cgroup"};
+  if (new_net) iso.namespaces.push_back("network");
+  iso.network = new_net ? "none" : "host";
+  iso.cgroup_version = sb->cgroup_->version();
+  iso.cgroup_controllers = sb->cgroup_->controllers();
+  iso.seccomp_profile = spec.seccomp ? spec.seccomp->profile_name : "unconfined";
+  iso.user = fmt::format("{}:{} (host {}:{})", spec.uid, spec.gid, spec.host_id_base + spec.uid,
+                         spec.host_id_base + spec.gid);
+  return sb;
+}
+
+void Sandbox::KillAll() {
+  if (cgroup_) (void)cgroup_->Kill();
+  if (pidfd_ && !reaped_) sys::PidfdSendSignal(pidfd_.get(), SIGKILL);
+  if (pidfd_ && !reaped_) {
+    siginfo_t si;
+    std::memset(&si, 0, sizeof si);
+    while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &si, WEXITED) < 0 &&
+           errno == EINTR) {
+    }
+    reaped_ = true;
+  }
+  alive_ = false;
+}
+
+void Sandbox::Cancel() {
+  cancelled_ = true;
+  if (cancel_fd_) {
+    uint64_t one = 1;
+    ssize_t r = ::write(cancel_fd_.get(), &one, sizeof one);
+    (void)r;
+  }
+}
+
+Status Sandbox::Destroy() {
+  if (pidfd_ && !reaped_) {
+    // Closing the control socket makes init exit; the kernel then kills every process left in
+    // the pid namespace. KillAll() covers an init that does not go quietly.
+    ctl_.reset();
+    KillAll();
+  }
+  alive_ = false;
+  if (cgroup_) {
+    Status st = cgroup_->Destroy();
+    cgroup_.reset();
+    return st;
+  }
+  return Ok();
+}
+
+Sandbox::~Sandbox() { (void)Destroy(); }
+
+namespace {
+
+std::vector<std::string> WithDefaultEnv(const ProcessSpec& p, uid_t uid,
+                                        const std::string& hostname) {
+  std::vector<std::string> env = p.env;
+  auto has = [&](const char* key) {
+    size_t n = std::strlen(key);
+    for (const auto& e : env) {
+      if (e.compare(0, n, key) == 0 && e.size() > n && e[n] == '=') return true;
+    }
+    return false;
+  };
+  if (!has("PATH")) env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  if (!has("HOME")) env.push_back(uid == 0 ? "HOME=/root" : "HOME=/tmp");
+  if (!has("HOSTNAME")) env.push_back("HOSTNAME=" + hostname);
+  return env;
+}
+
+}  // namespace
+
+Result<ProcessResult> Sandbox::Run(const ProcessSpec& process, const OutputSink& sink) {
+  ProcessResult res;
+  res.isolation = isolation_;
+  if (setup_error_) {
+    res.reason = EndReason::kSetupFailed;
+    res.error = setup_error_;
+    return res;
+  }
+  if (!alive_) {
+    return MakeError(ErrorCode::kFailedPrecondition, "sandbox {} is no longer running", id_);
+  }
+  if (process.argv.empty() || process.argv[0].empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "argv must name a command");
+  }
+  auto cwd = NormalizeSandboxPath(process.cwd.empty() ? "/" : process.cwd);
+  if (!cwd.ok()) return std::move(cwd).error();
+
+  // Serialize the request: header, argv, env, cwd.
+  std::vector<std::string> env = WithDefaultEnv(process, uid_, hostname_);
+  std::string body;
+  size_t strings = process.argv.size() + env.size();
+  for (const auto& a : process.argv) {
+    if (a.find('\0') != std::string::npos) {
+      return MakeError(ErrorCode::kInvalidArgument, "argv contains a NUL byte");
+    }
+    body.append(a).push_back('\0');
+  }
+  for (const auto& e : env) {
+    if (e.find('\0') != std::string::npos || e.find('=') == std::string::npos) {
+      return MakeError(ErrorCode::kInvalidArgument, "env entry '{}' is not KEY=VALUE", e);
+    }
+    body.append(e).push_back('\0');
+  }
+  body.append(*cwd).push_back('\0');
+  if (body.size() > internal::kMaxSpawnBytes || strings > internal::kMaxSpawnStrings) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "argv and env are too large ({} bytes in {} strings; at most {} bytes)",
+                     body.size(), strings, internal::kMaxSpawnBytes);
+  }
+  internal::SpawnHeader h{internal::kSpawnMagic, static_cast<uint32_t>(process.argv.size()),
+                          static_cast<uint32_t>(env.size()), static_cast<uint32_t>(body.size())};
+  std::string msgbuf(reinterpret_cast<const char*>(&h), sizeof h);
+  msgbuf += body;
+
+  int out[2], errp[2], xp[2];
+  if (::pipe2(out, O_CLOEXEC) < 0) return ErrnoError("pipe2");
+  UniqueFd out_r(out[0]), out_w(out[1]);
+  if (::pipe2(errp, O_CLOEXEC) < 0) return ErrnoError("pipe2");
+  UniqueFd err_r(errp[0]), err_w(errp[1]);
+  if (::pipe2(xp, O_CLOEXEC | O_DIRECT) < 0) return ErrnoError("pipe2");
+  UniqueFd x_r(xp[0]), x_w(xp[1]);
+  UniqueFd devnull;
+  int in_fd = process.stdin_fd;
+  if (in_fd < 0) {
+    devnull.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!devnull) return ErrnoError("open /dev/null");
+    in_fd = devnull.get();
+  }
+
+  auto usage0 = cgroup_->ReadUsage();
+  uint64_t cpu0 = usage0.ok() ? usage0->cpu_usec : 0;
+  uint64_t oom0 = usage0.ok() ? usage0->oom_kills : 0;
+  auto start = std::chrono::steady_clock::now();
+
+  {
+    int fds[4] = {in_fd, out_w.get(), err_w.get(), x_w.get()};
+    struct iovec iov = {msgbuf.data(), msgbuf.size()};
+    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof fds)];
+    std::memset(cbuf, 0, sizeof cbuf);
+    struct msghdr msg;
+    std::memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fds);
+    std::memcpy(CMSG_DATA(c), fds, sizeof fds);
+    ssize_t r;
+    do {
+      r = ::sendmsg(ctl_.get(), &msg, MSG_NOSIGNAL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) return ErrnoError("send the spawn request to sandbox {}", id_);
+  }
+  out_w.reset();
+  err_w.reset();
+  x_w.reset();
+  devnull.reset();
+
+  UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
+  if (!ep) return ErrnoError("epoll_create1");
+  UniqueFd timer;
+  if (process.timeout_ms > 0) {
+    timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (!timer) return ErrnoError("timerfd_create");
+    struct itimerspec its;
+    std::memset(&its, 0, sizeof its);
+    its.it_value.tv_sec = static_cast<time_t>(process.timeout_ms / 1000);
+    its.it_value.tv_nsec = static_cast<long>((process.timeout_ms % 1000) * 1'000'000);
+    if (::timerfd_settime(timer.get(), 0, &its, nullptr) < 0) return ErrnoError("timerfd_settime");
+  }
+  enum Tag : uint64_t { kOut = 1, kErr, kExecErr, kCtl, kPidfd, kTimer, kCancel };
+  auto add = [&](int fd, Tag tag) -> Status {
+    struct epoll_event ev;
+    std::memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return ErrnoError("epoll_ctl");
+    return Ok();
+  };
+  SBX_TRY(add(out_r.get(), kOut));
+  SBX_TRY(add(err_r.get(), kErr));
+  SBX_TRY(add(x_r.get(), kExecErr));
+  SBX_TRY(add(ctl_.get(), kCtl));
+  SBX_TRY(add(pidfd_.get(), kPidfd));
+  if (timer) SBX_TRY(add(timer.get(), kTimer));
+  if (cancel_fd_) SBX_TRY(add(cancel_fd_.get(), kCancel));
+
+  uint64_t captured = 0;
+  auto deliver = [&](int stream, const char* data, size_t n) {
+    (stream == 1 ? res.stdout_bytes : res.stderr_bytes) += n;
+    size_t room = captured < process.output_limit_bytes
+                      ? static_cast<size_t>(process.output_limit_bytes - captured)
+                      : 0;
+    size_t take = n < room ? n : room;
+    if (take < n) res.output_truncated = true;
+    captured += take;
+    if (take > 0 && sink) sink(stream, std::string_view(data, take));
+  };
+  // Reads what is in the pipe now; returns false at EOF.
+  char buf[65536];
+  auto pump = [&](UniqueFd& fd, int stream) -> bool {
+    ssize_t n;
+    do {
+      n = ::read(fd.get(), buf, sizeof buf);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      deliver(stream, buf, static_cast<size_t>(n));
+      return true;
+    }
+    if (n < 0 && errno == EAGAIN) return true;
+    ::epoll_ctl(ep.get(), EPOLL_CTL_DEL, fd.get(), nullptr);
+    fd.reset();
+    return false;
+  };
+
+  std::optional<SetupError> exec_error;
+  std::optional<int> wait_status;
+  std::optional<InitMsg> exit_msg;
+  bool timed_out = false, cancelled = false, oom_first = false, init_died = false;
+  pid_t child_pid = -1;
+  auto oom_now = [&] {
+    auto u = cgroup_->ReadUsage();
+    return u.ok() && u->oom_kills > oom0;
+  };
+
+  while (!wait_status) {
+    struct epoll_event evs[8];
+    int n = ::epoll_wait(ep.get(), evs, 8, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("epoll_wait");
+    }
+    for (int i = 0; i < n; ++i) {
+      switch (evs[i].data.u64) {
+        case kOut: pump(out_r, 1); break;
+        case kErr: pump(err_r, 2); break;
+        case kExecErr: {
+          WireError w;
+          ssize_t r = ::read(x_r.get(), &w, sizeof w);
+          if (r == static_cast<ssize_t>(sizeof w)) exec_error = ToSetupError(w);
+          ::epoll_ctl(ep.get(), EPOLL_CTL_DEL, x_r.get(), nullptr);
+          x_r.reset();
+          break;
+        }
+        case kCtl: {
+          InitMsg m;
+          ssize_t r = ::recv(ctl_.get(), &m, sizeof m, MSG_DONTWAIT);
+          if (r != static_cast<ssize_t>(sizeof m)) {
+            if (r == 0) ::epoll_ctl(ep.get(), EPOLL_CTL_DEL, ctl_.get(), nullptr);
+            break;
+          }
+          if (m.type == InitMsg::kStarted) child_pid = m.pid;
+          if (m.type == InitMsg::kSpawnFailed) {
+            exec_error = SetupError{"fork", m.status,
+                                    fmt::format("the sandbox's init could not start the process: "
+                                                "{}",
+                                                std::strerror(m.status))};
+            wait_status = 127 << 8;
+          }
+          if (m.type == InitMsg::kExited && m.pid == child_pid) {
+            exit_msg = m;
+            wait_status = m.status;
+          }
+          break;
+        }
+        case kPidfd:
+          // The init died: the kernel has killed everything in the pid namespace.
+          init_died = true;
+          KillAll();
+          if (!wait_status) wait_status = SIGKILL;  // as if killed by SIGKILL
+          break;
+        case kTimer:
+          timed_out = true;
+          oom_first = oom_now();
+          KillAll();
+          break;
+        case kCancel:
+          cancelled = true;
+          KillAll();
+          break;
+      }
+    }
+  }
+  res.wall_ms = ElapsedMs(start);
+
+  // Every byte the process wrote before it exited is in the pipes now: drain what is there
+  // without waiting for writers that outlive it (a background process of a later step).
+  for (UniqueFd* fd : {&out_r, &err_r}) {
+    if (!*fd) continue;
+    ::fcntl(fd->get(), F_SETFL, O_NONBLOCK);
+    int stream = fd == &out_r ? 1 : 2;
+    for (;;) {
+      ssize_t r = ::read(fd->get(), buf, sizeof buf);
+      if (r > 0) {
+        deliver(stream, buf, static_cast<size_t>(r));
+        continue;
+      }
+      if (r < 0 && errno == EINTR) continue;
+      break;
+    }
+  }
+  if (x_r) {
+    WireError w;
+    if (::read(x_r.get(), &w, sizeof w) == static_cast<ssize_t>(sizeof w)) {
+      exec_error = ToSetupError(w);
+    }
+  }
+
+  auto usage = cgroup_->ReadUsage();
+  bool oom = usage.ok() && usage->oom_kills > oom0;
+  if (usage.ok()) {
+    res.cpu_ms = (usage->cpu_usec - std::min(cpu0, usage->cpu_usec)) / 1000;
+    res.memory_peak_bytes = usage->memory_peak_bytes;
+  }
+  if (exit_msg) {
+    uint64_t ru_ms = static_cast<uint64_t>(exit_msg->utime_us + exit_msg->stime_us) / 1000;
+    if (!usage.ok()) res.cpu_ms = ru_ms;
+    res.memory_peak_bytes =
+        std::max<uint64_t>(res.memory_peak_bytes, static_cast<uint64_t>(exit_msg->maxrss_kb) * 1024);
+  }
+
+  int st = *wait_status;
+  if (exec_error) {
+    res.reason = EndReason::kSetupFailed;
+    res.error = exec_error;
+    res.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 127;
+  } else if (cancelled || cancelled_) {
+    res.reason = EndReason::kCancelled;
+    res.signal = SIGKILL;
+  } else if (timed_out && !oom_first) {
+    res.reason = EndReason::kTimedOut;
+    res.signal = SIGKILL;
+  } else if (oom && (timed_out || init_died || (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL))) {
+    res.reason = EndReason::kOomKilled;
+    res.signal = SIGKILL;
+  } else if (WIFSIGNALED(st) || init_died) {
+    res.reason = EndReason::kSignaled;
+    res.signal = init_died && !WIFSIGNALED(st) ? SIGKILL : WTERMSIG(st);
+  } else {
+    res.reason = EndReason::kExited;
+    res.exit_code = WEXITSTATUS(st);
+  }
+  return res;
+}
+
+}  // namespace sbx::isolate

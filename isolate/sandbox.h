@@ -1,0 +1,80 @@
+// A sandbox: its namespaces, cgroup, root filesystem and limits, held by a minimal init (pid 1
+// inside) into which processes are started one after another (a multi-step run) or side by side.
+//
+// Requires root on the host (user namespaces, cgroups, mounts). Create() must be called from a
+// thread that outlives the sandbox: its init is killed when that thread exits
+// (PR_SET_PDEATHSIG), and when the daemon dies its sandboxes die with it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "cgroup/cgroup.h"
+#include "isolate/spec.h"
+
+namespace sbx::isolate {
+
+struct EngineOptions {
+  // Host directory used as the mount point while a sandbox's root is built (in the sandbox's own
+  // mount namespace; the host never sees the mounts). Created when missing.
+  std::string stage_dir = "/run/sandboxd/root";
+};
+
+class Sandbox {
+ public:
+  // stream is 1 (stdout) or 2 (stderr). Called on the thread that called Run().
+  using OutputSink = std::function<void(int stream, std::string_view data)>;
+
+  // Builds the sandbox and waits until its init is ready. An Error means the sandbox could not
+  // be started at all (bad spec, cgroup or clone failure); a failure inside the child's setup is
+  // not an Error: the sandbox is returned with setup_error() set and every Run() reports
+  // `setup_failed` with it.
+  static Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec, cgroup::Driver& cgroups,
+                                                 const EngineOptions& options = {});
+  ~Sandbox();  // kills everything left and removes the cgroup
+
+  // Starts `process`, streams its output to `sink`, and waits until it ends, the timeout fires,
+  // or Cancel() is called. A timeout or cancellation kills the whole sandbox.
+  Result<ProcessResult> Run(const ProcessSpec& process, const OutputSink& sink);
+
+  // Thread-safe: kills every process of the sandbox; a Run() in progress returns `cancelled`.
+  void Cancel();
+  // Kills everything and removes the cgroup. Idempotent.
+  Status Destroy();
+
+  const std::optional<SetupError>& setup_error() const { return setup_error_; }
+  const IsolationReport& isolation() const { return isolation_; }
+  pid_t init_pid() const { return init_pid_; }
+  const std::string& id() const { return id_; }
+  bool alive() const { return alive_; }
+
+ private:
+  Sandbox() = default;
+  void KillAll();
+
+  std::string id_;
+  std::string hostname_;
+  uid_t uid_ = 0;
+  std::unique_ptr<cgroup::Cgroup> cgroup_;
+  UniqueFd pidfd_;
+  UniqueFd ctl_;
+  UniqueFd cancel_fd_;  // eventfd written by Cancel()
+  pid_t init_pid_ = -1;
+  bool alive_ = false;
+  bool reaped_ = false;
+  std::atomic<bool> cancelled_{false};
+  std::optional<SetupError> setup_error_;
+  IsolationReport isolation_;
+};
+
+// Formats one line of /proc/PID/uid_map: "INSIDE HOST COUNT\n".
+std::string FormatIdMap(unsigned inside, unsigned host, unsigned count);
+
+}  // namespace sbx::isolate
