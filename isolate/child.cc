@@ -494,6 +494,7 @@ void ReapChildren(int ctl) {
   // 1. Die with the parent (thread). The parent holds the sync pipe's write end until it has
   // written the id maps, so a parent that dies before this prctl is seen as EOF just below.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) Fail(err, "prctl(PR_SET_PDEATHSIG)", "", errno);
+  ::prctl(PR_SET_NAME, "sbx-init", 0, 0, 0);
 
   // 2. Wait for the parent: uid/gid maps, v1 cgroups, loopback.
   char go = 0;

@@ -1,0 +1,43 @@
+# sandboxd: the two commands of the README.
+#   make run    installs what is missing, builds, and runs the main job
+#   make test   the same, then the whole suite (ctest), plus the suite built with ASan+UBSan
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all deps test-deps build build-asan run test test-asan bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh build
+
+test-deps:
+	@scripts/install-deps.sh test
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSBX_SANITIZE=ON $(CMAKE_ARGS)
+
+build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+run: build
+	@scripts/demo.sh $(BUILD)/supervisor/sandboxd
+
+test: test-deps build build-asan
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) --timeout 300
+
+bench: test-deps build
+	bench/startup.sh $(BUILD)/supervisor/sandboxd
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages sandboxd needs to build, test and benchmark, where missing.
+# Idempotent; needs root (apt-get). Usage: scripts/install-deps.sh [build|test]
+set -euo pipefail
+
+build_pkgs=(
+  build-essential cmake pkg-config
+  libseccomp-dev libcap-dev libnl-3-dev libnl-route-3-dev
+  libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev
+)
+test_pkgs=(bubblewrap hyperfine busybox-static)
+
+want=("${build_pkgs[@]}")
+if [ "${1:-build}" = test ]; then want+=("${test_pkgs[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root to install them" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,336 @@
+// Each isolation property, proven by a hostile program inside a real sandbox that attempts the
+// forbidden thing and must fail.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <fstream>
+
+#include "base/fs.h"
+#include "integration/sandbox_harness.h"
+
+namespace sbx::testing {
+namespace {
+
+using isolate::EndReason;
+
+class IsolationTest : public SandboxTest {};
+
+TEST_F(IsolationTest, RunsAndReportsExitCode) {
+  auto o = Run(DefaultSpec(), {"/bin/sh", "-c", "echo out; echo err >&2; exit 7"});
+  EXPECT_EQ(o.result.reason, EndReason::kExited);
+  EXPECT_EQ(o.result.exit_code, 7);
+  EXPECT_EQ(o.out, "out\n");
+  EXPECT_EQ(o.err, "err\n");
+  EXPECT_EQ(o.result.stdout_bytes, 4u);
+  EXPECT_EQ(o.result.stderr_bytes, 4u);
+  EXPECT_FALSE(o.result.output_truncated);
+  EXPECT_EQ(o.result.isolation.seccomp_profile, "default");
+  EXPECT_EQ(o.result.isolation.network, "none");
+}
+
+TEST_F(IsolationTest, ReportsSignals) {
+  auto o = Run(DefaultSpec(), {Hostile(), "raise", "15"});
+  EXPECT_EQ(o.result.reason, EndReason::kSignaled);
+  EXPECT_EQ(o.result.signal, SIGTERM);
+  EXPECT_EQ(o.result.ShellExitCode(), 128 + SIGTERM);
+}
+
+TEST_F(IsolationTest, MissingCommandIsSetupFailedWithStageAndErrno) {
+  auto o = Run(DefaultSpec(), {"/no/such/program"});
+  EXPECT_EQ(o.result.reason, EndReason::kSetupFailed);
+  ASSERT_TRUE(o.result.error.has_value());
+  EXPECT_EQ(o.result.error->stage, "execve");
+  EXPECT_EQ(o.result.error->sys_errno, ENOENT);
+  EXPECT_NE(o.result.error->message.find("not found"), std::string::npos);
+}
+
+TEST_F(IsolationTest, BadBindSourceIsAClearError) {
+  auto spec = DefaultSpec();
+  spec.binds.push_back({"/definitely/not/here", "/x", false});
+  auto sb = isolate::Sandbox::Create(spec, *driver_);
+  ASSERT_FALSE(sb.ok());
+  EXPECT_NE(sb.error().ToString().find("/definitely/not/here"), std::string::npos);
+}
+
+TEST_F(IsolationTest, PidOneIsInitAndOnlyOwnProcessesAreVisible) {
+  auto o = Run(DefaultSpec(), {"/bin/sh", "-c", "cat /proc/1/comm; echo $$; ls /proc | grep -c '^[0-9]'"});
+  EXPECT_EQ(o.result.exit_code, 0) << o.err;
+  std::istringstream in(o.out);
+  std::string comm, self, count;
+  in >> comm >> self >> count;
+  EXPECT_EQ(comm, "sbx-init");
+  EXPECT_EQ(self, "2");
+  // init, sh, ls, grep at most.
+  EXPECT_LE(std::stoi(count), 4);
+}
+
+TEST_F(IsolationTest, OwnHostname) {
+  auto spec = DefaultSpec();
+  spec.hostname = "box-under-test";
+  auto o = Run(spec, {"/bin/hostname"});
+  EXPECT_EQ(o.out, "box-under-test\n");
+}
+
+TEST_F(IsolationTest, ProcStatusShowsNoCapsNoNewPrivsSeccomp) {
+  auto o = Run(DefaultSpec(), {"/bin/grep", "-E", "^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):",
+                               "/proc/self/status"});
+  EXPECT_NE(o.out.find("CapEff:\t0000000000000000"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("CapBnd:\t0000000000000000"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("CapAmb:\t0000000000000000"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("NoNewPrivs:\t1"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("Seccomp:\t2"), std::string::npos) << o.out;
+}
+
+TEST_F(IsolationTest, RunsAsUnprivilegedUserByDefault) {
+  auto o = Run(DefaultSpec(), {"/bin/sh", "-c", "id -u; id -g; cat /proc/self/uid_map"});
+  EXPECT_EQ(o.out.substr(0, 10), "1000\n1000\n");
+  EXPECT_NE(o.out.find("100000"), std::string::npos) << o.out;  // mapped, never host root
+}
+
+TEST_F(IsolationTest, RootInsideIsNotHostRoot) {
+  // A host file only host root may read, bound in: root inside still cannot read it.
+  char dir[] = "/tmp/sbx-secret-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::string secret = std::string(dir) + "/secret";
+  { std::ofstream(secret) << "top secret\n"; }
+  ASSERT_EQ(::chmod(secret.c_str(), 0600), 0);
+  auto spec = DefaultSpec();
+  spec.uid = 0;
+  spec.gid = 0;
+  spec.binds.push_back({dir, "/host", true});
+  auto o = Run(spec, {"/bin/sh", "-c",
+                      "id -u; " + Hostile() + " read /host/secret; " + Hostile() +
+                          " write /host/planted"});
+  EXPECT_EQ(o.out.substr(0, 2), "0\n");
+  EXPECT_NE(o.out.find("DENIED errno=13"), std::string::npos) << o.out;
+  struct stat st;
+  EXPECT_NE(::stat((std::string(dir) + "/planted").c_str(), &st), 0);
+  ::unlink(secret.c_str());
+  ::rmdir(dir);
+}
+
+TEST_F(IsolationTest, HostLoopbackIsUnreachable) {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(s, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  ASSERT_EQ(::listen(s, 4), 0);
+  socklen_t len = sizeof sin;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&sin), &len);
+  std::string port = std::to_string(ntohs(sin.sin_port));
+  auto o = Run(DefaultSpec(), {Hostile(), "connect", port});
+  EXPECT_EQ(o.result.exit_code, 1) << o.out;
+  EXPECT_NE(o.out.find("DENIED"), std::string::npos);
+  // The loopback inside is up (brought up through netlink) and is the only interface.
+  auto lo = Run(DefaultSpec(), {Hostile(), "loopback"});
+  EXPECT_EQ(lo.result.exit_code, 0) << lo.out;
+  auto devs = Run(DefaultSpec(), {"/bin/sh", "-c", "grep -c ':' /proc/net/dev"});
+  EXPECT_EQ(devs.out, "1\n") << "only lo in the namespace";
+  ::close(s);
+}
+
+TEST_F(IsolationTest, HostFilesOutsideBindsAreInvisible) {
+  for (const char* path : {"/etc/shadow", "/root", "/home", "/var/log", "/run", "/boot"}) {
+    auto o = Run(DefaultSpec(), {Hostile(), "read", path});
+    EXPECT_EQ(o.result.exit_code, 1) << path << ": " << o.out;
+  }
+  // The synthesized /etc has no shadow file at all.
+  auto o = Run(DefaultSpec(), {"/bin/ls", "/etc"});
+  EXPECT_EQ(o.out.find("shadow"), std::string::npos) << o.out;
+}
+
+TEST_F(IsolationTest, RootAndSystemDirsAreReadOnly) {
+  for (const char* path : {"/evil", "/usr/evil", "/etc/passwd", "/bin/evil", "/dev/evil"}) {
+    auto o = Run(DefaultSpec(), {Hostile(), "write", path});
+    EXPECT_EQ(o.result.exit_code, 1) << path << ": " << o.out;
+  }
+  auto o = Run(DefaultSpec(), {Hostile(), "write", "/tmp/fine"});
+  EXPECT_EQ(o.result.exit_code, 0) << o.out;
+}
+
+TEST_F(IsolationTest, ForbiddenSyscallsAreDenied) {
+  for (const char* action : {"mount", "unshare", "unshare-ns", "ptrace", "setns"}) {
+    auto o = Run(DefaultSpec(), {Hostile(), action});
+    EXPECT_EQ(o.result.exit_code, 1) << action << ": " << o.out;
+    EXPECT_NE(o.out.find("errno=1 "), std::string::npos) << action << ": " << o.out;
+  }
+  auto o = Run(DefaultSpec(), {Hostile(), "clone3"});
+  EXPECT_NE(o.out.find("errno=38"), std::string::npos) << o.out;  // ENOSYS: libc falls back
+}
+
+TEST_F(IsolationTest, UnconfinedStillHasNoCapabilities) {
+  // Without seccomp, mount still fails: no capabilities and no_new_privs.
+  auto spec = DefaultSpec();
+  spec.seccomp.reset();
+  auto o = Run(spec, {Hostile(), "mount"});
+  EXPECT_EQ(o.result.exit_code, 1) << o.out;
+  EXPECT_EQ(o.result.isolation.seccomp_profile, "unconfined");
+}
+
+TEST_F(IsolationTest, SetuidBinaryGainsNothing) {
+  char dir[] = "/tmp/sbx-suid-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  ASSERT_EQ(::chmod(dir, 0755), 0);
+  std::string copy = std::string(dir) + "/hostile";
+  {
+    std::ifstream in(std::string(SBX_TESTCASES_DIR) + "/hostile", std::ios::binary);
+    std::ofstream out(copy, std::ios::binary);
+    out << in.rdbuf();
+  }
+  ASSERT_EQ(::chown(copy.c_str(), 0, 0), 0);
+  ASSERT_EQ(::chmod(copy.c_str(), 04755), 0);
+  auto spec = DefaultSpec();
+  spec.binds.push_back({dir, "/suid", false});
+  auto o = Run(spec, {"/suid/hostile", "caps"});
+  EXPECT_EQ(o.result.exit_code, 1) << o.out;
+  EXPECT_NE(o.out.find("capeff=0"), std::string::npos) << o.out;
+  EXPECT_EQ(o.out.find("euid=0"), std::string::npos) << o.out;
+  ::unlink(copy.c_str());
+  ::rmdir(dir);
+}
+
+TEST_F(IsolationTest, SupervisorFdsDoNotLeak) {
+  // An fd opened without O_CLOEXEC in the supervisor must not reach the sandbox.
+  int leak = ::open("/etc/hostname", O_RDONLY);
+  ASSERT_GE(leak, 0);
+  auto o = Run(DefaultSpec(), {Hostile(), "fds"});
+  EXPECT_EQ(o.result.exit_code, 1) << o.out;
+  EXPECT_NE(o.out.find("extra=0"), std::string::npos) << o.out;
+  ::close(leak);
+}
+
+TEST_F(IsolationTest, ForkBombIsContainedByPidsLimit) {
+  auto spec = DefaultSpec();
+  spec.limits.pids = 32;
+  auto o = Run(spec, {Hostile(), "forkbomb"}, 20'000);
+  EXPECT_NE(o.out.find("errno=11"), std::string::npos) << o.out;  // EAGAIN from fork
+  int forked = 0;
+  std::sscanf(o.out.c_str(), "forked=%d", &forked);
+  EXPECT_GT(forked, 0);
+  EXPECT_LT(forked, 32);
+  // The host is fine: we can still fork.
+  pid_t p = ::fork();
+  if (p == 0) ::_exit(0);
+  ASSERT_GT(p, 0);
+  int status;
+  ASSERT_EQ(::waitpid(p, &status, 0), p);
+}
+
+TEST_F(IsolationTest, MemoryLimitEndsInOomKilled) {
+  auto spec = DefaultSpec();
+  spec.limits.memory_bytes = 64ull << 20;
+  auto o = Run(spec, {Hostile(), "alloc", "512"});
+  EXPECT_EQ(o.result.reason, EndReason::kOomKilled) << o.out << o.err;
+  EXPECT_EQ(o.result.signal, SIGKILL);
+  EXPECT_LE(o.result.memory_peak_bytes, 80ull << 20);
+  EXPECT_GT(o.result.memory_peak_bytes, 32ull << 20);
+}
+
+TEST_F(IsolationTest, CpuQuotaHalvesCpuTime) {
+  auto spec = DefaultSpec();
+  spec.limits.cpus = 0.5;
+  auto o = Run(spec, {Hostile(), "spin", "2"});
+  ASSERT_EQ(o.result.reason, EndReason::kExited);
+  double ratio = static_cast<double>(o.result.cpu_ms) / static_cast<double>(o.result.wall_ms);
+  EXPECT_GT(ratio, 0.3) << o.result.cpu_ms << " / " << o.result.wall_ms;
+  EXPECT_LT(ratio, 0.65) << o.result.cpu_ms << " / " << o.result.wall_ms;
+}
+
+bool ProcessNamed(const std::string& name) {
+  DIR* d = ::opendir("/proc");
+  bool found = false;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    auto comm = ReadFile(std::string("/proc/") + e->d_name + "/comm");
+    if (comm.ok() && *comm == name + "\n") found = true;
+  }
+  ::closedir(d);
+  return found;
+}
+
+TEST_F(IsolationTest, TimeoutKillsDoubleForkedSetsidDaemons) {
+  std::string name = fmt::format("sbxd{}", ::getpid() % 100000);
+  auto sb = Create(DefaultSpec());
+  ASSERT_TRUE(sb);
+  auto o = RunIn(*sb, {Hostile(), "daemon", name}, 1000);
+  EXPECT_EQ(o.result.reason, EndReason::kTimedOut);
+  EXPECT_EQ(o.result.signal, SIGKILL);
+  EXPECT_GE(o.result.wall_ms, 1000u);
+  EXPECT_LT(o.result.wall_ms, 5000u);
+  EXPECT_FALSE(ProcessNamed(name)) << "the daemon survived the timeout";
+  ASSERT_TRUE(sb->Destroy().ok());
+}
+
+TEST_F(IsolationTest, CancelKillsTheTree) {
+  auto sb = Create(DefaultSpec());
+  ASSERT_TRUE(sb);
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let it start; not a sync
+    sb->Cancel();
+  });
+  auto o = RunIn(*sb, {"/bin/sleep", "100"}, 0);
+  canceller.join();
+  EXPECT_EQ(o.result.reason, EndReason::kCancelled);
+  EXPECT_LT(o.result.wall_ms, 5000u);
+}
+
+TEST_F(IsolationTest, OutputBeyondTheLimitIsTruncatedAndFlagged) {
+  auto sb = Create(DefaultSpec());
+  ASSERT_TRUE(sb);
+  isolate::ProcessSpec p;
+  p.argv = {Hostile(), "print", "1000000"};
+  p.output_limit_bytes = 1000;
+  std::string out;
+  auto r = sb->Run(p, [&](int, std::string_view d) { out += d; });
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->reason, EndReason::kExited);
+  EXPECT_EQ(out.size(), 1000u);
+  EXPECT_EQ(r->stdout_bytes, 1000000u);
+  EXPECT_TRUE(r->output_truncated);
+}
+
+TEST_F(IsolationTest, StepsShareTheSandboxFilesystem) {
+  auto sb = Create(DefaultSpec());
+  ASSERT_TRUE(sb);
+  auto a = RunIn(*sb, {"/bin/sh", "-c", "echo step-one > /tmp/state"});
+  EXPECT_EQ(a.result.exit_code, 0);
+  auto b = RunIn(*sb, {"/bin/cat", "/tmp/state"});
+  EXPECT_EQ(b.out, "step-one\n");
+  ASSERT_TRUE(sb->Destroy().ok());
+}
+
+TEST_F(IsolationTest, ExtraBindsAndTmpfs) {
+  char dir[] = "/tmp/sbx-bind-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  ASSERT_EQ(::chmod(dir, 0777), 0);
+  auto spec = DefaultSpec();
+  spec.binds.push_back({dir, "/ro", false});
+  spec.binds.push_back({dir, "/rw", true});
+  spec.tmpfs.push_back({"/scratch", 1 << 20, 01777});
+  auto o = Run(spec, {"/bin/sh", "-c",
+                      Hostile() + " write /ro/a; " + Hostile() + " write /rw/b; " + Hostile() +
+                          " write /scratch/c"});
+  EXPECT_NE(o.out.find("DENIED errno=30"), std::string::npos) << o.out;  // EROFS
+  EXPECT_NE(o.out.find("OK /rw/b"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("OK /scratch/c"), std::string::npos) << o.out;
+  struct stat st;
+  EXPECT_EQ(::stat((std::string(dir) + "/b").c_str(), &st), 0);
+  ::unlink((std::string(dir) + "/b").c_str());
+  ::rmdir(dir);
+}
+
+TEST_F(IsolationTest, KillingInitFromInsideIsIgnored) {
+  auto o = Run(DefaultSpec(), {Hostile(), "kill-init"});
+  EXPECT_EQ(o.result.reason, EndReason::kExited);
+}
+
+}  // namespace
+}  // namespace sbx::testing
