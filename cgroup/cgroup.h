@@ -12,11 +12,13 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -34,9 +36,26 @@ struct HostInfo {
   std::vector<std::string> v2_controllers;       // cgroup.controllers at the unified root
 };
 
-// Reads the mount table (text of /proc/self/mounts) and the unified root's cgroup.controllers.
-// `sysfs_root` prefixes paths read from disk (tests point it at a temp dir).
+// Pure: the cgroup mounts in a mount table (text of /proc/self/mounts). Fills unified_mount (the
+// first cgroup2 mount) and v1_mounts (controllers named in each `cgroup` mount's options, e.g.
+// "rw,relatime,cpu,cpuacct"; "name=systemd" and other options are not controllers). Octal escapes
+// in mount points ("\040") are decoded. layout and v2_controllers are left empty.
+HostInfo ParseMountTable(std::string_view mounts_text);
+
+// Pure: the layout of a host whose mounts and v2_controllers are filled in.
+//  - kV2: a cgroup2 mount whose root offers cpu, memory and pids, or a cgroup2 mount and no v1
+//    cpu/cpuacct/memory/pids hierarchy (the v2 driver then says which controller is missing).
+//  - kHybrid: a cgroup2 mount plus v1 hierarchies for (some of) cpu, cpuacct, memory, pids.
+//  - kV1Only: v1 controllers and no cgroup2 mount (unsupported).
+//  - kNone: no cgroup controller at all.
+Layout ClassifyLayout(const HostInfo& host);
+
+// Parses the mount table text, reads <unified mount>/cgroup.controllers and classifies the host.
+// Fails when the unified root's cgroup.controllers cannot be read. The second form prefixes every
+// path it reads from disk with `fs_prefix` (tests point it at a temp dir); the mount points in the
+// returned HostInfo are the ones in the table, unprefixed.
 Result<HostInfo> DetectHost(const std::string& mounts_text);
+Result<HostInfo> DetectHost(const std::string& mounts_text, const std::string& fs_prefix);
 Result<HostInfo> DetectHost();  // from /proc/self/mounts
 
 struct Limits {
@@ -54,7 +73,24 @@ struct PlannedWrite {
   bool optional = false;  // skip silently when the file does not exist (e.g. memory.swap.max)
   bool operator==(const PlannedWrite&) const = default;
 };
-// Pure planners: limits -> the writes the v2 / v1 drivers make. Validates ranges.
+// Pure planners: limits -> the writes the v2 / v1 drivers make, in the order they must be made.
+// Unset limits produce no writes. Fails with kInvalidArgument when
+//  - cpus is not finite or outside [kMinCpus, kMaxCpus] (quota = cpus * kCpuPeriodUsec, at least
+//    1000 µs, the kernel's minimum);
+//  - memory_bytes is below kMinMemoryBytes;
+//  - pids is outside [1, kMaxPids].
+// v2: cpu.max "QUOTA 100000"; memory.max, memory.swap.max "0" (optional), memory.oom.group "1";
+//     pids.max.
+// v1: cpu.cfs_period_us, cpu.cfs_quota_us; memory.limit_in_bytes, memory.memsw.limit_in_bytes
+//     (optional, after limit_in_bytes: the kernel rejects memsw below limit_in_bytes),
+//     memory.swappiness "0" (optional); pids.max.
+// IMPORTANT: on a v1 host without swap accounting (no memory.memsw.* files, kernel booted without
+// swapaccount=1) swap is not limited; swappiness 0 only discourages it.
+inline constexpr uint64_t kCpuPeriodUsec = 100000;
+inline constexpr double kMinCpus = 0.01;
+inline constexpr double kMaxCpus = 4096;
+inline constexpr uint64_t kMinMemoryBytes = 4ull << 20;
+inline constexpr uint64_t kMaxPids = 4194304;  // PID_MAX_LIMIT on 64-bit kernels
 Result<std::vector<PlannedWrite>> PlanV2Writes(const Limits& limits);
 Result<std::vector<PlannedWrite>> PlanV1Writes(const Limits& limits);
 
@@ -74,19 +110,34 @@ class Cgroup {
   // process runs untrusted code.
   virtual Status AttachV1(pid_t pid) = 0;
   virtual Result<Usage> ReadUsage() = 0;
-  // Kills every process in the cgroup: cgroup.kill, falling back to freeze-kill-thaw.
+  // Kills every process in the cgroup and its descendants: cgroup.kill (Linux 5.14), falling back
+  // to freeze-kill-thaw (cgroup.freeze, 5.2), then to SIGKILLing the pids in cgroup.procs until
+  // none is left (bounded). On hybrid it also SIGKILLs anything left in the v1 directories. Does
+  // not wait for cgroup.kill's victims to exit; Destroy() does.
   virtual Status Kill() = 0;
   // Kills what is left, waits (on cgroup.events, bounded) until empty, removes every directory.
-  // Idempotent.
+  // Idempotent; after success the other methods fail (or do nothing). The drivers' cgroups call
+  // it from their destructors when it has not succeeded yet; call it explicitly to see errors.
   virtual Status Destroy() = 0;
   virtual const std::string& name() const = 0;
-  // For the sandbox's isolation report: "v2" / "hybrid", and the controllers limiting it.
+  // For the sandbox's isolation report: "v2" / "hybrid", and the controllers limiting it (those
+  // that enforce a limit given to Create: "cpu", "memory", "pids"; the same names on v1).
   virtual std::string version() const = 0;
   virtual std::vector<std::string> controllers() const = 0;
 };
 
+class CgroupFs;  // cgroup/cgroup_fs.h
+
 struct DriverOptions {
-  std::string parent = "sandboxd";  // relative to each hierarchy root; created when missing
+  // Relative to each hierarchy root; created when missing (its own parent must exist). Path
+  // components may not be empty, "." or "..".
+  std::string parent = "sandboxd";
+  // How long Kill() waits for processes it signals one by one, and Destroy() for the cgroup to
+  // empty, before giving up with an error (the cgroup is then left in place; call Destroy again).
+  std::chrono::milliseconds destroy_timeout{5000};
+  // The filesystem the drivers use; null means the real one. Tests pass a fake that emulates
+  // cgroupfs in a temp dir. Must outlive the driver and every Cgroup it creates.
+  CgroupFs* fs = nullptr;
 };
 
 class Driver {
@@ -97,7 +148,9 @@ class Driver {
   static Result<std::unique_ptr<Driver>> Open(const DriverOptions& options);
   static Result<std::unique_ptr<Driver>> Open(const DriverOptions& options, const HostInfo& host);
 
-  // Creates "<parent>/<name>" and applies limits. On error nothing is left behind.
+  // Creates "<parent>/<name>" and applies limits. On error nothing is left behind. `name` is one
+  // path component of [A-Za-z0-9._:@-], at most 200 characters, not "." or ".."; a name that
+  // already exists fails with kAlreadyExists and the existing cgroup is left alone.
   virtual Result<std::unique_ptr<Cgroup>> Create(const std::string& name, const Limits& limits) = 0;
   virtual const HostInfo& host() const = 0;
 };

@@ -1,0 +1,216 @@
+// The hybrid driver: limits and accounting from the v1 cpu, cpuacct, memory and pids
+// hierarchies; tracking, CLONE_INTO_CGROUP and cgroup.kill from a controller-less cgroup2 mount.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <array>
+
+#include "cgroup/common.h"
+
+namespace sbx::cgroup::internal {
+
+namespace {
+
+constexpr std::array<const char*, 4> kV1Controllers = {"cpu", "cpuacct", "memory", "pids"};
+
+// One v1 hierarchy; several controllers may share it (e.g. "cpu,cpuacct" mounted together).
+struct Hierarchy {
+  std::string mount;
+  std::vector<std::string> controllers;
+  std::string parent_dir;
+};
+
+class HybridCgroup final : public CgroupBase {
+ public:
+  HybridCgroup(CgroupFs* fs, std::string name, CgroupPaths paths, UniqueFd unified_fd,
+               std::vector<std::string> controllers, std::chrono::milliseconds timeout,
+               std::string cpuacct_dir, std::string memory_dir)
+      : CgroupBase(fs, std::move(name), std::move(paths), std::move(unified_fd),
+                   std::move(controllers), timeout),
+        cpuacct_dir_(std::move(cpuacct_dir)),
+        memory_dir_(std::move(memory_dir)) {}
+  ~HybridCgroup() override {
+    if (!destroyed()) (void)Destroy();
+  }
+
+  Status AttachV1(pid_t pid) override {
+    SBX_TRY(CheckNotDestroyed());
+    for (const std::string& dir : paths().v1) {
+      Status r = fs().Write(JoinPath(dir, "cgroup.procs"), std::to_string(pid));
+      if (!r.ok()) {
+        return WithContext(std::move(r).error(), fmt::format("moving pid {} into {}", pid, dir));
+      }
+    }
+    return Ok();
+  }
+
+  Result<Usage> ReadUsage() override {
+    SBX_TRY(CheckNotDestroyed());
+    Usage u;
+    const std::string usage_path = JoinPath(cpuacct_dir_, "cpuacct.usage");
+    auto cpu = fs().Read(usage_path);
+    if (!cpu.ok()) return std::move(cpu).error();
+    auto ns = ParseNumberFile(*cpu, usage_path);
+    if (!ns.ok()) return std::move(ns).error();
+    u.cpu_usec = *ns / 1000;
+    const std::string peak_path = JoinPath(memory_dir_, "memory.max_usage_in_bytes");
+    auto peak = fs().Read(peak_path);
+    if (!peak.ok()) return std::move(peak).error();
+    auto bytes = ParseNumberFile(*peak, peak_path);
+    if (!bytes.ok()) return std::move(bytes).error();
+    u.memory_peak_bytes = *bytes;
+    // The "oom_kill" line of memory.oom_control arrived in Linux 4.13.
+    auto oom = fs().Read(JoinPath(memory_dir_, "memory.oom_control"));
+    if (!oom.ok()) return std::move(oom).error();
+    u.oom_kills = FindKeyedValue(*oom, "oom_kill").value_or(0);
+    return u;
+  }
+
+  std::string version() const override { return "hybrid"; }
+
+ private:
+  std::string cpuacct_dir_;
+  std::string memory_dir_;
+};
+
+class HybridDriver final : public Driver {
+ public:
+  HybridDriver(HostInfo host, CgroupFs* fs, std::string unified_parent,
+               std::vector<Hierarchy> hierarchies, std::chrono::milliseconds timeout)
+      : host_(std::move(host)),
+        fs_(fs),
+        unified_parent_(std::move(unified_parent)),
+        hierarchies_(std::move(hierarchies)),
+        timeout_(timeout) {}
+
+  Result<std::unique_ptr<Cgroup>> Create(const std::string& name, const Limits& limits) override {
+    SBX_TRY(ValidateName(name));
+    auto writes = PlanV1Writes(limits);
+    if (!writes.ok()) return std::move(writes).error();
+
+    std::vector<std::string> created;
+    auto fail = [&](Error e) -> Error {
+      for (auto it = created.rbegin(); it != created.rend(); ++it) (void)fs_->RemoveDir(*it);
+      return e;
+    };
+    auto make = [&](const std::string& dir) -> Status {
+      Status made = fs_->MakeDir(dir);
+      if (made.ok()) {
+        created.push_back(dir);
+        return Ok();
+      }
+      if (made.error().code == ErrorCode::kAlreadyExists) {
+        return MakeError(ErrorCode::kAlreadyExists,
+                         "cgroup {} already exists: a sandbox with this name is running or was "
+                         "not destroyed",
+                         dir);
+      }
+      return made;
+    };
+
+    CgroupPaths paths{JoinPath(unified_parent_, name), {}};
+    if (Status r = make(paths.unified); !r.ok()) return fail(std::move(r).error());
+    std::string cpuacct_dir, memory_dir;
+    for (const Hierarchy& h : hierarchies_) {
+      std::string dir = JoinPath(h.parent_dir, name);
+      if (Status r = make(dir); !r.ok()) return fail(std::move(r).error());
+      for (const std::string& c : h.controllers) {
+        if (c == "cpuacct") cpuacct_dir = dir;
+        if (c == "memory") memory_dir = dir;
+      }
+      paths.v1.push_back(std::move(dir));
+    }
+    auto dir_for = [&](const std::string& controller) -> const std::string* {
+      for (size_t i = 0; i < hierarchies_.size(); ++i) {
+        const auto& cs = hierarchies_[i].controllers;
+        if (std::find(cs.begin(), cs.end(), controller) != cs.end()) return &paths.v1[i];
+      }
+      return nullptr;
+    };
+    if (Status r = ApplyWrites(*fs_, *writes, dir_for); !r.ok()) {
+      return fail(WithContext(std::move(r).error(), "cgroup " + name));
+    }
+    auto fd = fs_->Open(paths.unified, O_PATH | O_DIRECTORY);
+    if (!fd.ok()) return fail(std::move(fd).error());
+    return std::unique_ptr<Cgroup>(std::make_unique<HybridCgroup>(
+        fs_, name, std::move(paths), std::move(fd).value(), LimitingControllers(limits), timeout_,
+        std::move(cpuacct_dir), std::move(memory_dir)));
+  }
+
+  const HostInfo& host() const override { return host_; }
+
+ private:
+  HostInfo host_;
+  CgroupFs* fs_;
+  std::string unified_parent_;
+  std::vector<Hierarchy> hierarchies_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Driver>> OpenHybridDriver(const DriverOptions& options,
+                                                 const HostInfo& host) {
+  if (host.unified_mount.empty()) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "no cgroup2 filesystem is mounted; sandboxd needs one for tracking and "
+                     "cgroup.kill (mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified)");
+  }
+  SBX_TRY(ValidateParent(options.parent));
+  CgroupFs* fs = options.fs != nullptr ? options.fs : RealCgroupFs();
+
+  std::vector<Hierarchy> hierarchies;
+  for (const char* c : kV1Controllers) {
+    auto it = host.v1_mounts.find(c);
+    if (it == host.v1_mounts.end()) {
+      return MakeError(ErrorCode::kUnavailable,
+                       "cgroup v1 controller '{}' is not mounted on this hybrid host; mount it "
+                       "(mount -t cgroup -o {} cgroup /sys/fs/cgroup/{}) or boot with "
+                       "systemd.unified_cgroup_hierarchy=1 to use cgroup v2",
+                       c, c, c);
+    }
+    auto h = std::find_if(hierarchies.begin(), hierarchies.end(),
+                          [&](const Hierarchy& x) { return x.mount == it->second; });
+    if (h == hierarchies.end()) {
+      hierarchies.push_back({it->second, {c}, JoinPath(it->second, options.parent)});
+    } else {
+      h->controllers.push_back(c);
+    }
+  }
+
+  std::vector<std::string> created;
+  auto fail = [&](Error e) -> Error {
+    for (auto it = created.rbegin(); it != created.rend(); ++it) (void)fs->RemoveDir(*it);
+    return e;
+  };
+  auto make_parent = [&](const std::string& dir) -> Status {
+    Status made = fs->MakeDir(dir);
+    if (made.ok()) {
+      created.push_back(dir);
+      return Ok();
+    }
+    if (made.error().code == ErrorCode::kAlreadyExists) return Ok();
+    return WithContext(std::move(made).error(), "creating the sandboxes' parent cgroup");
+  };
+  const std::string unified_parent = JoinPath(host.unified_mount, options.parent);
+  if (Status r = make_parent(unified_parent); !r.ok()) return fail(std::move(r).error());
+  for (const Hierarchy& h : hierarchies) {
+    if (Status r = make_parent(h.parent_dir); !r.ok()) return fail(std::move(r).error());
+    if (std::find(h.controllers.begin(), h.controllers.end(), "memory") == h.controllers.end()) {
+      continue;
+    }
+    // Without use_hierarchy a v1 memory cgroup's limit does not cover its children's usage. The
+    // file is fixed at 1 where an ancestor has it set (and on kernels since 5.11 always); when
+    // it reads 0, try to set it, but a parent that refuses is not fatal: each sandbox's own
+    // limit still applies.
+    const std::string use_hierarchy = JoinPath(h.parent_dir, "memory.use_hierarchy");
+    auto v = fs->Read(use_hierarchy);
+    if (v.ok() && Words(*v) == std::vector<std::string>{"0"}) {
+      (void)fs->Write(use_hierarchy, "1");
+    }
+  }
+  return std::unique_ptr<Driver>(std::make_unique<HybridDriver>(
+      host, fs, unified_parent, std::move(hierarchies), options.destroy_timeout));
+}
+
+}  // namespace sbx::cgroup::internal
