@@ -56,10 +56,15 @@ struct Profile {
 };
 
 // Parses and validates the JSON document. Errors name the JSON path ("syscalls[3].action") and
-// what to do. Never throws.
+// what to do. Never throws. Stricter than Docker: unknown fields, errnoRet on actions other than
+// ERRNO/TRACE, and non-empty "flags"/"listenerPath"/"listenerMetadata" are errors; null counts as
+// absent. Documents over 4 MiB are refused.
 Result<Profile> ParseProfile(std::string_view json, std::string name);
 Result<Profile> LoadProfileFile(const std::string& path);
-// The builtin default profile (policies/seccomp/default.json, embedded at build time).
+// The builtin default profile (policies/seccomp/default.json, embedded at build time): Docker's
+// allowlist without capabilities, ENOSYS for anything unlisted, EPERM for dangerous calls.
+// Should the embedded text ever fail to parse (a build bug the unit tests catch), this returns a
+// profile that kills on every syscall rather than none.
 const Profile& DefaultProfile();
 std::string_view DefaultProfileJson();
 
@@ -74,8 +79,21 @@ struct CompileOptions {
 struct Program {
   std::string profile_name;
   std::vector<sock_filter> insns;
+  // Syscall names in applicable rules that this libseccomp does not know (newer than it); their
+  // rules were left out, so those syscalls get the default action. For logging.
+  std::vector<std::string> skipped_syscalls;
 };
 
+// Architectures: with an archMap, the entry for the native arch plus its subArchitectures;
+// otherwise the architectures list; the native arch always. Syscalls from any other ABI kill the
+// process. Rules whose includes/excludes do not match options are skipped, as are rules whose
+// action equals the default action. Rules with several conditions on one argument index are
+// split into one rule per condition (OR), as runc does.
+// Syscall names unknown to libseccomp are skipped (listed in Program::skipped_syscalls).
+// Fails with kUnavailable for SCMP_ACT_NOTIFY; kInvalidArgument when libseccomp refuses a rule,
+// when a rule would be silently dropped (an unconditional rule and a conditional rule with
+// different actions for one syscall), or when the program exceeds the kernel's 4096
+// instructions.
 Result<Program> Compile(const Profile& profile, const CompileOptions& options = {});
 
 // Child side, async-signal-safe: seccomp(SECCOMP_SET_MODE_FILTER). Returns 0 or -errno.

@@ -1,0 +1,349 @@
+// Profile -> BPF with libseccomp, following what Docker (moby profiles/seccomp) and runc
+// (libcontainer/seccomp/patchbpf and seccomp_linux.go) do with the same JSON, so a Docker profile
+// behaves the same here.
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+
+#include "base/syscalls.h"
+#include "base/unique_fd.h"
+#include "seccomp/internal.h"
+#include "seccomp/seccomp.h"
+
+namespace sbx::seccomp {
+namespace {
+
+struct CtxDeleter {
+  void operator()(void* ctx) const { seccomp_release(ctx); }
+};
+using ScmpCtx = std::unique_ptr<void, CtxDeleter>;
+
+std::string RulePath(size_t i) { return fmt::format("syscalls[{}]", i); }
+
+// errnoRet defaults to EPERM for both ERRNO and TRACE, as in runc.
+Result<uint32_t> ActionValue(const std::string& action, std::optional<unsigned> ret,
+                             std::string_view path) {
+  if (action == "SCMP_ACT_ALLOW") return SCMP_ACT_ALLOW;
+  if (action == "SCMP_ACT_ERRNO") return SCMP_ACT_ERRNO(ret.value_or(EPERM));
+  if (action == "SCMP_ACT_KILL" || action == "SCMP_ACT_KILL_THREAD") return SCMP_ACT_KILL_THREAD;
+  if (action == "SCMP_ACT_KILL_PROCESS") return SCMP_ACT_KILL_PROCESS;
+  if (action == "SCMP_ACT_TRAP") return SCMP_ACT_TRAP;
+  if (action == "SCMP_ACT_TRACE") return SCMP_ACT_TRACE(ret.value_or(EPERM));
+  if (action == "SCMP_ACT_LOG") return SCMP_ACT_LOG;
+  if (action == "SCMP_ACT_NOTIFY") {
+    return MakeError(ErrorCode::kUnavailable,
+                     "{}: SCMP_ACT_NOTIFY needs a notification listener; used by `sandboxd "
+                     "seccomp learn`",
+                     path);
+  }
+  return MakeError(ErrorCode::kInvalidArgument, "{}: unknown action \"{}\"", path, action);
+}
+
+Result<scmp_compare> OpValue(const std::string& op, std::string_view path) {
+  if (op == "SCMP_CMP_NE") return SCMP_CMP_NE;
+  if (op == "SCMP_CMP_LT") return SCMP_CMP_LT;
+  if (op == "SCMP_CMP_LE") return SCMP_CMP_LE;
+  if (op == "SCMP_CMP_EQ") return SCMP_CMP_EQ;
+  if (op == "SCMP_CMP_GE") return SCMP_CMP_GE;
+  if (op == "SCMP_CMP_GT") return SCMP_CMP_GT;
+  if (op == "SCMP_CMP_MASKED_EQ") return SCMP_CMP_MASKED_EQ;
+  return MakeError(ErrorCode::kInvalidArgument, "{}: unknown operator \"{}\"", path, op);
+}
+
+bool Has(const std::vector<std::string>& v, std::string_view s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+struct Env {
+  const internal::ArchInfo* native = nullptr;
+  internal::KernelVersion kernel;
+  const std::vector<std::string>* caps = nullptr;
+
+  bool NativeIsAny(const std::vector<std::string>& arches) const {
+    for (std::string_view alias : native->aliases) {
+      if (Has(arches, alias)) return true;
+    }
+    return false;
+  }
+  bool KernelAtLeast(const std::string& min) const {
+    auto v = internal::ParseMinKernel(min);
+    return v.has_value() && kernel >= *v;
+  }
+};
+
+// Same order and semantics as moby's setupSeccomp: excludes first, any match excludes; then
+// includes, every listed cap is required, the native arch must be listed.
+bool RuleApplies(const SyscallRule& rule, const Env& env) {
+  const Filter& ex = rule.excludes;
+  if (!ex.arches.empty() && env.NativeIsAny(ex.arches)) return false;
+  for (const std::string& cap : ex.caps) {
+    if (Has(*env.caps, cap)) return false;
+  }
+  if (!ex.min_kernel.empty() && env.KernelAtLeast(ex.min_kernel)) return false;
+
+  const Filter& in = rule.includes;
+  if (!in.arches.empty() && !env.NativeIsAny(in.arches)) return false;
+  for (const std::string& cap : in.caps) {
+    if (!Has(*env.caps, cap)) return false;
+  }
+  if (!in.min_kernel.empty() && !env.KernelAtLeast(in.min_kernel)) return false;
+  return true;
+}
+
+Result<internal::KernelVersion> KernelVersionFor(const CompileOptions& options) {
+  if (!options.kernel_version.empty()) {
+    auto v = internal::ParseKernelRelease(options.kernel_version);
+    if (!v) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "kernel_version \"{}\" is not a kernel version; write \"6.1\" or leave it "
+                       "empty for the running kernel",
+                       options.kernel_version);
+    }
+    return *v;
+  }
+  struct utsname u;
+  if (uname(&u) != 0) return ErrnoError("uname");
+  auto v = internal::ParseKernelRelease(u.release);
+  if (!v) {
+    return MakeError(ErrorCode::kInternal,
+                     "cannot read the kernel version from uname release \"{}\"; set "
+                     "CompileOptions::kernel_version",
+                     u.release);
+  }
+  return *v;
+}
+
+// Docker: with an archMap, the entry for the native arch and its sub-architectures; otherwise the
+// architectures list. The native arch is always in the filter (seccomp_init adds it).
+Status AddArches(void* ctx, const Profile& profile, const internal::ArchInfo& native) {
+  std::vector<std::string> names;
+  if (!profile.arch_map.empty()) {
+    for (const ArchMapEntry& e : profile.arch_map) {
+      if (e.architecture != native.scmp_name) continue;
+      names.push_back(e.architecture);
+      names.insert(names.end(), e.sub_architectures.begin(), e.sub_architectures.end());
+    }
+  } else {
+    names = profile.architectures;
+  }
+  for (const std::string& name : names) {
+    const internal::ArchInfo* arch = internal::FindArchByScmpName(name);
+    // An arch this libseccomp cannot encode is left out: syscalls made with that ABI then hit
+    // the bad-arch action (kill), which is stricter than allowing them.
+    if (arch == nullptr || arch->token == 0 || arch->token == native.token) continue;
+    int rc = seccomp_arch_add(ctx, arch->token);
+    if (rc < 0 && rc != -EEXIST) return ErrnoValueError(-rc, "seccomp_arch_add {}", name);
+  }
+  return Ok();
+}
+
+bool SharesArgIndex(const std::vector<ArgCmp>& args) {
+  unsigned counts[6] = {};
+  for (const ArgCmp& a : args) {
+    if (a.index < 6 && ++counts[a.index] > 1) return true;
+  }
+  return false;
+}
+
+// What was added per syscall number, to catch rules libseccomp would drop without a word: an
+// unconditional rule replaces every conditional rule for the same syscall (db.c, _db_tree_add),
+// so "allow ioctl" plus "EPERM for ioctl(TIOCSTI)" silently allows TIOCSTI.
+struct Added {
+  std::optional<uint32_t> unconditional;
+  size_t unconditional_rule = 0;
+  std::vector<std::pair<uint32_t, size_t>> conditional;  // action, rule index
+};
+
+Status CheckShadowing(Added* added, bool unconditional, uint32_t action, size_t i,
+                      const std::string& name) {
+  if (unconditional) {
+    if (added->unconditional && *added->unconditional != action) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "{} ({}): {} already gives {} a different action; keep one of the two",
+                       RulePath(i), name, RulePath(added->unconditional_rule), name);
+    }
+    for (const auto& [a, j] : added->conditional) {
+      if (a != action) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "{} ({}): this rule has no argument conditions, so libseccomp would drop "
+                         "the conditional rule {} for {} and its different action; remove {} "
+                         "from one of them or give this rule conditions",
+                         RulePath(i), name, RulePath(j), name, name);
+      }
+    }
+    added->unconditional = action;
+    added->unconditional_rule = i;
+  } else {
+    if (added->unconditional && *added->unconditional != action) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "{} ({}): {} matches {} with no argument conditions, so libseccomp would "
+                       "drop this conditional rule and its different action; remove {} from one "
+                       "of them or give that rule conditions",
+                       RulePath(i), name, RulePath(added->unconditional_rule), name, name);
+    }
+    added->conditional.emplace_back(action, i);
+  }
+  return Ok();
+}
+
+Status AddRule(void* ctx, const SyscallRule& rule, size_t i, uint32_t default_action,
+               const Env& env, std::map<int, Added>* added, std::vector<std::string>* skipped) {
+  std::string path = RulePath(i);
+  if (!RuleApplies(rule, env)) return Ok();
+  auto action = ActionValue(rule.action, rule.errno_ret, fmt::format("{}.action", path));
+  if (!action.ok()) return std::move(action).error();
+  // libseccomp refuses rules whose action is the default one (EACCES); they change nothing.
+  if (*action == default_action) return Ok();
+
+  std::vector<scmp_arg_cmp> conds;
+  for (size_t j = 0; j < rule.args.size(); ++j) {
+    const ArgCmp& a = rule.args[j];
+    std::string arg_path = fmt::format("{}.args[{}]", path, j);
+    if (a.index > 5) {
+      return MakeError(ErrorCode::kInvalidArgument, "{}.index: {} is out of range 0..5", arg_path,
+                       a.index);
+    }
+    auto op = OpValue(a.op, arg_path + ".op");
+    if (!op.ok()) return std::move(op).error();
+    conds.push_back(scmp_arg_cmp{a.index, *op, a.value, a.value_two});
+  }
+  // libseccomp rejects two comparisons on the same argument in one rule (EINVAL). runc then adds
+  // one rule per comparison, which ORs them; profiles such as Docker's rely on that.
+  bool split = SharesArgIndex(rule.args);
+
+  for (const std::string& name : rule.names) {
+    int nr = seccomp_syscall_resolve_name(name.c_str());
+    if (nr == __NR_SCMP_ERROR) {
+      // Newer than this libseccomp: it cannot be named in a filter, so it falls to the default
+      // action, as in runc.
+      if (!Has(*skipped, name)) skipped->push_back(name);
+      continue;
+    }
+    SBX_TRY(CheckShadowing(&(*added)[nr], conds.empty(), *action, i, name));
+    // seccomp_rule_add (not _exact) lets libseccomp rewrite multiplexed calls (socketcall, ipc
+    // on x86) and skip arches where the syscall does not exist.
+    int rc = 0;
+    if (split) {
+      for (const scmp_arg_cmp& c : conds) {
+        rc = seccomp_rule_add_array(ctx, *action, nr, 1, &c);
+        if (rc < 0) break;
+      }
+    } else {
+      rc = seccomp_rule_add_array(ctx, *action, nr, static_cast<unsigned>(conds.size()),
+                                  conds.empty() ? nullptr : conds.data());
+    }
+    if (rc < 0) {
+      Error e = ErrnoValueError(-rc,
+                                "{} ({}): libseccomp refused the rule; check it against the "
+                                "other rules for {}",
+                                path, name, name);
+      e.code = ErrorCode::kInvalidArgument;
+      return e;
+    }
+  }
+  return Ok();
+}
+
+Result<std::vector<sock_filter>> ExportBpf(void* ctx) {
+  UniqueFd fd(memfd_create("sbx-seccomp-bpf", MFD_CLOEXEC));
+  if (!fd) return ErrnoError("memfd_create for the seccomp BPF export");
+  int rc = seccomp_export_bpf(ctx, fd.get());
+  if (rc < 0) return ErrnoValueError(-rc, "seccomp_export_bpf");
+  off_t size = lseek(fd.get(), 0, SEEK_END);
+  if (size < 0) return ErrnoError("lseek on the seccomp BPF export");
+  if (size == 0 || size % sizeof(sock_filter) != 0) {
+    return MakeError(ErrorCode::kInternal, "seccomp_export_bpf wrote {} bytes, not whole insns",
+                     size);
+  }
+  std::vector<sock_filter> insns(static_cast<size_t>(size) / sizeof(sock_filter));
+  auto* out = reinterpret_cast<char*>(insns.data());
+  size_t done = 0;
+  while (done < static_cast<size_t>(size)) {
+    ssize_t n =
+        pread(fd.get(), out + done, static_cast<size_t>(size) - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read the seccomp BPF export");
+    if (n == 0) return MakeError(ErrorCode::kInternal, "short read of the seccomp BPF export");
+    done += static_cast<size_t>(n);
+  }
+  if (insns.size() > BPF_MAXINSNS) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "the profile compiles to {} BPF instructions; the kernel accepts at most {} "
+                     "(BPF_MAXINSNS); remove rules or argument conditions",
+                     insns.size(), BPF_MAXINSNS);
+  }
+  return insns;
+}
+
+}  // namespace
+
+Result<Program> Compile(const Profile& profile, const CompileOptions& options) {
+  std::string ctx_name = fmt::format("seccomp profile {}", profile.name);
+  auto default_action =
+      ActionValue(profile.default_action, profile.default_errno_ret, "defaultAction");
+  if (!default_action.ok()) return WithContext(std::move(default_action).error(), ctx_name);
+  auto kernel = KernelVersionFor(options);
+  if (!kernel.ok()) return WithContext(std::move(kernel).error(), ctx_name);
+
+  Env env;
+  env.native = internal::FindArchByToken(seccomp_arch_native());
+  env.kernel = *kernel;
+  env.caps = &options.caps;
+  if (env.native == nullptr) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "the native architecture (audit arch {:#x}) is not in sandboxd's table; "
+                     "seccomp profiles cannot be compiled on this host",
+                     seccomp_arch_native());
+  }
+
+  ScmpCtx ctx(seccomp_init(*default_action));
+  if (!ctx) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "seccomp_init({}) failed; the kernel or libseccomp does not support that "
+                     "default action",
+                     profile.default_action);
+  }
+  // A syscall made with an ABI the filter does not list (e.g. int 0x80 from a 64-bit process
+  // when x86 is not listed) kills the process instead of returning the default action.
+  int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  if (rc < 0) return ErrnoValueError(-rc, "seccomp_attr_set(ACT_BADARCH)");
+  // The sandbox sets no_new_privs itself, before installing; libseccomp must not do it.
+  rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0);
+  if (rc < 0) return ErrnoValueError(-rc, "seccomp_attr_set(CTL_NNP)");
+
+  Status s = AddArches(ctx.get(), profile, *env.native);
+  if (!s.ok()) return WithContext(std::move(s).error(), ctx_name);
+
+  Program program;
+  program.profile_name = profile.name;
+  std::map<int, Added> added;
+  for (size_t i = 0; i < profile.syscalls.size(); ++i) {
+    Status r = AddRule(ctx.get(), profile.syscalls[i], i, *default_action, env, &added,
+                       &program.skipped_syscalls);
+    if (!r.ok()) return WithContext(std::move(r).error(), ctx_name);
+  }
+
+  auto insns = ExportBpf(ctx.get());
+  if (!insns.ok()) return WithContext(std::move(insns).error(), ctx_name);
+  program.insns = std::move(*insns);
+  return program;
+}
+
+int InstallProgram(const Program& program) {
+  if (program.insns.empty() || program.insns.size() > BPF_MAXINSNS) return -EINVAL;
+  struct sock_fprog prog;
+  prog.len = static_cast<unsigned short>(program.insns.size());
+  prog.filter = const_cast<sock_filter*>(program.insns.data());
+  if (sys::Seccomp(SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) return -errno;
+  return 0;
+}
+
+}  // namespace sbx::seccomp
