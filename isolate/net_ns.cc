@@ -27,11 +27,11 @@ Status SetLoopbackUp() {
   if (int r = nl_connect(sock.get(), NETLINK_ROUTE); r < 0) {
     return MakeError(ErrorCode::kInternal, "libnl: connect NETLINK_ROUTE: {}", nl_geterror(r));
   }
-  rtnl_link* raw = nullptr;
-  if (int r = rtnl_link_get_kernel(sock.get(), 0, "lo", &raw); r < 0) {
-    return MakeError(ErrorCode::kInternal, "libnl: get link lo: {}", nl_geterror(r));
-  }
-  std::unique_ptr<rtnl_link, LinkDeleter> lo(raw);
+  // A new network namespace's loopback is always ifindex 1 (LOOPBACK_IFINDEX in the kernel), so
+  // one RTM_NEWLINK suffices; no lookup round trip.
+  std::unique_ptr<rtnl_link, LinkDeleter> lo(rtnl_link_alloc());
+  if (!lo) return MakeError(ErrorCode::kInternal, "libnl: cannot allocate a link");
+  rtnl_link_set_ifindex(lo.get(), 1);
   std::unique_ptr<rtnl_link, LinkDeleter> change(rtnl_link_alloc());
   if (!change) return MakeError(ErrorCode::kInternal, "libnl: cannot allocate a link");
   rtnl_link_set_flags(change.get(), IFF_UP);

@@ -201,7 +201,6 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
     SBX_TRY(WriteFile(fmt::format("/proc/{}/uid_map", pid), map));
     SBX_TRY(WriteFile(fmt::format("/proc/{}/gid_map", pid), map));
     SBX_TRY(sb->cgroup_->AttachV1(sb->init_pid_));
-    if (new_net) SBX_TRY(BringUpLoopback(sb->init_pid_));
     return Ok();
   };
   if (Status st = prepare(); !st.ok()) {
@@ -214,6 +213,14 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
     return ErrnoError("start sandbox {}", spec.id);
   }
   sync_w.reset();
+  // Loopback comes up while the child builds its root: nothing runs in the sandbox before
+  // READY, and no process is spawned before Create() returns.
+  if (new_net) {
+    if (Status st = BringUpLoopback(sb->init_pid_); !st.ok()) {
+      sb->KillAll();
+      return WithContext(std::move(st).error(), "sandbox " + spec.id);
+    }
+  }
 
   // Wait for READY (or a setup error, or the child's death).
   for (;;) {

@@ -318,6 +318,10 @@ Result<Program> Compile(const Profile& profile, const CompileOptions& options) {
   // The sandbox sets no_new_privs itself, before installing; libseccomp must not do it.
   rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0);
   if (rc < 0) return ErrnoValueError(-rc, "seccomp_attr_set(CTL_NNP)");
+  // A binary search over syscall numbers instead of a linear list: every syscall the sandbox
+  // makes walks O(log n) instructions rather than hundreds.
+  rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2);
+  if (rc < 0) return ErrnoValueError(-rc, "seccomp_attr_set(CTL_OPTIMIZE)");
 
   Status s = AddArches(ctx.get(), profile, *env.native);
   if (!s.ok()) return WithContext(std::move(s).error(), ctx_name);
@@ -335,6 +339,11 @@ Result<Program> Compile(const Profile& profile, const CompileOptions& options) {
   if (!insns.ok()) return WithContext(std::move(insns).error(), ctx_name);
   program.insns = std::move(*insns);
   return program;
+}
+
+std::string CompilerVersion() {
+  const scmp_version* v = seccomp_version();
+  return fmt::format("libseccomp {}.{}.{}", v->major, v->minor, v->micro);
 }
 
 int InstallProgram(const Program& program) {

@@ -96,6 +96,9 @@ struct Program {
 // instructions.
 Result<Program> Compile(const Profile& profile, const CompileOptions& options = {});
 
+// "libseccomp 2.5.4": the compiler's version, part of any cache key for compiled programs.
+std::string CompilerVersion();
+
 // Child side, async-signal-safe: seccomp(SECCOMP_SET_MODE_FILTER). Returns 0 or -errno.
 // Requires no_new_privs (or CAP_SYS_ADMIN).
 int InstallProgram(const Program& program);

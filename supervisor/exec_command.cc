@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 
 #include "base/fs.h"
@@ -12,9 +13,12 @@
 #include "supervisor/commands.h"
 #include "supervisor/exec_options.h"
 #include "supervisor/result_json.h"
+#include "supervisor/seccomp_cache.h"
 
 namespace sbx::supervisor {
 namespace {
+
+constexpr const char* kSeccompCacheDir = "/run/sandboxd/seccomp";
 
 std::atomic<pid_t> g_forward_to{-1};
 
@@ -53,16 +57,17 @@ Result<std::optional<seccomp::Program>> CompileProfile(const std::string& which)
     spdlog::warn("seccomp=unconfined: no seccomp filter (weakens isolation)");
     return std::optional<seccomp::Program>();
   }
-  seccomp::Profile profile;
+  std::string text, name = "default";
   if (which.empty()) {
-    profile = seccomp::DefaultProfile();
+    text = seccomp::DefaultProfileJson();
   } else {
-    auto p = seccomp::LoadProfileFile(which);
-    if (!p.ok()) return std::move(p).error();
-    profile = std::move(*p);
+    auto t = ReadFile(which, 4 << 20);
+    if (!t.ok()) return WithContext(std::move(t).error(), "--security-opt seccomp=" + which);
+    text = std::move(*t);
+    name = std::filesystem::path(which).stem().string();
   }
-  auto prog = seccomp::Compile(profile);
-  if (!prog.ok()) return std::move(prog).error();
+  auto prog = CompileProfileCached(text, name, kSeccompCacheDir);
+  if (!prog.ok()) return WithContext(std::move(prog).error(), "seccomp profile " + which);
   return std::optional<seccomp::Program>(std::move(*prog));
 }
 
