@@ -174,19 +174,20 @@ Result<ExecOptions> ParseExecArgs(const std::vector<std::string>& args) {
       }
       return args[++i];
     };
-#define SBX_VALUE(var)                      \
-  auto var##_r = need();                    \
-  if (!var##_r.ok()) return std::move(var##_r).error(); \
-  const std::string& var = *var##_r;
+
     if (a == "-h" || a == "--help") {
       o.help = true;
     } else if (a == "-m" || a == "--memory") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       auto b = ParseByteSize(v);
       if (!b.ok()) return WithContext(std::move(b).error(), "--memory");
       o.sandbox.limits.memory_bytes = *b;
     } else if (a == "--cpus") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       char* end = nullptr;
       double c = std::strtod(v.c_str(), &end);
       if (v.empty() || *end != '\0' || !std::isfinite(c) || c <= 0) {
@@ -194,23 +195,31 @@ Result<ExecOptions> ParseExecArgs(const std::vector<std::string>& args) {
       }
       o.sandbox.limits.cpus = c;
     } else if (a == "--pids-limit") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       auto n = ParseUint(a, v);
       if (!n.ok()) return std::move(n).error();
       if (*n == 0) return MakeError(ErrorCode::kInvalidArgument, "--pids-limit must be at least 1");
       o.sandbox.limits.pids = *n;
     } else if (a == "--timeout") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       auto ms = ParseDurationMs(v);
       if (!ms.ok()) return WithContext(std::move(ms).error(), "--timeout");
       o.process.timeout_ms = *ms;
     } else if (a == "--network" || a == "--net") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       if (v == "none") o.sandbox.allow_host_network = false;
       else if (v == "host") o.sandbox.allow_host_network = true;
       else return MakeError(ErrorCode::kInvalidArgument, "--network: '{}' (use none or host)", v);
     } else if (a == "--security-opt") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       if (v.rfind("seccomp=", 0) == 0 || v.rfind("seccomp:", 0) == 0) {
         o.seccomp = v.substr(8);
         if (o.seccomp.empty()) {
@@ -226,13 +235,19 @@ Result<ExecOptions> ParseExecArgs(const std::vector<std::string>& args) {
                          v);
       }
     } else if (a == "-v" || a == "--volume") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       SBX_TRY(ParseVolume(v, o.sandbox));
     } else if (a == "--tmpfs") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       SBX_TRY(ParseTmpfs(v, o.sandbox));
     } else if (a == "-e" || a == "--env") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       if (v.empty() || v[0] == '=') {
         return MakeError(ErrorCode::kInvalidArgument, "--env '{}': expected KEY=VALUE", v);
       }
@@ -243,13 +258,19 @@ Result<ExecOptions> ParseExecArgs(const std::vector<std::string>& args) {
         o.process.env.push_back(v);
       }
     } else if (a == "-w" || a == "--workdir") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       o.process.cwd = v;
     } else if (a == "-u" || a == "--user") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       SBX_TRY(ParseUser(v, o.sandbox));
     } else if (a == "--hostname") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       if (v.empty() || v.size() > 64) {
         return MakeError(ErrorCode::kInvalidArgument, "--hostname must be 1-64 characters");
       }
@@ -261,46 +282,59 @@ Result<ExecOptions> ParseExecArgs(const std::vector<std::string>& args) {
                          "or a -v SRC:DST:rw where the command must write");
       }
     } else if (a == "--tmp-size") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       auto b = ParseByteSize(v);
       if (!b.ok()) return WithContext(std::move(b).error(), "--tmp-size");
       o.sandbox.tmp_size_bytes = *b;
     } else if (a == "--output-limit") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       auto b = ParseByteSize(v);
       if (!b.ok()) return WithContext(std::move(b).error(), "--output-limit");
       o.process.output_limit_bytes = *b;
     } else if (a == "--ulimit-nofile") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       auto n = ParseUint(a, v);
       if (!n.ok()) return std::move(n).error();
       if (*n < 3) return MakeError(ErrorCode::kInvalidArgument, "--ulimit-nofile must be >= 3");
       o.sandbox.max_open_files = *n;
     } else if (a == "--ulimit-fsize") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       auto b = ParseByteSize(v);
       if (!b.ok()) return WithContext(std::move(b).error(), "--ulimit-fsize");
       o.sandbox.max_file_bytes = *b;
     } else if (a == "-i" || a == "--interactive") {
       o.interactive = true;
     } else if (a == "--result") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       o.result_file = v;
     } else if (a == "--cgroup-parent") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       if (v.empty() || v.find("..") != std::string::npos || v[0] == '/') {
         return MakeError(ErrorCode::kInvalidArgument,
                          "--cgroup-parent '{}' must be a relative name without '..'", v);
       }
       o.cgroup_parent = v;
     } else if (a == "--log-level") {
-      SBX_VALUE(v);
+      auto v_r = need();
+      if (!v_r.ok()) return std::move(v_r).error();
+      const std::string& v = *v_r;
       o.log_level = v;
     } else {
       return MakeError(ErrorCode::kInvalidArgument, "unknown option '{}' (see sandboxd exec --help)",
                        a);
     }
-#undef SBX_VALUE
   }
   for (; i < args.size(); ++i) o.process.argv.push_back(args[i]);
   if (o.process.argv.empty() && !o.help) {
