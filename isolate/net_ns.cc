@@ -7,7 +7,6 @@
 #include <sched.h>
 
 #include <memory>
-#include <thread>
 
 #include "base/unique_fd.h"
 
@@ -47,16 +46,12 @@ Status BringUpLoopback(pid_t pid) {
   std::string path = fmt::format("/proc/{}/ns/net", pid);
   UniqueFd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!ns) return ErrnoError("open {}", path);
-  Status result;
-  std::thread t([&] {
-    if (::setns(ns.get(), CLONE_NEWNET) < 0) {
-      result = ErrnoError("setns into the sandbox's network namespace");
-      return;
-    }
-    result = SetLoopbackUp();
-  });
-  t.join();
-  return result;
+  // setns(CLONE_NEWNET) changes only the calling thread; callers run this on a thread of its own
+  // (Sandbox::Create starts one for it), never on one that goes on to do other work.
+  if (::setns(ns.get(), CLONE_NEWNET) < 0) {
+    return ErrnoError("setns into the sandbox's network namespace");
+  }
+  return SetLoopbackUp();
 }
 
 }  // namespace sbx::isolate

@@ -8,8 +8,9 @@
 
 namespace sbx::isolate {
 
-// Parent side: enters the network namespace of `pid` on a short-lived thread (setns affects only
-// the calling thread) and sets "lo" up. Requires CAP_SYS_ADMIN over that namespace.
+// Parent side: enters the network namespace of `pid` and sets "lo" up. Requires CAP_SYS_ADMIN
+// over that namespace. IMPORTANT: it moves the CALLING THREAD into the sandbox's network
+// namespace for good; run it on a thread that ends afterwards (Sandbox::Create does).
 Status BringUpLoopback(pid_t pid);
 
 }  // namespace sbx::isolate

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <thread>
 #include <cstring>
 
 #include "base/fs.h"
@@ -195,6 +196,22 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
   err_w.reset();
   ctl_child.reset();
 
+  // Loopback comes up on its own thread while the id maps and cgroups are written and the child
+  // builds its root: nothing runs in the sandbox before READY, and no process is spawned before
+  // Create() returns. (Host root holds CAP_SYS_ADMIN over the child's namespaces from the start.)
+  Status loopback_status;
+  std::thread loopback;
+  if (new_net) {
+    loopback = std::thread([&loopback_status, pid = sb->init_pid_] {
+      loopback_status = BringUpLoopback(pid);
+    });
+  }
+  auto join_loopback = [&]() -> Status {
+    if (!loopback.joinable()) return Ok();
+    loopback.join();
+    return loopback_status;
+  };
+
   // Until the go byte is written the child waits; on any error here it is killed and reaped.
   auto prepare = [&]() -> Status {
     std::string map = FormatIdMap(0, spec.host_id_base, kIdRange);
@@ -204,22 +221,21 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
     return Ok();
   };
   if (Status st = prepare(); !st.ok()) {
+    (void)join_loopback();
     sb->KillAll();
     return WithContext(std::move(st).error(), "sandbox " + spec.id);
   }
   char go = 'g';
   if (::write(sync_w.get(), &go, 1) != 1) {
+    Error e = ErrnoError("start sandbox {}", spec.id);
+    (void)join_loopback();
     sb->KillAll();
-    return ErrnoError("start sandbox {}", spec.id);
+    return e;
   }
   sync_w.reset();
-  // Loopback comes up while the child builds its root: nothing runs in the sandbox before
-  // READY, and no process is spawned before Create() returns.
-  if (new_net) {
-    if (Status st = BringUpLoopback(sb->init_pid_); !st.ok()) {
-      sb->KillAll();
-      return WithContext(std::move(st).error(), "sandbox " + spec.id);
-    }
+  if (Status st = join_loopback(); !st.ok()) {
+    sb->KillAll();
+    return WithContext(std::move(st).error(), "sandbox " + spec.id);
   }
 
   // Wait for READY (or a setup error, or the child's death).

@@ -93,7 +93,7 @@ int ExecCommand(const std::vector<std::string>& args) {
     std::fputs(ExecUsage().c_str(), stdout);
     return 0;
   }
-  spdlog::set_level(spdlog::level::from_str(o.log_level));
+  if (o.log_level != "warn") spdlog::set_level(spdlog::level::from_str(o.log_level));
   if (o.sandbox.allow_host_network) spdlog::warn("--network host (weakens isolation)");
 
   isolate::ProcessResult res;
