@@ -72,12 +72,12 @@ Check CheckCgroups(const std::string& parent) {
     c.fix = "mount cgroup2 at /sys/fs/cgroup";
     return c;
   }
-  std::string ctrls;
-  for (const auto& [name, mount] : host->v1_mounts) ctrls += name + " ";
+  std::vector<std::string> ctrls;
+  for (const auto& [name, mount] : host->v1_mounts) ctrls.push_back(name);
   c.detail = fmt::format("layout {}; cgroup2 at {}; v2 controllers [{}]; v1 controllers [{}]",
                          cgroup::LayoutName(host->layout),
                          host->unified_mount.empty() ? "-" : host->unified_mount,
-                         fmt::join(host->v2_controllers, " "), ctrls);
+                         fmt::join(host->v2_controllers, " "), fmt::join(ctrls, " "));
   auto driver = cgroup::Driver::Open(cgroup::DriverOptions{parent}, *host);
   if (!driver.ok()) {
     c.detail += "; " + driver.error().ToString();

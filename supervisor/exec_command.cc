@@ -1,12 +1,13 @@
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
-#include <random>
 
 #include "base/fs.h"
 #include "isolate/sandbox.h"
@@ -31,9 +32,17 @@ void ForwardSignal(int sig) {
 
 std::string NewSandboxId() {
   static const char kHex[] = "0123456789abcdef";
-  std::random_device rd;
+  unsigned char bytes[6] = {};
+  if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
+    // Unique enough without entropy: the pid cannot repeat among live sandboxes.
+    pid_t pid = ::getpid();
+    std::memcpy(bytes, &pid, sizeof pid);
+  }
   std::string id = "x";
-  for (int i = 0; i < 11; ++i) id.push_back(kHex[rd() % 16]);
+  for (unsigned char b : bytes) {
+    id.push_back(kHex[b >> 4]);
+    id.push_back(kHex[b & 15]);
+  }
   return id;
 }
 
