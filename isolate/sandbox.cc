@@ -294,7 +294,9 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
 }
 
 void Sandbox::KillAll() {
-  if (cgroup_) (void)cgroup_->Kill();
+  // SIGKILL to the init ends the pid namespace: the kernel kills every process in it (double-
+  // forked, setsid'd daemons too) before the init is reaped. Whatever else sits in the cgroup is
+  // killed by Cgroup::Destroy() (cgroup.kill).
   if (pidfd_ && !reaped_) sys::PidfdSendSignal(pidfd_.get(), SIGKILL);
   if (pidfd_ && !reaped_) {
     siginfo_t si;
