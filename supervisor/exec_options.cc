@@ -174,16 +174,33 @@ Result<ExecOptions> ParseExecArgs(const std::vector<std::string>& args) {
       }
       return args[++i];
     };
+    // The value of a size option (256m), or of a count option with a minimum.
+    auto size_value = [&](uint64_t* out) -> Status {
+      auto v = need();
+      if (!v.ok()) return std::move(v).error();
+      auto b = ParseByteSize(*v);
+      if (!b.ok()) return WithContext(std::move(b).error(), a);
+      *out = *b;
+      return Ok();
+    };
+    auto count_value = [&](uint64_t minimum, uint64_t* out) -> Status {
+      auto v = need();
+      if (!v.ok()) return std::move(v).error();
+      auto n = ParseUint(a, *v);
+      if (!n.ok()) return std::move(n).error();
+      if (*n < minimum) {
+        return MakeError(ErrorCode::kInvalidArgument, "{} must be at least {}", a, minimum);
+      }
+      *out = *n;
+      return Ok();
+    };
 
     if (a == "-h" || a == "--help") {
       o.help = true;
     } else if (a == "-m" || a == "--memory") {
-      auto v_r = need();
-      if (!v_r.ok()) return std::move(v_r).error();
-      const std::string& v = *v_r;
-      auto b = ParseByteSize(v);
-      if (!b.ok()) return WithContext(std::move(b).error(), "--memory");
-      o.sandbox.limits.memory_bytes = *b;
+      uint64_t bytes = 0;
+      SBX_TRY(size_value(&bytes));
+      o.sandbox.limits.memory_bytes = bytes;
     } else if (a == "--cpus") {
       auto v_r = need();
       if (!v_r.ok()) return std::move(v_r).error();
@@ -195,13 +212,9 @@ Result<ExecOptions> ParseExecArgs(const std::vector<std::string>& args) {
       }
       o.sandbox.limits.cpus = c;
     } else if (a == "--pids-limit") {
-      auto v_r = need();
-      if (!v_r.ok()) return std::move(v_r).error();
-      const std::string& v = *v_r;
-      auto n = ParseUint(a, v);
-      if (!n.ok()) return std::move(n).error();
-      if (*n == 0) return MakeError(ErrorCode::kInvalidArgument, "--pids-limit must be at least 1");
-      o.sandbox.limits.pids = *n;
+      uint64_t pids = 0;
+      SBX_TRY(count_value(1, &pids));
+      o.sandbox.limits.pids = pids;
     } else if (a == "--timeout") {
       auto v_r = need();
       if (!v_r.ok()) return std::move(v_r).error();
@@ -282,34 +295,13 @@ Result<ExecOptions> ParseExecArgs(const std::vector<std::string>& args) {
                          "or a -v SRC:DST:rw where the command must write");
       }
     } else if (a == "--tmp-size") {
-      auto v_r = need();
-      if (!v_r.ok()) return std::move(v_r).error();
-      const std::string& v = *v_r;
-      auto b = ParseByteSize(v);
-      if (!b.ok()) return WithContext(std::move(b).error(), "--tmp-size");
-      o.sandbox.tmp_size_bytes = *b;
+      SBX_TRY(size_value(&o.sandbox.tmp_size_bytes));
     } else if (a == "--output-limit") {
-      auto v_r = need();
-      if (!v_r.ok()) return std::move(v_r).error();
-      const std::string& v = *v_r;
-      auto b = ParseByteSize(v);
-      if (!b.ok()) return WithContext(std::move(b).error(), "--output-limit");
-      o.process.output_limit_bytes = *b;
+      SBX_TRY(size_value(&o.process.output_limit_bytes));
     } else if (a == "--ulimit-nofile") {
-      auto v_r = need();
-      if (!v_r.ok()) return std::move(v_r).error();
-      const std::string& v = *v_r;
-      auto n = ParseUint(a, v);
-      if (!n.ok()) return std::move(n).error();
-      if (*n < 3) return MakeError(ErrorCode::kInvalidArgument, "--ulimit-nofile must be >= 3");
-      o.sandbox.max_open_files = *n;
+      SBX_TRY(count_value(3, &o.sandbox.max_open_files));
     } else if (a == "--ulimit-fsize") {
-      auto v_r = need();
-      if (!v_r.ok()) return std::move(v_r).error();
-      const std::string& v = *v_r;
-      auto b = ParseByteSize(v);
-      if (!b.ok()) return WithContext(std::move(b).error(), "--ulimit-fsize");
-      o.sandbox.max_file_bytes = *b;
+      SBX_TRY(size_value(&o.sandbox.max_file_bytes));
     } else if (a == "-i" || a == "--interactive") {
       o.interactive = true;
     } else if (a == "--result") {
