@@ -171,6 +171,22 @@ TEST_F(IsolationTest, ForbiddenSyscallsAreDenied) {
   EXPECT_NE(o.out.find("errno=38"), std::string::npos) << o.out;  // ENOSYS: libc falls back
 }
 
+#if defined(__x86_64__)
+TEST_F(IsolationTest, CompatSyscallsKillTheProcess) {
+  // The builtin profile covers the native ABI only; the 32-bit entry point is a kill.
+  auto spec = DefaultSpec();
+  spec.seccomp.reset();
+  auto bare = Run(spec, {Hostile(), "int80"});
+  if (bare.result.reason != EndReason::kExited) {
+    GTEST_SKIP() << "this host has no usable 32-bit syscall entry (int 0x80 ends in signal "
+                 << bare.result.signal.value_or(0) << " even without seccomp)";
+  }
+  auto o = Run(DefaultSpec(), {Hostile(), "int80"});
+  EXPECT_EQ(o.result.reason, EndReason::kSignaled) << o.out;
+  EXPECT_EQ(o.result.signal, SIGSYS);
+}
+#endif
+
 TEST_F(IsolationTest, UnconfinedStillHasNoCapabilities) {
   // Without seccomp, mount still fails: no capabilities and no_new_privs.
   auto spec = DefaultSpec();

@@ -170,6 +170,17 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (!strcmp(a, "int80")) {
+#if defined(__x86_64__)
+    /* A 32-bit syscall (getpid, 20) through the compat entry point. */
+    long ret;
+    __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
+    printf("OK int 0x80 returned %ld\n", ret);
+    return 0;
+#else
+    return 2;
+#endif
+  }
   if (!strcmp(a, "kill-init")) return result(kill(1, SIGKILL) == 0 && (sleep(1), 1), "kill 1");
   if (!strcmp(a, "raise") && argc > 2) {
     raise(atoi(argv[2]));
