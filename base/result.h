@@ -23,6 +23,7 @@ enum class ErrorCode {
   kInternal,          // a syscall failed for another reason
   kAlreadyExists,
   kFailedPrecondition,  // the object is in the wrong state for this operation
+  kResourceExhausted,   // a configured capacity is full (a queue); retry later
 };
 
 const char* ErrorCodeName(ErrorCode code);

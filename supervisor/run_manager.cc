@@ -1,0 +1,486 @@
+#include "supervisor/run_manager.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "base/fs.h"
+#include "supervisor/result_json.h"
+#include "supervisor/text.h"
+
+namespace sbx::supervisor {
+
+using store::EventType;
+using store::RunRecord;
+using store::RunState;
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kSubmitter: return "submitter";
+    case Role::kReviewer: return "reviewer";
+    case Role::kAdmin: return "admin";
+  }
+  return "submitter";
+}
+
+namespace {
+
+constexpr auto kCrossNodeRecheck = std::chrono::seconds(2);
+
+Status CheckLimit(const char* field, double value, double max) {
+  if (!(value > 0) || !std::isfinite(value)) {
+    return MakeError(ErrorCode::kInvalidArgument, "limits.{} must be positive", field);
+  }
+  if (value > max) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "limits.{} = {} is above the configured maximum {}", field, value, max);
+  }
+  return Ok();
+}
+
+// Fills in defaults and refuses values beyond the maxima (never clamps in silence).
+Result<store::Limits> ResolveLimits(const store::Limits& in, const ServiceLimits& cfg) {
+  store::Limits out;
+  out.cpus = in.cpus.value_or(cfg.defaults.cpus);
+  out.memory_bytes = in.memory_bytes.value_or(cfg.defaults.memory_bytes);
+  out.pids = in.pids.value_or(cfg.defaults.pids);
+  out.timeout_s = in.timeout_s.value_or(cfg.defaults.timeout_s);
+  out.output_bytes = in.output_bytes.value_or(cfg.defaults.output_bytes);
+  SBX_TRY(CheckLimit("cpus", *out.cpus, cfg.maxima.cpus));
+  SBX_TRY(CheckLimit("memory", static_cast<double>(*out.memory_bytes),
+                     static_cast<double>(cfg.maxima.memory_bytes)));
+  SBX_TRY(CheckLimit("pids", static_cast<double>(*out.pids), static_cast<double>(cfg.maxima.pids)));
+  SBX_TRY(CheckLimit("timeout_s", static_cast<double>(*out.timeout_s),
+                     static_cast<double>(cfg.maxima.timeout_s)));
+  SBX_TRY(CheckLimit("output_bytes", static_cast<double>(*out.output_bytes),
+                     static_cast<double>(cfg.maxima.output_bytes)));
+  return out;
+}
+
+nlohmann::json StepResultJson(const store::StepResult& s) {
+  return {{"name", s.name},
+          {"reason", s.reason},
+          {"exit_code", s.exit_code ? nlohmann::json(*s.exit_code) : nlohmann::json(nullptr)},
+          {"signal", s.signal ? nlohmann::json(SignalName(*s.signal)) : nlohmann::json(nullptr)},
+          {"wall_ms", s.wall_ms},
+          {"cpu_ms", s.cpu_ms},
+          {"memory_peak_bytes", s.memory_peak_bytes}};
+}
+
+}  // namespace
+
+RunManager::RunManager(store::Store& store, RunManagerOptions options)
+    : store_(store), options_(std::move(options)) {}
+
+Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
+                                                      RunManagerOptions options) {
+  if (options.cgroups == nullptr) {
+    return MakeError(ErrorCode::kInvalidArgument, "RunManager needs a cgroup driver");
+  }
+  if (options.node.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    options.node = host;
+  }
+  if (!options.seccomp) {
+    options.seccomp = [](const std::string& name) -> Result<seccomp::Program> {
+      if (!name.empty() && name != "default") {
+        return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured", name);
+      }
+      return seccomp::Compile(seccomp::DefaultProfile());
+    };
+  }
+  if (::mkdir(options.data_dir.c_str(), 0711) < 0 && errno != EEXIST) {
+    return ErrnoError("mkdir {}", options.data_dir);
+  }
+  std::string runs = options.data_dir + "/runs";
+  if (::mkdir(runs.c_str(), 0711) < 0 && errno != EEXIST) return ErrnoError("mkdir {}", runs);
+
+  std::unique_ptr<RunManager> m(new RunManager(store, std::move(options)));
+  // Crash recovery: what this node was running when it died did not finish.
+  auto stale = store.RecoverStale(m->options_.node);
+  if (!stale.ok()) return WithContext(std::move(stale).error(), "crash recovery");
+  Principal daemon{"sandboxd", Role::kAdmin};
+  for (const std::string& id : *stale) {
+    (void)m->Emit(id, EventType::kRunStatus, {{"state", "FAILED"}, {"reason", "daemon restarted"}});
+    (void)m->Emit(id, EventType::kRunCompleted, {{"state", "FAILED"}, {"reason", "daemon restarted"}});
+    m->Audit(daemon, "run.recovered", id, {{"node", m->options_.node}});
+    spdlog::warn("run {}: was running when the daemon stopped; marked FAILED", id);
+  }
+  (void)store.Heartbeat(m->options_.node);
+  for (int i = 0; i < m->options_.limits.max_concurrent_runs; ++i) {
+    m->workers_.emplace_back([raw = m.get()] { raw->Worker(); });
+  }
+  return m;
+}
+
+RunManager::~RunManager() { Stop(); }
+
+void RunManager::Stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+    for (auto& [id, sb] : running_) {
+      cancel_requested_[id] = true;
+      if (sb != nullptr) sb->Cancel();
+    }
+  }
+  work_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+uint64_t RunManager::Subscribe(std::string run_id, Listener listener) {
+  std::lock_guard<std::mutex> lk(listeners_mu_);
+  uint64_t token = next_token_++;
+  listeners_[token] = {std::move(run_id), std::move(listener)};
+  return token;
+}
+
+void RunManager::Unsubscribe(uint64_t token) {
+  std::lock_guard<std::mutex> lk(listeners_mu_);
+  listeners_.erase(token);
+}
+
+Result<store::EventRecord> RunManager::Emit(std::string_view run_id, EventType type,
+                                            nlohmann::json data) {
+  auto ev = store_.AppendEvent(run_id, type, data);
+  if (!ev.ok()) {
+    spdlog::error("run {}: cannot record event {}: {}", run_id, store::EventTypeName(type),
+                  ev.error().ToString());
+    return ev;
+  }
+  std::lock_guard<std::mutex> lk(listeners_mu_);
+  for (const auto& [token, sub] : listeners_) {
+    if (sub.first.empty() || sub.first == run_id) sub.second(*ev);
+  }
+  return ev;
+}
+
+void RunManager::Audit(const Principal& who, std::string_view action, std::string_view run_id,
+                       nlohmann::json details) {
+  details["role"] = RoleName(who.role);
+  auto r = store_.AppendAudit(who.name, action, run_id, details);
+  if (!r.ok()) {
+    spdlog::error("run {}: cannot append audit record {}: {}", run_id, action,
+                  r.error().ToString());
+  }
+}
+
+Result<RunRecord> RunManager::Move(std::string_view run_id, const std::vector<RunState>& from,
+                                   RunState to, const store::RunUpdate& update,
+                                   const Principal& who, std::string_view action) {
+  auto run = store_.Transition(run_id, from, to, update);
+  if (!run.ok()) return run;
+  nlohmann::json data = {{"state", store::RunStateName(to)}};
+  if (update.result) data["reason"] = update.result->reason;
+  (void)Emit(run_id, EventType::kRunStatus, data);
+  Audit(who, action, run_id, {{"to", store::RunStateName(to)}});
+  return run;
+}
+
+Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Principal& who) {
+  if (request.argv.empty() == request.steps.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "a run needs either argv or steps (not both)");
+  }
+  if (!request.argv.empty()) request.steps = {{"main", request.argv}};
+  for (size_t i = 0; i < request.steps.size(); ++i) {
+    const auto& s = request.steps[i];
+    if (s.argv.empty() || s.argv[0].empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "steps[{}].argv must name a command", i);
+    }
+    if (s.name.empty()) request.steps[i].name = fmt::format("step{}", i + 1);
+  }
+  if (!request.argv.empty()) request.steps.clear();
+  if (request.network.empty()) request.network = "none";
+  if (request.network != "none") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "network '{}' is not available; runs get network \"none\"", request.network);
+  }
+  if (!request.workspace.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "workspaces are not configured on this daemon");
+  }
+  auto limits = ResolveLimits(request.limits, options_.limits);
+  if (!limits.ok()) return std::move(limits).error();
+  request.limits = *limits;
+  request.submitter = who.name;
+  request.state = RunState::kPending;
+
+  auto counts = store_.CountByState();
+  if (!counts.ok()) return std::move(counts).error();
+  if ((*counts)[RunState::kQueued] >= options_.limits.max_queue) {
+    return MakeError(ErrorCode::kResourceExhausted, "the run queue is full ({} queued); retry later",
+                     (*counts)[RunState::kQueued]);
+  }
+
+  auto created = store_.CreateRun(request);
+  if (!created.ok() || !created->created) return created;
+  const std::string id = created->run.id;
+  (void)Emit(id, EventType::kRunStatus, {{"state", "PENDING"}});
+  Audit(who, "run.submitted", id, {{"idempotency_key", request.idempotency_key.value_or("")}});
+
+  // The policy engine is not there yet: every run waits for a reviewer.
+  nlohmann::json decision = {{"decision", "review"},
+                             {"reason", "no command policy is configured: a reviewer decides"}};
+  store::RunUpdate planned;
+  planned.policy = decision;
+  auto run = Move(id, {RunState::kPending}, RunState::kPlanned, planned, who, "policy.decision");
+  if (!run.ok()) return std::move(run).error();
+  run = Move(id, {RunState::kPlanned}, RunState::kAwaitingReview, {}, who, "run.awaiting_review");
+  if (!run.ok()) return std::move(run).error();
+  created->run = std::move(*run);
+  return created;
+}
+
+Result<RunRecord> RunManager::Approve(std::string_view run_id, const Principal& who) {
+  if (who.role == Role::kSubmitter) {
+    return MakeError(ErrorCode::kPermissionDenied, "approving needs the reviewer role");
+  }
+  auto current = store_.GetRun(run_id);
+  if (!current.ok()) return current;
+  if (current->submitter == who.name) {
+    return MakeError(ErrorCode::kPermissionDenied, "a submitter cannot approve its own run");
+  }
+  store::RunUpdate update;
+  update.approval = store::Approval{who.name, 0, "review"};
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  update.approval->approved_at_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now).count();
+  auto run = Move(run_id, {RunState::kAwaitingReview}, RunState::kQueued, update, who,
+                  "run.approved");
+  if (run.ok()) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      ++wakeups_;
+    }
+    work_.notify_one();
+  }
+  return run;
+}
+
+Result<RunRecord> RunManager::Reject(std::string_view run_id, const Principal& who,
+                                     const std::string& reason) {
+  if (who.role == Role::kSubmitter) {
+    return MakeError(ErrorCode::kPermissionDenied, "rejecting needs the reviewer role");
+  }
+  store::RunUpdate update;
+  update.result = store::RunResult{};
+  update.result->reason = "rejected" + (reason.empty() ? "" : ": " + reason);
+  auto run = Move(run_id, {RunState::kAwaitingReview}, RunState::kCancelled, update, who,
+                  "run.rejected");
+  if (run.ok()) {
+    (void)Emit(run_id, EventType::kRunCompleted,
+               {{"state", "CANCELLED"}, {"reason", update.result->reason}});
+  }
+  return run;
+}
+
+Result<RunRecord> RunManager::Cancel(std::string_view run_id, const Principal& who) {
+  {
+    // A run this node is executing is finished by its worker, after its last bytes of output.
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = running_.find(std::string(run_id));
+    if (it != running_.end()) {
+      cancel_requested_[it->first] = true;
+      if (it->second != nullptr) it->second->Cancel();
+      Audit(who, "run.cancel_requested", run_id, {});
+      return store_.GetRun(run_id);
+    }
+  }
+  store::RunUpdate update;
+  update.result = store::RunResult{};
+  update.result->reason = "cancelled";
+  auto run = Move(run_id, store::NonTerminalRunStates(), RunState::kCancelled, update, who,
+                  "run.cancelled");
+  if (run.ok()) {
+    (void)Emit(run_id, EventType::kRunCompleted, {{"state", "CANCELLED"}, {"reason", "cancelled"}});
+  }
+  return run;
+}
+
+void RunManager::Worker() {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (stopping_) return;
+      seen = wakeups_;
+    }
+    auto claimed = store_.ClaimNextQueued(options_.node);
+    if (claimed.ok() && claimed->has_value()) {
+      Execute(std::move(**claimed));
+      continue;
+    }
+    if (!claimed.ok()) spdlog::error("claiming a run: {}", claimed.error().ToString());
+    // Woken by a local approval at once; runs approved by another daemon sharing the database
+    // are picked up at the next recheck.
+    std::unique_lock<std::mutex> lk(mu_);
+    work_.wait_for(lk, kCrossNodeRecheck, [&] { return stopping_ || wakeups_ != seen; });
+  }
+}
+
+void RunManager::Execute(RunRecord run) {
+  const std::string id = run.id;
+  const Principal daemon{"sandboxd", Role::kAdmin};
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    running_[id] = nullptr;
+  }
+  (void)Emit(id, EventType::kRunStatus, {{"state", "RUNNING"}, {"node", options_.node}});
+  Audit(daemon, "run.started", id, {{"node", options_.node}});
+
+  store::RunResult result;
+  bool cancelled = false;
+  auto finish = [&](RunState state) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      running_.erase(id);
+      cancel_requested_.erase(id);
+    }
+    store::RunUpdate update;
+    update.result = result;
+    auto done = store_.Transition(id, {RunState::kRunning}, state, update);
+    if (!done.ok()) {
+      spdlog::error("run {}: cannot record its end: {}", id, done.error().ToString());
+      return;
+    }
+    nlohmann::json data = {{"state", store::RunStateName(state)},
+                           {"reason", result.reason},
+                           {"exit_code", result.exit_code ? nlohmann::json(*result.exit_code)
+                                                          : nlohmann::json(nullptr)}};
+    (void)Emit(id, EventType::kRunStatus, data);
+    (void)Emit(id, EventType::kRunCompleted, data);
+    Audit(daemon, "run.finished", id, data);
+  };
+  auto is_cancelled = [&] {
+    std::lock_guard<std::mutex> lk(mu_);
+    return cancel_requested_.count(id) > 0;
+  };
+
+  // Where its output goes, besides the events.
+  std::string dir = fmt::format("{}/runs/{}", options_.data_dir, id);
+  if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) {
+    result.reason = fmt::format("setup_failed: mkdir {}: {}", dir, std::strerror(errno));
+    return finish(RunState::kFailed);
+  }
+  UniqueFd out_log(::open((dir + "/stdout").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  UniqueFd err_log(::open((dir + "/stderr").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+
+  isolate::SandboxSpec spec;
+  spec.id = id;
+  spec.limits.cpus = run.limits.cpus;
+  spec.limits.memory_bytes = static_cast<uint64_t>(run.limits.memory_bytes.value_or(0));
+  spec.limits.pids = static_cast<uint64_t>(run.limits.pids.value_or(0));
+  auto program = options_.seccomp(run.seccomp_profile);
+  if (!program.ok()) {
+    result.reason = "setup_failed: seccomp profile: " + program.error().ToString();
+    return finish(RunState::kFailed);
+  }
+  spec.seccomp = std::move(*program);
+  if (is_cancelled()) {
+    result.reason = "cancelled";
+    return finish(RunState::kCancelled);
+  }
+  auto sb = isolate::Sandbox::Create(spec, *options_.cgroups, options_.engine);
+  if (!sb.ok()) {
+    result.reason = "setup_failed: " + sb.error().ToString();
+    spdlog::error("run {}: {}", id, result.reason);
+    return finish(RunState::kFailed);
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    running_[id] = sb->get();
+    if (cancel_requested_.count(id)) (*sb)->Cancel();
+  }
+
+  // stdin: the request's bytes, the same for each step.
+  UniqueFd stdin_fd;
+  if (!run.stdin_data.empty()) {
+    stdin_fd.reset(::memfd_create("sbx-stdin", MFD_CLOEXEC));
+    if (stdin_fd) (void)WriteAll(stdin_fd.get(), run.stdin_data);
+  }
+  std::vector<store::Step> steps =
+      run.steps.empty() ? std::vector<store::Step>{{"main", run.argv}} : run.steps;
+  std::vector<std::string> env;
+  for (const auto& [k, v] : run.env) env.push_back(k + "=" + v);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::seconds(run.limits.timeout_s.value_or(600));
+  uint64_t output_left = static_cast<uint64_t>(run.limits.output_bytes.value_or(16 << 20));
+  bool all_ok = true;
+
+  for (const store::Step& step : steps) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    isolate::ProcessSpec p;
+    p.argv = step.argv;
+    p.env = env;
+    p.timeout_ms = left.count() > 0 ? static_cast<uint64_t>(left.count()) : 1;
+    p.output_limit_bytes = output_left;
+    if (stdin_fd) {
+      ::lseek(stdin_fd.get(), 0, SEEK_SET);
+      p.stdin_fd = stdin_fd.get();
+    }
+    (void)Emit(id, EventType::kStepStarted, {{"step", step.name}, {"argv", step.argv}});
+    auto sink = [&](int stream, std::string_view data) {
+      (void)WriteAll(stream == 1 ? out_log.get() : err_log.get(), data);
+      nlohmann::json ev = {{"step", step.name}, {"stream", stream == 1 ? "stdout" : "stderr"}};
+      if (IsValidUtf8(data)) {
+        ev["data"] = std::string(data);
+      } else {
+        ev["data_b64"] = Base64Encode(data);
+      }
+      (void)Emit(id, EventType::kStepLog, std::move(ev));
+    };
+    auto r = (*sb)->Run(p, sink);
+    store::StepResult sr;
+    sr.name = step.name;
+    if (!r.ok()) {
+      sr.reason = "setup_failed: " + r.error().ToString();
+    } else {
+      sr.reason = isolate::EndReasonName(r->reason);
+      if (r->reason == isolate::EndReason::kSetupFailed && r->error) {
+        sr.reason += ": " + r->error->message;
+      }
+      sr.exit_code = r->exit_code;
+      sr.signal = r->signal;
+      sr.wall_ms = static_cast<int64_t>(r->wall_ms);
+      sr.cpu_ms = static_cast<int64_t>(r->cpu_ms);
+      sr.memory_peak_bytes = static_cast<int64_t>(r->memory_peak_bytes);
+      uint64_t used = r->stdout_bytes + r->stderr_bytes;
+      output_left = used >= output_left ? 0 : output_left - used;
+      cancelled = r->reason == isolate::EndReason::kCancelled;
+    }
+    (void)Emit(id, EventType::kStepFinished, StepResultJson(sr));
+    result.steps.push_back(sr);
+    result.reason = sr.reason;
+    result.exit_code = sr.exit_code;
+    result.signal = sr.signal;
+    result.wall_ms += sr.wall_ms;
+    result.cpu_ms += sr.cpu_ms;
+    result.memory_peak_bytes = std::max(result.memory_peak_bytes, sr.memory_peak_bytes);
+    if (!r.ok() || r->reason != isolate::EndReason::kExited || r->exit_code != 0) {
+      all_ok = false;
+      break;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    running_[id] = nullptr;
+  }
+  if (Status st = (*sb)->Destroy(); !st.ok()) {
+    spdlog::warn("run {}: sandbox cleanup: {}", id, st.error().ToString());
+  }
+  if (cancelled || is_cancelled()) {
+    result.reason = "cancelled";
+    return finish(RunState::kCancelled);
+  }
+  finish(all_ok ? RunState::kSucceeded : RunState::kFailed);
+}
+
+}  // namespace sbx::supervisor

@@ -1,0 +1,128 @@
+// Runs behind a review gate: submit, plan, review, queue, execute in a sandbox, finish.
+//
+//   PENDING -> PLANNED -> AWAITING_REVIEW -> QUEUED -> RUNNING -> SUCCEEDED | FAILED
+//   cancel: any non-terminal state -> CANCELLED (a running sandbox's whole tree is killed)
+//
+// No run reaches QUEUED without an approval: a reviewer's (never the submitter's own), or, once
+// the policy engine exists, a policy rule's. Every state change is a compare-and-set in the
+// store, so an illegal or racing transition changes nothing. Each change is an event (per-run
+// `seq`, replayable from the store) and an audit record.
+//
+// Execution: `max_concurrent_runs` worker threads claim QUEUED runs from the store (atomically,
+// also against other daemons sharing it) and run their steps one after another in one sandbox.
+// Output is written to <data_dir>/runs/<id>/{stdout,stderr} as it arrives and published as
+// step.log events; every byte written before a step exited is delivered before run.completed.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "cgroup/cgroup.h"
+#include "isolate/sandbox.h"
+#include "seccomp/seccomp.h"
+#include "supervisor/store/store.h"
+
+namespace sbx::supervisor {
+
+struct LimitSet {
+  double cpus = 1.0;
+  int64_t memory_bytes = 512ll << 20;
+  int64_t pids = 256;
+  int64_t timeout_s = 600;
+  int64_t output_bytes = 16ll << 20;
+};
+
+struct ServiceLimits {
+  LimitSet defaults;
+  LimitSet maxima{4.0, 8ll << 30, 4096, 24 * 3600, 1ll << 30};
+  int max_concurrent_runs = 2;
+  int max_queue = 100;  // QUEUED runs; past it, Submit() fails with kResourceExhausted
+};
+
+enum class Role { kSubmitter, kReviewer, kAdmin };
+
+struct Principal {
+  std::string name;  // the API key's name
+  Role role = Role::kSubmitter;
+};
+
+struct RunManagerOptions {
+  std::string node;      // this daemon's name in the store (defaults to the hostname)
+  std::string data_dir;  // logs under <data_dir>/runs/<id>/
+  ServiceLimits limits;
+  cgroup::Driver* cgroups = nullptr;  // required
+  isolate::EngineOptions engine;
+  // Compiles a named seccomp profile ("" or "default": the builtin one). Called on the worker
+  // thread before each run.
+  std::function<Result<seccomp::Program>(const std::string& name)> seccomp;
+};
+
+class RunManager {
+ public:
+  // Recovers runs this node left RUNNING (a crash or restart: they end FAILED with reason
+  // "daemon restarted") and starts the workers.
+  static Result<std::unique_ptr<RunManager>> Start(store::Store& store, RunManagerOptions options);
+  ~RunManager();
+
+  // Validates the request (argv or steps; limits within the maxima, defaults filled in), stores
+  // it and walks it to AWAITING_REVIEW. With an idempotency key already used by this submitter,
+  // returns that run (created = false) and changes nothing.
+  Result<store::CreateRunResult> Submit(store::RunRecord request, const Principal& who);
+  // AWAITING_REVIEW -> QUEUED. kPermissionDenied for the submitter's own run or a submitter
+  // role; kFailedPrecondition when the run is not awaiting review.
+  Result<store::RunRecord> Approve(std::string_view run_id, const Principal& who);
+  // AWAITING_REVIEW -> CANCELLED with reason "rejected: …".
+  Result<store::RunRecord> Reject(std::string_view run_id, const Principal& who,
+                                  const std::string& reason);
+  // Any non-terminal state -> CANCELLED; a running sandbox is killed first.
+  Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
+
+  // Events as they are appended ("" = every run). The listener runs on the thread that appended
+  // the event and must not block (queue and return).
+  using Listener = std::function<void(const store::EventRecord&)>;
+  uint64_t Subscribe(std::string run_id, Listener listener);
+  void Unsubscribe(uint64_t token);
+
+  // Stops claiming, cancels running sandboxes, joins the workers. Idempotent.
+  void Stop();
+
+  const RunManagerOptions& options() const { return options_; }
+
+ private:
+  RunManager(store::Store& store, RunManagerOptions options);
+  Result<store::EventRecord> Emit(std::string_view run_id, store::EventType type,
+                                  nlohmann::json data);
+  void Audit(const Principal& who, std::string_view action, std::string_view run_id,
+             nlohmann::json details);
+  Result<store::RunRecord> Move(std::string_view run_id, const std::vector<store::RunState>& from,
+                                store::RunState to, const store::RunUpdate& update,
+                                const Principal& who, std::string_view action);
+  void Worker();
+  void Execute(store::RunRecord run);
+
+  store::Store& store_;
+  RunManagerOptions options_;
+  std::mutex mu_;
+  std::condition_variable work_;
+  bool stopping_ = false;
+  uint64_t wakeups_ = 0;
+  std::map<std::string, isolate::Sandbox*> running_;  // run id -> its sandbox, while it runs
+  std::map<std::string, bool> cancel_requested_;
+  std::vector<std::thread> workers_;
+
+  std::mutex listeners_mu_;
+  uint64_t next_token_ = 1;
+  std::map<uint64_t, std::pair<std::string, Listener>> listeners_;
+};
+
+const char* RoleName(Role role);
+
+}  // namespace sbx::supervisor

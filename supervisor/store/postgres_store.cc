@@ -1,0 +1,255 @@
+// The PostgreSQL backend, on libpqxx 6.4 (Debian 12; the 7.x API differs). One connection per
+// Store behind a mutex. Transactions run at READ COMMITTED; the statements that must not race
+// across daemons take row locks (claims, event seq) or transaction-scoped advisory locks
+// (migrations, the audit chain). Every libpqxx exception of sbx_store is caught in this file.
+#include <algorithm>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <pqxx/pqxx>
+
+#include "supervisor/store/sql_store.h"
+
+namespace sbx::store::internal {
+namespace {
+
+// Frozen once released: a change to the schema is a new migration, never an edit of an old one.
+constexpr Migration kMigrations[] = {
+    {1, "runs, events, audit, nodes", R"sql(
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  row_no BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+  submitter TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('PENDING', 'PLANNED', 'AWAITING_REVIEW', 'QUEUED',
+                                       'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED')),
+  argv TEXT NOT NULL,
+  steps TEXT NOT NULL,
+  limits TEXT NOT NULL,
+  network TEXT NOT NULL,
+  seccomp_profile TEXT NOT NULL,
+  env TEXT NOT NULL,
+  stdin BYTEA NOT NULL,
+  workspace TEXT NOT NULL,
+  labels TEXT NOT NULL,
+  idempotency_key TEXT,
+  policy TEXT,
+  approval TEXT,
+  node TEXT,
+  created_at BIGINT NOT NULL,
+  queued_at BIGINT,
+  started_at BIGINT,
+  finished_at BIGINT,
+  result TEXT,
+  last_event_seq BIGINT NOT NULL DEFAULT 0,
+  UNIQUE (submitter, idempotency_key)
+);
+CREATE INDEX runs_by_queue ON runs (state, queued_at, row_no);
+CREATE INDEX runs_by_node ON runs (node, state);
+CREATE TABLE run_labels (
+  run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (run_id, key)
+);
+CREATE INDEX run_labels_by_value ON run_labels (key, value);
+CREATE TABLE events (
+  run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  seq BIGINT NOT NULL,
+  type TEXT NOT NULL,
+  ts BIGINT NOT NULL,
+  data TEXT NOT NULL,
+  PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE audit (
+  id BIGINT PRIMARY KEY,
+  ts BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  run_id TEXT,
+  details TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX audit_by_run ON audit (run_id, id);
+CREATE TABLE nodes (
+  name TEXT PRIMARY KEY,
+  last_heartbeat BIGINT NOT NULL
+);
+)sql"},
+    {2, "audit is append-only", R"sql(
+CREATE FUNCTION sandboxd_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit is append-only';
+END
+$$;
+CREATE TRIGGER audit_no_update BEFORE UPDATE OR DELETE ON audit
+  FOR EACH ROW EXECUTE FUNCTION sandboxd_audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+  FOR EACH STATEMENT EXECUTE FUNCTION sandboxd_audit_append_only();
+)sql"},
+};
+
+// The start of a statement, for error messages: the whole INSERT of a run is a screenful.
+std::string_view Abbreviate(std::string_view sql) {
+  while (!sql.empty() && (sql.front() == '\n' || sql.front() == ' ')) sql.remove_prefix(1);
+  return sql.substr(0, std::min(sql.find('\n'), size_t{80}));
+}
+
+// SQLSTATE classes and codes, https://www.postgresql.org/docs/15/errcodes-appendix.html.
+Error PgError(const std::exception& e, std::string_view what) {
+  ErrorCode code = ErrorCode::kInternal;
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    const std::string& state = sql->sqlstate();
+    if (state == "23505") {
+      code = ErrorCode::kAlreadyExists;  // unique_violation
+    } else if (state.starts_with("23")) {
+      code = ErrorCode::kInvalidArgument;  // other integrity constraints
+    } else if (state.starts_with("08") || state == "57P01" || state == "57P03") {
+      code = ErrorCode::kUnavailable;  // connection lost, server shutting down or starting
+    } else if (state == "42501") {
+      code = ErrorCode::kPermissionDenied;
+    }
+  } else if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+    code = ErrorCode::kUnavailable;
+  }
+  std::string message = e.what();
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  return Error{code, 0, fmt::format("postgresql: {} (in `{}`)", message, Abbreviate(what)), {}};
+}
+
+std::optional<std::string> ToParam(const SqlValue& v) {
+  if (std::holds_alternative<std::monostate>(v)) return std::nullopt;
+  if (const auto* n = std::get_if<int64_t>(&v)) return std::to_string(*n);
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  // bytea in the hex input format, https://www.postgresql.org/docs/15/datatype-binary.html.
+  static constexpr char kHex[] = "0123456789abcdef";
+  const std::string& bytes = std::get<Blob>(v).bytes;
+  std::string out = "\\x";
+  out.reserve(2 + bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xf]);
+  }
+  return out;
+}
+
+class PgTx final : public SqlTx {
+ public:
+  explicit PgTx(pqxx::work& tx) : tx_(tx) {}
+
+  Result<std::vector<SqlRow>> Query(std::string_view sql, std::span<const SqlValue> params,
+                                    std::span<const ColumnKind> kinds) override {
+    try {
+      pqxx::result r = Run(sql, params);
+      std::vector<SqlRow> rows;
+      rows.reserve(r.size());
+      for (const auto& pg_row : r) {
+        SqlRow row(kinds.size());
+        for (size_t i = 0; i < kinds.size() && i < pg_row.size(); ++i) {
+          const pqxx::field f = pg_row[static_cast<pqxx::row::size_type>(i)];
+          if (f.is_null()) continue;
+          switch (kinds[i]) {
+            case ColumnKind::kInt:
+              row[i] = f.as<int64_t>();
+              break;
+            case ColumnKind::kText:
+              row[i] = std::string(f.c_str(), f.size());
+              break;
+            case ColumnKind::kBlob:
+              row[i] = Blob{pqxx::binarystring(f).str()};
+              break;
+          }
+        }
+        rows.push_back(std::move(row));
+      }
+      return rows;
+    } catch (const std::exception& e) {
+      return PgError(e, sql);
+    }
+  }
+
+  Result<int64_t> Exec(std::string_view sql, std::span<const SqlValue> params) override {
+    try {
+      return static_cast<int64_t>(Run(sql, params).affected_rows());
+    } catch (const std::exception& e) {
+      return PgError(e, sql);
+    }
+  }
+
+  Status ExecScript(std::string_view sql) override {
+    try {
+      tx_.exec(std::string(sql));
+      return Ok();
+    } catch (const std::exception& e) {
+      return PgError(e, "script");
+    }
+  }
+
+ private:
+  pqxx::result Run(std::string_view sql, std::span<const SqlValue> params) {
+    std::vector<std::optional<std::string>> values;
+    values.reserve(params.size());
+    for (const SqlValue& v : params) values.push_back(ToParam(v));
+    return tx_.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(values));
+  }
+
+  pqxx::work& tx_;
+};
+
+class PgConnection final : public SqlConnection {
+ public:
+  explicit PgConnection(std::unique_ptr<pqxx::connection> conn) : conn_(std::move(conn)) {}
+
+  Status Transact(TxMode, const std::function<Status(SqlTx&)>& body) override {
+    std::lock_guard lock(mu_);
+    try {
+      pqxx::work work(*conn_);
+      PgTx tx(work);
+      Status s = body(tx);
+      if (!s.ok()) return s;  // ~work rolls back
+      work.commit();
+      return Ok();
+    } catch (const pqxx::in_doubt_error& e) {
+      Error err = PgError(e, "COMMIT");
+      err.message += "; the connection broke during commit, so whether it took effect is unknown";
+      return err;
+    } catch (const std::exception& e) {
+      return PgError(e, "transaction");
+    }
+  }
+
+  std::span<const Migration> Migrations() const override { return kMigrations; }
+
+  std::string LockStatement(LockKey key) const override {
+    return "SELECT pg_advisory_xact_lock(" + std::to_string(static_cast<int64_t>(key)) + ")";
+  }
+
+  std::string_view ClaimLockClause() const override { return "FOR UPDATE SKIP LOCKED"; }
+
+ private:
+  std::mutex mu_;
+  std::unique_ptr<pqxx::connection> conn_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<SqlConnection>> OpenPostgres(const std::string& url) {
+  try {
+    auto conn = std::make_unique<pqxx::connection>(url);
+    // Keep NOTICEs ("relation already exists, skipping") off the daemon's stderr.
+    pqxx::nontransaction setup(*conn);
+    setup.exec("SET client_min_messages TO warning");
+    setup.commit();
+    return std::unique_ptr<SqlConnection>(std::make_unique<PgConnection>(std::move(conn)));
+  } catch (const std::exception& e) {
+    Error err = PgError(e, "connect");
+    err.code = ErrorCode::kUnavailable;
+    err.message +=
+        "; check that the server is running and the URL's host, port, user and "
+        "database are right";
+    return err;
+  }
+}
+
+}  // namespace sbx::store::internal

@@ -1,0 +1,598 @@
+#include "supervisor/store/sql_store.h"
+
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <utility>
+
+#include "supervisor/store/record_codec.h"
+
+namespace sbx::store::internal {
+namespace {
+
+constexpr int kMaxPageSize = 1000;
+constexpr int kVerifyBatch = 500;
+const std::string kGenesisHash(64, '0');
+constexpr std::array<ColumnKind, 1> kOneInt = {ColumnKind::kInt};
+constexpr std::array<ColumnKind, 1> kOneText = {ColumnKind::kText};
+constexpr std::array<ColumnKind, 2> kIntText = {ColumnKind::kInt, ColumnKind::kText};
+constexpr std::array<ColumnKind, 2> kTextInt = {ColumnKind::kText, ColumnKind::kInt};
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Collects statement parameters and hands out their placeholders.
+class Params {
+ public:
+  std::string Add(SqlValue v) {
+    values_.push_back(std::move(v));
+    return "$" + std::to_string(values_.size());
+  }
+  std::span<const SqlValue> values() const { return values_; }
+
+ private:
+  std::vector<SqlValue> values_;
+};
+
+Status CheckLimit(int limit, const char* what) {
+  if (limit < 1 || limit > kMaxPageSize) {
+    return MakeError(ErrorCode::kInvalidArgument, "{} limit {} is out of range; use 1..{}", what,
+                     limit, kMaxPageSize);
+  }
+  return Ok();
+}
+
+Status CheckRunId(std::string_view id) {
+  bool ok = !id.empty() && id.size() <= 128;
+  for (char c : id) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '-');
+  }
+  if (!ok) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "run id '{}' is malformed; use 1..128 of [A-Za-z0-9_-]", id);
+  }
+  return Ok();
+}
+
+std::string StateList(const std::vector<RunState>& states) {
+  std::string out;
+  for (RunState s : states) {
+    if (!out.empty()) out += ", ";
+    out += RunStateName(s);
+  }
+  return out;
+}
+
+Result<std::optional<RunRecord>> FirstRun(Result<std::vector<SqlRow>> rows) {
+  if (!rows.ok()) return std::move(rows).error();
+  if (rows->empty()) return std::optional<RunRecord>();
+  auto decoded = DecodeRun(rows->front());
+  if (!decoded.ok()) return std::move(decoded).error();
+  return std::optional<RunRecord>(std::move(decoded->run));
+}
+
+Result<std::optional<RunRecord>> SelectRun(SqlTx& tx, std::string_view where, Params& p) {
+  return FirstRun(tx.Query("SELECT " + RunSelectList() + " FROM runs WHERE " + std::string(where),
+                           p.values(), RunSelectKinds()));
+}
+
+Error RunNotFound(std::string_view run_id) {
+  return MakeError(ErrorCode::kNotFound, "run {} not found", run_id);
+}
+
+class SqlStore final : public Store {
+ public:
+  explicit SqlStore(std::unique_ptr<SqlConnection> conn) : conn_(std::move(conn)) {}
+
+  Result<MigrateResult> Migrate() override {
+    MigrateResult out;
+    std::span<const Migration> migrations = conn_->Migrations();
+    const int latest = migrations.empty() ? 0 : migrations.back().version;
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      if (std::string lock = conn_->LockStatement(LockKey::kMigrate); !lock.empty()) {
+        SBX_TRY(tx.Query(lock, {}, {}));
+      }
+      SBX_TRY(tx.ExecScript(
+          "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+          "name TEXT NOT NULL, applied_at BIGINT NOT NULL)"));
+      auto rows = tx.Query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", {}, kOneInt);
+      if (!rows.ok()) return std::move(rows).error();
+      const int current = rows->empty() ? 0 : static_cast<int>(IntAt(rows->front(), 0));
+      out.from_version = current;
+      out.to_version = current;
+      if (current > latest) {
+        return MakeError(ErrorCode::kFailedPrecondition,
+                         "the database schema is at version {}, newer than this sandboxd knows "
+                         "({}); upgrade sandboxd or point it at another database",
+                         current, latest);
+      }
+      for (const Migration& m : migrations) {
+        if (m.version <= current) continue;
+        Status applied = tx.ExecScript(m.sql);
+        if (!applied.ok()) {
+          return WithContext(std::move(applied).error(),
+                             "migration " + std::to_string(m.version) + " (" + m.name + ")");
+        }
+        std::array<SqlValue, 3> params = {int64_t{m.version}, std::string(m.name), NowMs()};
+        SBX_TRY(
+            tx.Exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    params));
+        out.to_version = m.version;
+      }
+      return Ok();
+    }));
+    return out;
+  }
+
+  Result<CreateRunResult> CreateRun(const RunRecord& input) override {
+    RunRecord run = input;
+    if (run.submitter.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "a run needs a submitter");
+    }
+    if (run.state != RunState::kPending) {
+      return MakeError(ErrorCode::kInvalidArgument, "a new run starts in PENDING, not {}",
+                       RunStateName(run.state));
+    }
+    if (run.idempotency_key && run.idempotency_key->empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "an idempotency key must not be empty");
+    }
+    if (run.id.empty()) run.id = NewRunId();
+    SBX_TRY(CheckRunId(run.id));
+    if (run.created_at_ms == 0) run.created_at_ms = NowMs();
+    auto row = EncodeRun(run);
+    if (!row.ok()) return std::move(row).error();
+
+    std::string columns, placeholders;
+    Params insert;
+    for (size_t i = 0; i < row->size(); ++i) {
+      if (i > 0) {
+        columns += ", ";
+        placeholders += ", ";
+      }
+      columns += RunColumns()[i].name;
+      placeholders += insert.Add(std::move((*row)[i]));
+    }
+    const std::string insert_sql = "INSERT INTO runs (" + columns + ") VALUES (" + placeholders +
+                                   ") ON CONFLICT (submitter, idempotency_key) DO NOTHING";
+
+    CreateRunResult out;
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      auto find_existing = [&]() -> Result<std::optional<RunRecord>> {
+        Params p;
+        std::string where = "submitter = " + p.Add(run.submitter) +
+                            " AND idempotency_key = " + p.Add(*run.idempotency_key);
+        return SelectRun(tx, where, p);
+      };
+      if (run.idempotency_key) {
+        auto existing = find_existing();
+        if (!existing.ok()) return std::move(existing).error();
+        if (*existing) {
+          out.run = std::move(**existing);
+          return Ok();
+        }
+      }
+      auto inserted = tx.Exec(insert_sql, insert.values());
+      if (!inserted.ok()) {
+        Error e = std::move(inserted).error();
+        if (e.code == ErrorCode::kAlreadyExists) e.message = "run id " + run.id + " is taken";
+        return e;
+      }
+      if (*inserted == 0) {
+        if (!run.idempotency_key) {
+          return MakeError(ErrorCode::kInternal, "insert of run {} changed no row", run.id);
+        }
+        // Another daemon inserted the same key between our SELECT and INSERT; it committed
+        // before ON CONFLICT gave way, so the row is visible now.
+        auto existing = find_existing();
+        if (!existing.ok()) return std::move(existing).error();
+        if (!*existing) {
+          return MakeError(ErrorCode::kInternal,
+                           "idempotency key of run {} conflicted, but no "
+                           "run holds it",
+                           run.id);
+        }
+        out.run = std::move(**existing);
+        return Ok();
+      }
+      for (const auto& [key, value] : run.labels) {
+        std::array<SqlValue, 3> p = {run.id, key, value};
+        SBX_TRY(tx.Exec("INSERT INTO run_labels (run_id, key, value) VALUES ($1, $2, $3)", p));
+      }
+      Params p;
+      std::string where = "id = " + p.Add(run.id);
+      auto stored = SelectRun(tx, where, p);
+      if (!stored.ok()) return std::move(stored).error();
+      if (!*stored) return MakeError(ErrorCode::kInternal, "run {} vanished on insert", run.id);
+      out.run = std::move(**stored);
+      out.created = true;
+      return Ok();
+    }));
+    return out;
+  }
+
+  Result<RunRecord> GetRun(std::string_view run_id) override {
+    std::optional<RunRecord> run;
+    SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+      Params p;
+      std::string where = "id = " + p.Add(std::string(run_id));
+      auto r = SelectRun(tx, where, p);
+      if (!r.ok()) return std::move(r).error();
+      run = std::move(*r);
+      return Ok();
+    }));
+    if (!run) return RunNotFound(run_id);
+    return std::move(*run);
+  }
+
+  Result<RunPage> ListRuns(const RunFilter& filter) override {
+    SBX_TRY(CheckLimit(filter.limit, "run list"));
+    Params p;
+    std::string sql = "SELECT " + RunSelectList() + " FROM runs r WHERE 1 = 1";
+    if (!filter.cursor.empty()) {
+      int64_t row_no = 0;
+      const char* end = filter.cursor.data() + filter.cursor.size();
+      auto [ptr, ec] = std::from_chars(filter.cursor.data(), end, row_no);
+      if (ec != std::errc() || ptr != end || row_no <= 0) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "cursor '{}' is malformed; pass next_cursor from the previous page",
+                         filter.cursor);
+      }
+      sql += " AND r.row_no < " + p.Add(row_no);
+    }
+    if (!filter.states.empty()) {
+      sql += " AND r.state IN (";
+      for (size_t i = 0; i < filter.states.size(); ++i) {
+        sql += (i ? ", " : "") + p.Add(std::string(RunStateName(filter.states[i])));
+      }
+      sql += ")";
+    }
+    if (filter.submitter) sql += " AND r.submitter = " + p.Add(*filter.submitter);
+    for (const auto& [key, value] : filter.labels) {
+      sql += " AND EXISTS (SELECT 1 FROM run_labels l WHERE l.run_id = r.id AND l.key = " +
+             p.Add(key) + " AND l.value = " + p.Add(value) + ")";
+    }
+    sql += " ORDER BY r.row_no DESC LIMIT " + p.Add(int64_t{filter.limit} + 1);
+
+    RunPage page;
+    SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+      auto rows = tx.Query(sql, p.values(), RunSelectKinds());
+      if (!rows.ok()) return std::move(rows).error();
+      int64_t last_row_no = 0;
+      for (const SqlRow& row : *rows) {
+        if (page.runs.size() == static_cast<size_t>(filter.limit)) {
+          page.next_cursor = std::to_string(last_row_no);
+          break;
+        }
+        auto decoded = DecodeRun(row);
+        if (!decoded.ok()) return std::move(decoded).error();
+        page.runs.push_back(std::move(decoded->run));
+        last_row_no = decoded->row_no;
+      }
+      return Ok();
+    }));
+    return page;
+  }
+
+  Result<RunRecord> Transition(std::string_view run_id, const std::vector<RunState>& from,
+                               RunState to, const RunUpdate& update) override {
+    if (from.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "a transition to {} needs expected states",
+                       RunStateName(to));
+    }
+    for (RunState f : from) {
+      if (!IsLegalTransition(f, to)) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "run state {} -> {} is not a legal "
+                         "transition",
+                         RunStateName(f), RunStateName(to));
+      }
+    }
+    Params p;
+    const int64_t now = NowMs();
+    std::string sets = "state = " + p.Add(std::string(RunStateName(to)));
+    if (to == RunState::kQueued) sets += ", queued_at = " + p.Add(now);
+    if (to == RunState::kRunning) sets += ", started_at = " + p.Add(now);
+    if (IsTerminal(to)) sets += ", finished_at = " + p.Add(now);
+    auto set_json = [&](const char* column, Result<std::string> text) -> Status {
+      if (!text.ok()) return std::move(text).error();
+      sets += std::string(", ") + column + " = " + p.Add(std::move(*text));
+      return Ok();
+    };
+    if (update.policy) SBX_TRY(set_json("policy", EncodeJson(*update.policy, "policy")));
+    if (update.approval) SBX_TRY(set_json("approval", EncodeApproval(*update.approval)));
+    if (update.limits) SBX_TRY(set_json("limits", EncodeLimits(*update.limits)));
+    if (update.result) SBX_TRY(set_json("result", EncodeResult(*update.result)));
+    if (update.node) {
+      SBX_TRY(EncodeJson(*update.node, "node"));
+      sets += ", node = " + p.Add(*update.node);
+    }
+    std::string sql =
+        "UPDATE runs SET " + sets + " WHERE id = " + p.Add(std::string(run_id)) + " AND state IN (";
+    for (size_t i = 0; i < from.size(); ++i) {
+      sql += (i ? ", " : "") + p.Add(std::string(RunStateName(from[i])));
+    }
+    sql += ") RETURNING " + RunSelectList();
+
+    std::optional<RunRecord> updated;
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      auto r = FirstRun(tx.Query(sql, p.values(), RunSelectKinds()));
+      if (!r.ok()) return std::move(r).error();
+      if (*r) {
+        updated = std::move(*r);
+        return Ok();
+      }
+      std::array<SqlValue, 1> id = {std::string(run_id)};
+      auto rows = tx.Query("SELECT state FROM runs WHERE id = $1", id, kOneText);
+      if (!rows.ok()) return std::move(rows).error();
+      if (rows->empty()) return RunNotFound(run_id);
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "run {} is {}; moving it to {} needs it to be {}", run_id,
+                       TextAt(rows->front(), 0), RunStateName(to), StateList(from));
+    }));
+    return std::move(*updated);
+  }
+
+  Result<std::optional<RunRecord>> ClaimNextQueued(std::string_view node) override {
+    if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "claiming needs a node name");
+    // PostgreSQL: the subquery locks the oldest QUEUED row no other transaction holds (SKIP
+    // LOCKED), so concurrent claimers each get a different run instead of queueing behind one.
+    // SQLite: the write transaction (BEGIN IMMEDIATE) excludes every other claimer.
+    const std::string sql =
+        "UPDATE runs SET state = 'RUNNING', node = $1, started_at = $2 WHERE id = (SELECT id "
+        "FROM runs WHERE state = 'QUEUED' ORDER BY queued_at, row_no LIMIT 1 " +
+        std::string(conn_->ClaimLockClause()) + ") AND state = 'QUEUED' RETURNING " +
+        RunSelectList();
+    std::array<SqlValue, 2> params = {std::string(node), NowMs()};
+    std::optional<RunRecord> claimed;
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      auto r = FirstRun(tx.Query(sql, params, RunSelectKinds()));
+      if (!r.ok()) return std::move(r).error();
+      claimed = std::move(*r);
+      return Ok();
+    }));
+    return claimed;
+  }
+
+  Result<std::map<RunState, int64_t>> CountByState() override {
+    std::map<RunState, int64_t> counts;
+    for (RunState s : AllRunStates()) counts[s] = 0;
+    SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+      auto rows = tx.Query("SELECT state, COUNT(*) FROM runs GROUP BY state", {}, kTextInt);
+      if (!rows.ok()) return std::move(rows).error();
+      for (const SqlRow& row : *rows) {
+        auto state = ParseRunState(TextAt(row, 0));
+        if (!state.ok()) return std::move(state).error();
+        counts[*state] = IntAt(row, 1);
+      }
+      return Ok();
+    }));
+    return counts;
+  }
+
+  Result<EventRecord> AppendEvent(std::string_view run_id, EventType type,
+                                  const nlohmann::json& data) override {
+    auto text = EncodeJson(data, "event data");
+    if (!text.ok()) return std::move(text).error();
+    EventRecord event{std::string(run_id), 0, type, NowMs(), data};
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      // The row lock taken by this UPDATE serialises appends to one run across connections.
+      std::array<SqlValue, 1> id = {event.run_id};
+      auto rows = tx.Query(
+          "UPDATE runs SET last_event_seq = last_event_seq + 1 WHERE id = $1 "
+          "RETURNING last_event_seq",
+          id, kOneInt);
+      if (!rows.ok()) return std::move(rows).error();
+      if (rows->empty()) return RunNotFound(run_id);
+      event.seq = IntAt(rows->front(), 0);
+      std::array<SqlValue, 5> p = {event.run_id, event.seq, std::string(EventTypeName(type)),
+                                   event.ts_ms, *text};
+      SBX_TRY(
+          tx.Exec("INSERT INTO events (run_id, seq, type, ts, data) VALUES ($1, $2, $3, $4, "
+                  "$5)",
+                  p));
+      return Ok();
+    }));
+    return event;
+  }
+
+  Result<std::vector<EventRecord>> ListEvents(std::string_view run_id, int64_t after_seq,
+                                              int limit) override {
+    SBX_TRY(CheckLimit(limit, "event list"));
+    std::vector<EventRecord> events;
+    SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+      std::array<SqlValue, 3> p = {std::string(run_id), after_seq, int64_t{limit}};
+      auto rows = tx.Query("SELECT " + EventSelectList() +
+                               " FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                           p, EventSelectKinds());
+      if (!rows.ok()) return std::move(rows).error();
+      for (const SqlRow& row : *rows) {
+        auto e = DecodeEvent(row);
+        if (!e.ok()) return std::move(e).error();
+        events.push_back(std::move(*e));
+      }
+      if (events.empty()) {
+        std::array<SqlValue, 1> id = {std::string(run_id)};
+        auto run = tx.Query("SELECT id FROM runs WHERE id = $1", id, kOneText);
+        if (!run.ok()) return std::move(run).error();
+        if (run->empty()) return RunNotFound(run_id);
+      }
+      return Ok();
+    }));
+    return events;
+  }
+
+  Result<AuditRecord> AppendAudit(std::string_view actor, std::string_view action,
+                                  std::optional<std::string_view> run_id,
+                                  const nlohmann::json& details) override {
+    if (actor.empty() || action.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "an audit record needs an actor and action");
+    }
+    auto details_text = EncodeJson(details, "audit details");
+    if (!details_text.ok()) return std::move(details_text).error();
+    AuditRecord rec;
+    rec.actor = actor;
+    rec.action = action;
+    if (run_id) rec.run_id = std::string(*run_id);
+    rec.details = details;
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      // The chain needs one writer at a time, across daemons too.
+      if (std::string lock = conn_->LockStatement(LockKey::kAudit); !lock.empty()) {
+        SBX_TRY(tx.Query(lock, {}, {}));
+      }
+      auto last = tx.Query("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", {}, kIntText);
+      if (!last.ok()) return std::move(last).error();
+      rec.id = last->empty() ? 1 : IntAt(last->front(), 0) + 1;
+      rec.prev_hash = last->empty() ? kGenesisHash : TextAt(last->front(), 1);
+      rec.ts_ms = NowMs();
+      auto hash = AuditHash(rec);
+      if (!hash.ok()) return std::move(hash).error();
+      rec.hash = std::move(*hash);
+      std::array<SqlValue, 8> p = {rec.id,
+                                   rec.ts_ms,
+                                   rec.actor,
+                                   rec.action,
+                                   rec.run_id ? SqlValue(*rec.run_id) : SqlValue(),
+                                   *details_text,
+                                   rec.prev_hash,
+                                   rec.hash};
+      SBX_TRY(tx.Exec(
+          "INSERT INTO audit (" + AuditSelectList() + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+          p));
+      return Ok();
+    }));
+    return rec;
+  }
+
+  Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) override {
+    SBX_TRY(CheckLimit(filter.limit, "audit list"));
+    Params p;
+    std::string sql =
+        "SELECT " + AuditSelectList() + " FROM audit WHERE id > " + p.Add(filter.after_id);
+    if (filter.run_id) sql += " AND run_id = " + p.Add(*filter.run_id);
+    sql += " ORDER BY id LIMIT " + p.Add(int64_t{filter.limit});
+    std::vector<AuditRecord> out;
+    SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+      auto rows = tx.Query(sql, p.values(), AuditSelectKinds());
+      if (!rows.ok()) return std::move(rows).error();
+      for (const SqlRow& row : *rows) {
+        auto rec = DecodeAudit(row);
+        if (!rec.ok()) return std::move(rec).error();
+        out.push_back(std::move(*rec));
+      }
+      return Ok();
+    }));
+    return out;
+  }
+
+  Result<AuditVerification> VerifyAudit() override {
+    AuditVerification v;
+    std::string expected_prev = kGenesisHash;
+    int64_t last_id = 0;
+    auto broken = [&](int64_t id, std::string problem) {
+      v.ok = false;
+      v.first_broken_id = id;
+      v.problem = std::move(problem);
+    };
+    while (v.ok) {
+      std::vector<SqlRow> rows;
+      SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+        std::array<SqlValue, 2> p = {last_id, int64_t{kVerifyBatch}};
+        auto r = tx.Query(
+            "SELECT " + AuditSelectList() + " FROM audit WHERE id > $1 ORDER BY id LIMIT $2", p,
+            AuditSelectKinds());
+        if (!r.ok()) return std::move(r).error();
+        rows = std::move(*r);
+        return Ok();
+      }));
+      if (rows.empty()) break;
+      for (const SqlRow& row : rows) {
+        const int64_t id = IntAt(row, 0);
+        if (id != last_id + 1) {
+          broken(id, last_id + 1 == id - 1 ? "record " + std::to_string(last_id + 1) + " is missing"
+                                           : "records " + std::to_string(last_id + 1) + ".." +
+                                                 std::to_string(id - 1) + " are missing");
+          break;
+        }
+        auto rec = DecodeAudit(row);
+        if (!rec.ok()) {
+          broken(id, rec.error().message);
+          break;
+        }
+        if (rec->prev_hash != expected_prev) {
+          broken(id, "prev_hash does not match the hash of record " + std::to_string(last_id) +
+                         ": that record was changed");
+          break;
+        }
+        auto hash = AuditHash(*rec);
+        if (!hash.ok()) {
+          broken(id, hash.error().message);
+          break;
+        }
+        if (*hash != rec->hash) {
+          broken(id, "its contents do not match its hash: the record was changed");
+          break;
+        }
+        ++v.records_checked;
+        expected_prev = rec->hash;
+        last_id = id;
+      }
+    }
+    return v;
+  }
+
+  Status Heartbeat(std::string_view node) override {
+    if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "a heartbeat needs a node");
+    std::array<SqlValue, 2> p = {std::string(node), NowMs()};
+    return conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      SBX_TRY(
+          tx.Exec("INSERT INTO nodes (name, last_heartbeat) VALUES ($1, $2) ON CONFLICT "
+                  "(name) DO UPDATE SET last_heartbeat = excluded.last_heartbeat",
+                  p));
+      return Ok();
+    });
+  }
+
+  Result<std::vector<NodeRecord>> ListNodes() override {
+    std::vector<NodeRecord> nodes;
+    SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+      auto rows = tx.Query("SELECT name, last_heartbeat FROM nodes ORDER BY name", {}, kTextInt);
+      if (!rows.ok()) return std::move(rows).error();
+      for (const SqlRow& row : *rows) nodes.push_back({TextAt(row, 0), IntAt(row, 1)});
+      return Ok();
+    }));
+    return nodes;
+  }
+
+  Result<std::vector<std::string>> RecoverStale(std::string_view node) override {
+    if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "recovery needs a node name");
+    auto result = EncodeResult(RunResult{.reason = "daemon restarted"});
+    if (!result.ok()) return std::move(result).error();
+    std::array<SqlValue, 3> p = {NowMs(), *result, std::string(node)};
+    std::vector<std::string> ids;
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      auto rows = tx.Query(
+          "UPDATE runs SET state = 'FAILED', finished_at = $1, result = $2 WHERE node = $3 AND "
+          "state = 'RUNNING' RETURNING id",
+          p, kOneText);
+      if (!rows.ok()) return std::move(rows).error();
+      for (const SqlRow& row : *rows) ids.push_back(TextAt(row, 0));
+      return Ok();
+    }));
+    return ids;
+  }
+
+ private:
+  std::unique_ptr<SqlConnection> conn_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> MakeSqlStore(std::unique_ptr<SqlConnection> conn) {
+  return std::make_unique<SqlStore>(std::move(conn));
+}
+
+}  // namespace sbx::store::internal

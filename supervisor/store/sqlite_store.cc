@@ -1,0 +1,293 @@
+// The SQLite backend: one connection per Store, in WAL mode so readers never wait for the writer;
+// write transactions start with BEGIN IMMEDIATE so that two connections never both read and then
+// race to upgrade to the write lock (the upgrade would fail with SQLITE_BUSY without waiting,
+// https://www.sqlite.org/lang_transaction.html). Every sqlite3 call of sbx_store is in this file.
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <memory>
+#include <mutex>
+
+#include "supervisor/store/sql_store.h"
+
+namespace sbx::store::internal {
+namespace {
+
+constexpr int kBusyTimeoutMs = 10'000;
+
+// Frozen once released: a change to the schema is a new migration, never an edit of an old one.
+constexpr Migration kMigrations[] = {
+    {1, "runs, events, audit, nodes", R"sql(
+CREATE TABLE runs (
+  row_no INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  submitter TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('PENDING', 'PLANNED', 'AWAITING_REVIEW', 'QUEUED',
+                                       'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED')),
+  argv TEXT NOT NULL,
+  steps TEXT NOT NULL,
+  limits TEXT NOT NULL,
+  network TEXT NOT NULL,
+  seccomp_profile TEXT NOT NULL,
+  env TEXT NOT NULL,
+  stdin BLOB NOT NULL,
+  workspace TEXT NOT NULL,
+  labels TEXT NOT NULL,
+  idempotency_key TEXT,
+  policy TEXT,
+  approval TEXT,
+  node TEXT,
+  created_at INTEGER NOT NULL,
+  queued_at INTEGER,
+  started_at INTEGER,
+  finished_at INTEGER,
+  result TEXT,
+  last_event_seq INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (submitter, idempotency_key)
+);
+CREATE INDEX runs_by_queue ON runs (state, queued_at, row_no);
+CREATE INDEX runs_by_node ON runs (node, state);
+CREATE TABLE run_labels (
+  run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (run_id, key)
+);
+CREATE INDEX run_labels_by_value ON run_labels (key, value);
+CREATE TABLE events (
+  run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  data TEXT NOT NULL,
+  PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY,
+  ts INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  run_id TEXT,
+  details TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX audit_by_run ON audit (run_id, id);
+CREATE TABLE nodes (
+  name TEXT PRIMARY KEY,
+  last_heartbeat INTEGER NOT NULL
+);
+)sql"},
+    {2, "audit is append-only", R"sql(
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+)sql"},
+};
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+// The start of a statement, for error messages: the whole INSERT of a run is a screenful.
+std::string_view Abbreviate(std::string_view sql) {
+  while (!sql.empty() && (sql.front() == '\n' || sql.front() == ' ')) sql.remove_prefix(1);
+  return sql.substr(0, std::min(sql.find('\n'), size_t{80}));
+}
+
+Error SqliteError(sqlite3* db, int rc, std::string_view what) {
+  ErrorCode code = ErrorCode::kInternal;
+  switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+      code = (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+                 ? ErrorCode::kAlreadyExists
+                 : ErrorCode::kInvalidArgument;
+      break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      code = ErrorCode::kUnavailable;
+      break;
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+      code = ErrorCode::kPermissionDenied;
+      break;
+    default:
+      break;
+  }
+  std::string detail = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  if (rc == SQLITE_BUSY) {
+    detail += fmt::format(" (still locked after {} ms; another process holds the write lock)",
+                          kBusyTimeoutMs);
+  }
+  return Error{code, 0, fmt::format("sqlite: {} (in `{}`)", detail, Abbreviate(what)), {}};
+}
+
+class SqliteTx final : public SqlTx {
+ public:
+  explicit SqliteTx(sqlite3* db) : db_(db) {}
+
+  Result<std::vector<SqlRow>> Query(std::string_view sql, std::span<const SqlValue> params,
+                                    std::span<const ColumnKind> kinds) override {
+    auto stmt = Prepare(sql, params);
+    if (!stmt.ok()) return std::move(stmt).error();
+    std::vector<SqlRow> rows;
+    for (;;) {
+      int rc = sqlite3_step(stmt->get());
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return SqliteError(db_, rc, sql);
+      SqlRow row(kinds.size());
+      for (size_t i = 0; i < kinds.size(); ++i) {
+        const int col = static_cast<int>(i);
+        if (sqlite3_column_type(stmt->get(), col) == SQLITE_NULL) continue;
+        switch (kinds[i]) {
+          case ColumnKind::kInt:
+            row[i] = static_cast<int64_t>(sqlite3_column_int64(stmt->get(), col));
+            break;
+          case ColumnKind::kText: {
+            const auto* text = sqlite3_column_text(stmt->get(), col);
+            int n = sqlite3_column_bytes(stmt->get(), col);
+            row[i] = std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(n));
+            break;
+          }
+          case ColumnKind::kBlob: {
+            const void* blob = sqlite3_column_blob(stmt->get(), col);
+            int n = sqlite3_column_bytes(stmt->get(), col);
+            row[i] = Blob{n > 0 ? std::string(static_cast<const char*>(blob), n) : std::string()};
+            break;
+          }
+        }
+      }
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  }
+
+  Result<int64_t> Exec(std::string_view sql, std::span<const SqlValue> params) override {
+    auto stmt = Prepare(sql, params);
+    if (!stmt.ok()) return std::move(stmt).error();
+    int rc;
+    while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+    }
+    if (rc != SQLITE_DONE) return SqliteError(db_, rc, sql);
+    return static_cast<int64_t>(sqlite3_changes(db_));
+  }
+
+  Status ExecScript(std::string_view sql) override {
+    std::string text(sql);
+    int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(db_, rc, "script");
+    return Ok();
+  }
+
+ private:
+  // Binds $N by name: SQLite numbers named parameters by first appearance, which need not be N.
+  Result<StmtPtr> Prepare(std::string_view sql, std::span<const SqlValue> params) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
+    StmtPtr stmt(raw);
+    if (rc != SQLITE_OK) return SqliteError(db_, rc, sql);
+    for (size_t i = 0; i < params.size(); ++i) {
+      std::string name = "$" + std::to_string(i + 1);
+      int idx = sqlite3_bind_parameter_index(raw, name.c_str());
+      if (idx == 0) continue;  // not used by this statement
+      const SqlValue& v = params[i];
+      if (std::holds_alternative<std::monostate>(v)) {
+        rc = sqlite3_bind_null(raw, idx);
+      } else if (const auto* n = std::get_if<int64_t>(&v)) {
+        rc = sqlite3_bind_int64(raw, idx, *n);
+      } else if (const auto* s = std::get_if<std::string>(&v)) {
+        rc = sqlite3_bind_text64(raw, idx, s->data(), s->size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+      } else {
+        const std::string& bytes = std::get<Blob>(v).bytes;
+        rc = sqlite3_bind_blob64(raw, idx, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
+      }
+      if (rc != SQLITE_OK) return SqliteError(db_, rc, sql);
+    }
+    return stmt;
+  }
+
+  sqlite3* db_;
+};
+
+class SqliteConnection final : public SqlConnection {
+ public:
+  explicit SqliteConnection(std::unique_ptr<sqlite3, DbCloser> db) : db_(std::move(db)) {}
+
+  Status Transact(TxMode mode, const std::function<Status(SqlTx&)>& body) override {
+    std::lock_guard lock(mu_);
+    sqlite3* db = db_.get();
+    const char* begin = mode == TxMode::kWrite ? "BEGIN IMMEDIATE" : "BEGIN";
+    int rc = sqlite3_exec(db, begin, nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(db, rc, begin);
+    SqliteTx tx(db);
+    Status s = body(tx);
+    if (s.ok()) {
+      rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+      if (rc == SQLITE_OK) return Ok();
+      s = SqliteError(db, rc, "COMMIT");
+    }
+    // After some errors SQLite has rolled back already; ROLLBACK then fails harmlessly.
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    return s;
+  }
+
+  std::span<const Migration> Migrations() const override { return kMigrations; }
+  std::string LockStatement(LockKey) const override { return ""; }
+  std::string_view ClaimLockClause() const override { return ""; }
+
+ private:
+  std::mutex mu_;
+  std::unique_ptr<sqlite3, DbCloser> db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<SqlConnection>> OpenSqlite(const std::string& path) {
+  // Runs hold env and stdin, which may carry secrets: the file (and the -wal and -shm files,
+  // which SQLite creates with the database file's mode) is for sandboxd's user only.
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    Error e = ErrnoError("open {}", path);
+    e.message += "; check that the directory exists and is writable by sandboxd";
+    return e;
+  }
+  close(fd);
+  sqlite3* raw = nullptr;
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<sqlite3, DbCloser> db(raw);
+  if (rc != SQLITE_OK) {
+    Error e = SqliteError(raw, rc, "open");
+    e.message += "; check that the directory exists and is writable by sandboxd";
+    e.context = path;
+    return e;
+  }
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
+  // journal_mode=WAL persists in the file; foreign_keys is per connection. synchronous=NORMAL is
+  // durable against a crash of the process in WAL mode, and loses at most the last commits on
+  // power loss (https://www.sqlite.org/pragma.html#pragma_synchronous).
+  rc = sqlite3_exec(raw,
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; "
+                    "PRAGMA foreign_keys = ON;",
+                    nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    Error e = SqliteError(raw, rc, "configure");
+    e.context = path;
+    return e;
+  }
+  return std::unique_ptr<SqlConnection>(std::make_unique<SqliteConnection>(std::move(db)));
+}
+
+}  // namespace sbx::store::internal

@@ -1,0 +1,142 @@
+#include "supervisor/store/store.h"
+
+#include <sys/random.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "supervisor/store/sql_store.h"
+
+namespace sbx::store {
+namespace {
+
+constexpr std::array<const char*, 8> kStateNames = {"PENDING", "PLANNED",  "AWAITING_REVIEW",
+                                                    "QUEUED",  "RUNNING",  "SUCCEEDED",
+                                                    "FAILED",  "CANCELLED"};
+
+constexpr std::array<const char*, 6> kEventTypeNames = {
+    "run.status", "step.started", "step.log", "step.finished", "artifact.created", "run.completed"};
+
+// "postgresql://user:secret@host/db" -> "postgresql://user:***@host/db", for error messages.
+std::string RedactUrl(std::string_view url) {
+  std::string out(url);
+  size_t scheme_end = out.find("://");
+  if (scheme_end == std::string::npos) return out;
+  size_t at = out.find('@', scheme_end + 3);
+  if (at == std::string::npos) return out;
+  size_t colon = out.find(':', scheme_end + 3);
+  if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+  return out;
+}
+
+}  // namespace
+
+const char* RunStateName(RunState state) { return kStateNames[static_cast<size_t>(state)]; }
+
+Result<RunState> ParseRunState(std::string_view name) {
+  for (size_t i = 0; i < kStateNames.size(); ++i) {
+    if (name == kStateNames[i]) return static_cast<RunState>(i);
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "unknown run state '{}'; expected one of PENDING, PLANNED, AWAITING_REVIEW, "
+                   "QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED",
+                   name);
+}
+
+bool IsTerminal(RunState state) {
+  return state == RunState::kSucceeded || state == RunState::kFailed ||
+         state == RunState::kCancelled;
+}
+
+bool IsLegalTransition(RunState from, RunState to) {
+  if (IsTerminal(from)) return false;
+  // A failure or a cancel can end a run at any stage.
+  if (to == RunState::kFailed || to == RunState::kCancelled) return true;
+  switch (from) {
+    case RunState::kPending:
+      return to == RunState::kPlanned;
+    case RunState::kPlanned:
+      return to == RunState::kAwaitingReview;
+    case RunState::kAwaitingReview:
+      return to == RunState::kQueued;
+    case RunState::kQueued:
+      return to == RunState::kRunning;
+    case RunState::kRunning:
+      return to == RunState::kSucceeded;
+    default:
+      return false;
+  }
+}
+
+const std::vector<RunState>& AllRunStates() {
+  static const std::vector<RunState> states = {
+      RunState::kPending, RunState::kPlanned,   RunState::kAwaitingReview, RunState::kQueued,
+      RunState::kRunning, RunState::kSucceeded, RunState::kFailed,         RunState::kCancelled};
+  return states;
+}
+
+const std::vector<RunState>& NonTerminalRunStates() {
+  static const std::vector<RunState> states = {RunState::kPending, RunState::kPlanned,
+                                               RunState::kAwaitingReview, RunState::kQueued,
+                                               RunState::kRunning};
+  return states;
+}
+
+const char* EventTypeName(EventType type) { return kEventTypeNames[static_cast<size_t>(type)]; }
+
+Result<EventType> ParseEventType(std::string_view name) {
+  for (size_t i = 0; i < kEventTypeNames.size(); ++i) {
+    if (name == kEventTypeNames[i]) return static_cast<EventType>(i);
+  }
+  return MakeError(ErrorCode::kInvalidArgument, "unknown event type '{}'", name);
+}
+
+std::string NewRunId() {
+  static constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
+  std::array<unsigned char, 20> bytes;
+  size_t got = 0;
+  while (got < bytes.size()) {
+    ssize_t n = getrandom(bytes.data() + got, bytes.size() - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    // getrandom(2) blocks until the pool is initialised and cannot fail for 20 bytes after
+    // that; an error here means no random source at all, and ids must not be guessable.
+    if (n < 0) std::abort();
+    got += static_cast<size_t>(n);
+  }
+  std::string id = "run_";
+  for (unsigned char b : bytes) id.push_back(kBase32[b & 31]);
+  return id;
+}
+
+Result<RunRecord> Store::Cancel(std::string_view run_id) {
+  RunUpdate update;
+  update.result = RunResult{.reason = "cancelled"};
+  return Transition(run_id, NonTerminalRunStates(), RunState::kCancelled, update);
+}
+
+Result<std::unique_ptr<Store>> Open(std::string_view url) {
+  constexpr std::string_view kSqlite = "sqlite://";
+  if (url.starts_with(kSqlite)) {
+    std::string path(url.substr(kSqlite.size()));
+    if (path.empty() || path[0] != '/') {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "store URL '{}' needs an absolute path: sqlite:///var/lib/sandboxd/db", url);
+    }
+    auto conn = internal::OpenSqlite(path);
+    if (!conn.ok()) return std::move(conn).error();
+    return internal::MakeSqlStore(std::move(*conn));
+  }
+  if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+    auto conn = internal::OpenPostgres(std::string(url));
+    if (!conn.ok()) return WithContext(std::move(conn).error(), RedactUrl(url));
+    return internal::MakeSqlStore(std::move(*conn));
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "unsupported store URL '{}'; use sqlite:///abs/path.db or "
+                   "postgresql://user@host/dbname",
+                   RedactUrl(url));
+}
+
+}  // namespace sbx::store

@@ -1,0 +1,293 @@
+// Persistence for runs, their events and the audit trail, behind one interface with a SQLite and
+// a PostgreSQL backend.
+//
+// A run moves through exactly these states:
+//
+//   PENDING -> PLANNED -> AWAITING_REVIEW -> QUEUED -> RUNNING -> SUCCEEDED
+//                                                             \-> FAILED
+//   any non-terminal state -> CANCELLED      any non-terminal state -> FAILED
+//
+// (IsLegalTransition() is the table.) Every state change is a compare-and-set: Transition()
+// names the states it expects the run to be in, and changes nothing when it is in another one.
+// Several daemons may share one PostgreSQL database; ClaimNextQueued() hands each QUEUED run to
+// exactly one of them.
+//
+// Thread safety: a Store is safe to use from several threads; each instance holds one database
+// connection and serialises its own calls on it. For parallelism, open several Stores.
+// Timestamps are milliseconds since the Unix epoch, taken from the store host's clock.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace sbx::store {
+
+enum class RunState {
+  kPending,
+  kPlanned,
+  kAwaitingReview,
+  kQueued,
+  kRunning,
+  kSucceeded,
+  kFailed,
+  kCancelled,
+};
+
+// "PENDING", "AWAITING_REVIEW", … (the spelling stored in the database and shown by the API).
+const char* RunStateName(RunState state);
+Result<RunState> ParseRunState(std::string_view name);
+bool IsTerminal(RunState state);
+// Whether the state machine allows `from` -> `to` (never `from` -> `from`).
+bool IsLegalTransition(RunState from, RunState to);
+// Every state, in lifecycle order; and the non-terminal ones (the states a cancel may start from).
+const std::vector<RunState>& AllRunStates();
+const std::vector<RunState>& NonTerminalRunStates();
+
+// "run_" followed by 20 random base32 characters (100 bits from getrandom(2)).
+std::string NewRunId();
+
+struct Step {
+  std::string name;
+  std::vector<std::string> argv;
+  bool operator==(const Step&) const = default;
+};
+
+// Unset means "the daemon's default".
+struct Limits {
+  std::optional<double> cpus;
+  std::optional<int64_t> memory_bytes;
+  std::optional<int64_t> pids;
+  std::optional<int64_t> timeout_s;
+  std::optional<int64_t> output_bytes;
+  bool operator==(const Limits&) const = default;
+};
+
+struct Approval {
+  std::string approved_by;  // an API key name, or "policy" for an automatic approval
+  int64_t approved_at_ms = 0;
+  std::string rule;  // the policy rule or review that approved it
+  bool operator==(const Approval&) const = default;
+};
+
+struct StepResult {
+  std::string name;
+  std::string reason;  // how the step ended: "exited", "signaled", "timeout", "oom_killed", …
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  int64_t wall_ms = 0;
+  int64_t cpu_ms = 0;
+  int64_t memory_peak_bytes = 0;
+  bool operator==(const StepResult&) const = default;
+};
+
+// How a run ended. `reason` is set for every terminal run ("daemon restarted" for one recovered
+// by RecoverStale()).
+struct RunResult {
+  std::string reason;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  int64_t wall_ms = 0;
+  int64_t cpu_ms = 0;
+  int64_t memory_peak_bytes = 0;
+  std::vector<StepResult> steps;
+  bool operator==(const RunResult&) const = default;
+};
+
+struct RunRecord {
+  std::string id;         // empty in CreateRun: NewRunId() is used
+  std::string submitter;  // API key name
+  RunState state = RunState::kPending;
+  // Either argv (one command) or steps (an ordered list of commands).
+  std::vector<std::string> argv;
+  std::vector<Step> steps;
+  Limits limits;
+  std::string network;  // network mode name, e.g. "none"
+  std::string seccomp_profile;
+  std::map<std::string, std::string> env;
+  std::string stdin_data;  // bytes fed to the program's stdin; may hold NULs
+  std::string workspace;
+  std::map<std::string, std::string> labels;
+  std::optional<std::string> idempotency_key;  // unique per submitter
+  nlohmann::json policy;  // the policy decision, as the policy engine wrote it; null until planned
+  std::optional<Approval> approval;
+  std::optional<std::string> node;  // the daemon host that claimed it
+  int64_t created_at_ms = 0;
+  std::optional<int64_t> queued_at_ms;
+  std::optional<int64_t> started_at_ms;
+  std::optional<int64_t> finished_at_ms;
+  std::optional<RunResult> result;
+};
+
+// Fields a Transition() sets together with the state; unset ones keep their value. The
+// timestamps are set by the store: queued_at on entering QUEUED, started_at on RUNNING,
+// finished_at on any terminal state.
+struct RunUpdate {
+  std::optional<nlohmann::json> policy;
+  std::optional<Approval> approval;
+  std::optional<Limits> limits;  // e.g. the planner filled in defaults
+  std::optional<std::string> node;
+  std::optional<RunResult> result;
+};
+
+struct RunFilter {
+  std::vector<RunState> states;               // any of these; empty: every state
+  std::map<std::string, std::string> labels;  // every key=value must match
+  std::optional<std::string> submitter;
+  std::string cursor;  // next_cursor of the previous page; empty: the newest run
+  int limit = 50;      // 1..1000
+};
+
+struct RunPage {
+  std::vector<RunRecord> runs;  // newest first
+  std::string next_cursor;      // empty when this is the last page
+};
+
+struct CreateRunResult {
+  RunRecord run;
+  bool created = false;  // false: the submitter's idempotency key named an existing run
+};
+
+enum class EventType {
+  kRunStatus,        // "run.status"
+  kStepStarted,      // "step.started"
+  kStepLog,          // "step.log"
+  kStepFinished,     // "step.finished"
+  kArtifactCreated,  // "artifact.created"
+  kRunCompleted,     // "run.completed"
+};
+const char* EventTypeName(EventType type);
+Result<EventType> ParseEventType(std::string_view name);
+
+struct EventRecord {
+  std::string run_id;
+  int64_t seq = 0;  // 1, 2, 3, … per run, without gaps
+  EventType type = EventType::kRunStatus;
+  int64_t ts_ms = 0;
+  nlohmann::json data;
+};
+
+// One entry of the append-only audit trail. hash = hex(SHA-256(prev_hash + "\n" + canonical))
+// where canonical is the compact JSON object {action, actor, details, id, run_id, ts} with sorted
+// keys (AuditCanonical()). The first record's prev_hash is 64 zeros.
+struct AuditRecord {
+  int64_t id = 0;  // 1, 2, 3, … in chain order
+  int64_t ts_ms = 0;
+  std::string actor;
+  std::string action;
+  std::optional<std::string> run_id;
+  nlohmann::json details;
+  std::string prev_hash;
+  std::string hash;
+};
+
+struct AuditFilter {
+  std::optional<std::string> run_id;
+  int64_t after_id = 0;  // oldest first, starting after this id
+  int limit = 100;       // 1..1000
+};
+
+// What VerifyAudit() found. A deleted or edited record breaks the chain at that record or the
+// next; a truncated tail cannot be seen from inside the database (compare the last hash with a
+// copy kept elsewhere for that).
+struct AuditVerification {
+  bool ok = true;
+  int64_t records_checked = 0;
+  std::optional<int64_t> first_broken_id;
+  std::string problem;  // what is wrong with first_broken_id
+};
+
+struct NodeRecord {
+  std::string name;
+  int64_t last_heartbeat_ms = 0;
+};
+
+struct MigrateResult {
+  int from_version = 0;
+  int to_version = 0;
+};
+
+// The canonical text hashed for an audit record (see AuditRecord).
+Result<std::string> AuditCanonical(const AuditRecord& record);
+// hex(SHA-256(prev_hash + "\n" + AuditCanonical(record))).
+Result<std::string> AuditHash(const AuditRecord& record);
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Creates or upgrades the schema, applying the missing versioned migrations in order in one
+  // transaction; a no-op when the schema is current. Concurrent Migrate() calls from several
+  // daemons are serialised. Fails with kFailedPrecondition when the database was migrated by a
+  // newer sandboxd. Every other call needs a migrated database.
+  virtual Result<MigrateResult> Migrate() = 0;
+
+  // Stores a new run in PENDING (run.state must be kPending; id and created_at are filled in when
+  // empty). When the submitter already has a run with this idempotency key, returns that run
+  // unchanged with created = false. kInvalidArgument: no submitter, a malformed id, a non-PENDING
+  // state or a string that is not UTF-8; kAlreadyExists: the id is taken.
+  virtual Result<CreateRunResult> CreateRun(const RunRecord& run) = 0;
+  // kNotFound when there is no such run.
+  virtual Result<RunRecord> GetRun(std::string_view run_id) = 0;
+  virtual Result<RunPage> ListRuns(const RunFilter& filter) = 0;
+
+  // Compare-and-set: moves the run to `to` and applies `update` only when its current state is
+  // one of `from`; returns the updated run. kFailedPrecondition (an HTTP 409) when it is in
+  // another state, and then nothing changed; kNotFound when there is no such run;
+  // kInvalidArgument when some `from` -> `to` is not a legal transition.
+  virtual Result<RunRecord> Transition(std::string_view run_id, const std::vector<RunState>& from,
+                                       RunState to, const RunUpdate& update) = 0;
+  // Transition(run_id, NonTerminalRunStates(), kCancelled) with result.reason = "cancelled".
+  Result<RunRecord> Cancel(std::string_view run_id);
+
+  // Atomically takes the oldest QUEUED run (by queued_at), moves it to RUNNING with node = `node`
+  // and returns it; nullopt when none is queued. Two callers, in this process or on other
+  // daemons sharing the database, never get the same run.
+  virtual Result<std::optional<RunRecord>> ClaimNextQueued(std::string_view node) = 0;
+  // Every state, with 0 for the empty ones.
+  virtual Result<std::map<RunState, int64_t>> CountByState() = 0;
+
+  // Appends an event with the run's next seq (atomically, also against other daemons).
+  // kNotFound when there is no such run.
+  virtual Result<EventRecord> AppendEvent(std::string_view run_id, EventType type,
+                                          const nlohmann::json& data) = 0;
+  // Events with seq > after_seq, oldest first, at most `limit` (1..1000). kNotFound when there
+  // is no such run.
+  virtual Result<std::vector<EventRecord>> ListEvents(std::string_view run_id, int64_t after_seq,
+                                                      int limit) = 0;
+
+  // Appends to the hash chain (serialised across daemons). run_id may name a run that does not
+  // exist (any more).
+  virtual Result<AuditRecord> AppendAudit(std::string_view actor, std::string_view action,
+                                          std::optional<std::string_view> run_id,
+                                          const nlohmann::json& details) = 0;
+  virtual Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) = 0;
+  // Walks the whole chain in id order. A broken chain is a successful call with ok = false; an
+  // error means the walk itself failed.
+  virtual Result<AuditVerification> VerifyAudit() = 0;
+
+  // Records that `node` is alive now.
+  virtual Status Heartbeat(std::string_view node) = 0;
+  virtual Result<std::vector<NodeRecord>> ListNodes() = 0;
+  // Crash recovery: moves every RUNNING run of `node` to FAILED with result.reason
+  // "daemon restarted" and returns their ids. Call it for the local node at start, before
+  // claiming, or for a node whose heartbeat stopped. The caller appends the events.
+  virtual Result<std::vector<std::string>> RecoverStale(std::string_view node) = 0;
+};
+
+// Opens a store; call Migrate() next.
+//   sqlite:///abs/path.db   one file (created when missing) in WAL mode, with a busy timeout and
+//                           foreign keys on
+//   postgresql://…  postgres://…   a libpq connection URI
+// kInvalidArgument for another scheme or a relative SQLite path; kUnavailable when the database
+// cannot be reached (the message names the host, never the password).
+Result<std::unique_ptr<Store>> Open(std::string_view url);
+
+}  // namespace sbx::store

@@ -1,0 +1,285 @@
+// The review gate and the run lifecycle, end to end: a real SQLite store, real sandboxes.
+#include <sys/stat.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+
+#include "base/fs.h"
+#include "integration/sandbox_harness.h"
+#include "supervisor/run_manager.h"
+
+namespace sbx::testing {
+namespace {
+
+using store::EventType;
+using store::RunState;
+using supervisor::Principal;
+using supervisor::Role;
+
+class RunManagerTest : public SandboxTest {
+ protected:
+  void SetUp() override {
+    SandboxTest::SetUp();
+    if (IsSkipped()) return;
+    char dir[] = "/tmp/sbx-runs-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    dir_ = dir;
+    auto s = store::Open("sqlite://" + dir_ + "/sandboxd.db");
+    ASSERT_TRUE(s.ok()) << s.error().ToString();
+    store_ = std::move(*s);
+    ASSERT_TRUE(store_->Migrate().ok());
+    supervisor::RunManagerOptions o;
+    o.node = "test-node";
+    o.data_dir = dir_ + "/data";
+    o.cgroups = driver_.get();
+    o.limits.max_queue = 3;
+    o.limits.maxima.memory_bytes = 1ll << 30;
+    auto m = supervisor::RunManager::Start(*store_, o);
+    ASSERT_TRUE(m.ok()) << m.error().ToString();
+    manager_ = std::move(*m);
+    manager_->Subscribe("", [this](const store::EventRecord& e) {
+      std::lock_guard<std::mutex> lk(mu_);
+      events_.push_back(e);
+      cv_.notify_all();
+    });
+  }
+  void TearDown() override {
+    if (manager_) manager_->Stop();
+    manager_.reset();
+    store_.reset();
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  store::RunRecord Request(std::vector<std::string> argv) {
+    store::RunRecord r;
+    r.argv = std::move(argv);
+    return r;
+  }
+  store::RunRecord Submit(store::RunRecord r) {
+    auto c = manager_->Submit(std::move(r), alice_);
+    EXPECT_TRUE(c.ok()) << c.error().ToString();
+    return c.ok() ? c->run : store::RunRecord{};
+  }
+  // Waits (on the event stream, bounded) for the run to complete and returns it.
+  store::RunRecord WaitCompleted(const std::string& id) {
+    std::unique_lock<std::mutex> lk(mu_);
+    bool done = cv_.wait_for(lk, std::chrono::seconds(60), [&] {
+      for (const auto& e : events_) {
+        if (e.run_id == id && e.type == EventType::kRunCompleted) return true;
+      }
+      return false;
+    });
+    EXPECT_TRUE(done) << "run " << id << " did not complete";
+    lk.unlock();
+    return *store_->GetRun(id);
+  }
+  std::vector<store::EventRecord> EventsOf(const std::string& id) {
+    auto evs = store_->ListEvents(id, 0, 1000);
+    EXPECT_TRUE(evs.ok());
+    return evs.ok() ? *evs : std::vector<store::EventRecord>{};
+  }
+
+  std::string dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<supervisor::RunManager> manager_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<store::EventRecord> events_;
+  Principal alice_{"alice", Role::kSubmitter};
+  Principal bob_{"bob", Role::kReviewer};
+};
+
+TEST_F(RunManagerTest, WaitsForReviewThenRunsAndRecordsEverything) {
+  auto run = Submit(Request({"/bin/sh", "-c", "echo hello; echo oops >&2"}));
+  EXPECT_EQ(run.state, RunState::kAwaitingReview);
+  ASSERT_TRUE(run.policy.is_object());
+  EXPECT_EQ(run.policy["decision"], "review");
+  // Nothing runs without an approval.
+  auto again = store_->GetRun(run.id);
+  EXPECT_EQ(again->state, RunState::kAwaitingReview);
+
+  auto approved = manager_->Approve(run.id, bob_);
+  ASSERT_TRUE(approved.ok()) << approved.error().ToString();
+  EXPECT_EQ(approved->approval->approved_by, "bob");
+  auto done = WaitCompleted(run.id);
+  EXPECT_EQ(done.state, RunState::kSucceeded);
+  ASSERT_TRUE(done.result.has_value());
+  EXPECT_EQ(done.result->exit_code, 0);
+  EXPECT_EQ(done.node, "test-node");
+
+  auto out = ReadFile(dir_ + "/data/runs/" + run.id + "/stdout");
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(*out, "hello\n");
+  // Events: seq strictly increasing; every log byte before run.completed.
+  auto evs = EventsOf(run.id);
+  ASSERT_FALSE(evs.empty());
+  std::string logged;
+  for (size_t i = 0; i < evs.size(); ++i) {
+    EXPECT_EQ(evs[i].seq, static_cast<int64_t>(i + 1));
+    if (evs[i].type == EventType::kStepLog && evs[i].data["stream"] == "stdout") {
+      logged += evs[i].data["data"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(logged, "hello\n");
+  EXPECT_EQ(evs.back().type, EventType::kRunCompleted);
+  // The audit trail saw it all and verifies.
+  store::AuditFilter f;
+  f.run_id = run.id;
+  auto audit = store_->ListAudit(f);
+  ASSERT_TRUE(audit.ok());
+  EXPECT_GE(audit->size(), 5u);
+  EXPECT_TRUE(store_->VerifyAudit()->ok);
+}
+
+TEST_F(RunManagerTest, SubmitterCannotApproveItsOwnRun) {
+  auto run = Submit(Request({"/bin/true"}));
+  Principal self{"alice", Role::kReviewer};
+  auto r = manager_->Approve(run.id, self);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kPermissionDenied);
+  auto r2 = manager_->Approve(run.id, Principal{"mallory", Role::kSubmitter});
+  EXPECT_FALSE(r2.ok());
+  EXPECT_EQ(store_->GetRun(run.id)->state, RunState::kAwaitingReview);
+}
+
+TEST_F(RunManagerTest, StepsShareASandboxAndStopAtTheFirstFailure) {
+  store::RunRecord r;
+  r.steps = {{"write", {"/bin/sh", "-c", "echo state > /tmp/f"}},
+             {"read", {"/bin/cat", "/tmp/f"}},
+             {"fail", {"/bin/sh", "-c", "exit 3"}},
+             {"never", {"/bin/echo", "unreachable"}}};
+  auto run = Submit(r);
+  ASSERT_TRUE(manager_->Approve(run.id, bob_).ok());
+  auto done = WaitCompleted(run.id);
+  EXPECT_EQ(done.state, RunState::kFailed);
+  ASSERT_EQ(done.result->steps.size(), 3u);
+  EXPECT_EQ(done.result->steps[2].exit_code, 3);
+  EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + run.id + "/stdout"), "state\n");
+}
+
+TEST_F(RunManagerTest, CancelKillsARunningSandbox) {
+  auto run = Submit(Request({"/bin/sleep", "300"}));
+  ASSERT_TRUE(manager_->Approve(run.id, bob_).ok());
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    ASSERT_TRUE(cv_.wait_for(lk, std::chrono::seconds(30), [&] {
+      for (const auto& e : events_) {
+        if (e.run_id == run.id && e.type == EventType::kStepStarted) return true;
+      }
+      return false;
+    }));
+  }
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(manager_->Cancel(run.id, alice_).ok());
+  auto done = WaitCompleted(run.id);
+  EXPECT_EQ(done.state, RunState::kCancelled);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST_F(RunManagerTest, RejectAndCancelBeforeRunning) {
+  auto a = Submit(Request({"/bin/true"}));
+  auto rejected = manager_->Reject(a.id, bob_, "not today");
+  ASSERT_TRUE(rejected.ok());
+  EXPECT_EQ(rejected->state, RunState::kCancelled);
+  EXPECT_EQ(rejected->result->reason, "rejected: not today");
+  // Terminal: approving now is a conflict and changes nothing.
+  auto late = manager_->Approve(a.id, bob_);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetRun(a.id)->state, RunState::kCancelled);
+
+  auto b = Submit(Request({"/bin/true"}));
+  auto c = manager_->Cancel(b.id, alice_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->state, RunState::kCancelled);
+}
+
+TEST_F(RunManagerTest, LimitsBeyondTheMaximaAreRefusedNotClamped) {
+  store::RunRecord r = Request({"/bin/true"});
+  r.limits.memory_bytes = 2ll << 30;
+  auto c = manager_->Submit(r, alice_);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(c.error().message.find("limits.memory"), std::string::npos);
+  store::RunFilter all;
+  EXPECT_TRUE(store_->ListRuns(all)->runs.empty());
+  // Defaults are filled in and recorded.
+  auto ok = Submit(Request({"/bin/true"}));
+  EXPECT_EQ(ok.limits.pids, manager_->options().limits.defaults.pids);
+}
+
+TEST_F(RunManagerTest, BadRequestsChangeNothing) {
+  store::RunRecord neither;
+  EXPECT_FALSE(manager_->Submit(neither, alice_).ok());
+  store::RunRecord both = Request({"/bin/true"});
+  both.steps = {{"x", {"/bin/true"}}};
+  EXPECT_FALSE(manager_->Submit(both, alice_).ok());
+  store::RunRecord net = Request({"/bin/true"});
+  net.network = "host";
+  EXPECT_FALSE(manager_->Submit(net, alice_).ok());
+  EXPECT_FALSE(manager_->Approve("run_doesnotexist0000000", bob_).ok());
+  store::RunFilter all;
+  EXPECT_TRUE(store_->ListRuns(all)->runs.empty());
+}
+
+TEST_F(RunManagerTest, IdempotencyKeyReturnsTheSameRun) {
+  store::RunRecord r = Request({"/bin/true"});
+  r.idempotency_key = "k1";
+  auto first = manager_->Submit(r, alice_);
+  auto second = manager_->Submit(r, alice_);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_TRUE(first->created);
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(first->run.id, second->run.id);
+}
+
+TEST_F(RunManagerTest, BinaryOutputTravelsAsBase64) {
+  auto run = Submit(Request({"/bin/sh", "-c", "printf '\\377\\376ok'"}));
+  ASSERT_TRUE(manager_->Approve(run.id, bob_).ok());
+  WaitCompleted(run.id);
+  bool found = false;
+  for (const auto& e : EventsOf(run.id)) {
+    if (e.type != EventType::kStepLog) continue;
+    EXPECT_FALSE(e.data.contains("data"));
+    EXPECT_EQ(e.data["data_b64"], "//5vaw==");
+    found = true;
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + run.id + "/stdout"), "\xff\xfeok");
+}
+
+TEST_F(RunManagerTest, RunsLeftRunningByADeadDaemonEndFailed) {
+  auto run = Submit(Request({"/bin/true"}));
+  manager_->Stop();
+  manager_.reset();
+  // As a crashed daemon would leave it: claimed, RUNNING, never finished.
+  ASSERT_TRUE(store_->Transition(run.id, {RunState::kAwaitingReview}, RunState::kQueued, {}).ok());
+  ASSERT_TRUE(store_->ClaimNextQueued("test-node")->has_value());
+  supervisor::RunManagerOptions o;
+  o.node = "test-node";
+  o.data_dir = dir_ + "/data";
+  o.cgroups = driver_.get();
+  auto m = supervisor::RunManager::Start(*store_, o);
+  ASSERT_TRUE(m.ok());
+  auto r = store_->GetRun(run.id);
+  EXPECT_EQ(r->state, RunState::kFailed);
+  EXPECT_EQ(r->result->reason, "daemon restarted");
+  (*m)->Stop();
+}
+
+TEST_F(RunManagerTest, QueueLimitAnswersResourceExhausted) {
+  // Stop the workers so that approved runs stay QUEUED.
+  manager_->Stop();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto run = Submit(Request({"/bin/true"}));
+    ASSERT_TRUE(store_->Transition(run.id, {RunState::kAwaitingReview}, RunState::kQueued, {}).ok());
+  }
+  auto c = manager_->Submit(Request({"/bin/true"}), alice_);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, ErrorCode::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace sbx::testing
