@@ -7,7 +7,7 @@ build_pkgs=(
   build-essential cmake pkg-config
   libseccomp-dev libcap-dev libnl-3-dev libnl-route-3-dev
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev
-  libsqlite3-dev libpqxx-dev
+  libsqlite3-dev libpqxx-dev libyaml-cpp-dev
 )
 # postgresql: the store tests start a throwaway server from /usr/lib/postgresql/15/bin.
 test_pkgs=(bubblewrap hyperfine busybox-static postgresql)

@@ -1,0 +1,89 @@
+#include <gtest/gtest.h>
+
+#include "supervisor/config.h"
+
+namespace sbx::supervisor {
+namespace {
+
+constexpr char kFull[] = R"(
+listen: ["127.0.0.1:9000", "unix:/run/sandboxd/api.sock"]
+database: postgresql://sbx@db/sandboxd
+data_dir: /srv/sandboxd
+node: host-a
+api_keys:
+  - name: ci
+    role: submitter
+    key_sha256: 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
+  - name: lead
+    role: reviewer
+    key_sha256: fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9
+max_concurrent_runs: 4
+max_queue: 10
+limits:
+  defaults: {cpus: 0.5, memory: 256m, pids: 64, timeout_s: 60, output_bytes: 1m}
+  maxima: {cpus: 2, memory: 2g, pids: 512, timeout_s: 3600, output_bytes: 64m}
+)";
+
+TEST(Config, ParsesEverySetting) {
+  auto c = ParseConfig(kFull, "test.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->listen.size(), 2u);
+  EXPECT_EQ(c->database, "postgresql://sbx@db/sandboxd");
+  EXPECT_EQ(c->data_dir, "/srv/sandboxd");
+  EXPECT_EQ(c->node, "host-a");
+  ASSERT_EQ(c->api_keys.size(), 2u);
+  EXPECT_EQ(c->api_keys[1].role, Role::kReviewer);
+  EXPECT_EQ(c->limits.max_concurrent_runs, 4);
+  EXPECT_EQ(c->limits.max_queue, 10);
+  EXPECT_DOUBLE_EQ(c->limits.defaults.cpus, 0.5);
+  EXPECT_EQ(c->limits.defaults.memory_bytes, 256ll << 20);
+  EXPECT_EQ(c->limits.maxima.output_bytes, 64ll << 20);
+}
+
+TEST(Config, EmptyFileGivesDefaults) {
+  auto c = ParseConfig("", "empty.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->listen, std::vector<std::string>{"127.0.0.1:8080"});
+}
+
+TEST(Config, ErrorsNameTheKey) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"listne: []", "listne"},
+      {"listen: 8080", "listen"},
+      {"max_queue: -1", "max_queue"},
+      {"max_concurrent_runs: lots", "max_concurrent_runs"},
+      {"limits: {defaults: {memory: huge}}", "limits.defaults.memory"},
+      {"limits: {maxima: {cpus: 0}}", "limits.maxima.cpus"},
+      {"limits: {defaults: {gpu: 1}}", "limits.defaults.gpu"},
+      {"api_keys: [{name: a, role: root, key_sha256: x}]", "api_keys[0].role"},
+      {"api_keys: [{name: a, role: admin, key_sha256: abc}]", "api_keys[0].key_sha256"},
+      {"api_keys: [{name: a, role: admin}]", "api_keys[0].key_sha256"},
+      {"data_dir: relative/dir", "data_dir"},
+      {"database: mysql://x", "database"},
+      {"listen: [\"nowhere\"]", "listen"},
+      {"limits: {defaults: {pids: 100}, maxima: {pids: 10}}", "limits"},
+      {"listen: [unclosed", "line"},
+  };
+  for (const auto& [yaml, key] : cases) {
+    auto c = ParseConfig(yaml, "bad.yaml");
+    ASSERT_FALSE(c.ok()) << yaml;
+    EXPECT_NE(c.error().message.find(key), std::string::npos) << yaml << " -> " << c.error().message;
+  }
+}
+
+TEST(Config, FlagsOverrideTheFile) {
+  auto c = ParseConfig(kFull, "test.yaml");
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(ApplyFlags({"--listen", "127.0.0.1:1", "--listen=unix:/tmp/s.sock", "--database",
+                          "sqlite:///tmp/x.db", "--data-dir=/tmp/d"},
+                         *c)
+                  .ok());
+  EXPECT_EQ(c->listen, (std::vector<std::string>{"127.0.0.1:1", "unix:/tmp/s.sock"}));
+  EXPECT_EQ(c->database, "sqlite:///tmp/x.db");
+  EXPECT_EQ(c->data_dir, "/tmp/d");
+  EXPECT_FALSE(ApplyFlags({"--frobnicate", "1"}, *c).ok());
+  EXPECT_FALSE(ApplyFlags({"--database"}, *c).ok());
+}
+
+}  // namespace
+}  // namespace sbx::supervisor
