@@ -150,16 +150,23 @@ void RunManager::Unsubscribe(uint64_t token) {
 
 Result<store::EventRecord> RunManager::Emit(std::string_view run_id, EventType type,
                                             nlohmann::json data) {
+  // One event at a time: listeners see every run's events in seq order. They are called
+  // without listeners_mu_ held, so a listener may unsubscribe.
+  std::lock_guard<std::mutex> emit(emit_mu_);
   auto ev = store_.AppendEvent(run_id, type, data);
   if (!ev.ok()) {
     spdlog::error("run {}: cannot record event {}: {}", run_id, store::EventTypeName(type),
                   ev.error().ToString());
     return ev;
   }
-  std::lock_guard<std::mutex> lk(listeners_mu_);
-  for (const auto& [token, sub] : listeners_) {
-    if (sub.first.empty() || sub.first == run_id) sub.second(*ev);
+  std::vector<Listener> targets;
+  {
+    std::lock_guard<std::mutex> lk(listeners_mu_);
+    for (const auto& [token, sub] : listeners_) {
+      if (sub.first.empty() || sub.first == run_id) targets.push_back(sub.second);
+    }
   }
+  for (const auto& l : targets) l(*ev);
   return ev;
 }
 

@@ -85,8 +85,9 @@ class RunManager {
   // Any non-terminal state -> CANCELLED; a running sandbox is killed first.
   Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
 
-  // Events as they are appended ("" = every run). The listener runs on the thread that appended
-  // the event and must not block (queue and return).
+  // Events as they are appended ("" = every run), in seq order. The listener runs on the thread
+  // that appended the event and must not block for long (queue and return); it may unsubscribe
+  // but must not emit.
   using Listener = std::function<void(const store::EventRecord&)>;
   uint64_t Subscribe(std::string run_id, Listener listener);
   void Unsubscribe(uint64_t token);
@@ -118,6 +119,7 @@ class RunManager {
   std::map<std::string, bool> cancel_requested_;
   std::vector<std::thread> workers_;
 
+  std::mutex emit_mu_;  // held while an event is appended and delivered
   std::mutex listeners_mu_;
   uint64_t next_token_ = 1;
   std::map<uint64_t, std::pair<std::string, Listener>> listeners_;
