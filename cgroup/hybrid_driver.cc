@@ -1,5 +1,6 @@
-// The hybrid driver: limits and accounting from the v1 cpu, cpuacct, memory and pids
-// hierarchies; tracking, CLONE_INTO_CGROUP and cgroup.kill from a controller-less cgroup2 mount.
+// The hybrid driver: limits (and memory accounting) from the v1 cpu, memory and pids hierarchies,
+// each used only by sandboxes that set its limit; tracking, CLONE_INTO_CGROUP, cgroup.kill and
+// CPU time from a controller-less cgroup2 mount.
 #include <fcntl.h>
 
 #include <algorithm>
@@ -11,7 +12,7 @@ namespace sbx::cgroup::internal {
 
 namespace {
 
-constexpr std::array<const char*, 4> kV1Controllers = {"cpu", "cpuacct", "memory", "pids"};
+constexpr std::array<const char*, 3> kV1Controllers = {"cpu", "memory", "pids"};
 
 // One v1 hierarchy; several controllers may share it (e.g. "cpu,cpuacct" mounted together).
 struct Hierarchy {
@@ -24,10 +25,9 @@ class HybridCgroup final : public CgroupBase {
  public:
   HybridCgroup(CgroupFs* fs, std::string name, CgroupPaths paths, UniqueFd unified_fd,
                std::vector<std::string> controllers, std::chrono::milliseconds timeout,
-               std::string cpuacct_dir, std::string memory_dir)
+               std::string memory_dir)
       : CgroupBase(fs, std::move(name), std::move(paths), std::move(unified_fd),
                    std::move(controllers), timeout),
-        cpuacct_dir_(std::move(cpuacct_dir)),
         memory_dir_(std::move(memory_dir)) {}
   ~HybridCgroup() override {
     if (!destroyed()) (void)Destroy();
@@ -47,12 +47,14 @@ class HybridCgroup final : public CgroupBase {
   Result<Usage> ReadUsage() override {
     SBX_TRY(CheckNotDestroyed());
     Usage u;
-    const std::string usage_path = JoinPath(cpuacct_dir_, "cpuacct.usage");
-    auto cpu = fs().Read(usage_path);
-    if (!cpu.ok()) return std::move(cpu).error();
-    auto ns = ParseNumberFile(*cpu, usage_path);
-    if (!ns.ok()) return std::move(ns).error();
-    u.cpu_usec = *ns / 1000;
+    // CPU time from the cgroup2 core's cpu.stat, which exists without any controller.
+    const std::string stat_path = JoinPath(paths().unified, "cpu.stat");
+    auto stat = fs().Read(stat_path);
+    if (!stat.ok()) return std::move(stat).error();
+    u.cpu_usec = FindKeyedValue(*stat, "usage_usec").value_or(0);
+    // Memory is accounted where it is limited: without a v1 memory cgroup there is no peak here
+    // (callers fall back to the processes' own maxrss) and no cgroup OOM kill.
+    if (memory_dir_.empty()) return u;
     const std::string peak_path = JoinPath(memory_dir_, "memory.max_usage_in_bytes");
     auto peak = fs().Read(peak_path);
     if (!peak.ok()) return std::move(peak).error();
@@ -69,7 +71,6 @@ class HybridCgroup final : public CgroupBase {
   std::string version() const override { return "hybrid"; }
 
  private:
-  std::string cpuacct_dir_;
   std::string memory_dir_;
 };
 
@@ -110,19 +111,27 @@ class HybridDriver final : public Driver {
 
     CgroupPaths paths{JoinPath(unified_parent_, name), {}};
     if (Status r = make(paths.unified); !r.ok()) return fail(std::move(r).error());
-    std::string cpuacct_dir, memory_dir;
+    // Only the v1 hierarchies of the controllers that limit this sandbox: each costs a mkdir, a
+    // migration and an rmdir per sandbox. Tracking, killing and CPU time need none of them.
+    std::vector<std::string> needed = LimitingControllers(limits);
+    std::vector<const Hierarchy*> used;
+    std::string memory_dir;
     for (const Hierarchy& h : hierarchies_) {
+      bool wanted = std::any_of(h.controllers.begin(), h.controllers.end(), [&](const std::string& c) {
+        return std::find(needed.begin(), needed.end(), c) != needed.end();
+      });
+      if (!wanted) continue;
+      used.push_back(&h);
       std::string dir = JoinPath(h.parent_dir, name);
       if (Status r = make(dir); !r.ok()) return fail(std::move(r).error());
       for (const std::string& c : h.controllers) {
-        if (c == "cpuacct") cpuacct_dir = dir;
         if (c == "memory") memory_dir = dir;
       }
       paths.v1.push_back(std::move(dir));
     }
     auto dir_for = [&](const std::string& controller) -> const std::string* {
-      for (size_t i = 0; i < hierarchies_.size(); ++i) {
-        const auto& cs = hierarchies_[i].controllers;
+      for (size_t i = 0; i < used.size(); ++i) {
+        const auto& cs = used[i]->controllers;
         if (std::find(cs.begin(), cs.end(), controller) != cs.end()) return &paths.v1[i];
       }
       return nullptr;
@@ -134,7 +143,7 @@ class HybridDriver final : public Driver {
     if (!fd.ok()) return fail(std::move(fd).error());
     return std::unique_ptr<Cgroup>(std::make_unique<HybridCgroup>(
         fs_, name, std::move(paths), std::move(fd).value(), LimitingControllers(limits), timeout_,
-        std::move(cpuacct_dir), std::move(memory_dir)));
+        std::move(memory_dir)));
   }
 
   const HostInfo& host() const override { return host_; }

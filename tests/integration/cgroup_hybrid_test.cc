@@ -120,7 +120,7 @@ class HybridTest : public ::testing::Test {
     host_ = *host;
     parent_ = "sandboxd-test-" + std::to_string(::getpid());
     roots_.insert(host_.unified_mount);
-    for (const char* c : {"cpu", "cpuacct", "memory", "pids"}) roots_.insert(host_.v1_mounts[c]);
+    for (const char* c : {"cpu", "memory", "pids"}) roots_.insert(host_.v1_mounts[c]);
   }
 
   void TearDown() override {
@@ -189,7 +189,7 @@ TEST_F(HybridTest, LimitsAttachKillDestroy) {
   std::string membership = ReadText("/proc/" + std::to_string(child.pid()) + "/cgroup");
   const std::string path = "/" + parent_ + "/sbx-1\n";
   EXPECT_NE(membership.find("0::" + path), std::string::npos) << membership;
-  for (const char* c : {"cpu", "cpuacct", "memory", "pids"}) {
+  for (const char* c : {"cpu", "memory", "pids"}) {
     EXPECT_NE(membership.find(std::string(":") + c + ":" + path), std::string::npos)
         << c << " in " << membership;
   }
@@ -208,6 +208,21 @@ TEST_F(HybridTest, LimitsAttachKillDestroy) {
   ASSERT_TRUE(destroyed.ok()) << destroyed.error().ToString();
   for (const std::string& dir : AllDirs("sbx-1")) EXPECT_FALSE(Exists(dir)) << dir;
   EXPECT_TRUE(cg->Destroy().ok());
+}
+
+TEST_F(HybridTest, UnlimitedSandboxUsesOnlyTheUnifiedHierarchy) {
+  auto d = OpenDriver();
+  ASSERT_NE(d, nullptr);
+  auto cg = d->Create("sbx-free", Limits{});
+  ASSERT_TRUE(cg.ok()) << cg.error().ToString();
+  EXPECT_TRUE(Exists(UnifiedDir("sbx-free")));
+  for (const char* c : {"cpu", "memory", "pids"}) EXPECT_FALSE(Exists(V1Dir(c, "sbx-free"))) << c;
+  EXPECT_TRUE((*cg)->controllers().empty());
+  auto usage = (*cg)->ReadUsage();
+  ASSERT_TRUE(usage.ok()) << usage.error().ToString();
+  EXPECT_EQ(usage->memory_peak_bytes, 0u);
+  ASSERT_TRUE((*cg)->Destroy().ok());
+  EXPECT_FALSE(Exists(UnifiedDir("sbx-free")));
 }
 
 TEST_F(HybridTest, DestroyKillsWhatIsLeftEvenInV1Only) {

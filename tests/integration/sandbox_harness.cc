@@ -1,5 +1,7 @@
 #include "integration/sandbox_harness.h"
 
+#include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -12,11 +14,45 @@ std::string SandboxTest::parent_;
 std::unique_ptr<cgroup::Driver> SandboxTest::driver_;
 std::string SandboxTest::skip_reason_;
 
+namespace {
+
+// Removes the parent cgroups of earlier test processes that died before their teardown (a
+// crash, a kill): "sandboxd-test-PID" whose PID no longer runs, children first.
+void RemoveStaleTestCgroups(const cgroup::HostInfo& host) {
+  std::vector<std::string> roots;
+  if (!host.unified_mount.empty()) roots.push_back(host.unified_mount);
+  for (const auto& [ctrl, mount] : host.v1_mounts) roots.push_back(mount);
+  for (const auto& root : roots) {
+    DIR* d = ::opendir(root.c_str());
+    if (d == nullptr) continue;
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.rfind("sandboxd-test-", 0) != 0) continue;
+      pid_t pid = static_cast<pid_t>(std::atoi(name.c_str() + 14));
+      if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+      std::string parent = root + "/" + name;
+      if (DIR* p = ::opendir(parent.c_str())) {
+        while (dirent* c = ::readdir(p)) {
+          if (c->d_type == DT_DIR && c->d_name[0] != '.') {
+            ::rmdir((parent + "/" + c->d_name).c_str());
+          }
+        }
+        ::closedir(p);
+      }
+      ::rmdir(parent.c_str());
+    }
+    ::closedir(d);
+  }
+}
+
+}  // namespace
+
 void SandboxTest::SetUpTestSuite() {
   if (::geteuid() != 0) {
     skip_reason_ = "needs root (namespaces, cgroups, mounts)";
     return;
   }
+  if (auto host = cgroup::DetectHost(); host.ok()) RemoveStaleTestCgroups(*host);
   parent_ = fmt::format("sandboxd-test-{}", ::getpid());
   auto d = cgroup::Driver::Open(cgroup::DriverOptions{parent_});
   if (!d.ok()) {
