@@ -1,6 +1,7 @@
 #include "base/fs.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -18,9 +19,16 @@ Result<std::string> ReadFileAt(int dirfd, const std::string& path, size_t max_by
   auto fd = OpenAt(dirfd, path, O_RDONLY);
   if (!fd.ok()) return std::move(fd).error();
   std::string out;
-  char buf[4096];
+  // One read for most files: sized from fstat where the file system knows the size (cgroupfs
+  // and procfs report 0 or 4096, so a page-sized read follows).
+  struct stat st;
+  size_t chunk = 4096;
+  if (::fstat(fd->get(), &st) == 0 && st.st_size > 0 && static_cast<size_t>(st.st_size) < max_bytes) {
+    chunk = static_cast<size_t>(st.st_size) + 1;
+  }
+  std::string buf(chunk, '\0');
   for (;;) {
-    ssize_t n = ::read(fd->get(), buf, sizeof buf);
+    ssize_t n = ::read(fd->get(), buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoError("read {}", path);
@@ -29,7 +37,7 @@ Result<std::string> ReadFileAt(int dirfd, const std::string& path, size_t max_by
     if (out.size() + n > max_bytes) {
       return MakeError(ErrorCode::kInvalidArgument, "{} is larger than {} bytes", path, max_bytes);
     }
-    out.append(buf, n);
+    out.append(buf.data(), static_cast<size_t>(n));
   }
   return out;
 }
