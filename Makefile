@@ -1,12 +1,12 @@
 # sandboxd: the two commands of the README.
-#   make run    installs what is missing, builds, and runs the main job
+#   make run    installs what is missing, builds, and runs the main job (sandboxd serve)
 #   make test   the same, then the whole suite (ctest), plus the suite built with ASan+UBSan
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps test-deps build build-asan run test test-asan bench clean
+.PHONY: all deps test-deps build build-asan run demo test test-asan bench clean
 
 all: build
 
@@ -28,7 +28,18 @@ $(ASAN_BUILD)/CMakeCache.txt:
 build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# The main job: the service on SQLite under .run/, on 127.0.0.1:8080, with development keys
+# printed at start. Ctrl-C stops it.
+RUN_DIR    ?= $(CURDIR)/.run
+LISTEN     ?= 127.0.0.1:8080
+
 run: build
+	@$(BUILD)/supervisor/sandboxd check
+	@mkdir -p $(RUN_DIR)
+	$(BUILD)/supervisor/sandboxd serve --listen $(LISTEN) \
+	  --database sqlite://$(RUN_DIR)/sandboxd.db --data-dir $(RUN_DIR)/data --dev-key
+
+demo: build
 	@scripts/demo.sh $(BUILD)/supervisor/sandboxd
 
 test: test-deps build build-asan

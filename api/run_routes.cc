@@ -1,0 +1,641 @@
+#include "api/run_routes.h"
+
+#include <mutex>
+#include <utility>
+#include <set>
+
+#include "base/fs.h"
+#include "supervisor/result_json.h"
+
+namespace sbx::api {
+namespace {
+
+using store::EventType;
+using store::RunRecord;
+
+supervisor::Principal ToPrincipal(const Request& req) {
+  supervisor::Principal p;
+  if (!req.principal) return p;
+  p.name = req.principal->key_name;
+  p.role = req.principal->role == Role::kAdmin      ? supervisor::Role::kAdmin
+           : req.principal->role == Role::kReviewer ? supervisor::Role::kReviewer
+                                                    : supervisor::Role::kSubmitter;
+  return p;
+}
+
+nlohmann::json OptInt(const std::optional<int64_t>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json StepResultJson(const store::StepResult& s) {
+  return {{"name", s.name},
+          {"reason", s.reason},
+          {"exit_code", s.exit_code ? nlohmann::json(*s.exit_code) : nlohmann::json(nullptr)},
+          {"signal", s.signal ? nlohmann::json(supervisor::SignalName(*s.signal))
+                              : nlohmann::json(nullptr)},
+          {"wall_ms", s.wall_ms},
+          {"cpu_ms", s.cpu_ms},
+          {"memory_peak_bytes", s.memory_peak_bytes}};
+}
+
+Error FieldError(const std::string& field, const std::string& what) {
+  return MakeError(ErrorCode::kInvalidArgument, "{}: {}", field, what);
+}
+
+Result<std::vector<std::string>> StringArray(const nlohmann::json& j, const std::string& field) {
+  if (!j.is_array() || j.empty()) return FieldError(field, "must be a non-empty array of strings");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < j.size(); ++i) {
+    if (!j[i].is_string()) return FieldError(fmt::format("{}[{}]", field, i), "must be a string");
+    std::string s = j[i].get<std::string>();
+    if (s.find('\0') != std::string::npos) {
+      return FieldError(fmt::format("{}[{}]", field, i), "must not contain NUL");
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Result<std::map<std::string, std::string>> StringMap(const nlohmann::json& j,
+                                                     const std::string& field) {
+  if (!j.is_object()) return FieldError(field, "must be an object of strings");
+  std::map<std::string, std::string> out;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!it.value().is_string()) return FieldError(field + "." + it.key(), "must be a string");
+    if (it.key().empty() || it.key().find_first_of("=\0", 0, 2) != std::string::npos) {
+      return FieldError(field, fmt::format("'{}' is not a valid name", it.key()));
+    }
+    out[it.key()] = it.value().get<std::string>();
+  }
+  return out;
+}
+
+Result<int64_t> IntOrSize(const nlohmann::json& j, const std::string& field) {
+  if (j.is_number_integer() && j.get<int64_t>() > 0) return j.get<int64_t>();
+  if (j.is_string()) {
+    auto b = ParseByteSize(j.get<std::string>());
+    if (b.ok() && *b > 0) return static_cast<int64_t>(*b);
+  }
+  return FieldError(field, "must be a positive integer or a size such as \"256m\"");
+}
+
+}  // namespace
+
+nlohmann::json RunToJson(const RunRecord& r) {
+  nlohmann::json j;
+  j["id"] = r.id;
+  j["state"] = store::RunStateName(r.state);
+  j["submitter"] = r.submitter;
+  if (r.steps.empty()) {
+    j["argv"] = r.argv;
+  } else {
+    j["steps"] = nlohmann::json::array();
+    for (const auto& s : r.steps) j["steps"].push_back({{"name", s.name}, {"argv", s.argv}});
+  }
+  nlohmann::json limits;
+  limits["cpus"] = r.limits.cpus ? nlohmann::json(*r.limits.cpus) : nlohmann::json(nullptr);
+  limits["memory"] = OptInt(r.limits.memory_bytes);
+  limits["pids"] = OptInt(r.limits.pids);
+  limits["timeout_s"] = OptInt(r.limits.timeout_s);
+  limits["output_bytes"] = OptInt(r.limits.output_bytes);
+  j["limits"] = limits;
+  j["network"] = r.network;
+  j["seccomp_profile"] = r.seccomp_profile.empty() ? "default" : r.seccomp_profile;
+  j["env"] = r.env;
+  j["stdin_bytes"] = r.stdin_data.size();
+  j["labels"] = r.labels;
+  j["idempotency_key"] = r.idempotency_key ? nlohmann::json(*r.idempotency_key) : nullptr;
+  j["policy"] = r.policy;
+  if (r.approval) {
+    j["approval"] = {{"approved_by", r.approval->approved_by},
+                     {"approved_at_ms", r.approval->approved_at_ms},
+                     {"rule", r.approval->rule}};
+  } else {
+    j["approval"] = nullptr;
+  }
+  j["node"] = r.node ? nlohmann::json(*r.node) : nullptr;
+  j["backend"] = "native";
+  j["created_at_ms"] = r.created_at_ms;
+  j["queued_at_ms"] = OptInt(r.queued_at_ms);
+  j["started_at_ms"] = OptInt(r.started_at_ms);
+  j["finished_at_ms"] = OptInt(r.finished_at_ms);
+  if (r.result) {
+    nlohmann::json res = StepResultJson({"", r.result->reason, r.result->exit_code,
+                                         r.result->signal, r.result->wall_ms, r.result->cpu_ms,
+                                         r.result->memory_peak_bytes});
+    res.erase("name");
+    res["steps"] = nlohmann::json::array();
+    for (const auto& s : r.result->steps) res["steps"].push_back(StepResultJson(s));
+    j["result"] = res;
+  } else {
+    j["result"] = nullptr;
+  }
+  return j;
+}
+
+Result<RunRecord> RunRequestFromJson(const nlohmann::json& body) {
+  if (!body.is_object()) return FieldError("body", "must be a JSON object");
+  static const std::set<std::string> kKnown = {
+      "argv",  "steps",  "limits", "network",   "seccomp_profile", "env",
+      "stdin", "labels", "workspace", "idempotency_key", "backend"};
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    if (!kKnown.count(it.key())) return FieldError(it.key(), "unknown field");
+  }
+  RunRecord r;
+  if (body.contains("argv")) {
+    auto a = StringArray(body["argv"], "argv");
+    if (!a.ok()) return std::move(a).error();
+    r.argv = std::move(*a);
+  }
+  if (body.contains("steps")) {
+    const auto& steps = body["steps"];
+    if (!steps.is_array() || steps.empty()) return FieldError("steps", "must be a non-empty array");
+    for (size_t i = 0; i < steps.size(); ++i) {
+      std::string f = fmt::format("steps[{}]", i);
+      if (!steps[i].is_object()) return FieldError(f, "must be an object {name, argv}");
+      store::Step s;
+      for (auto it = steps[i].begin(); it != steps[i].end(); ++it) {
+        if (it.key() != "name" && it.key() != "argv") return FieldError(f + "." + it.key(), "unknown field");
+      }
+      if (steps[i].contains("name")) {
+        if (!steps[i]["name"].is_string()) return FieldError(f + ".name", "must be a string");
+        s.name = steps[i]["name"].get<std::string>();
+      }
+      auto a = StringArray(steps[i].value("argv", nlohmann::json()), f + ".argv");
+      if (!a.ok()) return std::move(a).error();
+      s.argv = std::move(*a);
+      r.steps.push_back(std::move(s));
+    }
+  }
+  if (body.contains("limits")) {
+    const auto& l = body["limits"];
+    if (!l.is_object()) return FieldError("limits", "must be an object");
+    for (auto it = l.begin(); it != l.end(); ++it) {
+      const std::string f = "limits." + it.key();
+      if (it.key() == "cpus") {
+        if (!it.value().is_number() || !(it.value().get<double>() > 0)) {
+          return FieldError(f, "must be a positive number");
+        }
+        r.limits.cpus = it.value().get<double>();
+      } else if (it.key() == "memory" || it.key() == "output_bytes") {
+        auto v = IntOrSize(it.value(), f);
+        if (!v.ok()) return std::move(v).error();
+        (it.key() == "memory" ? r.limits.memory_bytes : r.limits.output_bytes) = *v;
+      } else if (it.key() == "pids" || it.key() == "timeout_s") {
+        if (!it.value().is_number_integer() || it.value().get<int64_t>() <= 0) {
+          return FieldError(f, "must be a positive integer");
+        }
+        (it.key() == "pids" ? r.limits.pids : r.limits.timeout_s) = it.value().get<int64_t>();
+      } else {
+        return FieldError(f, "unknown limit (cpus, memory, pids, timeout_s, output_bytes)");
+      }
+    }
+  }
+  for (const char* f : {"network", "seccomp_profile", "stdin", "workspace", "idempotency_key",
+                        "backend"}) {
+    if (body.contains(f) && !body[f].is_string()) return FieldError(f, "must be a string");
+  }
+  r.network = body.value("network", "");
+  r.seccomp_profile = body.value("seccomp_profile", "");
+  r.stdin_data = body.value("stdin", "");
+  r.workspace = body.value("workspace", "");
+  if (body.contains("idempotency_key")) r.idempotency_key = body["idempotency_key"].get<std::string>();
+  std::string backend = body.value("backend", "native");
+  if (backend != "native" && backend != "auto") {
+    return FieldError("backend", "'" + backend + "' is not available (native, auto)");
+  }
+  if (body.contains("env")) {
+    auto e = StringMap(body["env"], "env");
+    if (!e.ok()) return std::move(e).error();
+    r.env = std::move(*e);
+  }
+  if (body.contains("labels")) {
+    auto l = StringMap(body["labels"], "labels");
+    if (!l.ok()) return std::move(l).error();
+    r.labels = std::move(*l);
+  }
+  return r;
+}
+
+namespace {
+
+Reply Fail(const Error& e) { return ErrorResponse(e); }
+
+Reply GetRunHandler(const RouteContext& ctx, const Request& req) {
+  auto run = ctx.store->GetRun(req.PathParam("id"));
+  if (!run.ok()) return Fail(run.error());
+  return JsonResponse(200, RunToJson(*run));
+}
+
+// Feeds one run's events, from the store, to a bounded consumer (a WebSocket, a streamed
+// response), in seq order from a position it keeps: the history first, then each new event as
+// it is appended. It never buffers: when the consumer is full it waits for the consumer's
+// OnWritable and reads on from the store, so a slow client costs no memory and misses nothing.
+class EventPump : public std::enable_shared_from_this<EventPump> {
+ public:
+  enum class Step { kNext, kWait, kStop };  // delivered / consumer full, retry it / done
+  struct Consumer {
+    std::function<Step(const store::EventRecord&)> deliver;
+    std::function<void(std::function<void()>)> on_writable;
+  };
+  static std::shared_ptr<EventPump> Start(const RouteContext& ctx, std::string run_id,
+                                          int64_t after, Consumer consumer) {
+    auto pump = std::shared_ptr<EventPump>(new EventPump(ctx, std::move(run_id), after,
+                                                         std::move(consumer)));
+    std::weak_ptr<EventPump> weak = pump;
+    pump->token_ = ctx.runs->Subscribe(pump->run_id_, [weak](const store::EventRecord&) {
+      if (auto p = weak.lock()) p->Poke();
+    });
+    pump->Poke();
+    return pump;
+  }
+  ~EventPump() { Stop(); }
+  void Stop() {
+    uint64_t token = 0;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      done_ = true;
+      token = std::exchange(token_, 0);
+    }
+    if (token != 0) ctx_.runs->Unsubscribe(token);
+  }
+  // Reads on from the store; one reader at a time, and a poke during a read makes it read again.
+  void Poke() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (done_) return;
+      if (running_) {
+        again_ = true;
+        return;
+      }
+      running_ = true;
+    }
+    for (;;) {
+      Drain();
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!again_ || done_) {
+        running_ = false;
+        return;
+      }
+      again_ = false;
+    }
+  }
+
+ private:
+  EventPump(const RouteContext& ctx, std::string run_id, int64_t after, Consumer consumer)
+      : ctx_(ctx), run_id_(std::move(run_id)), next_(after), consumer_(std::move(consumer)) {}
+
+  void Drain() {
+    for (;;) {
+      auto page = ctx_.store->ListEvents(run_id_, next_, 200);
+      if (!page.ok() || page->empty()) return;
+      for (const auto& e : *page) {
+        Step step = consumer_.deliver(e);
+        if (step == Step::kWait) {
+          std::weak_ptr<EventPump> weak = weak_from_this();
+          consumer_.on_writable([weak] {
+            if (auto p = weak.lock()) p->Poke();
+          });
+          return;
+        }
+        if (step == Step::kStop) {
+          std::lock_guard<std::mutex> lk(mu_);
+          done_ = true;
+          return;
+        }
+        next_ = e.seq;
+      }
+    }
+  }
+
+  RouteContext ctx_;
+  std::string run_id_;
+  int64_t next_;  // the last seq delivered
+  Consumer consumer_;
+  std::mutex mu_;
+  bool running_ = false, again_ = false, done_ = false;
+  uint64_t token_ = 0;
+};
+
+nlohmann::json EventToJson(const store::EventRecord& e) {
+  nlohmann::json j = e.data;
+  if (!j.is_object()) j = {{"data", e.data}};
+  j["type"] = store::EventTypeName(e.type);
+  j["run_id"] = e.run_id;
+  j["seq"] = e.seq;
+  j["ts"] = e.ts_ms;
+  return j;
+}
+
+Result<int64_t> AfterParam(const Request& req) {
+  auto a = req.query.Get("after");
+  if (!a) return int64_t{0};
+  int64_t v = 0;
+  try {
+    size_t pos = 0;
+    v = std::stoll(std::string(*a), &pos);
+    if (pos != a->size() || v < 0) throw std::invalid_argument("after");
+  } catch (const std::exception&) {
+    return FieldError("after", "must be a non-negative integer");
+  }
+  return v;
+}
+
+Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
+  std::string run_id;
+  if (one_run) {
+    auto run = ctx.store->GetRun(req.PathParam("id"));
+    if (!run.ok()) return Fail(run.error());
+    run_id = run->id;
+  }
+  auto after = AfterParam(req);
+  if (!after.ok()) return Fail(after.error());
+  WebSocketAccept accept;
+  accept.resume_after = *after;
+  RouteContext c = ctx;
+  accept.on_open = [c, run_id, after = *after, one_run](std::shared_ptr<WebSocket> ws) {
+    if (!one_run) {
+      // Every run's events as they happen (seq is per run; replay is per run).
+      uint64_t token = c.runs->Subscribe("", [ws](const store::EventRecord& e) {
+        ws->Send(DumpJson(EventToJson(e)), std::nullopt);
+      });
+      ws->OnClose([c, token](WebSocket::CloseReason) { c.runs->Unsubscribe(token); });
+      return;
+    }
+    EventPump::Consumer consumer;
+    consumer.deliver = [ws](const store::EventRecord& e) {
+      if (ws->queue_space() == 0) return EventPump::Step::kWait;
+      if (ws->Send(DumpJson(EventToJson(e)), e.seq) != WebSocket::SendResult::kQueued) {
+        return EventPump::Step::kStop;
+      }
+      if (e.type == EventType::kRunCompleted) {
+        ws->Close();
+        return EventPump::Step::kStop;
+      }
+      return EventPump::Step::kNext;
+    };
+    consumer.on_writable = [ws](std::function<void()> f) { ws->OnWritable(std::move(f)); };
+    auto pump = EventPump::Start(c, run_id, after, std::move(consumer));
+    ws->OnClose([pump](WebSocket::CloseReason) { pump->Stop(); });
+  };
+  return accept;
+}
+
+std::string DecodeLogData(const nlohmann::json& d);
+
+std::string TailLines(const std::string& s, int64_t n) {
+  if (n < 0) return s;
+  size_t pos = s.size();
+  if (pos > 0 && s[pos - 1] == '\n') --pos;
+  for (int64_t i = 0; i < n; ++i) {
+    size_t nl = pos == 0 ? std::string::npos : s.rfind('\n', pos - 1);
+    if (nl == std::string::npos) return s;
+    pos = nl;
+  }
+  return s.substr(pos + 1);
+}
+
+Reply LogsHandler(const RouteContext& ctx, const Request& req) {
+  auto run = ctx.store->GetRun(req.PathParam("id"));
+  if (!run.ok()) return Fail(run.error());
+  std::string stream(req.query.Get("stream").value_or("all"));
+  if (stream != "stdout" && stream != "stderr" && stream != "all") {
+    return ErrorResponse(400, "invalid_argument", "stream: use stdout, stderr or all");
+  }
+  int64_t tail = -1;
+  if (auto t = req.query.Get("tail")) {
+    try {
+      tail = std::stoll(std::string(*t));
+    } catch (const std::exception&) {
+      tail = -2;
+    }
+    if (tail < 0) return ErrorResponse(400, "invalid_argument", "tail: a non-negative integer");
+  }
+  bool follow = req.query.Get("follow").value_or("false") == "true";
+  auto matches = [stream](const store::EventRecord& e) {
+    return e.type == EventType::kStepLog && (stream == "all" || e.data.value("stream", "") == stream);
+  };
+  if (!follow) {
+    std::string out;
+    if (stream != "all") {
+      auto f = ReadFile(fmt::format("{}/runs/{}/{}", ctx.config->data_dir, run->id, stream),
+                        1ull << 31);
+      if (f.ok()) out = std::move(*f);
+    } else {
+      int64_t after = 0;
+      for (;;) {
+        auto page = ctx.store->ListEvents(run->id, after, 1000);
+        if (!page.ok()) return Fail(page.error());
+        if (page->empty()) break;
+        for (const auto& e : *page) {
+          if (matches(e)) out += DecodeLogData(e.data);
+          after = e.seq;
+        }
+      }
+    }
+    Response r;
+    r.content_type = "application/octet-stream";
+    r.body = TailLines(out, tail);
+    return r;
+  }
+  // follow=true: everything so far, then live output until the run completes. The stream keeps
+  // its place by seq, so a slow client makes it wait (kBackoff), never buffer without bound.
+  StreamResponse sr;
+  RouteContext c = ctx;
+  std::string id = run->id;
+  sr.start = [c, id, matches](std::shared_ptr<StreamSink> sink) {
+    EventPump::Consumer consumer;
+    consumer.deliver = [sink, matches](const store::EventRecord& e) {
+      if (matches(e)) {
+        auto w = sink->Write(DecodeLogData(e.data));
+        if (w == StreamSink::WriteResult::kBackoff) return EventPump::Step::kWait;
+        if (w == StreamSink::WriteResult::kClosed) return EventPump::Step::kStop;
+      }
+      if (e.type == EventType::kRunCompleted) {
+        sink->Finish();
+        return EventPump::Step::kStop;
+      }
+      return EventPump::Step::kNext;
+    };
+    consumer.on_writable = [sink](std::function<void()> f) { sink->OnWritable(std::move(f)); };
+    auto pump = EventPump::Start(c, id, 0, std::move(consumer));
+    sink->OnClose([pump](StreamSink::CloseReason) { pump->Stop(); });
+  };
+  return sr;
+}
+
+std::string DecodeLogData(const nlohmann::json& d) {
+  if (d.contains("data")) return d["data"].get<std::string>();
+  static const std::string kTable =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string in = d.value("data_b64", ""), out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char ch : in) {
+    size_t v = kTable.find(ch);
+    if (v == std::string::npos) continue;  // '=' padding
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
+Result<nlohmann::json> ParseBody(const Request& req, bool allow_empty) {
+  if (req.body.empty() && allow_empty) return nlohmann::json::object();
+  auto j = nlohmann::json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) {
+    return MakeError(ErrorCode::kInvalidArgument, "the body is not valid JSON");
+  }
+  return j;
+}
+
+}  // namespace
+
+Status AddRunRoutes(Router& router, const RouteContext& ctx) {
+  RouteContext c = ctx;
+  SBX_TRY(router.Add(Method::kGet, "/healthz", Access::kPublic,
+                     [](const Request&) -> Reply { return JsonResponse(200, {{"ok", true}}); }));
+  SBX_TRY(router.Add(Method::kGet, "/v1/info", Access::kSubmitter, [c](const Request&) -> Reply {
+    const auto& l = c.config->limits;
+    auto set = [](const supervisor::LimitSet& s) {
+      return nlohmann::json{{"cpus", s.cpus},
+                            {"memory", s.memory_bytes},
+                            {"pids", s.pids},
+                            {"timeout_s", s.timeout_s},
+                            {"output_bytes", s.output_bytes}};
+    };
+    nlohmann::json iso = {
+        {"namespaces", {"user", "pid", "mount", "network", "ipc", "uts", "cgroup"}},
+        {"cgroup", {{"layout", cgroup::LayoutName(c.host->layout)},
+                    {"unified_mount", c.host->unified_mount}}},
+        {"seccomp", "default profile (Docker/OCI format), native ABI"},
+        {"capabilities", "none"},
+        {"no_new_privs", true}};
+    return JsonResponse(200, {{"node", c.runs->options().node},
+                              {"backends", {"native"}},
+                              {"limits", {{"defaults", set(l.defaults)}, {"maxima", set(l.maxima)}}},
+                              {"max_concurrent_runs", l.max_concurrent_runs},
+                              {"max_queue", l.max_queue},
+                              {"isolation", iso}});
+  }));
+  SBX_TRY(router.Add(Method::kPost, "/v1/runs", Access::kSubmitter, [c](const Request& req) -> Reply {
+    auto body = ParseBody(req, false);
+    if (!body.ok()) return Fail(body.error());
+    auto run = RunRequestFromJson(*body);
+    if (!run.ok()) return Fail(run.error());
+    if (auto key = req.headers.Get("Idempotency-Key")) run->idempotency_key = std::string(*key);
+    auto created = c.runs->Submit(std::move(*run), ToPrincipal(req));
+    if (!created.ok()) {
+      Response r = ErrorResponse(created.error());
+      if (created.error().code == ErrorCode::kResourceExhausted) r.headers.Add("Retry-After", "5");
+      return r;
+    }
+    return JsonResponse(created->created ? 201 : 200, RunToJson(created->run));
+  }));
+  SBX_TRY(router.Add(Method::kGet, "/v1/runs", Access::kSubmitter, [c](const Request& req) -> Reply {
+    store::RunFilter f;
+    for (auto s : req.query.GetAll("state")) {
+      auto st = store::ParseRunState(s);
+      if (!st.ok()) return Fail(st.error());
+      f.states.push_back(*st);
+    }
+    for (auto l : req.query.GetAll("label")) {
+      size_t eq = l.find('=');
+      if (eq == std::string_view::npos || eq == 0) {
+        return ErrorResponse(400, "invalid_argument", "label: use label=KEY=VALUE");
+      }
+      f.labels[std::string(l.substr(0, eq))] = std::string(l.substr(eq + 1));
+    }
+    f.cursor = std::string(req.query.Get("cursor").value_or(""));
+    if (auto lim = req.query.Get("limit")) {
+      try {
+        f.limit = std::stoi(std::string(*lim));
+      } catch (const std::exception&) {
+        f.limit = 0;
+      }
+      if (f.limit < 1 || f.limit > 1000) {
+        return ErrorResponse(400, "invalid_argument", "limit: 1 to 1000");
+      }
+    }
+    auto page = c.store->ListRuns(f);
+    if (!page.ok()) return Fail(page.error());
+    nlohmann::json runs = nlohmann::json::array();
+    for (const auto& r : page->runs) runs.push_back(RunToJson(r));
+    return JsonResponse(200, {{"runs", runs},
+                              {"next_cursor", page->next_cursor.empty()
+                                                  ? nlohmann::json(nullptr)
+                                                  : nlohmann::json(page->next_cursor)}});
+  }));
+  SBX_TRY(router.Add(Method::kGet, "/v1/runs/{id}", Access::kSubmitter,
+                     [c](const Request& req) -> Reply { return GetRunHandler(c, req); }));
+  SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:approve", Access::kReviewer,
+                     [c](const Request& req) -> Reply {
+                       auto r = c.runs->Approve(req.PathParam("id"), ToPrincipal(req));
+                       return r.ok() ? Reply(JsonResponse(200, RunToJson(*r))) : Fail(r.error());
+                     }));
+  SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:reject", Access::kReviewer,
+                     [c](const Request& req) -> Reply {
+                       auto body = ParseBody(req, true);
+                       if (!body.ok()) return Fail(body.error());
+                       std::string reason;
+                       if (body->is_object() && body->contains("reason")) {
+                         if (!(*body)["reason"].is_string()) {
+                           return ErrorResponse(400, "invalid_argument", "reason: a string");
+                         }
+                         reason = (*body)["reason"].get<std::string>();
+                       }
+                       auto r = c.runs->Reject(req.PathParam("id"), ToPrincipal(req), reason);
+                       return r.ok() ? Reply(JsonResponse(200, RunToJson(*r))) : Fail(r.error());
+                     }));
+  SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:cancel", Access::kSubmitter,
+                     [c](const Request& req) -> Reply {
+                       auto who = ToPrincipal(req);
+                       auto run = c.store->GetRun(req.PathParam("id"));
+                       if (!run.ok()) return Fail(run.error());
+                       if (who.role == supervisor::Role::kSubmitter && run->submitter != who.name) {
+                         return ErrorResponse(403, "permission_denied",
+                                              "a submitter may cancel only its own runs");
+                       }
+                       auto r = c.runs->Cancel(run->id, who);
+                       return r.ok() ? Reply(JsonResponse(202, RunToJson(*r))) : Fail(r.error());
+                     }));
+  SBX_TRY(router.Add(Method::kGet, "/v1/runs/{id}/logs", Access::kSubmitter,
+                     [c](const Request& req) -> Reply { return LogsHandler(c, req); }));
+  SBX_TRY(router.AddWebSocket("/v1/runs/{id}/events", Access::kSubmitter,
+                              [c](const Request& req) -> Reply { return EventsHandler(c, req, true); }));
+  SBX_TRY(router.AddWebSocket("/v1/events", Access::kSubmitter,
+                              [c](const Request& req) -> Reply { return EventsHandler(c, req, false); }));
+  SBX_TRY(router.Add(Method::kGet, "/v1/audit", Access::kReviewer, [c](const Request& req) -> Reply {
+    store::AuditFilter f;
+    if (auto r = req.query.Get("run_id")) f.run_id = std::string(*r);
+    auto after = req.query.Get("after_id");
+    if (after) {
+      try {
+        f.after_id = std::stoll(std::string(*after));
+      } catch (const std::exception&) {
+        return ErrorResponse(400, "invalid_argument", "after_id: an integer");
+      }
+    }
+    auto records = c.store->ListAudit(f);
+    if (!records.ok()) return Fail(records.error());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& a : *records) {
+      out.push_back({{"id", a.id},
+                     {"ts_ms", a.ts_ms},
+                     {"actor", a.actor},
+                     {"action", a.action},
+                     {"run_id", a.run_id ? nlohmann::json(*a.run_id) : nullptr},
+                     {"details", a.details},
+                     {"prev_hash", a.prev_hash},
+                     {"hash", a.hash}});
+    }
+    return JsonResponse(200, {{"records", out}});
+  }));
+  return Ok();
+}
+
+}  // namespace sbx::api
