@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "api/sha256.h"
+#include "base/sha256.h"
 #include "base/result.h"
 
 namespace sbx::api {

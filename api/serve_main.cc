@@ -14,7 +14,7 @@
 #include "base/fs.h"
 #include "supervisor/config.h"
 #include "supervisor/run_manager.h"
-#include "supervisor/store/sha256.h"
+#include "base/sha256.h"
 #include "supervisor/store/store.h"
 
 namespace {
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
     for (auto [name, role] : {std::pair{"dev-admin", supervisor::Role::kAdmin},
                               std::pair{"dev-reviewer", supervisor::Role::kReviewer}}) {
       std::string key = RandomKey();
-      config.api_keys.push_back({name, role, store::Sha256Hex(key)});
+      config.api_keys.push_back({name, role, Sha256Hex(key)});
       printed.emplace_back(name, key);
     }
   }

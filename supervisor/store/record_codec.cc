@@ -4,7 +4,7 @@
 #include <exception>
 #include <utility>
 
-#include "supervisor/store/sha256.h"
+#include "base/sha256.h"
 
 namespace sbx::store::internal {
 namespace {
@@ -389,11 +389,11 @@ Result<std::string> AuditCanonical(const AuditRecord& record) {
 Result<std::string> AuditHash(const AuditRecord& record) {
   auto canonical = AuditCanonical(record);
   if (!canonical.ok()) return std::move(canonical).error();
-  Sha256 h;
+  Sha256Hasher h;
   h.Update(record.prev_hash);
   h.Update("\n");
   h.Update(*canonical);
-  return ToHex(h.Final());
+  return DigestHex(h.Final());
 }
 
 }  // namespace sbx::store

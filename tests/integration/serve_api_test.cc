@@ -6,7 +6,7 @@
 #include "api/server.h"
 #include "api/testing/raw_client.h"
 #include "integration/sandbox_harness.h"
-#include "supervisor/store/sha256.h"
+#include "base/sha256.h"
 
 namespace sbx::testing {
 namespace {
@@ -48,8 +48,8 @@ class ServeApiTest : public SandboxTest {
     host_ = driver_->host();
 
     auto auth = api::Authenticator::Create(
-        {{"alice", api::Role::kSubmitter, store::Sha256Hex(kAlice)},
-         {"bob", api::Role::kReviewer, store::Sha256Hex(kBob)}});
+        {{"alice", api::Role::kSubmitter, Sha256Hex(kAlice)},
+         {"bob", api::Role::kReviewer, Sha256Hex(kBob)}});
     ASSERT_TRUE(auth.ok()) << auth.error().ToString();
     api::Router router;
     ASSERT_TRUE(api::AddRunRoutes(router, {runs_.get(), store_.get(), &config_, &host_}).ok());

@@ -5,7 +5,7 @@
 #include <set>
 #include <utility>
 
-#include "supervisor/store/sha256.h"
+#include "base/sha256.h"
 #include "supervisor/store/store.h"
 
 namespace sbx::store {

@@ -1,9 +1,9 @@
-#include "api/sha256.h"
+#include "base/sha256.h"
 
 #include <algorithm>
 #include <cstring>
 
-namespace sbx::api {
+namespace sbx {
 namespace {
 
 constexpr std::array<uint32_t, 64> kRound = {
@@ -142,4 +142,4 @@ std::optional<Sha256Digest> ParseDigestHex(std::string_view hex) {
   return out;
 }
 
-}  // namespace sbx::api
+}  // namespace sbx

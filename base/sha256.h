@@ -1,5 +1,5 @@
-// SHA-256 (FIPS 180-4) for API-key hashes. api/ keeps its own copy so that it depends on base/
-// only; the implementation is small and checked against the FIPS test vectors.
+// SHA-256 (FIPS 180-4): API-key hashes (api/) and the audit trail's hash chain (store/). Small,
+// dependency-free, checked against the FIPS test vectors.
 //
 // Not constant-time with respect to anything but the input length, which is all the key check
 // needs: the presented key is hashed, and only the digests are compared (in constant time, see
@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-namespace sbx::api {
+namespace sbx {
 
 using Sha256Digest = std::array<uint8_t, 32>;
 
@@ -40,4 +40,4 @@ std::string DigestHex(const Sha256Digest& digest);
 // Parses 64 hex digits (either case); nullopt for anything else.
 std::optional<Sha256Digest> ParseDigestHex(std::string_view hex);
 
-}  // namespace sbx::api
+}  // namespace sbx

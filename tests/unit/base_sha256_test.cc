@@ -2,9 +2,9 @@
 
 #include <string>
 
-#include "supervisor/store/sha256.h"
+#include "base/sha256.h"
 
-namespace sbx::store {
+namespace sbx {
 namespace {
 
 // FIPS 180-2 appendix B vectors, and lengths around the padding boundaries (55 bytes fit one
@@ -34,7 +34,7 @@ TEST(Sha256Test, PaddingBoundaries) {
 }
 
 TEST(Sha256Test, MillionAsInUnevenChunks) {
-  Sha256 h;
+  Sha256Hasher h;
   const std::string chunk(997, 'a');  // prime, so chunks straddle block boundaries
   size_t left = 1'000'000;
   while (left > 0) {
@@ -42,7 +42,7 @@ TEST(Sha256Test, MillionAsInUnevenChunks) {
     h.Update(std::string_view(chunk).substr(0, n));
     left -= n;
   }
-  EXPECT_EQ(ToHex(h.Final()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  EXPECT_EQ(DigestHex(h.Final()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
 TEST(Sha256Test, IncrementalEqualsOneShot) {
@@ -50,12 +50,24 @@ TEST(Sha256Test, IncrementalEqualsOneShot) {
   for (int i = 0; i < 300; ++i) data.push_back(static_cast<char>(i * 7));
   const std::string want = Sha256Hex(data);
   for (size_t split = 0; split <= data.size(); split += 13) {
-    Sha256 h;
+    Sha256Hasher h;
     h.Update(std::string_view(data).substr(0, split));
     h.Update(std::string_view(data).substr(split));
-    EXPECT_EQ(ToHex(h.Final()), want) << "split at " << split;
+    EXPECT_EQ(DigestHex(h.Final()), want) << "split at " << split;
   }
 }
 
+TEST(Sha256Test, ParseDigestHex) {
+  std::string hex = Sha256Hex("x");
+  ASSERT_TRUE(ParseDigestHex(hex).has_value());
+  EXPECT_EQ(DigestHex(*ParseDigestHex(hex)), hex);
+  std::string upper = hex;
+  for (char& c : upper) c = static_cast<char>(std::toupper(c));
+  EXPECT_EQ(ParseDigestHex(upper), ParseDigestHex(hex));
+  EXPECT_FALSE(ParseDigestHex(hex.substr(1)).has_value());
+  EXPECT_FALSE(ParseDigestHex(hex + "0").has_value());
+  EXPECT_FALSE(ParseDigestHex(std::string(64, 'g')).has_value());
+}
+
 }  // namespace
-}  // namespace sbx::store
+}  // namespace sbx
