@@ -52,6 +52,14 @@ int Fail(const std::string& what, const sbx::Error& e) {
 
 int main(int argc, char** argv) {
   using namespace sbx;
+  // SIGINT/SIGTERM end the service: blocked before any thread exists (so every thread inherits
+  // the mask and none is killed by them), and waited for at the end of main.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string config_path;
   bool dev_key = false;
@@ -123,14 +131,6 @@ int main(int argc, char** argv) {
   api::Router router;
   api::RouteContext ctx{runs->get(), st->get(), &config, &*host};
   if (Status r = api::AddRunRoutes(router, ctx); !r.ok()) return Fail("routes", r.error());
-
-  // SIGINT/SIGTERM end the service: blocked here, waited for below.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
 
   api::ServerOptions so;
   so.listen = config.listen;
