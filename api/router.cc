@@ -112,6 +112,8 @@ Status Router::AddRoute(Route route) {
       }
       std::string_view name = seg.substr(1, close - 1);
       std::string_view rest = seg.substr(close + 1);
+      bool greedy = name.ends_with('+');
+      if (greedy) name.remove_suffix(1);
       if (name.empty() || !std::all_of(name.begin(), name.end(), IsNameChar)) {
         return MakeError(ErrorCode::kInvalidArgument,
                          "route '{}': parameter names are [A-Za-z0-9_]+", pattern);
@@ -121,7 +123,14 @@ Status Router::AddRoute(Route route) {
                          name);
       }
       s.text = std::string(name);
-      if (rest.empty()) {
+      if (greedy) {
+        if (!rest.empty() || seg.data() + seg.size() != pattern.data() + pattern.size()) {
+          return MakeError(ErrorCode::kInvalidArgument,
+                           "route '{}': a greedy '{{{}+}}' must be the whole last segment",
+                           pattern, name);
+        }
+        s.kind = Segment::Kind::kRest;
+      } else if (rest.empty()) {
         s.kind = Segment::Kind::kParam;
       } else {
         std::string_view verb = rest.substr(1);
@@ -203,10 +212,11 @@ RouteMatch Router::Find(Method method, std::string_view raw_path) const {
   std::vector<size_t> group;  // routes matching the path with the best specificity
   for (size_t r = 0; r < routes_.size(); ++r) {
     const std::vector<Segment>& pattern = compiled_[r].segments;
-    if (pattern.size() != segs.size()) continue;
+    const bool rest = !pattern.empty() && pattern.back().kind == Segment::Kind::kRest;
+    if (rest ? segs.size() < pattern.size() : pattern.size() != segs.size()) continue;
     std::vector<int> score;
     bool ok = true;
-    for (size_t i = 0; ok && i < segs.size(); ++i) {
+    for (size_t i = 0; ok && i < pattern.size(); ++i) {
       const Segment& p = pattern[i];
       const std::string& s = segs[i];
       switch (p.kind) {
@@ -222,6 +232,10 @@ RouteMatch Router::Find(Method method, std::string_view raw_path) const {
         case Segment::Kind::kParam:
           ok = !s.empty();
           score.push_back(0);
+          break;
+        case Segment::Kind::kRest:
+          for (size_t j = i; ok && j < segs.size(); ++j) ok = !segs[j].empty();
+          score.push_back(-1);
           break;
       }
     }
@@ -242,9 +256,16 @@ RouteMatch Router::Find(Method method, std::string_view raw_path) const {
     m.kind = RouteMatch::Kind::kFound;
     m.route = &routes_[r];
     const std::vector<Segment>& pattern = compiled_[r].segments;
-    for (size_t i = 0; i < segs.size(); ++i) {
+    for (size_t i = 0; i < pattern.size(); ++i) {
       const Segment& p = pattern[i];
-      if (p.kind == Segment::Kind::kParam) {
+      if (p.kind == Segment::Kind::kRest) {
+        std::string joined;
+        for (size_t j = i; j < segs.size(); ++j) {
+          if (j > i) joined.push_back('/');
+          joined += segs[j];
+        }
+        m.params[p.text] = std::move(joined);
+      } else if (p.kind == Segment::Kind::kParam) {
         m.params[p.text] = segs[i];
       } else if (p.kind == Segment::Kind::kVerbParam) {
         m.params[p.text] = segs[i].substr(0, segs[i].size() - p.verb.size() - 1);

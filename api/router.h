@@ -5,13 +5,16 @@
 //   {name}         one whole segment, e.g. "/v1/runs/{id}"
 //   {name}:verb    a segment ending in ":verb", e.g. "/v1/runs/{id}:approve" (Google API style
 //                  custom methods); the parameter is what precedes the last ':'
+//   {name+}        only as the last segment: one or more non-empty segments, joined with '/'
+//                  ("/v1/runs/{id}/artifacts/{name+}" gives name = "files/a/b.txt"); each segment
+//                  is checked like any other, so the value never holds "..", "." or NUL
 // Segments are percent-decoded before they are compared, so "/v1/r%75ns" is "/v1/runs". A
 // decoded segment must not contain '/' or NUL, nor be "." or "..": such a path is refused with
 // 400 before any route is tried, so no handler ever sees such a parameter.
 //
 // When several patterns match a path, the most specific wins, segment by segment from the left:
-// a literal beats {name}:verb beats {name}. If the winner has no route for the method, the answer
-// is 405 with the methods it does have.
+// a literal beats {name}:verb beats {name} beats {name+}. If the winner has no route for the
+// method, the answer is 405 with the methods it does have.
 #pragma once
 
 #include <map>
@@ -64,7 +67,7 @@ class Router {
 
  private:
   struct Segment {
-    enum class Kind { kLiteral, kVerbParam, kParam };  // in decreasing order of specificity
+    enum class Kind { kLiteral, kVerbParam, kParam, kRest };  // in decreasing specificity
     Kind kind;
     std::string text;  // the literal, or the parameter name
     std::string verb;  // for kVerbParam

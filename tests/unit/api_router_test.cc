@@ -133,6 +133,29 @@ TEST(Router, PercentDecodedParamsAndRefusals) {
   EXPECT_EQ(Hit(r, Method::kGet, ""), "400");
 }
 
+TEST(Router, GreedyLastSegment) {
+  Router r;
+  ASSERT_TRUE(r.Add(Method::kGet, "/v1/runs/{id}/artifacts", Access::kSubmitter, Named("ls")).ok());
+  ASSERT_TRUE(
+      r.Add(Method::kGet, "/v1/runs/{id}/artifacts/{name+}", Access::kSubmitter, Named("get")).ok());
+  ASSERT_TRUE(
+      r.Add(Method::kGet, "/v1/runs/{id}/artifacts/report.md", Access::kSubmitter, Named("rep")).ok());
+  EXPECT_EQ(Hit(r, Method::kGet, "/v1/runs/r1/artifacts"), "ls");
+  EXPECT_EQ(Hit(r, Method::kGet, "/v1/runs/r1/artifacts/report.md"), "rep");
+  EXPECT_EQ(Hit(r, Method::kGet, "/v1/runs/r1/artifacts/files/a/b%20c.txt"), "get");
+  RouteMatch m = r.Find(Method::kGet, "/v1/runs/r1/artifacts/files/a/b%20c.txt");
+  ASSERT_EQ(m.kind, RouteMatch::Kind::kFound);
+  EXPECT_EQ(m.params["name"], "files/a/b c.txt");
+  EXPECT_EQ(m.params["id"], "r1");
+  // Every segment is still checked: no "..", no encoded '/', no empty segment.
+  EXPECT_EQ(Hit(r, Method::kGet, "/v1/runs/r1/artifacts/files/../../etc/passwd"), "400");
+  EXPECT_EQ(Hit(r, Method::kGet, "/v1/runs/r1/artifacts/files%2f..%2fx"), "400");
+  EXPECT_EQ(Hit(r, Method::kGet, "/v1/runs/r1/artifacts/a//b"), "404");
+  EXPECT_EQ(Hit(r, Method::kGet, "/v1/runs/r1/artifacts/a%00b"), "400");
+  EXPECT_FALSE(r.Add(Method::kGet, "/x/{rest+}/y", Access::kSubmitter, Named("bad")).ok());
+  EXPECT_FALSE(r.Add(Method::kGet, "/x/{rest+}:verb", Access::kSubmitter, Named("bad")).ok());
+}
+
 TEST(Router, RefusesBadPatterns) {
   Router r;
   Handler h = Named("x");
