@@ -1,10 +1,15 @@
 #include "api/run_routes.h"
 
+#include <time.h>
+
+#include <ctime>
 #include <mutex>
 #include <utility>
 #include <set>
 
+#include "api/event_pump.h"
 #include "base/fs.h"
+#include "supervisor/run_logs.h"
 #include "supervisor/result_json.h"
 
 namespace sbx::api {
@@ -104,6 +109,8 @@ nlohmann::json RunToJson(const RunRecord& r) {
   j["env"] = r.env;
   j["stdin_bytes"] = r.stdin_data.size();
   j["labels"] = r.labels;
+  j["workspace"] = r.workspace ? nlohmann::json{{"path", r.workspace->path}, {"mode", r.workspace->mode}}
+                               : nlohmann::json(nullptr);
   j["idempotency_key"] = r.idempotency_key ? nlohmann::json(*r.idempotency_key) : nullptr;
   j["policy"] = r.policy;
   if (r.approval) {
@@ -124,6 +131,7 @@ nlohmann::json RunToJson(const RunRecord& r) {
                                          r.result->signal, r.result->wall_ms, r.result->cpu_ms,
                                          r.result->memory_peak_bytes});
     res.erase("name");
+    res["output_truncated"] = r.result->output_truncated;
     res["steps"] = nlohmann::json::array();
     for (const auto& s : r.result->steps) res["steps"].push_back(StepResultJson(s));
     j["result"] = res;
@@ -191,14 +199,38 @@ Result<RunRecord> RunRequestFromJson(const nlohmann::json& body) {
       }
     }
   }
-  for (const char* f : {"network", "seccomp_profile", "stdin", "workspace", "idempotency_key",
-                        "backend"}) {
+  for (const char* f : {"network", "seccomp_profile", "stdin", "idempotency_key", "backend"}) {
     if (body.contains(f) && !body[f].is_string()) return FieldError(f, "must be a string");
   }
   r.network = body.value("network", "");
   r.seccomp_profile = body.value("seccomp_profile", "");
   r.stdin_data = body.value("stdin", "");
-  r.workspace = body.value("workspace", "");
+  if (auto it = body.find("workspace"); it != body.end() && !it->is_null()) {
+    // "PATH" (read-only) or {"path": PATH, "mode": "ro" | "cow"}.
+    store::Workspace ws;
+    if (it->is_string()) {
+      ws.path = it->get<std::string>();
+    } else if (it->is_object()) {
+      for (auto f = it->begin(); f != it->end(); ++f) {
+        if (f.key() != "path" && f.key() != "mode") {
+          return FieldError("workspace." + f.key(), "unknown field (path, mode)");
+        }
+        if (!f.value().is_string()) return FieldError("workspace." + f.key(), "must be a string");
+      }
+      ws.path = it->value("path", "");
+      ws.mode = it->value("mode", "ro");
+    } else {
+      return FieldError("workspace", "must be a path or {\"path\", \"mode\"}");
+    }
+    if (ws.path.empty()) return FieldError("workspace.path", "must name a directory");
+    if (ws.path.find('\0') != std::string::npos) {
+      return FieldError("workspace.path", "must not contain NUL");
+    }
+    if (ws.mode != "ro" && ws.mode != "cow") {
+      return FieldError("workspace.mode", "use \"ro\" (read-only) or \"cow\" (copy-on-write)");
+    }
+    r.workspace = std::move(ws);
+  }
   if (body.contains("idempotency_key")) r.idempotency_key = body["idempotency_key"].get<std::string>();
   std::string backend = body.value("backend", "native");
   if (backend != "native" && backend != "auto") {
@@ -225,106 +257,6 @@ Reply GetRunHandler(const RouteContext& ctx, const Request& req) {
   auto run = ctx.store->GetRun(req.PathParam("id"));
   if (!run.ok()) return Fail(run.error());
   return JsonResponse(200, RunToJson(*run));
-}
-
-// Feeds one run's events, from the store, to a bounded consumer (a WebSocket, a streamed
-// response), in seq order from a position it keeps: the history first, then each new event as
-// it is appended. It never buffers: when the consumer is full it waits for the consumer's
-// OnWritable and reads on from the store, so a slow client costs no memory and misses nothing.
-class EventPump : public std::enable_shared_from_this<EventPump> {
- public:
-  enum class Step { kNext, kWait, kStop };  // delivered / consumer full, retry it / done
-  struct Consumer {
-    std::function<Step(const store::EventRecord&)> deliver;
-    std::function<void(std::function<void()>)> on_writable;
-  };
-  static std::shared_ptr<EventPump> Start(const RouteContext& ctx, std::string run_id,
-                                          int64_t after, Consumer consumer) {
-    auto pump = std::shared_ptr<EventPump>(new EventPump(ctx, std::move(run_id), after,
-                                                         std::move(consumer)));
-    std::weak_ptr<EventPump> weak = pump;
-    pump->token_ = ctx.runs->Subscribe(pump->run_id_, [weak](const store::EventRecord&) {
-      if (auto p = weak.lock()) p->Poke();
-    });
-    pump->Poke();
-    return pump;
-  }
-  ~EventPump() { Stop(); }
-  void Stop() {
-    uint64_t token = 0;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      done_ = true;
-      token = std::exchange(token_, 0);
-    }
-    if (token != 0) ctx_.runs->Unsubscribe(token);
-  }
-  // Reads on from the store; one reader at a time, and a poke during a read makes it read again.
-  void Poke() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (done_) return;
-      if (running_) {
-        again_ = true;
-        return;
-      }
-      running_ = true;
-    }
-    for (;;) {
-      Drain();
-      std::lock_guard<std::mutex> lk(mu_);
-      if (!again_ || done_) {
-        running_ = false;
-        return;
-      }
-      again_ = false;
-    }
-  }
-
- private:
-  EventPump(const RouteContext& ctx, std::string run_id, int64_t after, Consumer consumer)
-      : ctx_(ctx), run_id_(std::move(run_id)), next_(after), consumer_(std::move(consumer)) {}
-
-  void Drain() {
-    for (;;) {
-      auto page = ctx_.store->ListEvents(run_id_, next_, 200);
-      if (!page.ok() || page->empty()) return;
-      for (const auto& e : *page) {
-        Step step = consumer_.deliver(e);
-        if (step == Step::kWait) {
-          std::weak_ptr<EventPump> weak = weak_from_this();
-          consumer_.on_writable([weak] {
-            if (auto p = weak.lock()) p->Poke();
-          });
-          return;
-        }
-        if (step == Step::kStop) {
-          std::lock_guard<std::mutex> lk(mu_);
-          done_ = true;
-          return;
-        }
-        next_ = e.seq;
-      }
-    }
-  }
-
-  RouteContext ctx_;
-  std::string run_id_;
-  int64_t next_;  // the last seq delivered
-  Consumer consumer_;
-  std::mutex mu_;
-  bool running_ = false, again_ = false, done_ = false;
-  uint64_t token_ = 0;
-};
-
-nlohmann::json EventToJson(const store::EventRecord& e) {
-  nlohmann::json j = e.data;
-  if (!j.is_object()) j = {{"data", e.data}};
-  j["type"] = store::EventTypeName(e.type);
-  j["run_id"] = e.run_id;
-  j["seq"] = e.seq;
-  j["ts"] = e.ts_ms;
-  return j;
 }
 
 Result<int64_t> AfterParam(const Request& req) {
@@ -354,34 +286,30 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
   accept.resume_after = *after;
   RouteContext c = ctx;
   accept.on_open = [c, run_id, after = *after, one_run](std::shared_ptr<WebSocket> ws) {
-    if (!one_run) {
-      // Every run's events as they happen (seq is per run; replay is per run).
-      uint64_t token = c.runs->Subscribe("", [ws](const store::EventRecord& e) {
-        ws->Send(DumpJson(EventToJson(e)), std::nullopt);
-      });
-      ws->OnClose([c, token](WebSocket::CloseReason) { c.runs->Unsubscribe(token); });
-      return;
-    }
+    // One run: positions are its seq, and the session ends after run.completed. Every run:
+    // positions are the store's cursor, and the session stays open.
+    std::string data_dir = c.config->data_dir;
     EventPump::Consumer consumer;
-    consumer.deliver = [ws](const store::EventRecord& e) {
+    consumer.deliver = [ws, one_run, data_dir](const store::EventRecord& e) {
       if (ws->queue_space() == 0) return EventPump::Step::kWait;
-      if (ws->Send(DumpJson(EventToJson(e)), e.seq) != WebSocket::SendResult::kQueued) {
+      if (ws->Send(DumpJson(EventToJson(e, data_dir)), one_run ? e.seq : e.cursor) !=
+          WebSocket::SendResult::kQueued) {
         return EventPump::Step::kStop;
       }
-      if (e.type == EventType::kRunCompleted) {
+      if (one_run && e.type == EventType::kRunCompleted) {
         ws->Close();
         return EventPump::Step::kStop;
       }
       return EventPump::Step::kNext;
     };
     consumer.on_writable = [ws](std::function<void()> f) { ws->OnWritable(std::move(f)); };
-    auto pump = EventPump::Start(c, run_id, after, std::move(consumer));
+    auto pump = EventPump::Start(*c.runs, *c.store, run_id, after, std::move(consumer));
     ws->OnClose([pump](WebSocket::CloseReason) { pump->Stop(); });
   };
   return accept;
 }
 
-std::string DecodeLogData(const nlohmann::json& d);
+
 
 std::string TailLines(const std::string& s, int64_t n) {
   if (n < 0) return s;
@@ -394,6 +322,39 @@ std::string TailLines(const std::string& s, int64_t n) {
   }
   return s.substr(pos + 1);
 }
+
+// "2026-11-23T01:05:59.123Z ".
+std::string TimestampPrefix(int64_t ts_ms) {
+  time_t secs = static_cast<time_t>(ts_ms / 1000);
+  struct tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[40];
+  size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03d}Z ", std::string_view(buf, n), static_cast<int>(ts_ms % 1000));
+}
+
+// With timestamps, each line gets the time its first byte arrived (a line split over several
+// chunks keeps the first one's), per stream.
+class LogFormatter {
+ public:
+  explicit LogFormatter(bool timestamps) : timestamps_(timestamps) {}
+  std::string Format(const store::EventRecord& e, std::string bytes) {
+    if (!timestamps_ || bytes.empty()) return bytes;
+    bool& at_line_start = e.data.value("stream", "") == "stderr" ? err_bol_ : out_bol_;
+    std::string prefix = TimestampPrefix(e.ts_ms), out;
+    out.reserve(bytes.size() + prefix.size());
+    for (char ch : bytes) {
+      if (at_line_start) out += prefix;
+      out.push_back(ch);
+      at_line_start = ch == '\n';
+    }
+    return out;
+  }
+
+ private:
+  bool timestamps_;
+  bool out_bol_ = true, err_bol_ = true;
+};
 
 Reply LogsHandler(const RouteContext& ctx, const Request& req) {
   auto run = ctx.store->GetRun(req.PathParam("id"));
@@ -411,24 +372,34 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
     }
     if (tail < 0) return ErrorResponse(400, "invalid_argument", "tail: a non-negative integer");
   }
-  bool follow = req.query.Get("follow").value_or("false") == "true";
+  auto flag = [&](const char* name) -> Result<bool> {
+    auto v = req.query.Get(name);
+    if (!v || *v == "false" || *v == "0") return false;
+    if (*v == "true" || *v == "1" || v->empty()) return true;
+    return FieldError(name, "use true or false");
+  };
+  auto follow = flag("follow");
+  if (!follow.ok()) return Fail(follow.error());
+  auto timestamps = flag("timestamps");
+  if (!timestamps.ok()) return Fail(timestamps.error());
   auto matches = [stream](const store::EventRecord& e) {
     return e.type == EventType::kStepLog && (stream == "all" || e.data.value("stream", "") == stream);
   };
-  if (!follow) {
+  const std::string data_dir = ctx.config->data_dir;
+  if (!*follow) {
     std::string out;
-    if (stream != "all") {
-      auto f = ReadFile(fmt::format("{}/runs/{}/{}", ctx.config->data_dir, run->id, stream),
-                        1ull << 31);
+    if (stream != "all" && !*timestamps) {
+      auto f = ReadFile(fmt::format("{}/runs/{}/{}", data_dir, run->id, stream), 1ull << 31);
       if (f.ok()) out = std::move(*f);
     } else {
+      LogFormatter fmt(*timestamps);
       int64_t after = 0;
       for (;;) {
         auto page = ctx.store->ListEvents(run->id, after, 1000);
         if (!page.ok()) return Fail(page.error());
         if (page->empty()) break;
         for (const auto& e : *page) {
-          if (matches(e)) out += DecodeLogData(e.data);
+          if (matches(e)) out += fmt.Format(e, supervisor::LogEventBytes(e, data_dir));
           after = e.seq;
         }
       }
@@ -443,13 +414,19 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
   StreamResponse sr;
   RouteContext c = ctx;
   std::string id = run->id;
-  sr.start = [c, id, matches](std::shared_ptr<StreamSink> sink) {
+  bool ts = *timestamps;
+  sr.start = [c, id, matches, data_dir, ts](std::shared_ptr<StreamSink> sink) {
+    auto fmt = std::make_shared<LogFormatter>(ts);
     EventPump::Consumer consumer;
-    consumer.deliver = [sink, matches](const store::EventRecord& e) {
+    consumer.deliver = [sink, matches, data_dir, fmt](const store::EventRecord& e) {
       if (matches(e)) {
-        auto w = sink->Write(DecodeLogData(e.data));
+        // A full buffer takes nothing; the formatter's line state only advances on success.
+        if (sink->closed()) return EventPump::Step::kStop;
+        LogFormatter attempt = *fmt;
+        auto w = sink->Write(attempt.Format(e, supervisor::LogEventBytes(e, data_dir)));
         if (w == StreamSink::WriteResult::kBackoff) return EventPump::Step::kWait;
         if (w == StreamSink::WriteResult::kClosed) return EventPump::Step::kStop;
+        *fmt = attempt;
       }
       if (e.type == EventType::kRunCompleted) {
         sink->Finish();
@@ -458,30 +435,10 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
       return EventPump::Step::kNext;
     };
     consumer.on_writable = [sink](std::function<void()> f) { sink->OnWritable(std::move(f)); };
-    auto pump = EventPump::Start(c, id, 0, std::move(consumer));
+    auto pump = EventPump::Start(*c.runs, *c.store, id, 0, std::move(consumer));
     sink->OnClose([pump](StreamSink::CloseReason) { pump->Stop(); });
   };
   return sr;
-}
-
-std::string DecodeLogData(const nlohmann::json& d) {
-  if (d.contains("data")) return d["data"].get<std::string>();
-  static const std::string kTable =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string in = d.value("data_b64", ""), out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char ch : in) {
-    size_t v = kTable.find(ch);
-    if (v == std::string::npos) continue;  // '=' padding
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  return out;
 }
 
 Result<nlohmann::json> ParseBody(const Request& req, bool allow_empty) {

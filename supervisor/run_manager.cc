@@ -107,8 +107,9 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   if (!stale.ok()) return WithContext(std::move(stale).error(), "crash recovery");
   Principal daemon{"sandboxd", Role::kAdmin};
   for (const std::string& id : *stale) {
-    (void)m->Emit(id, EventType::kRunStatus, {{"state", "FAILED"}, {"reason", "daemon restarted"}});
-    (void)m->Emit(id, EventType::kRunCompleted, {{"state", "FAILED"}, {"reason", "daemon restarted"}});
+    (void)m->Emit(id, EventType::kRunStatus, {{"state", "FAILED"}, {"reason", "supervisor_restart"}});
+    (void)m->Emit(id, EventType::kRunCompleted,
+                  {{"state", "FAILED"}, {"reason", "supervisor_restart"}});
     m->Audit(daemon, "run.recovered", id, {{"node", m->options_.node}});
     spdlog::warn("run {}: was running when the daemon stopped; marked FAILED", id);
   }
@@ -210,7 +211,7 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
     return MakeError(ErrorCode::kInvalidArgument,
                      "network '{}' is not available; runs get network \"none\"", request.network);
   }
-  if (!request.workspace.empty()) {
+  if (request.workspace) {
     return MakeError(ErrorCode::kInvalidArgument, "workspaces are not configured on this daemon");
   }
   auto limits = ResolveLimits(request.limits, options_.limits);
@@ -376,8 +377,23 @@ void RunManager::Execute(RunRecord run) {
     result.reason = fmt::format("setup_failed: mkdir {}: {}", dir, std::strerror(errno));
     return finish(RunState::kFailed);
   }
-  UniqueFd out_log(::open((dir + "/stdout").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  UniqueFd err_log(::open((dir + "/stderr").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  // The logs: each chunk is appended to its stream's file, and its step.log event records where
+  // (offset, length) and when (the event's ts), so the store holds no copy of the bytes.
+  struct LogFile {
+    UniqueFd fd;
+    int64_t offset = 0;
+  };
+  LogFile logs[2];
+  for (int i = 0; i < 2; ++i) {
+    std::string path = dir + (i == 0 ? "/stdout" : "/stderr");
+    logs[i].fd.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    if (!logs[i].fd) {
+      result.reason = fmt::format("setup_failed: open {}: {}", path, std::strerror(errno));
+      return finish(RunState::kFailed);
+    }
+    struct stat st{};
+    if (::fstat(logs[i].fd.get(), &st) == 0) logs[i].offset = st.st_size;
+  }
 
   isolate::SandboxSpec spec;
   spec.id = id;
@@ -435,12 +451,21 @@ void RunManager::Execute(RunRecord run) {
     }
     (void)Emit(id, EventType::kStepStarted, {{"step", step.name}, {"argv", step.argv}});
     auto sink = [&](int stream, std::string_view data) {
-      (void)WriteAll(stream == 1 ? out_log.get() : err_log.get(), data);
+      LogFile& log = logs[stream == 1 ? 0 : 1];
       nlohmann::json ev = {{"step", step.name}, {"stream", stream == 1 ? "stdout" : "stderr"}};
-      if (IsValidUtf8(data)) {
-        ev["data"] = std::string(data);
+      if (Status w = WriteAll(log.fd.get(), data); w.ok()) {
+        ev["offset"] = log.offset;
+        ev["length"] = data.size();
+        log.offset += static_cast<int64_t>(data.size());
       } else {
-        ev["data_b64"] = Base64Encode(data);
+        // The log file cannot take it (disk full?): the event carries the bytes instead.
+        spdlog::error("run {}: writing its {} log: {}", id, ev["stream"].get<std::string>(),
+                      w.error().ToString());
+        if (IsValidUtf8(data)) {
+          ev["data"] = std::string(data);
+        } else {
+          ev["data_b64"] = Base64Encode(data);
+        }
       }
       (void)Emit(id, EventType::kStepLog, std::move(ev));
     };
@@ -459,6 +484,7 @@ void RunManager::Execute(RunRecord run) {
       sr.wall_ms = static_cast<int64_t>(r->wall_ms);
       sr.cpu_ms = static_cast<int64_t>(r->cpu_ms);
       sr.memory_peak_bytes = static_cast<int64_t>(r->memory_peak_bytes);
+      if (r->output_truncated) result.output_truncated = true;
       uint64_t used = r->stdout_bytes + r->stderr_bytes;
       output_left = used >= output_left ? 0 : output_left - used;
       cancelled = r->reason == isolate::EndReason::kCancelled;

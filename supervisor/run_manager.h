@@ -68,7 +68,7 @@ struct RunManagerOptions {
 class RunManager {
  public:
   // Recovers runs this node left RUNNING (a crash or restart: they end FAILED with reason
-  // "daemon restarted") and starts the workers.
+  // "supervisor_restart") and starts the workers.
   static Result<std::unique_ptr<RunManager>> Start(store::Store& store, RunManagerOptions options);
   ~RunManager();
 

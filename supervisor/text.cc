@@ -66,4 +66,24 @@ std::string Base64Encode(std::string_view in) {
   return out;
 }
 
+std::string Base64Decode(std::string_view in) {
+  static const std::string_view kTable =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char ch : in) {
+    size_t v = kTable.find(ch);
+    if (v == std::string_view::npos) continue;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
 }  // namespace sbx::supervisor

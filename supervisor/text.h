@@ -9,5 +9,7 @@ namespace sbx::supervisor {
 
 bool IsValidUtf8(std::string_view s);
 std::string Base64Encode(std::string_view bytes);
+// Decodes standard base64; characters outside the alphabet (padding, whitespace) are skipped.
+std::string Base64Decode(std::string_view text);
 
 }  // namespace sbx::supervisor

@@ -88,6 +88,21 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE OR DELETE ON audit
 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
   FOR EACH STATEMENT EXECUTE FUNCTION sandboxd_audit_append_only();
 )sql"},
+    // One counter row, locked by each append until it commits: cursors are handed out in commit
+    // order, so a reader that saw cursor N never sees a smaller one appear later.
+    {3, "a cursor over every run's events", R"sql(
+CREATE TABLE event_counter (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  value BIGINT NOT NULL
+);
+ALTER TABLE events ADD COLUMN gseq BIGINT;
+UPDATE events SET gseq = numbered.n
+  FROM (SELECT run_id, seq, row_number() OVER (ORDER BY ts, run_id, seq) AS n FROM events)
+    AS numbered
+  WHERE events.run_id = numbered.run_id AND events.seq = numbered.seq;
+INSERT INTO event_counter (id, value) SELECT 1, COALESCE(MAX(gseq), 0) FROM events;
+CREATE UNIQUE INDEX events_by_gseq ON events (gseq);
+)sql"},
 };
 
 // The start of a statement, for error messages: the whole INSERT of a run is a screenful.

@@ -60,8 +60,9 @@ enum RunCol : size_t {
   kRowNo,
 };
 
-constexpr std::array<ColumnKind, 5> kEventKinds = {
-    ColumnKind::kText, ColumnKind::kInt, ColumnKind::kText, ColumnKind::kInt, ColumnKind::kText};
+constexpr std::array<ColumnKind, 6> kEventKinds = {ColumnKind::kText, ColumnKind::kInt,
+                                                   ColumnKind::kText, ColumnKind::kInt,
+                                                   ColumnKind::kText, ColumnKind::kInt};
 constexpr std::array<ColumnKind, 8> kAuditKinds = {
     ColumnKind::kInt,  ColumnKind::kInt,  ColumnKind::kText, ColumnKind::kText,
     ColumnKind::kText, ColumnKind::kText, ColumnKind::kText, ColumnKind::kText};
@@ -144,6 +145,7 @@ void OutcomeToJson(json& j, const std::string& reason, std::optional<int> exit_c
 json ResultToJson(const RunResult& r) {
   json j = json::object();
   OutcomeToJson(j, r.reason, r.exit_code, r.signal, r.wall_ms, r.cpu_ms, r.memory_peak_bytes);
+  if (r.output_truncated) j["output_truncated"] = true;
   j["steps"] = json::array();
   for (const auto& s : r.steps) {
     json sj = {{"name", s.name}};
@@ -166,6 +168,7 @@ void OutcomeFromJson(const json& j, T& out) {
 RunResult ResultFromJson(const json& j) {
   RunResult r;
   OutcomeFromJson(j, r);
+  r.output_truncated = j.value("output_truncated", false);
   if (auto it = j.find("steps"); it != j.end()) {
     for (const auto& sj : *it) {
       StepResult s;
@@ -255,7 +258,11 @@ Result<SqlRow> EncodeRun(const RunRecord& run) {
   row[kSeccompProfile] = run.seccomp_profile;
   SBX_TRY(put_json(kEnv, json(run.env)));
   row[kStdin] = Blob{run.stdin_data};
-  row[kWorkspace] = run.workspace;
+  if (run.workspace) {
+    SBX_TRY(put_json(kWorkspace, json{{"path", run.workspace->path}, {"mode", run.workspace->mode}}));
+  } else {
+    row[kWorkspace] = std::string();
+  }
   SBX_TRY(put_json(kLabels, json(run.labels)));
   row[kIdempotencyKey] = OptText(run.idempotency_key);
   if (!run.policy.is_null()) SBX_TRY(put_json(kPolicy, run.policy));
@@ -298,7 +305,11 @@ Result<DecodedRun> DecodeRun(const SqlRow& row) {
     column = "env";
     r.env = json::parse(TextAt(row, kEnv)).get<std::map<std::string, std::string>>();
     r.stdin_data = TextAt(row, kStdin);
-    r.workspace = TextAt(row, kWorkspace);
+    column = "workspace";
+    if (std::string ws = TextAt(row, kWorkspace); !ws.empty()) {
+      json wj = json::parse(ws);
+      r.workspace = Workspace{wj.at("path").get<std::string>(), wj.at("mode").get<std::string>()};
+    }
     column = "labels";
     r.labels = json::parse(TextAt(row, kLabels)).get<std::map<std::string, std::string>>();
     if (!IsNull(row, kIdempotencyKey)) r.idempotency_key = TextAt(row, kIdempotencyKey);
@@ -322,7 +333,7 @@ Result<DecodedRun> DecodeRun(const SqlRow& row) {
 }
 
 const std::string& EventSelectList() {
-  static const std::string list = "run_id, seq, type, ts, data";
+  static const std::string list = "run_id, seq, type, ts, data, gseq";
   return list;
 }
 std::span<const ColumnKind> EventSelectKinds() { return kEventKinds; }
@@ -335,6 +346,7 @@ Result<EventRecord> DecodeEvent(const SqlRow& row) {
   if (!type.ok()) return WithContext(std::move(type).error(), "run " + e.run_id);
   e.type = *type;
   e.ts_ms = IntAt(row, 3);
+  e.cursor = IntAt(row, 5);
   try {
     e.data = json::parse(TextAt(row, 4));
   } catch (const std::exception& ex) {

@@ -36,7 +36,7 @@ Result<std::string> EncodeApproval(const Approval& approval);
 Result<std::string> EncodeResult(const RunResult& result);
 Result<std::string> EncodeJson(const nlohmann::json& value, std::string_view what);
 
-// events: run_id, seq, type, ts, data.
+// events: run_id, seq, type, ts, data, gseq (the cursor).
 const std::string& EventSelectList();
 std::span<const ColumnKind> EventSelectKinds();
 Result<EventRecord> DecodeEvent(const SqlRow& row);

@@ -377,7 +377,7 @@ class SqlStore final : public Store {
                                   const nlohmann::json& data) override {
     auto text = EncodeJson(data, "event data");
     if (!text.ok()) return std::move(text).error();
-    EventRecord event{std::string(run_id), 0, type, NowMs(), data};
+    EventRecord event{.run_id = std::string(run_id), .type = type, .ts_ms = NowMs(), .data = data};
     SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
       // The row lock taken by this UPDATE serialises appends to one run across connections.
       std::array<SqlValue, 1> id = {event.run_id};
@@ -388,11 +388,20 @@ class SqlStore final : public Store {
       if (!rows.ok()) return std::move(rows).error();
       if (rows->empty()) return RunNotFound(run_id);
       event.seq = IntAt(rows->front(), 0);
-      std::array<SqlValue, 5> p = {event.run_id, event.seq, std::string(EventTypeName(type)),
-                                   event.ts_ms, *text};
+      // Taken after the run's row (always in this order, so appends never deadlock) and held
+      // until commit: cursors follow commit order across connections.
+      auto counter = tx.Query(
+          "UPDATE event_counter SET value = value + 1 WHERE id = 1 RETURNING value", {}, kOneInt);
+      if (!counter.ok()) return std::move(counter).error();
+      if (counter->empty()) {
+        return MakeError(ErrorCode::kInternal, "the event_counter row is missing");
+      }
+      event.cursor = IntAt(counter->front(), 0);
+      std::array<SqlValue, 6> p = {event.run_id, event.seq, std::string(EventTypeName(type)),
+                                   event.ts_ms, *text, event.cursor};
       SBX_TRY(
-          tx.Exec("INSERT INTO events (run_id, seq, type, ts, data) VALUES ($1, $2, $3, $4, "
-                  "$5)",
+          tx.Exec("INSERT INTO events (run_id, seq, type, ts, data, gseq) VALUES ($1, $2, $3, "
+                  "$4, $5, $6)",
                   p));
       return Ok();
     }));
@@ -419,6 +428,25 @@ class SqlStore final : public Store {
         auto run = tx.Query("SELECT id FROM runs WHERE id = $1", id, kOneText);
         if (!run.ok()) return std::move(run).error();
         if (run->empty()) return RunNotFound(run_id);
+      }
+      return Ok();
+    }));
+    return events;
+  }
+
+  Result<std::vector<EventRecord>> ListAllEvents(int64_t after_cursor, int limit) override {
+    SBX_TRY(CheckLimit(limit, "event list"));
+    std::vector<EventRecord> events;
+    SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+      std::array<SqlValue, 2> p = {after_cursor, int64_t{limit}};
+      auto rows = tx.Query("SELECT " + EventSelectList() +
+                               " FROM events WHERE gseq > $1 ORDER BY gseq LIMIT $2",
+                           p, EventSelectKinds());
+      if (!rows.ok()) return std::move(rows).error();
+      for (const SqlRow& row : *rows) {
+        auto e = DecodeEvent(row);
+        if (!e.ok()) return std::move(e).error();
+        events.push_back(std::move(*e));
       }
       return Ok();
     }));
@@ -569,7 +597,7 @@ class SqlStore final : public Store {
 
   Result<std::vector<std::string>> RecoverStale(std::string_view node) override {
     if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "recovery needs a node name");
-    auto result = EncodeResult(RunResult{.reason = "daemon restarted"});
+    auto result = EncodeResult(RunResult{.reason = "supervisor_restart"});
     if (!result.ok()) return std::move(result).error();
     std::array<SqlValue, 3> p = {NowMs(), *result, std::string(node)};
     std::vector<std::string> ids;

@@ -87,6 +87,16 @@ BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
 )sql"},
+    {3, "a cursor over every run's events", R"sql(
+CREATE TABLE event_counter (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  value INTEGER NOT NULL
+);
+ALTER TABLE events ADD COLUMN gseq INTEGER;
+UPDATE events SET gseq = rowid;
+INSERT INTO event_counter (id, value) SELECT 1, COALESCE(MAX(gseq), 0) FROM events;
+CREATE UNIQUE INDEX events_by_gseq ON events (gseq);
+)sql"},
 };
 
 struct DbCloser {

@@ -61,6 +61,14 @@ struct Step {
 };
 
 // Unset means "the daemon's default".
+// A host directory shown at /workspace: read-only ("ro") or copy-on-write ("cow": the run's
+// writes land in its own overlay layer, never in the host directory).
+struct Workspace {
+  std::string path;
+  std::string mode = "ro";
+  bool operator==(const Workspace&) const = default;
+};
+
 struct Limits {
   std::optional<double> cpus;
   std::optional<int64_t> memory_bytes;
@@ -88,10 +96,11 @@ struct StepResult {
   bool operator==(const StepResult&) const = default;
 };
 
-// How a run ended. `reason` is set for every terminal run ("daemon restarted" for one recovered
-// by RecoverStale()).
+// How a run ended. `reason` is set for every terminal run ("supervisor_restart" for one
+// recovered by RecoverStale()).
 struct RunResult {
   std::string reason;
+  bool output_truncated = false;  // output past limits.output_bytes was discarded
   std::optional<int> exit_code;
   std::optional<int> signal;
   int64_t wall_ms = 0;
@@ -113,7 +122,7 @@ struct RunRecord {
   std::string seccomp_profile;
   std::map<std::string, std::string> env;
   std::string stdin_data;  // bytes fed to the program's stdin; may hold NULs
-  std::string workspace;
+  std::optional<Workspace> workspace;
   std::map<std::string, std::string> labels;
   std::optional<std::string> idempotency_key;  // unique per submitter
   nlohmann::json policy;  // the policy decision, as the policy engine wrote it; null until planned
@@ -169,6 +178,9 @@ Result<EventType> ParseEventType(std::string_view name);
 struct EventRecord {
   std::string run_id;
   int64_t seq = 0;  // 1, 2, 3, … per run, without gaps
+  // Position among every run's events (ListAllEvents): strictly increasing in commit order, also
+  // across daemons sharing the database.
+  int64_t cursor = 0;
   EventType type = EventType::kRunStatus;
   int64_t ts_ms = 0;
   nlohmann::json data;
@@ -262,6 +274,8 @@ class Store {
   // is no such run.
   virtual Result<std::vector<EventRecord>> ListEvents(std::string_view run_id, int64_t after_seq,
                                                       int limit) = 0;
+  // Every run's events with cursor > after_cursor, in cursor order, at most `limit` (1..1000).
+  virtual Result<std::vector<EventRecord>> ListAllEvents(int64_t after_cursor, int limit) = 0;
 
   // Appends to the hash chain (serialised across daemons). run_id may name a run that does not
   // exist (any more).
@@ -277,7 +291,7 @@ class Store {
   virtual Status Heartbeat(std::string_view node) = 0;
   virtual Result<std::vector<NodeRecord>> ListNodes() = 0;
   // Crash recovery: moves every RUNNING run of `node` to FAILED with result.reason
-  // "daemon restarted" and returns their ids. Call it for the local node at start, before
+  // "supervisor_restart" and returns their ids. Call it for the local node at start, before
   // claiming, or for a node whose heartbeat stopped. The caller appends the events.
   virtual Result<std::vector<std::string>> RecoverStale(std::string_view node) = 0;
 };

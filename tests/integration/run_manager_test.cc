@@ -7,6 +7,7 @@
 
 #include "base/fs.h"
 #include "integration/sandbox_harness.h"
+#include "supervisor/run_logs.h"
 #include "supervisor/run_manager.h"
 
 namespace sbx::testing {
@@ -118,7 +119,10 @@ TEST_F(RunManagerTest, WaitsForReviewThenRunsAndRecordsEverything) {
   for (size_t i = 0; i < evs.size(); ++i) {
     EXPECT_EQ(evs[i].seq, static_cast<int64_t>(i + 1));
     if (evs[i].type == EventType::kStepLog && evs[i].data["stream"] == "stdout") {
-      logged += evs[i].data["data"].get<std::string>();
+      // The event says where the chunk is; the bytes are in the log file.
+      EXPECT_FALSE(evs[i].data.contains("data"));
+      EXPECT_EQ(evs[i].data["offset"].get<int64_t>(), static_cast<int64_t>(logged.size()));
+      logged += supervisor::LogEventBytes(evs[i], dir_ + "/data");
     }
   }
   EXPECT_EQ(logged, "hello\n");
@@ -234,18 +238,17 @@ TEST_F(RunManagerTest, IdempotencyKeyReturnsTheSameRun) {
   EXPECT_EQ(first->run.id, second->run.id);
 }
 
-TEST_F(RunManagerTest, BinaryOutputTravelsAsBase64) {
+TEST_F(RunManagerTest, BinaryOutputIsKeptByteExact) {
   auto run = Submit(Request({"/bin/sh", "-c", "printf '\\377\\376ok'"}));
   ASSERT_TRUE(manager_->Approve(run.id, bob_).ok());
   WaitCompleted(run.id);
-  bool found = false;
+  std::string logged;
   for (const auto& e : EventsOf(run.id)) {
     if (e.type != EventType::kStepLog) continue;
-    EXPECT_FALSE(e.data.contains("data"));
-    EXPECT_EQ(e.data["data_b64"], "//5vaw==");
-    found = true;
+    EXPECT_EQ(e.data["stream"], "stdout");
+    logged += supervisor::LogEventBytes(e, dir_ + "/data");
   }
-  EXPECT_TRUE(found);
+  EXPECT_EQ(logged, "\xff\xfeok");
   EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + run.id + "/stdout"), "\xff\xfeok");
 }
 
@@ -264,7 +267,7 @@ TEST_F(RunManagerTest, RunsLeftRunningByADeadDaemonEndFailed) {
   ASSERT_TRUE(m.ok());
   auto r = store_->GetRun(run.id);
   EXPECT_EQ(r->state, RunState::kFailed);
-  EXPECT_EQ(r->result->reason, "daemon restarted");
+  EXPECT_EQ(r->result->reason, "supervisor_restart");
   (*m)->Stop();
 }
 

@@ -71,7 +71,7 @@ TEST_P(StoreContractTest, CreateAndGetRoundTripEveryField) {
   in.seccomp_profile = "default";
   in.env = {{"LANG", "C.UTF-8"}, {"EMPTY", ""}};
   in.stdin_data = std::string("line\0with nul\xff", 14);
-  in.workspace = "/work";
+  in.workspace = store::Workspace{"/work", "cow"};
   in.labels = {{"team", "infra"}, {"ticket", "ÄÖÜ-42"}};
   in.idempotency_key = "key-1";
   auto created = store_->CreateRun(in);
@@ -93,7 +93,8 @@ TEST_P(StoreContractTest, CreateAndGetRoundTripEveryField) {
   EXPECT_EQ(got->seccomp_profile, "default");
   EXPECT_EQ(got->env, in.env);
   EXPECT_EQ(got->stdin_data, in.stdin_data);
-  EXPECT_EQ(got->workspace, "/work");
+  ASSERT_TRUE(got->workspace);
+  EXPECT_EQ(*got->workspace, (store::Workspace{"/work", "cow"}));
   EXPECT_EQ(got->labels, in.labels);
   EXPECT_EQ(got->idempotency_key, "key-1");
   EXPECT_TRUE(got->policy.is_null());
@@ -134,7 +135,7 @@ TEST_P(StoreContractTest, CreateRejectsBadInput) {
   bad_utf8.labels = {{"k", "\xc3\x28"}};
   expect_code(bad_utf8, ErrorCode::kInvalidArgument);
   RunRecord bad_text = NewRun();
-  bad_text.workspace = "\xff";
+  bad_text.workspace = store::Workspace{"\xff", "ro"};
   expect_code(bad_text, ErrorCode::kInvalidArgument);
 
   RunRecord dup = NewRun();
@@ -574,6 +575,26 @@ TEST_P(StoreContractTest, EventSeqIsGaplessUnderConcurrentAppends) {
   auto e1 = store_->AppendEvent(other.id, EventType::kRunStatus, json{{"state", "PLANNED"}});
   SBX_ASSERT_OK(e1);
   EXPECT_EQ(e1->seq, 1);
+
+  // The cursor over every run: each event once, strictly increasing, the other run's last.
+  std::vector<EventRecord> all_events;
+  int64_t cursor = 0;
+  for (;;) {
+    auto page = store_->ListAllEvents(cursor, 64);
+    SBX_ASSERT_OK(page);
+    if (page->empty()) break;
+    for (const auto& e : *page) {
+      EXPECT_GT(e.cursor, cursor);
+      cursor = e.cursor;
+      all_events.push_back(e);
+    }
+  }
+  ASSERT_EQ(all_events.size(), static_cast<size_t>(total + 1));
+  EXPECT_EQ(all_events.back().run_id, other.id);
+  EXPECT_EQ(all_events.back().cursor, e1->cursor);
+  auto none = store_->ListAllEvents(e1->cursor, 10);
+  SBX_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
 }
 
 TEST_P(StoreContractTest, ReplayAfterSeq) {
@@ -801,7 +822,7 @@ TEST_P(StoreContractTest, HeartbeatsAndRecoverStale) {
     SBX_ASSERT_OK(r);
     EXPECT_EQ(r->state, S::kFailed);
     ASSERT_TRUE(r->result);
-    EXPECT_EQ(r->result->reason, "daemon restarted");
+    EXPECT_EQ(r->result->reason, "supervisor_restart");
     EXPECT_TRUE(r->finished_at_ms);
   }
   for (const auto& id : on_b) {

@@ -1,0 +1,171 @@
+#include "api/event_pump.h"
+
+#include <condition_variable>
+#include <deque>
+#include <thread>
+#include <vector>
+
+#include "supervisor/run_logs.h"
+#include "supervisor/text.h"
+
+namespace sbx::api {
+
+// Two threads shared by every pump: a wake-up queues the pump (once), a thread runs its Pump().
+// The queue holds at most one entry per live pump.
+class DeliveryThreads {
+ public:
+  static DeliveryThreads& Get() {
+    static DeliveryThreads instance;
+    return instance;
+  }
+  void Post(std::weak_ptr<EventPump> pump) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      queue_.push_back(std::move(pump));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  DeliveryThreads() {
+    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { Loop(); });
+  }
+  ~DeliveryThreads() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void Loop() {
+    for (;;) {
+      std::weak_ptr<EventPump> next;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        next = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      if (auto pump = next.lock()) pump->Pump();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::weak_ptr<EventPump>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+std::shared_ptr<EventPump> EventPump::Start(supervisor::RunManager& runs, store::Store& store,
+                                            std::string run_id, int64_t after,
+                                            Consumer consumer) {
+  auto pump = std::shared_ptr<EventPump>(
+      new EventPump(runs, store, std::move(run_id), after, std::move(consumer)));
+  std::weak_ptr<EventPump> weak = pump;
+  uint64_t token = runs.Subscribe(pump->run_id_, [weak](const store::EventRecord&) {
+    if (auto p = weak.lock()) p->Wake();
+  });
+  {
+    std::lock_guard<std::mutex> lk(pump->mu_);
+    pump->token_ = token;
+  }
+  pump->Wake();
+  return pump;
+}
+
+EventPump::EventPump(supervisor::RunManager& runs, store::Store& store, std::string run_id,
+                     int64_t after, Consumer consumer)
+    : runs_(runs),
+      store_(store),
+      run_id_(std::move(run_id)),
+      next_(after),
+      consumer_(std::move(consumer)) {}
+
+EventPump::~EventPump() { Stop(); }
+
+void EventPump::Stop() {
+  uint64_t token = 0;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    done_ = true;
+    token = std::exchange(token_, 0);
+  }
+  if (token != 0) runs_.Unsubscribe(token);
+}
+
+void EventPump::Wake() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (done_) return;
+    if (running_) {
+      again_ = true;
+      return;
+    }
+    running_ = true;
+  }
+  DeliveryThreads::Get().Post(weak_from_this());
+}
+
+void EventPump::Pump() {
+  for (;;) {
+    Drain();
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!again_ || done_) {
+      running_ = false;
+      return;
+    }
+    again_ = false;
+  }
+}
+
+void EventPump::Drain() {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (done_) return;
+    }
+    auto page = run_id_.empty() ? store_.ListAllEvents(next_, 200)
+                                : store_.ListEvents(run_id_, next_, 200);
+    if (!page.ok() || page->empty()) return;
+    for (const auto& e : *page) {
+      Step step = consumer_.deliver(e);
+      if (step == Step::kWait) {
+        std::weak_ptr<EventPump> weak = weak_from_this();
+        consumer_.on_writable([weak] {
+          if (auto p = weak.lock()) p->Wake();
+        });
+        return;
+      }
+      if (step == Step::kStop) {
+        std::lock_guard<std::mutex> lk(mu_);
+        done_ = true;
+        return;
+      }
+      next_ = run_id_.empty() ? e.cursor : e.seq;
+    }
+  }
+}
+
+nlohmann::json EventToJson(const store::EventRecord& e, const std::string& data_dir) {
+  nlohmann::json j = e.data;
+  if (!j.is_object()) j = {{"data", e.data}};
+  if (e.type == store::EventType::kStepLog && !j.contains("data") && !j.contains("data_b64")) {
+    std::string bytes = supervisor::LogEventBytes(e, data_dir);
+    if (supervisor::IsValidUtf8(bytes)) {
+      j["data"] = std::move(bytes);
+    } else {
+      j["data_b64"] = supervisor::Base64Encode(bytes);
+    }
+  }
+  j["type"] = store::EventTypeName(e.type);
+  j["run_id"] = e.run_id;
+  j["seq"] = e.seq;
+  j["ts"] = e.ts_ms;
+  j["cursor"] = e.cursor;
+  return j;
+}
+
+}  // namespace sbx::api
