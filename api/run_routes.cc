@@ -1,6 +1,8 @@
 #include "api/run_routes.h"
 
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ctime>
 #include <mutex>
@@ -9,6 +11,7 @@
 
 #include "api/event_pump.h"
 #include "base/fs.h"
+#include "supervisor/artifacts.h"
 #include "supervisor/run_logs.h"
 #include "supervisor/result_json.h"
 
@@ -441,6 +444,36 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
   return sr;
 }
 
+Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
+  std::string name(req.PathParam("name"));
+  if (Status st = supervisor::CheckArtifactName(name); !st.ok()) return Fail(st.error());
+  auto run = ctx.store->GetRun(req.PathParam("id"));
+  if (!run.ok()) return Fail(run.error());
+  auto fd = supervisor::OpenArtifact(ctx.config->data_dir, run->id, name);
+  if (!fd.ok()) return Fail(fd.error());
+  struct stat st{};
+  if (::fstat(fd->get(), &st) < 0) return Fail(ErrnoError("stat artifact {}", name));
+  constexpr off_t kMaxInline = 1ll << 30;
+  if (st.st_size > kMaxInline) {
+    return ErrorResponse(413, "too_large", "artifact is larger than 1 GiB; read it on the host");
+  }
+  Response r;
+  r.content_type = name.ends_with(".md")     ? "text/markdown; charset=utf-8"
+                   : name.ends_with(".json") ? "application/json"
+                   : name.ends_with(".patch") ? "text/x-diff; charset=utf-8"
+                                              : "application/octet-stream";
+  r.body.resize(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < r.body.size()) {
+    ssize_t n = ::pread(fd->get(), r.body.data() + got, r.body.size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  r.body.resize(got);
+  return r;
+}
+
 Result<nlohmann::json> ParseBody(const Request& req, bool allow_empty) {
   if (req.body.empty() && allow_empty) return nlohmann::json::object();
   auto j = nlohmann::json::parse(req.body, nullptr, false);
@@ -562,6 +595,25 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                      }));
   SBX_TRY(router.Add(Method::kGet, "/v1/runs/{id}/logs", Access::kSubmitter,
                      [c](const Request& req) -> Reply { return LogsHandler(c, req); }));
+  SBX_TRY(router.Add(Method::kGet, "/v1/runs/{id}/artifacts", Access::kSubmitter,
+                     [c](const Request& req) -> Reply {
+                       auto run = c.store->GetRun(req.PathParam("id"));
+                       if (!run.ok()) return Fail(run.error());
+                       auto list = supervisor::ReadManifest(c.config->data_dir, run->id);
+                       nlohmann::json out = nlohmann::json::array();
+                       if (list.ok()) {
+                         for (const auto& a : *list) {
+                           out.push_back({{"name", a.name}, {"size", a.size}, {"sha256", a.sha256}});
+                         }
+                       } else if (list.error().code != ErrorCode::kNotFound) {
+                         return Fail(list.error());
+                       }
+                       return JsonResponse(200, {{"run_id", run->id},
+                                                 {"state", store::RunStateName(run->state)},
+                                                 {"artifacts", out}});
+                     }));
+  SBX_TRY(router.Add(Method::kGet, "/v1/runs/{id}/artifacts/{name+}", Access::kSubmitter,
+                     [c](const Request& req) -> Reply { return ArtifactHandler(c, req); }));
   SBX_TRY(router.AddWebSocket("/v1/runs/{id}/events", Access::kSubmitter,
                               [c](const Request& req) -> Reply { return EventsHandler(c, req, true); }));
   SBX_TRY(router.AddWebSocket("/v1/events", Access::kSubmitter,

@@ -3,6 +3,7 @@
 // side of a spawn may call them.
 #pragma once
 
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -27,6 +28,15 @@ inline int PivotRoot(const char* new_root, const char* put_old) {
 }
 inline int CloseRange(unsigned first, unsigned last, unsigned flags = 0) {
   return static_cast<int>(::syscall(SYS_close_range, first, last, flags));
+}
+// openat2(2) (Linux 5.6): `resolve` is RESOLVE_* flags, e.g. RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS
+// to open a path chosen by a client strictly inside `dirfd`.
+inline int Openat2(int dirfd, const char* path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+  struct open_how how = {};
+  how.flags = flags;
+  how.mode = mode;
+  how.resolve = resolve;
+  return static_cast<int>(::syscall(SYS_openat2, dirfd, path, &how, sizeof how));
 }
 inline int Seccomp(unsigned op, unsigned flags, void* args) {
   return static_cast<int>(::syscall(SYS_seccomp, op, flags, args));

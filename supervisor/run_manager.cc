@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "base/fs.h"
+#include "supervisor/run_logs.h"
 #include "supervisor/result_json.h"
 #include "supervisor/text.h"
 
@@ -228,7 +229,23 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
   }
 
   auto created = store_.CreateRun(request);
-  if (!created.ok() || !created->created) return created;
+  if (!created.ok()) return created;
+  if (!created->created) {
+    // The same key must mean the same request; anything else is a client bug worth a 409.
+    const RunRecord& old = created->run;
+    bool same = old.argv == request.argv && old.steps == request.steps &&
+                old.limits == request.limits && old.network == request.network &&
+                old.seccomp_profile == request.seccomp_profile && old.env == request.env &&
+                old.stdin_data == request.stdin_data && old.workspace == request.workspace &&
+                old.labels == request.labels;
+    if (!same) {
+      return MakeError(ErrorCode::kAlreadyExists,
+                       "idempotency key '{}' was used for a different request (run {}); use a "
+                       "new key for a new run",
+                       request.idempotency_key.value_or(""), old.id);
+    }
+    return created;
+  }
   const std::string id = created->run.id;
   (void)Emit(id, EventType::kRunStatus, {{"state", "PENDING"}});
   Audit(who, "run.submitted", id, {{"idempotency_key", request.idempotency_key.value_or("")}});
@@ -345,6 +362,8 @@ void RunManager::Execute(RunRecord run) {
 
   store::RunResult result;
   bool cancelled = false;
+  std::vector<ArtifactInfo> artifacts;  // what the program left in /artifacts
+  std::string diff;                     // the copy-on-write workspace's changes
   auto finish = [&](RunState state) {
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -363,8 +382,10 @@ void RunManager::Execute(RunRecord run) {
                            {"exit_code", result.exit_code ? nlohmann::json(*result.exit_code)
                                                           : nlohmann::json(nullptr)}};
     (void)Emit(id, EventType::kRunStatus, data);
-    (void)Emit(id, EventType::kRunCompleted, data);
     Audit(daemon, "run.finished", id, data);
+    // Every artifact exists, and is announced, before run.completed.
+    WriteEndArtifacts(*done, std::move(diff), artifacts);
+    (void)Emit(id, EventType::kRunCompleted, data);
   };
   auto is_cancelled = [&] {
     std::lock_guard<std::mutex> lk(mu_);
@@ -514,6 +535,46 @@ void RunManager::Execute(RunRecord run) {
     return finish(RunState::kCancelled);
   }
   finish(all_ok ? RunState::kSucceeded : RunState::kFailed);
+}
+
+void RunManager::WriteEndArtifacts(const store::RunRecord& run, std::string diff,
+                                   std::vector<ArtifactInfo> collected) {
+  const std::string& data_dir = options_.data_dir;
+  const std::string dir = RunDir(data_dir, run.id);
+  std::vector<ArtifactInfo> all = std::move(collected);
+  auto add = [&](const char* name, const std::string& content) {
+    auto info = WriteArtifact(data_dir, run.id, name, content);
+    if (!info.ok()) {
+      spdlog::error("run {}: writing artifact {}: {}", run.id, name, info.error().ToString());
+      return;
+    }
+    all.push_back(std::move(*info));
+  };
+  add("diff.patch", diff);
+  add("report.md", RenderReport(run, LogTail(dir + "/stdout", 40, 16 << 10),
+                                LogTail(dir + "/stderr", 40, 16 << 10)));
+  std::vector<store::EventRecord> events;
+  for (int64_t after = 0;;) {
+    auto page = store_.ListEvents(run.id, after, 1000);
+    if (!page.ok() || page->empty()) break;
+    after = page->back().seq;
+    std::move(page->begin(), page->end(), std::back_inserter(events));
+  }
+  std::vector<store::AuditRecord> audit;
+  for (int64_t after = 0;;) {
+    auto page = store_.ListAudit({.run_id = run.id, .after_id = after, .limit = 1000});
+    if (!page.ok() || page->empty()) break;
+    after = page->back().id;
+    std::move(page->begin(), page->end(), std::back_inserter(audit));
+  }
+  add("audit.json", AuditDocument(run.id, events, audit).dump(2) + "\n");
+  for (const auto& a : all) {
+    (void)Emit(run.id, EventType::kArtifactCreated,
+               {{"name", a.name}, {"size", a.size}, {"sha256", a.sha256}});
+  }
+  if (Status st = WriteManifest(data_dir, run.id, all); !st.ok()) {
+    spdlog::error("run {}: writing the artifact manifest: {}", run.id, st.error().ToString());
+  }
 }
 
 }  // namespace sbx::supervisor

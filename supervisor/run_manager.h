@@ -28,6 +28,7 @@
 #include "cgroup/cgroup.h"
 #include "isolate/sandbox.h"
 #include "seccomp/seccomp.h"
+#include "supervisor/artifacts.h"
 #include "supervisor/store/store.h"
 
 namespace sbx::supervisor {
@@ -108,6 +109,10 @@ class RunManager {
                                 const Principal& who, std::string_view action);
   void Worker();
   void Execute(store::RunRecord run);
+  // diff.patch, report.md and audit.json for a run that has ended, an artifact.created event for
+  // each artifact (`collected` first), and the manifest.
+  void WriteEndArtifacts(const store::RunRecord& run, std::string diff,
+                         std::vector<ArtifactInfo> collected);
 
   store::Store& store_;
   RunManagerOptions options_;

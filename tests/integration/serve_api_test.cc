@@ -1,12 +1,16 @@
-// The /v1 API end to end over a real socket: a real server, run manager, SQLite store and
-// sandboxes; the client is a raw HTTP/WebSocket client with bounded reads.
+// The /v1 API end to end over a real socket: a real server, run manager, store and sandboxes,
+// once on SQLite and once on a PostgreSQL cluster the suite starts; the client is a raw
+// HTTP/WebSocket client with bounded reads.
 #include <filesystem>
+#include <set>
 
 #include "api/run_routes.h"
 #include "api/server.h"
 #include "api/testing/raw_client.h"
 #include "integration/sandbox_harness.h"
 #include "base/sha256.h"
+#include "supervisor/text.h"
+#include "tests/support/store_fixture.h"
 
 namespace sbx::testing {
 namespace {
@@ -22,8 +26,16 @@ using api::testing::WsReadFrame;
 constexpr char kAlice[] = "key-alice-submitter";
 constexpr char kBob[] = "key-bob-reviewer";
 
-class ServeApiTest : public SandboxTest {
+class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Backend> {
  protected:
+  static void TearDownTestSuite() {
+    if (cluster_) {
+      Status stopped = cluster_->Stop();
+      EXPECT_TRUE(stopped.ok()) << stopped.error().ToString();
+      cluster_.reset();
+    }
+    SandboxTest::TearDownTestSuite();
+  }
   void SetUp() override {
     SandboxTest::SetUp();
     if (IsSkipped()) return;
@@ -32,6 +44,21 @@ class ServeApiTest : public SandboxTest {
     dir_ = dir;
     config_.data_dir = dir_ + "/data";
     config_.database = "sqlite://" + dir_ + "/db.sqlite";
+    if (GetParam() == Backend::kPostgres) {
+      if (!cluster_ && pg_error_.empty()) {
+        auto c = PgCluster::Start();
+        if (c.ok()) {
+          cluster_ = std::move(*c);
+        } else {
+          pg_error_ = c.error().ToString();
+        }
+      }
+      ASSERT_TRUE(cluster_) << "cannot start the test PostgreSQL: " << pg_error_;
+      database_ = "sbx_serve_" + std::to_string(::getpid()) + "_" + std::to_string(++db_counter_);
+      Status created = cluster_->CreateDatabase(database_);
+      ASSERT_TRUE(created.ok()) << created.error().ToString();
+      config_.database = cluster_->Url(database_);
+    }
     config_.limits.maxima.memory_bytes = 1ll << 30;
     auto s = store::Open(config_.database);
     ASSERT_TRUE(s.ok()) << s.error().ToString();
@@ -66,8 +93,47 @@ class ServeApiTest : public SandboxTest {
     server_.reset();
     runs_.reset();
     store_.reset();
+    if (!database_.empty() && cluster_) {
+      Status dropped = cluster_->DropDatabase(database_);
+      EXPECT_TRUE(dropped.ok()) << dropped.error().ToString();
+    }
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
+
+  // Reads WebSocket frames until the server closes; the events as JSON.
+  std::vector<nlohmann::json> ReadEvents(RawConn& ws, size_t max = 10'000) {
+    std::vector<nlohmann::json> out;
+    while (out.size() < max) {
+      auto f = WsReadFrame(ws);
+      if (!f || f->opcode == 8) break;
+      out.push_back(nlohmann::json::parse(f->payload));
+    }
+    return out;
+  }
+  // Submits and approves `body`; returns the run id.
+  std::string SubmitApproved(const std::string& body) {
+    auto created = Call("POST", "/v1/runs", kAlice, body);
+    EXPECT_EQ(created.status, 201) << created.body;
+    std::string id = created.Json().value("id", "");
+    EXPECT_EQ(Call("POST", "/v1/runs/" + id + ":approve", kBob).status, 200);
+    return id;
+  }
+  // Follows the run's events until run.completed.
+  std::vector<nlohmann::json> Follow(const std::string& id, int64_t after = 0) {
+    auto ws = RawConn::Tcp(port_);
+    EXPECT_TRUE(ws.has_value());
+    if (!ws) return {};
+    EXPECT_TRUE(ws->Send(MakeWsUpgrade(
+        "/v1/runs/" + id + "/events?after=" + std::to_string(after), {{"x-api-key", kAlice}})));
+    auto head = api::testing::ReadHead(*ws);
+    EXPECT_TRUE(head.has_value() && head->status == 101);
+    return ReadEvents(*ws);
+  }
+
+  static std::unique_ptr<PgCluster> cluster_;
+  static std::string pg_error_;
+  static int db_counter_;
+  std::string database_;
 
   HttpReply Call(const std::string& method, const std::string& target, const char* key,
                  const std::string& body = "",
@@ -91,7 +157,7 @@ class ServeApiTest : public SandboxTest {
   uint16_t port_ = 0;
 };
 
-TEST_F(ServeApiTest, HealthAndAuth) {
+TEST_P(ServeApiTest, HealthAndAuth) {
   auto h = Call("GET", "/healthz", nullptr);
   EXPECT_EQ(h.status, 200);
   EXPECT_EQ(h.Json()["ok"], true);
@@ -105,7 +171,7 @@ TEST_F(ServeApiTest, HealthAndAuth) {
   EXPECT_EQ(info.Json()["backends"][0], "native");
 }
 
-TEST_F(ServeApiTest, BadRequestsGetClearErrorsAndChangeNothing) {
+TEST_P(ServeApiTest, BadRequestsGetClearErrorsAndChangeNothing) {
   struct Case {
     std::string body;
     int status;
@@ -133,7 +199,7 @@ TEST_F(ServeApiTest, BadRequestsGetClearErrorsAndChangeNothing) {
   EXPECT_TRUE(Call("GET", "/v1/runs", kAlice).Json()["runs"].empty());
 }
 
-TEST_F(ServeApiTest, SubmitReviewRunFollowLogsAndEvents) {
+TEST_P(ServeApiTest, SubmitReviewRunFollowLogsAndEvents) {
   auto created = Call("POST", "/v1/runs", kAlice,
                       R"({"argv": ["/bin/sh", "-c", "echo hello; echo err >&2"],
                           "labels": {"team": "ci"}})",
@@ -141,11 +207,18 @@ TEST_F(ServeApiTest, SubmitReviewRunFollowLogsAndEvents) {
   ASSERT_EQ(created.status, 201) << created.body;
   std::string id = created.Json()["id"];
   EXPECT_EQ(created.Json()["state"], "AWAITING_REVIEW");
-  // The same idempotency key: the same run, not a new one.
-  auto again = Call("POST", "/v1/runs", kAlice, R"({"argv": ["/bin/true"]})",
+  // The same idempotency key and body: the same run, not a new one. Another body: 409.
+  auto again = Call("POST", "/v1/runs", kAlice,
+                    R"({"argv": ["/bin/sh", "-c", "echo hello; echo err >&2"],
+                        "labels": {"team": "ci"}})",
                     {{"Idempotency-Key", "abc"}});
   EXPECT_EQ(again.status, 200);
   EXPECT_EQ(again.Json()["id"], id);
+  auto other = Call("POST", "/v1/runs", kAlice, R"({"argv": ["/bin/true"]})",
+                    {{"Idempotency-Key", "abc"}});
+  EXPECT_EQ(other.status, 409) << other.body;
+  EXPECT_NE(other.body.find(id), std::string::npos) << other.body;
+  EXPECT_EQ(Call("GET", "/v1/runs", kAlice).Json()["runs"].size(), 1u);
 
   // Reviewing: the submitter's role may not; a reviewer may.
   EXPECT_EQ(Call("POST", "/v1/runs/" + id + ":approve", kAlice).status, 403);
@@ -204,7 +277,7 @@ TEST_F(ServeApiTest, SubmitReviewRunFollowLogsAndEvents) {
   EXPECT_GE(audit.Json()["records"].size(), 5u);
 }
 
-TEST_F(ServeApiTest, CancelAndReject) {
+TEST_P(ServeApiTest, CancelAndReject) {
   auto a = Call("POST", "/v1/runs", kAlice, R"({"argv": ["/bin/sleep", "100"]})").Json();
   auto r = Call("POST", "/v1/runs/" + a["id"].get<std::string>() + ":reject", kBob,
                 R"({"reason": "too slow"})");
@@ -216,6 +289,128 @@ TEST_F(ServeApiTest, CancelAndReject) {
   EXPECT_EQ(c.status, 202);
   EXPECT_EQ(c.Json()["state"], "CANCELLED");
 }
+
+TEST_P(ServeApiTest, ArtifactsAreListedWithChecksumsAndHostileNamesAreRefused) {
+  std::string id = SubmitApproved(R"({"argv": ["/bin/sh", "-c", "echo report-me; exit 3"]})");
+  auto events = Follow(id);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back()["type"], "run.completed");
+  std::set<std::string> announced;
+  for (const auto& e : events) {
+    if (e["type"] == "artifact.created") announced.insert(e["name"].get<std::string>());
+  }
+  EXPECT_EQ(announced, (std::set<std::string>{"diff.patch", "report.md", "audit.json"}));
+
+  auto list = Call("GET", "/v1/runs/" + id + "/artifacts", kAlice);
+  ASSERT_EQ(list.status, 200) << list.body;
+  std::map<std::string, nlohmann::json> by_name;
+  const nlohmann::json listed = list.Json();
+  for (const auto& a : listed["artifacts"]) by_name[a["name"].get<std::string>()] = a;
+  ASSERT_EQ(by_name.size(), 3u) << list.body;
+  for (const auto& [name, a] : by_name) {
+    auto got = Call("GET", "/v1/runs/" + id + "/artifacts/" + name, kAlice);
+    ASSERT_EQ(got.status, 200) << name;
+    EXPECT_EQ(got.body.size(), a["size"].get<uint64_t>()) << name;
+    EXPECT_EQ(Sha256Hex(got.body), a["sha256"]) << name;
+  }
+  EXPECT_EQ(by_name["diff.patch"]["size"], 0);
+  std::string report = Call("GET", "/v1/runs/" + id + "/artifacts/report.md", kAlice).body;
+  EXPECT_NE(report.find("# Run " + id), std::string::npos) << report;
+  EXPECT_NE(report.find("**FAILED**"), std::string::npos) << report;
+  EXPECT_NE(report.find("exit code 3"), std::string::npos) << report;
+  EXPECT_NE(report.find("Approved by `bob`"), std::string::npos) << report;
+  EXPECT_NE(report.find("report-me"), std::string::npos) << report;
+  auto audit = nlohmann::json::parse(
+      Call("GET", "/v1/runs/" + id + "/artifacts/audit.json", kAlice).body);
+  EXPECT_EQ(audit["run_id"], id);
+  EXPECT_GE(audit["events"].size(), 8u);
+  EXPECT_GE(audit["audit"].size(), 4u);
+
+  // Hostile names: 400 before any file is touched, or 404; never a file outside the run.
+  for (const char* bad : {"../../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd",
+                          "files/../../db.sqlite", "..%2fstdout", "a%00b"}) {
+    auto r = Call("GET", "/v1/runs/" + id + "/artifacts/" + bad, kAlice);
+    EXPECT_EQ(r.status, 400) << bad << " " << r.body;
+    EXPECT_FALSE(r.ErrorCode().empty()) << bad;
+  }
+  for (const char* missing : {"nope.txt", "files/x", "report.md/x", "%2Fetc%2Fpasswd"}) {
+    auto r = Call("GET", "/v1/runs/" + id + "/artifacts/" + missing, kAlice);
+    EXPECT_TRUE(r.status == 404 || r.status == 400) << missing << " " << r.status;
+  }
+  EXPECT_EQ(Call("GET", "/v1/runs/run_nosuchrun00000000000/artifacts", kAlice).status, 404);
+}
+
+TEST_P(ServeApiTest, EveryRunsEventsReplayFromACursor) {
+  std::string a = SubmitApproved(R"({"argv": ["/bin/echo", "one"]})");
+  Follow(a);
+  std::string b = SubmitApproved(R"({"argv": ["/bin/echo", "two"]})");
+  Follow(b);
+  auto read_all = [&](int64_t after, size_t count) {
+    auto ws = RawConn::Tcp(port_);
+    EXPECT_TRUE(ws.has_value());
+    EXPECT_TRUE(ws->Send(MakeWsUpgrade("/v1/events?after=" + std::to_string(after),
+                                       {{"x-api-key", kAlice}})));
+    auto head = api::testing::ReadHead(*ws);
+    EXPECT_TRUE(head.has_value() && head->status == 101);
+    return ReadEvents(*ws, count);  // the stream stays open: read what is known
+  };
+  auto total_a = Follow(a).size(), total_b = Follow(b).size();
+  auto all = read_all(0, total_a + total_b);
+  ASSERT_EQ(all.size(), total_a + total_b);
+  int64_t last = 0;
+  for (const auto& e : all) {
+    EXPECT_GT(e["cursor"].get<int64_t>(), last);
+    last = e["cursor"];
+  }
+  EXPECT_EQ(all.front()["run_id"], a);
+  EXPECT_EQ(all.back()["run_id"], b);
+  EXPECT_EQ(all.back()["type"], "run.completed");
+  // A client that reconnects after the 5th event gets exactly the rest.
+  int64_t resume = all[4]["cursor"];
+  auto rest = read_all(resume, all.size() - 5);
+  ASSERT_EQ(rest.size(), all.size() - 5);
+  for (size_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], all[i + 5]);
+}
+
+TEST_P(ServeApiTest, LogsAreBinarySafeAndTimestamped) {
+  std::string id = SubmitApproved(
+      R"({"argv": ["/bin/sh", "-c", "printf 'a\\377b\\n'; echo line2; echo oops >&2"]})");
+  auto events = Follow(id);
+  std::string from_events;
+  for (const auto& e : events) {
+    if (e["type"] != "step.log" || e["stream"] != "stdout") continue;
+    EXPECT_GT(e["ts"].get<int64_t>(), 0);
+    if (e.contains("data")) {
+      from_events += e["data"].get<std::string>();
+    } else {
+      ASSERT_TRUE(e.contains("data_b64")) << e.dump();
+      from_events += supervisor::Base64Decode(e["data_b64"].get<std::string>());
+    }
+  }
+  EXPECT_EQ(from_events, "a\xff" "b\nline2\n");
+  EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice).body,
+            "a\xff" "b\nline2\n");
+  auto ts = Call("GET", "/v1/runs/" + id + "/logs?stream=all&timestamps=true", kAlice).body;
+  // Every line starts with an RFC 3339 UTC timestamp.
+  size_t lines = 0;
+  for (size_t pos = 0; pos < ts.size(); ++lines) {
+    std::string_view line(ts.data() + pos, std::min(ts.find('\n', pos), ts.size()) - pos);
+    ASSERT_GE(line.size(), 25u) << ts;
+    EXPECT_EQ(line[4], '-');
+    EXPECT_EQ(line[10], 'T');
+    EXPECT_EQ(line.substr(23, 2), "Z ") << line;
+    pos += line.size() + 1;
+  }
+  EXPECT_EQ(lines, 3u) << ts;
+  EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/logs?timestamps=maybe", kAlice).status, 400);
+}
+
+std::unique_ptr<PgCluster> ServeApiTest::cluster_;
+std::string ServeApiTest::pg_error_;
+int ServeApiTest::db_counter_ = 0;
+
+INSTANTIATE_TEST_SUITE_P(Backends, ServeApiTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
 
 }  // namespace
 }  // namespace sbx::testing
