@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "api/openapi_routes.h"
 #include "api/run_routes.h"
 #include "api/server.h"
 #include "base/fs.h"
@@ -131,6 +132,7 @@ int main(int argc, char** argv) {
   api::Router router;
   api::RouteContext ctx{runs->get(), st->get(), &config, &*host};
   if (Status r = api::AddRunRoutes(router, ctx); !r.ok()) return Fail("routes", r.error());
+  if (Status r = api::AddOpenApiRoute(router); !r.ok()) return Fail("openapi", r.error());
 
   api::ServerOptions so;
   so.listen = config.listen;
