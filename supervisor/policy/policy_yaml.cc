@@ -1,0 +1,302 @@
+// The one file of the policy library that calls yaml-cpp; its exceptions stop here.
+#include "supervisor/policy/policy_yaml.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+
+namespace sbx::policy::internal {
+namespace {
+
+int LineOf(const YAML::Node& n) {
+  const YAML::Mark m = n.Mark();
+  return m.line >= 0 ? m.line + 1 : 0;
+}
+
+Error At(const std::string& source, int line, const std::string& what) {
+  Error e = line > 0 ? MakeError(ErrorCode::kInvalidArgument, "{}:{}: {}", source, line, what)
+                     : MakeError(ErrorCode::kInvalidArgument, "{}: {}", source, what);
+  e.context = source;
+  return e;
+}
+
+Error At(const std::string& source, const YAML::Node& n, const std::string& what) {
+  return At(source, LineOf(n), what);
+}
+
+std::string Join(const std::set<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out;
+}
+
+// `where` reads "at the top level" or "in rule set 'ci'".
+Status CheckKeys(const YAML::Node& map, const std::set<std::string>& known,
+                 const std::string& source, const std::string& where) {
+  for (const auto& kv : map) {
+    if (!kv.first.IsScalar())
+      return At(source, kv.first, fmt::format("keys must be plain names {}", where));
+    const std::string key = kv.first.Scalar();
+    if (!known.count(key)) {
+      return At(source, kv.first,
+                fmt::format("unknown key '{}' {} (known: {}); check the spelling", key, where,
+                            Join(known)));
+    }
+  }
+  return Ok();
+}
+
+Result<ShellMode> ParseShell(const YAML::Node& n, const std::string& source) {
+  if (n.IsScalar() && n.Scalar() == "allow") return ShellMode::kAllow;
+  if (n.IsScalar() && n.Scalar() == "deny") return ShellMode::kDeny;
+  return At(source, n, "'shell' must be allow or deny");
+}
+
+// Errors name the rule's line: a missing action has no position of its own.
+Result<Action> ParseAction(const YAML::Node& n, const std::string& source, int line,
+                           const std::string& pattern) {
+  if (n.IsScalar()) {
+    const std::string& v = n.Scalar();
+    if (v == "allow") return Action::kAllow;
+    if (v == "review") return Action::kReview;
+    if (v == "deny") return Action::kDeny;
+    return At(
+        source, line,
+        fmt::format("rule \"{}\": unknown action '{}'; use allow, review or deny", pattern, v));
+  }
+  return At(source, line,
+            fmt::format("rule \"{}\": the action must be allow, review or deny", pattern));
+}
+
+Result<std::vector<RuleSpec>> ParseRules(const YAML::Node& n, const std::string& source,
+                                         const std::string& where) {
+  std::vector<RuleSpec> rules;
+  if (n.IsNull()) return rules;
+  if (!n.IsMap()) {
+    return At(source, n,
+              fmt::format("'rules' {} must be a mapping of pattern: action, such as "
+                          "\"git *\": allow (one per line, in order)",
+                          where));
+  }
+  std::map<std::string, int> seen;
+  for (const auto& kv : n) {
+    if (!kv.first.IsScalar()) {
+      return At(source, kv.first, "a rule's pattern must be a string; quote it: \"git *\": allow");
+    }
+    RuleSpec r;
+    r.pattern = kv.first.Scalar();
+    r.line = LineOf(kv.first);
+    if (r.pattern.empty())
+      return At(source, r.line, "empty pattern; write \"*\" to match anything");
+    if (r.pattern.front() == ' ' || r.pattern.back() == ' ' || r.pattern.front() == '\t' ||
+        r.pattern.back() == '\t') {
+      return At(source, r.line,
+                fmt::format("pattern \"{}\" starts or ends with a blank and would never match; "
+                            "remove the blank",
+                            r.pattern));
+    }
+    auto [it, fresh] = seen.emplace(r.pattern, r.line);
+    if (!fresh) {
+      return At(source, r.line,
+                fmt::format("pattern \"{}\" is listed twice (also on line {}); keep one", r.pattern,
+                            it->second));
+    }
+    auto action = ParseAction(kv.second, source, r.line, r.pattern);
+    if (!action.ok()) return std::move(action).error();
+    r.action = *action;
+    rules.push_back(std::move(r));
+  }
+  return rules;
+}
+
+Status ParseSelect(const YAML::Node& n, const std::string& source, RuleSetSpec& set) {
+  const std::string where = fmt::format("in the select of rule set '{}'", set.name);
+  if (!n.IsMap()) {
+    return At(source, n,
+              fmt::format("rule set '{}': 'select' must be a mapping such as "
+                          "{{api_keys: [ci], labels: {{team: infra}}}}",
+                          set.name));
+  }
+  SBX_TRY(CheckKeys(n, {"api_keys", "labels"}, source, where));
+  if (const YAML::Node keys = n["api_keys"]) {
+    if (!keys.IsSequence() || keys.size() == 0) {
+      return At(
+          source, keys,
+          fmt::format("rule set '{}': 'api_keys' must be a non-empty list of key names", set.name));
+    }
+    for (const auto& k : keys) {
+      if (!k.IsScalar() || k.Scalar().empty()) {
+        return At(
+            source, k,
+            fmt::format("rule set '{}': an API key name must be a non-empty string", set.name));
+      }
+      set.api_keys.push_back(k.Scalar());
+    }
+  }
+  if (const YAML::Node labels = n["labels"]) {
+    if (!labels.IsMap() || labels.size() == 0) {
+      return At(source, labels,
+                fmt::format("rule set '{}': 'labels' must be a non-empty mapping of label: value",
+                            set.name));
+    }
+    for (const auto& kv : labels) {
+      if (!kv.first.IsScalar() || !kv.second.IsScalar()) {
+        return At(source, kv.first,
+                  fmt::format("rule set '{}': labels must be plain key: value strings", set.name));
+      }
+      set.labels[kv.first.Scalar()] = kv.second.Scalar();
+    }
+  }
+  if (set.api_keys.empty() && set.labels.empty()) {
+    return At(source, n, fmt::format("rule set '{}': 'select' needs api_keys or labels", set.name));
+  }
+  return Ok();
+}
+
+bool ValidSetName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Result<std::vector<RuleSetSpec>> ParseRuleSets(const YAML::Node& n, const std::string& source) {
+  std::vector<RuleSetSpec> sets;
+  if (n.IsNull()) return sets;
+  if (!n.IsMap()) {
+    return At(source, n, "'rule_sets' must be a mapping of name: {select, rules}");
+  }
+  std::set<std::string> names;
+  for (const auto& kv : n) {
+    RuleSetSpec set;
+    set.name = kv.first.IsScalar() ? kv.first.Scalar() : "";
+    set.line = LineOf(kv.first);
+    if (!ValidSetName(set.name)) {
+      return At(source, kv.first,
+                "a rule set's name must be 1-64 letters, digits, '_', '-' or '.'");
+    }
+    if (!names.insert(set.name).second) {
+      return At(source, kv.first,
+                fmt::format("rule set '{}' is defined twice; keep one", set.name));
+    }
+    const YAML::Node& body = kv.second;
+    const std::string where = fmt::format("in rule set '{}'", set.name);
+    if (!body.IsMap()) {
+      return At(source, kv.first,
+                fmt::format("rule set '{}' must be a mapping with select and rules", set.name));
+    }
+    SBX_TRY(CheckKeys(body, {"select", "inherit", "shell", "rules"}, source, where));
+    if (!body["select"]) {
+      return At(source, kv.first,
+                fmt::format("rule set '{}' has no 'select'; say which api_keys or labels it is "
+                            "for",
+                            set.name));
+    }
+    SBX_TRY(ParseSelect(body["select"], source, set));
+    if (const YAML::Node inherit = body["inherit"]) {
+      bool b = true;
+      if (!inherit.IsScalar() || !YAML::convert<bool>::decode(inherit, b)) {
+        return At(source, inherit,
+                  fmt::format("rule set '{}': 'inherit' must be true or false", set.name));
+      }
+      set.inherit = b;
+    }
+    if (const YAML::Node shell = body["shell"]) {
+      auto mode = ParseShell(shell, source);
+      if (!mode.ok()) return std::move(mode).error();
+      set.shell = *mode;
+    }
+    if (const YAML::Node rules = body["rules"]) {
+      auto parsed = ParseRules(rules, source, where);
+      if (!parsed.ok()) return std::move(parsed).error();
+      set.rules = std::move(*parsed);
+    }
+    sets.push_back(std::move(set));
+  }
+  return sets;
+}
+
+Result<PolicySpec> ParseTree(const YAML::Node& root, const std::string& source) {
+  PolicySpec spec;
+  if (root.IsNull()) return spec;  // an empty file: no rules, every command denied
+  if (!root.IsMap()) {
+    return At(source, root,
+              "a command policy must be a mapping with rules (see policies/commands.yaml)");
+  }
+  SBX_TRY(CheckKeys(root, {"version", "shell", "protections", "rules", "rule_sets"}, source,
+                    "at the top level"));
+  if (const YAML::Node v = root["version"]) {
+    if (!v.IsScalar() || v.Scalar() != "1") {
+      return At(source, v, "'version' must be 1, the only policy format this sandboxd reads");
+    }
+  }
+  if (const YAML::Node shell = root["shell"]) {
+    auto mode = ParseShell(shell, source);
+    if (!mode.ok()) return std::move(mode).error();
+    spec.shell = *mode;
+  }
+  if (const YAML::Node p = root["protections"]) {
+    if (!p.IsMap()) {
+      return At(source, p, "'protections' must be a mapping such as {destructive: on}");
+    }
+    SBX_TRY(CheckKeys(p, {"destructive"}, source, "in protections"));
+    if (const YAML::Node d = p["destructive"]) {
+      bool on = true;
+      if (!d.IsScalar() || !YAML::convert<bool>::decode(d, on)) {
+        return At(source, d, "'protections.destructive' must be on or off");
+      }
+      spec.destructive_protection = on;
+    }
+  }
+  if (const YAML::Node rules = root["rules"]) {
+    auto parsed = ParseRules(rules, source, "at the top level");
+    if (!parsed.ok()) return std::move(parsed).error();
+    spec.rules = std::move(*parsed);
+  }
+  if (const YAML::Node sets = root["rule_sets"]) {
+    auto parsed = ParseRuleSets(sets, source);
+    if (!parsed.ok()) return std::move(parsed).error();
+    spec.rule_sets = std::move(*parsed);
+  }
+  return spec;
+}
+
+}  // namespace
+
+Result<PolicySpec> ParsePolicyYaml(std::string_view text, const std::string& source) {
+  if (text.size() > kMaxPolicyBytes) {
+    return At(source, 0,
+              fmt::format("{} bytes, more than the {} a policy file may hold; split the rules "
+                          "into rule sets or use broader patterns",
+                          text.size(), kMaxPolicyBytes));
+  }
+  try {
+    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
+    if (docs.size() > 1) {
+      return At(
+          source, docs[1],
+          fmt::format("holds {} YAML documents ('---'); a policy file holds one", docs.size()));
+    }
+    if (docs.empty()) return PolicySpec{};
+    return ParseTree(docs[0], source);
+  } catch (const YAML::Exception& e) {
+    // An unquoted "*" key reads as an alias to an anchor that does not exist.
+    const bool alias =
+        e.msg.find("anchor") != std::string::npos || e.msg.find("alias") != std::string::npos;
+    return At(source, e.mark.line >= 0 ? e.mark.line + 1 : 0,
+              fmt::format("not valid YAML: {} (column {}){}", e.msg, e.mark.column + 1,
+                          alias ? "; a pattern starting with * must be quoted: \"*\": review"
+                                : "; fix the syntax at that place"));
+  } catch (const std::exception& e) {
+    return At(source, 0, fmt::format("cannot be read as YAML: {}", e.what()));
+  }
+}
+
+}  // namespace sbx::policy::internal
