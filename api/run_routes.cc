@@ -12,6 +12,7 @@
 #include "api/event_pump.h"
 #include "base/fs.h"
 #include "supervisor/artifacts.h"
+#include "supervisor/policy/decision_json.h"
 #include "supervisor/run_logs.h"
 #include "supervisor/result_json.h"
 
@@ -444,6 +445,69 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
   return sr;
 }
 
+Result<nlohmann::json> ParseBody(const Request& req, bool allow_empty) {
+  if (req.body.empty() && allow_empty) return nlohmann::json::object();
+  auto j = nlohmann::json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) {
+    return MakeError(ErrorCode::kInvalidArgument, "the body is not valid JSON");
+  }
+  return j;
+}
+
+// POST /v1/policy:evaluate {"argv": [...]} | {"command": "..."} | {"steps": [{argv}...]}, with
+// optional api_key_name (default: the caller's) and labels.
+Reply EvaluatePolicyHandler(const RouteContext& ctx, const Request& req) {
+  auto body = ParseBody(req, false);
+  if (!body.ok()) return Fail(body.error());
+  if (!body->is_object()) return Fail(FieldError("body", "must be a JSON object"));
+  policy::CommandInput in;
+  for (auto it = body->begin(); it != body->end(); ++it) {
+    const std::string& k = it.key();
+    if (k == "argv") {
+      auto a = StringArray(it.value(), "argv");
+      if (!a.ok()) return Fail(a.error());
+      in.argvs.push_back(std::move(*a));
+    } else if (k == "steps") {
+      if (!it.value().is_array() || it.value().empty()) {
+        return Fail(FieldError("steps", "must be a non-empty array of {argv}"));
+      }
+      for (size_t i = 0; i < it.value().size(); ++i) {
+        const auto& s = it.value()[i];
+        std::string f = fmt::format("steps[{}].argv", i);
+        if (!s.is_object()) return Fail(FieldError(f, "missing"));
+        auto a = StringArray(s.value("argv", nlohmann::json()), f);
+        if (!a.ok()) return Fail(a.error());
+        in.argvs.push_back(std::move(*a));
+      }
+    } else if (k == "command") {
+      if (!it.value().is_string()) return Fail(FieldError("command", "must be a string"));
+      in.command = it.value().get<std::string>();
+    } else if (k == "api_key_name") {
+      if (!it.value().is_string()) return Fail(FieldError("api_key_name", "must be a string"));
+      in.api_key_name = it.value().get<std::string>();
+    } else if (k == "labels") {
+      auto l = StringMap(it.value(), "labels");
+      if (!l.ok()) return Fail(l.error());
+      in.labels = std::move(*l);
+    } else {
+      return Fail(FieldError(k, "unknown field (argv, steps, command, api_key_name, labels)"));
+    }
+  }
+  if (in.argvs.empty() && !in.command) {
+    return Fail(FieldError("body", "give argv, steps or command"));
+  }
+  if (in.api_key_name.empty() && req.principal) in.api_key_name = req.principal->key_name;
+  auto decision = ctx.runs->Evaluate(in);
+  if (!decision) {
+    return JsonResponse(200, {{"decision", "review"},
+                              {"risk", nullptr},
+                              {"reasons", nlohmann::json::array()},
+                              {"rule", nullptr},
+                              {"note", "no command policy: a reviewer decides"}});
+  }
+  return JsonResponse(200, policy::ToJson(*decision));
+}
+
 Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
   std::string name(req.PathParam("name"));
   if (Status st = supervisor::CheckArtifactName(name); !st.ok()) return Fail(st.error());
@@ -474,14 +538,6 @@ Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
   return r;
 }
 
-Result<nlohmann::json> ParseBody(const Request& req, bool allow_empty) {
-  if (req.body.empty() && allow_empty) return nlohmann::json::object();
-  auto j = nlohmann::json::parse(req.body, nullptr, false);
-  if (j.is_discarded()) {
-    return MakeError(ErrorCode::kInvalidArgument, "the body is not valid JSON");
-  }
-  return j;
-}
 
 }  // namespace
 
@@ -618,6 +674,8 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                               [c](const Request& req) -> Reply { return EventsHandler(c, req, true); }));
   SBX_TRY(router.AddWebSocket("/v1/events", Access::kSubmitter,
                               [c](const Request& req) -> Reply { return EventsHandler(c, req, false); }));
+  SBX_TRY(router.Add(Method::kPost, "/v1/policy:evaluate", Access::kSubmitter,
+                     [c](const Request& req) -> Reply { return EvaluatePolicyHandler(c, req); }));
   SBX_TRY(router.Add(Method::kGet, "/v1/audit", Access::kReviewer, [c](const Request& req) -> Reply {
     store::AuditFilter f;
     if (auto r = req.query.Get("run_id")) f.run_id = std::string(*r);

@@ -14,6 +14,7 @@
 #include "api/server.h"
 #include "base/fs.h"
 #include "supervisor/config.h"
+#include "supervisor/policy/command_policy.h"
 #include "supervisor/run_manager.h"
 #include "base/sha256.h"
 #include "supervisor/store/store.h"
@@ -111,12 +112,32 @@ int main(int argc, char** argv) {
   if (!host.ok()) return Fail("cgroups", host.error());
   auto driver = cgroup::Driver::Open(cgroup::DriverOptions{config.cgroup_parent}, *host);
   if (!driver.ok()) return Fail("cgroups", driver.error());
+  // Sandboxes of a daemon killed with SIGKILL died with it (PDEATHSIG); their cgroups did not.
+  auto leftovers = (*driver)->RemoveLeftovers();
+  if (!leftovers.ok()) return Fail("removing leftover cgroups", leftovers.error());
+  for (const auto& name : *leftovers) {
+    spdlog::warn("removed cgroup {}/{} left by an earlier run of the daemon", config.cgroup_parent,
+                 name);
+  }
+
+  // The command policy: <policy_dir>/commands.yaml, else the shipped default. A broken file
+  // stops the start: the daemon never runs with rules other than the administrator's.
+  std::shared_ptr<const policy::CommandPolicy> command_policy;
+  if (auto loaded = policy::CommandPolicy::LoadDir(config.policy_dir); loaded.ok()) {
+    command_policy = std::move(*loaded);
+  } else if (loaded.error().code == ErrorCode::kNotFound) {
+    command_policy = policy::CommandPolicy::Builtin();
+    spdlog::info("no {}/commands.yaml: using the shipped command policy", config.policy_dir);
+  } else {
+    return Fail("command policy", loaded.error());
+  }
 
   supervisor::RunManagerOptions ro;
   ro.node = config.node;
   ro.data_dir = config.data_dir;
   ro.limits = config.limits;
   ro.cgroups = driver->get();
+  ro.command_policy = command_policy;
   auto runs = supervisor::RunManager::Start(**st, ro);
   if (!runs.ok()) return Fail("run manager", runs.error());
 

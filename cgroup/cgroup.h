@@ -152,6 +152,10 @@ class Driver {
   // path component of [A-Za-z0-9._:@-], at most 200 characters, not "." or ".."; a name that
   // already exists fails with kAlreadyExists and the existing cgroup is left alone.
   virtual Result<std::unique_ptr<Cgroup>> Create(const std::string& name, const Limits& limits) = 0;
+  // Crash recovery: kills the processes of every cgroup under the parent and removes them (in
+  // every hierarchy); returns their names. Call it at start, before Create(), from the only
+  // daemon using this parent: it does not know which cgroups another user of the parent owns.
+  virtual Result<std::vector<std::string>> RemoveLeftovers() = 0;
   virtual const HostInfo& host() const = 0;
 };
 

@@ -146,9 +146,43 @@ class HybridDriver final : public Driver {
         std::move(memory_dir)));
   }
 
+  Result<std::vector<std::string>> RemoveLeftovers() override {
+    // Names from every hierarchy: a crash between two mkdirs of Create() leaves a v1 directory
+    // without its unified one.
+    std::vector<std::string> names;
+    for (const std::string* parent : ParentDirs()) {
+      auto listed = fs_->ListSubdirs(*parent);
+      if (!listed.ok()) return std::move(listed).error();
+      for (auto& n : *listed) {
+        if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(std::move(n));
+      }
+    }
+    for (const std::string& name : names) {
+      CgroupPaths paths{JoinPath(unified_parent_, name), {}};
+      if (auto missing = fs_->Open(paths.unified, O_PATH | O_DIRECTORY); !missing.ok()) {
+        SBX_TRY(fs_->MakeDir(paths.unified));  // so that Destroy() can track and kill
+      }
+      for (const Hierarchy& h : hierarchies_) {
+        std::string dir = JoinPath(h.parent_dir, name);
+        if (fs_->Open(dir, O_PATH | O_DIRECTORY).ok()) paths.v1.push_back(std::move(dir));
+      }
+      auto fd = fs_->Open(paths.unified, O_PATH | O_DIRECTORY);
+      if (!fd.ok()) return std::move(fd).error();
+      HybridCgroup leftover(fs_, name, std::move(paths), std::move(fd).value(), {}, timeout_, "");
+      SBX_TRY(leftover.Destroy());
+    }
+    return names;
+  }
+
   const HostInfo& host() const override { return host_; }
 
  private:
+  std::vector<const std::string*> ParentDirs() const {
+    std::vector<const std::string*> out = {&unified_parent_};
+    for (const Hierarchy& h : hierarchies_) out.push_back(&h.parent_dir);
+    return out;
+  }
+
   HostInfo host_;
   CgroupFs* fs_;
   std::string unified_parent_;

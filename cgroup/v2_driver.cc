@@ -85,6 +85,19 @@ class V2Driver final : public Driver {
                                    LimitingControllers(limits), timeout_));
   }
 
+  Result<std::vector<std::string>> RemoveLeftovers() override {
+    auto names = fs_->ListSubdirs(parent_dir_);
+    if (!names.ok()) return std::move(names).error();
+    for (const std::string& name : *names) {
+      std::string dir = JoinPath(parent_dir_, name);
+      auto fd = fs_->Open(dir, O_PATH | O_DIRECTORY);
+      if (!fd.ok()) return std::move(fd).error();
+      V2Cgroup leftover(fs_, name, CgroupPaths{dir, {}}, std::move(fd).value(), {}, timeout_);
+      SBX_TRY(leftover.Destroy());
+    }
+    return names;
+  }
+
   const HostInfo& host() const override { return host_; }
 
  private:

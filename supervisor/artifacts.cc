@@ -95,6 +95,15 @@ Status ReplaceFile(const std::string& path, std::string_view content) {
   return Ok();
 }
 
+// j[key] as text: a string as it is, a number printed, anything else (null, missing) "".
+std::string Text(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_number()) return it->dump();
+  return "";
+}
+
 }  // namespace
 
 std::string ArtifactDir(const std::string& data_dir, std::string_view run_id) {
@@ -280,20 +289,26 @@ std::string RenderReport(const store::RunRecord& run, std::string_view stdout_ta
 
   r += "\n## Policy and review\n\n";
   if (run.policy.is_object()) {
-    r += fmt::format("- Policy decision: **{}**", run.policy.value("decision", "?"));
-    if (run.policy.contains("risk")) r += fmt::format(" (risk {})", run.policy.value("risk", ""));
+    r += fmt::format("- Policy decision: **{}**", Text(run.policy, "decision"));
+    if (std::string risk = Text(run.policy, "risk"); !risk.empty()) {
+      r += fmt::format(" (risk {})", risk);
+    }
     r += "\n";
     if (auto it = run.policy.find("reasons"); it != run.policy.end() && it->is_array()) {
       for (const auto& reason : *it) {
         if (reason.is_string()) r += fmt::format("  - {}\n", reason.get<std::string>());
+        if (reason.is_object()) r += fmt::format("  - {}\n", Text(reason, "message"));
       }
     }
-    if (auto it = run.policy.find("reason"); it != run.policy.end() && it->is_string()) {
-      r += fmt::format("  - {}\n", it->get<std::string>());
+    if (std::string note = Text(run.policy, "note"); !note.empty()) {
+      r += fmt::format("  - {}\n", note);
     }
     if (auto it = run.policy.find("rule"); it != run.policy.end() && it->is_object()) {
-      r += fmt::format("  - Rule: `{}` ({}:{})\n", it->value("pattern", ""), it->value("file", ""),
-                       it->value("line", 0));
+      r += fmt::format("  - Rule: `{}` ({}:{})\n", Text(*it, "pattern"), Text(*it, "file"),
+                       Text(*it, "line"));
+    }
+    if (std::string p = Text(run.policy, "protection"); !p.empty()) {
+      r += fmt::format("  - Protection: {}\n", p);
     }
   } else {
     r += "- Policy decision: none recorded\n";

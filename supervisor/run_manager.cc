@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "base/fs.h"
+#include "supervisor/policy/decision_json.h"
 #include "supervisor/run_logs.h"
 #include "supervisor/result_json.h"
 #include "supervisor/text.h"
@@ -30,6 +31,12 @@ const char* RoleName(Role role) {
 }
 
 namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 constexpr auto kCrossNodeRecheck = std::chrono::seconds(2);
 
@@ -103,6 +110,7 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   if (::mkdir(runs.c_str(), 0711) < 0 && errno != EEXIST) return ErrnoError("mkdir {}", runs);
 
   std::unique_ptr<RunManager> m(new RunManager(store, std::move(options)));
+  m->policy_ = m->options_.command_policy;
   // Crash recovery: what this node was running when it died did not finish.
   auto stale = store.RecoverStale(m->options_.node);
   if (!stale.ok()) return WithContext(std::move(stale).error(), "crash recovery");
@@ -114,10 +122,25 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
     m->Audit(daemon, "run.recovered", id, {{"node", m->options_.node}});
     spdlog::warn("run {}: was running when the daemon stopped; marked FAILED", id);
   }
+  // Runs a crash caught between PENDING and AWAITING_REVIEW (Submit() takes milliseconds; an
+  // older one is stalled, also when another daemon shares the database) are planned again.
+  store::RunFilter stalled;
+  stalled.states = {RunState::kPending, RunState::kPlanned};
+  stalled.limit = 1000;
+  if (auto page = store.ListRuns(stalled); page.ok()) {
+    const int64_t cutoff = NowMs() - 30'000;
+    for (const RunRecord& r : page->runs) {
+      if (r.created_at_ms > cutoff) continue;
+      spdlog::warn("run {}: found {} after a restart; planning it again", r.id,
+                   store::RunStateName(r.state));
+      (void)m->Plan(r, Principal{r.submitter, Role::kSubmitter});
+    }
+  }
   (void)store.Heartbeat(m->options_.node);
   for (int i = 0; i < m->options_.limits.max_concurrent_runs; ++i) {
     m->workers_.emplace_back([raw = m.get()] { raw->Worker(); });
   }
+  m->heartbeat_ = std::thread([raw = m.get()] { raw->HeartbeatLoop(); });
   return m;
 }
 
@@ -129,13 +152,15 @@ void RunManager::Stop() {
     if (stopping_ && workers_.empty()) return;
     stopping_ = true;
     for (auto& [id, sb] : running_) {
-      cancel_requested_[id] = true;
+      cancel_requested_.emplace(id, false);  // false: the daemon stops, nobody cancelled it
       if (sb != nullptr) sb->Cancel();
     }
   }
   work_.notify_all();
+  stop_cv_.notify_all();
   for (auto& t : workers_) t.join();
   workers_.clear();
+  if (heartbeat_.joinable()) heartbeat_.join();
 }
 
 uint64_t RunManager::Subscribe(std::string run_id, Listener listener) {
@@ -230,6 +255,7 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
 
   auto created = store_.CreateRun(request);
   if (!created.ok()) return created;
+  // (An existing run for this key is checked below.)
   if (!created->created) {
     // The same key must mean the same request; anything else is a client bug worth a 409.
     const RunRecord& old = created->run;
@@ -249,18 +275,125 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
   const std::string id = created->run.id;
   (void)Emit(id, EventType::kRunStatus, {{"state", "PENDING"}});
   Audit(who, "run.submitted", id, {{"idempotency_key", request.idempotency_key.value_or("")}});
-
-  // The policy engine is not there yet: every run waits for a reviewer.
-  nlohmann::json decision = {{"decision", "review"},
-                             {"reason", "no command policy is configured: a reviewer decides"}};
-  store::RunUpdate planned;
-  planned.policy = decision;
-  auto run = Move(id, {RunState::kPending}, RunState::kPlanned, planned, who, "policy.decision");
-  if (!run.ok()) return std::move(run).error();
-  run = Move(id, {RunState::kPlanned}, RunState::kAwaitingReview, {}, who, "run.awaiting_review");
+  auto run = Plan(created->run, who);
   if (!run.ok()) return std::move(run).error();
   created->run = std::move(*run);
   return created;
+}
+
+policy::CommandInput RunManager::PolicyInput(const RunRecord& run) {
+  policy::CommandInput in;
+  if (!run.argv.empty()) in.argvs.push_back(run.argv);
+  for (const auto& s : run.steps) in.argvs.push_back(s.argv);
+  in.api_key_name = run.submitter;
+  in.labels = run.labels;
+  return in;
+}
+
+std::optional<policy::Decision> RunManager::Evaluate(const policy::CommandInput& input) const {
+  std::shared_ptr<const policy::CommandPolicy> p;
+  {
+    std::lock_guard<std::mutex> lk(policy_mu_);
+    p = policy_;
+  }
+  if (!p) return std::nullopt;
+  return p->Evaluate(input);
+}
+
+void RunManager::SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> policy) {
+  std::lock_guard<std::mutex> lk(policy_mu_);
+  policy_ = std::move(policy);
+}
+
+Result<RunRecord> RunManager::Plan(const RunRecord& run, const Principal& who) {
+  const std::string& id = run.id;
+  RunRecord planned = run;
+  if (run.state == RunState::kPending) {
+    auto decision = Evaluate(PolicyInput(run));
+    store::RunUpdate update;
+    update.policy = decision ? policy::ToJson(*decision)
+                             : nlohmann::json{{"decision", "review"},
+                                              {"risk", nullptr},
+                                              {"reasons", nlohmann::json::array()},
+                                              {"rule", nullptr},
+                                              {"note", "no command policy: a reviewer decides"}};
+    auto moved = store_.Transition(id, {RunState::kPending}, RunState::kPlanned, update);
+    if (!moved.ok()) return moved;
+    (void)Emit(id, EventType::kRunStatus, {{"state", "PLANNED"}, {"policy", *update.policy}});
+    Audit(who, "policy.decision", id, *update.policy);
+    planned = std::move(*moved);
+  }
+  const std::string verdict = planned.policy.is_object() ? planned.policy.value("decision", "review")
+                                                          : "review";
+  const Principal policy_actor{"policy", Role::kAdmin};
+  if (verdict == "deny") {
+    store::RunUpdate update;
+    update.result = store::RunResult{};
+    std::string why = "denied by the command policy";
+    if (auto it = planned.policy.find("reasons"); it != planned.policy.end() && it->is_array() &&
+                                                  !it->empty() && (*it)[0].is_object()) {
+      why = (*it)[0].value("message", why);
+    }
+    update.result->reason = "policy_denied: " + why;
+    auto r = Move(id, {RunState::kPlanned}, RunState::kCancelled, update, policy_actor,
+                  "run.denied");
+    if (r.ok()) {
+      (void)Emit(id, EventType::kRunCompleted,
+                 {{"state", "CANCELLED"}, {"reason", update.result->reason}});
+    }
+    return r;
+  }
+  auto waiting =
+      Move(id, {RunState::kPlanned}, RunState::kAwaitingReview, {}, who, "run.awaiting_review");
+  if (!waiting.ok() || verdict != "allow") return waiting;
+  // Approved by a rule: who approved is the policy, and which rule is recorded.
+  store::RunUpdate update;
+  std::string rule = "policy";
+  if (auto it = planned.policy.find("rule"); it != planned.policy.end() && it->is_object()) {
+    rule = fmt::format("{}:{} {}", it->value("file", ""), it->value("line", 0),
+                       it->value("pattern", ""));
+  }
+  update.approval = store::Approval{"policy", NowMs(), rule};
+  auto queued = Move(id, {RunState::kAwaitingReview}, RunState::kQueued, update, policy_actor,
+                     "run.approved");
+  if (queued.ok()) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      ++wakeups_;
+    }
+    work_.notify_one();
+  }
+  return queued;
+}
+
+void RunManager::HeartbeatLoop() {
+  const Principal daemon{"sandboxd", Role::kAdmin};
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      if (stop_cv_.wait_for(lk, options_.heartbeat_interval, [&] { return stopping_; })) return;
+    }
+    if (Status st = store_.Heartbeat(options_.node); !st.ok()) {
+      spdlog::error("heartbeat of node {}: {}", options_.node, st.error().ToString());
+      continue;
+    }
+    // Another daemon sharing the database that stopped beating died with its runs.
+    auto nodes = store_.ListNodes();
+    if (!nodes.ok()) continue;
+    const int64_t cutoff = NowMs() - options_.node_timeout.count();
+    for (const store::NodeRecord& n : *nodes) {
+      if (n.name == options_.node || n.last_heartbeat_ms >= cutoff) continue;
+      auto stale = store_.RecoverStale(n.name);
+      if (!stale.ok()) continue;
+      for (const std::string& id : *stale) {
+        nlohmann::json data = {{"state", "FAILED"}, {"reason", "supervisor_restart"}};
+        (void)Emit(id, EventType::kRunStatus, data);
+        (void)Emit(id, EventType::kRunCompleted, data);
+        Audit(daemon, "run.recovered", id, {{"node", n.name}, {"by", options_.node}});
+        spdlog::warn("run {}: its node {} stopped beating; marked FAILED", id, n.name);
+      }
+    }
+  }
 }
 
 Result<RunRecord> RunManager::Approve(std::string_view run_id, const Principal& who) {
@@ -531,6 +664,17 @@ void RunManager::Execute(RunRecord run) {
     spdlog::warn("run {}: sandbox cleanup: {}", id, st.error().ToString());
   }
   if (cancelled || is_cancelled()) {
+    bool by_user = false;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto it = cancel_requested_.find(id);
+      by_user = it != cancel_requested_.end() && it->second;
+    }
+    if (!by_user) {
+      // SIGTERM while it ran: it did not finish, and nobody cancelled it.
+      result.reason = "supervisor_shutdown";
+      return finish(RunState::kFailed);
+    }
     result.reason = "cancelled";
     return finish(RunState::kCancelled);
   }

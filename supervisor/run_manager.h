@@ -15,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -29,6 +30,7 @@
 #include "isolate/sandbox.h"
 #include "seccomp/seccomp.h"
 #include "supervisor/artifacts.h"
+#include "supervisor/policy/command_policy.h"
 #include "supervisor/store/store.h"
 
 namespace sbx::supervisor {
@@ -61,6 +63,15 @@ struct RunManagerOptions {
   ServiceLimits limits;
   cgroup::Driver* cgroups = nullptr;  // required
   isolate::EngineOptions engine;
+  // Decides, at submission, whether a run is approved automatically (allow), waits for a
+  // reviewer (review) or is refused (deny: it ends CANCELLED, reason policy_denied). Null: every
+  // run waits for a reviewer. Replace it while running with SetCommandPolicy().
+  std::shared_ptr<const policy::CommandPolicy> command_policy;
+  // This daemon beats every heartbeat_interval; a node sharing the database whose last beat is
+  // older than node_timeout is taken for dead and its RUNNING runs end FAILED
+  // (supervisor_restart).
+  std::chrono::milliseconds heartbeat_interval{10'000};
+  std::chrono::milliseconds node_timeout{60'000};
   // Compiles a named seccomp profile ("" or "default": the builtin one). Called on the worker
   // thread before each run.
   std::function<Result<seccomp::Program>(const std::string& name)> seccomp;
@@ -69,7 +80,8 @@ struct RunManagerOptions {
 class RunManager {
  public:
   // Recovers runs this node left RUNNING (a crash or restart: they end FAILED with reason
-  // "supervisor_restart") and starts the workers.
+  // "supervisor_restart"), plans runs a crash left in PENDING or PLANNED, and starts the
+  // workers and the heartbeat. Stop() ends runs still running FAILED (supervisor_shutdown).
   static Result<std::unique_ptr<RunManager>> Start(store::Store& store, RunManagerOptions options);
   ~RunManager();
 
@@ -85,6 +97,13 @@ class RunManager {
                                   const std::string& reason);
   // Any non-terminal state -> CANCELLED; a running sandbox is killed first.
   Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
+
+  // What the command policy in force decides, without running anything. nullopt when no
+  // command policy is configured.
+  std::optional<policy::Decision> Evaluate(const policy::CommandInput& input) const;
+  static policy::CommandInput PolicyInput(const store::RunRecord& run);
+  // Swaps the command policy atomically; runs already planned keep their decision.
+  void SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> policy);
 
   // Events as they are appended ("" = every run), in seq order. The listener runs on the thread
   // that appended the event and must not block for long (queue and return); it may unsubscribe
@@ -107,6 +126,10 @@ class RunManager {
   Result<store::RunRecord> Move(std::string_view run_id, const std::vector<store::RunState>& from,
                                 store::RunState to, const store::RunUpdate& update,
                                 const Principal& who, std::string_view action);
+  // PENDING -> PLANNED (the policy decision) -> AWAITING_REVIEW; from PLANNED for a run that
+  // stalled there.
+  Result<store::RunRecord> Plan(const store::RunRecord& run, const Principal& who);
+  void HeartbeatLoop();
   void Worker();
   void Execute(store::RunRecord run);
   // diff.patch, report.md and audit.json for a run that has ended, an artifact.created event for
@@ -117,12 +140,17 @@ class RunManager {
   store::Store& store_;
   RunManagerOptions options_;
   std::mutex mu_;
-  std::condition_variable work_;
+  std::condition_variable work_;     // a run was queued here, or Stop()
+  std::condition_variable stop_cv_;  // Stop(), for the heartbeat
   bool stopping_ = false;
   uint64_t wakeups_ = 0;
   std::map<std::string, isolate::Sandbox*> running_;  // run id -> its sandbox, while it runs
-  std::map<std::string, bool> cancel_requested_;
+  std::map<std::string, bool> cancel_requested_;  // true: a client cancelled; false: Stop()
   std::vector<std::thread> workers_;
+  std::thread heartbeat_;
+
+  mutable std::mutex policy_mu_;
+  std::shared_ptr<const policy::CommandPolicy> policy_;
 
   std::mutex emit_mu_;  // held while an event is appended and delivered
   std::mutex listeners_mu_;

@@ -7,6 +7,7 @@
 
 #include "base/fs.h"
 #include "integration/sandbox_harness.h"
+#include "supervisor/policy/command_policy.h"
 #include "supervisor/run_logs.h"
 #include "supervisor/run_manager.h"
 
@@ -90,6 +91,59 @@ class RunManagerTest : public SandboxTest {
   Principal alice_{"alice", Role::kSubmitter};
   Principal bob_{"bob", Role::kReviewer};
 };
+
+TEST_F(RunManagerTest, TheCommandPolicyApprovesRefusesOrLeavesItToAReviewer) {
+  auto p = policy::CommandPolicy::LoadText(R"(
+rules:
+  "*": review
+  "/bin/echo *": allow
+  "/bin/date *": deny
+)",
+                                           "test-policy.yaml");
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  manager_->SetCommandPolicy(*p);
+
+  // allow: approved by the policy, with the rule, and run without a reviewer.
+  auto allowed = Submit(Request({"/bin/echo", "auto"}));
+  EXPECT_EQ(allowed.state, RunState::kQueued);
+  ASSERT_TRUE(allowed.approval.has_value());
+  EXPECT_EQ(allowed.approval->approved_by, "policy");
+  EXPECT_EQ(allowed.approval->rule, "test-policy.yaml:4 /bin/echo *");
+  EXPECT_EQ(allowed.policy["decision"], "allow");
+  auto done = WaitCompleted(allowed.id);
+  EXPECT_EQ(done.state, RunState::kSucceeded);
+  EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + allowed.id + "/stdout"), "auto\n");
+
+  // deny: never queued, ends CANCELLED with the reason; nobody can approve it afterwards.
+  auto denied = Submit(Request({"/bin/date", "-u"}));
+  EXPECT_EQ(denied.state, RunState::kCancelled);
+  ASSERT_TRUE(denied.result.has_value());
+  EXPECT_EQ(denied.result->reason.rfind("policy_denied", 0), 0u) << denied.result->reason;
+  EXPECT_FALSE(manager_->Approve(denied.id, bob_).ok());
+
+  // A destructive command is denied whatever the rules say.
+  auto rm = Submit(Request({"/bin/rm", "-rf", "/"}));
+  EXPECT_EQ(rm.state, RunState::kCancelled);
+  EXPECT_EQ(rm.policy["protection"], "destructive");
+
+  // review: waits.
+  auto review = Submit(Request({"/bin/ls"}));
+  EXPECT_EQ(review.state, RunState::kAwaitingReview);
+
+  // Every decision is in the audit trail.
+  for (const auto* r : {&allowed, &denied, &review}) {
+    auto audit = store_->ListAudit({.run_id = r->id});
+    ASSERT_TRUE(audit.ok());
+    bool found = false;
+    for (const auto& a : *audit) {
+      if (a.action == "policy.decision") {
+        found = true;
+        EXPECT_EQ(a.details["decision"], r->policy["decision"]);
+      }
+    }
+    EXPECT_TRUE(found) << r->id;
+  }
+}
 
 TEST_F(RunManagerTest, WaitsForReviewThenRunsAndRecordsEverything) {
   auto run = Submit(Request({"/bin/sh", "-c", "echo hello; echo oops >&2"}));

@@ -9,6 +9,7 @@
 #include "api/testing/raw_client.h"
 #include "integration/sandbox_harness.h"
 #include "base/sha256.h"
+#include "supervisor/policy/command_policy.h"
 #include "supervisor/text.h"
 #include "tests/support/store_fixture.h"
 
@@ -403,6 +404,30 @@ TEST_P(ServeApiTest, LogsAreBinarySafeAndTimestamped) {
   }
   EXPECT_EQ(lines, 3u) << ts;
   EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/logs?timestamps=maybe", kAlice).status, 400);
+}
+
+TEST_P(ServeApiTest, PolicyEvaluateAnswersWithoutRunningAnything) {
+  auto p = policy::CommandPolicy::LoadText("rules:\n  \"*\": review\n  \"git *\": allow\n",
+                                           "api-test.yaml");
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  runs_->SetCommandPolicy(*p);
+  auto allow = Call("POST", "/v1/policy:evaluate", kAlice, R"({"argv": ["git", "status"]})");
+  ASSERT_EQ(allow.status, 200) << allow.body;
+  EXPECT_EQ(allow.Json()["decision"], "allow");
+  EXPECT_EQ(allow.Json()["rule"]["line"], 3);
+  EXPECT_EQ(allow.Json()["rule"]["pattern"], "git *");
+  auto deny = Call("POST", "/v1/policy:evaluate", kAlice, R"({"command": "ls; rm -rf /"})");
+  ASSERT_EQ(deny.status, 200) << deny.body;
+  EXPECT_EQ(deny.Json()["decision"], "deny");
+  EXPECT_EQ(deny.Json()["risk"], "high");
+  auto review = Call("POST", "/v1/policy:evaluate", kAlice, R"({"argv": ["make"]})");
+  EXPECT_EQ(review.Json()["decision"], "review");
+  EXPECT_EQ(Call("POST", "/v1/policy:evaluate", kAlice, R"({"argv": "git"})").status, 400);
+  EXPECT_EQ(Call("POST", "/v1/policy:evaluate", kAlice, R"({})").status, 400);
+  EXPECT_EQ(Call("POST", "/v1/policy:evaluate", kAlice, R"({"argv": ["ls"], "x": 1})").status, 400);
+  EXPECT_EQ(Call("POST", "/v1/policy:evaluate", nullptr, R"({"argv": ["ls"]})").status, 401);
+  // Nothing was submitted.
+  EXPECT_TRUE(Call("GET", "/v1/runs", kAlice).Json()["runs"].empty());
 }
 
 std::unique_ptr<PgCluster> ServeApiTest::cluster_;

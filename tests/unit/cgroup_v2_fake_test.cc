@@ -437,6 +437,33 @@ TEST_F(V2FakeTest, DestroyRemovesSubCgroupsDeepestFirst) {
                            "rmdir sandboxd-test/sbx-1/inner", "rmdir sandboxd-test/sbx-1"}));
 }
 
+TEST_F(V2FakeTest, RemoveLeftoversKillsAndRemovesWhatACrashLeft) {
+  auto d = OpenDriver();
+  ASSERT_NE(d, nullptr);
+  // What a daemon killed with SIGKILL leaves: sandbox cgroups, one with a sub-cgroup.
+  ASSERT_TRUE(fake_->MakeDir(Path("sandboxd-test/run_a")).ok());
+  ASSERT_TRUE(fake_->MakeDir(Path("sandboxd-test/run_b")).ok());
+  ASSERT_TRUE(fake_->MakeDir(Path("sandboxd-test/run_b/inner")).ok());
+  NewOps();
+  auto removed = d->RemoveLeftovers();
+  ASSERT_TRUE(removed.ok()) << removed.error().ToString();
+  std::vector<std::string> names = *removed;
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"run_a", "run_b"}));
+  Ops ops = NewOps();
+  for (const char* want : {"write sandboxd-test/run_a/cgroup.kill 1", "rmdir sandboxd-test/run_a",
+                           "write sandboxd-test/run_b/cgroup.kill 1",
+                           "rmdir sandboxd-test/run_b/inner", "rmdir sandboxd-test/run_b"}) {
+    EXPECT_NE(std::find(ops.begin(), ops.end(), want), ops.end()) << want;
+  }
+  EXPECT_FALSE(stdfs::exists(Path("sandboxd-test/run_a")));
+  EXPECT_FALSE(stdfs::exists(Path("sandboxd-test/run_b")));
+  EXPECT_TRUE(stdfs::exists(Path("sandboxd-test")));
+  auto again = d->RemoveLeftovers();
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+}
+
 TEST_F(V2FakeTest, DestroyWaitsForPopulatedZeroThenGivesUpAndCanBeRetried) {
   DriverOptions options = Options();
   options.destroy_timeout = std::chrono::milliseconds(300);
