@@ -88,8 +88,27 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
   SBX_TRY(CheckKeys(root,
                     {"listen", "database", "data_dir", "node", "api_keys", "max_concurrent_runs",
                      "max_queue", "limits", "seccomp_profiles_dir", "policy_dir", "cgroup_parent",
-                     "max_body_bytes"},
+                     "max_body_bytes", "workspace_roots", "artifacts_quota"},
                     source, ""));
+  if (auto n = root["workspace_roots"]) {
+    if (!n.IsSequence()) {
+      return KeyError(source, "workspace_roots", "must be a list of absolute directories");
+    }
+    for (size_t i = 0; i < n.size(); ++i) {
+      auto s = String(n[i], source, fmt::format("workspace_roots[{}]", i));
+      if (!s.ok()) return std::move(s).error();
+      if (s->empty() || (*s)[0] != '/') {
+        return KeyError(source, fmt::format("workspace_roots[{}]", i), "must be an absolute path");
+      }
+      c.limits.workspace_roots.push_back(*s);
+    }
+  }
+  if (root["artifacts_quota"]) {
+    auto v = Size(root["artifacts_quota"], source, "artifacts_quota");
+    if (!v.ok()) return std::move(v).error();
+    if (*v <= 0) return KeyError(source, "artifacts_quota", "must be positive");
+    c.limits.artifacts_quota_bytes = static_cast<uint64_t>(*v);
+  }
   if (auto n = root["listen"]) {
     if (!n.IsSequence()) return KeyError(source, "listen", "must be a list of HOST:PORT or unix:PATH");
     c.listen.clear();

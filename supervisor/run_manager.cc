@@ -12,6 +12,7 @@
 #include "base/fs.h"
 #include "supervisor/policy/decision_json.h"
 #include "supervisor/run_logs.h"
+#include "supervisor/workspace.h"
 #include "supervisor/result_json.h"
 #include "supervisor/text.h"
 
@@ -38,6 +39,7 @@ int64_t NowMs() {
       .count();
 }
 
+constexpr size_t kMaxDiffBytes = 16 << 20;
 constexpr auto kCrossNodeRecheck = std::chrono::seconds(2);
 
 Status CheckLimit(const char* field, double value, double max) {
@@ -96,11 +98,16 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
     options.node = host;
   }
   if (!options.seccomp) {
-    options.seccomp = [](const std::string& name) -> Result<seccomp::Program> {
+    // The builtin profile, compiled once (compiling it costs milliseconds; the program is
+    // immutable and copied into each sandbox's spec).
+    auto compiled = std::make_shared<std::optional<Result<seccomp::Program>>>();
+    auto once = std::make_shared<std::once_flag>();
+    options.seccomp = [compiled, once](const std::string& name) -> Result<seccomp::Program> {
       if (!name.empty() && name != "default") {
         return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured", name);
       }
-      return seccomp::Compile(seccomp::DefaultProfile());
+      std::call_once(*once, [&] { compiled->emplace(seccomp::Compile(seccomp::DefaultProfile())); });
+      return **compiled;
     };
   }
   if (::mkdir(options.data_dir.c_str(), 0711) < 0 && errno != EEXIST) {
@@ -108,6 +115,13 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   }
   std::string runs = options.data_dir + "/runs";
   if (::mkdir(runs.c_str(), 0711) < 0 && errno != EEXIST) return ErrnoError("mkdir {}", runs);
+  if (Status st = CheckSearchableByOthers(runs); !st.ok()) {
+    return WithContext(std::move(st).error(), "data_dir");
+  }
+  // Mounts of runs a killed daemon left behind (their sandboxes died with it).
+  if (Status st = SweepStaleMounts(options.data_dir); !st.ok()) {
+    return WithContext(std::move(st).error(), "removing mounts left by an earlier daemon");
+  }
 
   std::unique_ptr<RunManager> m(new RunManager(store, std::move(options)));
   m->policy_ = m->options_.command_policy;
@@ -238,7 +252,19 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
                      "network '{}' is not available; runs get network \"none\"", request.network);
   }
   if (request.workspace) {
-    return MakeError(ErrorCode::kInvalidArgument, "workspaces are not configured on this daemon");
+    // Resolved now to refuse a bad path at once, and again (by fd) just before the run.
+    auto ws = ResolveWorkspace(request.workspace->path, options_.limits.workspace_roots);
+    if (!ws.ok()) return WithContext(std::move(ws).error(), "workspace");
+    auto mode = ParseWorkspaceMode(request.workspace->mode);
+    if (!mode.ok()) return WithContext(std::move(mode).error(), "workspace.mode");
+    std::string data = options_.data_dir + "/";
+    std::string path = ws->path + "/";
+    if (data.rfind(path, 0) == 0 || path.rfind(data, 0) == 0) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "workspace {} overlaps the daemon's data directory {}", ws->path,
+                       options_.data_dir);
+    }
+    request.workspace = store::Workspace{ws->path, WorkspaceModeName(*mode)};
   }
   auto limits = ResolveLimits(request.limits, options_.limits);
   if (!limits.ok()) return std::move(limits).error();
@@ -527,7 +553,9 @@ void RunManager::Execute(RunRecord run) {
 
   // Where its output goes, besides the events.
   std::string dir = fmt::format("{}/runs/{}", options_.data_dir, id);
-  if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) {
+  // 0711: the sandbox's init (an unprivileged host uid) passes through to its mount points; it
+  // cannot list the directory, and the logs in it are 0600.
+  if (::mkdir(dir.c_str(), 0711) < 0 && errno != EEXIST) {
     result.reason = fmt::format("setup_failed: mkdir {}: {}", dir, std::strerror(errno));
     return finish(RunState::kFailed);
   }
@@ -564,10 +592,64 @@ void RunManager::Execute(RunRecord run) {
     result.reason = "cancelled";
     return finish(RunState::kCancelled);
   }
+  // Host-side mounts: /artifacts always, /workspace when asked for. They outlive the sandbox
+  // until the artifacts and the diff have been taken.
+  std::optional<ResolvedWorkspace> workspace;
+  WorkspaceMode ws_mode = WorkspaceMode::kReadOnly;
+  if (run.workspace) {
+    auto ws = ResolveWorkspace(run.workspace->path, options_.limits.workspace_roots);
+    auto mode = ParseWorkspaceMode(run.workspace->mode);
+    if (!ws.ok() || !mode.ok()) {
+      result.reason = "setup_failed: workspace: " +
+                      (ws.ok() ? mode.error().ToString() : ws.error().ToString());
+      return finish(RunState::kFailed);
+    }
+    workspace = std::move(*ws);
+    ws_mode = *mode;
+  }
+  auto mounts = RunMounts::Prepare(dir, workspace ? &*workspace : nullptr, ws_mode,
+                                   options_.limits.artifacts_quota_bytes,
+                                   spec.host_id_base + spec.uid, spec.host_id_base + spec.gid);
+  if (!mounts.ok()) {
+    result.reason = "setup_failed: " + mounts.error().ToString();
+    spdlog::error("run {}: {}", id, result.reason);
+    return finish(RunState::kFailed);
+  }
+  for (auto& b : mounts->Binds()) spec.binds.push_back(std::move(b));
+  // After the sandbox is gone: what the program left, the workspace's changes, the unmounts.
+  auto take_outputs = [&] {
+    const std::string artifact_dir = ArtifactDir(options_.data_dir, id);
+    if (::mkdir(artifact_dir.c_str(), 0700) < 0 && errno != EEXIST) {
+      spdlog::error("run {}: mkdir {}: {}", id, artifact_dir, std::strerror(errno));
+    }
+    auto files = mounts->CollectArtifacts(artifact_dir + "/files");
+    if (files.ok()) {
+      for (const auto& f : files->files) {
+        artifacts.push_back({"files/" + f.path, f.size, f.sha256});
+      }
+      for (const auto& s : files->skipped) {
+        spdlog::warn("run {}: artifact {} skipped: {}", id, s.path, s.reason);
+      }
+    } else {
+      spdlog::error("run {}: collecting artifacts: {}", id, files.error().ToString());
+    }
+    if (workspace && ws_mode == WorkspaceMode::kCopyOnWrite) {
+      auto d = mounts->Diff(kMaxDiffBytes);
+      if (d.ok()) {
+        diff = std::move(*d);
+      } else {
+        spdlog::error("run {}: workspace diff: {}", id, d.error().ToString());
+      }
+    }
+    if (Status st = mounts->Teardown(); !st.ok()) {
+      spdlog::error("run {}: unmounting: {}", id, st.error().ToString());
+    }
+  };
   auto sb = isolate::Sandbox::Create(spec, *options_.cgroups, options_.engine);
   if (!sb.ok()) {
     result.reason = "setup_failed: " + sb.error().ToString();
     spdlog::error("run {}: {}", id, result.reason);
+    take_outputs();
     return finish(RunState::kFailed);
   }
   {
@@ -663,6 +745,7 @@ void RunManager::Execute(RunRecord run) {
   if (Status st = (*sb)->Destroy(); !st.ok()) {
     spdlog::warn("run {}: sandbox cleanup: {}", id, st.error().ToString());
   }
+  take_outputs();
   if (cancelled || is_cancelled()) {
     bool by_user = false;
     {

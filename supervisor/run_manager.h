@@ -48,6 +48,10 @@ struct ServiceLimits {
   LimitSet maxima{4.0, 8ll << 30, 4096, 24 * 3600, 1ll << 30};
   int max_concurrent_runs = 2;
   int max_queue = 100;  // QUEUED runs; past it, Submit() fails with kResourceExhausted
+  // Host directories under which a run may name its workspace; empty: workspaces are off.
+  std::vector<std::string> workspace_roots;
+  // The size of each run's /artifacts (a tmpfs).
+  uint64_t artifacts_quota_bytes = 64ull << 20;
 };
 
 enum class Role { kSubmitter, kReviewer, kAdmin };

@@ -26,6 +26,7 @@ class RunManagerTest : public SandboxTest {
     if (IsSkipped()) return;
     char dir[] = "/tmp/sbx-runs-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
+    ::chmod(dir, 0711);  // the sandboxes reach their mount points through it
     dir_ = dir;
     auto s = store::Open("sqlite://" + dir_ + "/sandboxd.db");
     ASSERT_TRUE(s.ok()) << s.error().ToString();

@@ -1,13 +1,20 @@
 // The /v1 API end to end over a real socket: a real server, run manager, store and sandboxes,
 // once on SQLite and once on a PostgreSQL cluster the suite starts; the client is a raw
 // HTTP/WebSocket client with bounded reads.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <sys/stat.h>
+
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "api/run_routes.h"
 #include "api/server.h"
 #include "api/testing/raw_client.h"
 #include "integration/sandbox_harness.h"
+#include "base/fs.h"
 #include "base/sha256.h"
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/text.h"
@@ -42,6 +49,7 @@ class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Ba
     if (IsSkipped()) return;
     char dir[] = "/tmp/sbx-serve-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
+    ::chmod(dir, 0711);  // the sandboxes reach their mount points through it
     dir_ = dir;
     config_.data_dir = dir_ + "/data";
     config_.database = "sqlite://" + dir_ + "/db.sqlite";
@@ -61,6 +69,8 @@ class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Ba
       config_.database = cluster_->Url(database_);
     }
     config_.limits.maxima.memory_bytes = 1ll << 30;
+    std::filesystem::create_directories(dir_ + "/roots");
+    config_.limits.workspace_roots = {dir_ + "/roots"};
     auto s = store::Open(config_.database);
     ASSERT_TRUE(s.ok()) << s.error().ToString();
     store_ = std::move(*s);
@@ -428,6 +438,81 @@ TEST_P(ServeApiTest, PolicyEvaluateAnswersWithoutRunningAnything) {
   EXPECT_EQ(Call("POST", "/v1/policy:evaluate", nullptr, R"({"argv": ["ls"]})").status, 401);
   // Nothing was submitted.
   EXPECT_TRUE(Call("GET", "/v1/runs", kAlice).Json()["runs"].empty());
+}
+
+TEST_P(ServeApiTest, WorkspacesCopyOnWriteReadOnlyAndArtifactsFromTheSandbox) {
+  const std::string proj = dir_ + "/roots/proj";
+  std::filesystem::create_directories(proj);
+  {
+    std::ofstream(proj + "/a.txt") << "one\n";
+    std::ofstream(proj + "/gone.txt") << "bye\n";
+  }
+  ASSERT_EQ(::chown(proj.c_str(), 1234, 1234), 0);
+  ASSERT_EQ(::chown((proj + "/a.txt").c_str(), 1234, 1234), 0);
+  ASSERT_EQ(::chown((proj + "/gone.txt").c_str(), 1234, 1234), 0);
+
+  nlohmann::json body = {
+      {"argv", {"/bin/sh", "-c",
+                "echo two >> /workspace/a.txt && echo new > /workspace/b.txt && "
+                "rm /workspace/gone.txt && echo art > /artifacts/out.txt && "
+                "mkdir /artifacts/sub && echo deep > /artifacts/sub/x && "
+                "ln -s /etc/shadow /artifacts/link"}},
+      {"workspace", {{"path", proj}, {"mode", "cow"}}}};
+  std::string id = SubmitApproved(body.dump());
+  auto events = Follow(id);
+  auto run = Call("GET", "/v1/runs/" + id, kAlice).Json();
+  ASSERT_EQ(run["state"], "SUCCEEDED") << run.dump();
+  EXPECT_EQ(run["workspace"]["mode"], "cow");
+  // The host directory never changed.
+  EXPECT_EQ(*ReadFile(proj + "/a.txt"), "one\n");
+  EXPECT_TRUE(std::filesystem::exists(proj + "/gone.txt"));
+  EXPECT_FALSE(std::filesystem::exists(proj + "/b.txt"));
+  // The diff says what the run changed.
+  std::string diff = Call("GET", "/v1/runs/" + id + "/artifacts/diff.patch", kAlice).body;
+  EXPECT_NE(diff.find("diff --git a/a.txt b/a.txt"), std::string::npos) << diff;
+  EXPECT_NE(diff.find("+two"), std::string::npos) << diff;
+  EXPECT_NE(diff.find("new file mode"), std::string::npos) << diff;
+  EXPECT_NE(diff.find("deleted file mode"), std::string::npos) << diff;
+  // Files from /artifacts, with checksums; the symlink was not followed nor kept.
+  auto listed = Call("GET", "/v1/runs/" + id + "/artifacts", kAlice).Json();
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& a : listed["artifacts"]) by_name[a["name"].get<std::string>()] = a;
+  ASSERT_TRUE(by_name.count("files/out.txt")) << listed.dump();
+  EXPECT_EQ(by_name["files/out.txt"]["sha256"], Sha256Hex("art\n"));
+  EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/artifacts/files/sub/x", kAlice).body, "deep\n");
+  EXPECT_FALSE(by_name.count("files/link"));
+  EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/artifacts/files/link", kAlice).status, 404);
+
+  // Read-only: the same writes fail, and the host is untouched.
+  nlohmann::json ro = {{"argv", {"/bin/sh", "-c", "cat /workspace/a.txt; echo x >> /workspace/a.txt"}},
+                       {"workspace", proj}};
+  std::string ro_id = SubmitApproved(ro.dump());
+  Follow(ro_id);
+  auto ro_run = Call("GET", "/v1/runs/" + ro_id, kAlice).Json();
+  EXPECT_EQ(ro_run["state"], "FAILED");
+  EXPECT_EQ(Call("GET", "/v1/runs/" + ro_id + "/logs?stream=stdout", kAlice).body, "one\n");
+  EXPECT_EQ(*ReadFile(proj + "/a.txt"), "one\n");
+
+  // Hostile or unknown paths are refused at submission and nothing is stored.
+  std::filesystem::create_symlink("/etc", dir_ + "/roots/etc-link");
+  for (const std::string& bad : {dir_ + "/roots/../roots/proj", std::string("/etc"),
+                                 dir_ + "/roots/etc-link", dir_ + "/roots/missing",
+                                 std::string("relative/path"), dir_ + "/roots2"}) {
+    nlohmann::json b = {{"argv", {"/bin/true"}}, {"workspace", bad}};
+    auto r = Call("POST", "/v1/runs", kAlice, b.dump());
+    EXPECT_TRUE(r.status == 400 || r.status == 403 || r.status == 404) << bad << " " << r.body;
+  }
+  auto mode = Call("POST", "/v1/runs", kAlice,
+                   nlohmann::json{{"argv", {"/bin/true"}},
+                                  {"workspace", {{"path", proj}, {"mode", "rw"}}}}
+                       .dump());
+  EXPECT_EQ(mode.status, 400);
+  EXPECT_EQ(Call("GET", "/v1/runs", kAlice).Json()["runs"].size(), 2u);
+  // No mount is left under the test's directory.
+  std::ifstream mounts("/proc/self/mountinfo");
+  for (std::string line; std::getline(mounts, line);) {
+    EXPECT_EQ(line.find(dir_), std::string::npos) << line;
+  }
 }
 
 std::unique_ptr<PgCluster> ServeApiTest::cluster_;

@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -34,6 +36,7 @@ class ServeRestartTest : public SandboxTest {
     if (IsSkipped()) return;
     char dir[] = "/tmp/sbx-restart-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
+    ::chmod(dir, 0711);  // the sandboxes reach their mount points through it
     dir_ = dir;
     cgroup_parent_ = "sandboxd-restart-test-" + std::to_string(::getpid());
     std::filesystem::create_directories(dir_ + "/policies");
