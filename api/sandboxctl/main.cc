@@ -1,0 +1,323 @@
+// sandboxctl: the command-line client of the sandboxd API (HTTP/1.1 and WebSocket over a Unix
+// socket or TCP). Global options, the command table and the help texts live here; the
+// commands are in commands.cc and run_command.cc, the protocol in client.cc.
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "api/sandboxctl/args.h"
+#include "api/sandboxctl/client.h"
+#include "api/sandboxctl/commands.h"
+
+#ifndef SBX_CTL_VERSION
+#define SBX_CTL_VERSION "0"
+#endif
+
+namespace sbx::ctl {
+namespace {
+
+constexpr char kUsage[] = R"(Usage: sandboxctl [--host ADDR] [--api-key KEY] [--json] COMMAND [ARGS]
+
+The client of sandboxd: submit commands to run in sandboxes, review them, follow their output.
+
+Commands:
+  run [OPTIONS] -- ARGV…      submit a run, wait for review, stream its output, exit with its status
+  ps                          list runs (active ones; --all for every state)
+  inspect ID                  show one run
+  logs [-f] ID                print a run's output (-f: follow it until the run ends)
+  approve ID…                 approve runs waiting for review (reviewer role)
+  reject ID… [--reason R]     reject runs waiting for review (reviewer role)
+  cancel ID…                  cancel runs (a running sandbox is killed)
+  artifacts ls|get …          list or download a run's artifacts
+  audit [--run ID]            show the audit trail (reviewer role)
+  policy test "CMD"           ask the command policy what it would decide
+  info                        the daemon's limits and isolation
+  version                     sandboxctl's version
+  help [COMMAND]              this text, or a command's
+
+Global options (before or after the command):
+  --host ADDR      unix:/PATH or HOST:PORT (default: $SANDBOXD_HOST, else unix:/run/sandboxd/api.sock)
+  --api-key KEY    the API key (default: $SANDBOXD_API_KEY)
+  --json           print the API's JSON instead of text
+  -h, --help       help
+
+Exit status: 0 success, 1 the operation failed, 2 usage error; `run` exits with the run's status.
+)";
+
+constexpr char kRunUsage[] = R"(Usage: sandboxctl run [OPTIONS] -- ARGV…
+       sandboxctl run [OPTIONS] --step NAME=CMD [--step NAME=CMD]…
+
+Submits a run, says on stderr when it waits for review (and how a reviewer approves it), then
+streams its stdout and stderr to ours, byte for byte, until it ends.
+
+Options:
+  --step NAME=CMD         a named step (repeatable; the steps run in order, in one sandbox). CMD is
+                          split into words like a shell would (quotes, backslashes), nothing is
+                          expanded: use sh -c '…' for shell features
+  --cpus N                CPU limit (e.g. 0.5, 2)
+  --memory SIZE           memory limit (e.g. 256m, 1g)
+  --pids N                process limit
+  --timeout DURATION      wall-clock limit: seconds, or 30s, 5m, 1h
+  --env K=V               an environment variable (repeatable); --env K passes this shell's value
+  --label K=V             a label (repeatable; `ps --label K=V` filters on it)
+  --workspace PATH[:ro|:cow]
+                          a workspace directory, if the daemon allows it
+  --stdin FILE|-          bytes for the run's stdin (text: the API takes UTF-8)
+  --idempotency-key K     submitting again with the same key returns the same run
+  --no-follow             print the run's ID (or its JSON with --json) and return at once
+  --cancel-on-interrupt   Ctrl-C cancels the run (a second Ctrl-C detaches); without it, Ctrl-C
+                          only detaches and the run goes on
+  -q, --quiet             no notices of our own on stderr (waiting for review, approved)
+  --json                  print each event as one line of JSON instead of the output
+
+Exit status: the run's exit code; 128+N when it was killed by signal N; 125 when it did not run
+to a status of its own (setup failed, rejected, cancelled) or could not be submitted or
+followed; 2 for a usage error; 130 when Ctrl-C detached from it.
+)";
+
+constexpr char kPsUsage[] = R"(Usage: sandboxctl ps [--state S]… [--label K=V]… [--limit N] [--all]
+
+Lists runs, newest first: ID, STATE, SUBMITTER, AGE, COMMAND, EXIT. Without --state, only runs
+that have not ended (PENDING, PLANNED, AWAITING_REVIEW, QUEUED, RUNNING).
+  --state S     SUCCEEDED, FAILED, CANCELLED, RUNNING, … (repeatable: any of them)
+  --label K=V   only runs with this label (repeatable: all of them)
+  --limit N     at most N runs (default 50; with --all, no limit)
+  --all         runs in every state
+)";
+
+constexpr char kInspectUsage[] = R"(Usage: sandboxctl inspect [--json] ID
+
+Shows a run: command, limits, review, timestamps, result of each step.
+)";
+
+constexpr char kLogsUsage[] =
+    R"(Usage: sandboxctl logs [-f] [--tail N] [--stream stdout|stderr|all] ID
+
+Prints a run's output. With --stream all (the default), stdout and stderr are interleaved in the
+order they were produced, all on our stdout.
+  -f, --follow   keep printing as the run writes, until it ends
+  --tail N       only the last N lines
+  --stream S     stdout, stderr or all
+)";
+
+constexpr char kApproveUsage[] = R"(Usage: sandboxctl approve ID…
+
+Approves runs waiting for review (needs the reviewer or admin role; nobody approves their own run).
+)";
+
+constexpr char kRejectUsage[] = R"(Usage: sandboxctl reject [--reason R] ID…
+
+Rejects runs waiting for review (reviewer or admin role); they end CANCELLED.
+)";
+
+constexpr char kCancelUsage[] = R"(Usage: sandboxctl cancel ID…
+
+Cancels runs that have not ended; a running sandbox and everything in it is killed.
+)";
+
+constexpr char kArtifactsUsage[] = R"(Usage: sandboxctl artifacts ls ID
+       sandboxctl artifacts get ID NAME [-o FILE|-]
+
+ls lists a run's artifacts (name, size, SHA-256). get downloads one: to FILE, to stdout with
+-o -, else to NAME below the current directory (to its last path segment when NAME is absolute
+or has a '..' segment; nothing is written outside the current directory).
+)";
+
+constexpr char kAuditUsage[] = R"(Usage: sandboxctl audit [--run ID]
+
+Shows the audit trail, oldest first (reviewer or admin role).
+)";
+
+constexpr char kPolicyUsage[] = R"(Usage: sandboxctl policy test "COMMAND"
+       sandboxctl policy test -- ARGV…
+
+Asks the daemon's command policy what it would decide for a command (allow, review or deny),
+with the risk, the rule that matched and the reasons. Nothing is run.
+)";
+
+constexpr char kInfoUsage[] = R"(Usage: sandboxctl info
+
+Shows the daemon's node name, backends, default and maximum limits and how runs are isolated.
+)";
+
+constexpr char kVersionUsage[] = R"(Usage: sandboxctl version
+
+Prints sandboxctl's version.
+)";
+
+int CmdVersion(Context& ctx, const ParsedArgs&) {
+  if (ctx.json) {
+    PrintJson({{"version", SBX_CTL_VERSION}});
+  } else {
+    (void)WriteOut(1, std::string("sandboxctl ") + SBX_CTL_VERSION + "\n");
+  }
+  return 0;
+}
+
+struct Command {
+  const char* name;
+  const char* usage;
+  std::vector<OptionSpec> options;
+  bool stop_at_positional;  // `run`: the first non-option starts ARGV
+  int (*fn)(Context&, const ParsedArgs&);
+};
+
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> kCommands = {
+      {"run",
+       kRunUsage,
+       {{"step", 0, true},
+        {"cpus", 0, true},
+        {"memory", 0, true},
+        {"pids", 0, true},
+        {"timeout", 0, true},
+        {"env", 'e', true},
+        {"label", 'l', true},
+        {"workspace", 0, true},
+        {"stdin", 0, true},
+        {"idempotency-key", 0, true},
+        {"no-follow", 0, false},
+        {"cancel-on-interrupt", 0, false},
+        {"quiet", 'q', false}},
+       true,
+       CmdRun},
+      {"ps",
+       kPsUsage,
+       {{"state", 0, true}, {"label", 'l', true}, {"limit", 'n', true}, {"all", 'a', false}},
+       false,
+       CmdPs},
+      {"inspect", kInspectUsage, {}, false, CmdInspect},
+      {"logs",
+       kLogsUsage,
+       {{"follow", 'f', false}, {"tail", 0, true}, {"stream", 0, true}},
+       false,
+       CmdLogs},
+      {"approve", kApproveUsage, {}, false, CmdApprove},
+      {"reject", kRejectUsage, {{"reason", 0, true}}, false, CmdReject},
+      {"cancel", kCancelUsage, {}, false, CmdCancel},
+      {"artifacts", kArtifactsUsage, {{"output", 'o', true}}, false, CmdArtifacts},
+      {"audit", kAuditUsage, {{"run", 0, true}}, false, CmdAudit},
+      {"policy", kPolicyUsage, {}, false, CmdPolicy},
+      {"info", kInfoUsage, {}, false, CmdInfo},
+      {"version", kVersionUsage, {}, false, CmdVersion},
+  };
+  return kCommands;
+}
+
+const Command* FindCommand(std::string_view name) {
+  for (const auto& c : Commands()) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
+const std::vector<OptionSpec> kGlobalOptions = {
+    {"host", 0, true}, {"api-key", 0, true}, {"json", 0, false}, {"help", 'h', false}};
+
+int UsageError(const std::string& message) {
+  std::fprintf(stderr, "sandboxctl: %s\nsee 'sandboxctl help'\n", message.c_str());
+  return kExitUsage;
+}
+
+bool ValidHeaderValue(std::string_view v) {
+  for (unsigned char c : v) {
+    if (c < 0x20 || c == 0x7F) return false;
+  }
+  return true;
+}
+
+int Main(std::vector<std::string> args) {
+  std::string host, api_key;
+  bool host_given = false, key_given = false;
+  if (const char* h = std::getenv("SANDBOXD_HOST"); h != nullptr && *h != '\0') {
+    host = h;
+    host_given = true;
+  }
+  if (const char* k = std::getenv("SANDBOXD_API_KEY"); k != nullptr && *k != '\0') {
+    api_key = k;
+    key_given = true;
+  }
+  // Global options before the command.
+  size_t i = 0;
+  std::vector<std::string> leading;
+  while (i < args.size() && args[i].size() > 1 && args[i][0] == '-' && args[i] != "--") {
+    leading.push_back(args[i]);
+    bool needs_value = args[i] == "--host" || args[i] == "--api-key";
+    if (needs_value && i + 1 < args.size()) leading.push_back(args[++i]);
+    ++i;
+  }
+  auto globals = ParseArgs(leading, kGlobalOptions, false);
+  if (!globals.ok()) return UsageError(globals.error().message);
+  if (i >= args.size()) {
+    if (globals->Has("help")) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    std::fputs(kUsage, stderr);
+    return kExitUsage;
+  }
+  const std::string name = args[i];
+  std::vector<std::string> rest(args.begin() + static_cast<ptrdiff_t>(i) + 1, args.end());
+  if (name == "help") {
+    if (rest.empty()) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    const Command* c = FindCommand(rest[0]);
+    if (c == nullptr) return UsageError("unknown command '" + rest[0] + "'");
+    std::fputs(c->usage, stdout);
+    return 0;
+  }
+  const Command* cmd = FindCommand(name);
+  if (cmd == nullptr) return UsageError("unknown command '" + name + "'");
+
+  std::vector<OptionSpec> specs = cmd->options;
+  specs.insert(specs.end(), kGlobalOptions.begin(), kGlobalOptions.end());
+  auto parsed = ParseArgs(rest, specs, cmd->stop_at_positional);
+  Context ctx;
+  ctx.command = name;
+  if (!parsed.ok()) return ReportUsage(ctx, parsed.error().message);
+  if (globals->Has("help") || parsed->Has("help")) {
+    std::fputs(cmd->usage, stdout);
+    return 0;
+  }
+  for (const ParsedArgs* p : {&*globals, &*parsed}) {
+    if (auto h = p->Last("host")) {
+      host = *h;
+      host_given = true;
+    }
+    if (auto k = p->Last("api-key")) {
+      api_key = *k;
+      key_given = !k->empty();
+    }
+    ctx.json = ctx.json || p->Has("json");
+  }
+  if (!cmd->stop_at_positional && parsed->has_rest && name != "policy") {
+    // `--` only matters to commands that take an ARGV.
+    parsed->positional.insert(parsed->positional.end(), parsed->rest.begin(), parsed->rest.end());
+    parsed->rest.clear();
+  }
+  auto endpoint = ParseEndpoint(host_given ? host : kDefaultEndpoint);
+  if (!endpoint.ok()) return ReportUsage(ctx, "--host " + endpoint.error().message);
+  if (!ValidHeaderValue(api_key)) return ReportUsage(ctx, "the API key has control characters");
+  Client client(std::move(*endpoint), api_key);
+  ctx.client = &client;
+  ctx.api_key_given = key_given;
+  try {
+    return cmd->fn(ctx, *parsed);
+  } catch (const std::exception& e) {
+    // The renderers read the API's JSON with nlohmann::json, which throws on a shape it did not
+    // expect (a newer or broken server); say so instead of aborting.
+    std::fprintf(stderr, "sandboxctl: unexpected answer from the server: %s\n", e.what());
+    return kExitError;
+  }
+}
+
+}  // namespace
+}  // namespace sbx::ctl
+
+int main(int argc, char** argv) {
+  return sbx::ctl::Main(std::vector<std::string>(argv + 1, argv + argc));
+}

@@ -1,0 +1,340 @@
+// `sandboxctl run`: submit a run, wait through review, stream its output byte for byte, and exit
+// with its status.
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "api/sandboxctl/commands.h"
+#include "base/fs.h"
+
+namespace sbx::ctl {
+namespace {
+
+bool IsValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates, past U+10FFFF.
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+std::string Base64Decode(std::string_view in) {
+  static const std::string_view kTable =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char ch : in) {
+    size_t v = kTable.find(ch);
+    if (v == std::string_view::npos) continue;  // '=' padding
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
+Result<std::string> ReadInput(const std::string& path) {
+  UniqueFd owned;
+  int fd = 0;
+  if (path != "-") {
+    owned.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!owned) return ErrnoError("--stdin: cannot open {}", path);
+    fd = owned.get();
+  }
+  std::string data;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("--stdin: cannot read {}", path == "-" ? "standard input" : path);
+    if (n == 0) return data;
+    data.append(buf, static_cast<size_t>(n));
+  }
+}
+
+Result<nlohmann::json> BuildRequest(const ParsedArgs& a) {
+  auto usage = [](std::string m) {
+    return Error{ErrorCode::kInvalidArgument, 0, std::move(m), {}};
+  };
+  nlohmann::json body = nlohmann::json::object();
+  std::vector<std::string> steps = a.All("step");
+  if (!steps.empty() && !a.rest.empty()) {
+    return usage("give either --step NAME=CMD (repeatable) or -- ARGV…, not both");
+  }
+  if (steps.empty() && a.rest.empty()) {
+    return usage("nothing to run: give -- ARGV… or --step NAME=CMD");
+  }
+  if (!a.rest.empty()) body["argv"] = a.rest;
+  for (const auto& s : steps) {
+    auto kv = ParseKeyValue(s, "--step");
+    if (!kv.ok()) return std::move(kv).error();
+    auto argv = SplitCommand(kv->second);
+    if (!argv.ok()) return usage("--step " + kv->first + ": " + argv.error().message);
+    if (argv->empty()) return usage("--step " + kv->first + ": the command is empty");
+    body["steps"].push_back({{"name", kv->first}, {"argv", *argv}});
+  }
+  nlohmann::json limits = nlohmann::json::object();
+  if (auto v = a.Last("cpus")) {
+    auto c = ParsePositiveNumber(*v, "--cpus");
+    if (!c.ok()) return std::move(c).error();
+    limits["cpus"] = *c;
+  }
+  if (auto v = a.Last("memory")) {
+    auto m = ParseByteSize(*v);
+    if (!m.ok() || *m == 0) return usage("--memory '" + *v + "': a size such as 256m or 2g");
+    limits["memory"] = *v;
+  }
+  if (auto v = a.Last("pids")) {
+    auto p = ParseInt(*v, "--pids", 1, 1 << 22);
+    if (!p.ok()) return std::move(p).error();
+    limits["pids"] = *p;
+  }
+  if (auto v = a.Last("timeout")) {
+    auto ms = ParseDurationMs(*v);
+    if (!ms.ok() || *ms == 0) return usage("--timeout '" + *v + "': seconds, or 30s, 5m, 1h");
+    limits["timeout_s"] = static_cast<int64_t>((*ms + 999) / 1000);
+  }
+  if (!limits.empty()) body["limits"] = limits;
+  for (const auto& e : a.All("env")) {
+    if (e.find('=') == std::string::npos && !e.empty()) {
+      // --env NAME passes this shell's value on.
+      const char* v = std::getenv(e.c_str());
+      if (v == nullptr) return usage("--env " + e + ": not set here (use --env " + e + "=VALUE)");
+      body["env"][e] = v;
+      continue;
+    }
+    auto kv = ParseKeyValue(e, "--env");
+    if (!kv.ok()) return std::move(kv).error();
+    body["env"][kv->first] = kv->second;
+  }
+  for (const auto& l : a.All("label")) {
+    auto kv = ParseKeyValue(l, "--label");
+    if (!kv.ok()) return std::move(kv).error();
+    body["labels"][kv->first] = kv->second;
+  }
+  if (auto w = a.Last("workspace")) body["workspace"] = *w;
+  if (auto k = a.Last("idempotency-key")) body["idempotency_key"] = *k;
+  if (auto s = a.Last("stdin")) {
+    auto data = ReadInput(*s);
+    if (!data.ok()) return std::move(data).error();
+    if (!IsValidUtf8(*data)) {
+      return usage("--stdin " + *s + ": the API takes stdin as text, and this is not UTF-8");
+    }
+    body["stdin"] = std::move(*data);
+  }
+  return body;
+}
+
+// Ctrl-C while following: detach (the run goes on) and say how to follow again; with
+// --cancel-on-interrupt the first Ctrl-C asks the daemon to cancel the run and the output is
+// followed to its end, a second one detaches. SIGINT is blocked in the calling thread (before
+// the watcher thread exists, so that every thread inherits the mask) and taken by sigwait in
+// the watcher, which may do ordinary work (a cancel request) instead of what a handler may do.
+void StartInterruptWatcher(Client client, std::string run_id, bool cancel_on_interrupt) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([client = std::move(client), run_id = std::move(run_id), cancel_on_interrupt,
+               set]() mutable {
+    bool cancelled = false;
+    for (;;) {
+      int sig = 0;
+      if (::sigwait(&set, &sig) != 0) continue;
+      if (cancel_on_interrupt && !cancelled) {
+        cancelled = true;
+        (void)WriteOut(2, fmt::format("\nsandboxctl: cancelling run {} (interrupt again to "
+                                      "detach)\n",
+                                      run_id));
+        auto r = client.CallJson("POST", "/v1/runs/" + PercentEncode(run_id) + ":cancel");
+        if (!r.ok()) {
+          (void)WriteOut(2, fmt::format("sandboxctl: cancel failed: {}\n", r.error().message));
+        }
+        continue;
+      }
+      (void)WriteOut(2, fmt::format("\nsandboxctl: detached; run {} goes on. Follow it again "
+                                    "with: sandboxctl logs -f {}\n",
+                                    run_id, run_id));
+      std::_Exit(128 + SIGINT);
+    }
+  }).detach();
+}
+
+// The exit status `run` reports for a finished run, and what to say about it ("" for nothing).
+int RunExitStatus(const nlohmann::json& run, std::string* message) {
+  const std::string id = Str(run, "id");
+  const std::string state = Str(run, "state");
+  const nlohmann::json result = run.value("result", nlohmann::json());
+  const std::string reason = Str(result, "reason");
+  std::optional<int> exit_code;
+  if (result.is_object() && result.contains("exit_code") &&
+      result["exit_code"].is_number_integer()) {
+    exit_code = result["exit_code"].get<int>();
+  }
+  const std::string signal = Str(result, "signal");
+  if (state == "SUCCEEDED") return 0;
+  if (state == "CANCELLED") {
+    if (reason.rfind("rejected", 0) == 0) {
+      *message =
+          fmt::format("run {} was rejected{}", id, reason.size() > 8 ? reason.substr(8) : "");
+    } else if (reason.empty() || reason == "cancelled") {
+      *message = fmt::format("run {} was cancelled", id);
+    } else {
+      *message = fmt::format("run {} was cancelled: {}", id, reason);  // e.g. policy_denied
+    }
+    return kExitRunFailed;
+  }
+  if (state != "FAILED") {
+    *message = fmt::format("run {} ended in state {}", id, state);
+    return kExitRunFailed;
+  }
+  if (reason == "exited" && exit_code) return *exit_code;
+  if (int sig = SignalNumber(signal); sig > 0) {
+    *message = reason == "signaled" ? fmt::format("run {} was killed by {}", id, signal)
+                                    : fmt::format("run {}: {} ({})", id, reason, signal);
+    return 128 + sig;
+  }
+  *message = fmt::format("run {} failed: {}", id, reason.empty() ? "no reason given" : reason);
+  return kExitRunFailed;
+}
+
+int Follow(Context& ctx, const std::string& id, bool quiet, bool cancel_on_interrupt) {
+  StartInterruptWatcher(*ctx.client, id, cancel_on_interrupt);
+  bool announced = false;
+  std::string decision;
+  std::optional<nlohmann::json> completed;
+  Status write_error = Ok();
+  auto on_event = [&](const nlohmann::json& ev) {
+    const std::string type = Str(ev, "type");
+    if (ctx.json) {
+      write_error =
+          WriteOut(1, ev.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    } else if (type == "step.log") {
+      int fd = Str(ev, "stream") == "stderr" ? 2 : 1;
+      write_error =
+          WriteOut(fd, ev.contains("data") ? Str(ev, "data") : Base64Decode(Str(ev, "data_b64")));
+    }
+    if (type == "run.status" && !quiet) {
+      const std::string state = Str(ev, "state");
+      // PLANNED carries the policy's decision; AWAITING_REVIEW after an "allow" is only a step
+      // on the way to the policy's own approval, nothing to wait for.
+      if (state == "PLANNED" && ev.contains("policy")) {
+        decision = Str(ev["policy"], "decision");
+      }
+      if (state == "AWAITING_REVIEW" && !announced && decision != "allow") {
+        announced = true;
+        (void)WriteOut(2, fmt::format("sandboxctl: run {} is waiting for review; a reviewer "
+                                      "approves it with:\n  sandboxctl approve {}\n",
+                                      id, id));
+      } else if (state == "QUEUED" && announced) {
+        (void)WriteOut(2, fmt::format("sandboxctl: run {} was approved\n", id));
+      }
+    }
+    if (!write_error.ok()) return EventAction::kStop;
+    if (type == "run.completed") {
+      completed = ev;
+      return EventAction::kStop;
+    }
+    return EventAction::kContinue;
+  };
+  const std::string base = "/v1/runs/" + PercentEncode(id) + "/events?after=";
+  Status st = ctx.client->FollowEvents([&](int64_t after) { return base + std::to_string(after); },
+                                       0, on_event);
+  const std::string again = fmt::format("follow it again with: sandboxctl logs -f {}", id);
+  if (!write_error.ok()) {
+    (void)WriteOut(2, fmt::format("sandboxctl: writing the output of run {}: {}; {}\n", id,
+                                  write_error.error().ToString(), again));
+    return kExitRunFailed;
+  }
+  if (!st.ok()) {
+    ReportError(ctx, st.error());
+    (void)WriteOut(2, fmt::format("sandboxctl: {}\n", again));
+    return kExitRunFailed;
+  }
+  auto run = ctx.client->CallJson("GET", "/v1/runs/" + PercentEncode(id));
+  if (!run.ok()) {
+    ReportError(ctx, run.error());
+    return kExitRunFailed;
+  }
+  if (!completed) {
+    (void)WriteOut(2, fmt::format("sandboxctl: the event stream ended while run {} is {}; {}\n", id,
+                                  Str(*run, "state"), again));
+    return kExitRunFailed;
+  }
+  std::string message;
+  int code = RunExitStatus(*run, &message);
+  if (!message.empty()) (void)WriteOut(2, "sandboxctl: " + message + "\n");
+  return code;
+}
+
+}  // namespace
+
+int CmdRun(Context& ctx, const ParsedArgs& args) {
+  auto body = BuildRequest(args);
+  if (!body.ok()) {
+    if (body.error().code == ErrorCode::kInvalidArgument && body.error().sys_errno == 0) {
+      return ReportUsage(ctx, body.error().message);
+    }
+    (void)WriteOut(2, "sandboxctl: " + body.error().ToString() + "\n");
+    return kExitRunFailed;
+  }
+  auto reply = ctx.client->Call("POST", "/v1/runs", &*body);
+  if (!reply.ok()) {
+    ReportError(ctx, reply.error());
+    return kExitRunFailed;
+  }
+  if (reply->status != 200 && reply->status != 201) {
+    ReportError(ctx, ApiError(*reply));
+    return kExitRunFailed;
+  }
+  auto run = nlohmann::json::parse(reply->body, nullptr, false);
+  if (run.is_discarded() || Str(run, "id").empty()) {
+    (void)WriteOut(2, "sandboxctl: the server's answer to POST /v1/runs is not a run\n");
+    return kExitRunFailed;
+  }
+  const std::string id = Str(run, "id");
+  const bool quiet = args.Has("quiet");
+  if (reply->status == 200 && !quiet) {
+    (void)WriteOut(2, fmt::format("sandboxctl: run {} already exists for this idempotency key "
+                                  "({})\n",
+                                  id, Str(run, "state")));
+  }
+  if (args.Has("no-follow")) {
+    if (ctx.json) {
+      PrintJson(run);
+    } else {
+      (void)WriteOut(1, id + "\n");
+      if (Str(run, "state") == "AWAITING_REVIEW" && !quiet) {
+        (void)WriteOut(2, fmt::format("sandboxctl: run {} is waiting for review; a reviewer "
+                                      "approves it with:\n  sandboxctl approve {}\n",
+                                      id, id));
+      }
+    }
+    return 0;
+  }
+  return Follow(ctx, id, quiet, args.Has("cancel-on-interrupt"));
+}
+
+}  // namespace sbx::ctl
