@@ -10,7 +10,7 @@ build_pkgs=(
   libsqlite3-dev libpqxx-dev libyaml-cpp-dev
 )
 # postgresql: the store tests start a throwaway server from /usr/lib/postgresql/15/bin.
-test_pkgs=(bubblewrap hyperfine busybox-static postgresql)
+test_pkgs=(bubblewrap hyperfine jq busybox-static postgresql)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then want+=("${test_pkgs[@]}"); fi

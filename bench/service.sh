@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The service's figures, measured against a real `sandboxd serve` on SQLite that this script
+# starts (and stops) in a temporary directory:
+#   - end-to-end latency of an auto-approved /bin/true run (POST /v1/runs to run.completed on the
+#     run's WebSocket), one run after another;
+#   - runs per second with 16 clients in parallel;
+#   - log throughput of one run writing 1 GiB of text to stdout, followed on a WebSocket, next to
+#     the raw pipe `head -c 1G /dev/zero | cat >/dev/null` measured in the same run;
+#   - the daemon's RSS idle and its peak during the 1 GiB stream.
+# Usage: bench/service.sh [BUILD_DIR] [RUNS]
+set -euo pipefail
+build=${1:-build}
+runs=${2:-500}
+out=${BENCH_OUT:-docs/bench}
+mkdir -p "$out"
+server="$build/supervisor/sandboxd-server"
+client="$build/bench/bench_service"
+
+dir=$(mktemp -d /tmp/sbx-bench-service-XXXXXX)
+key="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+sha=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
+mkdir -p "$dir/policies"
+cat > "$dir/policies/commands.yaml" <<'YAML'
+rules:
+  "*": review
+  "/bin/true": allow
+  "/bin/sh -c *": allow
+YAML
+cat > "$dir/sandboxd.yaml" <<YAML
+listen: ["127.0.0.1:0"]
+database: sqlite://$dir/sandboxd.db
+data_dir: $dir/data
+policy_dir: $dir/policies
+cgroup_parent: sandboxd-bench-$$
+max_concurrent_runs: 8
+max_queue: 10000
+limits:
+  maxima: {output_bytes: 2g}
+api_keys:
+  - {name: bench, role: submitter, key_sha256: $sha}
+YAML
+
+mkfifo "$dir/stdout"
+"$server" --config "$dir/sandboxd.yaml" > "$dir/stdout" 2> "$dir/stderr" &
+pid=$!
+cleanup() {
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for root in /sys/fs/cgroup/unified /sys/fs/cgroup /sys/fs/cgroup/*; do
+    rmdir "$root/sandboxd-bench-$$" 2>/dev/null || true
+  done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+exec 3< "$dir/stdout"
+port=""
+while read -r line <&3; do
+  case "$line" in
+    *"listening on 127.0.0.1:"*) port=${line##*:} ;;
+    *"sandboxd: ready"*) break ;;
+  esac
+done
+cat <&3 > /dev/null &
+[ -n "$port" ] || { echo "the daemon did not start:"; cat "$dir/stderr"; exit 1; }
+
+idle_kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
+echo "{\"bench\": \"idle\", \"daemon_rss_kb\": $idle_kb}" | tee "$out/service.jsonl"
+"$client" latency "$port" "$key" 20 > /dev/null  # warm-up
+"$client" latency "$port" "$key" "$runs" | tee -a "$out/service.jsonl"
+"$client" rate "$port" "$key" 16 "$runs" | tee -a "$out/service.jsonl"
+"$client" logs "$port" "$key" $((1 << 30)) "$pid" | tee -a "$out/service.jsonl"
+hyperfine --runs 5 --export-json "$dir/pipe.json" \
+  -n "raw pipe" "head -c 1G /dev/zero | cat >/dev/null" \
+  -n "raw pipe, same text" "yes 'sandboxd log throughput: 0123456789abcdefghijklmnopqrstuvwxyz' | head -c 1G | cat >/dev/null" \
+  > /dev/null
+jq -c '.results[] | {bench: "pipe", command: .command, median_s: .median,
+       mb_per_s: (1073741824 / .median / 1e6)}' "$dir/pipe.json" | tee -a "$out/service.jsonl"

@@ -1,0 +1,208 @@
+// Load generator for `sandboxd serve` (bench/service.sh starts the daemon and calls this):
+//
+//   bench_service latency  PORT KEY N            N auto-approved /bin/true runs one after
+//                                                another: POST /v1/runs until run.completed
+//                                                arrives on the run's WebSocket; p50/p90/p99
+//   bench_service rate     PORT KEY CLIENTS N    CLIENTS connections in parallel, N runs in all;
+//                                                runs per second
+//   bench_service logs     PORT KEY BYTES PID    one run writing BYTES of text to stdout,
+//                                                followed on a WebSocket; MB/s, and the daemon's
+//                                                (PID) RSS before and its peak (VmHWM) after
+//
+// Output: one JSON object per line on stdout.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/testing/raw_client.h"
+
+namespace {
+
+using sbx::api::testing::MakeRequest;
+using sbx::api::testing::MakeWsUpgrade;
+using sbx::api::testing::RawConn;
+using sbx::api::testing::RoundTrip;
+using sbx::api::testing::WsReadFrame;
+using Clock = std::chrono::steady_clock;
+
+uint16_t g_port = 0;
+std::string g_key;
+
+// Submits `body`; returns the run id ("" on failure).
+std::string Submit(const std::string& body) {
+  auto c = RawConn::Tcp(g_port);
+  if (!c) return "";
+  auto r = RoundTrip(*c, MakeRequest("POST", "/v1/runs",
+                                     {{"x-api-key", g_key}, {"Content-Type", "application/json"}},
+                                     body));
+  if (!r || r->status != 201) {
+    std::fprintf(stderr, "submit failed: %d %s\n", r ? r->status : 0, r ? r->body.c_str() : "");
+    return "";
+  }
+  return r->Json().value("id", "");
+}
+
+// The length of the JSON string value after `"data":"` in `frame`, decoded (escapes count as
+// the one byte they stand for; \uXXXX below 0x80 as one). -1 when there is none.
+int64_t DataLength(const std::string& frame) {
+  size_t at = frame.find("\"data\":\"");
+  if (at == std::string::npos) return -1;
+  int64_t n = 0;
+  for (size_t i = at + 8; i < frame.size(); ++i) {
+    char c = frame[i];
+    if (c == '"') return n;
+    if (c == '\\') {
+      if (i + 1 < frame.size() && frame[i + 1] == 'u') i += 4;
+      ++i;
+    }
+    ++n;
+  }
+  return n;
+}
+
+struct Followed {
+  bool completed = false;
+  std::string state;
+  int64_t stdout_bytes = 0;
+};
+
+// Reads the run's events from the start until run.completed.
+Followed Follow(const std::string& id, bool count_logs) {
+  Followed f;
+  auto ws = RawConn::Tcp(g_port);
+  if (!ws) return f;
+  ws->SetTimeout(std::chrono::seconds(120));
+  ws->Send(MakeWsUpgrade("/v1/runs/" + id + "/events?after=0", {{"x-api-key", g_key}}));
+  auto head = sbx::api::testing::ReadHead(*ws);
+  if (!head || head->status != 101) return f;
+  for (;;) {
+    auto frame = WsReadFrame(*ws);
+    if (!frame || frame->opcode == 8) return f;
+    const std::string& p = frame->payload;
+    if (p.find("\"type\":\"step.log\"") != std::string::npos) {
+      if (count_logs) f.stdout_bytes += std::max<int64_t>(0, DataLength(p));
+      continue;
+    }
+    if (p.find("\"type\":\"run.completed\"") != std::string::npos) {
+      f.completed = true;
+      f.state = nlohmann::json::parse(p).value("state", "");
+      return f;
+    }
+  }
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+constexpr char kTrue[] = R"({"argv": ["/bin/true"]})";
+
+int Latency(int n) {
+  std::vector<double> ms;
+  int failed = 0;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = Clock::now();
+    std::string id = Submit(kTrue);
+    Followed f = id.empty() ? Followed{} : Follow(id, false);
+    double d = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (!f.completed || f.state != "SUCCEEDED") {
+      ++failed;
+      continue;
+    }
+    ms.push_back(d);
+  }
+  nlohmann::json out = {{"bench", "latency"},      {"runs", n},
+                        {"failed", failed},        {"p50_ms", Percentile(ms, 0.5)},
+                        {"p90_ms", Percentile(ms, 0.9)}, {"p99_ms", Percentile(ms, 0.99)}};
+  std::printf("%s\n", out.dump().c_str());
+  return failed == 0 ? 0 : 1;
+}
+
+int Rate(int clients, int n) {
+  std::atomic<int> next{0}, failed{0};
+  std::vector<std::thread> threads;
+  auto t0 = Clock::now();
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      while (next.fetch_add(1) < n) {
+        std::string id = Submit(kTrue);
+        Followed f = id.empty() ? Followed{} : Follow(id, false);
+        if (!f.completed || f.state != "SUCCEEDED") failed.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  nlohmann::json out = {{"bench", "rate"},
+                        {"clients", clients},
+                        {"runs", n},
+                        {"failed", failed.load()},
+                        {"seconds", secs},
+                        {"runs_per_s", n / secs}};
+  std::printf("%s\n", out.dump().c_str());
+  return failed == 0 ? 0 : 1;
+}
+
+int64_t StatusKb(int pid, const char* field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(std::strlen(field) + 1));
+  }
+  return -1;
+}
+
+int Logs(int64_t bytes, int daemon_pid) {
+  int64_t rss_before = StatusKb(daemon_pid, "VmRSS:");
+  int64_t hwm_before = StatusKb(daemon_pid, "VmHWM:");
+  nlohmann::json body = {
+      {"argv", {"/bin/sh", "-c",
+                "yes 'sandboxd log throughput: 0123456789abcdefghijklmnopqrstuvwxyz' | head -c " +
+                    std::to_string(bytes)}},
+      {"limits", {{"output_bytes", bytes + (1 << 20)}, {"timeout_s", 600}}}};
+  auto t0 = Clock::now();
+  std::string id = Submit(body.dump());
+  if (id.empty()) return 1;
+  Followed f = Follow(id, true);
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  int64_t hwm_after = StatusKb(daemon_pid, "VmHWM:");
+  nlohmann::json out = {{"bench", "logs"},
+                        {"bytes_expected", bytes},
+                        {"bytes_received", f.stdout_bytes},
+                        {"state", f.state},
+                        {"seconds", secs},
+                        {"mb_per_s", static_cast<double>(f.stdout_bytes) / secs / 1e6},
+                        {"daemon_rss_before_kb", rss_before},
+                        {"daemon_hwm_before_kb", hwm_before},
+                        {"daemon_hwm_after_kb", hwm_after},
+                        {"daemon_rss_growth_kb", hwm_after - rss_before}};
+  std::printf("%s\n", out.dump().c_str());
+  return f.completed && f.stdout_bytes == bytes ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 5) {
+    std::fprintf(stderr,
+                 "usage: bench_service latency PORT KEY N | rate PORT KEY CLIENTS N | "
+                 "logs PORT KEY BYTES DAEMON_PID\n");
+    return 2;
+  }
+  std::string mode = argv[1];
+  g_port = static_cast<uint16_t>(std::stoi(argv[2]));
+  g_key = argv[3];
+  if (mode == "latency") return Latency(std::stoi(argv[4]));
+  if (mode == "rate" && argc >= 6) return Rate(std::stoi(argv[4]), std::stoi(argv[5]));
+  if (mode == "logs" && argc >= 6) return Logs(std::stoll(argv[4]), std::stoi(argv[5]));
+  std::fprintf(stderr, "bench_service: unknown mode or missing arguments\n");
+  return 2;
+}
