@@ -38,6 +38,16 @@ inline int Openat2(int dirfd, const char* path, uint64_t flags, uint64_t mode, u
   how.resolve = resolve;
   return static_cast<int>(::syscall(SYS_openat2, dirfd, path, &how, sizeof how));
 }
+// Credentials of the calling thread only. glibc's setresuid() & co. change every thread of the
+// process through a signal broadcast, which is neither async-signal-safe nor correct in a child
+// cloned from a threaded process (see isolate/child.cc).
+inline int SetResUid(uid_t r, uid_t e, uid_t s) {
+  return static_cast<int>(::syscall(SYS_setresuid, r, e, s));
+}
+inline int SetResGid(gid_t r, gid_t e, gid_t s) {
+  return static_cast<int>(::syscall(SYS_setresgid, r, e, s));
+}
+inline int SetGroups0() { return static_cast<int>(::syscall(SYS_setgroups, 0, nullptr)); }
 inline int Seccomp(unsigned op, unsigned flags, void* args) {
   return static_cast<int>(::syscall(SYS_seccomp, op, flags, args));
 }

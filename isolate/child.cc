@@ -534,9 +534,12 @@ void ReapChildren(int ctl) {
 
   // 3. Become root of the new user namespace (mapped to an unprivileged host id), with no
   // supplementary groups of the host.
-  if (::setgroups(0, nullptr) < 0) Fail(err, "setgroups", "", errno);
-  if (::setresgid(0, 0, 0) < 0) Fail(err, "setresgid(0)", "", errno);
-  if (::setresuid(0, 0, 0) < 0) Fail(err, "setresuid(0)", "", errno);
+  // Raw syscalls, not glibc's wrappers: in a process cloned from a threaded daemon, glibc still
+  // believes the daemon's threads exist and its setxid broadcast (nptl's SIGSETXID to every
+  // thread, under the thread-list lock another thread may have held at clone time) can hang.
+  if (sys::SetGroups0() < 0) Fail(err, "setgroups", "", errno);
+  if (sys::SetResGid(0, 0, 0) < 0) Fail(err, "setresgid(0)", "", errno);
+  if (sys::SetResUid(0, 0, 0) < 0) Fail(err, "setresuid(0)", "", errno);
 
   // 4. Our own hostname.
   if (::sethostname(plan.hostname.data(), plan.hostname.size()) < 0) {
@@ -585,8 +588,8 @@ void ReapChildren(int ctl) {
     }
   }
   if (cap_reset_ambient() < 0) Fail(err, "clear ambient capabilities", "", errno);
-  if (::setresgid(plan.gid, plan.gid, plan.gid) < 0) Fail(err, "setresgid", "", errno);
-  if (::setresuid(plan.uid, plan.uid, plan.uid) < 0) Fail(err, "setresuid", "", errno);
+  if (sys::SetResGid(plan.gid, plan.gid, plan.gid) < 0) Fail(err, "setresgid", "", errno);
+  if (sys::SetResUid(plan.uid, plan.uid, plan.uid) < 0) Fail(err, "setresuid", "", errno);
   if (cap_set_proc(static_cast<cap_t>(plan.empty_caps)) < 0) {
     Fail(err, "clear capabilities", "", errno);
   }
