@@ -151,7 +151,11 @@ int main(int argc, char** argv) {
   auto auth = api::Authenticator::Create(keys);
   if (!auth.ok()) return Fail("api_keys", auth.error());
   api::Router router;
-  api::RouteContext ctx{runs->get(), st->get(), &config, &*host};
+  // The API reads (runs, events for every follower, audit) on a connection of its own, so they
+  // never wait behind the run workers' writes (SQLite in WAL mode reads beside one writer).
+  auto api_store = store::Open(config.database);
+  if (!api_store.ok()) return Fail("database", api_store.error());
+  api::RouteContext ctx{runs->get(), api_store->get(), &config, &*host};
   if (Status r = api::AddRunRoutes(router, ctx); !r.ok()) return Fail("routes", r.error());
   if (Status r = api::AddOpenApiRoute(router); !r.ok()) return Fail("openapi", r.error());
 

@@ -86,7 +86,9 @@ Followed Follow(const std::string& id, bool count_logs) {
     if (!frame || frame->opcode == 8) return f;
     const std::string& p = frame->payload;
     if (p.find("\"type\":\"step.log\"") != std::string::npos) {
-      if (count_logs) f.stdout_bytes += std::max<int64_t>(0, DataLength(p));
+      if (count_logs && p.find("\"stream\":\"stdout\"") != std::string::npos) {
+        f.stdout_bytes += std::max<int64_t>(0, DataLength(p));
+      }
       continue;
     }
     if (p.find("\"type\":\"run.completed\"") != std::string::npos) {
@@ -136,7 +138,11 @@ int Rate(int clients, int n) {
       while (next.fetch_add(1) < n) {
         std::string id = Submit(kTrue);
         Followed f = id.empty() ? Followed{} : Follow(id, false);
-        if (!f.completed || f.state != "SUCCEEDED") failed.fetch_add(1);
+        if (!f.completed || f.state != "SUCCEEDED") {
+          failed.fetch_add(1);
+          std::fprintf(stderr, "run %s: %s\n", id.empty() ? "(not submitted)" : id.c_str(),
+                       f.completed ? f.state.c_str() : "no run.completed before the timeout");
+        }
       }
     });
   }
