@@ -49,6 +49,7 @@ test: test-deps build build-asan
 
 bench: test-deps build
 	bench/startup.sh $(BUILD)/supervisor/sandboxd
+	bench/service.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
