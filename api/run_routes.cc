@@ -676,6 +676,27 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                               [c](const Request& req) -> Reply { return EventsHandler(c, req, false); }));
   SBX_TRY(router.Add(Method::kPost, "/v1/policy:evaluate", Access::kSubmitter,
                      [c](const Request& req) -> Reply { return EvaluatePolicyHandler(c, req); }));
+  SBX_TRY(router.Add(Method::kGet, "/v1/policies", Access::kSubmitter,
+                     [c](const Request&) -> Reply {
+                       auto p = c.runs->command_policy();
+                       nlohmann::json cp = nullptr;
+                       if (p) {
+                         cp = {{"source", p->source()},
+                               {"shell", p->shell() == policy::ShellMode::kAllow ? "allow" : "deny"},
+                               {"protections", {{"destructive", p->destructive_protection()}}}};
+                       }
+                       return JsonResponse(200, {{"policy_dir", c.config->policy_dir},
+                                                 {"command_policy", cp}});
+                     }));
+  SBX_TRY(router.Add(Method::kPost, "/v1/policies:reload", Access::kAdmin,
+                     [c](const Request& req) -> Reply {
+                       Status st = c.runs->ReloadCommandPolicy(c.config->policy_dir,
+                                                               ToPrincipal(req));
+                       if (!st.ok()) return Fail(st.error());
+                       auto p = c.runs->command_policy();
+                       return JsonResponse(200, {{"reloaded", true},
+                                                 {"source", p ? p->source() : ""}});
+                     }));
   SBX_TRY(router.Add(Method::kGet, "/v1/audit", Access::kReviewer, [c](const Request& req) -> Reply {
     store::AuditFilter f;
     if (auto r = req.query.Get("run_id")) f.run_id = std::string(*r);

@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
   ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -176,7 +177,14 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   int sig = 0;
-  ::sigwait(&stop_signals, &sig);
+  for (;;) {
+    ::sigwait(&stop_signals, &sig);
+    if (sig != SIGHUP) break;
+    // SIGHUP: reload the policies; a broken file is refused and the rules in force stay.
+    Status reloaded = (*runs)->ReloadCommandPolicy(config.policy_dir,
+                                                   supervisor::Principal{"SIGHUP", supervisor::Role::kAdmin});
+    if (!reloaded.ok()) spdlog::error("SIGHUP: {}", reloaded.error().ToString());
+  }
   std::printf("sandboxd: stopping (signal %d)\n", sig);
   (*server)->Stop(std::chrono::seconds(10));
   (*runs)->Stop();

@@ -214,7 +214,9 @@ Result<store::EventRecord> RunManager::Emit(std::string_view run_id, EventType t
 void RunManager::Audit(const Principal& who, std::string_view action, std::string_view run_id,
                        nlohmann::json details) {
   details["role"] = RoleName(who.role);
-  auto r = store_.AppendAudit(who.name, action, run_id, details);
+  std::optional<std::string_view> run;
+  if (!run_id.empty()) run = run_id;  // "" for records about the daemon, not a run
+  auto r = store_.AppendAudit(who.name, action, run, details);
   if (!r.ok()) {
     spdlog::error("run {}: cannot append audit record {}: {}", run_id, action,
                   r.error().ToString());
@@ -329,6 +331,28 @@ std::optional<policy::Decision> RunManager::Evaluate(const policy::CommandInput&
 void RunManager::SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> policy) {
   std::lock_guard<std::mutex> lk(policy_mu_);
   policy_ = std::move(policy);
+}
+
+std::shared_ptr<const policy::CommandPolicy> RunManager::command_policy() const {
+  std::lock_guard<std::mutex> lk(policy_mu_);
+  return policy_;
+}
+
+Status RunManager::ReloadCommandPolicy(const std::string& dir, const Principal& who) {
+  auto loaded = policy::CommandPolicy::LoadDir(dir);
+  std::shared_ptr<const policy::CommandPolicy> next;
+  if (loaded.ok()) {
+    next = std::move(*loaded);
+  } else if (loaded.error().code == ErrorCode::kNotFound) {
+    next = policy::CommandPolicy::Builtin();
+  } else {
+    Audit(who, "policy.reload_refused", "", {{"error", loaded.error().ToString()}});
+    return WithContext(std::move(loaded).error(), "the command policy in force is unchanged");
+  }
+  Audit(who, "policy.reloaded", "", {{"source", next->source()}});
+  spdlog::info("command policy reloaded from {}", next->source());
+  SetCommandPolicy(std::move(next));
+  return Ok();
 }
 
 Result<RunRecord> RunManager::Plan(const RunRecord& run, const Principal& who) {

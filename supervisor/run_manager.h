@@ -108,6 +108,12 @@ class RunManager {
   static policy::CommandInput PolicyInput(const store::RunRecord& run);
   // Swaps the command policy atomically; runs already planned keep their decision.
   void SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> policy);
+  // Loads <dir>/commands.yaml (the shipped default when there is none) and swaps it in, with an
+  // audit record by `who`. A broken file is refused with the reason and the policy in force
+  // stays.
+  Status ReloadCommandPolicy(const std::string& dir, const Principal& who);
+  // The policy in force; null when none is configured.
+  std::shared_ptr<const policy::CommandPolicy> command_policy() const;
 
   // Events as they are appended ("" = every run), in seq order. The listener runs on the thread
   // that appended the event and must not block for long (queue and return); it may unsubscribe

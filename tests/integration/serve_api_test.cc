@@ -33,6 +33,7 @@ using api::testing::WsReadFrame;
 
 constexpr char kAlice[] = "key-alice-submitter";
 constexpr char kBob[] = "key-bob-reviewer";
+constexpr char kAdmin[] = "key-ada-admin";
 
 class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Backend> {
  protected:
@@ -71,6 +72,8 @@ class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Ba
     config_.limits.maxima.memory_bytes = 1ll << 30;
     std::filesystem::create_directories(dir_ + "/roots");
     config_.limits.workspace_roots = {dir_ + "/roots"};
+    config_.policy_dir = dir_ + "/policies";
+    std::filesystem::create_directories(config_.policy_dir);
     auto s = store::Open(config_.database);
     ASSERT_TRUE(s.ok()) << s.error().ToString();
     store_ = std::move(*s);
@@ -87,7 +90,8 @@ class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Ba
 
     auto auth = api::Authenticator::Create(
         {{"alice", api::Role::kSubmitter, Sha256Hex(kAlice)},
-         {"bob", api::Role::kReviewer, Sha256Hex(kBob)}});
+         {"bob", api::Role::kReviewer, Sha256Hex(kBob)},
+         {"ada", api::Role::kAdmin, Sha256Hex(kAdmin)}});
     ASSERT_TRUE(auth.ok()) << auth.error().ToString();
     api::Router router;
     ASSERT_TRUE(api::AddRunRoutes(router, {runs_.get(), store_.get(), &config_, &host_}).ok());
@@ -513,6 +517,35 @@ TEST_P(ServeApiTest, WorkspacesCopyOnWriteReadOnlyAndArtifactsFromTheSandbox) {
   for (std::string line; std::getline(mounts, line);) {
     EXPECT_EQ(line.find(dir_), std::string::npos) << line;
   }
+}
+
+TEST_P(ServeApiTest, PoliciesReloadAtomicallyAndABrokenFileChangesNothing) {
+  const std::string file = config_.policy_dir + "/commands.yaml";
+  std::ofstream(file) << "rules:\n  \"*\": review\n  \"/bin/true\": allow\n";
+  EXPECT_EQ(Call("POST", "/v1/policies:reload", kBob).status, 403);
+  auto r = Call("POST", "/v1/policies:reload", kAdmin);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["source"], file);
+  auto auto_run = Call("POST", "/v1/runs", kAlice, R"({"argv": ["/bin/true"]})").Json();
+  EXPECT_EQ(auto_run["approval"]["approved_by"], "policy");
+
+  // A broken file: refused with file and line, and the rules in force stay.
+  std::ofstream(file, std::ios::trunc) << "rules:\n  \"*\": review\n  \"/bin/true\": maybe\n";
+  auto broken = Call("POST", "/v1/policies:reload", kAdmin);
+  EXPECT_EQ(broken.status, 400) << broken.body;
+  EXPECT_NE(broken.body.find("commands.yaml:3"), std::string::npos) << broken.body;
+  auto still = Call("POST", "/v1/runs", kAlice, R"({"argv": ["/bin/true"]})").Json();
+  EXPECT_EQ(still["approval"]["approved_by"], "policy");
+  auto listed = Call("GET", "/v1/policies", kAlice).Json();
+  EXPECT_EQ(listed["command_policy"]["source"], file);
+  EXPECT_EQ(listed["command_policy"]["protections"]["destructive"], true);
+
+  // Both outcomes are in the audit trail.
+  auto audit = Call("GET", "/v1/audit", kBob).Json();
+  std::set<std::string> actions;
+  for (const auto& a : audit["records"]) actions.insert(a["action"].get<std::string>());
+  EXPECT_TRUE(actions.count("policy.reloaded"));
+  EXPECT_TRUE(actions.count("policy.reload_refused"));
 }
 
 std::unique_ptr<PgCluster> ServeApiTest::cluster_;
