@@ -31,13 +31,16 @@ build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 # The main job: the service on SQLite under .run/, on 127.0.0.1:8080, with development keys
 # printed at start. Ctrl-C stops it.
 RUN_DIR    ?= $(CURDIR)/.run
+# Run logs, artifacts and mount points: every directory above it must be searchable by others
+# (the sandboxes reach their mounts through it), which a checkout under /root is not.
+DATA_DIR   ?= /var/lib/sandboxd/dev
 LISTEN     ?= 127.0.0.1:8080
 
 run: build
 	@$(BUILD)/supervisor/sandboxd check
-	@mkdir -p $(RUN_DIR)
+	@mkdir -p $(RUN_DIR) && mkdir -p -m 0711 $(DATA_DIR)
 	$(BUILD)/supervisor/sandboxd serve --listen $(LISTEN) \
-	  --database sqlite://$(RUN_DIR)/sandboxd.db --data-dir $(RUN_DIR)/data --dev-key
+	  --database sqlite://$(RUN_DIR)/sandboxd.db --data-dir $(DATA_DIR) --dev-key
 
 demo: build
 	@scripts/demo.sh $(BUILD)/supervisor/sandboxd
