@@ -36,17 +36,6 @@ nlohmann::json OptInt(const std::optional<int64_t>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
 
-nlohmann::json StepResultJson(const store::StepResult& s) {
-  return {{"name", s.name},
-          {"reason", s.reason},
-          {"exit_code", s.exit_code ? nlohmann::json(*s.exit_code) : nlohmann::json(nullptr)},
-          {"signal", s.signal ? nlohmann::json(supervisor::SignalName(*s.signal))
-                              : nlohmann::json(nullptr)},
-          {"wall_ms", s.wall_ms},
-          {"cpu_ms", s.cpu_ms},
-          {"memory_peak_bytes", s.memory_peak_bytes}};
-}
-
 Error FieldError(const std::string& field, const std::string& what) {
   return MakeError(ErrorCode::kInvalidArgument, "{}: {}", field, what);
 }
@@ -131,13 +120,13 @@ nlohmann::json RunToJson(const RunRecord& r) {
   j["started_at_ms"] = OptInt(r.started_at_ms);
   j["finished_at_ms"] = OptInt(r.finished_at_ms);
   if (r.result) {
-    nlohmann::json res = StepResultJson({"", r.result->reason, r.result->exit_code,
+    nlohmann::json res = supervisor::StepResultJson({"", r.result->reason, r.result->exit_code,
                                          r.result->signal, r.result->wall_ms, r.result->cpu_ms,
                                          r.result->memory_peak_bytes});
     res.erase("name");
     res["output_truncated"] = r.result->output_truncated;
     res["steps"] = nlohmann::json::array();
-    for (const auto& s : r.result->steps) res["steps"].push_back(StepResultJson(s));
+    for (const auto& s : r.result->steps) res["steps"].push_back(supervisor::StepResultJson(s));
     j["result"] = res;
   } else {
     j["result"] = nullptr;
@@ -312,7 +301,6 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
   };
   return accept;
 }
-
 
 
 std::string TailLines(const std::string& s, int64_t n) {
@@ -537,7 +525,6 @@ Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
   r.body.resize(got);
   return r;
 }
-
 
 }  // namespace
 

@@ -9,14 +9,12 @@
 
 #include "base/fs.h"
 #include "base/sha256.h"
-#include "base/syscalls.h"
 #include "supervisor/run_logs.h"
 #include "supervisor/text.h"
+#include "supervisor/workspace_fs.h"
 
 namespace sbx::supervisor {
 namespace {
-
-constexpr uint64_t kResolveInside = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 
 std::string IsoTime(std::optional<int64_t> ms) {
   if (!ms) return "—";
@@ -150,8 +148,7 @@ Result<UniqueFd> OpenArtifact(const std::string& data_dir, std::string_view run_
     return MakeError(ErrorCode::kNotFound, "run {} has no artifacts (yet)", run_id);
   }
   std::string rel(name);
-  int fd = sys::Openat2(dfd.get(), rel.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0,
-                        kResolveInside);
+  int fd = internal::OpenBeneath(dfd.get(), rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT || errno == ELOOP || errno == EXDEV || errno == ENOTDIR) {
       return MakeError(ErrorCode::kNotFound, "run {} has no artifact '{}'", run_id, name);

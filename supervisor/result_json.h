@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "isolate/spec.h"
+#include "supervisor/store/store.h"
 
 namespace sbx::supervisor {
 
@@ -12,5 +13,8 @@ nlohmann::json IsolationToJson(const isolate::IsolationReport& iso);
 nlohmann::json ResultToJson(const isolate::ProcessResult& r);
 // "SIGKILL" for 9; "SIG<n>" when the number has no name.
 std::string SignalName(int sig);
+// A step's outcome as runs and step.finished events show it: {name, reason, exit_code, signal,
+// wall_ms, cpu_ms, memory_peak_bytes}.
+nlohmann::json StepResultJson(const store::StepResult& s);
 
 }  // namespace sbx::supervisor

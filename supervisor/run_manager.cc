@@ -72,16 +72,6 @@ Result<store::Limits> ResolveLimits(const store::Limits& in, const ServiceLimits
   return out;
 }
 
-nlohmann::json StepResultJson(const store::StepResult& s) {
-  return {{"name", s.name},
-          {"reason", s.reason},
-          {"exit_code", s.exit_code ? nlohmann::json(*s.exit_code) : nlohmann::json(nullptr)},
-          {"signal", s.signal ? nlohmann::json(SignalName(*s.signal)) : nlohmann::json(nullptr)},
-          {"wall_ms", s.wall_ms},
-          {"cpu_ms", s.cpu_ms},
-          {"memory_peak_bytes", s.memory_peak_bytes}};
-}
-
 }  // namespace
 
 RunManager::RunManager(store::Store& store, RunManagerOptions options)

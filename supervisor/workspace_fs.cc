@@ -3,14 +3,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <linux/openat2.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 
+#include "base/syscalls.h"
 #include "supervisor/text.h"
 
 namespace sbx::supervisor::internal {
@@ -63,12 +62,9 @@ Status EmptyDir(int dir_fd, int top_fd, int depth, uint64_t* counter) {
 }  // namespace
 
 int OpenBeneath(int dirfd, const std::string& path, uint64_t flags, bool same_mount) {
-  struct open_how how;
-  std::memset(&how, 0, sizeof how);
-  how.flags = flags | O_CLOEXEC;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  if (same_mount) how.resolve |= RESOLVE_NO_XDEV;
-  return static_cast<int>(::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how));
+  uint64_t resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  if (same_mount) resolve |= RESOLVE_NO_XDEV;
+  return sys::Openat2(dirfd, path.c_str(), flags | O_CLOEXEC, 0, resolve);
 }
 
 Result<std::vector<std::string>> ListDir(int dir_fd, size_t max_entries) {
