@@ -103,6 +103,10 @@ UPDATE events SET gseq = numbered.n
 INSERT INTO event_counter (id, value) SELECT 1, COALESCE(MAX(gseq), 0) FROM events;
 CREATE UNIQUE INDEX events_by_gseq ON events (gseq);
 )sql"},
+    {4, "a run's backend and image", R"sql(
+ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN image TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 // The start of a statement, for error messages: the whole INSERT of a run is a screenful.

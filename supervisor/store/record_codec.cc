@@ -11,7 +11,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<ColumnSpec, 21> kRunColumns = {{
+constexpr std::array<ColumnSpec, 23> kRunColumns = {{
     {"id", ColumnKind::kText},
     {"submitter", ColumnKind::kText},
     {"state", ColumnKind::kText},
@@ -33,6 +33,8 @@ constexpr std::array<ColumnSpec, 21> kRunColumns = {{
     {"started_at", ColumnKind::kInt},
     {"finished_at", ColumnKind::kInt},
     {"result", ColumnKind::kText},
+    {"backend", ColumnKind::kText},
+    {"image", ColumnKind::kText},
 }};
 // Column indexes into kRunColumns, in order.
 enum RunCol : size_t {
@@ -57,6 +59,8 @@ enum RunCol : size_t {
   kStartedAt,
   kFinishedAt,
   kResult,
+  kBackend,
+  kImage,
   kRowNo,
 };
 
@@ -142,16 +146,37 @@ void OutcomeToJson(json& j, const std::string& reason, std::optional<int> exit_c
   j["memory_peak_bytes"] = mem;
 }
 
+// Absent when empty, so results without denials are stored as before.
+void DenialsToJson(json& j, const std::vector<SeccompDenial>& denials) {
+  if (denials.empty()) return;
+  json a = json::array();
+  for (const auto& d : denials) a.push_back({{"syscall", d.syscall}, {"count", d.count}});
+  j["seccomp_denials"] = std::move(a);
+}
+
+std::vector<SeccompDenial> DenialsFromJson(const json& j) {
+  std::vector<SeccompDenial> out;
+  if (auto it = j.find("seccomp_denials"); it != j.end() && it->is_array()) {
+    for (const auto& d : *it) {
+      out.push_back({d.at("syscall").get<std::string>(), d.value("count", int64_t{0})});
+    }
+  }
+  return out;
+}
+
 json ResultToJson(const RunResult& r) {
   json j = json::object();
   OutcomeToJson(j, r.reason, r.exit_code, r.signal, r.wall_ms, r.cpu_ms, r.memory_peak_bytes);
   if (r.output_truncated) j["output_truncated"] = true;
+  if (!r.backend.empty()) j["backend"] = r.backend;
   j["steps"] = json::array();
   for (const auto& s : r.steps) {
     json sj = {{"name", s.name}};
     OutcomeToJson(sj, s.reason, s.exit_code, s.signal, s.wall_ms, s.cpu_ms, s.memory_peak_bytes);
+    DenialsToJson(sj, s.seccomp_denials);
     j["steps"].push_back(std::move(sj));
   }
+  DenialsToJson(j, r.seccomp_denials);
   return j;
 }
 
@@ -169,14 +194,17 @@ RunResult ResultFromJson(const json& j) {
   RunResult r;
   OutcomeFromJson(j, r);
   r.output_truncated = j.value("output_truncated", false);
+  r.backend = j.value("backend", "");
   if (auto it = j.find("steps"); it != j.end()) {
     for (const auto& sj : *it) {
       StepResult s;
       s.name = sj.at("name").get<std::string>();
       OutcomeFromJson(sj, s);
+      s.seccomp_denials = DenialsFromJson(sj);
       r.steps.push_back(std::move(s));
     }
   }
+  r.seccomp_denials = DenialsFromJson(j);
   return r;
 }
 
@@ -273,9 +301,11 @@ Result<SqlRow> EncodeRun(const RunRecord& run) {
   row[kStartedAt] = OptInt(run.started_at_ms);
   row[kFinishedAt] = OptInt(run.finished_at_ms);
   if (run.result) SBX_TRY(put_json(kResult, ResultToJson(*run.result)));
+  row[kBackend] = run.backend;
+  row[kImage] = run.image;
   // The plain text columns must be UTF-8 too: PostgreSQL refuses anything else.
-  for (size_t col :
-       {kId, kSubmitter, kNetwork, kSeccompProfile, kWorkspace, kIdempotencyKey, kNode}) {
+  for (size_t col : {kId, kSubmitter, kNetwork, kSeccompProfile, kWorkspace, kIdempotencyKey,
+                     kNode, kBackend, kImage}) {
     if (const auto* s = std::get_if<std::string>(&row[col])) {
       auto checked = EncodeJson(json(*s), kRunColumns[col].name);
       if (!checked.ok()) return std::move(checked).error();
@@ -324,6 +354,8 @@ Result<DecodedRun> DecodeRun(const SqlRow& row) {
     if (!IsNull(row, kFinishedAt)) r.finished_at_ms = IntAt(row, kFinishedAt);
     column = "result";
     if (!IsNull(row, kResult)) r.result = ResultFromJson(json::parse(TextAt(row, kResult)));
+    r.backend = TextAt(row, kBackend);
+    r.image = TextAt(row, kImage);
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kInternal, "stored run {} has a malformed {} column: {}", r.id,
                      column, e.what());

@@ -85,6 +85,13 @@ struct Approval {
   bool operator==(const Approval&) const = default;
 };
 
+// A syscall the run's seccomp profile refused with an error, and how often.
+struct SeccompDenial {
+  std::string syscall;
+  int64_t count = 0;
+  bool operator==(const SeccompDenial&) const = default;
+};
+
 struct StepResult {
   std::string name;
   std::string reason;  // how the step ended: "exited", "signaled", "timeout", "oom_killed", …
@@ -93,6 +100,7 @@ struct StepResult {
   int64_t wall_ms = 0;
   int64_t cpu_ms = 0;
   int64_t memory_peak_bytes = 0;
+  std::vector<SeccompDenial> seccomp_denials;  // most frequent first
   bool operator==(const StepResult&) const = default;
 };
 
@@ -100,6 +108,7 @@ struct StepResult {
 // recovered by RecoverStale()).
 struct RunResult {
   std::string reason;
+  std::string backend;  // the backend that ran it ("native", "docker"); "" when none did
   bool output_truncated = false;  // output past limits.output_bytes was discarded
   std::optional<int> exit_code;
   std::optional<int> signal;
@@ -107,6 +116,7 @@ struct RunResult {
   int64_t cpu_ms = 0;
   int64_t memory_peak_bytes = 0;
   std::vector<StepResult> steps;
+  std::vector<SeccompDenial> seccomp_denials;  // every step's, added up; most frequent first
   bool operator==(const RunResult&) const = default;
 };
 
@@ -125,6 +135,8 @@ struct RunRecord {
   std::optional<Workspace> workspace;
   std::map<std::string, std::string> labels;
   std::optional<std::string> idempotency_key;  // unique per submitter
+  std::string backend;  // the backend asked for: "native", "docker", "auto" ("" = the default)
+  std::string image;    // Docker: the image to run in; "" = none named
   nlohmann::json policy;  // the policy decision, as the policy engine wrote it; null until planned
   std::optional<Approval> approval;
   std::optional<std::string> node;  // the daemon host that claimed it

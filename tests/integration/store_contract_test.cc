@@ -74,6 +74,8 @@ TEST_P(StoreContractTest, CreateAndGetRoundTripEveryField) {
   in.workspace = store::Workspace{"/work", "cow"};
   in.labels = {{"team", "infra"}, {"ticket", "ÄÖÜ-42"}};
   in.idempotency_key = "key-1";
+  in.backend = "docker";
+  in.image = "registry.example/tools:1.2";
   auto created = store_->CreateRun(in);
   SBX_ASSERT_OK(created);
   EXPECT_TRUE(created->created);
@@ -97,6 +99,8 @@ TEST_P(StoreContractTest, CreateAndGetRoundTripEveryField) {
   EXPECT_EQ(*got->workspace, (store::Workspace{"/work", "cow"}));
   EXPECT_EQ(got->labels, in.labels);
   EXPECT_EQ(got->idempotency_key, "key-1");
+  EXPECT_EQ(got->backend, "docker");
+  EXPECT_EQ(got->image, "registry.example/tools:1.2");
   EXPECT_TRUE(got->policy.is_null());
   EXPECT_FALSE(got->approval);
   EXPECT_FALSE(got->node);
@@ -409,7 +413,8 @@ TEST_P(StoreContractTest, TransitionSetsFieldsAndTimestamps) {
 
   RunUpdate finish;
   finish.result = RunResult{
-      .reason = "exited", .exit_code = 0, .wall_ms = 120, .cpu_ms = 80, .memory_peak_bytes = 4096};
+      .reason = "exited", .backend = "docker", .exit_code = 0, .wall_ms = 120, .cpu_ms = 80,
+      .memory_peak_bytes = 4096};
   finish.result->steps.push_back(
       {.name = "only", .reason = "signaled", .signal = 9, .wall_ms = 120});
   auto done = store_->Transition(run.id, {S::kRunning}, S::kSucceeded, finish);

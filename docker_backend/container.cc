@@ -1,0 +1,330 @@
+#include "docker_backend/container.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "docker_backend/frames.h"
+
+namespace sbx::docker {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// After the kill of a timed-out or cancelled step, how long the stream may take to close.
+constexpr auto kDrainAfterKill = std::chrono::seconds(10);
+// The exec's exit code is recorded a moment after its stream closes.
+constexpr auto kExitCodeWait = std::chrono::seconds(5);
+constexpr std::string_view kStartFailurePrefix = "OCI runtime exec failed";
+
+double UnixNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+uint64_t MsSince(Clock::time_point t) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Container>> Container::Create(std::shared_ptr<const EngineClient> client,
+                                                     const ContainerSpec& spec) {
+  auto body = CreateBody(spec);
+  if (!body.ok()) return std::move(body).error();
+  std::unique_ptr<Container> c(new Container());
+  c->client_ = std::move(client);
+  c->name_ = spec.name;
+  c->user_ = spec.user;
+  c->memory_limit_ = spec.memory_bytes;
+  c->cancel_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!c->cancel_fd_) return ErrnoError("eventfd");
+  auto created = c->client_->CallJson("POST", "/containers/create?name=" + UrlEncode(spec.name),
+                                      "creating container " + spec.name, *body);
+  if (!created.ok()) {
+    Error e = std::move(created).error();
+    if (e.code == ErrorCode::kNotFound) {
+      e.message = fmt::format("image '{}' is not in the Docker daemon's image store; pull or "
+                              "import it first ({})",
+                              spec.image, e.message);
+    }
+    return e;
+  }
+  c->id_ = created->value("Id", "");
+  if (c->id_.empty()) {
+    return MakeError(ErrorCode::kInternal, "creating container {}: the daemon returned no Id",
+                     spec.name);
+  }
+  auto started =
+      c->client_->CallJson("POST", "/containers/" + c->id_ + "/start", "starting container " + spec.name);
+  if (!started.ok()) {
+    (void)c->Destroy();
+    return std::move(started).error();
+  }
+  return c;
+}
+
+Container::~Container() {
+  if (Status st = Destroy(); !st.ok()) {
+    spdlog::error("container {}: {}", name_, st.error().ToString());
+  }
+}
+
+void Container::Cancel() {
+  cancelled_.store(true);
+  uint64_t one = 1;
+  if (cancel_fd_) (void)!::write(cancel_fd_.get(), &one, sizeof one);
+}
+
+Status Container::Kill() {
+  auto r = client_->Call("POST", "/containers/" + id_ + "/kill?signal=KILL");
+  if (!r.ok()) return std::move(r).error();
+  // 409: it is not running any more, which is what a kill wants.
+  if (r->status == 204 || r->status == 409 || r->status == 200) return Ok();
+  return ReplyError(*r, "killing container " + name_);
+}
+
+Status Container::Destroy() {
+  if (destroyed_ || id_.empty()) return Ok();
+  auto r = client_->Call("DELETE", "/containers/" + id_ + "?force=true&v=true");
+  if (!r.ok()) return WithContext(std::move(r).error(), "removing container " + name_);
+  if (r->status != 204 && r->status != 200 && r->status != 404) {
+    return ReplyError(*r, "removing container " + name_);
+  }
+  destroyed_ = true;
+  return Ok();
+}
+
+bool Container::OomSince(double since_unix_s) {
+  // The daemon's "oom" event for this container (an exec'd process killed by the memory
+  // cgroup's OOM killer leaves the container running, so State.OOMKilled is not set yet).
+  json filters = {{"container", json::array({id_})}, {"event", json::array({"oom"})}};
+  std::string path = fmt::format("/events?since={:.3f}&until={:.3f}&filters={}", since_unix_s - 1,
+                                 UnixNow(), UrlEncode(filters.dump()));
+  auto r = client_->Call("GET", path);
+  if (r.ok() && r->status == 200 && r->body.find("\"oom\"") != std::string::npos) return true;
+  auto inspect = client_->CallJson("GET", "/containers/" + id_ + "/json", "inspecting container");
+  if (inspect.ok()) {
+    const json& state = (*inspect)["State"];
+    if (state.is_object() && state.value("OOMKilled", false)) return true;
+  }
+  return false;
+}
+
+Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink& sink) {
+  ExecOutcome out;
+  if (cancelled_.load()) {
+    out.end = ExecEnd::kCancelled;
+    return out;
+  }
+  const auto start = Clock::now();
+  const double start_unix = UnixNow();
+  const auto deadline = request.timeout_ms > 0
+                            ? start + std::chrono::milliseconds(request.timeout_ms)
+                            : Clock::time_point::max();
+  ExecSpec spec = request.exec;
+  if (spec.user.empty()) spec.user = user_;
+  spec.attach_stdin = !request.stdin_data.empty();
+  auto created = client_->CallJson("POST", "/containers/" + id_ + "/exec", "creating an exec",
+                                   ExecBody(spec));
+  if (!created.ok()) return std::move(created).error();
+  const std::string exec_id = created->value("Id", "");
+  auto stream = client_->Hijack("/exec/" + exec_id + "/start", {{"Detach", false}, {"Tty", false}},
+                                std::chrono::milliseconds(30'000));
+  if (!stream.ok()) return WithContext(std::move(stream).error(), "starting an exec");
+
+  uint64_t delivered = 0;
+  std::string held;  // the daemon's start-failure text, held back until the exit code is known
+  bool first_stdout = true;
+  std::string daemon_error;
+  FrameDemuxer demux([&](int s, std::string_view data) {
+    if (s == 3) {
+      daemon_error.append(data.substr(0, 4096));
+      return;
+    }
+    if (s != 1 && s != 2) return;
+    if (s == 1 && first_stdout) {
+      first_stdout = false;
+      if (data.substr(0, kStartFailurePrefix.size()) == kStartFailurePrefix) {
+        held.assign(data);
+        return;
+      }
+    }
+    if (!held.empty() && s == 1 && held.size() < 4096) {
+      held.append(data);
+      return;
+    }
+    (s == 1 ? out.stdout_bytes : out.stderr_bytes) += data.size();
+    uint64_t room = request.output_limit_bytes > delivered ? request.output_limit_bytes - delivered : 0;
+    if (data.size() > room) out.output_truncated = true;
+    data = data.substr(0, static_cast<size_t>(std::min<uint64_t>(room, data.size())));
+    if (!data.empty()) {
+      delivered += data.size();
+      sink(s, data);
+    }
+  });
+  demux.Feed(stream->early);
+
+  const int fd = stream->fd.get();
+  std::string_view to_write = request.stdin_data;
+  bool stdin_open = spec.attach_stdin;
+  if (stdin_open && to_write.empty()) {
+    ::shutdown(fd, SHUT_WR);
+    stdin_open = false;
+  }
+  enum class Stop { kNone, kTimeout, kCancel } stop = Stop::kNone;
+  Clock::time_point drain_until = Clock::time_point::max();
+  std::optional<Error> transport;
+  char buf[64 << 10];
+  for (;;) {
+    auto now = Clock::now();
+    if (stop == Stop::kNone && (now >= deadline || cancelled_.load())) {
+      stop = now >= deadline && !cancelled_.load() ? Stop::kTimeout : Stop::kCancel;
+      if (Status k = Kill(); !k.ok()) {
+        spdlog::error("container {}: kill: {}", name_, k.error().ToString());
+      }
+      drain_until = now + kDrainAfterKill;
+    }
+    if (now >= drain_until) break;
+    auto until = std::min(stop == Stop::kNone ? deadline : drain_until, drain_until);
+    int wait_ms = until == Clock::time_point::max()
+                      ? -1
+                      : static_cast<int>(std::clamp<int64_t>(
+                            std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1,
+                            0, 1 << 30));
+    pollfd p[2] = {{fd, static_cast<short>(POLLIN | (stdin_open ? POLLOUT : 0)), 0},
+                   {cancel_fd_.get(), POLLIN, 0}};
+    int r = ::poll(p, stop == Stop::kNone ? 2 : 1, wait_ms);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("poll on the exec stream");
+    }
+    if (stop == Stop::kNone && (p[1].revents & POLLIN)) continue;  // Cancel(): handled above
+    if (stdin_open && (p[0].revents & (POLLOUT | POLLERR))) {
+      ssize_t n = ::send(fd, to_write.data(), to_write.size(), MSG_NOSIGNAL);
+      if (n > 0) to_write.remove_prefix(static_cast<size_t>(n));
+      if (n < 0 && errno != EAGAIN && errno != EINTR) to_write = {};  // the process closed stdin
+      if (to_write.empty()) {
+        ::shutdown(fd, SHUT_WR);
+        stdin_open = false;
+      }
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        demux.Feed(std::string_view(buf, static_cast<size_t>(n)));
+        continue;
+      }
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n < 0) {
+        transport = ErrnoError("reading the exec's output stream");
+        transport->code = ErrorCode::kUnavailable;
+      }
+      break;  // end of the stream
+    }
+  }
+  stream->fd.reset();
+  out.wall_ms = MsSince(start);
+
+  // The exit code: recorded by the daemon a moment after the stream ends.
+  std::optional<int> exit_code;
+  const auto code_deadline = Clock::now() + kExitCodeWait;
+  std::chrono::milliseconds backoff(2);
+  for (;;) {
+    auto inspect = client_->CallJson("GET", "/exec/" + exec_id + "/json", "inspecting an exec",
+                                     nullptr, std::chrono::milliseconds(10'000));
+    if (!inspect.ok()) {
+      if (stop != Stop::kNone) break;  // the container is gone with its exec
+      Error e = std::move(inspect).error();
+      if (transport) e = *transport;
+      e.message = "the Docker daemon failed during the step: " + e.message;
+      return e;
+    }
+    if (!inspect->value("Running", false) && (*inspect)["ExitCode"].is_number_integer()) {
+      exit_code = (*inspect)["ExitCode"].get<int>();
+      break;
+    }
+    if (Clock::now() >= code_deadline) break;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
+  }
+  if (stop == Stop::kTimeout || stop == Stop::kCancel) {
+    out.end = stop == Stop::kTimeout ? ExecEnd::kTimedOut : ExecEnd::kCancelled;
+    out.signal = SIGKILL;
+    return out;
+  }
+  if (!exit_code) {
+    if (transport) return *transport;
+    return MakeError(ErrorCode::kUnavailable,
+                     "the Docker daemon did not report the exec's exit code within {} s",
+                     std::chrono::duration_cast<std::chrono::seconds>(kExitCodeWait).count());
+  }
+  if (!held.empty() && IsExecStartFailure(held, *exit_code)) {
+    out.end = ExecEnd::kStartFailed;
+    out.exit_code = exit_code;
+    out.start_error = held.substr(0, held.find_last_not_of("\r\n") + 1);
+    return out;
+  }
+  if (!held.empty()) {
+    // A program that printed the runtime's phrase itself: its output after all.
+    out.stdout_bytes += held.size();
+    uint64_t room = request.output_limit_bytes > delivered ? request.output_limit_bytes - delivered : 0;
+    if (held.size() > room) out.output_truncated = true;
+    if (room > 0) sink(1, std::string_view(held).substr(0, static_cast<size_t>(std::min<uint64_t>(room, held.size()))));
+  }
+  // The container's figures: CPU during the step, the memory peak so far.
+  auto stats = client_->CallJson("GET", "/containers/" + id_ + "/stats?stream=false&one-shot=true",
+                                 "container stats", nullptr, std::chrono::milliseconds(10'000));
+  if (stats.ok()) {
+    StatsFigures f = ParseStats(*stats);
+    if (f.cpu_total_ns >= cpu_seen_ns_) out.cpu_ms = (f.cpu_total_ns - cpu_seen_ns_) / 1'000'000;
+    cpu_seen_ns_ = f.cpu_total_ns;
+    out.memory_peak_bytes = f.memory_peak_bytes;
+  }
+  const int code = *exit_code;
+  if (code > 128 && code <= 128 + 64) {
+    out.signal = code - 128;
+    out.end = ExecEnd::kSignaled;
+    if (out.signal == SIGKILL && memory_limit_ > 0 && OomSince(start_unix)) {
+      out.end = ExecEnd::kOomKilled;
+    }
+    return out;
+  }
+  out.end = ExecEnd::kExited;
+  out.exit_code = code;
+  return out;
+}
+
+Result<std::vector<std::string>> RemoveLeftovers(const EngineClient& client,
+                                                 const std::string& daemon_identity) {
+  auto list = client.CallJson(
+      "GET", "/containers/json?all=true&filters=" + UrlEncode(DaemonLabelFilter(daemon_identity)),
+      "listing containers");
+  if (!list.ok()) return std::move(list).error();
+  std::vector<std::string> removed;
+  if (!list->is_array()) return removed;
+  for (const auto& c : *list) {
+    std::string id = c.value("Id", "");
+    if (id.empty()) continue;
+    std::string name = id.substr(0, 12);
+    if (c.contains("Names") && c["Names"].is_array() && !c["Names"].empty() &&
+        c["Names"][0].is_string()) {
+      name = c["Names"][0].get<std::string>();
+      if (!name.empty() && name[0] == '/') name.erase(0, 1);
+    }
+    auto r = client.Call("DELETE", "/containers/" + id + "?force=true&v=true");
+    if (!r.ok()) return std::move(r).error();
+    if (r->status != 204 && r->status != 404) return ReplyError(*r, "removing container " + name);
+    removed.push_back(name);
+  }
+  return removed;
+}
+
+}  // namespace sbx::docker

@@ -1,0 +1,96 @@
+// One run's container: created from a ContainerSpec with an idle process under Docker's init,
+// each step exec'd into it (so the steps share its filesystem, as in a native sandbox), removed
+// (force) when the run ends. Output arrives as it is produced over the exec's hijacked stream,
+// demultiplexed into stdout and stderr.
+//
+// How a step ends maps onto the native engine's reasons: exit code (exec inspect), 128+N as
+// signal N (the daemon reports a signal death that way), an "oom" event of the container or
+// State.OOMKilled as oom_killed, the step's deadline as timed_out and Cancel() as cancelled
+// (both kill the whole container, as the native engine kills the whole sandbox), and a command
+// the daemon could not start (exit 126/127 with the runtime's message) as a start failure.
+//
+// Every API call has a deadline; a daemon that dies or stops answering mid-step ends the step
+// with an Error saying so, never a hang.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "docker_backend/container_plan.h"
+#include "docker_backend/engine_client.h"
+
+namespace sbx::docker {
+
+struct ExecRequest {
+  ExecSpec exec;
+  std::string stdin_data;  // written to the process's stdin, which is then closed
+  uint64_t timeout_ms = 0;  // 0: none
+  uint64_t output_limit_bytes = 16ull << 20;  // stdout+stderr delivered; past it discarded
+};
+
+enum class ExecEnd { kExited, kSignaled, kOomKilled, kTimedOut, kCancelled, kStartFailed };
+
+struct ExecOutcome {
+  ExecEnd end = ExecEnd::kExited;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  uint64_t wall_ms = 0;
+  uint64_t cpu_ms = 0;             // the container's CPU time during the step
+  uint64_t memory_peak_bytes = 0;  // the container's peak so far
+  uint64_t stdout_bytes = 0;
+  uint64_t stderr_bytes = 0;
+  bool output_truncated = false;
+  std::string start_error;  // kStartFailed: the runtime's message
+};
+
+class Container {
+ public:
+  // stream is 1 (stdout) or 2 (stderr). Called on the thread that called Exec().
+  using OutputSink = std::function<void(int stream, std::string_view data)>;
+
+  // Creates and starts the container. kNotFound when the image is not in the daemon's store;
+  // the daemon's message for anything else it refuses. Nothing is left behind on failure.
+  static Result<std::unique_ptr<Container>> Create(std::shared_ptr<const EngineClient> client,
+                                                   const ContainerSpec& spec);
+  ~Container();  // Destroy(), logging a failure
+
+  Result<ExecOutcome> Exec(const ExecRequest& request, const OutputSink& sink);
+  // Thread-safe, never blocks: the Exec() in progress kills the container and returns
+  // kCancelled; a later Exec() returns kCancelled at once.
+  void Cancel();
+  // Removes the container (force). Idempotent.
+  Status Destroy();
+
+  const std::string& id() const { return id_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  Container() = default;
+  Status Kill();
+  bool OomSince(double since_unix_s);
+
+  std::shared_ptr<const EngineClient> client_;
+  std::string id_;
+  std::string name_;
+  std::string user_;
+  uint64_t memory_limit_ = 0;
+  uint64_t cpu_seen_ns_ = 0;
+  bool destroyed_ = false;
+  std::atomic<bool> cancelled_{false};
+  UniqueFd cancel_fd_;  // eventfd written by Cancel()
+};
+
+// Force-removes every container labelled io.sandboxd.daemon=`daemon_identity` (what a daemon
+// killed mid-run left behind). Returns their names.
+Result<std::vector<std::string>> RemoveLeftovers(const EngineClient& client,
+                                                 const std::string& daemon_identity);
+
+}  // namespace sbx::docker

@@ -1,0 +1,154 @@
+#include "docker_backend/container_plan.h"
+
+#include <cmath>
+
+namespace sbx::docker {
+namespace {
+
+using nlohmann::json;
+
+bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+bool HasKey(const std::vector<std::string>& env, std::string_view key) {
+  for (const auto& e : env) {
+    if (e.size() > key.size() && e.compare(0, key.size(), key) == 0 && e[key.size()] == '=') {
+      return true;
+    }
+  }
+  return false;
+}
+
+uint64_t U64(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return 0;
+  return it->is_number_unsigned() ? it->get<uint64_t>()
+                                  : static_cast<uint64_t>(std::max<int64_t>(0, it->get<int64_t>()));
+}
+
+}  // namespace
+
+Result<json> CreateBody(const ContainerSpec& spec) {
+  if (spec.image.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "a Docker run needs an image");
+  }
+  if (spec.user.empty() || spec.user == "0" || StartsWith(spec.user, "0:") ||
+      spec.user.find_first_not_of("0123456789:") != std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "container user '{}' must be a numeric non-root uid:gid", spec.user);
+  }
+  if (spec.idle_command.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "the container needs an idle command");
+  }
+  json mounts = json::array();
+  for (const Bind& b : spec.binds) {
+    if (b.source.empty() || b.source[0] != '/' || b.target.empty() || b.target[0] != '/') {
+      return MakeError(ErrorCode::kInvalidArgument, "bind {} -> {}: paths must be absolute",
+                       b.source, b.target);
+    }
+    mounts.push_back({{"Type", "bind"},
+                      {"Source", b.source},
+                      {"Target", b.target},
+                      {"ReadOnly", !b.writable},
+                      {"BindOptions", {{"Propagation", "rprivate"}}}});
+  }
+  json labels = json::object();
+  for (const auto& [k, v] : spec.labels) labels[k] = v;
+  labels[kLabelManaged] = "true";
+  labels[kLabelDaemon] = spec.daemon_identity;
+  labels[kLabelRunId] = spec.run_id;
+
+  json security = json::array({"no-new-privileges:true"});
+  security.push_back(spec.seccomp_json.empty() ? "seccomp=unconfined"
+                                               : "seccomp=" + spec.seccomp_json);
+  json host = {
+      {"NetworkMode", "none"},
+      {"CapDrop", json::array({"ALL"})},
+      {"SecurityOpt", security},
+      {"ReadonlyRootfs", true},
+      {"Tmpfs", {{"/tmp", fmt::format("rw,nosuid,nodev,size={},mode=1777", spec.tmp_size_bytes)}}},
+      {"Mounts", mounts},
+      {"Init", true},
+      {"IpcMode", "private"},
+      {"Privileged", false},
+      {"RestartPolicy", {{"Name", "no"}}},
+      {"LogConfig", {{"Type", "none"}, {"Config", json::object()}}},
+      {"Ulimits",
+       json::array({{{"Name", "nofile"}, {"Soft", spec.max_open_files}, {"Hard", spec.max_open_files}},
+                    {{"Name", "core"}, {"Soft", 0}, {"Hard", 0}}})},
+  };
+  if (spec.cpus > 0) host["NanoCpus"] = static_cast<int64_t>(std::llround(spec.cpus * 1e9));
+  if (spec.memory_bytes > 0) {
+    host["Memory"] = spec.memory_bytes;
+    host["MemorySwap"] = spec.memory_bytes;  // equal: no swap
+  }
+  if (spec.pids > 0) host["PidsLimit"] = spec.pids;
+  json body = {
+      {"Image", spec.image},
+      {"Entrypoint", json::array({spec.idle_command[0]})},
+      {"Cmd", json(std::vector<std::string>(spec.idle_command.begin() + 1,
+                                            spec.idle_command.end()))},
+      {"User", spec.user},
+      {"Hostname", spec.hostname},
+      {"WorkingDir", "/"},
+      {"Env", DefaultEnv()},
+      {"Labels", labels},
+      {"Tty", false},
+      {"OpenStdin", false},
+      {"AttachStdin", false},
+      {"AttachStdout", false},
+      {"AttachStderr", false},
+      {"NetworkDisabled", true},
+      {"HostConfig", host},
+  };
+  return body;
+}
+
+std::vector<std::string> DefaultEnv() {
+  return {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp",
+          "HOSTNAME=sandbox", "TERM=dumb"};
+}
+
+json ExecBody(const ExecSpec& spec) {
+  std::vector<std::string> env = spec.env;
+  for (const auto& d : DefaultEnv()) {
+    if (!HasKey(env, d.substr(0, d.find('=')))) env.push_back(d);
+  }
+  json body = {{"Cmd", spec.argv},
+               {"Env", env},
+               {"WorkingDir", spec.cwd.empty() ? "/" : spec.cwd},
+               {"AttachStdin", spec.attach_stdin},
+               {"AttachStdout", true},
+               {"AttachStderr", true},
+               {"Tty", false},
+               {"Privileged", false}};
+  if (!spec.user.empty()) body["User"] = spec.user;
+  return body;
+}
+
+StatsFigures ParseStats(const json& stats) {
+  StatsFigures f;
+  if (!stats.is_object()) return f;
+  if (auto cpu = stats.find("cpu_stats"); cpu != stats.end() && cpu->is_object()) {
+    if (auto u = cpu->find("cpu_usage"); u != cpu->end() && u->is_object()) {
+      f.cpu_total_ns = U64(*u, "total_usage");
+    }
+  }
+  if (auto mem = stats.find("memory_stats"); mem != stats.end() && mem->is_object()) {
+    f.memory_peak_bytes = U64(*mem, "max_usage");
+    if (f.memory_peak_bytes == 0) f.memory_peak_bytes = U64(*mem, "peak");
+    if (f.memory_peak_bytes == 0) f.memory_peak_bytes = U64(*mem, "usage");
+  }
+  return f;
+}
+
+std::string DaemonLabelFilter(const std::string& daemon_identity) {
+  return json{{"label", json::array({std::string(kLabelDaemon) + "=" + daemon_identity})}}.dump();
+}
+
+bool IsExecStartFailure(std::string_view first_stdout, int exit_code) {
+  return (exit_code == 126 || exit_code == 127) &&
+         (first_stdout.find("OCI runtime exec failed") != std::string_view::npos ||
+          first_stdout.find("executable file not found") != std::string_view::npos);
+}
+
+}  // namespace sbx::docker

@@ -1,0 +1,96 @@
+// The backends a run's sandbox can come from, behind one contract: the native engine
+// (isolate::Sandbox in the daemon's cgroups) and Docker (docker_backend/: a container created
+// through the Engine API with the same limits, seccomp profile, user and binds). Both take a
+// SandboxRequest, run ProcessSpecs one after another with output streamed to an OutputSink, and
+// report ProcessResults with the same reasons, so the run manager, the logs, the events and the
+// artifacts do not know which one ran a run.
+//
+// Selection (SelectBackend): a run asks for "native", "docker" or "auto"; auto takes native when
+// this host supports it (root, user namespaces, cgroups, seccomp: probed at start) and Docker
+// otherwise. A backend that cannot serve says why, and the run fails with that reason.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "cgroup/cgroup.h"
+#include "isolate/sandbox.h"
+#include "isolate/spec.h"
+
+namespace sbx::supervisor {
+
+enum class BackendKind { kNative, kDocker };
+const char* BackendKindName(BackendKind kind);  // "native", "docker"
+
+// Whether a backend can serve runs here, and if not, what is missing.
+struct BackendAvailability {
+  std::string name;
+  bool available = false;
+  std::string reason;  // why not (empty when available)
+  std::string detail;  // e.g. "Docker 20.10.24, Engine API 1.41 at /var/run/docker.sock"
+};
+
+// What one run's sandbox is made of, for either backend.
+struct SandboxRequest {
+  isolate::SandboxSpec spec;  // id, limits, binds, uid/gid and host_id_base, compiled seccomp
+  std::string seccomp_json;   // the same profile as JSON text (Docker compiles its own copy)
+  std::string image;          // Docker: the run's image; "" = the backend's default image
+};
+
+// One run's sandbox. Run() is called from one thread at a time; Cancel() from any thread.
+class RunSandbox {
+ public:
+  virtual ~RunSandbox() = default;
+  // As isolate::Sandbox::Run: an Error means the backend failed (the daemon went away), not the
+  // program; a timeout or cancellation kills the whole sandbox.
+  virtual Result<isolate::ProcessResult> Run(const isolate::ProcessSpec& process,
+                                             const isolate::Sandbox::OutputSink& sink) = 0;
+  virtual void Cancel() = 0;
+  // Kills everything and releases the sandbox (cgroup, container). Idempotent.
+  virtual Status Destroy() = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual BackendKind kind() const = 0;
+  // Cached; an unavailable Docker backend probes the daemon again (at most every few seconds),
+  // so a daemon started after sandboxd is picked up.
+  virtual BackendAvailability Availability() = 0;
+  virtual Result<std::unique_ptr<RunSandbox>> Create(const SandboxRequest& request) = 0;
+  // Crash recovery: removes what a killed daemon of this identity left (Docker: its labelled
+  // containers); returns their names. Native: nothing (the cgroup driver does it).
+  virtual Result<std::vector<std::string>> RemoveLeftovers() = 0;
+};
+
+// Whether this host can build native sandboxes: root, user namespaces, seccomp, and a cgroup
+// driver (`driver` null: `cgroup_error` says why there is none).
+BackendAvailability ProbeNativeHost(const cgroup::Driver* driver, const std::string& cgroup_error);
+
+// The native engine. `availability` is ProbeNativeHost()'s answer; Create() refuses when it is
+// unavailable.
+std::unique_ptr<Backend> MakeNativeBackend(cgroup::Driver* driver, isolate::EngineOptions engine,
+                                           BackendAvailability availability);
+
+struct DockerBackendOptions {
+  std::string host;      // docker_host: unix:///PATH; "" = $DOCKER_HOST or /var/run/docker.sock
+  std::string identity;  // io.sandboxd.daemon label: this daemon's node name
+  std::string default_image;  // for runs that name none; "" = such runs fail with the reason
+  std::chrono::milliseconds call_timeout{30'000};
+};
+// Connects lazily: an unreachable daemon makes the backend unavailable (with the reason), not
+// the start of sandboxd.
+std::unique_ptr<Backend> MakeDockerBackend(DockerBackendOptions options);
+
+// The backend for a run asking for `requested` ("native", "docker" or "auto"). Either backend
+// may be null (not configured). kUnavailable with what is missing when none can serve it.
+Result<Backend*> SelectBackend(std::string_view requested, Backend* native, Backend* docker);
+
+// "native", "docker", "auto"; kInvalidArgument otherwise.
+Status CheckBackendName(std::string_view name);
+
+}  // namespace sbx::supervisor
