@@ -14,14 +14,18 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "base/syscalls.h"
 
@@ -269,6 +273,27 @@ void ReportExecError(int err_fd, const char* stage, const char* what, int e) {
   } while (r < 0 && errno == EINTR);
 }
 
+// The seccomp listener handoff between a payload and init (see HandleSpawn). It lives in a
+// MAP_SHARED page so that it is shared whether the payload was cloned with CLONE_VM or, in
+// sanitizer builds, with a copied address space.
+struct Handoff {
+  std::atomic<int32_t> listener;  // the payload's listener fd, -1 until installed
+  std::atomic<int32_t> go;        // set by init once the parent holds a copy of the listener
+};
+static_assert(std::atomic<int32_t>::is_always_lock_free);
+Handoff* g_handoff = nullptr;
+// CLONE_CHILD_CLEARTID word of a notifying payload: the kernel zeroes it and wakes a futex
+// waiter when the payload execs or exits (mm_release), which is how init waits as vfork would.
+alignas(4) uint32_t g_payload_running = 0;
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
 const char* FindEnv(char** envp, const char* key) {
   size_t klen = std::strlen(key);
   for (char** e = envp; *e; ++e) {
@@ -320,6 +345,13 @@ const char* FindEnv(char** envp, const char* key) {
       ReportExecError(err_fd, "seccomp", "install the filter", -r);
       ::_exit(127);
     }
+    if (plan.seccomp->notify != seccomp::NotifyMode::kNone) {
+      // From here every syscall the profile denies waits for a listener, and the only copy is
+      // in our own fd table: publish its number and spin, making no syscall at all, until the
+      // parent holds a copy. Then execve; O_CLOEXEC closes ours.
+      g_handoff->listener.store(r, std::memory_order_release);
+      while (g_handoff->go.load(std::memory_order_acquire) == 0) CpuRelax();
+    }
   }
   const char* file = g_argv[0];
   if (std::strchr(file, '/') != nullptr) {
@@ -367,6 +399,104 @@ alignas(64) char g_payload_stack[128 * 1024];
 int PayloadMain(void* arg) {
   auto* a = static_cast<PayloadArgs*>(arg);
   ExecPayload(*a->plan, a->fds, a->cwd);
+}
+
+// A payload under a notifying seccomp program (denials named, or learning) installs its filter
+// with SECCOMP_FILTER_FLAG_NEW_LISTENER; the listener fd lands in the payload's own fd table,
+// and from that moment any denied syscall blocks until someone answers on it. So:
+//  1. the payload is cloned with CLONE_VM | CLONE_CHILD_CLEARTID (no CLONE_VFORK: init must act
+//     while the payload waits); it publishes the listener's fd number in the shared Handoff and
+//     spins without syscalls;
+//  2. init, which is not filtered, waits for that number (or for the payload to die in setup),
+//     and sends kStarted with the number and a pidfd of the payload over the control socket;
+//  3. the parent (root on the host, so it passes pidfd_getfd's ptrace check, which init, without
+//     capabilities and not dumpable after its setresuid, would not) copies the listener, then
+//     answers kGoMagic; init sets `go`, the payload execs;
+//  4. init waits on the CLONE_CHILD_CLEARTID futex until the exec (as vfork would), since the
+//     payload still runs on init's stack buffer and spawn strings until then.
+// No step in the payload allocates or takes a lock; init only makes raw syscalls. A parent that
+// goes away closes the control socket: init's recv returns 0 and it exits, killing the payload.
+// Both run on one TLS block until the exec, so they share errno: init's calls here (waitid with
+// WNOHANG, nanosleep, sendmsg, recv; its signals are blocked, so no EINTR) do not fail while the
+// payload may still read errno after a failed call of its own.
+// Returns the payload's pid, or -1 with errno.
+pid_t StartNotifyingPayload(PayloadArgs* pa, int ctl) {
+  if (g_handoff == nullptr) {
+    void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) return -1;
+    g_handoff = new (page) Handoff{};  // placement new: constructs, allocates nothing
+  }
+  g_handoff->listener.store(-1);
+  g_handoff->go.store(0);
+  pid_t pid;
+#if defined(__SANITIZE_ADDRESS__)
+  pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+  if (pid == 0) PayloadMain(pa);
+#else
+  __atomic_store_n(&g_payload_running, 1, __ATOMIC_SEQ_CST);
+  pid = ::clone(PayloadMain, g_payload_stack + sizeof g_payload_stack,
+                CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD, pa, nullptr, nullptr,
+                &g_payload_running);
+#endif
+  if (pid < 0) return -1;
+  int pidfd = sys::PidfdOpen(pid);
+  // Wait for the listener, or for the payload to end before it installs (a chdir or filter
+  // failure it has already reported on the error pipe).
+  int listener = -1;
+  for (;;) {
+    listener = g_handoff->listener.load(std::memory_order_acquire);
+    if (listener >= 0) break;
+    siginfo_t si;
+    std::memset(&si, 0, sizeof si);
+    if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        si.si_pid == pid) {
+      break;
+    }
+    struct timespec ts = {0, 50 * 1000};
+    ::nanosleep(&ts, nullptr);
+  }
+  InitMsg reply;
+  std::memset(&reply, 0, sizeof reply);
+  reply.type = InitMsg::kStarted;
+  reply.pid = pid;
+  reply.listener_fd = listener >= 0 && pidfd >= 0 ? listener : -1;
+  struct iovec iov = {&reply, sizeof reply};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  std::memset(cbuf, 0, sizeof cbuf);
+  struct msghdr msg;
+  std::memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (reply.listener_fd >= 0) {
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pidfd, sizeof(int));
+  }
+  ssize_t r;
+  do {
+    r = ::sendmsg(ctl, &msg, MSG_NOSIGNAL);
+  } while (r < 0 && errno == EINTR);
+  if (pidfd >= 0) ::close(pidfd);
+  if (reply.listener_fd >= 0) {
+    SpawnHeader go;
+    do {
+      r = ::recv(ctl, &go, sizeof go, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) ::_exit(0);  // the parent is gone: pid 1 exits and the kernel kills the rest
+    // Anything but kGoMagic is a parent bug; the payload is released either way (it would
+    // otherwise spin until killed) and the parent sees the outcome.
+    g_handoff->go.store(1, std::memory_order_release);
+  }
+#if !defined(__SANITIZE_ADDRESS__)
+  while (__atomic_load_n(&g_payload_running, __ATOMIC_ACQUIRE) != 0) {
+    ::syscall(SYS_futex, &g_payload_running, FUTEX_WAIT, 1, nullptr, nullptr, 0);
+  }
+#endif
+  return pid;
 }
 
 void HandleSpawn(const ChildPlan& plan, int ctl) {
@@ -439,6 +569,20 @@ void HandleSpawn(const ChildPlan& plan, int ctl) {
   }
   PayloadArgs pa{&plan, {fds[0], fds[1], fds[2], fds[3]}, cwd};
   pid_t pid = -1;
+  if (slot >= 0 && plan.seccomp != nullptr &&
+      plan.seccomp->notify != seccomp::NotifyMode::kNone) {
+    pid = StartNotifyingPayload(&pa, ctl);
+    int e = errno;
+    close_fds();
+    if (pid < 0) {
+      reply.type = InitMsg::kSpawnFailed;
+      reply.status = e;
+      SendMsg(ctl, reply);
+      return;
+    }
+    g_children[slot] = pid;  // kStarted went out already
+    return;
+  }
   if (slot >= 0) {
 #if defined(__SANITIZE_ADDRESS__)
     // AddressSanitizer cannot follow instrumented code into a CLONE_VM child on a stack of its
@@ -461,6 +605,7 @@ void HandleSpawn(const ChildPlan& plan, int ctl) {
   g_children[slot] = pid;
   reply.type = InitMsg::kStarted;
   reply.pid = pid;
+  reply.listener_fd = -1;
   SendMsg(ctl, reply);
 }
 

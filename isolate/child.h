@@ -72,6 +72,9 @@ struct SpawnHeader {
   uint32_t bytes;  // length of the string area that follows
 };
 inline constexpr uint32_t kSpawnMagic = 0x53425831;  // "SBX1"
+// Parent -> init, only after a kStarted with listener_fd >= 0: the parent holds its copy of the
+// seccomp listener; the payload may exec. A SpawnHeader with this magic and nothing else.
+inline constexpr uint32_t kGoMagic = 0x53425847;  // "SBXG"
 inline constexpr size_t kMaxSpawnBytes = 192 * 1024;
 inline constexpr size_t kMaxSpawnStrings = 4096;
 
@@ -81,7 +84,10 @@ struct InitMsg {
   uint32_t type;
   int32_t pid;     // pid inside the sandbox
   int32_t status;  // wait status (kExited) or errno (kSpawnFailed)
-  int32_t pad;
+  // kStarted: the seccomp listener's fd number in the payload, -1 when none. When set, the
+  // message carries the payload's pidfd (SCM_RIGHTS), and the payload waits, making no syscall,
+  // until the parent has taken the listener (pidfd_getfd) and sent kGoMagic.
+  int32_t listener_fd;
   int64_t utime_us;
   int64_t stime_us;
   int64_t maxrss_kb;

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -42,6 +43,11 @@ class Sandbox {
 
   // Starts `process`, streams its output to `sink`, and waits until it ends, the timeout fires,
   // or Cancel() is called. A timeout or cancellation kills the whole sandbox.
+  // With a notifying seccomp program (SandboxSpec::seccomp->notify), Run() also answers the
+  // filter's notifications: kDeny with the profile's errno, counted in seccomp_denials; kLearn
+  // lets the syscall run and records it in seccomp_learned. Requires Linux 5.5. The listener
+  // lives as long as the Run(): a process left behind by an earlier Run() gets ENOSYS, not the
+  // profile's errno, for a denied call.
   Result<ProcessResult> Run(const ProcessSpec& process, const OutputSink& sink);
 
   // Thread-safe: kills every process of the sandbox; a Run() in progress returns `cancelled`.
@@ -58,6 +64,7 @@ class Sandbox {
  private:
   Sandbox() = default;
   void KillAll();
+  void AnswerNotification(int listener, std::map<std::pair<uint32_t, int>, uint64_t>* counts);
 
   std::string id_;
   std::string hostname_;
@@ -72,6 +79,9 @@ class Sandbox {
   std::atomic<bool> cancelled_{false};
   std::optional<SetupError> setup_error_;
   IsolationReport isolation_;
+  // A notifying seccomp program: what the listener does, and the profile's own answers.
+  seccomp::NotifyMode notify_mode_ = seccomp::NotifyMode::kNone;
+  seccomp::Program notify_answers_;
 };
 
 // Formats one line of /proc/PID/uid_map: "INSIDE HOST COUNT\n".

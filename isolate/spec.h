@@ -89,6 +89,13 @@ struct IsolationReport {
   std::string capabilities = "none";
 };
 
+// How often a syscall, by name, met a seccomp decision during a process's life.
+struct SyscallCount {
+  std::string name;
+  uint64_t count = 0;
+  bool operator==(const SyscallCount&) const = default;
+};
+
 struct ProcessResult {
   EndReason reason = EndReason::kSetupFailed;
   std::optional<int> exit_code;
@@ -101,6 +108,12 @@ struct ProcessResult {
   bool output_truncated = false;
   IsolationReport isolation;
   std::optional<SetupError> error;
+  // Syscalls the seccomp profile refused with an error (its ERRNO rules and an ERRNO default),
+  // most frequent first; filled when the program was compiled with notify_errors (kDeny), by the
+  // process and everything it started.
+  std::vector<SyscallCount> seccomp_denials;
+  // NotifyMode::kLearn: every syscall the profile would have refused, which ran anyway; by name.
+  std::vector<SyscallCount> seccomp_learned;
 
   // The shell convention: exit code, 128+N for a signal, 125 for setup failure.
   int ShellExitCode() const;

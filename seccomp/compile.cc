@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -29,8 +30,8 @@ using ScmpCtx = std::unique_ptr<void, CtxDeleter>;
 std::string RulePath(size_t i) { return fmt::format("syscalls[{}]", i); }
 
 // errnoRet defaults to EPERM for both ERRNO and TRACE, as in runc.
-Result<uint32_t> ActionValue(const std::string& action, std::optional<unsigned> ret,
-                             std::string_view path) {
+Result<uint32_t> ActionValueAt(const std::string& action, std::optional<unsigned> ret,
+                               std::string_view path) {
   if (action == "SCMP_ACT_ALLOW") return SCMP_ACT_ALLOW;
   if (action == "SCMP_ACT_ERRNO") return SCMP_ACT_ERRNO(ret.value_or(EPERM));
   if (action == "SCMP_ACT_KILL" || action == "SCMP_ACT_KILL_THREAD") return SCMP_ACT_KILL_THREAD;
@@ -66,6 +67,7 @@ struct Env {
   const internal::ArchInfo* native = nullptr;
   internal::KernelVersion kernel;
   const std::vector<std::string>* caps = nullptr;
+  bool notify_errors = false;
 
   bool NativeIsAny(const std::vector<std::string>& arches) const {
     for (std::string_view alias : native->aliases) {
@@ -198,8 +200,11 @@ Status AddRule(void* ctx, const SyscallRule& rule, size_t i, uint32_t default_ac
                const Env& env, std::map<int, Added>* added, std::vector<std::string>* skipped) {
   std::string path = RulePath(i);
   if (!RuleApplies(rule, env)) return Ok();
-  auto action = ActionValue(rule.action, rule.errno_ret, fmt::format("{}.action", path));
+  auto action = ActionValueAt(rule.action, rule.errno_ret, fmt::format("{}.action", path));
   if (!action.ok()) return std::move(action).error();
+  if (env.notify_errors && (*action & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ERRNO) {
+    *action = SCMP_ACT_NOTIFY;
+  }
   // libseccomp refuses rules whose action is the default one (EACCES); they change nothing.
   if (*action == default_action) return Ok();
 
@@ -283,13 +288,37 @@ Result<std::vector<sock_filter>> ExportBpf(void* ctx) {
   return insns;
 }
 
+Result<Program> CompileOnce(const Profile& profile, const CompileOptions& options);
+
 }  // namespace
 
 Result<Program> Compile(const Profile& profile, const CompileOptions& options) {
+  if (options.notify_errors) {
+    // The answers first: the same profile without notifications. It also catches every error
+    // the notifying compile could meet.
+    CompileOptions plain = options;
+    plain.notify_errors = false;
+    auto answers = Compile(profile, plain);
+    if (!answers.ok()) return std::move(answers).error();
+    auto notifying = CompileOnce(profile, options);
+    if (!notifying.ok()) return std::move(notifying).error();
+    notifying->notify = NotifyMode::kDeny;
+    notifying->answers = std::move(answers->insns);
+    return notifying;
+  }
+  return CompileOnce(profile, options);
+}
+
+namespace {
+
+Result<Program> CompileOnce(const Profile& profile, const CompileOptions& options) {
   std::string ctx_name = fmt::format("seccomp profile {}", profile.name);
   auto default_action =
-      ActionValue(profile.default_action, profile.default_errno_ret, "defaultAction");
+      ActionValueAt(profile.default_action, profile.default_errno_ret, "defaultAction");
   if (!default_action.ok()) return WithContext(std::move(default_action).error(), ctx_name);
+  if (options.notify_errors && (*default_action & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ERRNO) {
+    *default_action = SCMP_ACT_NOTIFY;
+  }
   auto kernel = KernelVersionFor(options);
   if (!kernel.ok()) return WithContext(std::move(kernel).error(), ctx_name);
 
@@ -297,6 +326,7 @@ Result<Program> Compile(const Profile& profile, const CompileOptions& options) {
   env.native = internal::FindArchByToken(seccomp_arch_native());
   env.kernel = *kernel;
   env.caps = &options.caps;
+  env.notify_errors = options.notify_errors;
   if (env.native == nullptr) {
     return MakeError(ErrorCode::kUnavailable,
                      "the native architecture (audit arch {:#x}) is not in sandboxd's table; "
@@ -341,6 +371,25 @@ Result<Program> Compile(const Profile& profile, const CompileOptions& options) {
   return program;
 }
 
+}  // namespace
+
+namespace internal {
+
+Result<bool> RuleApplies(const SyscallRule& rule, const CompileOptions& options) {
+  auto kernel = KernelVersionFor(options);
+  if (!kernel.ok()) return std::move(kernel).error();
+  Env env;
+  env.native = FindArchByToken(seccomp_arch_native());
+  if (env.native == nullptr) {
+    return MakeError(ErrorCode::kUnavailable, "the native architecture is not in sandboxd's table");
+  }
+  env.kernel = *kernel;
+  env.caps = &options.caps;
+  return sbx::seccomp::RuleApplies(rule, env);
+}
+
+}  // namespace internal
+
 std::string CompilerVersion() {
   const scmp_version* v = seccomp_version();
   return fmt::format("libseccomp {}.{}.{}", v->major, v->minor, v->micro);
@@ -351,8 +400,52 @@ int InstallProgram(const Program& program) {
   struct sock_fprog prog;
   prog.len = static_cast<unsigned short>(program.insns.size());
   prog.filter = const_cast<sock_filter*>(program.insns.data());
-  if (sys::Seccomp(SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) return -errno;
-  return 0;
+  unsigned flags = program.notify == NotifyMode::kNone ? 0 : SECCOMP_FILTER_FLAG_NEW_LISTENER;
+  int r = sys::Seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog);
+  if (r < 0) return -errno;
+  return flags != 0 ? r : 0;
+}
+
+bool NotifySupported() {
+  static const bool supported = [] {
+    auto kernel = KernelVersionFor({});
+    if (!kernel.ok() || *kernel < internal::KernelVersion{5, 5, 0}) return false;
+    UniqueFd fd(::open("/proc/sys/kernel/seccomp/actions_avail", O_RDONLY | O_CLOEXEC));
+    if (!fd) return true;  // no procfs: trust the version
+    char buf[256] = {};
+    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+    return n <= 0 || std::strstr(buf, "user_notif") != nullptr;
+  }();
+  return supported;
+}
+
+Result<uint32_t> ActionValue(const std::string& action, std::optional<unsigned> errno_ret) {
+  return ActionValueAt(action, errno_ret, "action");
+}
+
+std::string SyscallName(uint32_t audit_arch, int nr) {
+  // libseccomp's arch tokens are the AUDIT_ARCH_* values, except x32 (the kernel reports x32
+  // calls as x86_64 with bit 30 set, which libseccomp's x86_64 table does not name).
+  char* name = seccomp_syscall_resolve_num_arch(audit_arch, nr);
+  if (name == nullptr) return fmt::format("syscall_{}", nr);
+  std::string out(name);
+  std::free(name);
+  return out;
+}
+
+std::string ActionName(uint32_t ret) {
+  uint32_t data = ret & SECCOMP_RET_DATA;
+  switch (ret & SECCOMP_RET_ACTION_FULL) {
+    case SECCOMP_RET_KILL_PROCESS: return "SCMP_ACT_KILL_PROCESS";
+    case SECCOMP_RET_KILL_THREAD: return "SCMP_ACT_KILL_THREAD";
+    case SECCOMP_RET_TRAP: return "SCMP_ACT_TRAP";
+    case SECCOMP_RET_ERRNO: return fmt::format("SCMP_ACT_ERRNO({})", data);
+    case SECCOMP_RET_USER_NOTIF: return "SCMP_ACT_NOTIFY";
+    case SECCOMP_RET_TRACE: return fmt::format("SCMP_ACT_TRACE({})", data);
+    case SECCOMP_RET_LOG: return "SCMP_ACT_LOG";
+    case SECCOMP_RET_ALLOW: return "SCMP_ACT_ALLOW";
+  }
+  return fmt::format("{:#x}", ret);
 }
 
 }  // namespace sbx::seccomp

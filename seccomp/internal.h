@@ -7,6 +7,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "seccomp/seccomp.h"
 
 namespace sbx::seccomp::internal {
 
@@ -51,6 +55,15 @@ struct KernelVersion {
 std::optional<KernelVersion> ParseMinKernel(std::string_view s);
 // Lenient form for uname's release: numeric prefix "X.Y[.Z]" followed by anything.
 std::optional<KernelVersion> ParseKernelRelease(std::string_view s);
+
+// Whether Compile would use the rule under these options (includes/excludes against the native
+// arch, options.caps and the kernel version).
+Result<bool> RuleApplies(const SyscallRule& rule, const CompileOptions& options);
+
+// ParseProfile, except that with rule_errors set a rule of "syscalls" that fails to parse is
+// recorded there and left out of the result instead of failing the whole document.
+Result<Profile> ParseProfileCollecting(std::string_view text, std::string name,
+                                       std::vector<Error>* rule_errors);
 
 // policies/seccomp/default.json, generated into the build tree by seccomp/embed_json.cmake.
 extern const char kDefaultProfileJson[];

@@ -396,7 +396,10 @@ Status CheckUnsupported(const json& doc) {
   return Ok();
 }
 
-Result<Profile> ParseDocument(const json& doc, std::string name) {
+// With rule_errors set, a rule that fails to parse is recorded there and left out instead of
+// failing the document, so that a validator can report every broken rule at once.
+Result<Profile> ParseDocument(const json& doc, std::string name,
+                              std::vector<Error>* rule_errors = nullptr) {
   if (!doc.is_object()) {
     return PathError("", "expected a JSON object at the top level, got {}", doc.type_name());
   }
@@ -439,6 +442,10 @@ Result<Profile> ParseDocument(const json& doc, std::string name) {
     out.syscalls.reserve(syscalls->size());
     for (size_t i = 0; i < syscalls->size(); ++i) {
       auto rule = ParseSyscall((*syscalls)[i], Index("syscalls", i));
+      if (!rule.ok() && rule_errors != nullptr) {
+        rule_errors->push_back(std::move(rule).error());
+        continue;
+      }
       if (!rule.ok()) return std::move(rule).error();
       out.syscalls.push_back(std::move(*rule));
     }
@@ -461,6 +468,11 @@ std::string StripExceptionId(std::string_view what) {
 }  // namespace
 
 Result<Profile> ParseProfile(std::string_view text, std::string name) {
+  return internal::ParseProfileCollecting(text, std::move(name), nullptr);
+}
+
+Result<Profile> internal::ParseProfileCollecting(std::string_view text, std::string name,
+                                                 std::vector<Error>* rule_errors) {
   if (text.size() > kMaxProfileBytes) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "seccomp profile {} is {} bytes; the limit is 4 MiB, remove rules", name,
@@ -468,7 +480,7 @@ Result<Profile> ParseProfile(std::string_view text, std::string name) {
   }
   try {
     json doc = json::parse(text);
-    auto profile = ParseDocument(doc, name);
+    auto profile = ParseDocument(doc, name, rule_errors);
     if (!profile.ok()) return WithContext(std::move(profile).error(), "seccomp profile " + name);
     return profile;
   } catch (const json::exception& e) {

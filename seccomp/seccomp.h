@@ -73,6 +73,19 @@ struct CompileOptions {
   std::vector<std::string> caps;
   // Kernel version for minKernel ("6.1"); empty means the running kernel's (uname).
   std::string kernel_version;
+  // Error actions (SCMP_ACT_ERRNO rules, and an SCMP_ACT_ERRNO default) compile to
+  // SECCOMP_RET_USER_NOTIF so that the sandbox's supervisor can name and count each denial; it
+  // answers every notification with the errno that Program::answers gives (see NotifyMode).
+  // KILL, TRAP, TRACE and LOG stay as they are. Requires Linux 5.5 at run time.
+  bool notify_errors = false;
+};
+
+// What the listener of a notifying program does with each notification.
+enum class NotifyMode {
+  kNone,     // the program never notifies; no listener
+  kDeny,     // answer with the profile's errno and count the denial (CompileOptions::notify_errors)
+  kLearn,    // record the syscall and let it run (`sandboxd seccomp learn`).
+             // IMPORTANT: weakens isolation: every syscall the profile denies is allowed.
 };
 
 // An immutable compiled filter for the native architecture (plus its sub-architectures).
@@ -82,6 +95,11 @@ struct Program {
   // Syscall names in applicable rules that this libseccomp does not know (newer than it); their
   // rules were left out, so those syscalls get the default action. For logging.
   std::vector<std::string> skipped_syscalls;
+  // kDeny or kLearn when insns may return SECCOMP_RET_USER_NOTIF. `answers` is then the same
+  // profile compiled without notify_errors: the listener runs it (Evaluate) on each notification's
+  // seccomp_data to find the errno the profile gives.
+  NotifyMode notify = NotifyMode::kNone;
+  std::vector<sock_filter> answers;
 };
 
 // Architectures: with an archMap, the entry for the native arch plus its subArchitectures;
@@ -99,8 +117,23 @@ Result<Program> Compile(const Profile& profile, const CompileOptions& options = 
 // "libseccomp 2.5.4": the compiler's version, part of any cache key for compiled programs.
 std::string CompilerVersion();
 
-// Child side, async-signal-safe: seccomp(SECCOMP_SET_MODE_FILTER). Returns 0 or -errno.
-// Requires no_new_privs (or CAP_SYS_ADMIN).
+// Child side, async-signal-safe: seccomp(SECCOMP_SET_MODE_FILTER). Returns 0 or -errno; for a
+// program with notify != kNone it installs with SECCOMP_FILTER_FLAG_NEW_LISTENER and returns the
+// listener fd (>= 0, O_CLOEXEC). Requires no_new_privs (or CAP_SYS_ADMIN).
 int InstallProgram(const Program& program);
+
+// Whether this kernel runs notifying programs: SECCOMP_RET_USER_NOTIF with
+// SECCOMP_USER_NOTIF_FLAG_CONTINUE (Linux 5.5). Callers compile with notify_errors only then.
+bool NotifySupported();
+
+// "ptrace" for a syscall number of the ABI `audit_arch` (seccomp_data.arch); "syscall_N" when
+// libseccomp has no name for it.
+std::string SyscallName(uint32_t audit_arch, int nr);
+
+// "SCMP_ACT_ERRNO(1)", "SCMP_ACT_ALLOW", "SCMP_ACT_NOTIFY" … for a SECCOMP_RET_* value.
+std::string ActionName(uint32_t ret);
+// The SECCOMP_RET_* value of a profile action, as Compile would use it (errnoRet defaults to
+// EPERM); kInvalidArgument for an unknown action.
+Result<uint32_t> ActionValue(const std::string& action, std::optional<unsigned> errno_ret);
 
 }  // namespace sbx::seccomp

@@ -273,6 +273,13 @@ std::string RenderReport(const store::RunRecord& run, std::string_view stdout_ta
   }
   r += fmt::format("- Network: {}; seccomp profile: {}\n", run.network.empty() ? "none" : run.network,
                    run.seccomp_profile.empty() ? "default" : run.seccomp_profile);
+  if (run.result && !run.result->seccomp_denials.empty()) {
+    r += "- Seccomp denied:";
+    for (const auto& d : run.result->seccomp_denials) {
+      r += fmt::format(" `{}` {} time{};", d.syscall, d.count, d.count == 1 ? "" : "s");
+    }
+    r.back() = '\n';
+  }
   if (run.workspace) {
     r += fmt::format("- Workspace: `{}` ({})\n", run.workspace->path,
                      run.workspace->mode == "cow" ? "copy-on-write" : "read-only");

@@ -8,5 +8,6 @@ namespace sbx::supervisor {
 
 int ExecCommand(const std::vector<std::string>& args);
 int CheckCommand(const std::vector<std::string>& args);
+int SeccompCommand(const std::vector<std::string>& args);
 
 }  // namespace sbx::supervisor

@@ -75,7 +75,9 @@ Result<std::optional<seccomp::Program>> CompileProfile(const std::string& which)
     text = std::move(*t);
     name = std::filesystem::path(which).stem().string();
   }
-  auto prog = CompileProfileCached(text, name, kSeccompCacheDir);
+  seccomp::CompileOptions copts;
+  copts.notify_errors = seccomp::NotifySupported();  // names each denial in the result
+  auto prog = CompileProfileCached(text, name, kSeccompCacheDir, copts);
   if (!prog.ok()) return WithContext(std::move(prog).error(), "seccomp profile " + which);
   return std::optional<seccomp::Program>(std::move(*prog));
 }
@@ -145,6 +147,14 @@ int ExecCommand(const std::vector<std::string>& args) {
                  static_cast<unsigned long long>(o.process.timeout_ms));
   } else if (res.reason == isolate::EndReason::kOomKilled) {
     std::fprintf(stderr, "sandboxd: killed: out of memory\n");
+  }
+  if (!res.seccomp_denials.empty() && res.ShellExitCode() != 0) {
+    std::string list;
+    for (const auto& d : res.seccomp_denials) {
+      list += fmt::format("{}{} denied {} time{}", list.empty() ? "" : ", ", d.name, d.count,
+                          d.count == 1 ? "" : "s");
+    }
+    std::fprintf(stderr, "sandboxd: seccomp: %s\n", list.c_str());
   }
   if (!o.result_file.empty()) {
     if (Status st = WriteResult(o.result_file, ResultToJson(res).dump(2)); !st.ok()) {

@@ -1,5 +1,6 @@
 #include "supervisor/result_json.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace sbx::supervisor {
@@ -34,6 +35,10 @@ nlohmann::json ResultToJson(const isolate::ProcessResult& r) {
   j["stderr_bytes"] = r.stderr_bytes;
   j["output_truncated"] = r.output_truncated;
   j["isolation"] = IsolationToJson(r.isolation);
+  j["seccomp_denials"] = nlohmann::json::array();
+  for (const auto& d : r.seccomp_denials) {
+    j["seccomp_denials"].push_back({{"syscall", d.name}, {"count", d.count}});
+  }
   if (r.error) {
     j["error"] = {{"stage", r.error->stage},
                   {"errno", r.error->sys_errno},
@@ -51,7 +56,41 @@ nlohmann::json StepResultJson(const store::StepResult& s) {
           {"signal", s.signal ? nlohmann::json(SignalName(*s.signal)) : nlohmann::json(nullptr)},
           {"wall_ms", s.wall_ms},
           {"cpu_ms", s.cpu_ms},
-          {"memory_peak_bytes", s.memory_peak_bytes}};
+          {"memory_peak_bytes", s.memory_peak_bytes},
+          {"seccomp_denials", SeccompDenialsJson(s.seccomp_denials)}};
+}
+
+nlohmann::json SeccompDenialsJson(const std::vector<store::SeccompDenial>& denials) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& d : denials) a.push_back({{"syscall", d.syscall}, {"count", d.count}});
+  return a;
+}
+
+std::vector<store::SeccompDenial> AddDenials(std::vector<store::SeccompDenial> total,
+                                             const std::vector<store::SeccompDenial>& more) {
+  for (const auto& d : more) {
+    auto it = std::find_if(total.begin(), total.end(),
+                           [&](const store::SeccompDenial& t) { return t.syscall == d.syscall; });
+    if (it == total.end()) {
+      total.push_back(d);
+    } else {
+      it->count += d.count;
+    }
+  }
+  std::stable_sort(total.begin(), total.end(),
+                   [](const store::SeccompDenial& a, const store::SeccompDenial& b) {
+                     return a.count > b.count;
+                   });
+  return total;
+}
+
+std::string DenialSummary(const std::vector<store::SeccompDenial>& denials) {
+  std::string out;
+  for (const auto& d : denials) {
+    if (!out.empty()) out += ", ";
+    out += fmt::format("{} denied {} time{}", d.syscall, d.count, d.count == 1 ? "" : "s");
+  }
+  return out;
 }
 
 }  // namespace sbx::supervisor

@@ -17,6 +17,7 @@ Commands:
   exec      run one command in a new sandbox (sandboxd exec --help)
   check     inspect the host's isolation layers (sandboxd check --help)
   serve     run the service: API, review gate, run workers (sandboxd serve --help)
+  seccomp   validate, explain, diff and learn seccomp profiles (sandboxd seccomp --help)
 )";
 
 // `serve` is a binary of its own (sandboxd-server, beside this one or in
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (cmd == "exec") return sbx::supervisor::ExecCommand(args);
   if (cmd == "check") return sbx::supervisor::CheckCommand(args);
+  if (cmd == "seccomp") return sbx::supervisor::SeccompCommand(args);
   if (cmd == "serve") return Serve(argv);
   std::fprintf(stderr, "sandboxd: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 2;

@@ -12,7 +12,7 @@
 namespace sbx::supervisor {
 namespace {
 
-constexpr std::string_view kMagic = "SBXBPF1\n";
+constexpr std::string_view kMagic = "SBXBPF2\n";
 
 uint64_t Fnv1a64(std::string_view s) {
   uint64_t h = 1469598103934665603ull;
@@ -27,8 +27,9 @@ std::string CacheKey(std::string_view source, const std::string& name,
                      const seccomp::CompileOptions& options) {
   struct utsname u;
   ::uname(&u);
-  std::string key = fmt::format("name={}\nkernel={}\ncompiler={}\nkernel_opt={}\ncaps=", name,
-                                u.release, seccomp::CompilerVersion(), options.kernel_version);
+  std::string key = fmt::format("name={}\nkernel={}\ncompiler={}\nkernel_opt={}\nnotify={}\ncaps=",
+                                name, u.release, seccomp::CompilerVersion(),
+                                options.kernel_version, options.notify_errors ? 1 : 0);
   for (const auto& c : options.caps) key += c + ",";
   key += "\nsource=";
   key.append(source);
@@ -54,13 +55,18 @@ std::optional<seccomp::Program> Load(const std::string& path, const std::string&
   uint32_t klen, n;
   if (!GetU32(in, &klen) || in.size() < klen || in.substr(0, klen) != key) return std::nullopt;
   in.remove_prefix(klen);
-  if (!GetU32(in, &n) || in.size() != static_cast<size_t>(n) * sizeof(sock_filter)) {
+  uint32_t notify, m;
+  if (!GetU32(in, &notify) || !GetU32(in, &n) || !GetU32(in, &m) ||
+      in.size() != (static_cast<size_t>(n) + m) * sizeof(sock_filter) || notify > 2) {
     return std::nullopt;
   }
   seccomp::Program p;
   p.profile_name = name;
+  p.notify = static_cast<seccomp::NotifyMode>(notify);
   p.insns.resize(n);
-  std::memcpy(p.insns.data(), in.data(), in.size());
+  std::memcpy(p.insns.data(), in.data(), n * sizeof(sock_filter));
+  p.answers.resize(m);
+  std::memcpy(p.answers.data(), in.data() + n * sizeof(sock_filter), m * sizeof(sock_filter));
   return p;
 }
 
@@ -70,8 +76,12 @@ void Store(const std::string& dir, const std::string& path, const std::string& k
   std::string blob(kMagic);
   PutU32(blob, static_cast<uint32_t>(key.size()));
   blob += key;
+  PutU32(blob, static_cast<uint32_t>(p.notify));
   PutU32(blob, static_cast<uint32_t>(p.insns.size()));
+  PutU32(blob, static_cast<uint32_t>(p.answers.size()));
   blob.append(reinterpret_cast<const char*>(p.insns.data()), p.insns.size() * sizeof(sock_filter));
+  blob.append(reinterpret_cast<const char*>(p.answers.data()),
+              p.answers.size() * sizeof(sock_filter));
   std::string tmp = fmt::format("{}.{}.tmp", path, ::getpid());
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return;

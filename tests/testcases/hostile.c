@@ -79,6 +79,12 @@ int main(int argc, char** argv) {
   if (!strcmp(a, "unshare")) return result(unshare(CLONE_NEWUSER) == 0, "unshare");
   if (!strcmp(a, "unshare-ns")) return result(unshare(CLONE_NEWNS) == 0, "unshare");
   if (!strcmp(a, "ptrace")) return result(ptrace(PTRACE_ATTACH, 1, 0, 0) == 0, "ptrace");
+  if (!strcmp(a, "ptrace-times") && argc > 2) {
+    /* N attempts, for the seccomp denial counts; OK if any worked. */
+    int n = atoi(argv[2]), ok = 0;
+    for (int i = 0; i < n; ++i) ok |= ptrace(PTRACE_ATTACH, 1, 0, 0) == 0;
+    return result(ok, "ptrace");
+  }
   if (!strcmp(a, "setns")) {
     int fd = open("/proc/self/ns/net", O_RDONLY);
     if (fd < 0) return result(0, "open /proc/self/ns/net");
