@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps test-deps build build-asan run demo test test-asan bench clean
+.PHONY: all deps test-deps build build-asan run demo test test-asan bench package clean
 
 all: build
 
@@ -53,6 +53,15 @@ test: test-deps build build-asan
 bench: test-deps build
 	bench/startup.sh $(BUILD)/supervisor/sandboxd
 	bench/service.sh $(BUILD)
+	bench/docker.sh $(BUILD)
+
+# The .deb (build-pkg/sandboxd_VERSION_amd64.deb), installed under /usr with /etc/sandboxd.
+PKG_BUILD  ?= build-pkg
+package: deps
+	cmake -S . -B $(PKG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
+	  -DSBX_BUILD_TESTS=OFF $(CMAKE_ARGS)
+	cmake --build $(PKG_BUILD) -j $(JOBS)
+	cd $(PKG_BUILD) && cpack -G DEB
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -198,6 +198,7 @@ class HttpSession final : public Session,
     }
     phase_ = Phase::kReading;
     read_timed_out_ = false;
+    request_start_ = std::chrono::steady_clock::now();
     req_ = {};
     version_ = 11;
     route_ = nullptr;
@@ -213,6 +214,7 @@ class HttpSession final : public Session,
 
   void OnHeader(error_code ec) {
     if (ec) return OnReadError(ec);
+    request_start_ = std::chrono::steady_clock::now();
     const auto& req = parser_->get();
     if (!parser_->is_done() && beast::iequals(req[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -387,8 +389,24 @@ class HttpSession final : public Session,
     if (Stopping()) return SendError(503, "unavailable", "the server is shutting down");
     CancelTimer();
     phase_ = Phase::kClosed;
+    Observe(101);
     StartWebSocketSession(core_, std::move(socket_), std::move(req_), std::move(accept),
                           std::move(slot_));
+  }
+
+  // Reports the answer to the request in progress (ServerOptions::on_response).
+  void Observe(int status) {
+    if (!options_.on_response) return;
+    RequestOutcome o;
+    o.method = MethodName(ParseMethod(std::string_view(req_.method_string())));
+    if (route_ != nullptr) o.route = route_->pattern;
+    o.status = status;
+    o.latency = std::chrono::steady_clock::now() - request_start_;
+    try {
+      options_.on_response(o);
+    } catch (const std::exception& e) {
+      spdlog::error("api: response observer threw: {}", e.what());
+    }
   }
 
   // ---- whole responses ----
@@ -406,6 +424,7 @@ class HttpSession final : public Session,
       res = ErrorResponse(500, "internal", "the server produced an invalid response");
     }
     bool keep = keep_alive_ && !Stopping();
+    Observe(res.status);
     try {
       res_ = std::make_unique<http::response<http::string_body>>();
       res_->version(version_ == 10 ? 10 : 11);
@@ -438,6 +457,7 @@ class HttpSession final : public Session,
                     bad);
       return SendError(500, "internal", "the server produced an invalid response");
     }
+    Observe(s.status);
     // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
     chunked_ = version_ >= 11;
     if (!chunked_) keep_alive_ = false;
@@ -565,6 +585,7 @@ class HttpSession final : public Session,
   Phase phase_ = Phase::kReading;
   bool shutting_down_ = false;
   bool read_timed_out_ = false;
+  std::chrono::steady_clock::time_point request_start_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> req_;

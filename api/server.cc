@@ -114,6 +114,44 @@ class Listener : public std::enable_shared_from_this<Listener> {
   bool closed_ = false;
 };
 
+// Calls ServerOptions::on_tick every tick_interval from the I/O context.
+class Ticker : public std::enable_shared_from_this<Ticker> {
+ public:
+  Ticker(ServerCore& core, std::chrono::microseconds interval, std::function<void()> fn)
+      : timer_(net::make_strand(core.io())), interval_(interval), fn_(std::move(fn)) {}
+
+  void Start() {
+    net::post(timer_.get_executor(), [self = shared_from_this()] { self->Arm(); });
+  }
+  // Thread-safe.
+  void Close() {
+    net::post(timer_.get_executor(), [self = shared_from_this()] {
+      self->closed_ = true;
+      self->timer_.cancel();
+    });
+  }
+
+ private:
+  void Arm() {
+    if (closed_) return;
+    timer_.expires_after(interval_);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->closed_) return;
+      try {
+        self->fn_();
+      } catch (const std::exception& e) {
+        spdlog::error("api: tick handler threw: {}", e.what());
+      }
+      self->Arm();
+    });
+  }
+
+  Timer timer_;
+  std::chrono::microseconds interval_;
+  std::function<void()> fn_;
+  bool closed_ = false;
+};
+
 }  // namespace
 
 ConnectionSlot::~ConnectionSlot() { core_->ReleaseSlot(); }
@@ -249,6 +287,7 @@ void ServerCore::JoinWorkers() {
 struct Server::Impl {
   std::shared_ptr<internal::ServerCore> core;
   std::vector<std::shared_ptr<internal::Listener>> listeners;
+  std::shared_ptr<internal::Ticker> ticker;
   std::vector<ListenAddress> addresses;
   bool stopped = false;
 };
@@ -304,8 +343,14 @@ Result<std::unique_ptr<Server>> Server::Start(ServerOptions options, Router rout
     impl->addresses.push_back(listener->address());
     impl->listeners.push_back(std::move(listener));
   }
+  const ServerOptions& opts = impl->core->options();
+  if (opts.tick_interval.count() > 0 && opts.on_tick) {
+    impl->ticker =
+        std::make_shared<internal::Ticker>(*impl->core, opts.tick_interval, opts.on_tick);
+  }
   impl->core->StartThreads();
   for (auto& l : impl->listeners) l->Start();
+  if (impl->ticker) impl->ticker->Start();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -320,6 +365,7 @@ void Server::Stop(std::chrono::milliseconds grace) {
   auto deadline = std::chrono::steady_clock::now() + grace;
 
   core.SetStopping();
+  if (impl_->ticker) impl_->ticker->Close();
   for (auto& l : impl_->listeners) l->Close();
   for (auto& s : core.LiveSessions()) s->BeginShutdown();
   if (!core.WaitForNoConnections(deadline)) {

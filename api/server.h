@@ -23,8 +23,10 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "api/auth.h"
@@ -33,6 +35,14 @@
 #include "base/result.h"
 
 namespace sbx::api {
+
+// What the server reports about each answered request (for metrics).
+struct RequestOutcome {
+  const char* method = "OTHER";  // MethodName(): a bounded set
+  std::string_view route;        // the matched route's pattern; "" when none matched
+  int status = 0;                // of the response head (101 for a WebSocket upgrade)
+  std::chrono::steady_clock::duration latency{};  // from the request head's arrival
+};
 
 struct ServerOptions {
   // "127.0.0.1:8080", "[::1]:8080", "unix:/run/sandboxd/api.sock"; ":0" ports pick a free port
@@ -61,6 +71,13 @@ struct ServerOptions {
   size_t ws_max_incoming_bytes = 64 * 1024;  // larger incoming messages close the session
   // No frame from the client for this long closes the session; pings are sent halfway.
   std::chrono::milliseconds ws_idle_timeout{60'000};
+
+  // Called on an I/O thread for every response head written. Must be cheap and not block.
+  std::function<void(const RequestOutcome&)> on_response;
+  // Called every `tick_interval` from a timer on the I/O context itself, so that it stops when
+  // the event loop is stuck (systemd's watchdog pings). Zero: no timer.
+  std::chrono::microseconds tick_interval{0};
+  std::function<void()> on_tick;
 };
 
 class Server {

@@ -138,7 +138,47 @@ struct DriverOptions {
   // The filesystem the drivers use; null means the real one. Tests pass a fake that emulates
   // cgroupfs in a temp dir. Must outlive the driver and every Cgroup it creates.
   CgroupFs* fs = nullptr;
+  // Hybrid only: the parent in a v1 controller's hierarchy ("memory" -> "system.slice/x/sandboxd")
+  // where it differs from `parent` (a delegated daemon's own v1 cgroups). Same rules as `parent`.
+  std::map<std::string, std::string> v1_parents;
 };
+
+// ---- A delegated subtree (systemd's Delegate=yes) ----
+//
+// A daemon started by systemd with Delegate=yes owns the cgroup it was started in. Its
+// sandboxes then live below that cgroup, so that stopping the unit (KillMode=mixed) kills every
+// one of them and the unit's resource limits cover them. cgroup v2 allows controllers to be
+// enabled only in a cgroup without processes of its own, so the daemon first moves itself into
+// a leaf "<own>/supervisor"; the sandboxes' parent is "<own>/<parent name>" beside it.
+
+// The cgroups a process is in (text of /proc/PID/cgroup), paths relative to each hierarchy's
+// root as the file gives them ("/system.slice/sandboxd.service").
+struct OwnCgroups {
+  std::string unified;                   // the "0::" line; "" when none
+  std::map<std::string, std::string> v1;  // controller -> path, for v1 hierarchies
+};
+// Pure.
+OwnCgroups ParseProcCgroup(std::string_view text);
+
+struct DelegationPlan {
+  std::string leaf;            // unified path the daemon moves into ("/…/supervisor")
+  bool enable_controllers;     // v2: write "+cpu +memory +pids" to <own>/cgroup.subtree_control
+  std::string own;             // the delegated cgroup ("/system.slice/sandboxd.service")
+  DriverOptions driver;        // parent (and v1_parents) below the delegated cgroups
+};
+// Pure: where a delegated daemon puts itself and its sandboxes. `parent_name` is one path
+// component or a relative path (the configured cgroup_parent). A v1 controller whose cgroup is
+// the hierarchy's root (not delegated to the unit) keeps `parent_name` at the root, as without
+// delegation. Fails with kFailedPrecondition when the process is in the root cgroup (nothing was
+// delegated).
+Result<DelegationPlan> PlanDelegation(const OwnCgroups& own, const HostInfo& host,
+                                      const std::string& parent_name);
+// Whether this looks like a unit's cgroup handed over by systemd: $INVOCATION_ID is set and the
+// unified path ends in ".service" (or "/supervisor" below one: a daemon already moved).
+bool LooksDelegatedBySystemd(const OwnCgroups& own, const char* invocation_id_env);
+// Makes the leaf, moves the whole process (every thread) into it and, on v2, enables the
+// controllers in the delegated cgroup. Needs write access to the delegated cgroup.
+Status ApplyDelegation(const DelegationPlan& plan, const HostInfo& host);
 
 class Driver {
  public:

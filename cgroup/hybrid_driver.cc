@@ -214,8 +214,11 @@ Result<std::unique_ptr<Driver>> OpenHybridDriver(const DriverOptions& options,
     }
     auto h = std::find_if(hierarchies.begin(), hierarchies.end(),
                           [&](const Hierarchy& x) { return x.mount == it->second; });
+    auto own = options.v1_parents.find(c);
+    const std::string& parent = own == options.v1_parents.end() ? options.parent : own->second;
+    SBX_TRY(ValidateParent(parent));
     if (h == hierarchies.end()) {
-      hierarchies.push_back({it->second, {c}, JoinPath(it->second, options.parent)});
+      hierarchies.push_back({it->second, {c}, JoinPath(it->second, parent)});
     } else {
       h->controllers.push_back(c);
     }

@@ -7,10 +7,14 @@ build_pkgs=(
   build-essential cmake pkg-config
   libseccomp-dev libcap-dev libnl-3-dev libnl-route-3-dev
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev
-  libsqlite3-dev libpqxx-dev libyaml-cpp-dev
+  libsqlite3-dev libpqxx-dev libyaml-cpp-dev libsystemd-dev
 )
 # postgresql: the store tests start a throwaway server from /usr/lib/postgresql/15/bin.
-test_pkgs=(bubblewrap hyperfine jq busybox-static postgresql)
+# systemd: systemd-analyze verify of the unit files; dpkg-dev and fakeroot: cpack -G DEB and
+# dpkg-deb; debootstrap: the package installed into a chroot (skipped when it cannot fetch).
+test_pkgs=(bubblewrap hyperfine jq busybox-static postgresql systemd dpkg-dev fakeroot debootstrap)
+# docker.io: the Docker backend's tests start their own dockerd (their image is busybox-static's).
+test_pkgs+=(docker.io)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then want+=("${test_pkgs[@]}"); fi
