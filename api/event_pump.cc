@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/http.h"
 #include "supervisor/run_logs.h"
 #include "supervisor/text.h"
 
@@ -149,6 +150,18 @@ void EventPump::Drain() {
   }
 }
 
+namespace {
+
+void AddEnvelope(const store::EventRecord& e, nlohmann::json& j) {
+  j["type"] = store::EventTypeName(e.type);
+  j["run_id"] = e.run_id;
+  j["seq"] = e.seq;
+  j["ts"] = e.ts_ms;
+  j["cursor"] = e.cursor;
+}
+
+}  // namespace
+
 nlohmann::json EventToJson(const store::EventRecord& e, const std::string& data_dir) {
   nlohmann::json j = e.data;
   if (!j.is_object()) j = {{"data", e.data}};
@@ -160,12 +173,22 @@ nlohmann::json EventToJson(const store::EventRecord& e, const std::string& data_
       j["data_b64"] = supervisor::Base64Encode(bytes);
     }
   }
-  j["type"] = store::EventTypeName(e.type);
-  j["run_id"] = e.run_id;
-  j["seq"] = e.seq;
-  j["ts"] = e.ts_ms;
-  j["cursor"] = e.cursor;
+  AddEnvelope(e, j);
   return j;
+}
+
+std::string EventToBinaryMessage(const store::EventRecord& e, const std::string& data_dir) {
+  nlohmann::json header = nlohmann::json::object();
+  if (e.data.is_object()) {
+    for (const auto& [key, value] : e.data.items()) {
+      if (key != "data" && key != "data_b64") header[key] = value;
+    }
+  }
+  AddEnvelope(e, header);
+  std::string out = DumpJson(header);  // one line: a dump has no raw newline
+  out.push_back('\n');
+  supervisor::AppendLogEventBytes(e, data_dir, &out);
+  return out;
 }
 
 }  // namespace sbx::api

@@ -65,4 +65,9 @@ class EventPump : public std::enable_shared_from_this<EventPump> {
 // event gets its bytes as `data` (valid UTF-8) or `data_b64`.
 nlohmann::json EventToJson(const store::EventRecord& event, const std::string& data_dir);
 
+// The binary wire form of a step.log event (?format=binary): the event as EventToJson gives
+// it but without data / data_b64, one newline, then the bytes exactly as the program wrote
+// them. No escaping and no base64, so a client following a busy log pays nothing per byte.
+std::string EventToBinaryMessage(const store::EventRecord& event, const std::string& data_dir);
+
 }  // namespace sbx::api

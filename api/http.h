@@ -153,8 +153,9 @@ struct StreamResponse {
   std::function<void(std::shared_ptr<StreamSink>)> start;
 };
 
-// A server-side WebSocket session. Outgoing text messages go through a bounded queue
-// (ServerOptions::ws_queue_messages / ws_queue_bytes). When a Send would exceed it, the queued
+// A server-side WebSocket session. Outgoing messages go through a bounded queue
+// (ServerOptions::ws_queue_messages / ws_queue_bytes; once the queue is at most half full one
+// message of any size is taken, see HasRoomFor). When a Send would exceed it, the queued
 // messages are dropped, the client is sent {"type":"overflow","resume_after":SEQ} where SEQ is
 // the seq of the last message actually written to the socket (or the accept's resume_after
 // when none was, or null), and the session closes with code 1013 (try again later). The client
@@ -181,10 +182,16 @@ class WebSocket {
   // resume_after once the message has been written.
   virtual SendResult Send(std::string text, std::optional<int64_t> seq) = 0;
   SendResult Send(std::string text) { return Send(std::move(text), std::nullopt); }
+  // The same, as a binary message (opcode 2): bytes that need not be UTF-8, sent as they are.
+  virtual SendResult SendBinary(std::string bytes, std::optional<int64_t> seq) = 0;
   // How many messages Send can queue now without overflowing (0 once closing). A handler that
   // replays history (?after=SEQ) paces itself with this and OnWritable, so that a replay never
   // overflows; live events just Send.
   virtual size_t queue_space() const = 0;
+  // Whether a message of `bytes` would be queued now rather than overflow: not closing, below
+  // the message cap, and within the byte cap (or the queue is empty: one message of any size
+  // is always taken).
+  virtual bool HasRoomFor(size_t bytes) const = 0;
   // Calls `callback` once when the queue is at most half full (messages and bytes): right away
   // when it already is, else after enough has been written. Replaces an earlier callback that
   // has not run. Not called once the session is closing (OnClose is).

@@ -147,18 +147,19 @@ class WsSession final : public Session,
       case WebSocketFront::Next::Kind::kIdle:
         return;
       case WebSocketFront::Next::Kind::kMessage:
-        return Write(std::move(next.text), next.seq, std::nullopt);
+        return Write(std::move(next.text), next.seq, std::nullopt, next.binary);
       case WebSocketFront::Next::Kind::kFinal:
-        return Write(std::move(next.text), std::nullopt, next.close_code);
+        return Write(std::move(next.text), std::nullopt, next.close_code, false);
       case WebSocketFront::Next::Kind::kClose:
         return DoClose(next.close_code);
     }
   }
 
-  void Write(std::string text, std::optional<int64_t> seq, std::optional<uint16_t> then_close) {
+  void Write(std::string text, std::optional<int64_t> seq, std::optional<uint16_t> then_close,
+             bool binary) {
     writing_ = true;
     current_ = std::move(text);
-    ws_.text(true);
+    ws_.binary(binary);
     ArmTimer(options_.write_timeout);
     ws_.async_write(net::buffer(current_),
                     [self = shared_from_this(), seq, then_close](error_code ec, size_t) {

@@ -4,8 +4,9 @@
 #   - end-to-end latency of an auto-approved /bin/true run (POST /v1/runs to run.completed on the
 #     run's WebSocket), one run after another;
 #   - runs per second with 16 clients in parallel;
-#   - log throughput of one run writing 1 GiB of text to stdout, followed on a WebSocket, next to
-#     the raw pipe `head -c 1G /dev/zero | cat >/dev/null` measured in the same run;
+#   - log throughput of one run writing 1 GiB to stdout, followed on a WebSocket (JSON events,
+#     then binary step.log messages; text from `yes | head`, then `head -c 1G /dev/zero`), next
+#     to the raw pipe `head -c 1G /dev/zero | cat >/dev/null` measured in the same run;
 #   - the daemon's RSS idle and its peak during the 1 GiB stream.
 # Usage: bench/service.sh [BUILD_DIR] [RUNS]
 set -euo pipefail
@@ -69,7 +70,9 @@ echo "{\"bench\": \"idle\", \"daemon_rss_kb\": $idle_kb}" | tee "$out/service.js
 "$client" latency "$port" "$key" 20 > /dev/null  # warm-up
 "$client" latency "$port" "$key" "$runs" | tee -a "$out/service.jsonl"
 "$client" rate "$port" "$key" 16 "$runs" | tee -a "$out/service.jsonl" || true
-"$client" logs "$port" "$key" $((1 << 30)) "$pid" | tee -a "$out/service.jsonl"
+"$client" logs "$port" "$key" $((1 << 30)) "$pid" json text | tee -a "$out/service.jsonl"
+"$client" logs "$port" "$key" $((1 << 30)) "$pid" binary text | tee -a "$out/service.jsonl"
+"$client" logs "$port" "$key" $((1 << 30)) "$pid" binary zero | tee -a "$out/service.jsonl"
 hyperfine --runs 5 --export-json "$dir/pipe.json" \
   -n "raw pipe" "head -c 1G /dev/zero | cat >/dev/null" \
   -n "raw pipe, same text" "yes 'sandboxd log throughput: 0123456789abcdefghijklmnopqrstuvwxyz' | head -c 1G | cat >/dev/null" \

@@ -5,18 +5,25 @@
 //                                                arrives on the run's WebSocket; p50/p90/p99
 //   bench_service rate     PORT KEY CLIENTS N    CLIENTS connections in parallel, N runs in all;
 //                                                runs per second
-//   bench_service logs     PORT KEY BYTES PID    one run writing BYTES of text to stdout,
-//                                                followed on a WebSocket; MB/s, and the daemon's
-//                                                (PID) RSS before and its peak (VmHWM) after
+//   bench_service logs     PORT KEY BYTES PID [FORMAT [SOURCE]]
+//                                                one run writing BYTES to stdout, followed on a
+//                                                WebSocket; MB/s, and the daemon's (PID) RSS
+//                                                before and its peak (VmHWM) after. FORMAT: json
+//                                                (default) or binary (?format=binary); SOURCE:
+//                                                text (`yes … | head -c`, default) or zero
+//                                                (`head -c BYTES /dev/zero`, the raw pipe's own
+//                                                producer)
 //
 // Output: one JSON object per line on stdout.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -73,18 +80,28 @@ struct Followed {
 };
 
 // Reads the run's events from the start until run.completed.
-Followed Follow(const std::string& id, bool count_logs) {
+Followed Follow(const std::string& id, bool count_logs, bool binary = false) {
   Followed f;
   auto ws = RawConn::Tcp(g_port);
   if (!ws) return f;
   ws->SetTimeout(std::chrono::seconds(120));
-  ws->Send(MakeWsUpgrade("/v1/runs/" + id + "/events?after=0", {{"x-api-key", g_key}}));
+  ws->Send(MakeWsUpgrade("/v1/runs/" + id + "/events?after=0" + (binary ? "&format=binary" : ""),
+                         {{"x-api-key", g_key}}));
   auto head = sbx::api::testing::ReadHead(*ws);
   if (!head || head->status != 101) return f;
   for (;;) {
     auto frame = WsReadFrame(*ws);
     if (!frame || frame->opcode == 8) return f;
     const std::string& p = frame->payload;
+    if (frame->opcode == 2) {  // a binary step.log: header line, newline, the bytes
+      size_t nl = p.find('\n');
+      if (nl == std::string::npos) return f;
+      std::string_view header(p.data(), nl);
+      if (count_logs && header.find("\"stream\":\"stdout\"") != std::string_view::npos) {
+        f.stdout_bytes += static_cast<int64_t>(p.size() - nl - 1);
+      }
+      continue;
+    }
     if (p.find("\"type\":\"step.log\"") != std::string::npos) {
       if (count_logs && p.find("\"stream\":\"stdout\"") != std::string::npos) {
         f.stdout_bytes += std::max<int64_t>(0, DataLength(p));
@@ -166,21 +183,26 @@ int64_t StatusKb(int pid, const char* field) {
   return -1;
 }
 
-int Logs(int64_t bytes, int daemon_pid) {
+int Logs(int64_t bytes, int daemon_pid, const std::string& format, const std::string& source) {
   int64_t rss_before = StatusKb(daemon_pid, "VmRSS:");
   int64_t hwm_before = StatusKb(daemon_pid, "VmHWM:");
+  std::string script =
+      source == "zero"
+          ? "head -c " + std::to_string(bytes) + " /dev/zero"
+          : "yes 'sandboxd log throughput: 0123456789abcdefghijklmnopqrstuvwxyz' | head -c " +
+                std::to_string(bytes);
   nlohmann::json body = {
-      {"argv", {"/bin/sh", "-c",
-                "yes 'sandboxd log throughput: 0123456789abcdefghijklmnopqrstuvwxyz' | head -c " +
-                    std::to_string(bytes)}},
+      {"argv", {"/bin/sh", "-c", script}},
       {"limits", {{"output_bytes", bytes + (1 << 20)}, {"timeout_s", 600}}}};
   auto t0 = Clock::now();
   std::string id = Submit(body.dump());
   if (id.empty()) return 1;
-  Followed f = Follow(id, true);
+  Followed f = Follow(id, true, format == "binary");
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   int64_t hwm_after = StatusKb(daemon_pid, "VmHWM:");
   nlohmann::json out = {{"bench", "logs"},
+                        {"format", format},
+                        {"source", source},
                         {"bytes_expected", bytes},
                         {"bytes_received", f.stdout_bytes},
                         {"state", f.state},
@@ -200,7 +222,7 @@ int main(int argc, char** argv) {
   if (argc < 5) {
     std::fprintf(stderr,
                  "usage: bench_service latency PORT KEY N | rate PORT KEY CLIENTS N | "
-                 "logs PORT KEY BYTES DAEMON_PID\n");
+                 "logs PORT KEY BYTES DAEMON_PID [json|binary [text|zero]]\n");
     return 2;
   }
   std::string mode = argv[1];
@@ -208,7 +230,15 @@ int main(int argc, char** argv) {
   g_key = argv[3];
   if (mode == "latency") return Latency(std::stoi(argv[4]));
   if (mode == "rate" && argc >= 6) return Rate(std::stoi(argv[4]), std::stoi(argv[5]));
-  if (mode == "logs" && argc >= 6) return Logs(std::stoll(argv[4]), std::stoi(argv[5]));
+  if (mode == "logs" && argc >= 6) {
+    std::string format = argc >= 7 ? argv[6] : "json";
+    std::string source = argc >= 8 ? argv[7] : "text";
+    if ((format != "json" && format != "binary") || (source != "text" && source != "zero")) {
+      std::fprintf(stderr, "bench_service: FORMAT is json or binary, SOURCE text or zero\n");
+      return 2;
+    }
+    return Logs(std::stoll(argv[4]), std::stoi(argv[5]), format, source);
+  }
   std::fprintf(stderr, "bench_service: unknown mode or missing arguments\n");
   return 2;
 }

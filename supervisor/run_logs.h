@@ -17,5 +17,8 @@ std::string RunDir(const std::string& data_dir, std::string_view run_id);
 // data / data_b64 when it carries them (a chunk the log file could not take). "" when the file
 // is gone.
 std::string LogEventBytes(const store::EventRecord& event, const std::string& data_dir);
+// The same bytes appended to *out, read from the log file straight into it.
+void AppendLogEventBytes(const store::EventRecord& event, const std::string& data_dir,
+                         std::string* out);
 
 }  // namespace sbx::supervisor

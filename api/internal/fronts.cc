@@ -179,6 +179,20 @@ size_t WebSocketFront::queue_space() const {
   return max - queue_.size();
 }
 
+bool WebSocketFront::HasRoomFor(size_t bytes) const {
+  std::lock_guard lock(mu_);
+  return !ClosingLocked() && FitsLocked(bytes);
+}
+
+bool WebSocketFront::FitsLocked(size_t bytes) const {
+  if (queue_.size() >= std::max<size_t>(1, limits_.max_messages)) return false;
+  // Within the byte cap; or, once the queue is half empty (when OnWritable fires), one message
+  // of any size: so the queue never holds more than half the cap plus one message, and a
+  // message bigger than half the cap does not wait for an empty queue.
+  return queue_.empty() || queued_bytes_ + bytes <= limits_.max_bytes ||
+         queued_bytes_ <= limits_.max_bytes / 2;
+}
+
 void WebSocketFront::OnWritable(std::function<void()> callback) {
   bool inline_call = false;
   {
@@ -213,16 +227,23 @@ std::function<void()> WebSocketFront::FireCloseLocked(CloseReason reason) {
 }
 
 WebSocket::SendResult WebSocketFront::Send(std::string text, std::optional<int64_t> seq) {
+  return Queue(std::move(text), seq, false);
+}
+
+WebSocket::SendResult WebSocketFront::SendBinary(std::string bytes, std::optional<int64_t> seq) {
+  return Queue(std::move(bytes), seq, true);
+}
+
+WebSocket::SendResult WebSocketFront::Queue(std::string text, std::optional<int64_t> seq,
+                                            bool binary) {
   std::function<void()> run;
   std::shared_ptr<Wakeable> keep;
   {
     std::lock_guard lock(mu_);
     if (ended_ || close_requested_ || overflow_) return SendResult::kClosed;
-    bool full = queue_.size() >= std::max<size_t>(1, limits_.max_messages) ||
-                (!queue_.empty() && queued_bytes_ + text.size() > limits_.max_bytes);
-    if (!full) {
+    if (FitsLocked(text.size())) {
       queued_bytes_ += text.size();
-      queue_.emplace_back(std::move(text), seq);
+      queue_.push_back({std::move(text), seq, binary});
       keep = WakeLocked();
       return SendResult::kQueued;
     }
@@ -306,8 +327,9 @@ WebSocketFront::Next WebSocketFront::TakeLocked(std::function<void()>* writable)
   }
   if (!queue_.empty()) {
     next.kind = Next::Kind::kMessage;
-    next.text = std::move(queue_.front().first);
-    next.seq = queue_.front().second;
+    next.text = std::move(queue_.front().data);
+    next.seq = queue_.front().seq;
+    next.binary = queue_.front().binary;
     queue_.pop_front();
     queued_bytes_ -= std::min(queued_bytes_, next.text.size());
     if (on_writable_ && HalfEmptyLocked()) *writable = std::exchange(on_writable_, nullptr);

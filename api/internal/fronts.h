@@ -89,13 +89,14 @@ class WebSocketFront final : public WebSocket {
   struct Next {
     enum class Kind {
       kIdle,
-      kMessage,  // send text
+      kMessage,  // send text (or binary, when binary is set)
       kFinal,    // send text, then close with close_code
       kClose,    // close with close_code
     };
     Kind kind = Kind::kIdle;
     std::string text;
     std::optional<int64_t> seq;
+    bool binary = false;
     uint16_t close_code = 1000;
   };
 
@@ -103,8 +104,10 @@ class WebSocketFront final : public WebSocket {
                  std::optional<int64_t> resume_after);
 
   SendResult Send(std::string text, std::optional<int64_t> seq) override;
+  SendResult SendBinary(std::string bytes, std::optional<int64_t> seq) override;
   using WebSocket::Send;
   size_t queue_space() const override;
+  bool HasRoomFor(size_t bytes) const override;
   void OnWritable(std::function<void()> callback) override;
   void Close() override;
   void OnClose(std::function<void(CloseReason)> callback) override;
@@ -133,7 +136,9 @@ class WebSocketFront final : public WebSocket {
   void Run(std::function<void()> fn, bool inline_call);
   Next TakeLocked(std::function<void()>* writable);
   bool HalfEmptyLocked() const;
+  bool FitsLocked(size_t bytes) const;
   bool ClosingLocked() const { return ended_ || close_requested_ || overflow_; }
+  SendResult Queue(std::string data, std::optional<int64_t> seq, bool binary);
 
   const std::weak_ptr<Wakeable> session_;
   const PostFn post_;
@@ -141,7 +146,12 @@ class WebSocketFront final : public WebSocket {
   const std::optional<int64_t> initial_resume_;
 
   mutable std::mutex mu_;
-  std::deque<std::pair<std::string, std::optional<int64_t>>> queue_;
+  struct Queued {
+    std::string data;
+    std::optional<int64_t> seq;
+    bool binary = false;
+  };
+  std::deque<Queued> queue_;
   size_t queued_bytes_ = 0;
   std::optional<int64_t> last_sent_;
   bool overflow_ = false;

@@ -245,6 +245,41 @@ TEST(WebSocketFront, ByteLimit) {
   EXPECT_EQ(f.Send("y", 2), SR::kOverflow);
 }
 
+TEST(WebSocketFront, HasRoomForMatchesWhatSendTakes) {
+  auto session = std::make_shared<FakeSession>();
+  FakeWorkers workers;
+  WebSocketFront f(session, workers.Post(), {1000, 100}, std::nullopt);
+  EXPECT_TRUE(f.HasRoomFor(500));  // empty: one message of any size
+  EXPECT_EQ(f.Send(std::string(40, 'a'), 1), SR::kQueued);
+  // 40 queued, at most half the cap: one more of any size is taken (no wait for an empty
+  // queue), and the queue then holds at most half the cap plus that message.
+  EXPECT_TRUE(f.HasRoomFor(90));
+  EXPECT_EQ(f.Send(std::string(90, 'b'), 2), SR::kQueued);
+  // 130 queued, over the cap: nothing more fits, and a Send overflows.
+  EXPECT_FALSE(f.HasRoomFor(1));
+  ASSERT_EQ(f.Take().kind, Kind::kMessage);  // 90 queued: over half, a small one fits
+  EXPECT_TRUE(f.HasRoomFor(10));
+  EXPECT_FALSE(f.HasRoomFor(11));
+  EXPECT_EQ(f.Send(std::string(11, 'c'), 3), SR::kOverflow);
+  EXPECT_FALSE(f.HasRoomFor(1));  // closing
+}
+
+TEST(WebSocketFront, BinaryMessagesKeepTheirKindAndBytes) {
+  auto session = std::make_shared<FakeSession>();
+  FakeWorkers workers;
+  WebSocketFront f(session, workers.Post(), {10, 1 << 20}, std::nullopt);
+  std::string bytes("h\n\0\xff", 4);
+  EXPECT_EQ(f.SendBinary(bytes, 1), SR::kQueued);
+  EXPECT_EQ(f.Send("{}", 2), SR::kQueued);
+  WebSocketFront::Next a = f.Take();
+  EXPECT_TRUE(a.binary);
+  EXPECT_EQ(a.text, bytes);
+  EXPECT_EQ(a.seq, 1);
+  WebSocketFront::Next b = f.Take();
+  EXPECT_FALSE(b.binary);
+  EXPECT_EQ(b.text, "{}");
+}
+
 TEST(WebSocketFront, HandlerCloseAfterQueue) {
   auto session = std::make_shared<FakeSession>();
   FakeWorkers workers;
