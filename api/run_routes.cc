@@ -114,7 +114,9 @@ nlohmann::json RunToJson(const RunRecord& r) {
     j["approval"] = nullptr;
   }
   j["node"] = r.node ? nlohmann::json(*r.node) : nullptr;
-  j["backend"] = "native";
+  // The backend asked for (the default filled in at submission); result.backend says which ran it.
+  j["backend"] = r.backend.empty() ? "native" : r.backend;
+  j["image"] = r.image.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.image);
   j["created_at_ms"] = r.created_at_ms;
   j["queued_at_ms"] = OptInt(r.queued_at_ms);
   j["started_at_ms"] = OptInt(r.started_at_ms);
@@ -124,7 +126,10 @@ nlohmann::json RunToJson(const RunRecord& r) {
                                          r.result->signal, r.result->wall_ms, r.result->cpu_ms,
                                          r.result->memory_peak_bytes});
     res.erase("name");
+    res["seccomp_denials"] = supervisor::SeccompDenialsJson(r.result->seccomp_denials);
     res["output_truncated"] = r.result->output_truncated;
+    res["backend"] = r.result->backend.empty() ? nlohmann::json(nullptr)
+                                               : nlohmann::json(r.result->backend);
     res["steps"] = nlohmann::json::array();
     for (const auto& s : r.result->steps) res["steps"].push_back(supervisor::StepResultJson(s));
     j["result"] = res;
@@ -138,7 +143,7 @@ Result<RunRecord> RunRequestFromJson(const nlohmann::json& body) {
   if (!body.is_object()) return FieldError("body", "must be a JSON object");
   static const std::set<std::string> kKnown = {
       "argv",  "steps",  "limits", "network",   "seccomp_profile", "env",
-      "stdin", "labels", "workspace", "idempotency_key", "backend"};
+      "stdin", "labels", "workspace", "idempotency_key", "backend", "image"};
   for (auto it = body.begin(); it != body.end(); ++it) {
     if (!kKnown.count(it.key())) return FieldError(it.key(), "unknown field");
   }
@@ -192,7 +197,8 @@ Result<RunRecord> RunRequestFromJson(const nlohmann::json& body) {
       }
     }
   }
-  for (const char* f : {"network", "seccomp_profile", "stdin", "idempotency_key", "backend"}) {
+  for (const char* f :
+       {"network", "seccomp_profile", "stdin", "idempotency_key", "backend", "image"}) {
     if (body.contains(f) && !body[f].is_string()) return FieldError(f, "must be a string");
   }
   r.network = body.value("network", "");
@@ -225,9 +231,17 @@ Result<RunRecord> RunRequestFromJson(const nlohmann::json& body) {
     r.workspace = std::move(ws);
   }
   if (body.contains("idempotency_key")) r.idempotency_key = body["idempotency_key"].get<std::string>();
-  std::string backend = body.value("backend", "native");
-  if (backend != "native" && backend != "auto") {
-    return FieldError("backend", "'" + backend + "' is not available (native, auto)");
+  r.backend = body.value("backend", "");
+  if (!r.backend.empty() && r.backend != "native" && r.backend != "docker" && r.backend != "auto") {
+    return FieldError("backend", "'" + r.backend + "' is not a backend (native, docker, auto)");
+  }
+  r.image = body.value("image", "");
+  if (body.contains("image") && (r.image.empty() || r.image.find('\0') != std::string::npos)) {
+    return FieldError("image", "must name an image");
+  }
+  if (!r.image.empty() && r.backend == "native") {
+    return FieldError("image", "needs the docker backend (the native backend runs the host's "
+                               "system directories); drop \"image\" or ask for docker or auto");
   }
   if (body.contains("env")) {
     auto e = StringMap(body["env"], "env");
@@ -275,20 +289,47 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
   }
   auto after = AfterParam(req);
   if (!after.ok()) return Fail(after.error());
+  // format=binary: step.log events as binary messages (EventToBinaryMessage), the rest as JSON.
+  bool binary = false;
+  if (auto f = req.query.Get("format")) {
+    if (*f == "binary") {
+      binary = true;
+    } else if (*f != "json") {
+      return Fail(FieldError("format", "must be json or binary"));
+    }
+  }
   WebSocketAccept accept;
   accept.resume_after = *after;
   RouteContext c = ctx;
-  accept.on_open = [c, run_id, after = *after, one_run](std::shared_ptr<WebSocket> ws) {
+  accept.on_open = [c, run_id, after = *after, one_run, binary](std::shared_ptr<WebSocket> ws) {
     // One run: positions are its seq, and the session ends after run.completed. Every run:
     // positions are the store's cursor, and the session stays open.
     std::string data_dir = c.config->data_dir;
     EventPump::Consumer consumer;
-    consumer.deliver = [ws, one_run, data_dir](const store::EventRecord& e) {
+    // A message that does not fit yet is kept (not rebuilt) until the client has read enough:
+    // a log chunk is up to 1 MiB, and the queue's byte cap must never turn into an overflow
+    // for a client that keeps reading.
+    struct Pending {
+      int64_t position = -1;
+      std::string message;
+      bool binary = false;
+    };
+    auto pending = std::make_shared<Pending>();
+    consumer.deliver = [ws, one_run, data_dir, binary, pending](const store::EventRecord& e) {
       if (ws->queue_space() == 0) return EventPump::Step::kWait;
-      if (ws->Send(DumpJson(EventToJson(e, data_dir)), one_run ? e.seq : e.cursor) !=
-          WebSocket::SendResult::kQueued) {
-        return EventPump::Step::kStop;
+      const int64_t position = one_run ? e.seq : e.cursor;
+      if (pending->position != position) {
+        pending->position = position;
+        pending->binary = binary && e.type == EventType::kStepLog;
+        pending->message = pending->binary ? EventToBinaryMessage(e, data_dir)
+                                           : DumpJson(EventToJson(e, data_dir));
       }
+      if (!ws->HasRoomFor(pending->message.size())) return EventPump::Step::kWait;
+      std::string message = std::move(pending->message);
+      pending->position = -1;
+      auto sent = pending->binary ? ws->SendBinary(std::move(message), position)
+                                  : ws->Send(std::move(message), position);
+      if (sent != WebSocket::SendResult::kQueued) return EventPump::Step::kStop;
       if (one_run && e.type == EventType::kRunCompleted) {
         ws->Close();
         return EventPump::Step::kStop;
@@ -526,6 +567,41 @@ Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
   return r;
 }
 
+// The seccomp profiles in force (reloaded with the command policy).
+Reply SeccompProfilesHandler(const RouteContext& c) {
+  auto set = c.runs->seccomp_profiles();
+  nlohmann::json out = nlohmann::json::array();
+  if (set) {
+    for (const auto& p : set->profiles()) {
+      out.push_back({{"name", p.name},
+                     {"source", p.source},
+                     {"default_action", p.profile.default_action},
+                     {"rules", p.profile.syscalls.size()},
+                     {"instructions", p.instructions},
+                     {"sha256", p.sha256},
+                     {"permissive", p.permissive},
+                     {"names_denials", p.program.notify == seccomp::NotifyMode::kDeny}});
+    }
+  }
+  return JsonResponse(200, {{"seccomp_profiles_dir", c.config->seccomp_profiles_dir},
+                            {"source", set ? set->source() : "builtin"},
+                            {"profiles", out}});
+}
+
+Reply SeccompProfileHandler(const RouteContext& c, std::string_view name) {
+  auto set = c.runs->seccomp_profiles();
+  const supervisor::LoadedSeccompProfile* p = set ? set->Find(name) : nullptr;
+  if (p == nullptr || name.empty()) {
+    return ErrorResponse(404, "not_found",
+                         fmt::format("no seccomp profile named '{}'; GET /v1/seccomp/profiles "
+                                     "lists them",
+                                     name));
+  }
+  auto doc = nlohmann::json::parse(p->json, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return ErrorResponse(500, "internal", "profile text does not parse");
+  return JsonResponse(200, doc);
+}
+
 }  // namespace
 
 Status AddRunRoutes(Router& router, const RouteContext& ctx) {
@@ -548,8 +624,17 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
         {"seccomp", "default profile (Docker/OCI format), native ABI"},
         {"capabilities", "none"},
         {"no_new_privs", true}};
+    nlohmann::json backends = nlohmann::json::array();
+    for (const auto& b : c.runs->Backends()) {
+      backends.push_back({{"name", b.name},
+                          {"available", b.available},
+                          {"reason", b.available ? nlohmann::json(nullptr) : nlohmann::json(b.reason)},
+                          {"detail", b.detail},
+                          {"default", b.name == c.runs->options().default_backend}});
+    }
     return JsonResponse(200, {{"node", c.runs->options().node},
-                              {"backends", {"native"}},
+                              {"backends", backends},
+                              {"default_backend", c.runs->options().default_backend},
                               {"limits", {{"defaults", set(l.defaults)}, {"maxima", set(l.maxima)}}},
                               {"max_concurrent_runs", l.max_concurrent_runs},
                               {"max_queue", l.max_queue},
@@ -683,6 +768,12 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                        auto p = c.runs->command_policy();
                        return JsonResponse(200, {{"reloaded", true},
                                                  {"source", p ? p->source() : ""}});
+                     }));
+  SBX_TRY(router.Add(Method::kGet, "/v1/seccomp/profiles", Access::kSubmitter,
+                     [c](const Request&) -> Reply { return SeccompProfilesHandler(c); }));
+  SBX_TRY(router.Add(Method::kGet, "/v1/seccomp/profiles/{name}", Access::kSubmitter,
+                     [c](const Request& req) -> Reply {
+                       return SeccompProfileHandler(c, req.PathParam("name"));
                      }));
   SBX_TRY(router.Add(Method::kGet, "/v1/audit", Access::kReviewer, [c](const Request& req) -> Reply {
     store::AuditFilter f;

@@ -1,19 +1,23 @@
 // sandboxd-server: the daemon behind `sandboxd serve` (a binary of its own, so that
 // `sandboxd exec` never loads the database client and the HTTP stack).
 #include <signal.h>
-#include <spdlog/spdlog.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "api/metrics_routes.h"
 #include "api/openapi_routes.h"
 #include "api/run_routes.h"
 #include "api/server.h"
+#include "api/service_notify.h"
 #include "base/fs.h"
 #include "supervisor/config.h"
+#include "supervisor/log.h"
+#include "supervisor/metrics.h"
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/run_manager.h"
 #include "base/sha256.h"
@@ -22,7 +26,8 @@
 namespace {
 
 constexpr const char* kUsage = R"(Usage: sandboxd serve [--config FILE] [--listen ADDR]... [--database URL]
-                      [--data-dir DIR] [--node NAME] [--dev-key]
+                      [--data-dir DIR] [--node NAME] [--log-level LEVEL]
+                      [--cgroup-delegation auto|yes|no] [--dev-key]
 
 Runs the sandboxd service: the HTTP/WebSocket API, the review gate and the run workers.
   --config FILE    YAML configuration (every setting is documented in the shipped sandboxd.yaml)
@@ -30,6 +35,14 @@ Runs the sandboxd service: the HTTP/WebSocket API, the review gate and the run w
   --database URL   sqlite:///ABSOLUTE/PATH or postgresql://...
   --data-dir DIR   where run logs live
   --node NAME      this daemon's name in a shared database (default: the hostname)
+  --log-level LEVEL  error, warning, notice, info (default) or debug
+  --cgroup-delegation auto|yes|no
+                   put the sandboxes below the daemon's own cgroup (systemd Delegate=yes);
+                   auto: when started by a systemd service
+
+Under systemd (Type=notify) it reports READY=1, STATUS=, WATCHDOG=1, RELOADING=1 and
+STOPPING=1, takes sockets passed by socket activation (LISTEN_FDS) and logs to the journal.
+SIGHUP reloads the command policy; SIGTERM stops it (running runs end FAILED).
   --dev-key        add a development admin key and a reviewer key and print them (for make run)
 )";
 
@@ -46,8 +59,16 @@ std::string RandomKey() {
 }
 
 int Fail(const std::string& what, const sbx::Error& e) {
-  std::fprintf(stderr, "sandboxd serve: %s: %s\n", what.c_str(), e.ToString().c_str());
+  sbx::log::Error({}, "sandboxd serve: {}: {}", what, e.ToString());
   return 1;
+}
+
+// The same address, so that a listener systemd passed is not bound a second time.
+bool SameAddress(const std::string& spec, const sbx::api::ListenAddress& bound) {
+  auto a = sbx::api::ParseListenAddress(spec);
+  if (!a.ok() || a->kind != bound.kind) return false;
+  if (a->kind == sbx::api::ListenAddress::Kind::kUnix) return a->path == bound.path;
+  return a->host == bound.host && a->port == bound.port;
 }
 
 }  // namespace
@@ -90,6 +111,15 @@ int main(int argc, char** argv) {
   if (Status st = supervisor::ApplyFlags(flags, config); !st.ok()) {
     return Fail("configuration", st.error());
   }
+  // To the journal under systemd, plain text on a terminal; spdlog's lines go the same way.
+  log::Options log_options;
+  if (auto level = log::ParseLevel(config.log_level); level.ok()) log_options.level = *level;
+  log::Configure(log_options);
+  log::InstallSpdlogSink();
+  const api::ServiceNotifier notifier = api::ServiceNotifier::FromEnvironment();
+  // Sockets systemd passed (sandboxd.socket); taken before anything could inherit them.
+  auto activated = api::TakeActivatedSockets();
+  if (!activated.ok()) return Fail("socket activation", activated.error());
   std::vector<std::pair<std::string, std::string>> printed;
   if (dev_key) {
     for (auto [name, role] : {std::pair{"dev-admin", supervisor::Role::kAdmin},
@@ -111,14 +141,44 @@ int main(int argc, char** argv) {
 
   auto host = cgroup::DetectHost();
   if (!host.ok()) return Fail("cgroups", host.error());
-  auto driver = cgroup::Driver::Open(cgroup::DriverOptions{config.cgroup_parent}, *host);
-  if (!driver.ok()) return Fail("cgroups", driver.error());
+  // The daemon's own cgroup, when systemd delegated it (Delegate=yes): the sandboxes go below
+  // it, so stopping the unit kills all of them; the daemon moves into a leaf of it first.
+  cgroup::DriverOptions driver_options{config.cgroup_parent};
+  {
+    auto self = ReadFile("/proc/self/cgroup");
+    if (!self.ok()) return Fail("cgroups", self.error());
+    cgroup::OwnCgroups own = cgroup::ParseProcCgroup(*self);
+    bool delegated = config.cgroup_delegation == "yes" ||
+                     (config.cgroup_delegation == "auto" &&
+                      cgroup::LooksDelegatedBySystemd(own, std::getenv("INVOCATION_ID")));
+    if (delegated) {
+      auto plan = cgroup::PlanDelegation(own, *host, config.cgroup_parent);
+      if (!plan.ok()) return Fail("cgroup delegation", plan.error());
+      if (Status a = cgroup::ApplyDelegation(*plan, *host); !a.ok()) {
+        return Fail("cgroup delegation", a.error());
+      }
+      driver_options = plan->driver;
+      log::Info({}, "cgroups: delegated subtree {}; the daemon runs in {}, sandboxes below {}",
+                plan->own, plan->leaf, "/" + plan->driver.parent);
+    }
+  }
+  auto driver = cgroup::Driver::Open(driver_options, *host);
+  // Without usable cgroups the native backend is unavailable; with Docker allowed as the
+  // default (docker, auto), the daemon still starts and its runs go to Docker.
+  std::string cgroup_error;
+  if (!driver.ok()) {
+    if (config.default_backend == "native") return Fail("cgroups", driver.error());
+    cgroup_error = driver.error().ToString();
+    log::Warning({}, "cgroups: {}; the native backend is unavailable", cgroup_error);
+  }
   // Sandboxes of a daemon killed with SIGKILL died with it (PDEATHSIG); their cgroups did not.
-  auto leftovers = (*driver)->RemoveLeftovers();
-  if (!leftovers.ok()) return Fail("removing leftover cgroups", leftovers.error());
-  for (const auto& name : *leftovers) {
-    spdlog::warn("removed cgroup {}/{} left by an earlier run of the daemon", config.cgroup_parent,
-                 name);
+  if (driver.ok()) {
+    auto leftovers = (*driver)->RemoveLeftovers();
+    if (!leftovers.ok()) return Fail("removing leftover cgroups", leftovers.error());
+    for (const auto& name : *leftovers) {
+      log::Warning({name, name}, "run {}: removed its cgroup {}/{} left by an earlier run of the daemon",
+                   name, driver_options.parent, name);
+    }
   }
 
   // The command policy: <policy_dir>/commands.yaml, else the shipped default. A broken file
@@ -128,7 +188,7 @@ int main(int argc, char** argv) {
     command_policy = std::move(*loaded);
   } else if (loaded.error().code == ErrorCode::kNotFound) {
     command_policy = policy::CommandPolicy::Builtin();
-    spdlog::info("no {}/commands.yaml: using the shipped command policy", config.policy_dir);
+    log::Info({}, "no {}/commands.yaml: using the shipped command policy", config.policy_dir);
   } else {
     return Fail("command policy", loaded.error());
   }
@@ -137,8 +197,41 @@ int main(int argc, char** argv) {
   ro.node = config.node;
   ro.data_dir = config.data_dir;
   ro.limits = config.limits;
-  ro.cgroups = driver->get();
+  ro.cgroups = driver.ok() ? driver->get() : nullptr;
+  // Whether this host can build native sandboxes (root, user namespaces, seccomp, cgroups).
+  ro.native = supervisor::MakeNativeBackend(ro.cgroups, ro.engine,
+                                            supervisor::ProbeNativeHost(ro.cgroups, cgroup_error));
   ro.command_policy = command_policy;
+  ro.seccomp_profiles_dir = config.seccomp_profiles_dir;  // reloaded with the command policy
+  // Docker: connected lazily, so a daemon that is down makes the backend unavailable (shown in
+  // GET /v1/info with the reason), not the start fail.
+  ro.default_backend = config.default_backend;
+  {
+    supervisor::DockerBackendOptions docker;
+    docker.host = config.docker_host;
+    docker.default_image = config.docker_image;
+    docker.identity = config.node;
+    if (docker.identity.empty()) {
+      char name[256] = {};
+      ::gethostname(name, sizeof name - 1);
+      docker.identity = name;
+    }
+    ro.docker = supervisor::MakeDockerBackend(std::move(docker));
+  }
+  supervisor::Metrics metrics;
+  ro.metrics = &metrics;
+  auto status_line = [&metrics, &st]() {
+    int64_t queued = 0;
+    if (auto counts = (*st)->CountByState(); counts.ok()) queued = (*counts)[store::RunState::kQueued];
+    return fmt::format("{} running, {} queued", metrics.active_sandboxes(), queued);
+  };
+  ro.on_policy_reload = [&notifier, &status_line](bool reloading) {
+    if (reloading) {
+      notifier.Reloading("reloading the command policy");
+    } else {
+      notifier.Ready(status_line());
+    }
+  };
   auto runs = supervisor::RunManager::Start(**st, ro);
   if (!runs.ok()) return Fail("run manager", runs.error());
 
@@ -159,10 +252,38 @@ int main(int argc, char** argv) {
   api::RouteContext ctx{runs->get(), api_store->get(), &config, &*host};
   if (Status r = api::AddRunRoutes(router, ctx); !r.ok()) return Fail("routes", r.error());
   if (Status r = api::AddOpenApiRoute(router); !r.ok()) return Fail("openapi", r.error());
+  if (Status r = api::AddMetricsRoute(router, &metrics, config.metrics_require_key); !r.ok()) {
+    return Fail("metrics", r.error());
+  }
+  // Scrapes read the queue from the API's own database connection.
+  metrics.SetQueueCounts([s = api_store->get()]() -> std::optional<supervisor::QueueCounts> {
+    auto counts = s->CountByState();
+    if (!counts.ok()) return std::nullopt;
+    return supervisor::QueueCounts{(*counts)[store::RunState::kQueued],
+                                   (*counts)[store::RunState::kAwaitingReview]};
+  });
 
   api::ServerOptions so;
-  so.listen = config.listen;
+  for (const api::ActivatedSocket& a : *activated) so.listen_fds.push_back(a.fd);
+  for (const std::string& spec : config.listen) {
+    // A configured address systemd already listens on (sandboxd.socket) comes from it.
+    bool passed = false;
+    for (const api::ActivatedSocket& a : *activated) {
+      auto adopted = api::AdoptListener(::dup(a.fd));
+      passed = passed || (adopted.ok() && SameAddress(spec, adopted->address));
+    }
+    if (!passed) so.listen.push_back(spec);
+  }
   so.max_body_bytes = config.max_body_bytes;
+  so.on_response = [&metrics](const api::RequestOutcome& o) {
+    metrics.ApiRequest(o.method, o.route, o.status, o.latency);
+  };
+  // WATCHDOG=1 from a timer on the I/O context itself: a stuck event loop stops the pings and
+  // systemd restarts the service (WatchdogSec=, Restart=on-failure).
+  if (notifier.watchdog_interval().count() > 0) {
+    so.tick_interval = notifier.watchdog_interval();
+    so.on_tick = [&notifier] { notifier.Watchdog(); };
+  }
   auto server = api::Server::Start(so, std::move(router), std::move(*auth));
   if (!server.ok()) return Fail("listen", server.error());
   for (const auto& a : (*server)->addresses()) {
@@ -175,17 +296,28 @@ int main(int argc, char** argv) {
               config.database.substr(0, config.database.find('@')).c_str(),
               (*runs)->options().node.c_str());
   std::fflush(stdout);
+  // The listeners are bound and crash recovery (RunManager::Start) is done.
+  notifier.Ready(status_line());
 
   int sig = 0;
   for (;;) {
-    ::sigwait(&stop_signals, &sig);
+    // STATUS= every few seconds while idle in the signal wait.
+    timespec every{5, 0};
+    sig = ::sigtimedwait(&stop_signals, nullptr, &every);
+    if (sig < 0) {
+      notifier.Status(status_line());
+      continue;
+    }
     if (sig != SIGHUP) break;
     // SIGHUP: reload the policies; a broken file is refused and the rules in force stay.
     Status reloaded = (*runs)->ReloadCommandPolicy(config.policy_dir,
                                                    supervisor::Principal{"SIGHUP", supervisor::Role::kAdmin});
-    if (!reloaded.ok()) spdlog::error("SIGHUP: {}", reloaded.error().ToString());
+    if (!reloaded.ok()) log::Error({}, "SIGHUP: {}", reloaded.error().ToString());
   }
+  notifier.Stopping(fmt::format("stopping (signal {}): ending {} running run(s)", sig,
+                                metrics.active_sandboxes()));
   std::printf("sandboxd: stopping (signal %d)\n", sig);
+  std::fflush(stdout);
   (*server)->Stop(std::chrono::seconds(10));
   (*runs)->Stop();
   return 0;

@@ -88,7 +88,9 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
   SBX_TRY(CheckKeys(root,
                     {"listen", "database", "data_dir", "node", "api_keys", "max_concurrent_runs",
                      "max_queue", "limits", "seccomp_profiles_dir", "policy_dir", "cgroup_parent",
-                     "max_body_bytes", "workspace_roots", "artifacts_quota"},
+                     "max_body_bytes", "workspace_roots", "artifacts_quota", "log_level",
+                     "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
+                     "docker_image"},
                     source, ""));
   if (auto n = root["workspace_roots"]) {
     if (!n.IsSequence()) {
@@ -126,7 +128,12 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
                  {"node", &c.node},
                  {"seccomp_profiles_dir", &c.seccomp_profiles_dir},
                  {"policy_dir", &c.policy_dir},
-                 {"cgroup_parent", &c.cgroup_parent}};
+                 {"cgroup_parent", &c.cgroup_parent},
+                 {"log_level", &c.log_level},
+                 {"cgroup_delegation", &c.cgroup_delegation},
+                 {"default_backend", &c.default_backend},
+                 {"docker_host", &c.docker_host},
+                 {"docker_image", &c.docker_image}};
   for (auto& [key, out] : strings) {
     if (!root[key]) continue;
     auto s = String(root[key], source, key);
@@ -168,6 +175,13 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     auto v = Int(root["max_queue"], source, "max_queue", 0);
     if (!v.ok()) return std::move(v).error();
     c.limits.max_queue = static_cast<int>(*v);
+  }
+  if (auto n = root["metrics_require_key"]) {
+    bool b = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, b)) {
+      return KeyError(source, "metrics_require_key", "must be true or false");
+    }
+    c.metrics_require_key = b;
   }
   if (root["max_body_bytes"]) {
     auto v = Size(root["max_body_bytes"], source, "max_body_bytes");
@@ -235,6 +249,10 @@ Status ApplyFlags(const std::vector<std::string>& args, ServiceConfig& c) {
       c.data_dir = v;
     } else if (a == "--node") {
       c.node = v;
+    } else if (a == "--log-level") {
+      c.log_level = v;
+    } else if (a == "--cgroup-delegation") {
+      c.cgroup_delegation = v;
     } else {
       return MakeError(ErrorCode::kInvalidArgument, "unknown option '{}'", a);
     }
@@ -262,6 +280,27 @@ Status Validate(const ServiceConfig& c) {
       c.database.rfind("postgres://", 0) != 0) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "database: use sqlite:///ABSOLUTE/PATH or postgresql://…");
+  }
+  if (c.log_level != "error" && c.log_level != "warning" && c.log_level != "notice" &&
+      c.log_level != "info" && c.log_level != "debug") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "log_level: '{}' is not one of error, warning, notice, info, debug",
+                     c.log_level);
+  }
+  if (c.default_backend != "native" && c.default_backend != "docker" &&
+      c.default_backend != "auto") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "default_backend: '{}' is not one of native, docker, auto", c.default_backend);
+  }
+  if (!c.docker_host.empty() && c.docker_host.rfind("unix:/", 0) != 0 && c.docker_host[0] != '/') {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "docker_host: '{}' must be unix:///ABSOLUTE/PATH (a local socket)",
+                     c.docker_host);
+  }
+  if (c.cgroup_delegation != "auto" && c.cgroup_delegation != "yes" &&
+      c.cgroup_delegation != "no") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "cgroup_delegation: '{}' is not one of auto, yes, no", c.cgroup_delegation);
   }
   std::set<std::string> names;
   for (const auto& k : c.api_keys) {

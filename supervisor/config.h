@@ -28,6 +28,22 @@ struct ServiceConfig {
   std::string policy_dir = "/etc/sandboxd/policies";
   std::string cgroup_parent = "sandboxd";
   uint64_t max_body_bytes = 1 << 20;
+  // "error", "warning", "notice", "info" or "debug" (supervisor/log.h).
+  std::string log_level = "info";
+  // GET /metrics needs any valid API key when true; without a key otherwise.
+  bool metrics_require_key = false;
+  // Whether the daemon owns the cgroup it was started in (systemd's Delegate=yes): "auto" (yes
+  // when systemd started it: $INVOCATION_ID is set and the cgroup is a .service's), "yes", "no".
+  // Delegated, the sandboxes' parent is <own cgroup>/<cgroup_parent> and the daemon moves itself
+  // into <own cgroup>/supervisor, as cgroup v2 wants (no processes in an inner cgroup).
+  std::string cgroup_delegation = "auto";
+  // For runs that name no backend: "native", "docker" or "auto" (native where this host supports
+  // it, else Docker). A run naming an image always goes to Docker.
+  std::string default_backend = "native";
+  // The Docker daemon's socket: unix:///PATH; "" = $DOCKER_HOST, else /var/run/docker.sock.
+  std::string docker_host;
+  // The image for Docker runs that name none; "" = such runs need an image.
+  std::string docker_image;
 };
 
 // Parses the YAML text over the defaults. `source` names the file in messages.
@@ -35,7 +51,7 @@ Result<ServiceConfig> ParseConfig(std::string_view yaml, const std::string& sour
 Result<ServiceConfig> LoadConfig(const std::string& path);
 
 // Flags that override the file: --listen (repeatable; replaces the file's list), --database,
-// --data-dir, --node. Unknown flags are an error; `args` must hold flags only.
+// --data-dir, --node, --log-level, --cgroup-delegation. Unknown flags are an error; `args` must hold flags only.
 Status ApplyFlags(const std::vector<std::string>& args, ServiceConfig& config);
 
 // Checks what the parser cannot: at least one listener, absolute paths, unique key names,

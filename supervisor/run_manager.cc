@@ -79,8 +79,25 @@ RunManager::RunManager(store::Store& store, RunManagerOptions options)
 
 Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
                                                       RunManagerOptions options) {
-  if (options.cgroups == nullptr) {
+  if (options.cgroups == nullptr && !options.native) {
     return MakeError(ErrorCode::kInvalidArgument, "RunManager needs a cgroup driver");
+  }
+  if (Status st = CheckBackendName(options.default_backend); !st.ok()) {
+    return WithContext(std::move(st).error(), "default_backend");
+  }
+  if (!options.native) {
+    options.native = MakeNativeBackend(options.cgroups, options.engine,
+                                       ProbeNativeHost(options.cgroups, ""));
+  }
+  // Without callbacks of the caller's, profiles come from seccomp_profiles_dir (reloadable).
+  const bool seccomp_from_set = !options.seccomp && !options.seccomp_json;
+  if (!options.seccomp_json) {
+    options.seccomp_json = [](const std::string& name) -> Result<std::string> {
+      if (!name.empty() && name != "default") {
+        return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured", name);
+      }
+      return std::string(seccomp::DefaultProfileJson());
+    };
   }
   if (options.node.empty()) {
     char host[256] = {};
@@ -96,7 +113,11 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
       if (!name.empty() && name != "default") {
         return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured", name);
       }
-      std::call_once(*once, [&] { compiled->emplace(seccomp::Compile(seccomp::DefaultProfile())); });
+      std::call_once(*once, [&] {
+        seccomp::CompileOptions copts;
+        copts.notify_errors = seccomp::NotifySupported();  // names each denial in the result
+        compiled->emplace(seccomp::Compile(seccomp::DefaultProfile(), copts));
+      });
       return **compiled;
     };
   }
@@ -115,6 +136,12 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
 
   std::unique_ptr<RunManager> m(new RunManager(store, std::move(options)));
   m->policy_ = m->options_.command_policy;
+  m->seccomp_from_set_ = seccomp_from_set;
+  if (seccomp_from_set) {
+    auto set = LoadSeccompProfiles(m->options_.seccomp_profiles_dir);
+    if (!set.ok()) return WithContext(std::move(set).error(), "seccomp_profiles_dir");
+    m->seccomp_profiles_ = std::move(*set);
+  }
   // Crash recovery: what this node was running when it died did not finish.
   auto stale = store.RecoverStale(m->options_.node);
   if (!stale.ok()) return WithContext(std::move(stale).error(), "crash recovery");
@@ -125,6 +152,18 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
                   {{"state", "FAILED"}, {"reason", "supervisor_restart"}});
     m->Audit(daemon, "run.recovered", id, {{"node", m->options_.node}});
     spdlog::warn("run {}: was running when the daemon stopped; marked FAILED", id);
+  }
+  // Their containers (Docker's survive the daemon that made them).
+  if (m->options_.docker) {
+    auto removed = m->options_.docker->RemoveLeftovers();
+    if (removed.ok()) {
+      for (const auto& name : *removed) {
+        spdlog::warn("removed container {} left by an earlier run of the daemon", name);
+      }
+    } else {
+      spdlog::warn("Docker: cannot look for containers left by an earlier run: {}",
+                   removed.error().ToString());
+    }
   }
   // Runs a crash caught between PENDING and AWAITING_REVIEW (Submit() takes milliseconds; an
   // older one is stalled, also when another daemon shares the database) are planned again.
@@ -149,6 +188,17 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
 }
 
 RunManager::~RunManager() { Stop(); }
+
+std::vector<BackendAvailability> RunManager::Backends() const {
+  std::vector<BackendAvailability> out;
+  out.push_back(options_.native->Availability());
+  if (options_.docker) {
+    out.push_back(options_.docker->Availability());
+  } else {
+    out.push_back({"docker", false, "not configured (docker_host)", ""});
+  }
+  return out;
+}
 
 void RunManager::Stop() {
   {
@@ -189,6 +239,9 @@ Result<store::EventRecord> RunManager::Emit(std::string_view run_id, EventType t
     spdlog::error("run {}: cannot record event {}: {}", run_id, store::EventTypeName(type),
                   ev.error().ToString());
     return ev;
+  }
+  if (options_.metrics != nullptr) {
+    options_.metrics->OnEvent(run_id, store::EventTypeName(type), ev->data);
   }
   std::vector<Listener> targets;
   {
@@ -243,6 +296,21 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
     return MakeError(ErrorCode::kInvalidArgument,
                      "network '{}' is not available; runs get network \"none\"", request.network);
   }
+  if (!request.backend.empty()) {
+    if (Status st = CheckBackendName(request.backend); !st.ok()) return std::move(st).error();
+  }
+  if (!request.image.empty()) {
+    // An image is Docker's: the native engine builds its root from the host's directories.
+    if (request.backend == "native") {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "image '{}' needs the docker backend; the native backend runs the host's "
+                       "system directories (drop \"image\" or ask for backend docker or auto)",
+                       request.image);
+    }
+    request.backend = "docker";
+  } else if (request.backend.empty()) {
+    request.backend = options_.default_backend;
+  }
   if (request.workspace) {
     // Resolved now to refuse a bad path at once, and again (by fd) just before the run.
     auto ws = ResolveWorkspace(request.workspace->path, options_.limits.workspace_roots);
@@ -281,7 +349,8 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
                 old.limits == request.limits && old.network == request.network &&
                 old.seccomp_profile == request.seccomp_profile && old.env == request.env &&
                 old.stdin_data == request.stdin_data && old.workspace == request.workspace &&
-                old.labels == request.labels;
+                old.labels == request.labels && old.backend == request.backend &&
+                old.image == request.image;
     if (!same) {
       return MakeError(ErrorCode::kAlreadyExists,
                        "idempotency key '{}' was used for a different request (run {}); use a "
@@ -329,6 +398,13 @@ std::shared_ptr<const policy::CommandPolicy> RunManager::command_policy() const 
 }
 
 Status RunManager::ReloadCommandPolicy(const std::string& dir, const Principal& who) {
+  if (options_.on_policy_reload) options_.on_policy_reload(true);
+  struct Done {
+    const std::function<void(bool)>& fn;
+    ~Done() {
+      if (fn) fn(false);
+    }
+  } done{options_.on_policy_reload};
   auto loaded = policy::CommandPolicy::LoadDir(dir);
   std::shared_ptr<const policy::CommandPolicy> next;
   if (loaded.ok()) {
@@ -339,10 +415,67 @@ Status RunManager::ReloadCommandPolicy(const std::string& dir, const Principal& 
     Audit(who, "policy.reload_refused", "", {{"error", loaded.error().ToString()}});
     return WithContext(std::move(loaded).error(), "the command policy in force is unchanged");
   }
+  // The seccomp profiles with it: both are swapped, or neither.
+  std::shared_ptr<const SeccompProfileSet> next_profiles;
+  if (seccomp_from_set_) {
+    auto profiles = LoadSeccompProfiles(options_.seccomp_profiles_dir);
+    if (!profiles.ok()) {
+      Audit(who, "seccomp.reload_refused", "", {{"error", profiles.error().ToString()}});
+      return WithContext(std::move(profiles).error(),
+                         "the command policy and seccomp profiles in force are unchanged");
+    }
+    next_profiles = std::move(*profiles);
+  }
   Audit(who, "policy.reloaded", "", {{"source", next->source()}});
   spdlog::info("command policy reloaded from {}", next->source());
+  if (next_profiles) {
+    nlohmann::json names = nlohmann::json::array();
+    for (const auto& p : next_profiles->profiles()) {
+      names.push_back({{"name", p.name}, {"source", p.source}, {"sha256", p.sha256}});
+    }
+    Audit(who, "seccomp.reloaded", "", {{"source", next_profiles->source()}, {"profiles", names}});
+    spdlog::info("seccomp profiles reloaded from {} ({})", next_profiles->source(),
+                 next_profiles->profiles().size());
+    std::lock_guard<std::mutex> lk(policy_mu_);
+    seccomp_profiles_ = std::move(next_profiles);
+  }
   SetCommandPolicy(std::move(next));
   return Ok();
+}
+
+Result<std::shared_ptr<const SeccompProfileSet>> RunManager::LoadSeccompProfiles(
+    const std::string& dir) {
+  if (dir.empty()) return SeccompProfileSet::Builtin();
+  auto set = SeccompProfileSet::LoadDir(dir);
+  if (!set.ok() && set.error().code == ErrorCode::kNotFound) return SeccompProfileSet::Builtin();
+  return set;
+}
+
+std::shared_ptr<const SeccompProfileSet> RunManager::seccomp_profiles() const {
+  std::lock_guard<std::mutex> lk(policy_mu_);
+  return seccomp_profiles_;
+}
+
+Result<seccomp::Program> RunManager::SeccompProgram(const std::string& name) const {
+  auto set = seccomp_profiles();
+  if (!set) return options_.seccomp(name);
+  const LoadedSeccompProfile* p = set->Find(name);
+  if (p == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured in {}", name,
+                     set->source());
+  }
+  return p->program;
+}
+
+Result<std::string> RunManager::SeccompJson(const std::string& name) const {
+  auto set = seccomp_profiles();
+  if (!set) return options_.seccomp_json(name);
+  const LoadedSeccompProfile* p = set->Find(name);
+  if (p == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured in {}", name,
+                     set->source());
+  }
+  return p->json;
 }
 
 Result<RunRecord> RunManager::Plan(const RunRecord& run, const Principal& who) {
@@ -525,6 +658,7 @@ void RunManager::Worker() {
 
 void RunManager::Execute(RunRecord run) {
   const std::string id = run.id;
+  const auto claimed_at = std::chrono::steady_clock::now();
   const Principal daemon{"sandboxd", Role::kAdmin};
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -556,6 +690,12 @@ void RunManager::Execute(RunRecord run) {
                                                           : nlohmann::json(nullptr)}};
     (void)Emit(id, EventType::kRunStatus, data);
     Audit(daemon, "run.finished", id, data);
+    if (!result.seccomp_denials.empty()) {
+      Audit(daemon, "run.seccomp_denials", id,
+            {{"denials", SeccompDenialsJson(result.seccomp_denials)},
+             {"summary", DenialSummary(result.seccomp_denials)},
+             {"profile", run.seccomp_profile.empty() ? "default" : run.seccomp_profile}});
+    }
     // Every artifact exists, and is announced, before run.completed.
     WriteEndArtifacts(*done, std::move(diff), artifacts);
     (void)Emit(id, EventType::kRunCompleted, data);
@@ -596,12 +736,32 @@ void RunManager::Execute(RunRecord run) {
   spec.limits.cpus = run.limits.cpus;
   spec.limits.memory_bytes = static_cast<uint64_t>(run.limits.memory_bytes.value_or(0));
   spec.limits.pids = static_cast<uint64_t>(run.limits.pids.value_or(0));
-  auto program = options_.seccomp(run.seccomp_profile);
+  auto program = SeccompProgram(run.seccomp_profile);
   if (!program.ok()) {
     result.reason = "setup_failed: seccomp profile: " + program.error().ToString();
     return finish(RunState::kFailed);
   }
   spec.seccomp = std::move(*program);
+  // Which backend runs it: what it asked for, where that is available.
+  SandboxRequest request;
+  auto chosen = SelectBackend(run.backend.empty() ? options_.default_backend : run.backend,
+                              options_.native.get(), options_.docker.get());
+  if (!chosen.ok()) {
+    result.reason = "setup_failed: " + chosen.error().message;
+    spdlog::error("run {}: {}", id, result.reason);
+    return finish(RunState::kFailed);
+  }
+  Backend* backend = *chosen;
+  result.backend = BackendKindName(backend->kind());
+  if (backend->kind() == BackendKind::kDocker) {
+    auto text = SeccompJson(run.seccomp_profile);
+    if (!text.ok()) {
+      result.reason = "setup_failed: seccomp profile: " + text.error().ToString();
+      return finish(RunState::kFailed);
+    }
+    request.seccomp_json = std::move(*text);
+    request.image = run.image;
+  }
   if (is_cancelled()) {
     result.reason = "cancelled";
     return finish(RunState::kCancelled);
@@ -659,12 +819,16 @@ void RunManager::Execute(RunRecord run) {
       spdlog::error("run {}: unmounting: {}", id, st.error().ToString());
     }
   };
-  auto sb = isolate::Sandbox::Create(spec, *options_.cgroups, options_.engine);
+  request.spec = std::move(spec);
+  auto sb = backend->Create(request);
   if (!sb.ok()) {
     result.reason = "setup_failed: " + sb.error().ToString();
     spdlog::error("run {}: {}", id, result.reason);
     take_outputs();
     return finish(RunState::kFailed);
+  }
+  if (options_.metrics != nullptr) {
+    options_.metrics->SandboxStarted(std::chrono::steady_clock::now() - claimed_at);
   }
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -734,6 +898,9 @@ void RunManager::Execute(RunRecord run) {
       sr.wall_ms = static_cast<int64_t>(r->wall_ms);
       sr.cpu_ms = static_cast<int64_t>(r->cpu_ms);
       sr.memory_peak_bytes = static_cast<int64_t>(r->memory_peak_bytes);
+      for (const auto& d : r->seccomp_denials) {
+        sr.seccomp_denials.push_back({d.name, static_cast<int64_t>(d.count)});
+      }
       if (r->output_truncated) result.output_truncated = true;
       uint64_t used = r->stdout_bytes + r->stderr_bytes;
       output_left = used >= output_left ? 0 : output_left - used;
@@ -747,6 +914,7 @@ void RunManager::Execute(RunRecord run) {
     result.wall_ms += sr.wall_ms;
     result.cpu_ms += sr.cpu_ms;
     result.memory_peak_bytes = std::max(result.memory_peak_bytes, sr.memory_peak_bytes);
+    result.seccomp_denials = AddDenials(std::move(result.seccomp_denials), sr.seccomp_denials);
     if (!r.ok() || r->reason != isolate::EndReason::kExited || r->exit_code != 0) {
       all_ok = false;
       break;
@@ -759,6 +927,7 @@ void RunManager::Execute(RunRecord run) {
   if (Status st = (*sb)->Destroy(); !st.ok()) {
     spdlog::warn("run {}: sandbox cleanup: {}", id, st.error().ToString());
   }
+  if (options_.metrics != nullptr) options_.metrics->SandboxEnded();
   take_outputs();
   if (cancelled || is_cancelled()) {
     bool by_user = false;

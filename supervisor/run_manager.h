@@ -29,7 +29,10 @@
 #include "cgroup/cgroup.h"
 #include "isolate/sandbox.h"
 #include "seccomp/seccomp.h"
+#include "supervisor/seccomp_profiles.h"
 #include "supervisor/artifacts.h"
+#include "supervisor/backend.h"
+#include "supervisor/metrics.h"
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/store/store.h"
 
@@ -65,7 +68,7 @@ struct RunManagerOptions {
   std::string node;      // this daemon's name in the store (defaults to the hostname)
   std::string data_dir;  // logs under <data_dir>/runs/<id>/
   ServiceLimits limits;
-  cgroup::Driver* cgroups = nullptr;  // required
+  cgroup::Driver* cgroups = nullptr;  // required unless `native` is given
   isolate::EngineOptions engine;
   // Decides, at submission, whether a run is approved automatically (allow), waits for a
   // reviewer (review) or is refused (deny: it ends CANCELLED, reason policy_denied). Null: every
@@ -79,12 +82,34 @@ struct RunManagerOptions {
   // Compiles a named seccomp profile ("" or "default": the builtin one). Called on the worker
   // thread before each run.
   std::function<Result<seccomp::Program>(const std::string& name)> seccomp;
+  // Without `seccomp` and `seccomp_json`: the profiles are the builtin one plus every NAME.json
+  // here (SeccompProfileSet), loaded at Start() (a broken file stops it) and again with the
+  // command policy by ReloadCommandPolicy(). "" or a missing directory: only the builtin.
+  std::string seccomp_profiles_dir;
+  // Counts runs, sandboxes and policy decisions for GET /metrics; null: nothing is counted.
+  // Must outlive the manager.
+  Metrics* metrics = nullptr;
+  // Called with true before a command policy reload and false after it (whether or not it was
+  // refused); `sandboxd serve` tells systemd RELOADING=1 / READY=1 through it.
+  std::function<void(bool reloading)> on_policy_reload;
+  // The same profile's JSON text, for backends that compile their own (Docker). Default: the
+  // builtin profile's text for "" and "default".
+  std::function<Result<std::string>(const std::string& name)> seccomp_json;
+  // The backends (supervisor/backend.h). Null native: the native engine over `cgroups` (which
+  // may then be null only when `native` is given), probed at Start(). Null docker: Docker is
+  // not configured, and runs asking for it fail with that reason.
+  std::shared_ptr<Backend> native;
+  std::shared_ptr<Backend> docker;
+  // For runs that name no backend: "native", "docker" or "auto". A run naming an image always
+  // goes to Docker.
+  std::string default_backend = "native";
 };
 
 class RunManager {
  public:
   // Recovers runs this node left RUNNING (a crash or restart: they end FAILED with reason
-  // "supervisor_restart"), plans runs a crash left in PENDING or PLANNED, and starts the
+  // "supervisor_restart"; the Docker containers labelled with this node are removed), plans runs
+  // a crash left in PENDING or PLANNED, and starts the
   // workers and the heartbeat. Stop() ends runs still running FAILED (supervisor_shutdown).
   static Result<std::unique_ptr<RunManager>> Start(store::Store& store, RunManagerOptions options);
   ~RunManager();
@@ -111,7 +136,12 @@ class RunManager {
   // Loads <dir>/commands.yaml (the shipped default when there is none) and swaps it in, with an
   // audit record by `who`. A broken file is refused with the reason and the policy in force
   // stays.
+  // The seccomp profiles of seccomp_profiles_dir reload with it, atomically: a broken command
+  // policy or profile (refused with its file and JSON path, audited as policy.reload_refused or
+  // seccomp.reload_refused) leaves both as they were.
   Status ReloadCommandPolicy(const std::string& dir, const Principal& who);
+  // The seccomp profiles in force; null when the caller compiles its own (options.seccomp).
+  std::shared_ptr<const SeccompProfileSet> seccomp_profiles() const;
   // The policy in force; null when none is configured.
   std::shared_ptr<const policy::CommandPolicy> command_policy() const;
 
@@ -124,6 +154,9 @@ class RunManager {
 
   // Stops claiming, cancels running sandboxes, joins the workers. Idempotent.
   void Stop();
+
+  // Each backend's availability (for GET /v1/info), native first.
+  std::vector<BackendAvailability> Backends() const;
 
   const RunManagerOptions& options() const { return options_; }
 
@@ -154,13 +187,20 @@ class RunManager {
   std::condition_variable stop_cv_;  // Stop(), for the heartbeat
   bool stopping_ = false;
   uint64_t wakeups_ = 0;
-  std::map<std::string, isolate::Sandbox*> running_;  // run id -> its sandbox, while it runs
+  std::map<std::string, RunSandbox*> running_;  // run id -> its sandbox, while it runs
   std::map<std::string, bool> cancel_requested_;  // true: a client cancelled; false: Stop()
   std::vector<std::thread> workers_;
   std::thread heartbeat_;
 
   mutable std::mutex policy_mu_;
   std::shared_ptr<const policy::CommandPolicy> policy_;
+  bool seccomp_from_set_ = false;
+  std::shared_ptr<const SeccompProfileSet> seccomp_profiles_;  // under policy_mu_
+
+  static Result<std::shared_ptr<const SeccompProfileSet>> LoadSeccompProfiles(
+      const std::string& dir);
+  Result<seccomp::Program> SeccompProgram(const std::string& name) const;
+  Result<std::string> SeccompJson(const std::string& name) const;
 
   std::mutex emit_mu_;  // held while an event is appended and delivered
   std::mutex listeners_mu_;

@@ -455,7 +455,10 @@ int CmdInfo(Context& ctx, const ParsedArgs& args) {
   out += fmt::format("Node:                 {}\n", Str(*info, "node", "-"));
   std::string backends;
   for (const auto& b : info->value("backends", nlohmann::json::array())) {
-    backends += (backends.empty() ? "" : ", ") + (b.is_string() ? b.get<std::string>() : b.dump());
+    std::string one = b.is_string() ? b.get<std::string>() : b.value("name", b.dump());
+    if (b.is_object() && !b.value("available", false)) one += " (unavailable)";
+    if (b.is_object() && b.value("default", false)) one += " (default)";
+    backends += (backends.empty() ? "" : ", ") + one;
   }
   out += fmt::format("Backends:             {}\n", backends.empty() ? "-" : backends);
   out += fmt::format("Max concurrent runs:  {}\n", OptText(*info, "max_concurrent_runs"));

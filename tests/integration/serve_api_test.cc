@@ -16,6 +16,7 @@
 #include "integration/sandbox_harness.h"
 #include "base/fs.h"
 #include "base/sha256.h"
+#include "seccomp/seccomp.h"
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/text.h"
 #include "tests/support/store_fixture.h"
@@ -74,6 +75,8 @@ class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Ba
     config_.limits.workspace_roots = {dir_ + "/roots"};
     config_.policy_dir = dir_ + "/policies";
     std::filesystem::create_directories(config_.policy_dir);
+    config_.seccomp_profiles_dir = dir_ + "/seccomp";
+    std::filesystem::create_directories(config_.seccomp_profiles_dir);
     auto s = store::Open(config_.database);
     ASSERT_TRUE(s.ok()) << s.error().ToString();
     store_ = std::move(*s);
@@ -83,6 +86,7 @@ class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Ba
     o.data_dir = config_.data_dir;
     o.limits = config_.limits;
     o.cgroups = driver_.get();
+    o.seccomp_profiles_dir = config_.seccomp_profiles_dir;
     auto m = supervisor::RunManager::Start(*store_, o);
     ASSERT_TRUE(m.ok()) << m.error().ToString();
     runs_ = std::move(*m);
@@ -183,7 +187,9 @@ TEST_P(ServeApiTest, HealthAndAuth) {
   auto info = Call("GET", "/v1/info", kAlice);
   ASSERT_EQ(info.status, 200);
   EXPECT_EQ(info.Json()["limits"]["maxima"]["memory"], 1ll << 30);
-  EXPECT_EQ(info.Json()["backends"][0], "native");
+  EXPECT_EQ(info.Json()["backends"][0]["name"], "native");
+  EXPECT_EQ(info.Json()["backends"][1]["name"], "docker");
+  EXPECT_EQ(info.Json()["default_backend"], "native");
 }
 
 TEST_P(ServeApiTest, BadRequestsGetClearErrorsAndChangeNothing) {
@@ -202,6 +208,9 @@ TEST_P(ServeApiTest, BadRequestsGetClearErrorsAndChangeNothing) {
       {R"({"argv": ["ls"], "limits": {"gpus": 1}})", 400, "limits.gpus"},
       {R"({"argv": ["ls"], "env": {"A": 1}})", 400, "env.A"},
       {R"({})", 400, "argv or steps"},
+      {R"({"argv": ["ls"], "backend": "podman"})", 400, "backend"},
+      {R"({"argv": ["ls"], "backend": "native", "image": "debian:12"})", 400, "image"},
+      {R"({"argv": ["ls"], "image": ""})", 400, "image"},
   };
   for (const auto& c : cases) {
     auto r = Call("POST", "/v1/runs", kAlice, c.body);
@@ -420,6 +429,58 @@ TEST_P(ServeApiTest, LogsAreBinarySafeAndTimestamped) {
   EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/logs?timestamps=maybe", kAlice).status, 400);
 }
 
+// ?format=binary: step.log events arrive as binary messages (header line, newline, the bytes as
+// written), bigger than the default pipe's 64 KiB, in order, and complete; the rest stays JSON.
+TEST_P(ServeApiTest, BinaryEventFormatCarriesLogBytesVerbatim) {
+  std::string id = SubmitApproved(
+      R"({"argv": ["/bin/sh", "-c", "head -c 3000000 /dev/urandom; echo done >&2"],)"
+      R"( "limits": {"output_bytes": 4000000}})");
+  auto bad = RawConn::Tcp(port_);
+  ASSERT_TRUE(bad.has_value());
+  ASSERT_TRUE(bad->Send(MakeWsUpgrade("/v1/runs/" + id + "/events?format=xml",
+                                      {{"x-api-key", kAlice}})));
+  auto bad_head = api::testing::ReadHead(*bad);
+  ASSERT_TRUE(bad_head.has_value());
+  EXPECT_EQ(bad_head->status, 400);
+
+  auto ws = RawConn::Tcp(port_);
+  ASSERT_TRUE(ws.has_value());
+  ASSERT_TRUE(ws->Send(MakeWsUpgrade("/v1/runs/" + id + "/events?after=0&format=binary",
+                                     {{"x-api-key", kAlice}})));
+  auto head = api::testing::ReadHead(*ws);
+  ASSERT_TRUE(head.has_value() && head->status == 101);
+  std::string out, err;
+  int64_t last_seq = 0, binary_messages = 0;
+  bool completed = false;
+  for (;;) {
+    auto f = WsReadFrame(*ws);
+    if (!f || f->opcode == 8) break;
+    nlohmann::json e;
+    if (f->opcode == 2) {
+      ++binary_messages;
+      size_t nl = f->payload.find('\n');
+      ASSERT_NE(nl, std::string::npos);
+      e = nlohmann::json::parse(f->payload.substr(0, nl));
+      EXPECT_EQ(e["type"], "step.log");
+      EXPECT_FALSE(e.contains("data") || e.contains("data_b64")) << e.dump();
+      EXPECT_EQ(e["length"].get<size_t>(), f->payload.size() - nl - 1);
+      (e["stream"] == "stdout" ? out : err) += f->payload.substr(nl + 1);
+    } else {
+      ASSERT_EQ(f->opcode, 1);
+      e = nlohmann::json::parse(f->payload);
+      EXPECT_NE(e["type"], "step.log");
+      if (e["type"] == "run.completed") completed = true;
+    }
+    EXPECT_GT(e["seq"].get<int64_t>(), last_seq);
+    last_seq = e["seq"].get<int64_t>();
+  }
+  EXPECT_TRUE(completed);
+  EXPECT_GE(binary_messages, 2);
+  EXPECT_EQ(out.size(), 3000000u);
+  EXPECT_EQ(out, Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice).body);
+  EXPECT_EQ(err, "done\n");
+}
+
 TEST_P(ServeApiTest, PolicyEvaluateAnswersWithoutRunningAnything) {
   auto p = policy::CommandPolicy::LoadText("rules:\n  \"*\": review\n  \"git *\": allow\n",
                                            "api-test.yaml");
@@ -546,6 +607,90 @@ TEST_P(ServeApiTest, PoliciesReloadAtomicallyAndABrokenFileChangesNothing) {
   for (const auto& a : audit["records"]) actions.insert(a["action"].get<std::string>());
   EXPECT_TRUE(actions.count("policy.reloaded"));
   EXPECT_TRUE(actions.count("policy.reload_refused"));
+}
+
+TEST_P(ServeApiTest, SeccompProfilesReloadWithThePolicyAndDenialsAreNamed) {
+  const std::string dir = config_.seccomp_profiles_dir;
+  auto names = [&] {
+    std::set<std::string> out;
+    auto listed = Call("GET", "/v1/seccomp/profiles", kAlice).Json();
+    for (const auto& p : listed["profiles"]) {
+      out.insert(p["name"].get<std::string>());
+    }
+    return out;
+  };
+  auto first = Call("GET", "/v1/seccomp/profiles", kAlice);
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(names(), (std::set<std::string>{"default"})) << first.body;
+
+  std::ofstream(dir + "/strict.json") << seccomp::DefaultProfileJson();
+  auto r = Call("POST", "/v1/policies:reload", kAdmin);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto listed = Call("GET", "/v1/seccomp/profiles", kAlice).Json();
+  EXPECT_EQ(listed["source"], dir);
+  bool found = false;
+  for (const auto& p : listed["profiles"]) {
+    if (p["name"] != "strict") continue;
+    found = true;
+    EXPECT_EQ(p["source"], dir + "/strict.json");
+    EXPECT_EQ(p["default_action"], "SCMP_ACT_ERRNO");
+    EXPECT_GT(p["instructions"].get<int>(), 100);
+    EXPECT_EQ(p["sha256"], Sha256Hex(seccomp::DefaultProfileJson()));
+  }
+  EXPECT_TRUE(found) << listed.dump();
+  auto one = Call("GET", "/v1/seccomp/profiles/strict", kAlice);
+  ASSERT_EQ(one.status, 200);
+  EXPECT_EQ(one.Json()["defaultAction"], "SCMP_ACT_ERRNO");
+  EXPECT_EQ(Call("GET", "/v1/seccomp/profiles/nosuch", kAlice).status, 404);
+
+  // A broken profile: refused with its file and JSON path; what is in force stays.
+  std::ofstream(dir + "/broken.json")
+      << R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOPE"}]})";
+  auto broken = Call("POST", "/v1/policies:reload", kAdmin);
+  EXPECT_EQ(broken.status, 400) << broken.body;
+  EXPECT_NE(broken.body.find("broken.json"), std::string::npos) << broken.body;
+  EXPECT_NE(broken.body.find("syscalls[0].action"), std::string::npos) << broken.body;
+  EXPECT_EQ(names(), (std::set<std::string>{"default", "strict"}));
+  std::filesystem::remove(dir + "/broken.json");
+
+  // Permissive: refused unless its file name accepts it.
+  const std::string loose = R"({"defaultAction": "SCMP_ACT_ALLOW"})";
+  std::ofstream(dir + "/loose.json") << loose;
+  auto permissive = Call("POST", "/v1/policies:reload", kAdmin);
+  EXPECT_EQ(permissive.status, 400) << permissive.body;
+  EXPECT_NE(permissive.body.find("loose.permissive.json"), std::string::npos) << permissive.body;
+  std::filesystem::rename(dir + "/loose.json", dir + "/loose.permissive.json");
+  ASSERT_EQ(Call("POST", "/v1/policies:reload", kAdmin).status, 200);
+  EXPECT_EQ(names(), (std::set<std::string>{"default", "loose", "strict"}));
+
+  // A run under the reloaded profile: its denial is named, per step and on the run.
+  std::string id = SubmitApproved(
+      R"({"argv": ["/usr/bin/unshare", "-U", "true"], "seccomp_profile": "strict"})");
+  Follow(id);
+  auto run = Call("GET", "/v1/runs/" + id, kAlice).Json();
+  ASSERT_TRUE(run["result"].is_object()) << run.dump();
+  auto has_unshare = [](const nlohmann::json& denials) {
+    for (const auto& d : denials) {
+      if (d["syscall"] == "unshare" && d["count"].get<int>() >= 1) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(has_unshare(run["result"]["seccomp_denials"])) << run.dump();
+  EXPECT_TRUE(has_unshare(run["result"]["steps"][0]["seccomp_denials"])) << run.dump();
+
+  auto audit = Call("GET", "/v1/audit", kBob).Json();
+  std::set<std::string> actions;
+  bool run_denials = false;
+  for (const auto& a : audit["records"]) {
+    actions.insert(a["action"].get<std::string>());
+    if (a["action"] == "run.seccomp_denials" && a["run_id"] == id) {
+      run_denials = a["details"]["summary"].get<std::string>().find("unshare denied") !=
+                    std::string::npos;
+    }
+  }
+  EXPECT_TRUE(actions.count("seccomp.reloaded"));
+  EXPECT_TRUE(actions.count("seccomp.reload_refused"));
+  EXPECT_TRUE(run_denials) << audit.dump();
 }
 
 std::unique_ptr<PgCluster> ServeApiTest::cluster_;

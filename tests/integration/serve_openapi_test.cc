@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/metrics_routes.h"
 #include "api/openapi_routes.h"
 #include "api/run_routes.h"
 #include "api/server.h"
@@ -53,6 +54,8 @@ Router ServeRouter() {
   EXPECT_TRUE(runs.ok()) << runs.error().ToString();
   Status openapi = AddOpenApiRoute(router);
   EXPECT_TRUE(openapi.ok()) << openapi.error().ToString();
+  Status metrics = AddMetricsRoute(router, nullptr, /*require_key=*/false);
+  EXPECT_TRUE(metrics.ok()) << metrics.error().ToString();
   return router;
 }
 

@@ -71,6 +71,24 @@ TEST(Config, ErrorsNameTheKey) {
   }
 }
 
+TEST(Config, BackendSettings) {
+  auto c = ParseConfig(
+      "default_backend: auto\ndocker_host: unix:///run/docker.sock\ndocker_image: debian:12\n",
+      "backends.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->default_backend, "auto");
+  EXPECT_EQ(c->docker_host, "unix:///run/docker.sock");
+  EXPECT_EQ(c->docker_image, "debian:12");
+  EXPECT_EQ(ParseConfig("", "empty.yaml")->default_backend, "native");
+  for (const char* bad : {"default_backend: podman", "docker_host: tcp://10.0.0.1:2375"}) {
+    auto b = ParseConfig(bad, "bad.yaml");
+    ASSERT_FALSE(b.ok()) << bad;
+    EXPECT_NE(b.error().message.find(std::string(bad).substr(0, std::string(bad).find(':'))),
+              std::string::npos)
+        << b.error().message;
+  }
+}
+
 TEST(Config, FlagsOverrideTheFile) {
   auto c = ParseConfig(kFull, "test.yaml");
   ASSERT_TRUE(c.ok());
