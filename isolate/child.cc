@@ -284,7 +284,7 @@ static_assert(std::atomic<int32_t>::is_always_lock_free);
 Handoff* g_handoff = nullptr;
 // CLONE_CHILD_CLEARTID word of a notifying payload: the kernel zeroes it and wakes a futex
 // waiter when the payload execs or exits (mm_release), which is how init waits as vfork would.
-alignas(4) uint32_t g_payload_running = 0;
+[[maybe_unused]] alignas(4) uint32_t g_payload_running = 0;  // unused in sanitizer builds
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)

@@ -177,18 +177,6 @@ TEST_P(BackendContractTest, ForkBombIsContainedByPidsLimit) {
   EXPECT_LT(forked, 32);
 }
 
-bool ProcessNamed(const std::string& name) {
-  DIR* d = ::opendir("/proc");
-  bool found = false;
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    auto comm = ReadFile(std::string("/proc/") + e->d_name + "/comm");
-    if (comm.ok() && *comm == name + "\n") found = true;
-  }
-  ::closedir(d);
-  return found;
-}
-
 TEST_P(BackendContractTest, TimeoutKillsTheWholeTree) {
   std::string name = fmt::format("sbxc{}", ::getpid() % 100000);
   auto sb = Make(Request());

@@ -265,18 +265,6 @@ TEST_F(IsolationTest, CpuQuotaHalvesCpuTime) {
   EXPECT_LT(ratio, 0.65) << o.result.cpu_ms << " / " << o.result.wall_ms;
 }
 
-bool ProcessNamed(const std::string& name) {
-  DIR* d = ::opendir("/proc");
-  bool found = false;
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    auto comm = ReadFile(std::string("/proc/") + e->d_name + "/comm");
-    if (comm.ok() && *comm == name + "\n") found = true;
-  }
-  ::closedir(d);
-  return found;
-}
-
 TEST_F(IsolationTest, TimeoutKillsDoubleForkedSetsidDaemons) {
   std::string name = fmt::format("sbxd{}", ::getpid() % 100000);
   auto sb = Create(DefaultSpec());

@@ -122,4 +122,25 @@ RunOutput SandboxTest::Run(isolate::SandboxSpec spec, std::vector<std::string> a
   return o;
 }
 
+std::vector<std::string> SandboxTest::CgroupRoots() {
+  std::vector<std::string> roots;
+  const auto& host = driver_->host();
+  if (!host.unified_mount.empty()) roots.push_back(host.unified_mount);
+  for (const auto& [ctrl, mount] : host.v1_mounts) roots.push_back(mount);
+  return roots;
+}
+
+bool SandboxTest::ProcessNamed(const std::string& name) {
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return false;
+  bool found = false;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    auto comm = ReadFile(std::string("/proc/") + e->d_name + "/comm");
+    if (comm.ok() && *comm == name + "\n") found = true;
+  }
+  ::closedir(d);
+  return found;
+}
+
 }  // namespace sbx::testing

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cgroup/cgroup.h"
 #include "isolate/sandbox.h"
@@ -37,6 +38,10 @@ class SandboxTest : public ::testing::Test {
   std::unique_ptr<isolate::Sandbox> Create(const isolate::SandboxSpec& spec);
 
   static std::string Hostile() { return "/t/hostile"; }
+  // The mount point of every cgroup hierarchy the driver uses (the unified one, each v1 one).
+  static std::vector<std::string> CgroupRoots();
+  // Whether any process on the host has this comm (a hostile program's chosen name).
+  static bool ProcessNamed(const std::string& name);
   static std::string parent_;
   static std::unique_ptr<cgroup::Driver> driver_;
   static std::string skip_reason_;

@@ -63,13 +63,6 @@ class ServeRestartTest : public SandboxTest {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
-  std::vector<std::string> CgroupRoots() const {
-    std::vector<std::string> roots;
-    const auto& host = driver_->host();
-    if (!host.unified_mount.empty()) roots.push_back(host.unified_mount);
-    for (const auto& [ctrl, mount] : host.v1_mounts) roots.push_back(mount);
-    return roots;
-  }
   // The cgroups under the daemon's parent, in any hierarchy.
   std::vector<std::string> DaemonCgroups() const {
     std::vector<std::string> out;

@@ -74,13 +74,6 @@ class ServeSystemdTest : public SandboxTest {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
-  std::vector<std::string> CgroupRoots() const {
-    std::vector<std::string> roots;
-    const auto& host = driver_->host();
-    if (!host.unified_mount.empty()) roots.push_back(host.unified_mount);
-    for (const auto& [ctrl, mount] : host.v1_mounts) roots.push_back(mount);
-    return roots;
-  }
 
   void WriteConfig(const std::string& extra = "") {
     std::ofstream(dir_ + "/sandboxd.yaml")
