@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A Docker-backed `/bin/true` run end to end through sandboxd's Docker backend (container with
-# every protection, the command exec'd into it, output streamed, container removed) against the
+# every protection, the command its own process, output streamed, container removed) against the
 # bare `docker run --rm` with the same flags, side by side in one hyperfine run.
 #
 # Usage: bench/docker.sh [BUILD_DIR] [RUNS]

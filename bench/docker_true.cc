@@ -1,7 +1,8 @@
 // One Docker-backed run of a command, end to end through the backend the daemon uses
 // (supervisor::Backend "docker"): container created with every protection (no network, limits,
 // no capabilities, no-new-privileges, the builtin seccomp profile, read-only root, /tmp tmpfs,
-// a non-root user, init), the command exec'd with its output streamed, the container removed.
+// a non-root user, init), the command as the container's own process (a one-step run, as the
+// run manager makes it) with its output attached and streamed, the container removed.
 // bench/docker.sh times it against `docker run --rm` with the same flags.
 //   bench_docker_true [--host unix:///PATH] --image IMAGE [--] COMMAND [ARG...]
 #include <cstdio>
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   req.spec.limits.pids = 256;
   req.seccomp_json = std::string(sbx::seccomp::DefaultProfileJson());
   req.image = image;
+  req.processes = 1;
   auto sb = backend->Create(req);
   if (!sb.ok()) {
     std::fprintf(stderr, "bench_docker_true: %s\n", sb.error().ToString().c_str());

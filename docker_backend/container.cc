@@ -16,7 +16,6 @@ namespace sbx::docker {
 namespace {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 // After the kill of a timed-out or cancelled step, how long the stream may take to close.
 constexpr auto kDrainAfterKill = std::chrono::seconds(10);
@@ -118,8 +117,155 @@ bool Container::OomSince(double since_unix_s) {
   return false;
 }
 
+Result<std::unique_ptr<Container>> Container::Prepare(std::shared_ptr<const EngineClient> client,
+                                                      const ContainerSpec& spec) {
+  ContainerSpec checked = spec;
+  if (auto body = CreateBody(checked); !body.ok()) return std::move(body).error();
+  auto image = client->Call("GET", "/images/" + UrlEncode(spec.image) + "/json");
+  if (!image.ok()) return WithContext(std::move(image).error(), "looking up image " + spec.image);
+  if (image->status == 404) {
+    return MakeError(ErrorCode::kNotFound,
+                     "image '{}' is not in the Docker daemon's image store; pull or import it "
+                     "first",
+                     spec.image);
+  }
+  if (image->status != 200) return ReplyError(*image, "looking up image " + spec.image);
+  std::unique_ptr<Container> c(new Container());
+  c->client_ = std::move(client);
+  c->spec_ = spec;
+  c->prepared_ = true;
+  c->name_ = spec.name;
+  c->user_ = spec.user;
+  c->memory_limit_ = spec.memory_bytes;
+  c->cancel_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!c->cancel_fd_) return ErrnoError("eventfd");
+  return c;
+}
+
+Container::Pumped Container::Pump(HijackedStream& stream, const ExecRequest& request,
+                                  bool stdin_open, Clock::time_point deadline, int held_stream,
+                                  std::string_view held_prefix, const OutputSink& sink,
+                                  ExecOutcome& out, HijackedStream* stats,
+                                  StatsLines* stats_lines) {
+  Pumped pumped;
+  delivered_ = 0;
+  bool first_held_stream = true;
+  std::string daemon_error;
+  FrameDemuxer demux([&](int s, std::string_view data) {
+    if (s == 3) {
+      daemon_error.append(data.substr(0, 4096));
+      return;
+    }
+    if (s != 1 && s != 2) return;
+    if (s == held_stream && first_held_stream) {
+      first_held_stream = false;
+      if (data.substr(0, held_prefix.size()) == held_prefix) {
+        pumped.held.assign(data);
+        return;
+      }
+    }
+    if (!pumped.held.empty() && s == held_stream && pumped.held.size() < 4096) {
+      pumped.held.append(data);
+      return;
+    }
+    (s == 1 ? out.stdout_bytes : out.stderr_bytes) += data.size();
+    uint64_t room = request.output_limit_bytes > delivered_ ? request.output_limit_bytes - delivered_ : 0;
+    if (data.size() > room) out.output_truncated = true;
+    data = data.substr(0, static_cast<size_t>(std::min<uint64_t>(room, data.size())));
+    if (!data.empty()) {
+      delivered_ += data.size();
+      sink(s, data);
+    }
+  });
+  demux.Feed(stream.early);
+  if (stats_lines != nullptr && stats != nullptr) stats_lines->Feed(stats->early);
+
+  const int fd = stream.fd.get();
+  std::string_view to_write = request.stdin_data;
+  if (stdin_open && to_write.empty()) {
+    ::shutdown(fd, SHUT_WR);
+    stdin_open = false;
+  }
+  Clock::time_point drain_until = Clock::time_point::max();
+  char buf[64 << 10];
+  for (;;) {
+    auto now = Clock::now();
+    if (pumped.stop == Stop::kNone && (now >= deadline || cancelled_.load())) {
+      pumped.stop = now >= deadline && !cancelled_.load() ? Stop::kTimeout : Stop::kCancel;
+      if (Status k = Kill(); !k.ok()) {
+        spdlog::error("container {}: kill: {}", name_, k.error().ToString());
+      }
+      drain_until = now + kDrainAfterKill;
+    }
+    if (now >= drain_until) break;
+    auto until = std::min(pumped.stop == Stop::kNone ? deadline : drain_until, drain_until);
+    int wait_ms = until == Clock::time_point::max()
+                      ? -1
+                      : static_cast<int>(std::clamp<int64_t>(
+                            std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1,
+                            0, 1 << 30));
+    const bool with_stats = stats != nullptr && stats->fd;
+    pollfd p[3] = {{fd, static_cast<short>(POLLIN | (stdin_open ? POLLOUT : 0)), 0},
+                   {cancel_fd_.get(), static_cast<short>(pumped.stop == Stop::kNone ? POLLIN : 0), 0},
+                   {with_stats ? stats->fd.get() : -1, POLLIN, 0}};
+    int r = ::poll(p, 3, wait_ms);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      pumped.transport = ErrnoError("poll on the container's output stream");
+      break;
+    }
+    if (pumped.stop == Stop::kNone && (p[1].revents & POLLIN)) continue;  // Cancel(): above
+    if (with_stats && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ssize_t n = ::recv(stats->fd.get(), buf, sizeof buf, 0);
+      if (n > 0) {
+        stats_lines->Feed(std::string_view(buf, static_cast<size_t>(n)));
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        stats->fd.reset();  // the container stopped: the daemon ends its stats
+      }
+    }
+    if (stdin_open && (p[0].revents & (POLLOUT | POLLERR))) {
+      ssize_t n = ::send(fd, to_write.data(), to_write.size(), MSG_NOSIGNAL);
+      if (n > 0) to_write.remove_prefix(static_cast<size_t>(n));
+      if (n < 0 && errno != EAGAIN && errno != EINTR) to_write = {};  // the process closed stdin
+      if (to_write.empty()) {
+        ::shutdown(fd, SHUT_WR);
+        stdin_open = false;
+      }
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        demux.Feed(std::string_view(buf, static_cast<size_t>(n)));
+        continue;
+      }
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n < 0) {
+        pumped.transport = ErrnoError("reading the container's output stream");
+        pumped.transport->code = ErrorCode::kUnavailable;
+      }
+      break;  // end of the stream
+    }
+  }
+  stream.fd.reset();
+  return pumped;
+}
+
+void Container::DeliverHeld(const std::string& held, int stream, const ExecRequest& request,
+                            const OutputSink& sink, ExecOutcome& out) {
+  (stream == 1 ? out.stdout_bytes : out.stderr_bytes) += held.size();
+  uint64_t room = request.output_limit_bytes > delivered_ ? request.output_limit_bytes - delivered_ : 0;
+  if (held.size() > room) out.output_truncated = true;
+  if (room > 0) {
+    sink(stream, std::string_view(held).substr(0, static_cast<size_t>(std::min<uint64_t>(room, held.size()))));
+  }
+}
+
 Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink& sink) {
   ExecOutcome out;
+  if (prepared_) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "container {} runs one process as its own; it takes no exec", name_);
+  }
   if (cancelled_.load()) {
     out.end = ExecEnd::kCancelled;
     return out;
@@ -139,98 +285,8 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
   auto stream = client_->Hijack("/exec/" + exec_id + "/start", {{"Detach", false}, {"Tty", false}},
                                 std::chrono::milliseconds(30'000));
   if (!stream.ok()) return WithContext(std::move(stream).error(), "starting an exec");
-
-  uint64_t delivered = 0;
-  std::string held;  // the daemon's start-failure text, held back until the exit code is known
-  bool first_stdout = true;
-  std::string daemon_error;
-  FrameDemuxer demux([&](int s, std::string_view data) {
-    if (s == 3) {
-      daemon_error.append(data.substr(0, 4096));
-      return;
-    }
-    if (s != 1 && s != 2) return;
-    if (s == 1 && first_stdout) {
-      first_stdout = false;
-      if (data.substr(0, kStartFailurePrefix.size()) == kStartFailurePrefix) {
-        held.assign(data);
-        return;
-      }
-    }
-    if (!held.empty() && s == 1 && held.size() < 4096) {
-      held.append(data);
-      return;
-    }
-    (s == 1 ? out.stdout_bytes : out.stderr_bytes) += data.size();
-    uint64_t room = request.output_limit_bytes > delivered ? request.output_limit_bytes - delivered : 0;
-    if (data.size() > room) out.output_truncated = true;
-    data = data.substr(0, static_cast<size_t>(std::min<uint64_t>(room, data.size())));
-    if (!data.empty()) {
-      delivered += data.size();
-      sink(s, data);
-    }
-  });
-  demux.Feed(stream->early);
-
-  const int fd = stream->fd.get();
-  std::string_view to_write = request.stdin_data;
-  bool stdin_open = spec.attach_stdin;
-  if (stdin_open && to_write.empty()) {
-    ::shutdown(fd, SHUT_WR);
-    stdin_open = false;
-  }
-  enum class Stop { kNone, kTimeout, kCancel } stop = Stop::kNone;
-  Clock::time_point drain_until = Clock::time_point::max();
-  std::optional<Error> transport;
-  char buf[64 << 10];
-  for (;;) {
-    auto now = Clock::now();
-    if (stop == Stop::kNone && (now >= deadline || cancelled_.load())) {
-      stop = now >= deadline && !cancelled_.load() ? Stop::kTimeout : Stop::kCancel;
-      if (Status k = Kill(); !k.ok()) {
-        spdlog::error("container {}: kill: {}", name_, k.error().ToString());
-      }
-      drain_until = now + kDrainAfterKill;
-    }
-    if (now >= drain_until) break;
-    auto until = std::min(stop == Stop::kNone ? deadline : drain_until, drain_until);
-    int wait_ms = until == Clock::time_point::max()
-                      ? -1
-                      : static_cast<int>(std::clamp<int64_t>(
-                            std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1,
-                            0, 1 << 30));
-    pollfd p[2] = {{fd, static_cast<short>(POLLIN | (stdin_open ? POLLOUT : 0)), 0},
-                   {cancel_fd_.get(), POLLIN, 0}};
-    int r = ::poll(p, stop == Stop::kNone ? 2 : 1, wait_ms);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("poll on the exec stream");
-    }
-    if (stop == Stop::kNone && (p[1].revents & POLLIN)) continue;  // Cancel(): handled above
-    if (stdin_open && (p[0].revents & (POLLOUT | POLLERR))) {
-      ssize_t n = ::send(fd, to_write.data(), to_write.size(), MSG_NOSIGNAL);
-      if (n > 0) to_write.remove_prefix(static_cast<size_t>(n));
-      if (n < 0 && errno != EAGAIN && errno != EINTR) to_write = {};  // the process closed stdin
-      if (to_write.empty()) {
-        ::shutdown(fd, SHUT_WR);
-        stdin_open = false;
-      }
-    }
-    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n > 0) {
-        demux.Feed(std::string_view(buf, static_cast<size_t>(n)));
-        continue;
-      }
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n < 0) {
-        transport = ErrnoError("reading the exec's output stream");
-        transport->code = ErrorCode::kUnavailable;
-      }
-      break;  // end of the stream
-    }
-  }
-  stream->fd.reset();
+  Pumped pumped = Pump(*stream, request, spec.attach_stdin, deadline, 1, kStartFailurePrefix, sink,
+                       out, nullptr, nullptr);
   out.wall_ms = MsSince(start);
 
   // The exit code: recorded by the daemon a moment after the stream ends.
@@ -241,9 +297,9 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
     auto inspect = client_->CallJson("GET", "/exec/" + exec_id + "/json", "inspecting an exec",
                                      nullptr, std::chrono::milliseconds(10'000));
     if (!inspect.ok()) {
-      if (stop != Stop::kNone) break;  // the container is gone with its exec
+      if (pumped.stop != Stop::kNone) break;  // the container is gone with its exec
       Error e = std::move(inspect).error();
-      if (transport) e = *transport;
+      if (pumped.transport) e = *pumped.transport;
       e.message = "the Docker daemon failed during the step: " + e.message;
       return e;
     }
@@ -255,30 +311,24 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
   }
-  if (stop == Stop::kTimeout || stop == Stop::kCancel) {
-    out.end = stop == Stop::kTimeout ? ExecEnd::kTimedOut : ExecEnd::kCancelled;
+  if (pumped.stop != Stop::kNone) {
+    out.end = pumped.stop == Stop::kTimeout ? ExecEnd::kTimedOut : ExecEnd::kCancelled;
     out.signal = SIGKILL;
     return out;
   }
   if (!exit_code) {
-    if (transport) return *transport;
+    if (pumped.transport) return *pumped.transport;
     return MakeError(ErrorCode::kUnavailable,
                      "the Docker daemon did not report the exec's exit code within {} s",
                      std::chrono::duration_cast<std::chrono::seconds>(kExitCodeWait).count());
   }
-  if (!held.empty() && IsExecStartFailure(held, *exit_code)) {
+  if (!pumped.held.empty() && IsExecStartFailure(pumped.held, *exit_code)) {
     out.end = ExecEnd::kStartFailed;
     out.exit_code = exit_code;
-    out.start_error = held.substr(0, held.find_last_not_of("\r\n") + 1);
+    out.start_error = pumped.held.substr(0, pumped.held.find_last_not_of("\r\n") + 1);
     return out;
   }
-  if (!held.empty()) {
-    // A program that printed the runtime's phrase itself: its output after all.
-    out.stdout_bytes += held.size();
-    uint64_t room = request.output_limit_bytes > delivered ? request.output_limit_bytes - delivered : 0;
-    if (held.size() > room) out.output_truncated = true;
-    if (room > 0) sink(1, std::string_view(held).substr(0, static_cast<size_t>(std::min<uint64_t>(room, held.size()))));
-  }
+  if (!pumped.held.empty()) DeliverHeld(pumped.held, 1, request, sink, out);
   // The container's figures: CPU during the step, the memory peak so far.
   auto stats = client_->CallJson("GET", "/containers/" + id_ + "/stats?stream=false&one-shot=true",
                                  "container stats", nullptr, std::chrono::milliseconds(10'000));
@@ -294,6 +344,105 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
     out.end = ExecEnd::kSignaled;
     if (out.signal == SIGKILL && memory_limit_ > 0 && OomSince(start_unix)) {
       out.end = ExecEnd::kOomKilled;
+    }
+    return out;
+  }
+  out.end = ExecEnd::kExited;
+  out.exit_code = code;
+  return out;
+}
+
+Result<ExecOutcome> Container::RunMain(const ExecRequest& request, const OutputSink& sink) {
+  ExecOutcome out;
+  if (!prepared_ || ran_main_) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "container {} was not prepared for one process, or has run it", name_);
+  }
+  ran_main_ = true;
+  if (cancelled_.load()) {
+    out.end = ExecEnd::kCancelled;
+    return out;
+  }
+  const auto start = Clock::now();
+  const auto deadline = request.timeout_ms > 0
+                            ? start + std::chrono::milliseconds(request.timeout_ms)
+                            : Clock::time_point::max();
+  ExecSpec main = request.exec;
+  if (main.user.empty()) main.user = user_;
+  main.attach_stdin = !request.stdin_data.empty();
+  auto body = CreateBodyFor(spec_, main);
+  if (!body.ok()) return std::move(body).error();
+  auto created = client_->CallJson("POST", "/containers/create?name=" + UrlEncode(spec_.name),
+                                   "creating container " + spec_.name, *body);
+  if (!created.ok()) return std::move(created).error();
+  id_ = created->value("Id", "");
+  if (id_.empty()) {
+    return MakeError(ErrorCode::kInternal, "creating container {}: the daemon returned no Id",
+                     spec_.name);
+  }
+  // Attached before it starts, so not a byte is missed.
+  auto stream = client_->Hijack(
+      "/containers/" + id_ + "/attach?stream=1&stdout=1&stderr=1" +
+          (main.attach_stdin ? "&stdin=1" : ""),
+      nlohmann::json::object(), std::chrono::milliseconds(30'000));
+  if (!stream.ok()) return WithContext(std::move(stream).error(), "attaching to " + spec_.name);
+  auto started = client_->CallJson("POST", "/containers/" + id_ + "/start",
+                                   "starting container " + spec_.name);
+  if (!started.ok()) return std::move(started).error();
+  // Its figures, sampled by the daemon while it runs. Not having them is no reason to fail.
+  auto stats = client_->OpenStream("/containers/" + id_ + "/stats?stream=true",
+                                   std::chrono::milliseconds(10'000));
+  if (!stats.ok()) {
+    spdlog::warn("container {}: no stats: {}", name_, stats.error().ToString());
+  }
+  StatsLines stats_lines;
+  Pumped pumped = Pump(*stream, request, main.attach_stdin, deadline, 2, kInitExecFailurePrefix,
+                       sink, out, stats.ok() ? &*stats : nullptr, &stats_lines);
+  if (stats.ok()) stats->fd.reset();
+  out.wall_ms = MsSince(start);
+
+  // Its exit status: the attach ends when its process does; the daemon answers once it has
+  // recorded the stop.
+  auto waited = client_->CallJson("POST", "/containers/" + id_ + "/wait?condition=not-running",
+                                  "waiting for container " + spec_.name, nullptr,
+                                  std::chrono::milliseconds(pumped.stop != Stop::kNone ? 15'000
+                                                                                       : 10'000));
+  if (pumped.stop != Stop::kNone) {
+    out.end = pumped.stop == Stop::kTimeout ? ExecEnd::kTimedOut : ExecEnd::kCancelled;
+    out.signal = SIGKILL;
+    out.cpu_ms = stats_lines.figures().cpu_total_ns / 1'000'000;
+    out.memory_peak_bytes = stats_lines.figures().memory_peak_bytes;
+    return out;
+  }
+  if (!waited.ok() || !(*waited)["StatusCode"].is_number_integer()) {
+    Error e = waited.ok() ? MakeError(ErrorCode::kUnavailable, "the wait answered no StatusCode")
+                          : std::move(waited).error();
+    if (pumped.transport) e = *pumped.transport;
+    e.message = "the Docker daemon failed during the run: " + e.message;
+    return e;
+  }
+  const int code = (*waited)["StatusCode"].get<int>();
+  if (!pumped.held.empty() && IsInitExecFailure(pumped.held, code)) {
+    out.end = ExecEnd::kStartFailed;
+    out.exit_code = code;
+    out.start_error = pumped.held.substr(0, pumped.held.find_last_not_of("\r\n") + 1);
+    return out;
+  }
+  if (!pumped.held.empty()) DeliverHeld(pumped.held, 2, request, sink, out);
+  out.cpu_ms = stats_lines.figures().cpu_total_ns / 1'000'000;
+  out.memory_peak_bytes = stats_lines.figures().memory_peak_bytes;
+  if (code > 128 && code <= 128 + 64) {
+    out.signal = code - 128;
+    out.end = ExecEnd::kSignaled;
+    if (out.signal == SIGKILL && memory_limit_ > 0) {
+      auto inspect = client_->CallJson("GET", "/containers/" + id_ + "/json",
+                                       "inspecting container " + spec_.name);
+      if (inspect.ok() && (*inspect)["State"].is_object() &&
+          (*inspect)["State"].value("OOMKilled", false)) {
+        out.end = ExecEnd::kOomKilled;
+        // It reached its limit: that is its peak, whatever the last sample saw.
+        out.memory_peak_bytes = std::max(out.memory_peak_bytes, memory_limit_);
+      }
     }
     return out;
   }

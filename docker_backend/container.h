@@ -1,7 +1,13 @@
-// One run's container: created from a ContainerSpec with an idle process under Docker's init,
-// each step exec'd into it (so the steps share its filesystem, as in a native sandbox), removed
-// (force) when the run ends. Output arrives as it is produced over the exec's hijacked stream,
-// demultiplexed into stdout and stderr.
+// One run's container, in one of two shapes:
+// - Create(): an idle process under Docker's init, each step exec'd into it (so the steps share
+//   its filesystem, as in a native sandbox). For runs of several steps.
+// - Prepare(), then RunMain(): the one process is the container's own (under Docker's init), as
+//   `docker run --init` runs it: created, attached, started, waited for. No second runc for an
+//   exec, so a one-step run costs what `docker run` costs. Its CPU time and memory peak are the
+//   daemon's stats samples (about one a second while it runs): a process shorter than a sample
+//   reads 0, and an OOM kill reads at least the limit it hit.
+// Either way the container is removed (force) when the run ends. Output arrives as it is
+// produced over the hijacked stream, demultiplexed into stdout and stderr.
 //
 // How a step ends maps onto the native engine's reasons: exit code (exec inspect), 128+N as
 // signal N (the daemon reports a signal death that way), an "oom" event of the container or
@@ -28,6 +34,8 @@
 #include "docker_backend/engine_client.h"
 
 namespace sbx::docker {
+
+using Clock = std::chrono::steady_clock;
 
 struct ExecRequest {
   ExecSpec exec;
@@ -60,9 +68,16 @@ class Container {
   // the daemon's message for anything else it refuses. Nothing is left behind on failure.
   static Result<std::unique_ptr<Container>> Create(std::shared_ptr<const EngineClient> client,
                                                    const ContainerSpec& spec);
+  // Checks the spec and that the image is in the daemon's store (kNotFound otherwise); the
+  // container itself is created by RunMain().
+  static Result<std::unique_ptr<Container>> Prepare(std::shared_ptr<const EngineClient> client,
+                                                    const ContainerSpec& spec);
   ~Container();  // Destroy(), logging a failure
 
+  // Create()d containers: one step, exec'd.
   Result<ExecOutcome> Exec(const ExecRequest& request, const OutputSink& sink);
+  // Prepare()d containers, once: the container runs request.exec as its own process.
+  Result<ExecOutcome> RunMain(const ExecRequest& request, const OutputSink& sink);
   // Thread-safe, never blocks: the Exec() in progress kills the container and returns
   // kCancelled; a later Exec() returns kCancelled at once.
   void Cancel();
@@ -73,11 +88,32 @@ class Container {
   const std::string& name() const { return name_; }
 
  private:
-  Container() = default;
+  // How a process's stream ended: killed for the deadline or Cancel(), or not.
+  enum class Stop { kNone, kTimeout, kCancel };
+  struct Pumped {
+    Stop stop = Stop::kNone;
+    std::optional<Error> transport;  // the stream failed before its end
+    std::string held;  // the runtime's start-failure text, held back until the exit is known
+  };
+  // Feeds the process's stdin and delivers its output until the stream ends; kills the
+  // container at the deadline or on Cancel(). `held_stream`/`held_prefix`: a first frame on
+  // that stream starting so is held back (it may be the runtime saying the exec failed).
+  // `stats`, when open, is read along (StatsLines).
+  Pumped Pump(HijackedStream& stream, const ExecRequest& request, bool stdin_open,
+              Clock::time_point deadline, int held_stream, std::string_view held_prefix,
+              const OutputSink& sink, ExecOutcome& out, HijackedStream* stats,
+              StatsLines* stats_lines);
+  // Delivers `held` after all (a program that printed the runtime's phrase itself).
+  void DeliverHeld(const std::string& held, int stream, const ExecRequest& request,
+                   const OutputSink& sink, ExecOutcome& out);
   Status Kill();
   bool OomSince(double since_unix_s);
 
   std::shared_ptr<const EngineClient> client_;
+  ContainerSpec spec_;  // Prepare()d: what RunMain() creates
+  bool prepared_ = false;
+  bool ran_main_ = false;
+  uint64_t delivered_ = 0;  // output bytes delivered by the step in progress
   std::string id_;
   std::string name_;
   std::string user_;

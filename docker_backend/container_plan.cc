@@ -125,6 +125,27 @@ json ExecBody(const ExecSpec& spec) {
   return body;
 }
 
+Result<json> CreateBodyFor(const ContainerSpec& spec, const ExecSpec& main) {
+  if (main.argv.empty() || main.argv[0].empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "the container's process needs an argv");
+  }
+  ContainerSpec s = spec;
+  s.idle_command = main.argv;
+  auto body = CreateBody(s);
+  if (!body.ok()) return body;
+  json exec = ExecBody(main);
+  json& b = *body;
+  b["Env"] = exec["Env"];
+  b["WorkingDir"] = exec["WorkingDir"];
+  if (!main.user.empty()) b["User"] = main.user;
+  b["AttachStdout"] = true;
+  b["AttachStderr"] = true;
+  b["AttachStdin"] = main.attach_stdin;
+  b["OpenStdin"] = main.attach_stdin;
+  b["StdinOnce"] = main.attach_stdin;  // the attach that closes stdin closes the process's
+  return body;
+}
+
 StatsFigures ParseStats(const json& stats) {
   StatsFigures f;
   if (!stats.is_object()) return f;
@@ -141,6 +162,23 @@ StatsFigures ParseStats(const json& stats) {
   return f;
 }
 
+void StatsLines::Feed(std::string_view bytes) {
+  partial_.append(bytes);
+  size_t start = 0;
+  for (size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
+    std::string_view line(partial_.data() + start, nl - start);
+    if (line.find_first_not_of(" \r\t") == std::string_view::npos) continue;
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) continue;
+    StatsFigures f = ParseStats(j);
+    figures_.cpu_total_ns = std::max(figures_.cpu_total_ns, f.cpu_total_ns);
+    figures_.memory_peak_bytes = std::max(figures_.memory_peak_bytes, f.memory_peak_bytes);
+    ++samples_;
+  }
+  partial_.erase(0, start);
+  if (partial_.size() > (1u << 20)) partial_.clear();  // no newline in a MiB: not stats
+}
+
 std::string DaemonLabelFilter(const std::string& daemon_identity) {
   return json{{"label", json::array({std::string(kLabelDaemon) + "=" + daemon_identity})}}.dump();
 }
@@ -149,6 +187,12 @@ bool IsExecStartFailure(std::string_view first_stdout, int exit_code) {
   return (exit_code == 126 || exit_code == 127) &&
          (first_stdout.find("OCI runtime exec failed") != std::string_view::npos ||
           first_stdout.find("executable file not found") != std::string_view::npos);
+}
+
+bool IsInitExecFailure(std::string_view first_stderr, int exit_code) {
+  return (exit_code == 126 || exit_code == 127) &&
+         first_stderr.substr(0, kInitExecFailurePrefix.size()) == kInitExecFailurePrefix &&
+         first_stderr.find(" failed: ") != std::string_view::npos;
 }
 
 }  // namespace sbx::docker

@@ -67,6 +67,11 @@ struct ExecSpec {
 std::vector<std::string> DefaultEnv();
 // The body of POST /containers/{id}/exec.
 nlohmann::json ExecBody(const ExecSpec& spec);
+// The body of POST /containers/create for a container whose own process is `main` (under
+// Docker's init, as `docker run --init` does): CreateBody(spec) with the process's argv, env,
+// working directory and user in place of the idle command, its output attached, and its stdin
+// open for one attach when main.attach_stdin.
+Result<nlohmann::json> CreateBodyFor(const ContainerSpec& spec, const ExecSpec& main);
 
 // From GET /containers/{id}/stats?stream=false&one-shot=true (cgroup v1 or v2 layouts).
 struct StatsFigures {
@@ -75,11 +80,30 @@ struct StatsFigures {
 };
 StatsFigures ParseStats(const nlohmann::json& stats);
 
+// GET /containers/{id}/stats?stream=true as it arrives: one JSON document per line, a sample
+// about once a second while the container runs. Keeps the highest CPU total and memory peak seen;
+// lines that are not JSON are skipped, a partial line waits for its end.
+class StatsLines {
+ public:
+  void Feed(std::string_view bytes);
+  const StatsFigures& figures() const { return figures_; }
+  int samples() const { return samples_; }
+
+ private:
+  std::string partial_;
+  StatsFigures figures_;
+  int samples_ = 0;
+};
+
 // The filters= query value of GET /containers/json listing one daemon's containers.
 std::string DaemonLabelFilter(const std::string& daemon_identity);
 
 // The daemon's answer to an exec that could not start (the binary is missing or not
 // executable) arrives as ordinary stdout text with exit code 126 or 127.
 bool IsExecStartFailure(std::string_view first_stdout, int exit_code);
+// The same for a container's own process: Docker's init (tini) could not exec it and said so
+// on stderr ("[FATAL tini (7)] exec /x failed: No such file or directory"), exit 126 or 127.
+inline constexpr std::string_view kInitExecFailurePrefix = "[FATAL tini";
+bool IsInitExecFailure(std::string_view first_stderr, int exit_code);
 
 }  // namespace sbx::docker

@@ -377,6 +377,40 @@ Result<HijackedStream> EngineClient::Hijack(std::string_view path, const nlohman
   return out;
 }
 
+Result<HijackedStream> EngineClient::OpenStream(std::string_view path,
+                                                std::chrono::milliseconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  const std::string target = Versioned(path);
+  auto fd = Dial(deadline);
+  if (!fd.ok()) return std::move(fd).error();
+  DeadlineStream stream(fd->get(), deadline);
+  boost::system::error_code ec;
+  http::request<http::empty_body> req{http::verb::get, target, 10};
+  req.set(http::field::host, "docker");
+  req.set(http::field::user_agent, "sandboxd");
+  http::write(stream, req, ec);
+  boost::beast::flat_buffer buf;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(kMaxReplyBytes);
+  if (!ec) http::read_header(stream, buf, parser, ec);
+  if (ec) {
+    return MakeError(ErrorCode::kUnavailable, "GET {}: the Docker daemon at {} failed: {}", target,
+                     socket_path_, ec.message());
+  }
+  HttpReply head;
+  CopyHeaders(parser, head);
+  if (head.status != 200) {
+    if (!parser.is_done()) http::read(stream, buf, parser, ec);
+    head.body = parser.get().body();
+    return ReplyError(head, "GET " + target);
+  }
+  HijackedStream out;
+  auto rest = buf.data();
+  out.early.assign(static_cast<const char*>(rest.data()), rest.size());
+  out.fd = std::move(*fd);
+  return out;
+}
+
 Status EngineClient::ImportImage(std::string_view tar, std::string_view repo,
                                  std::string_view tag) const {
   std::string path = fmt::format("/images/create?fromSrc=-&repo={}&tag={}", UrlEncode(repo),

@@ -82,6 +82,11 @@ class EngineClient {
   Result<HijackedStream> Hijack(std::string_view path, const nlohmann::json& body,
                                 std::chrono::milliseconds timeout) const;
 
+  // GET `path` as HTTP/1.0, so the daemon streams the body unchunked until it closes the
+  // connection (stats?stream=true, events): the socket and the body bytes that came with the
+  // header. A status other than 200 is an Error with the daemon's message.
+  Result<HijackedStream> OpenStream(std::string_view path, std::chrono::milliseconds timeout) const;
+
   // POST /images/create?fromSrc=-: imports a root filesystem tarball as repo:tag.
   Status ImportImage(std::string_view tar, std::string_view repo, std::string_view tag) const;
 

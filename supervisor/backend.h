@@ -39,6 +39,9 @@ struct SandboxRequest {
   isolate::SandboxSpec spec;  // id, limits, binds, uid/gid and host_id_base, compiled seccomp
   std::string seccomp_json;   // the same profile as JSON text (Docker compiles its own copy)
   std::string image;          // Docker: the run's image; "" = the backend's default image
+  // How many processes Run() will be given, when known (0: unknown). 1 lets Docker run it as
+  // the container's own process, as `docker run` does, instead of exec'ing it into an idle one.
+  size_t processes = 0;
 };
 
 // One run's sandbox. Run() is called from one thread at a time; Cancel() from any thread.

@@ -819,7 +819,10 @@ void RunManager::Execute(RunRecord run) {
       spdlog::error("run {}: unmounting: {}", id, st.error().ToString());
     }
   };
+  std::vector<store::Step> steps =
+      run.steps.empty() ? std::vector<store::Step>{{"main", run.argv}} : run.steps;
   request.spec = std::move(spec);
+  request.processes = steps.size();
   auto sb = backend->Create(request);
   if (!sb.ok()) {
     result.reason = "setup_failed: " + sb.error().ToString();
@@ -842,8 +845,6 @@ void RunManager::Execute(RunRecord run) {
     stdin_fd.reset(::memfd_create("sbx-stdin", MFD_CLOEXEC));
     if (stdin_fd) (void)WriteAll(stdin_fd.get(), run.stdin_data);
   }
-  std::vector<store::Step> steps =
-      run.steps.empty() ? std::vector<store::Step>{{"main", run.argv}} : run.steps;
   std::vector<std::string> env;
   for (const auto& [k, v] : run.env) env.push_back(k + "=" + v);
   const auto deadline = std::chrono::steady_clock::now() +

@@ -73,8 +73,10 @@ class BackendContractTest : public SandboxTest, public ::testing::WithParamInter
     if (r.ok()) o.result = *r;
     return o;
   }
+  // A sandbox for this one process (Docker: the container's own process, not an exec).
   RunOutput Once(supervisor::SandboxRequest r, std::vector<std::string> argv,
                  uint64_t timeout_ms = 20'000) {
+    r.processes = 1;
     auto sb = Make(r);
     if (!sb) return {};
     auto o = In(*sb, std::move(argv), timeout_ms);
@@ -177,33 +179,44 @@ TEST_P(BackendContractTest, ForkBombIsContainedByPidsLimit) {
   EXPECT_LT(forked, 32);
 }
 
+// processes 1: the only process (Docker: the container's own); 0: one of several (an exec).
 TEST_P(BackendContractTest, TimeoutKillsTheWholeTree) {
-  std::string name = fmt::format("sbxc{}", ::getpid() % 100000);
-  auto sb = Make(Request());
-  ASSERT_TRUE(sb);
-  auto o = In(*sb, {Hostile(), "daemon", name}, 1000);
-  EXPECT_EQ(o.result.reason, EndReason::kTimedOut);
-  EXPECT_EQ(o.result.signal, SIGKILL);
-  EXPECT_GE(o.result.wall_ms, 1000u);
-  EXPECT_LT(o.result.wall_ms, 8000u);
-  EXPECT_FALSE(ProcessNamed(name)) << "the daemon survived the timeout";
-  EXPECT_TRUE(sb->Destroy().ok());
+  for (size_t processes : {1, 0}) {
+    SCOPED_TRACE(processes);
+    std::string name = fmt::format("sbxc{}p{}", ::getpid() % 100000, processes);
+    auto r = Request();
+    r.processes = processes;
+    auto sb = Make(r);
+    ASSERT_TRUE(sb);
+    auto o = In(*sb, {Hostile(), "daemon", name}, 1000);
+    EXPECT_EQ(o.result.reason, EndReason::kTimedOut);
+    EXPECT_EQ(o.result.signal, SIGKILL);
+    EXPECT_GE(o.result.wall_ms, 1000u);
+    EXPECT_LT(o.result.wall_ms, 8000u);
+    EXPECT_FALSE(ProcessNamed(name)) << "the daemon survived the timeout";
+    EXPECT_TRUE(sb->Destroy().ok());
+  }
 }
 
 TEST_P(BackendContractTest, CancelKillsTheTree) {
-  auto sb = Make(Request());
-  ASSERT_TRUE(sb);
-  std::thread canceller([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    sb->Cancel();
-  });
-  auto start = std::chrono::steady_clock::now();
-  auto o = In(*sb, {"/bin/sh", "-c", "sleep 60 & sleep 60; echo never"});
-  canceller.join();
-  EXPECT_EQ(o.result.reason, EndReason::kCancelled);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
-  EXPECT_EQ(o.out, "");
-  EXPECT_TRUE(sb->Destroy().ok());
+  for (size_t processes : {1, 0}) {
+    SCOPED_TRACE(processes);
+    auto r = Request();
+    r.processes = processes;
+    auto sb = Make(r);
+    ASSERT_TRUE(sb);
+    std::thread canceller([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      sb->Cancel();
+    });
+    auto start = std::chrono::steady_clock::now();
+    auto o = In(*sb, {"/bin/sh", "-c", "sleep 60 & sleep 60; echo never"});
+    canceller.join();
+    EXPECT_EQ(o.result.reason, EndReason::kCancelled);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+    EXPECT_EQ(o.out, "");
+    EXPECT_TRUE(sb->Destroy().ok());
+  }
 }
 
 TEST_P(BackendContractTest, StepsShareTheFilesystemAndGetStdin) {
@@ -230,10 +243,37 @@ TEST_P(BackendContractTest, OutputBeyondTheLimitIsTruncatedAndFlagged) {
 }
 
 TEST_P(BackendContractTest, CpuTimeAndWallTimeAreMeasured) {
-  auto o = Once(Request(), {Hostile(), "spin", "1"});
+  // The only process: on Docker, the daemon's samples (one a second) while it runs.
+  auto o = Once(Request(), {Hostile(), "spin", "3"});
   EXPECT_EQ(o.result.reason, EndReason::kExited);
-  EXPECT_GE(o.result.wall_ms, 900u);
-  EXPECT_GE(o.result.cpu_ms, 500u);
+  EXPECT_GE(o.result.wall_ms, 2900u);
+  EXPECT_GE(o.result.cpu_ms, 1000u);
+  // One of several: what this step used, exactly.
+  auto sb = Make(Request());
+  ASSERT_TRUE(sb);
+  auto first = In(*sb, {Hostile(), "spin", "1"});
+  EXPECT_GE(first.result.cpu_ms, 500u);
+  EXPECT_LT(first.result.cpu_ms, 2500u);
+  auto second = In(*sb, {"/bin/true"});
+  EXPECT_LT(second.result.cpu_ms, 500u) << "the first step's CPU time counted again";
+  EXPECT_TRUE(sb->Destroy().ok());
+}
+
+TEST_P(BackendContractTest, StdinReachesTheOnlyProcess) {
+  auto sb = [&] {
+    auto r = Request();
+    r.processes = 1;
+    return Make(r);
+  }();
+  ASSERT_TRUE(sb);
+  UniqueFd in(::memfd_create("stdin", MFD_CLOEXEC));
+  ASSERT_TRUE(WriteAll(in.get(), "a\nb\nc\n").ok());
+  ASSERT_EQ(::lseek(in.get(), 0, SEEK_SET), 0);
+  auto o = In(*sb, {"/bin/sh", "-c", "wc -l; echo done >&2"}, 20'000, in.get());
+  EXPECT_EQ(o.result.exit_code, 0);
+  EXPECT_EQ(o.out.find_first_not_of(' '), o.out.find('3')) << o.out;
+  EXPECT_EQ(o.err, "done\n");
+  EXPECT_TRUE(sb->Destroy().ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BackendContractTest, ::testing::Values("native", "docker"),

@@ -148,6 +148,62 @@ TEST(ParseStats, ReadsCgroupV1AndV2Figures) {
   EXPECT_EQ(empty.cpu_total_ns, 0u);
 }
 
+TEST(StatsLines, KeepsTheHighestFiguresAcrossSplitSamples) {
+  StatsLines lines;
+  std::string a = R"({"cpu_stats":{"cpu_usage":{"total_usage":2000000}},"memory_stats":{"max_usage":900}})";
+  std::string b = R"({"cpu_stats":{"cpu_usage":{"total_usage":5000000}},"memory_stats":{"max_usage":700}})";
+  lines.Feed(a.substr(0, 10));
+  EXPECT_EQ(lines.samples(), 0);
+  lines.Feed(a.substr(10) + "\n" + b.substr(0, 5));
+  EXPECT_EQ(lines.samples(), 1);
+  EXPECT_EQ(lines.figures().cpu_total_ns, 2000000u);
+  lines.Feed(b.substr(5) + "\nnot json\n\n");
+  EXPECT_EQ(lines.samples(), 2);
+  EXPECT_EQ(lines.figures().cpu_total_ns, 5000000u);
+  EXPECT_EQ(lines.figures().memory_peak_bytes, 900u);  // the peak stays the highest seen
+  // A sample of a container that stopped in between (zeros) takes nothing away.
+  lines.Feed(R"({"read":"0001-01-01T00:00:00Z","cpu_stats":{},"memory_stats":{}})" "\n");
+  EXPECT_EQ(lines.figures().cpu_total_ns, 5000000u);
+}
+
+TEST(CreateBodyFor, RunsTheProcessAsTheContainersOwnUnderInit) {
+  ContainerSpec spec;
+  spec.name = "sbx-r1";
+  spec.image = "img:1";
+  spec.user = "101000:101000";
+  spec.seccomp_json = "{}";
+  ExecSpec main;
+  main.argv = {"/bin/sh", "-c", "echo hi"};
+  main.env = {"A=1"};
+  main.cwd = "/tmp";
+  auto b = CreateBodyFor(spec, main);
+  ASSERT_TRUE(b.ok()) << b.error().ToString();
+  EXPECT_EQ((*b)["Entrypoint"], json::array({"/bin/sh"}));
+  EXPECT_EQ((*b)["Cmd"], json::array({"-c", "echo hi"}));
+  EXPECT_EQ((*b)["WorkingDir"], "/tmp");
+  EXPECT_EQ((*b)["Env"][0], "A=1");
+  EXPECT_EQ((*b)["HostConfig"]["Init"], true);
+  EXPECT_EQ((*b)["HostConfig"]["NetworkMode"], "none");
+  EXPECT_EQ((*b)["AttachStdout"], true);
+  EXPECT_EQ((*b)["OpenStdin"], false);
+  main.attach_stdin = true;
+  auto with_stdin = CreateBodyFor(spec, main);
+  EXPECT_EQ((*with_stdin)["OpenStdin"], true);
+  EXPECT_EQ((*with_stdin)["StdinOnce"], true);
+  main.argv.clear();
+  EXPECT_FALSE(CreateBodyFor(spec, main).ok());
+  main.argv = {"/bin/true"};
+  spec.user = "0:0";
+  EXPECT_FALSE(CreateBodyFor(spec, main).ok()) << "root must be refused here too";
+}
+
+TEST(IsInitExecFailure, OnlyTheInitsOwnWordsWith126Or127) {
+  EXPECT_TRUE(IsInitExecFailure("[FATAL tini (7)] exec /no/such failed: No such file or directory\n", 127));
+  EXPECT_TRUE(IsInitExecFailure("[FATAL tini (7)] exec /tmp failed: Permission denied\n", 126));
+  EXPECT_FALSE(IsInitExecFailure("[FATAL tini (7)] exec /no/such failed: x", 0));
+  EXPECT_FALSE(IsInitExecFailure("no such file", 127));
+}
+
 TEST(Versions, NegotiatesDownToWhatTheClientSpeaks) {
   EXPECT_EQ(*NegotiateApiVersion("1.43"), std::string(kMaxApiVersion));
   EXPECT_EQ(*NegotiateApiVersion("1.40"), "1.40");
