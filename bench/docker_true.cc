@@ -15,9 +15,12 @@
 
 int main(int argc, char** argv) {
   std::string host, image;
+  bool network_disabled = true;
   int i = 1;
   for (; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--host") && i + 1 < argc) {
+    if (!std::strcmp(argv[i], "--network-like-docker-run")) {
+      network_disabled = false;  // NetworkMode none with a network sandbox, as the CLI makes it
+    } else if (!std::strcmp(argv[i], "--host") && i + 1 < argc) {
       host = argv[++i];
     } else if (!std::strcmp(argv[i], "--image") && i + 1 < argc) {
       image = argv[++i];
@@ -29,12 +32,13 @@ int main(int argc, char** argv) {
     }
   }
   if (image.empty() || i >= argc) {
-    std::fprintf(stderr, "usage: bench_docker_true [--host unix:///PATH] --image IMAGE [--] CMD...\n");
+    std::fprintf(stderr, "usage: bench_docker_true [--host unix:///PATH] [--network-like-docker-run] --image IMAGE [--] CMD...\n");
     return 2;
   }
   sbx::supervisor::DockerBackendOptions o;
   o.host = host;
   o.identity = "bench";
+  o.network_disabled = network_disabled;
   auto backend = sbx::supervisor::MakeDockerBackend(o);
   sbx::supervisor::SandboxRequest req;
   req.spec.id = "bench-" + std::to_string(::getpid());

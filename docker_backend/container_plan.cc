@@ -97,7 +97,7 @@ Result<json> CreateBody(const ContainerSpec& spec) {
       {"AttachStdin", false},
       {"AttachStdout", false},
       {"AttachStderr", false},
-      {"NetworkDisabled", true},
+      {"NetworkDisabled", spec.network_disabled},
       {"HostConfig", host},
   };
   return body;

@@ -32,6 +32,11 @@ struct ContainerSpec {
   std::string run_id;           // io.sandboxd.run-id
   std::map<std::string, std::string> labels;  // extra labels
   std::string hostname = "sandbox";
+  // NetworkDisabled: the container gets its own network namespace with only loopback, as
+  // NetworkMode none gives it, without the daemon building a network sandbox for it (about
+  // 300 ms less per container). False only to compare with `docker run --network none`, which
+  // cannot say it.
+  bool network_disabled = true;
 
   double cpus = 1.0;              // NanoCpus; 0: unlimited
   uint64_t memory_bytes = 0;      // Memory = MemorySwap (no swap); 0: unlimited

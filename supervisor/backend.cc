@@ -173,6 +173,7 @@ class DockerBackend : public Backend {
     c.memory_bytes = s.limits.memory_bytes.value_or(0);
     c.pids = s.limits.pids.value_or(0);
     c.tmp_size_bytes = s.tmp_size_bytes;
+    c.network_disabled = options_.network_disabled;
     c.max_open_files = s.max_open_files;
     c.seccomp_json = request.seccomp_json;
     if (c.seccomp_json.empty() && s.seccomp) {

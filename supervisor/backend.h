@@ -84,6 +84,7 @@ struct DockerBackendOptions {
   std::string identity;  // io.sandboxd.daemon label: this daemon's node name
   std::string default_image;  // for runs that name none; "" = such runs fail with the reason
   std::chrono::milliseconds call_timeout{30'000};
+  bool network_disabled = true;  // docker::ContainerSpec::network_disabled
 };
 // Connects lazily: an unreachable daemon makes the backend unavailable (with the reason), not
 // the start of sandboxd.
