@@ -38,13 +38,9 @@ Result<std::unique_ptr<Container>> Container::Create(std::shared_ptr<const Engin
                                                      const ContainerSpec& spec) {
   auto body = CreateBody(spec);
   if (!body.ok()) return std::move(body).error();
-  std::unique_ptr<Container> c(new Container());
-  c->client_ = std::move(client);
-  c->name_ = spec.name;
-  c->user_ = spec.user;
-  c->memory_limit_ = spec.memory_bytes;
-  c->cancel_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!c->cancel_fd_) return ErrnoError("eventfd");
+  auto made = Make(std::move(client), spec);
+  if (!made.ok()) return made;
+  std::unique_ptr<Container> c = std::move(*made);
   auto created = c->client_->CallJson("POST", "/containers/create?name=" + UrlEncode(spec.name),
                                       "creating container " + spec.name, *body);
   if (!created.ok()) {
@@ -119,8 +115,7 @@ bool Container::OomSince(double since_unix_s) {
 
 Result<std::unique_ptr<Container>> Container::Prepare(std::shared_ptr<const EngineClient> client,
                                                       const ContainerSpec& spec) {
-  ContainerSpec checked = spec;
-  if (auto body = CreateBody(checked); !body.ok()) return std::move(body).error();
+  if (auto body = CreateBody(spec); !body.ok()) return std::move(body).error();
   auto image = client->Call("GET", "/images/" + UrlEncode(spec.image) + "/json");
   if (!image.ok()) return WithContext(std::move(image).error(), "looking up image " + spec.image);
   if (image->status == 404) {
@@ -130,16 +125,34 @@ Result<std::unique_ptr<Container>> Container::Prepare(std::shared_ptr<const Engi
                      spec.image);
   }
   if (image->status != 200) return ReplyError(*image, "looking up image " + spec.image);
+  auto made = Make(std::move(client), spec);
+  if (!made.ok()) return made;
+  (*made)->spec_ = spec;
+  (*made)->prepared_ = true;
+  return made;
+}
+
+Result<std::unique_ptr<Container>> Container::Make(std::shared_ptr<const EngineClient> client,
+                                                   const ContainerSpec& spec) {
   std::unique_ptr<Container> c(new Container());
   c->client_ = std::move(client);
-  c->spec_ = spec;
-  c->prepared_ = true;
   c->name_ = spec.name;
   c->user_ = spec.user;
   c->memory_limit_ = spec.memory_bytes;
   c->cancel_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!c->cancel_fd_) return ErrnoError("eventfd");
   return c;
+}
+
+Container::Begun Container::Begin(const ExecRequest& request) const {
+  Begun b;
+  b.start = Clock::now();
+  b.deadline = request.timeout_ms > 0 ? b.start + std::chrono::milliseconds(request.timeout_ms)
+                                      : Clock::time_point::max();
+  b.process = request.exec;
+  if (b.process.user.empty()) b.process.user = user_;
+  b.process.attach_stdin = !request.stdin_data.empty();
+  return b;
 }
 
 Container::Pumped Container::Pump(HijackedStream& stream, const ExecRequest& request,
@@ -270,14 +283,8 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
     out.end = ExecEnd::kCancelled;
     return out;
   }
-  const auto start = Clock::now();
   const double start_unix = UnixNow();
-  const auto deadline = request.timeout_ms > 0
-                            ? start + std::chrono::milliseconds(request.timeout_ms)
-                            : Clock::time_point::max();
-  ExecSpec spec = request.exec;
-  if (spec.user.empty()) spec.user = user_;
-  spec.attach_stdin = !request.stdin_data.empty();
+  const auto [start, deadline, spec] = Begin(request);
   auto created = client_->CallJson("POST", "/containers/" + id_ + "/exec", "creating an exec",
                                    ExecBody(spec));
   if (!created.ok()) return std::move(created).error();
@@ -363,13 +370,7 @@ Result<ExecOutcome> Container::RunMain(const ExecRequest& request, const OutputS
     out.end = ExecEnd::kCancelled;
     return out;
   }
-  const auto start = Clock::now();
-  const auto deadline = request.timeout_ms > 0
-                            ? start + std::chrono::milliseconds(request.timeout_ms)
-                            : Clock::time_point::max();
-  ExecSpec main = request.exec;
-  if (main.user.empty()) main.user = user_;
-  main.attach_stdin = !request.stdin_data.empty();
+  const auto [start, deadline, main] = Begin(request);
   auto body = CreateBodyFor(spec_, main);
   if (!body.ok()) return std::move(body).error();
   auto created = client_->CallJson("POST", "/containers/create?name=" + UrlEncode(spec_.name),

@@ -88,6 +88,10 @@ class Container {
   const std::string& name() const { return name_; }
 
  private:
+  Container() = default;
+  // The object, before anything is asked of the daemon.
+  static Result<std::unique_ptr<Container>> Make(std::shared_ptr<const EngineClient> client,
+                                                 const ContainerSpec& spec);
   // How a process's stream ended: killed for the deadline or Cancel(), or not.
   enum class Stop { kNone, kTimeout, kCancel };
   struct Pumped {
@@ -95,6 +99,13 @@ class Container {
     std::optional<Error> transport;  // the stream failed before its end
     std::string held;  // the runtime's start-failure text, held back until the exit is known
   };
+  // A step's start, its deadline, and its process with the container's user and stdin.
+  struct Begun {
+    Clock::time_point start;
+    Clock::time_point deadline;
+    ExecSpec process;
+  };
+  Begun Begin(const ExecRequest& request) const;
   // Feeds the process's stdin and delivers its output until the stream ends; kills the
   // container at the deadline or on Cancel(). `held_stream`/`held_prefix`: a first frame on
   // that stream starting so is held back (it may be the runtime saying the exec failed).

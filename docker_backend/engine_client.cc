@@ -9,6 +9,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -338,15 +339,50 @@ Result<nlohmann::json> EngineClient::CallJson(std::string_view method, std::stri
   }
 }
 
+namespace {
+
+// Writes `req` and reads the reply's header: the connection and the body bytes that came with
+// the header when the status is one of `ok` (a hijacked or a streamed body follows), else the
+// daemon's Error.
+template <class Body>
+Result<HijackedStream> ExchangeHead(UniqueFd fd, Clock::time_point deadline,
+                                    http::request<Body>& req, std::initializer_list<int> ok,
+                                    const std::string& socket_path) {
+  const std::string what =
+      std::string(req.method_string()) + " " + std::string(req.target());
+  DeadlineStream stream(fd.get(), deadline);
+  boost::system::error_code ec;
+  http::write(stream, req, ec);
+  boost::beast::flat_buffer buf;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(kMaxReplyBytes);
+  if (!ec) http::read_header(stream, buf, parser, ec);
+  if (ec) {
+    return MakeError(ErrorCode::kUnavailable, "{}: the Docker daemon at {} failed: {}", what,
+                     socket_path, ec.message());
+  }
+  HttpReply head;
+  CopyHeaders(parser, head);
+  if (std::find(ok.begin(), ok.end(), head.status) == ok.end()) {
+    if (!parser.is_done()) http::read(stream, buf, parser, ec);
+    head.body = parser.get().body();
+    return ReplyError(head, what);
+  }
+  HijackedStream out;
+  auto rest = buf.data();
+  out.early.assign(static_cast<const char*>(rest.data()), rest.size());
+  out.fd = std::move(fd);
+  return out;
+}
+
+}  // namespace
+
 Result<HijackedStream> EngineClient::Hijack(std::string_view path, const nlohmann::json& body,
                                             std::chrono::milliseconds timeout) const {
   const auto deadline = Clock::now() + timeout;
-  const std::string target = Versioned(path);
   auto fd = Dial(deadline);
   if (!fd.ok()) return std::move(fd).error();
-  DeadlineStream stream(fd->get(), deadline);
-  boost::system::error_code ec;
-  http::request<http::string_body> req{http::verb::post, target, 11};
+  http::request<http::string_body> req{http::verb::post, Versioned(path), 11};
   req.set(http::field::host, "docker");
   req.set(http::field::user_agent, "sandboxd");
   req.set(http::field::connection, "Upgrade");
@@ -354,61 +390,18 @@ Result<HijackedStream> EngineClient::Hijack(std::string_view path, const nlohman
   req.set(http::field::content_type, "application/json");
   req.body() = body.dump();
   req.prepare_payload();
-  http::write(stream, req, ec);
-  boost::beast::flat_buffer buf;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kMaxReplyBytes);
-  if (!ec) http::read_header(stream, buf, parser, ec);
-  if (ec) {
-    return MakeError(ErrorCode::kUnavailable, "POST {}: the Docker daemon at {} failed: {}",
-                     target, socket_path_, ec.message());
-  }
-  HttpReply head;
-  CopyHeaders(parser, head);
-  if (head.status != 101 && head.status != 200) {
-    if (!parser.is_done()) http::read(stream, buf, parser, ec);
-    head.body = parser.get().body();
-    return ReplyError(head, "POST " + target);
-  }
-  HijackedStream out;
-  auto rest = buf.data();
-  out.early.assign(static_cast<const char*>(rest.data()), rest.size());
-  out.fd = std::move(*fd);
-  return out;
+  return ExchangeHead(std::move(*fd), deadline, req, {101, 200}, socket_path_);
 }
 
 Result<HijackedStream> EngineClient::OpenStream(std::string_view path,
                                                 std::chrono::milliseconds timeout) const {
   const auto deadline = Clock::now() + timeout;
-  const std::string target = Versioned(path);
   auto fd = Dial(deadline);
   if (!fd.ok()) return std::move(fd).error();
-  DeadlineStream stream(fd->get(), deadline);
-  boost::system::error_code ec;
-  http::request<http::empty_body> req{http::verb::get, target, 10};
+  http::request<http::empty_body> req{http::verb::get, Versioned(path), 10};
   req.set(http::field::host, "docker");
   req.set(http::field::user_agent, "sandboxd");
-  http::write(stream, req, ec);
-  boost::beast::flat_buffer buf;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kMaxReplyBytes);
-  if (!ec) http::read_header(stream, buf, parser, ec);
-  if (ec) {
-    return MakeError(ErrorCode::kUnavailable, "GET {}: the Docker daemon at {} failed: {}", target,
-                     socket_path_, ec.message());
-  }
-  HttpReply head;
-  CopyHeaders(parser, head);
-  if (head.status != 200) {
-    if (!parser.is_done()) http::read(stream, buf, parser, ec);
-    head.body = parser.get().body();
-    return ReplyError(head, "GET " + target);
-  }
-  HijackedStream out;
-  auto rest = buf.data();
-  out.early.assign(static_cast<const char*>(rest.data()), rest.size());
-  out.fd = std::move(*fd);
-  return out;
+  return ExchangeHead(std::move(*fd), deadline, req, {200}, socket_path_);
 }
 
 Status EngineClient::ImportImage(std::string_view tar, std::string_view repo,

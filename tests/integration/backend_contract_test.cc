@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <sstream>
@@ -101,6 +102,7 @@ TEST_P(BackendContractTest, ExitCodeAndSeparateStreams) {
   EXPECT_FALSE(o.result.output_truncated);
   EXPECT_EQ(o.result.isolation.network, "none");
   EXPECT_EQ(o.result.isolation.capabilities, "none");
+  EXPECT_EQ(o.result.isolation.seccomp_profile, "default");
 }
 
 TEST_P(BackendContractTest, ASignalDeathIsSignaled) {
@@ -177,6 +179,12 @@ TEST_P(BackendContractTest, ForkBombIsContainedByPidsLimit) {
   std::sscanf(o.out.c_str(), "forked=%d", &forked);
   EXPECT_GT(forked, 0);
   EXPECT_LT(forked, 32);
+  // The host is fine: it can still fork.
+  pid_t p = ::fork();
+  if (p == 0) ::_exit(0);
+  ASSERT_GT(p, 0);
+  int status;
+  ASSERT_EQ(::waitpid(p, &status, 0), p);
 }
 
 // processes 1: the only process (Docker: the container's own); 0: one of several (an exec).
@@ -239,6 +247,7 @@ TEST_P(BackendContractTest, OutputBeyondTheLimitIsTruncatedAndFlagged) {
   auto o = Once(Request(), {"/bin/sh", "-c", "seq 1 2000"});
   EXPECT_EQ(o.result.reason, EndReason::kExited);
   EXPECT_EQ(o.out.size(), 1000u);
+  EXPECT_EQ(o.result.stdout_bytes, 8893u);  // what it wrote, all of it read and counted
   EXPECT_TRUE(o.result.output_truncated);
 }
 
