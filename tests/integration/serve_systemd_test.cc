@@ -26,70 +26,50 @@
 #include <set>
 #include <sstream>
 
-#include "api/testing/raw_client.h"
 #include "base/fs.h"
 #include "base/sha256.h"
-#include "integration/sandbox_harness.h"
+#include "integration/server_harness.h"
 
 namespace sbx::testing {
 namespace {
 
 using api::testing::HttpReply;
 using api::testing::MakeRequest;
-using api::testing::MakeWsUpgrade;
 using api::testing::RawConn;
 using api::testing::RoundTrip;
-using api::testing::WsReadFrame;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kAlice[] = "systemd-test-alice";
 constexpr char kBob[] = "systemd-test-bob";
 constexpr char kRoot[] = "systemd-test-root";
 
-class ServeSystemdTest : public SandboxTest {
+class ServeSystemdTest : public ServerTest {
  protected:
+  using ChildEnv = ServerEnv;
+
   void SetUp() override {
-    SandboxTest::SetUp();
+    ServerTest::SetUp();
     if (IsSkipped()) return;
-    char dir[] = "/tmp/sbx-systemd-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    ::chmod(dir, 0711);  // the sandboxes reach their mount points through it
-    dir_ = dir;
-    cgroup_parent_ = "sandboxd-systemd-test-" + std::to_string(::getpid());
-    std::filesystem::create_directories(dir_ + "/policies");
-    std::ofstream(dir_ + "/policies/commands.yaml")
-        << "rules:\n  \"*\": review\n  \"true\": allow\n  \"false\": allow\n"
-        << "  \"sleep *\": allow\n  \"rm *\": allow\n  \"tail *\": allow\n";
+    SetUpServer("systemd",
+                "  \"*\": review\n  \"true\": allow\n  \"false\": allow\n"
+                "  \"sleep *\": allow\n  \"rm *\": allow\n  \"tail *\": allow\n");
     api_sock_ = dir_ + "/api.sock";
     notify_path_ = dir_ + "/notify.sock";
   }
   void TearDown() override {
-    if (pid_ > 0) {
-      // SIGTERM: the daemon ends its runs and removes their mounts and cgroups.
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-    }
+    // The daemon first (SIGTERM: it ends its runs and removes their mounts and cgroups), then
+    // the cgroup it was started in.
+    if (pid_ > 0) StopServer(SIGTERM);
     if (!own_cgroup_.empty()) RemoveOwnCgroup();
-    for (const auto& root : CgroupRoots()) ::rmdir((root + "/" + cgroup_parent_).c_str());
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+    ServerTest::TearDown();
   }
 
-
   void WriteConfig(const std::string& extra = "") {
-    std::ofstream(dir_ + "/sandboxd.yaml")
-        << "listen: [\"unix:" << api_sock_ << "\"]\n"
-        << "database: sqlite://" << dir_ << "/sandboxd.db\n"
-        << "data_dir: " << dir_ << "/data\n"
-        << "node: systemd-test\n"
-        << "cgroup_parent: " << cgroup_parent_ << "\n"
-        << "cgroup_delegation: no\n"
-        << "policy_dir: " << dir_ << "/policies\n"
-        << "max_concurrent_runs: 2\n"
-        << "api_keys:\n"
-        << "  - {name: alice, role: submitter, key_sha256: " << Sha256Hex(kAlice) << "}\n"
-        << "  - {name: bob, role: reviewer, key_sha256: " << Sha256Hex(kBob) << "}\n"
-        << "  - {name: root, role: admin, key_sha256: " << Sha256Hex(kRoot) << "}\n"
-        << extra;
+    ServerTest::WriteConfig("unix:" + api_sock_,
+                            {{"alice", "submitter", kAlice},
+                             {"bob", "reviewer", kBob},
+                             {"root", "admin", kRoot}},
+                            "cgroup_delegation: no\nmax_concurrent_runs: 2\n" + extra);
   }
 
   // A datagram socket the daemon sends its notifications to.
@@ -124,114 +104,20 @@ class ServeSystemdTest : public SandboxTest {
     return "";
   }
 
-  struct ChildEnv {
-    std::vector<std::pair<std::string, std::string>> vars;
-    bool watchdog_pid = false;     // WATCHDOG_PID=<child pid>
-    int listen_fd = -1;            // handed over as fd 3 with LISTEN_FDS=1, LISTEN_PID=<child>
-    std::vector<std::string> args;
-    std::vector<std::string> cgroups;  // cgroup.procs files to write the child's pid into
-    std::string stderr_path;           // stderr to this file, with JOURNAL_STREAM naming it
-  };
+  void StartDaemon(const ChildEnv& env) { StartServer(env); }
 
-  void StartDaemon(const ChildEnv& env) {
-    int out[2];
-    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-    std::string server = std::string(SBX_BINARY_DIR) + "/supervisor/sandboxd-server";
-    std::string config = dir_ + "/sandboxd.yaml";
-    pid_ = ::fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      std::string self = std::to_string(::getpid());
-      for (const auto& procs : env.cgroups) {
-        int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ::write(fd, self.data(), self.size()) < 0) ::_exit(126);
-        ::close(fd);
-      }
-      for (const auto& [k, v] : env.vars) ::setenv(k.c_str(), v.c_str(), 1);
-      if (!env.stderr_path.empty()) {
-        int fd = ::open(env.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        struct stat st {};
-        if (fd < 0 || ::fstat(fd, &st) != 0 || ::dup2(fd, 2) < 0) ::_exit(126);
-        std::string stream = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
-        ::setenv("JOURNAL_STREAM", stream.c_str(), 1);
-      }
-      if (env.watchdog_pid) ::setenv("WATCHDOG_PID", self.c_str(), 1);
-      if (env.listen_fd >= 0) {
-        // As systemd does: the fds from 3 on, LISTEN_PID naming the process that gets them.
-        if (env.listen_fd != 3) {
-          ::dup2(env.listen_fd, 3);
-        } else {
-          ::fcntl(3, F_SETFD, 0);
-        }
-        ::setenv("LISTEN_FDS", "1", 1);
-        ::setenv("LISTEN_PID", self.c_str(), 1);
-        ::setenv("LISTEN_FDNAMES", "api", 1);
-      }
-      std::vector<const char*> argv = {server.c_str(), "--config", config.c_str()};
-      for (const auto& a : env.args) argv.push_back(a.c_str());
-      argv.push_back(nullptr);
-      ::execv(server.c_str(), const_cast<char* const*>(argv.data()));
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    stdout_fd_.reset(out[0]);
-  }
-
-  // Reads the daemon's stdout until "sandboxd: ready" (or its end).
-  std::string ReadUntilReady() {
-    std::string text;
-    char buf[4096];
-    while (text.find("sandboxd: ready") == std::string::npos) {
-      ssize_t n = ::read(stdout_fd_.get(), buf, sizeof buf);
-      if (n <= 0) break;
-      text.append(buf, static_cast<size_t>(n));
-    }
-    return text;
-  }
-
-  HttpReply Call(const std::string& method, const std::string& target, const char* key,
-                 const std::string& body = "") {
-    auto c = RawConn::Unix(api_sock_);
-    EXPECT_TRUE(c.has_value());
-    if (!c) return {};
-    std::vector<std::pair<std::string, std::string>> headers;
-    if (key != nullptr) headers.push_back({"x-api-key", key});
-    if (!body.empty()) headers.push_back({"Content-Type", "application/json"});
-    auto r = RoundTrip(*c, MakeRequest(method, target, headers, body));
-    EXPECT_TRUE(r.has_value()) << method << " " << target;
-    return r ? *r : HttpReply{};
-  }
   std::string Submit(const std::string& body) {
     auto r = Call("POST", "/v1/runs", kAlice, body);
     EXPECT_EQ(r.status, 201) << r.body;
     return r.Json().value("id", "");
   }
   nlohmann::json WaitCompleted(const std::string& id) { return WaitForEvent(id, "run.completed"); }
-  // Waits for the run's first event of `type`; returns it (null when the stream ended first).
   nlohmann::json WaitForEvent(const std::string& id, const std::string& type) {
-    auto ws = RawConn::Unix(api_sock_);
-    if (!ws) return {};
-    ws->SetTimeout(std::chrono::seconds(60));
-    ws->Send(MakeWsUpgrade("/v1/runs/" + id + "/events?after=0", {{"x-api-key", kAlice}}));
-    auto head = api::testing::ReadHead(*ws);
-    if (!head || head->status != 101) return {};
-    for (;;) {
-      auto f = WsReadFrame(*ws);
-      if (!f || f->opcode == 8) return {};
-      auto ev = nlohmann::json::parse(f->payload);
-      if (ev.value("type", "") == type) return ev;
-    }
+    return ServerTest::WaitForEvent(id, type, kAlice);
   }
 
   static bool CleanExit(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
-  int Terminate() {
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
+  int Terminate() { return StopServer(SIGTERM); }
 
   void RemoveOwnCgroup() {
     // Deepest first: the sandboxes' parent and the daemon's leaf, then the cgroup itself.
@@ -243,15 +129,10 @@ class ServeSystemdTest : public SandboxTest {
     }
   }
 
-  std::string dir_;
-  std::string cgroup_parent_;
-  std::string api_sock_;
   std::string notify_path_;
   std::string own_cgroup_;
   UniqueFd notify_;
-  UniqueFd stdout_fd_;
   std::vector<std::string> seen_;
-  pid_t pid_ = -1;
 };
 
 TEST_F(ServeSystemdTest, NotifyProtocolReadyWatchdogReloadStopping) {
