@@ -34,7 +34,7 @@ struct ContainerSpec {
   std::string hostname = "sandbox";
   // NetworkDisabled: the container gets its own network namespace with only loopback, as
   // NetworkMode none gives it, without the daemon building a network sandbox for it (about
-  // 300 ms less per container). False only to compare with `docker run --network none`, which
+  // 250 ms less per container here). False only to compare with `docker run --network none`, which
   // cannot say it.
   bool network_disabled = true;
 
