@@ -22,6 +22,8 @@ constexpr auto kDrainAfterKill = std::chrono::seconds(10);
 // The exec's exit code is recorded a moment after its stream closes.
 constexpr auto kExitCodeWait = std::chrono::seconds(5);
 constexpr std::string_view kStartFailurePrefix = "OCI runtime exec failed";
+// The most of a start-failure message held back before it is taken for the program's output.
+constexpr size_t kMaxHeldBytes = 4096;
 
 double UnixNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -177,18 +179,16 @@ Container::Pumped Container::Pump(HijackedStream& stream, const ExecRequest& req
         return;
       }
     }
-    if (!pumped.held.empty() && s == held_stream && pumped.held.size() < 4096) {
-      pumped.held.append(data);
-      return;
+    if (!pumped.held.empty()) {
+      if (s == held_stream && pumped.held.size() + data.size() <= kMaxHeldBytes) {
+        pumped.held.append(data);  // the runtime's message, in more than one frame
+        return;
+      }
+      // More than the runtime ever says: the held bytes were the program's own, and go first.
+      Deliver(held_stream, pumped.held, request, sink, out);
+      pumped.held.clear();
     }
-    (s == 1 ? out.stdout_bytes : out.stderr_bytes) += data.size();
-    uint64_t room = request.output_limit_bytes > delivered_ ? request.output_limit_bytes - delivered_ : 0;
-    if (data.size() > room) out.output_truncated = true;
-    data = data.substr(0, static_cast<size_t>(std::min<uint64_t>(room, data.size())));
-    if (!data.empty()) {
-      delivered_ += data.size();
-      sink(s, data);
-    }
+    Deliver(s, data, request, sink, out);
   });
   demux.Feed(stream.early);
   if (stats_lines != nullptr && stats != nullptr) stats_lines->Feed(stats->early);
@@ -263,13 +263,15 @@ Container::Pumped Container::Pump(HijackedStream& stream, const ExecRequest& req
   return pumped;
 }
 
-void Container::DeliverHeld(const std::string& held, int stream, const ExecRequest& request,
-                            const OutputSink& sink, ExecOutcome& out) {
-  (stream == 1 ? out.stdout_bytes : out.stderr_bytes) += held.size();
+void Container::Deliver(int stream, std::string_view data, const ExecRequest& request,
+                        const OutputSink& sink, ExecOutcome& out) {
+  (stream == 1 ? out.stdout_bytes : out.stderr_bytes) += data.size();
   uint64_t room = request.output_limit_bytes > delivered_ ? request.output_limit_bytes - delivered_ : 0;
-  if (held.size() > room) out.output_truncated = true;
-  if (room > 0) {
-    sink(stream, std::string_view(held).substr(0, static_cast<size_t>(std::min<uint64_t>(room, held.size()))));
+  if (data.size() > room) out.output_truncated = true;
+  data = data.substr(0, static_cast<size_t>(std::min<uint64_t>(room, data.size())));
+  if (!data.empty()) {
+    delivered_ += data.size();
+    sink(stream, data);
   }
 }
 
@@ -335,7 +337,7 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
     out.start_error = pumped.held.substr(0, pumped.held.find_last_not_of("\r\n") + 1);
     return out;
   }
-  if (!pumped.held.empty()) DeliverHeld(pumped.held, 1, request, sink, out);
+  if (!pumped.held.empty()) Deliver(1, pumped.held, request, sink, out);
   // The container's figures: CPU during the step, the memory peak so far.
   auto stats = client_->CallJson("GET", "/containers/" + id_ + "/stats?stream=false&one-shot=true",
                                  "container stats", nullptr, std::chrono::milliseconds(10'000));
@@ -429,7 +431,7 @@ Result<ExecOutcome> Container::RunMain(const ExecRequest& request, const OutputS
     out.start_error = pumped.held.substr(0, pumped.held.find_last_not_of("\r\n") + 1);
     return out;
   }
-  if (!pumped.held.empty()) DeliverHeld(pumped.held, 2, request, sink, out);
+  if (!pumped.held.empty()) Deliver(2, pumped.held, request, sink, out);
   out.cpu_ms = stats_lines.figures().cpu_total_ns / 1'000'000;
   out.memory_peak_bytes = stats_lines.figures().memory_peak_bytes;
   if (code > 128 && code <= 128 + 64) {

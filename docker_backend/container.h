@@ -114,9 +114,9 @@ class Container {
               Clock::time_point deadline, int held_stream, std::string_view held_prefix,
               const OutputSink& sink, ExecOutcome& out, HijackedStream* stats,
               StatsLines* stats_lines);
-  // Delivers `held` after all (a program that printed the runtime's phrase itself).
-  void DeliverHeld(const std::string& held, int stream, const ExecRequest& request,
-                   const OutputSink& sink, ExecOutcome& out);
+  // Counts the output, delivers what fits under the output limit, flags the rest as truncated.
+  void Deliver(int stream, std::string_view data, const ExecRequest& request,
+               const OutputSink& sink, ExecOutcome& out);
   Status Kill();
   bool OomSince(double since_unix_s);
 

@@ -268,6 +268,31 @@ TEST_P(BackendContractTest, CpuTimeAndWallTimeAreMeasured) {
   EXPECT_TRUE(sb->Destroy().ok());
 }
 
+// The runtime's start-failure words are held back until the exit code says whose they are; a
+// program that prints them itself gets all of its output, in order.
+TEST_P(BackendContractTest, OutputThatLooksLikeTheRuntimesIsTheProgramsOwn) {
+  const std::string script =
+      "echo '[FATAL tini (1)] exec /x failed: No such file or directory' >&2; seq 1 3000 >&2; "
+      "echo 'OCI runtime exec failed: exec failed: not really'; seq 1 3000";
+  std::string seq;
+  for (int i = 1; i <= 3000; ++i) seq += std::to_string(i) + "\n";
+  for (size_t processes : {1, 0}) {
+    SCOPED_TRACE(processes);
+    auto r = Request();
+    r.processes = processes;
+    auto sb = Make(r);
+    ASSERT_TRUE(sb);
+    auto o = In(*sb, {"/bin/sh", "-c", script});
+    EXPECT_EQ(o.result.reason, EndReason::kExited);
+    EXPECT_EQ(o.result.exit_code, 0);
+    EXPECT_EQ(o.err, "[FATAL tini (1)] exec /x failed: No such file or directory\n" + seq);
+    EXPECT_EQ(o.out, "OCI runtime exec failed: exec failed: not really\n" + seq);
+    EXPECT_EQ(o.result.stdout_bytes, o.out.size());
+    EXPECT_EQ(o.result.stderr_bytes, o.err.size());
+    EXPECT_TRUE(sb->Destroy().ok());
+  }
+}
+
 TEST_P(BackendContractTest, StdinReachesTheOnlyProcess) {
   auto sb = [&] {
     auto r = Request();
