@@ -74,6 +74,13 @@ class BackendContractTest : public SandboxTest, public ::testing::WithParamInter
     if (r.ok()) o.result = *r;
     return o;
   }
+  // A sandbox for `processes` processes: 1, the only one (Docker: the container's own process);
+  // 0, not said (Docker: each one an exec into an idle container).
+  std::unique_ptr<supervisor::RunSandbox> MakeFor(size_t processes) {
+    auto r = Request();
+    r.processes = processes;
+    return Make(r);
+  }
   // A sandbox for this one process (Docker: the container's own process, not an exec).
   RunOutput Once(supervisor::SandboxRequest r, std::vector<std::string> argv,
                  uint64_t timeout_ms = 20'000) {
@@ -192,9 +199,7 @@ TEST_P(BackendContractTest, TimeoutKillsTheWholeTree) {
   for (size_t processes : {1, 0}) {
     SCOPED_TRACE(processes);
     std::string name = fmt::format("sbxc{}p{}", ::getpid() % 100000, processes);
-    auto r = Request();
-    r.processes = processes;
-    auto sb = Make(r);
+    auto sb = MakeFor(processes);
     ASSERT_TRUE(sb);
     auto o = In(*sb, {Hostile(), "daemon", name}, 1000);
     EXPECT_EQ(o.result.reason, EndReason::kTimedOut);
@@ -209,9 +214,7 @@ TEST_P(BackendContractTest, TimeoutKillsTheWholeTree) {
 TEST_P(BackendContractTest, CancelKillsTheTree) {
   for (size_t processes : {1, 0}) {
     SCOPED_TRACE(processes);
-    auto r = Request();
-    r.processes = processes;
-    auto sb = Make(r);
+    auto sb = MakeFor(processes);
     ASSERT_TRUE(sb);
     std::thread canceller([&] {
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -278,9 +281,7 @@ TEST_P(BackendContractTest, OutputThatLooksLikeTheRuntimesIsTheProgramsOwn) {
   for (int i = 1; i <= 3000; ++i) seq += std::to_string(i) + "\n";
   for (size_t processes : {1, 0}) {
     SCOPED_TRACE(processes);
-    auto r = Request();
-    r.processes = processes;
-    auto sb = Make(r);
+    auto sb = MakeFor(processes);
     ASSERT_TRUE(sb);
     auto o = In(*sb, {"/bin/sh", "-c", script});
     EXPECT_EQ(o.result.reason, EndReason::kExited);
@@ -294,11 +295,7 @@ TEST_P(BackendContractTest, OutputThatLooksLikeTheRuntimesIsTheProgramsOwn) {
 }
 
 TEST_P(BackendContractTest, StdinReachesTheOnlyProcess) {
-  auto sb = [&] {
-    auto r = Request();
-    r.processes = 1;
-    return Make(r);
-  }();
+  auto sb = MakeFor(1);
   ASSERT_TRUE(sb);
   UniqueFd in(::memfd_create("stdin", MFD_CLOEXEC));
   ASSERT_TRUE(WriteAll(in.get(), "a\nb\nc\n").ok());
