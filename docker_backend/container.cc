@@ -25,6 +25,20 @@ constexpr std::string_view kStartFailurePrefix = "OCI runtime exec failed";
 // The most of a start-failure message held back before it is taken for the program's output.
 constexpr size_t kMaxHeldBytes = 4096;
 
+// Counts a process's output, delivers what fits under its output limit (`delivered` so far),
+// flags the rest as truncated.
+void Deliver(int stream, std::string_view data, const ExecRequest& request,
+             const Container::OutputSink& sink, ExecOutcome& out, uint64_t& delivered) {
+  (stream == 1 ? out.stdout_bytes : out.stderr_bytes) += data.size();
+  uint64_t room = request.output_limit_bytes > delivered ? request.output_limit_bytes - delivered : 0;
+  if (data.size() > room) out.output_truncated = true;
+  data = data.substr(0, static_cast<size_t>(std::min<uint64_t>(room, data.size())));
+  if (!data.empty()) {
+    delivered += data.size();
+    sink(stream, data);
+  }
+}
+
 double UnixNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -163,7 +177,6 @@ Container::Pumped Container::Pump(HijackedStream& stream, const ExecRequest& req
                                   ExecOutcome& out, HijackedStream* stats,
                                   StatsLines* stats_lines) {
   Pumped pumped;
-  delivered_ = 0;
   bool first_held_stream = true;
   std::string daemon_error;
   FrameDemuxer demux([&](int s, std::string_view data) {
@@ -185,10 +198,10 @@ Container::Pumped Container::Pump(HijackedStream& stream, const ExecRequest& req
         return;
       }
       // More than the runtime ever says: the held bytes were the program's own, and go first.
-      Deliver(held_stream, pumped.held, request, sink, out);
+      Deliver(held_stream, pumped.held, request, sink, out, pumped.delivered);
       pumped.held.clear();
     }
-    Deliver(s, data, request, sink, out);
+    Deliver(s, data, request, sink, out, pumped.delivered);
   });
   demux.Feed(stream.early);
   if (stats_lines != nullptr && stats != nullptr) stats_lines->Feed(stats->early);
@@ -263,24 +276,39 @@ Container::Pumped Container::Pump(HijackedStream& stream, const ExecRequest& req
   return pumped;
 }
 
-void Container::Deliver(int stream, std::string_view data, const ExecRequest& request,
-                        const OutputSink& sink, ExecOutcome& out) {
-  (stream == 1 ? out.stdout_bytes : out.stderr_bytes) += data.size();
-  uint64_t room = request.output_limit_bytes > delivered_ ? request.output_limit_bytes - delivered_ : 0;
-  if (data.size() > room) out.output_truncated = true;
-  data = data.substr(0, static_cast<size_t>(std::min<uint64_t>(room, data.size())));
-  if (!data.empty()) {
-    delivered_ += data.size();
-    sink(stream, data);
+
+void Container::EndStopped(Stop stop, ExecOutcome& out) {
+  out.end = stop == Stop::kTimeout ? ExecEnd::kTimedOut : ExecEnd::kCancelled;
+  out.signal = SIGKILL;
+}
+
+bool Container::EndWithStatus(int code, bool start_failed, int held_stream, Pumped& pumped,
+                              const ExecRequest& request, const OutputSink& sink,
+                              ExecOutcome& out) {
+  if (start_failed) {
+    out.end = ExecEnd::kStartFailed;
+    out.exit_code = code;
+    out.start_error = pumped.held.substr(0, pumped.held.find_last_not_of("\r\n") + 1);
+    return false;
   }
+  // A program that printed the runtime's words itself: its output after all.
+  if (!pumped.held.empty()) Deliver(held_stream, pumped.held, request, sink, out, pumped.delivered);
+  if (code > 128 && code <= 128 + 64) {
+    out.signal = code - 128;
+    out.end = ExecEnd::kSignaled;
+    return out.signal == SIGKILL;
+  }
+  out.end = ExecEnd::kExited;
+  out.exit_code = code;
+  return false;
+}
+
+Result<ExecOutcome> Container::Run(const ExecRequest& request, const OutputSink& sink) {
+  return prepared_ ? RunMain(request, sink) : Exec(request, sink);
 }
 
 Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink& sink) {
   ExecOutcome out;
-  if (prepared_) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "container {} runs one process as its own; it takes no exec", name_);
-  }
   if (cancelled_.load()) {
     out.end = ExecEnd::kCancelled;
     return out;
@@ -321,8 +349,7 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
     backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
   }
   if (pumped.stop != Stop::kNone) {
-    out.end = pumped.stop == Stop::kTimeout ? ExecEnd::kTimedOut : ExecEnd::kCancelled;
-    out.signal = SIGKILL;
+    EndStopped(pumped.stop, out);
     return out;
   }
   if (!exit_code) {
@@ -331,13 +358,9 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
                      "the Docker daemon did not report the exec's exit code within {} s",
                      std::chrono::duration_cast<std::chrono::seconds>(kExitCodeWait).count());
   }
-  if (!pumped.held.empty() && IsExecStartFailure(pumped.held, *exit_code)) {
-    out.end = ExecEnd::kStartFailed;
-    out.exit_code = exit_code;
-    out.start_error = pumped.held.substr(0, pumped.held.find_last_not_of("\r\n") + 1);
-    return out;
-  }
-  if (!pumped.held.empty()) Deliver(1, pumped.held, request, sink, out);
+  const bool killed = EndWithStatus(*exit_code, IsExecStartFailure(pumped.held, *exit_code), 1,
+                                    pumped, request, sink, out);
+  if (out.end == ExecEnd::kStartFailed) return out;
   // The container's figures: CPU during the step, the memory peak so far.
   auto stats = client_->CallJson("GET", "/containers/" + id_ + "/stats?stream=false&one-shot=true",
                                  "container stats", nullptr, std::chrono::milliseconds(10'000));
@@ -347,25 +370,15 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
     cpu_seen_ns_ = f.cpu_total_ns;
     out.memory_peak_bytes = f.memory_peak_bytes;
   }
-  const int code = *exit_code;
-  if (code > 128 && code <= 128 + 64) {
-    out.signal = code - 128;
-    out.end = ExecEnd::kSignaled;
-    if (out.signal == SIGKILL && memory_limit_ > 0 && OomSince(start_unix)) {
-      out.end = ExecEnd::kOomKilled;
-    }
-    return out;
-  }
-  out.end = ExecEnd::kExited;
-  out.exit_code = code;
+  if (killed && memory_limit_ > 0 && OomSince(start_unix)) out.end = ExecEnd::kOomKilled;
   return out;
 }
 
 Result<ExecOutcome> Container::RunMain(const ExecRequest& request, const OutputSink& sink) {
   ExecOutcome out;
-  if (!prepared_ || ran_main_) {
+  if (ran_main_) {
     return MakeError(ErrorCode::kFailedPrecondition,
-                     "container {} was not prepared for one process, or has run it", name_);
+                     "container {} runs one process as its own, and has run it", name_);
   }
   ran_main_ = true;
   if (cancelled_.load()) {
@@ -410,11 +423,10 @@ Result<ExecOutcome> Container::RunMain(const ExecRequest& request, const OutputS
                                   "waiting for container " + spec_.name, nullptr,
                                   std::chrono::milliseconds(pumped.stop != Stop::kNone ? 15'000
                                                                                        : 10'000));
+  out.cpu_ms = stats_lines.figures().cpu_total_ns / 1'000'000;
+  out.memory_peak_bytes = stats_lines.figures().memory_peak_bytes;
   if (pumped.stop != Stop::kNone) {
-    out.end = pumped.stop == Stop::kTimeout ? ExecEnd::kTimedOut : ExecEnd::kCancelled;
-    out.signal = SIGKILL;
-    out.cpu_ms = stats_lines.figures().cpu_total_ns / 1'000'000;
-    out.memory_peak_bytes = stats_lines.figures().memory_peak_bytes;
+    EndStopped(pumped.stop, out);
     return out;
   }
   if (!waited.ok() || !(*waited)["StatusCode"].is_number_integer()) {
@@ -425,32 +437,18 @@ Result<ExecOutcome> Container::RunMain(const ExecRequest& request, const OutputS
     return e;
   }
   const int code = (*waited)["StatusCode"].get<int>();
-  if (!pumped.held.empty() && IsInitExecFailure(pumped.held, code)) {
-    out.end = ExecEnd::kStartFailed;
-    out.exit_code = code;
-    out.start_error = pumped.held.substr(0, pumped.held.find_last_not_of("\r\n") + 1);
-    return out;
-  }
-  if (!pumped.held.empty()) Deliver(2, pumped.held, request, sink, out);
-  out.cpu_ms = stats_lines.figures().cpu_total_ns / 1'000'000;
-  out.memory_peak_bytes = stats_lines.figures().memory_peak_bytes;
-  if (code > 128 && code <= 128 + 64) {
-    out.signal = code - 128;
-    out.end = ExecEnd::kSignaled;
-    if (out.signal == SIGKILL && memory_limit_ > 0) {
-      auto inspect = client_->CallJson("GET", "/containers/" + id_ + "/json",
-                                       "inspecting container " + spec_.name);
-      if (inspect.ok() && (*inspect)["State"].is_object() &&
-          (*inspect)["State"].value("OOMKilled", false)) {
-        out.end = ExecEnd::kOomKilled;
-        // It reached its limit: that is its peak, whatever the last sample saw.
-        out.memory_peak_bytes = std::max(out.memory_peak_bytes, memory_limit_);
-      }
+  const bool killed = EndWithStatus(code, IsInitExecFailure(pumped.held, code), 2, pumped,
+                                    request, sink, out);
+  if (killed && memory_limit_ > 0) {
+    auto inspect = client_->CallJson("GET", "/containers/" + id_ + "/json",
+                                     "inspecting container " + spec_.name);
+    if (inspect.ok() && (*inspect)["State"].is_object() &&
+        (*inspect)["State"].value("OOMKilled", false)) {
+      out.end = ExecEnd::kOomKilled;
+      // It reached its limit: that is its peak, whatever the last sample saw.
+      out.memory_peak_bytes = std::max(out.memory_peak_bytes, memory_limit_);
     }
-    return out;
   }
-  out.end = ExecEnd::kExited;
-  out.exit_code = code;
   return out;
 }
 

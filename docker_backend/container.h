@@ -1,7 +1,7 @@
 // One run's container, in one of two shapes:
 // - Create(): an idle process under Docker's init, each step exec'd into it (so the steps share
 //   its filesystem, as in a native sandbox). For runs of several steps.
-// - Prepare(), then RunMain(): the one process is the container's own (under Docker's init), as
+// - Prepare(), then Run(): the one process is the container's own (under Docker's init), as
 //   `docker run --init` runs it: created, attached, started, waited for. No second runc for an
 //   exec, so a one-step run costs what `docker run` costs. Its CPU time and memory peak are the
 //   daemon's stats samples (about one a second while it runs): a process shorter than a sample
@@ -61,7 +61,7 @@ struct ExecOutcome {
 
 class Container {
  public:
-  // stream is 1 (stdout) or 2 (stderr). Called on the thread that called Exec().
+  // stream is 1 (stdout) or 2 (stderr). Called on the thread that called Run().
   using OutputSink = std::function<void(int stream, std::string_view data)>;
 
   // Creates and starts the container. kNotFound when the image is not in the daemon's store;
@@ -69,17 +69,16 @@ class Container {
   static Result<std::unique_ptr<Container>> Create(std::shared_ptr<const EngineClient> client,
                                                    const ContainerSpec& spec);
   // Checks the spec and that the image is in the daemon's store (kNotFound otherwise); the
-  // container itself is created by RunMain().
+  // container itself is created by Run().
   static Result<std::unique_ptr<Container>> Prepare(std::shared_ptr<const EngineClient> client,
                                                     const ContainerSpec& spec);
   ~Container();  // Destroy(), logging a failure
 
-  // Create()d containers: one step, exec'd.
-  Result<ExecOutcome> Exec(const ExecRequest& request, const OutputSink& sink);
-  // Prepare()d containers, once: the container runs request.exec as its own process.
-  Result<ExecOutcome> RunMain(const ExecRequest& request, const OutputSink& sink);
-  // Thread-safe, never blocks: the Exec() in progress kills the container and returns
-  // kCancelled; a later Exec() returns kCancelled at once.
+  // One process: a Create()d container execs it (any number of times); a Prepare()d one runs
+  // it as its own process (once).
+  Result<ExecOutcome> Run(const ExecRequest& request, const OutputSink& sink);
+  // Thread-safe, never blocks: the Run() in progress kills the container and returns
+  // kCancelled; a later Run() returns kCancelled at once.
   void Cancel();
   // Removes the container (force). Idempotent.
   Status Destroy();
@@ -98,7 +97,18 @@ class Container {
     Stop stop = Stop::kNone;
     std::optional<Error> transport;  // the stream failed before its end
     std::string held;  // the runtime's start-failure text, held back until the exit is known
+    uint64_t delivered = 0;  // output bytes delivered, against the output limit
   };
+  Result<ExecOutcome> Exec(const ExecRequest& request, const OutputSink& sink);
+  Result<ExecOutcome> RunMain(const ExecRequest& request, const OutputSink& sink);
+  // A step killed for its deadline or by Cancel().
+  static void EndStopped(Stop stop, ExecOutcome& out);
+  // A step that ended with exit status `code`: a start failure (the held words were the
+  // runtime's), else its held output delivered and exited N or signaled (128+N). True when
+  // SIGKILL ended it, which may have been the OOM killer.
+  static bool EndWithStatus(int code, bool start_failed, int held_stream, Pumped& pumped,
+                            const ExecRequest& request, const OutputSink& sink,
+                            ExecOutcome& out);
   // A step's start, its deadline, and its process with the container's user and stdin.
   struct Begun {
     Clock::time_point start;
@@ -114,17 +124,13 @@ class Container {
               Clock::time_point deadline, int held_stream, std::string_view held_prefix,
               const OutputSink& sink, ExecOutcome& out, HijackedStream* stats,
               StatsLines* stats_lines);
-  // Counts the output, delivers what fits under the output limit, flags the rest as truncated.
-  void Deliver(int stream, std::string_view data, const ExecRequest& request,
-               const OutputSink& sink, ExecOutcome& out);
   Status Kill();
   bool OomSince(double since_unix_s);
 
   std::shared_ptr<const EngineClient> client_;
-  ContainerSpec spec_;  // Prepare()d: what RunMain() creates
+  ContainerSpec spec_;  // Prepare()d: what Run() creates
   bool prepared_ = false;
   bool ran_main_ = false;
-  uint64_t delivered_ = 0;  // output bytes delivered by the step in progress
   std::string id_;
   std::string name_;
   std::string user_;

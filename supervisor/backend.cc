@@ -73,9 +73,8 @@ Result<std::string> ReadAllFrom(int fd) {
 
 class DockerRunSandbox : public RunSandbox {
  public:
-  // `single`: a Prepare()d container whose own process is the one Run().
-  DockerRunSandbox(std::unique_ptr<docker::Container> c, isolate::IsolationReport iso, bool single)
-      : container_(std::move(c)), isolation_(std::move(iso)), single_(single) {}
+  DockerRunSandbox(std::unique_ptr<docker::Container> c, isolate::IsolationReport iso)
+      : container_(std::move(c)), isolation_(std::move(iso)) {}
 
   Result<isolate::ProcessResult> Run(const isolate::ProcessSpec& process,
                                      const isolate::Sandbox::OutputSink& sink) override {
@@ -90,7 +89,7 @@ class DockerRunSandbox : public RunSandbox {
       if (!data.ok()) return std::move(data).error();
       req.stdin_data = std::move(*data);
     }
-    auto out = single_ ? container_->RunMain(req, sink) : container_->Exec(req, sink);
+    auto out = container_->Run(req, sink);
     if (!out.ok()) return std::move(out).error();
     isolate::ProcessResult r;
     r.isolation = isolation_;
@@ -134,7 +133,6 @@ class DockerRunSandbox : public RunSandbox {
  private:
   std::unique_ptr<docker::Container> container_;
   isolate::IsolationReport isolation_;
-  bool single_ = false;
 };
 
 class DockerBackend : public Backend {
@@ -184,9 +182,8 @@ class DockerBackend : public Backend {
     const unsigned uid = s.host_id_base + s.uid, gid = s.host_id_base + s.gid;
     c.user = fmt::format("{}:{}", uid, gid);
     for (const auto& b : s.binds) c.binds.push_back({b.source, b.target, b.writable});
-    const bool single = request.processes == 1;
-    auto container = single ? docker::Container::Prepare(*client, c)
-                            : docker::Container::Create(*client, c);
+    auto container = request.processes == 1 ? docker::Container::Prepare(*client, c)
+                                            : docker::Container::Create(*client, c);
     if (!container.ok()) return std::move(container).error();
     isolate::IsolationReport iso;
     iso.namespaces = {"pid", "mount", "network", "ipc", "uts"};
@@ -199,7 +196,7 @@ class DockerBackend : public Backend {
     iso.user = fmt::format("{}:{} (host {}:{}, no user namespace)", uid, gid, uid, gid);
     iso.no_new_privs = true;
     iso.capabilities = "none";
-    return std::unique_ptr<RunSandbox>(new DockerRunSandbox(std::move(*container), iso, single));
+    return std::unique_ptr<RunSandbox>(new DockerRunSandbox(std::move(*container), iso));
   }
 
   Result<std::vector<std::string>> RemoveLeftovers() override {
