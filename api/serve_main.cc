@@ -15,6 +15,7 @@
 #include "api/server.h"
 #include "api/service_notify.h"
 #include "base/fs.h"
+#include "isolate/spawner.h"
 #include "supervisor/config.h"
 #include "supervisor/log.h"
 #include "supervisor/metrics.h"
@@ -162,6 +163,12 @@ int main(int argc, char** argv) {
                 plan->own, plan->leaf, "/" + plan->driver.parent);
     }
   }
+  // The sandboxes' inits are cloned by a spawner forked now, while this process still has one
+  // thread and sits in its final cgroup: cloned from the daemon itself, each would share the
+  // daemon's memory copy-on-write for its whole life (see isolate/spawner.h). Destroyed last,
+  // after every run has ended.
+  auto spawner = isolate::Spawner::Start();
+  if (!spawner.ok()) return Fail("sandbox spawner", spawner.error());
   auto driver = cgroup::Driver::Open(driver_options, *host);
   // Without usable cgroups the native backend is unavailable; with Docker allowed as the
   // default (docker, auto), the daemon still starts and its runs go to Docker.
@@ -198,6 +205,7 @@ int main(int argc, char** argv) {
   ro.data_dir = config.data_dir;
   ro.limits = config.limits;
   ro.cgroups = driver.ok() ? driver->get() : nullptr;
+  ro.engine.spawner = spawner->get();
   // Whether this host can build native sandboxes (root, user namespaces, seccomp, cgroups).
   ro.native = supervisor::MakeNativeBackend(ro.cgroups, ro.engine,
                                             supervisor::ProbeNativeHost(ro.cgroups, cgroup_error));

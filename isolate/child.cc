@@ -663,8 +663,10 @@ void ReapChildren(int ctl) {
 
 [[noreturn]] void ChildMain(const ChildPlan& plan) {
   const int err = plan.err_fd;
-  // 1. Die with the parent (thread). The parent holds the sync pipe's write end until it has
-  // written the id maps, so a parent that dies before this prctl is seen as EOF just below.
+  // 1. Die with the parent (thread) during setup. The parent holds the sync pipe's write end
+  // until it has written the id maps, so a parent that dies before this prctl is seen as EOF
+  // just below. The setting lasts until step 3 changes our credentials (commit_creds clears
+  // it); from READY on, the control socket's EOF is what ends us.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) Fail(err, "prctl(PR_SET_PDEATHSIG)", "", errno);
   ::prctl(PR_SET_NAME, "sbx-init", 0, 0, 0);
 
@@ -742,10 +744,19 @@ void ReapChildren(int ctl) {
   // 8. no_new_privs: setuid binaries and file capabilities grant nothing from here on.
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) Fail(err, "prctl(NO_NEW_PRIVS)", "", errno);
 
-  // 9. Signals arrive through a signalfd so they are forwarded, never acted on by pid 1.
+  // 9. Signals arrive through a signalfd so they are forwarded, never acted on by pid 1. What
+  // the daemon (or the spawner) ignored is not ignored here: SIG_IGN would survive into every
+  // payload's execve (a program that never sees SIGPIPE), and an ignored SIGCHLD would reap our
+  // children before we could report how they ended.
   sigset_t all;
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+  }
   int sigfd = ::signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd < 0) Fail(err, "signalfd", "", errno);
 

@@ -28,6 +28,7 @@
 #include "isolate/child.h"
 #include "isolate/mount_plan.h"
 #include "isolate/net_ns.h"
+#include "isolate/spawner.h"
 #include "seccomp/simulate.h"
 
 namespace sbx::isolate {
@@ -180,24 +181,37 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
   plan.ctl_fd = ctl_child.get();
 
   const bool new_net = !spec.allow_host_network;
-  int pidfd = -1;
-  struct clone_args args;
-  std::memset(&args, 0, sizeof args);
-  args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
-               CLONE_NEWCGROUP | CLONE_PIDFD | (new_net ? CLONE_NEWNET : 0);
-  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-  args.exit_signal = SIGCHLD;
-  bool into_cgroup = sb->cgroup_->unified_dirfd() >= 0;
-  if (into_cgroup) {
-    // The child starts inside its cgroup; it is never counted anywhere else.
-    args.flags |= CLONE_INTO_CGROUP;
-    args.cgroup = static_cast<uint64_t>(sb->cgroup_->unified_dirfd());
+  const uint64_t flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC |
+                         CLONE_NEWUTS | CLONE_NEWCGROUP | (new_net ? CLONE_NEWNET : 0);
+  // The child starts inside its cgroup, when there is a unified one; it is never counted
+  // anywhere else.
+  const int cgroup_fd = sb->cgroup_->unified_dirfd();
+  long pid;
+  if (options.spawner != nullptr) {
+    auto cloned = options.spawner->Clone(plan, flags, cgroup_fd);
+    if (!cloned.ok()) {
+      return WithContext(std::move(cloned).error(),
+                         "clone3 (namespaces: user pid mount ipc uts cgroup net)");
+    }
+    pid = cloned->pid;
+    sb->pidfd_ = std::move(cloned->pidfd);
+  } else {
+    int pidfd = -1;
+    struct clone_args args;
+    std::memset(&args, 0, sizeof args);
+    args.flags = flags | CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+    args.exit_signal = SIGCHLD;
+    if (cgroup_fd >= 0) {
+      args.flags |= CLONE_INTO_CGROUP;
+      args.cgroup = static_cast<uint64_t>(cgroup_fd);
+    }
+    pid = sys::Clone3(&args);
+    if (pid == 0) internal::ChildMain(plan);
+    if (pid < 0) return ErrnoError("clone3 (namespaces: user pid mount ipc uts cgroup net)");
+    sb->pidfd_.reset(pidfd);
   }
-  long pid = sys::Clone3(&args);
-  if (pid == 0) internal::ChildMain(plan);
-  if (pid < 0) return ErrnoError("clone3 (namespaces: user pid mount ipc uts cgroup net)");
   sb->init_pid_ = static_cast<pid_t>(pid);
-  sb->pidfd_.reset(pidfd);
   sb->alive_ = true;
   sync_r.reset();
   err_w.reset();
@@ -273,15 +287,14 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
     }
     if (p[2].revents & POLLIN) {
       // Died without a word (killed): report it as a setup failure.
-      siginfo_t si;
-      std::memset(&si, 0, sizeof si);
-      ::waitid(P_PIDFD, static_cast<id_t>(sb->pidfd_.get()), &si, WEXITED);
-      sb->reaped_ = true;
+      siginfo_t si = sb->WaitInit();
       sb->alive_ = false;
-      sb->setup_error_ = SetupError{"init", 0,
-                                    fmt::format("the sandbox's init ended during setup "
-                                                "(code {}, status {})",
-                                                si.si_code, si.si_status)};
+      sb->setup_error_ =
+          SetupError{"init", 0,
+                     si.si_code == 0
+                         ? std::string("the sandbox's init ended during setup")
+                         : fmt::format("the sandbox's init ended during setup (code {}, status {})",
+                                       si.si_code, si.si_status)};
       break;
     }
   }
@@ -310,15 +323,28 @@ void Sandbox::KillAll() {
   // forked, setsid'd daemons too) before the init is reaped. Whatever else sits in the cgroup is
   // killed by Cgroup::Destroy() (cgroup.kill).
   if (pidfd_ && !reaped_) sys::PidfdSendSignal(pidfd_.get(), SIGKILL);
-  if (pidfd_ && !reaped_) {
-    siginfo_t si;
-    std::memset(&si, 0, sizeof si);
-    while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &si, WEXITED) < 0 &&
-           errno == EINTR) {
-    }
-    reaped_ = true;
-  }
+  if (pidfd_ && !reaped_) (void)WaitInit();
   alive_ = false;
+}
+
+siginfo_t Sandbox::WaitInit() {
+  siginfo_t si;
+  std::memset(&si, 0, sizeof si);
+  for (;;) {
+    if (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &si, WEXITED) == 0) break;
+    if (errno == EINTR) continue;
+    if (errno == ECHILD) {
+      // A spawner's child (which the spawner reaps): its pidfd turns readable once it has
+      // exited, which for a pid namespace's init is after every process in it is gone.
+      std::memset(&si, 0, sizeof si);
+      struct pollfd p = {pidfd_.get(), POLLIN, 0};
+      while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+      }
+    }
+    break;
+  }
+  reaped_ = true;
+  return si;
 }
 
 void Sandbox::Cancel() {

@@ -1,11 +1,12 @@
 // A sandbox: its namespaces, cgroup, root filesystem and limits, held by a minimal init (pid 1
 // inside) into which processes are started one after another (a multi-step run) or side by side.
 //
-// Requires root on the host (user namespaces, cgroups, mounts). Create() must be called from a
-// thread that outlives the sandbox: its init is killed when that thread exits
-// (PR_SET_PDEATHSIG), and when the daemon dies its sandboxes die with it.
+// Requires root on the host (user namespaces, cgroups, mounts). The init exits, and the kernel
+// kills everything in its pid namespace, when the Sandbox's end of its control socket closes:
+// on Destroy(), and when the process holding the Sandbox dies, however it dies.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -22,10 +23,15 @@
 
 namespace sbx::isolate {
 
+class Spawner;
+
 struct EngineOptions {
   // Host directory used as the mount point while a sandbox's root is built (in the sandbox's own
   // mount namespace; the host never sees the mounts). Created when missing.
   std::string stage_dir = "/run/sandboxd/root";
+  // Clones the inits when set (a threaded daemon, see spawner.h); else the caller's thread
+  // clones them itself. Not owned; outlives every sandbox created with these options.
+  Spawner* spawner = nullptr;
 };
 
 class Sandbox {
@@ -64,6 +70,9 @@ class Sandbox {
  private:
   Sandbox() = default;
   void KillAll();
+  // Blocks until the init has ended (and, when it is our child, reaps it). Returns the waitid
+  // siginfo; zeroed when the init was a spawner's child.
+  siginfo_t WaitInit();
   void AnswerNotification(int listener, std::map<std::pair<uint32_t, int>, uint64_t>* counts);
 
   std::string id_;

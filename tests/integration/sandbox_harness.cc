@@ -10,6 +10,7 @@
 
 namespace sbx::testing {
 
+isolate::EngineOptions SandboxTest::engine_;
 std::string SandboxTest::parent_;
 std::unique_ptr<cgroup::Driver> SandboxTest::driver_;
 std::string SandboxTest::skip_reason_;
@@ -87,7 +88,7 @@ isolate::SandboxSpec SandboxTest::DefaultSpec() {
 }
 
 std::unique_ptr<isolate::Sandbox> SandboxTest::Create(const isolate::SandboxSpec& spec) {
-  auto sb = isolate::Sandbox::Create(spec, *driver_);
+  auto sb = isolate::Sandbox::Create(spec, *driver_, engine_);
   EXPECT_TRUE(sb.ok()) << sb.error().ToString();
   if (!sb.ok()) return nullptr;
   return std::move(*sb);

@@ -42,6 +42,8 @@ class SandboxTest : public ::testing::Test {
   static std::vector<std::string> CgroupRoots();
   // Whether any process on the host has this comm (a hostile program's chosen name).
   static bool ProcessNamed(const std::string& name);
+  // How sandboxes are created (a test may set engine_.spawner).
+  static isolate::EngineOptions engine_;
   static std::string parent_;
   static std::unique_ptr<cgroup::Driver> driver_;
   static std::string skip_reason_;
