@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/buffer_pool.h"
 #include "api/http.h"
 #include "supervisor/run_logs.h"
 #include "supervisor/text.h"
@@ -185,7 +186,8 @@ std::string EventToBinaryMessage(const store::EventRecord& e, const std::string&
     }
   }
   AddEnvelope(e, header);
-  std::string out = DumpJson(header);  // one line: a dump has no raw newline
+  std::string out = BufferPool::Take();  // its pages mapped already (see buffer_pool.h)
+  out += DumpJson(header);                 // one line: a dump has no raw newline
   out.push_back('\n');
   supervisor::AppendLogEventBytes(e, data_dir, &out);
   return out;

@@ -11,6 +11,7 @@
 #include <exception>
 #include <utility>
 
+#include "api/buffer_pool.h"
 #include "api/internal/fronts.h"
 #include "api/internal/server_core.h"
 
@@ -165,6 +166,7 @@ class WsSession final : public Session,
                     [self = shared_from_this(), seq, then_close](error_code ec, size_t) {
                       self->writing_ = false;
                       self->CancelTimer();
+                      BufferPool::Give(std::move(self->current_));
                       self->current_.clear();
                       if (ec) return self->Finish(CloseReason::kError);
                       self->front_->Sent(seq);
