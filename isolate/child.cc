@@ -14,7 +14,10 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/futex.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -273,18 +276,92 @@ void ReportExecError(int err_fd, const char* stage, const char* what, int e) {
   } while (r < 0 && errno == EINTR);
 }
 
-// The seccomp listener handoff between a payload and init (see HandleSpawn). It lives in a
-// MAP_SHARED page so that it is shared whether the payload was cloned with CLONE_VM or, in
+// The seccomp listener handoff between a payload and init (see StartNotifyingPayload). It lives
+// in a MAP_SHARED page so that it is shared whether the payload was cloned with CLONE_VM or, in
 // sanitizer builds, with a copied address space.
 struct Handoff {
   std::atomic<int32_t> listener;  // the payload's listener fd, -1 until installed
-  std::atomic<int32_t> go;        // set by init once the parent holds a copy of the listener
+  // The payload's state and the futex both sides sleep on: kHeld from the clone, kPublished
+  // once `listener` is set, kReleased when init lets it exec; the kernel writes 0 (and wakes
+  // waiters) when the payload execs or exits (CLONE_CHILD_CLEARTID; not in sanitizer builds,
+  // whose payload has an mm of its own).
+  std::atomic<int32_t> state;
 };
 static_assert(std::atomic<int32_t>::is_always_lock_free);
+constexpr int32_t kHeld = 1;       // cloned, no listener yet
+constexpr int32_t kReleased = 2;   // the parent holds the listener: exec
+constexpr int32_t kPublished = 3;  // `listener` is set; waiting for kReleased
 Handoff* g_handoff = nullptr;
-// CLONE_CHILD_CLEARTID word of a notifying payload: the kernel zeroes it and wakes a futex
-// waiter when the payload execs or exits (mm_release), which is how init waits as vfork would.
-[[maybe_unused]] alignas(4) uint32_t g_payload_running = 0;  // unused in sanitizer builds
+
+// The filter a notifying payload installs: a prefix that lets futex(2) on &g_handoff->state
+// through, then the plan's program. Once the filter is in, every syscall the profile denies (or,
+// learning, every syscall) waits for a listener that nobody holds yet; the prefix is what lets
+// the payload wake init and sleep until released without one. IMPORTANT: after the exec the
+// same prefix still allows futex on that one address, whatever the profile says of futex; a
+// futex call grants nothing but a wait or a wake-up on a word.
+// 0 when the prefix is not built (another architecture, or a program with no room for it): the
+// payload then spins, making no syscall, until released.
+#if defined(__x86_64__)
+constexpr uint32_t kNativeAuditArch = AUDIT_ARCH_X86_64;
+constexpr bool kHandoffPrefix = true;
+#elif defined(__aarch64__)
+constexpr uint32_t kNativeAuditArch = AUDIT_ARCH_AARCH64;
+constexpr bool kHandoffPrefix = true;
+#else
+constexpr uint32_t kNativeAuditArch = 0;
+constexpr bool kHandoffPrefix = false;
+#endif
+constexpr size_t kPrefixInsns = 9;
+sock_filter g_filter[BPF_MAXINSNS];
+size_t g_filter_len = 0;
+
+void BuildHandoffFilter(const seccomp::Program& program) {
+  g_filter_len = 0;
+  const size_t n = program.insns.size();
+  if (!kHandoffPrefix || n == 0 || n + kPrefixInsns > BPF_MAXINSNS) return;
+  const uint64_t word = reinterpret_cast<uintptr_t>(&g_handoff->state);
+  // seccomp_data: nr at 0, arch at 4, args[0] at 16 (its low half first: little-endian). Each
+  // test that fails jumps to the plan's program, right after the prefix.
+  const sock_filter prefix[kPrefixInsns] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 4),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kNativeAuditArch, 0, 7),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex, 0, 5),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(word), 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 20),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(word >> 32), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  std::memcpy(g_filter, prefix, sizeof prefix);
+  std::memcpy(g_filter + kPrefixInsns, program.insns.data(), n * sizeof(sock_filter));
+  g_filter_len = kPrefixInsns + n;
+}
+
+// futex(2) on the handoff word without touching errno: until its exec the payload shares init's
+// TLS, errno included, and must read its own execve's errno undisturbed.
+long RawFutex(std::atomic<int32_t>* word, int op, int32_t val, const struct timespec* timeout) {
+#if defined(__x86_64__)
+  long ret;
+  register long r10 asm("r10") = reinterpret_cast<long>(timeout);
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "0"(static_cast<long>(SYS_futex)), "D"(word), "S"(static_cast<long>(op)),
+                 "d"(static_cast<long>(val)), "r"(r10)
+               : "rcx", "r11", "memory");
+  return ret;
+#elif defined(__aarch64__)
+  register long x8 asm("x8") = SYS_futex;
+  register long x0 asm("x0") = reinterpret_cast<long>(word);
+  register long x1 asm("x1") = op;
+  register long x2 asm("x2") = val;
+  register long x3 asm("x3") = reinterpret_cast<long>(timeout);
+  asm volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+  return x0;
+#else
+  return ::syscall(SYS_futex, word, op, val, timeout, nullptr, 0);
+#endif
+}
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -340,17 +417,35 @@ const char* FindEnv(char** envp, const char* key) {
   }
   ::umask(022);
   if (plan.seccomp != nullptr) {
-    int r = seccomp::InstallProgram(*plan.seccomp);
+    int r;
+    if (plan.seccomp->notify != seccomp::NotifyMode::kNone && g_filter_len > 0) {
+      struct sock_fprog prog;
+      prog.len = static_cast<unsigned short>(g_filter_len);
+      prog.filter = g_filter;
+      r = sys::Seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+      if (r < 0) r = -errno;
+    } else {
+      r = seccomp::InstallProgram(*plan.seccomp);
+    }
     if (r < 0) {
       ReportExecError(err_fd, "seccomp", "install the filter", -r);
       ::_exit(127);
     }
     if (plan.seccomp->notify != seccomp::NotifyMode::kNone) {
       // From here every syscall the profile denies waits for a listener, and the only copy is
-      // in our own fd table: publish its number and spin, making no syscall at all, until the
-      // parent holds a copy. Then execve; O_CLOEXEC closes ours.
+      // in our own fd table: publish its number, wake init, and sleep on the handoff word (the
+      // filter's prefix lets exactly these futex calls through) until the parent holds a copy.
+      // Then execve; O_CLOEXEC closes ours.
       g_handoff->listener.store(r, std::memory_order_release);
-      while (g_handoff->go.load(std::memory_order_acquire) == 0) CpuRelax();
+      g_handoff->state.store(kPublished, std::memory_order_release);
+      if (g_filter_len > 0) {
+        RawFutex(&g_handoff->state, FUTEX_WAKE, 1, nullptr);
+        while (g_handoff->state.load(std::memory_order_acquire) == kPublished) {
+          RawFutex(&g_handoff->state, FUTEX_WAIT, kPublished, nullptr);
+        }
+      } else {
+        while (g_handoff->state.load(std::memory_order_acquire) == kPublished) CpuRelax();
+      }
     }
   }
   const char* file = g_argv[0];
@@ -405,55 +500,68 @@ int PayloadMain(void* arg) {
 // with SECCOMP_FILTER_FLAG_NEW_LISTENER; the listener fd lands in the payload's own fd table,
 // and from that moment any denied syscall blocks until someone answers on it. So:
 //  1. the payload is cloned with CLONE_VM | CLONE_CHILD_CLEARTID (no CLONE_VFORK: init must act
-//     while the payload waits); it publishes the listener's fd number in the shared Handoff and
-//     spins without syscalls;
+//     while the payload waits); it publishes the listener's fd number in the shared Handoff,
+//     wakes init and sleeps on the handoff word (futex calls the filter's prefix lets through,
+//     see BuildHandoffFilter);
 //  2. init, which is not filtered, waits for that number (or for the payload to die in setup),
 //     and sends kStarted with the number and a pidfd of the payload over the control socket;
 //  3. the parent (root on the host, so it passes pidfd_getfd's ptrace check, which init, without
 //     capabilities and not dumpable after its setresuid, would not) copies the listener, then
-//     answers kGoMagic; init sets `go`, the payload execs;
-//  4. init waits on the CLONE_CHILD_CLEARTID futex until the exec (as vfork would), since the
+//     answers kGoMagic; init releases the payload, which execs;
+//  4. init waits on the CLONE_CHILD_CLEARTID word until the exec (as vfork would), since the
 //     payload still runs on init's stack buffer and spawn strings until then.
 // No step in the payload allocates or takes a lock; init only makes raw syscalls. A parent that
 // goes away closes the control socket: init's recv returns 0 and it exits, killing the payload.
-// Both run on one TLS block until the exec, so they share errno: init's calls here (waitid with
-// WNOHANG, nanosleep, sendmsg, recv; its signals are blocked, so no EINTR) do not fail while the
-// payload may still read errno after a failed call of its own.
+// Both run on one TLS block until the exec, so they share errno: the futex calls on both sides
+// leave errno alone (RawFutex), and init's other calls here (waitid with WNOHANG, sendmsg,
+// recv; its signals are blocked, so no EINTR) do not fail while the payload may still read
+// errno after a failed call of its own.
 // Returns the payload's pid, or -1 with errno.
 pid_t StartNotifyingPayload(PayloadArgs* pa, int ctl) {
   if (g_handoff == nullptr) {
     void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (page == MAP_FAILED) return -1;
     g_handoff = new (page) Handoff{};  // placement new: constructs, allocates nothing
+    BuildHandoffFilter(*pa->plan->seccomp);  // the word's address is fixed from here on
   }
   g_handoff->listener.store(-1);
-  g_handoff->go.store(0);
+  g_handoff->state.store(kHeld);
   pid_t pid;
 #if defined(__SANITIZE_ADDRESS__)
   pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
   if (pid == 0) PayloadMain(pa);
+  constexpr bool kClearTid = false;
 #else
-  __atomic_store_n(&g_payload_running, 1, __ATOMIC_SEQ_CST);
   pid = ::clone(PayloadMain, g_payload_stack + sizeof g_payload_stack,
                 CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD, pa, nullptr, nullptr,
-                &g_payload_running);
+                &g_handoff->state);
+  constexpr bool kClearTid = true;
 #endif
   if (pid < 0) return -1;
   int pidfd = sys::PidfdOpen(pid);
   // Wait for the listener, or for the payload to end before it installs (a chdir or filter
-  // failure it has already reported on the error pipe).
+  // failure it has already reported on the error pipe). The payload wakes us through the word;
+  // its exit does too (CLONE_CHILD_CLEARTID). Where neither can (a spinning payload, or a
+  // sanitizer build's copied mm), we look again every 50 µs.
+  const bool woken = g_filter_len > 0 && kClearTid;
+  const struct timespec recheck = {0, 50 * 1000};
   int listener = -1;
   for (;;) {
-    listener = g_handoff->listener.load(std::memory_order_acquire);
-    if (listener >= 0) break;
-    siginfo_t si;
-    std::memset(&si, 0, sizeof si);
-    if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-        si.si_pid == pid) {
+    const int32_t state = g_handoff->state.load(std::memory_order_acquire);
+    if (state == kPublished) {
+      listener = g_handoff->listener.load(std::memory_order_acquire);
       break;
     }
-    struct timespec ts = {0, 50 * 1000};
-    ::nanosleep(&ts, nullptr);
+    if (state == 0) break;  // it ended before installing
+    if (!kClearTid) {
+      siginfo_t si;
+      std::memset(&si, 0, sizeof si);
+      if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          si.si_pid == pid) {
+        break;
+      }
+    }
+    RawFutex(&g_handoff->state, FUTEX_WAIT, state, woken ? nullptr : &recheck);
   }
   InitMsg reply;
   std::memset(&reply, 0, sizeof reply);
@@ -488,14 +596,16 @@ pid_t StartNotifyingPayload(PayloadArgs* pa, int ctl) {
     } while (r < 0 && errno == EINTR);
     if (r <= 0) ::_exit(0);  // the parent is gone: pid 1 exits and the kernel kills the rest
     // Anything but kGoMagic is a parent bug; the payload is released either way (it would
-    // otherwise spin until killed) and the parent sees the outcome.
-    g_handoff->go.store(1, std::memory_order_release);
+    // otherwise wait until killed) and the parent sees the outcome.
+    int32_t published = kPublished;
+    g_handoff->state.compare_exchange_strong(published, kReleased, std::memory_order_release);
+    RawFutex(&g_handoff->state, FUTEX_WAKE, 1, nullptr);
   }
-#if !defined(__SANITIZE_ADDRESS__)
-  while (__atomic_load_n(&g_payload_running, __ATOMIC_ACQUIRE) != 0) {
-    ::syscall(SYS_futex, &g_payload_running, FUTEX_WAIT, 1, nullptr, nullptr, 0);
+  // Until its exec the payload runs on our stack buffer and spawn strings: wait, as vfork would,
+  // for the kernel to clear the word at its exec or exit.
+  for (int32_t state; kClearTid && (state = g_handoff->state.load(std::memory_order_acquire)) != 0;) {
+    RawFutex(&g_handoff->state, FUTEX_WAIT, state, nullptr);
   }
-#endif
   return pid;
 }
 
