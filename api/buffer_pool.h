@@ -18,7 +18,7 @@ namespace sbx::api {
 
 class BufferPool {
  public:
-  static constexpr size_t kMaxBuffers = 8;
+  static constexpr size_t kMaxBuffers = 4;
   static constexpr size_t kMinCapacity = 64 * 1024;
   static constexpr size_t kMaxCapacity = 4 * 1024 * 1024;
 

@@ -5,8 +5,9 @@
 #     run's WebSocket), one run after another;
 #   - runs per second with 16 clients in parallel;
 #   - log throughput of one run writing 1 GiB to stdout, followed on a WebSocket (JSON events,
-#     then binary step.log messages; text from `yes | head`, then `head -c 1G /dev/zero`), next
-#     to the raw pipe `head -c 1G /dev/zero | cat >/dev/null` measured in the same run;
+#     then binary step.log messages; text from `yes | head`, then `head -c 1G /dev/zero`; each
+#     after a sync, so none pays for the writeback of the one before), next to the raw pipe
+#     `head -c 1G /dev/zero | cat >/dev/null` measured in the same run;
 #   - the daemon's RSS idle and its peak during the 1 GiB stream.
 # Usage: bench/service.sh [BUILD_DIR] [RUNS]
 set -euo pipefail
@@ -70,9 +71,13 @@ echo "{\"bench\": \"idle\", \"daemon_rss_kb\": $idle_kb}" | tee "$out/service.js
 "$client" latency "$port" "$key" 20 > /dev/null  # warm-up
 "$client" latency "$port" "$key" "$runs" | tee -a "$out/service.jsonl"
 "$client" rate "$port" "$key" 16 "$runs" | tee -a "$out/service.jsonl" || true
-"$client" logs "$port" "$key" $((1 << 30)) "$pid" json text | tee -a "$out/service.jsonl"
-"$client" logs "$port" "$key" $((1 << 30)) "$pid" binary text | tee -a "$out/service.jsonl"
-"$client" logs "$port" "$key" $((1 << 30)) "$pid" binary zero | tee -a "$out/service.jsonl"
+# Each stream starts with the earlier streams' log files written back (sync): a stream is not
+# charged for the writeback of the gigabyte before it.
+for stream in "json text" "binary text" "binary zero"; do
+  sync
+  # shellcheck disable=SC2086  # the format and the source, as two words
+  "$client" logs "$port" "$key" $((1 << 30)) "$pid" $stream | tee -a "$out/service.jsonl"
+done
 hyperfine --runs 5 --export-json "$dir/pipe.json" \
   -n "raw pipe" "head -c 1G /dev/zero | cat >/dev/null" \
   -n "raw pipe, same text" "yes 'sandboxd log throughput: 0123456789abcdefghijklmnopqrstuvwxyz' | head -c 1G | cat >/dev/null" \
