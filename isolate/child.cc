@@ -568,6 +568,10 @@ pid_t StartNotifyingPayload(PayloadArgs* pa, int ctl) {
   reply.type = InitMsg::kStarted;
   reply.pid = pid;
   reply.listener_fd = listener >= 0 && pidfd >= 0 ? listener : -1;
+  // A listener that cannot be handed over (no pidfd for the parent to copy it through) would
+  // leave the payload waiting for a release that never comes: it dies instead, and the parent
+  // sees it killed.
+  if (listener >= 0 && pidfd < 0) ::kill(pid, SIGKILL);
   struct iovec iov = {&reply, sizeof reply};
   alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
   std::memset(cbuf, 0, sizeof cbuf);
