@@ -865,11 +865,19 @@ void ReapChildren(int ctl) {
   sigset_t all;
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
-  struct sigaction dfl;
+  // The raw syscall: glibc's sigaction() refuses the two real-time signals it keeps for itself
+  // (32 and 33), which an ignoring ancestor may have left ignored all the same.
+  struct KernelSigaction {
+    void* handler;  // SIG_DFL: 0
+    unsigned long flags;
+    void* restorer;
+    uint64_t mask;
+  } dfl;
   std::memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+    if (sig != SIGKILL && sig != SIGSTOP) {
+      ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof dfl.mask);
+    }
   }
   int sigfd = ::signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd < 0) Fail(err, "signalfd", "", errno);
