@@ -30,6 +30,7 @@
 #include <cstring>
 #include <new>
 
+#include "base/fd_passing.h"
 #include "base/syscalls.h"
 
 namespace sbx::isolate::internal {
@@ -572,26 +573,7 @@ pid_t StartNotifyingPayload(PayloadArgs* pa, int ctl) {
   // leave the payload waiting for a release that never comes: it dies instead, and the parent
   // sees it killed.
   if (listener >= 0 && pidfd < 0) ::kill(pid, SIGKILL);
-  struct iovec iov = {&reply, sizeof reply};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-  std::memset(cbuf, 0, sizeof cbuf);
-  struct msghdr msg;
-  std::memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (reply.listener_fd >= 0) {
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &pidfd, sizeof(int));
-  }
-  ssize_t r;
-  do {
-    r = ::sendmsg(ctl, &msg, MSG_NOSIGNAL);
-  } while (r < 0 && errno == EINTR);
+  ssize_t r = SendWithFds(ctl, &reply, sizeof reply, &pidfd, reply.listener_fd >= 0 ? 1 : 0);
   if (pidfd >= 0) ::close(pidfd);
   if (reply.listener_fd >= 0) {
     SpawnHeader go;
@@ -614,31 +596,14 @@ pid_t StartNotifyingPayload(PayloadArgs* pa, int ctl) {
 }
 
 void HandleSpawn(const ChildPlan& plan, int ctl) {
-  struct iovec iov = {g_spawn_buf, sizeof g_spawn_buf};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
-  struct msghdr msg;
-  std::memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
-  ssize_t n;
-  do {
-    n = ::recvmsg(ctl, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  int fds[kMaxPassedFds] = {-1, -1, -1, -1};
+  size_t nfds = 0;
+  bool truncated = false;
+  ssize_t n = RecvWithFds(ctl, g_spawn_buf, sizeof g_spawn_buf, fds, &nfds, &truncated);
   if (n == 0) ::_exit(0);  // the parent is gone: pid 1 exits and the kernel kills the rest
   if (n < 0) ::_exit(1);
-  int fds[4] = {-1, -1, -1, -1};
-  int nfds = 0;
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      nfds = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-      if (nfds > 4) nfds = 4;
-      std::memcpy(fds, CMSG_DATA(c), nfds * sizeof(int));
-    }
-  }
   auto close_fds = [&] {
-    for (int i = 0; i < nfds; ++i) ::close(fds[i]);
+    for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
   };
   InitMsg reply;
   std::memset(&reply, 0, sizeof reply);
@@ -646,7 +611,7 @@ void HandleSpawn(const ChildPlan& plan, int ctl) {
   std::memcpy(&h, g_spawn_buf, sizeof h);
   if (nfds != 4 || static_cast<size_t>(n) < sizeof h || h.magic != kSpawnMagic ||
       h.argc == 0 || h.argc > kMaxSpawnStrings || h.envc > kMaxSpawnStrings ||
-      sizeof h + h.bytes != static_cast<size_t>(n) || (msg.msg_flags & MSG_TRUNC)) {
+      sizeof h + h.bytes != static_cast<size_t>(n) || truncated) {
     close_fds();
     reply.type = InitMsg::kSpawnFailed;
     reply.status = EINVAL;

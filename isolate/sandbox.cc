@@ -23,6 +23,7 @@
 #include <cstring>
 #include <memory>
 
+#include "base/fd_passing.h"
 #include "base/fs.h"
 #include "base/syscalls.h"
 #include "isolate/child.h"
@@ -505,24 +506,7 @@ Result<ProcessResult> Sandbox::Run(const ProcessSpec& process, const OutputSink&
 
   {
     int fds[4] = {in_fd, out_w.get(), err_w.get(), x_w.get()};
-    struct iovec iov = {msgbuf.data(), msgbuf.size()};
-    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof fds)];
-    std::memset(cbuf, 0, sizeof cbuf);
-    struct msghdr msg;
-    std::memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof fds);
-    std::memcpy(CMSG_DATA(c), fds, sizeof fds);
-    ssize_t r;
-    do {
-      r = ::sendmsg(ctl_.get(), &msg, MSG_NOSIGNAL);
-    } while (r < 0 && errno == EINTR);
+    ssize_t r = SendWithFds(ctl_.get(), msgbuf.data(), msgbuf.size(), fds, 4);
     if (r < 0) return ErrnoError("send the spawn request to sandbox {}", id_);
   }
   out_w.reset();
@@ -621,23 +605,12 @@ Result<ProcessResult> Sandbox::Run(const ProcessSpec& process, const OutputSink&
         }
         case kCtl: {
           InitMsg m;
-          struct iovec iov = {&m, sizeof m};
-          alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-          struct msghdr msg;
-          std::memset(&msg, 0, sizeof msg);
-          msg.msg_iov = &iov;
-          msg.msg_iovlen = 1;
-          msg.msg_control = cbuf;
-          msg.msg_controllen = sizeof cbuf;
-          ssize_t r = ::recvmsg(ctl_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-          UniqueFd payload_pidfd;
-          for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); r > 0 && c; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-              int fd;
-              std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-              payload_pidfd.reset(fd);
-            }
-          }
+          int fds[kMaxPassedFds];
+          size_t nfds = 0;
+          bool truncated = false;
+          ssize_t r = RecvWithFds(ctl_.get(), &m, sizeof m, fds, &nfds, &truncated, MSG_DONTWAIT);
+          UniqueFd payload_pidfd(nfds > 0 ? fds[0] : -1);
+          for (size_t i = 1; i < nfds; ++i) ::close(fds[i]);
           if (r != static_cast<ssize_t>(sizeof m)) {
             if (r == 0) ::epoll_ctl(ep.get(), EPOLL_CTL_DEL, ctl_.get(), nullptr);
             break;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/fd_passing.h"
 #include "base/fs.h"
 #include "base/syscalls.h"
 
@@ -172,63 +173,6 @@ struct Reply {
   int32_t sys_errno;
 };
 constexpr size_t kMaxMessage = 1 << 20;
-
-// Sends `data` and `fds` as one message.
-ssize_t SendWithFds(int sock, const void* data, size_t len, const int* fds, size_t nfds) {
-  struct iovec iov = {const_cast<void*>(data), len};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
-  std::memset(cbuf, 0, sizeof cbuf);
-  struct msghdr msg;
-  std::memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (nfds > 0) {
-    msg.msg_control = cbuf;
-    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-    std::memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-  }
-  ssize_t r;
-  do {
-    r = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (r < 0 && errno == EINTR);
-  return r;
-}
-
-// Receives one message into buf and up to 4 fds (CLOEXEC); returns its length, 0 at EOF.
-ssize_t RecvWithFds(int sock, void* buf, size_t len, int* fds, size_t* nfds, bool* truncated) {
-  struct iovec iov = {buf, len};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
-  struct msghdr msg;
-  std::memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
-  ssize_t r;
-  do {
-    r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (r < 0 && errno == EINTR);
-  *nfds = 0;
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); r >= 0 && c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < n; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (*nfds < 4) {
-        fds[(*nfds)++] = fd;
-      } else {
-        ::close(fd);
-      }
-    }
-  }
-  *truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
-  return r;
-}
 
 // The spawner's life: one request at a time, until the daemon closes its end.
 [[noreturn]] void SpawnerMain(int sock, pid_t daemon) {
