@@ -25,7 +25,6 @@ std::string BufferPool::Take() {
 
 void BufferPool::Give(std::string&& buffer) {
   if (buffer.capacity() < kMinCapacity || buffer.capacity() > kMaxCapacity) return;
-  buffer.clear();  // keeps the capacity
   std::lock_guard<std::mutex> lk(g_mu);
   auto& kept = Buffers();
   if (kept.size() < kMaxBuffers) kept.push_back(std::move(buffer));

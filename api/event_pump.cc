@@ -186,10 +186,14 @@ std::string EventToBinaryMessage(const store::EventRecord& e, const std::string&
     }
   }
   AddEnvelope(e, header);
-  std::string out = BufferPool::Take();  // its pages mapped already (see buffer_pool.h)
-  out += DumpJson(header);                 // one line: a dump has no raw newline
-  out.push_back('\n');
-  supervisor::AppendLogEventBytes(e, data_dir, &out);
+  std::string head = DumpJson(header);  // one line: a dump has no raw newline
+  head.push_back('\n');
+  // A kept buffer's pages are mapped already, and its stale bytes are overwritten in place
+  // (see buffer_pool.h).
+  std::string out = BufferPool::Take();
+  if (out.size() < head.size()) out.resize(head.size());
+  out.replace(0, head.size(), head);
+  supervisor::PutLogEventBytes(e, data_dir, head.size(), &out);
   return out;
 }
 

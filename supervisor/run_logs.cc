@@ -1,8 +1,11 @@
 #include "supervisor/run_logs.h"
 
+#include <cerrno>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/result.h"
 #include "base/unique_fd.h"
 #include "supervisor/text.h"
 
@@ -14,32 +17,39 @@ std::string RunDir(const std::string& data_dir, std::string_view run_id) {
 
 std::string LogEventBytes(const store::EventRecord& e, const std::string& data_dir) {
   std::string out;
-  AppendLogEventBytes(e, data_dir, &out);
+  PutLogEventBytes(e, data_dir, 0, &out);
   return out;
 }
 
-void AppendLogEventBytes(const store::EventRecord& e, const std::string& data_dir,
-                         std::string* out) {
+void PutLogEventBytes(const store::EventRecord& e, const std::string& data_dir, size_t at,
+                      std::string* out) {
   const nlohmann::json& d = e.data;
   if (auto it = d.find("data"); it != d.end() && it->is_string()) {
+    out->resize(at);
     out->append(it->get_ref<const std::string&>());
     return;
   }
   if (auto it = d.find("data_b64"); it != d.end() && it->is_string()) {
+    out->resize(at);
     out->append(Base64Decode(it->get_ref<const std::string&>()));
     return;
   }
   int64_t offset = d.value("offset", int64_t{-1});
   int64_t length = d.value("length", int64_t{-1});
   auto stream = d.find("stream");
-  if (offset < 0 || length <= 0 || stream == d.end() || !stream->is_string()) return;
-  const std::string& name = stream->get_ref<const std::string&>();
-  if (name != "stdout" && name != "stderr") return;
-  std::string path = RunDir(data_dir, e.run_id) + "/" + name;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) return;
-  const size_t start = out->size();
-  // resize_and_overwrite would skip the zero fill; the read overwrites it either way.
+  UniqueFd fd;
+  if (offset >= 0 && length > 0 && stream != d.end() && stream->is_string() &&
+      (*stream == "stdout" || *stream == "stderr")) {
+    std::string path = RunDir(data_dir, e.run_id) + "/" + stream->get<std::string>();
+    fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  }
+  if (!fd) {
+    out->resize(at);
+    return;
+  }
+  const size_t start = at;
+  // Straight to the new size: a shrink costs nothing, and a growth zero-fills only what the
+  // buffer never held (resize_and_overwrite, C++23, would skip even that).
   out->resize(start + static_cast<size_t>(length));
   size_t got = 0;
   while (got < static_cast<size_t>(length)) {
@@ -50,6 +60,43 @@ void AppendLogEventBytes(const store::EventRecord& e, const std::string& data_di
     got += static_cast<size_t>(n);
   }
   out->resize(start + got);
+}
+
+Result<LogAppender> LogAppender::Open(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return ErrnoError("open {}", path);
+  struct stat st{};
+  if (::fstat(fd.get(), &st) < 0) return ErrnoError("fstat {}", path);
+  return LogAppender(std::move(fd), st.st_size);
+}
+
+LogAppender::LogAppender(UniqueFd fd, int64_t offset)
+    : fd_(std::move(fd)), offset_(offset), written_behind_(offset - offset % kWindowBytes) {}
+
+Status LogAppender::Append(std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd_.get(), data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    // A short write before the error (a full disk) still moved the end of the file.
+    if (n < 0) return ErrnoError("write");
+    offset_ += n;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  // Best effort: a file system without writeback (tmpfs) ignores both calls, and a failure
+  // leaves the bytes in the page cache, where the kernel writes them back in its own time.
+  while (offset_ - written_behind_ >= kWindowBytes) {
+    const int64_t window = written_behind_;
+    (void)::sync_file_range(fd_.get(), window, kWindowBytes, SYNC_FILE_RANGE_WRITE);
+    if (window >= kWindowBytes) {
+      const int64_t before = window - kWindowBytes;
+      (void)::sync_file_range(
+          fd_.get(), before, kWindowBytes,
+          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+      (void)::posix_fadvise(fd_.get(), before, kWindowBytes, POSIX_FADV_DONTNEED);
+    }
+    written_behind_ += kWindowBytes;
+  }
+  return Ok();
 }
 
 }  // namespace sbx::supervisor

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "base/fs.h"
 #include "supervisor/policy/decision_json.h"
@@ -715,20 +716,14 @@ void RunManager::Execute(RunRecord run) {
   }
   // The logs: each chunk is appended to its stream's file, and its step.log event records where
   // (offset, length) and when (the event's ts), so the store holds no copy of the bytes.
-  struct LogFile {
-    UniqueFd fd;
-    int64_t offset = 0;
-  };
-  LogFile logs[2];
+  std::optional<LogAppender> logs[2];
   for (int i = 0; i < 2; ++i) {
-    std::string path = dir + (i == 0 ? "/stdout" : "/stderr");
-    logs[i].fd.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    if (!logs[i].fd) {
-      result.reason = fmt::format("setup_failed: open {}: {}", path, std::strerror(errno));
+    auto log = LogAppender::Open(dir + (i == 0 ? "/stdout" : "/stderr"));
+    if (!log.ok()) {
+      result.reason = "setup_failed: " + log.error().ToString();
       return finish(RunState::kFailed);
     }
-    struct stat st{};
-    if (::fstat(logs[i].fd.get(), &st) == 0) logs[i].offset = st.st_size;
+    logs[i].emplace(std::move(*log));
   }
 
   isolate::SandboxSpec spec;
@@ -866,12 +861,12 @@ void RunManager::Execute(RunRecord run) {
     }
     (void)Emit(id, EventType::kStepStarted, {{"step", step.name}, {"argv", step.argv}});
     auto sink = [&](int stream, std::string_view data) {
-      LogFile& log = logs[stream == 1 ? 0 : 1];
+      LogAppender& log = *logs[stream == 1 ? 0 : 1];
       nlohmann::json ev = {{"step", step.name}, {"stream", stream == 1 ? "stdout" : "stderr"}};
-      if (Status w = WriteAll(log.fd.get(), data); w.ok()) {
-        ev["offset"] = log.offset;
+      const int64_t offset = log.offset();
+      if (Status w = log.Append(data); w.ok()) {
+        ev["offset"] = offset;
         ev["length"] = data.size();
-        log.offset += static_cast<int64_t>(data.size());
       } else {
         // The log file cannot take it (disk full?): the event carries the bytes instead.
         spdlog::error("run {}: writing its {} log: {}", id, ev["stream"].get<std::string>(),
