@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <thread>
 
 #include "docker_backend/frames.h"
 
@@ -46,6 +45,27 @@ double UnixNow() {
 uint64_t MsSince(Clock::time_point t) {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
+}
+
+// Reads `events` (GET /events, filtered to exec_die) until the exit code of `exec_id` arrives,
+// the stream ends, or `deadline` passes.
+std::optional<int> WaitForExecDie(HijackedStream& events, const std::string& exec_id,
+                                  Clock::time_point deadline) {
+  ExecDieLines lines(exec_id);
+  if (auto code = lines.Feed(events.early)) return code;
+  char buf[4096];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd p{events.fd.get(), POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return std::nullopt;
+    ssize_t n = ::recv(events.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return std::nullopt;
+    if (auto code = lines.Feed(std::string_view(buf, static_cast<size_t>(n)))) return code;
+  }
 }
 
 }  // namespace
@@ -319,6 +339,16 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
                                    ExecBody(spec));
   if (!created.ok()) return std::move(created).error();
   const std::string exec_id = created->value("Id", "");
+  // Its end and exit code come as the daemon's exec_die event. Subscribed to before the exec
+  // starts (the daemon subscribes before it answers), so the event cannot slip past.
+  json filters = {{"type", json::array({"container"})},
+                  {"container", json::array({id_})},
+                  {"event", json::array({"exec_die"})}};
+  auto events = client_->OpenStream("/events?filters=" + UrlEncode(filters.dump()),
+                                    std::chrono::milliseconds(10'000));
+  if (!events.ok()) {
+    spdlog::warn("container {}: no events: {}", name_, events.error().ToString());
+  }
   auto stream = client_->Hijack("/exec/" + exec_id + "/start", {{"Detach", false}, {"Tty", false}},
                                 std::chrono::milliseconds(30'000));
   if (!stream.ok()) return WithContext(std::move(stream).error(), "starting an exec");
@@ -326,15 +356,17 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
                        out, nullptr, nullptr);
   out.wall_ms = MsSince(start);
 
-  // The exit code: recorded by the daemon a moment after the stream ends.
+  // The exit code: the daemon records it a moment after the stream ends. A stopped step's
+  // container is gone with its exec, and its end is already known.
   std::optional<int> exit_code;
-  const auto code_deadline = Clock::now() + kExitCodeWait;
-  std::chrono::milliseconds backoff(2);
-  for (;;) {
+  if (pumped.stop == Stop::kNone && events.ok()) {
+    exit_code = WaitForExecDie(*events, exec_id, Clock::now() + kExitCodeWait);
+  }
+  if (pumped.stop == Stop::kNone && !exit_code) {
+    // No events (or none in time): what the daemon has recorded, asked once.
     auto inspect = client_->CallJson("GET", "/exec/" + exec_id + "/json", "inspecting an exec",
                                      nullptr, std::chrono::milliseconds(10'000));
     if (!inspect.ok()) {
-      if (pumped.stop != Stop::kNone) break;  // the container is gone with its exec
       Error e = std::move(inspect).error();
       if (pumped.transport) e = *pumped.transport;
       e.message = "the Docker daemon failed during the step: " + e.message;
@@ -342,11 +374,7 @@ Result<ExecOutcome> Container::Exec(const ExecRequest& request, const OutputSink
     }
     if (!inspect->value("Running", false) && (*inspect)["ExitCode"].is_number_integer()) {
       exit_code = (*inspect)["ExitCode"].get<int>();
-      break;
     }
-    if (Clock::now() >= code_deadline) break;
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
   }
   if (pumped.stop != Stop::kNone) {
     EndStopped(pumped.stop, out);

@@ -1,5 +1,6 @@
 #include "docker_backend/container_plan.h"
 
+#include <charconv>
 #include <cmath>
 
 namespace sbx::docker {
@@ -162,21 +163,43 @@ StatsFigures ParseStats(const json& stats) {
   return f;
 }
 
-void StatsLines::Feed(std::string_view bytes) {
+void JsonLines::Feed(std::string_view bytes,
+                     const std::function<void(const nlohmann::json&)>& each) {
   partial_.append(bytes);
   size_t start = 0;
   for (size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
     std::string_view line(partial_.data() + start, nl - start);
     if (line.find_first_not_of(" \r\t") == std::string_view::npos) continue;
     json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object()) continue;
+    if (j.is_object()) each(j);
+  }
+  partial_.erase(0, start);
+  if (partial_.size() > (1u << 20)) partial_.clear();  // no newline in a MiB: not a document
+}
+
+void StatsLines::Feed(std::string_view bytes) {
+  lines_.Feed(bytes, [this](const json& j) {
     StatsFigures f = ParseStats(j);
     figures_.cpu_total_ns = std::max(figures_.cpu_total_ns, f.cpu_total_ns);
     figures_.memory_peak_bytes = std::max(figures_.memory_peak_bytes, f.memory_peak_bytes);
     ++samples_;
-  }
-  partial_.erase(0, start);
-  if (partial_.size() > (1u << 20)) partial_.clear();  // no newline in a MiB: not stats
+  });
+}
+
+std::optional<int> ExecDieLines::Feed(std::string_view bytes) {
+  lines_.Feed(bytes, [this](const json& j) {
+    if (exit_code_ || j.value("Action", "") != "exec_die") return;
+    auto actor = j.find("Actor");
+    if (actor == j.end() || !actor->is_object()) return;
+    auto attrs = actor->find("Attributes");
+    if (attrs == actor->end() || !attrs->is_object()) return;
+    if (attrs->value("execID", "") != exec_id_) return;
+    const std::string code = attrs->value("exitCode", "");
+    int value = 0;
+    auto [end, ec] = std::from_chars(code.data(), code.data() + code.size(), value);
+    if (ec == std::errc() && end == code.data() + code.size() && !code.empty()) exit_code_ = value;
+  });
+  return exit_code_;
 }
 
 std::string DaemonLabelFilter(const std::string& daemon_identity) {

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -85,6 +87,17 @@ struct StatsFigures {
 };
 StatsFigures ParseStats(const nlohmann::json& stats);
 
+// A stream of JSON documents, one per line, as it arrives (stats?stream=true, events): `each`
+// is called for every complete line that is a JSON object; other lines are skipped, and a
+// partial line waits for its end (up to 1 MiB).
+class JsonLines {
+ public:
+  void Feed(std::string_view bytes, const std::function<void(const nlohmann::json&)>& each);
+
+ private:
+  std::string partial_;
+};
+
 // GET /containers/{id}/stats?stream=true as it arrives: one JSON document per line, a sample
 // about once a second while the container runs. Keeps the highest CPU total and memory peak seen;
 // lines that are not JSON are skipped, a partial line waits for its end.
@@ -95,9 +108,24 @@ class StatsLines {
   int samples() const { return samples_; }
 
  private:
-  std::string partial_;
+  JsonLines lines_;
   StatsFigures figures_;
   int samples_ = 0;
+};
+
+// GET /events filtered to a container's exec_die events, as it arrives: the exit code of one
+// exec, from the first exec_die whose execID is `exec_id` (the daemon reports it as the
+// attribute exitCode, a decimal string, since Docker 19.03).
+class ExecDieLines {
+ public:
+  explicit ExecDieLines(std::string exec_id) : exec_id_(std::move(exec_id)) {}
+  // The exit code once its event has been fed.
+  std::optional<int> Feed(std::string_view bytes);
+
+ private:
+  JsonLines lines_;
+  std::string exec_id_;
+  std::optional<int> exit_code_;
 };
 
 // The filters= query value of GET /containers/json listing one daemon's containers.

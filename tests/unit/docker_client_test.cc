@@ -166,6 +166,38 @@ TEST(StatsLines, KeepsTheHighestFiguresAcrossSplitSamples) {
   EXPECT_EQ(lines.figures().cpu_total_ns, 5000000u);
 }
 
+// An exec_die event as dockerd 20.10 sends it on GET /events.
+std::string ExecDie(const std::string& exec_id, const std::string& code) {
+  return R"({"status":"exec_die","id":"c0ffee","from":"img:1","Type":"container",)"
+         R"("Action":"exec_die","Actor":{"ID":"c0ffee","Attributes":{"execID":")" +
+         exec_id + R"(","exitCode":")" + code +
+         R"(","image":"img:1","name":"sbx-r1"}},"scope":"local","time":1,"timeNano":1})" "\n";
+}
+
+TEST(ExecDieLines, TakesTheExitCodeOfItsOwnExecOnly) {
+  ExecDieLines lines("e2");
+  // Another exec of the same container ends first; a split line waits for its end.
+  EXPECT_EQ(lines.Feed(ExecDie("e1", "3")), std::nullopt);
+  std::string mine = ExecDie("e2", "42");
+  EXPECT_EQ(lines.Feed(mine.substr(0, 40)), std::nullopt);
+  EXPECT_EQ(lines.Feed(mine.substr(40)), 42);
+  // The first one counts.
+  EXPECT_EQ(lines.Feed(ExecDie("e2", "7")), 42);
+}
+
+TEST(ExecDieLines, IgnoresWhatIsNotAnExitCode) {
+  ExecDieLines lines("e2");
+  EXPECT_EQ(lines.Feed("garbage\n\n[1,2]\n"), std::nullopt);
+  EXPECT_EQ(lines.Feed(R"({"Action":"exec_die","Actor":"e2"})" "\n"), std::nullopt);
+  EXPECT_EQ(lines.Feed(ExecDie("e2", "")), std::nullopt);
+  EXPECT_EQ(lines.Feed(ExecDie("e2", "12abc")), std::nullopt);
+  EXPECT_EQ(lines.Feed(ExecDie("e2", "99999999999999999999")), std::nullopt);
+  std::string other = ExecDie("e2", "1");
+  other.replace(other.find("exec_die", 30), 8, "exec_start");  // the Action, not the status
+  EXPECT_EQ(lines.Feed(other), std::nullopt);
+  EXPECT_EQ(lines.Feed(ExecDie("e2", "0")), 0);
+}
+
 TEST(CreateBodyFor, RunsTheProcessAsTheContainersOwnUnderInit) {
   ContainerSpec spec;
   spec.name = "sbx-r1";
