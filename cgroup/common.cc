@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -96,7 +98,78 @@ void WaitForEventsChange(CgroupFs& fs, const std::string& path, std::chrono::mil
   (void)::poll(&p, 1, std::min(MsUntil(deadline), static_cast<int>(timeout.count())));
 }
 
+constexpr const char* kMadeAttr = "user.sandboxd.made";
+
+std::vector<std::string> ReadMadeNote(const std::string& unified_parent) {
+  char buf[4096];
+  ssize_t n = ::getxattr(unified_parent.c_str(), kMadeAttr, buf, sizeof buf);
+  std::vector<std::string> out;
+  if (n <= 0) return out;
+  std::string_view text(buf, static_cast<size_t>(n));
+  for (size_t pos = 0; pos < text.size();) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    if (nl > pos) out.emplace_back(text.substr(pos, nl - pos));
+    pos = nl + 1;
+  }
+  return out;
+}
+
 }  // namespace
+
+Result<ParentLease> ParentLease::Acquire(CgroupFs& fs, const std::string& unified_parent) {
+  for (int attempt = 0;; ++attempt) {
+    bool made = false;
+    Status m = fs.MakeDir(unified_parent);
+    if (m.ok()) {
+      made = true;
+    } else if (m.error().code != ErrorCode::kAlreadyExists) {
+      return WithContext(std::move(m).error(), "creating the sandboxes' parent cgroup");
+    }
+    auto fd = fs.Open(unified_parent, O_RDONLY | O_DIRECTORY);
+    if (!fd.ok()) return std::move(fd).error();
+    // Waits while a last user removes it (a few rmdirs), then checks that it is still there.
+    while (::flock(fd->get(), LOCK_SH) < 0) {
+      if (errno != EINTR) return ErrnoError("flock {}", unified_parent);
+    }
+    if (::faccessat(fd->get(), "cgroup.procs", F_OK, 0) == 0 || errno != ENOENT) {
+      ParentLease lease(std::move(fd).value(), unified_parent);
+      if (made) lease.NoteMade(unified_parent);
+      return lease;
+    }
+    if (attempt == 10) {
+      return MakeError(ErrorCode::kUnavailable,
+                       "the parent cgroup {} keeps being removed by another sandboxd",
+                       unified_parent);
+    }
+  }
+}
+
+void ParentLease::NoteMade(const std::string& dir) {
+  made_.push_back(dir);
+  // Best effort, and racy only between two drivers making different v1 parents at once: a lost
+  // line leaves that directory in place, as before.
+  std::string note;
+  for (const std::string& d : ReadMadeNote(unified_)) note += d + "\n";
+  note += dir + "\n";
+  (void)::setxattr(unified_.c_str(), kMadeAttr, note.data(), note.size(), 0);
+}
+
+void ParentLease::Release(CgroupFs& fs, const std::vector<std::string>& dirs) {
+  if (!fd_) return;
+  // Straight from shared to exclusive: flock(2) converts, and a conversion that would wait
+  // fails with EWOULDBLOCK under LOCK_NB; closing then drops whatever is held.
+  if (::flock(fd_.get(), LOCK_EX | LOCK_NB) == 0) {
+    std::vector<std::string> made = ReadMadeNote(unified_);
+    made.insert(made.end(), made_.begin(), made_.end());
+    for (const std::string& dir : dirs) {
+      // Only the driver's own parent directories, whatever the note says.
+      if (std::find(made.begin(), made.end(), dir) == made.end()) continue;
+      (void)fs.RemoveDir(dir);  // EBUSY: not empty, stays
+    }
+  }
+  fd_.reset();
+}
 
 std::string JoinPath(std::string_view dir, std::string_view name) {
   std::string out(dir);

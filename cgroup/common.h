@@ -26,6 +26,35 @@ std::string DirName(std::string_view path);
 Status ValidateParent(const std::string& parent);
 Status ValidateName(const std::string& name);
 
+// A driver's hold on its parent cgroup. Every driver using a parent holds a shared flock(2) on
+// the parent's unified directory for as long as it lives; the parent is removed only under the
+// exclusive lock, taken without waiting, so only by its last user and never from under another
+// (a `sandboxd exec` next to another one, or next to the daemon). Only the parent directories a
+// sandboxd made are removed: one that was there before (an administrator's, with limits of its
+// own) stays. Who made which is noted on the unified parent (the extended attribute
+// user.sandboxd.made, one path per line), so the last user removes them even when another made
+// them; where the attribute cannot be set, a driver removes only what it made itself.
+class ParentLease {
+ public:
+  // Makes `unified_parent` when missing and takes the shared lock on it, making it again when
+  // the last user of a parent that was there removed it in between.
+  static Result<ParentLease> Acquire(CgroupFs& fs, const std::string& unified_parent);
+
+  // Notes that the driver made `dir` (a v1 parent).
+  void NoteMade(const std::string& dir);
+  // When this is the parent's only user now: removes those of `dirs` (the driver's parent
+  // directories, in order: the unified one last) that a sandboxd made and that are empty. Ends
+  // the lease.
+  void Release(CgroupFs& fs, const std::vector<std::string>& dirs);
+
+ private:
+  ParentLease(UniqueFd fd, std::string unified)
+      : fd_(std::move(fd)), unified_(std::move(unified)) {}
+  UniqueFd fd_;
+  std::string unified_;
+  std::vector<std::string> made_;
+};
+
 // Whitespace-separated words ("cpu memory pids\n").
 std::vector<std::string> Words(std::string_view text);
 // The value of a "key value" line (cgroup.events, cpu.stat, memory.events, memory.oom_control).

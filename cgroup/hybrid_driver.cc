@@ -74,15 +74,29 @@ class HybridCgroup final : public CgroupBase {
   std::string memory_dir_;
 };
 
+// The parents in the order they can be removed: the v1 ones, then the unified one.
+std::vector<std::string> ParentDirsForRemoval(const std::string& unified_parent,
+                                              const std::vector<Hierarchy>& hierarchies) {
+  std::vector<std::string> dirs;
+  for (const Hierarchy& h : hierarchies) dirs.push_back(h.parent_dir);
+  dirs.push_back(unified_parent);
+  return dirs;
+}
+
 class HybridDriver final : public Driver {
  public:
   HybridDriver(HostInfo host, CgroupFs* fs, std::string unified_parent,
-               std::vector<Hierarchy> hierarchies, std::chrono::milliseconds timeout)
+               std::vector<Hierarchy> hierarchies, ParentLease lease,
+               std::chrono::milliseconds timeout)
       : host_(std::move(host)),
         fs_(fs),
         unified_parent_(std::move(unified_parent)),
         hierarchies_(std::move(hierarchies)),
+        lease_(std::move(lease)),
         timeout_(timeout) {}
+  ~HybridDriver() override {
+    lease_.Release(*fs_, ParentDirsForRemoval(unified_parent_, hierarchies_));
+  }
 
   Result<std::unique_ptr<Cgroup>> Create(const std::string& name, const Limits& limits) override {
     SBX_TRY(ValidateName(name));
@@ -187,6 +201,7 @@ class HybridDriver final : public Driver {
   CgroupFs* fs_;
   std::string unified_parent_;
   std::vector<Hierarchy> hierarchies_;
+  ParentLease lease_;
   std::chrono::milliseconds timeout_;
 };
 
@@ -224,22 +239,23 @@ Result<std::unique_ptr<Driver>> OpenHybridDriver(const DriverOptions& options,
     }
   }
 
-  std::vector<std::string> created;
+  // The unified parent first: its lease covers the v1 parents too.
+  const std::string unified_parent = JoinPath(host.unified_mount, options.parent);
+  auto lease = ParentLease::Acquire(*fs, unified_parent);
+  if (!lease.ok()) return std::move(lease).error();
   auto fail = [&](Error e) -> Error {
-    for (auto it = created.rbegin(); it != created.rend(); ++it) (void)fs->RemoveDir(*it);
+    lease->Release(*fs, ParentDirsForRemoval(unified_parent, hierarchies));
     return e;
   };
   auto make_parent = [&](const std::string& dir) -> Status {
     Status made = fs->MakeDir(dir);
     if (made.ok()) {
-      created.push_back(dir);
+      lease->NoteMade(dir);
       return Ok();
     }
     if (made.error().code == ErrorCode::kAlreadyExists) return Ok();
     return WithContext(std::move(made).error(), "creating the sandboxes' parent cgroup");
   };
-  const std::string unified_parent = JoinPath(host.unified_mount, options.parent);
-  if (Status r = make_parent(unified_parent); !r.ok()) return fail(std::move(r).error());
   for (const Hierarchy& h : hierarchies) {
     if (Status r = make_parent(h.parent_dir); !r.ok()) return fail(std::move(r).error());
     if (std::find(h.controllers.begin(), h.controllers.end(), "memory") == h.controllers.end()) {
@@ -255,8 +271,9 @@ Result<std::unique_ptr<Driver>> OpenHybridDriver(const DriverOptions& options,
       (void)fs->Write(use_hierarchy, "1");
     }
   }
-  return std::unique_ptr<Driver>(std::make_unique<HybridDriver>(
-      host, fs, unified_parent, std::move(hierarchies), options.destroy_timeout));
+  return std::unique_ptr<Driver>(
+      std::make_unique<HybridDriver>(host, fs, unified_parent, std::move(hierarchies),
+                                     std::move(*lease), options.destroy_timeout));
 }
 
 }  // namespace sbx::cgroup::internal

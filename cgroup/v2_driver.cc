@@ -52,8 +52,14 @@ class V2Cgroup final : public CgroupBase {
 
 class V2Driver final : public Driver {
  public:
-  V2Driver(HostInfo host, CgroupFs* fs, std::string parent_dir, std::chrono::milliseconds timeout)
-      : host_(std::move(host)), fs_(fs), parent_dir_(std::move(parent_dir)), timeout_(timeout) {}
+  V2Driver(HostInfo host, CgroupFs* fs, std::string parent_dir, ParentLease lease,
+           std::chrono::milliseconds timeout)
+      : host_(std::move(host)),
+        fs_(fs),
+        parent_dir_(std::move(parent_dir)),
+        lease_(std::move(lease)),
+        timeout_(timeout) {}
+  ~V2Driver() override { lease_.Release(*fs_, {parent_dir_}); }
 
   Result<std::unique_ptr<Cgroup>> Create(const std::string& name, const Limits& limits) override {
     SBX_TRY(ValidateName(name));
@@ -104,6 +110,7 @@ class V2Driver final : public Driver {
   HostInfo host_;
   CgroupFs* fs_;
   std::string parent_dir_;
+  ParentLease lease_;
   std::chrono::milliseconds timeout_;
 };
 
@@ -134,15 +141,10 @@ Result<std::unique_ptr<Driver>> OpenV2Driver(const DriverOptions& options, const
   CgroupFs* fs = options.fs != nullptr ? options.fs : RealCgroupFs();
   const std::string parent_dir = JoinPath(host.unified_mount, options.parent);
 
-  bool created = false;
-  Status made = fs->MakeDir(parent_dir);
-  if (made.ok()) {
-    created = true;
-  } else if (made.error().code != ErrorCode::kAlreadyExists) {
-    return WithContext(std::move(made).error(), "creating the sandboxes' parent cgroup");
-  }
+  auto lease = ParentLease::Acquire(*fs, parent_dir);
+  if (!lease.ok()) return std::move(lease).error();
   auto fail = [&](Error e) -> Error {
-    if (created) (void)fs->RemoveDir(parent_dir);
+    lease->Release(*fs, {parent_dir});
     return e;
   };
 
@@ -168,7 +170,7 @@ Result<std::unique_ptr<Driver>> OpenV2Driver(const DriverOptions& options, const
     return fail(std::move(e));
   }
   return std::unique_ptr<Driver>(
-      std::make_unique<V2Driver>(host, fs, parent_dir, options.destroy_timeout));
+      std::make_unique<V2Driver>(host, fs, parent_dir, std::move(*lease), options.destroy_timeout));
 }
 
 }  // namespace sbx::cgroup::internal

@@ -162,6 +162,44 @@ TEST_F(HybridTest, OpenCreatesTheParentInEveryHierarchy) {
             "1");
 }
 
+// The parents a sandboxd made go with their last user, in every hierarchy, once empty, whichever
+// user made them; parents that were there stay, and so does a parent with a cgroup in it.
+TEST_F(HybridTest, TheParentGoesWithItsLastUserWhenASandboxdMadeIt) {
+  auto maker = OpenDriver();
+  ASSERT_NE(maker, nullptr);
+  auto other = OpenDriver();
+  ASSERT_NE(other, nullptr);
+  maker.reset();  // another driver uses it: it stays
+  for (const std::string& root : roots_) EXPECT_TRUE(Exists(root + "/" + parent_)) << root;
+  {
+    auto cg = other->Create("sbx-after-the-maker", {.memory_bytes = 64 << 20, .pids = 16});
+    ASSERT_TRUE(cg.ok()) << cg.error().ToString();
+    auto held = other->Create("sbx-held", {.memory_bytes = 64 << 20});
+    ASSERT_TRUE(held.ok()) << held.error().ToString();
+    ASSERT_TRUE((*cg)->Destroy().ok());
+    auto last = OpenDriver();
+    ASSERT_NE(last, nullptr);
+    other.reset();
+    last.reset();  // the last user, with a cgroup still in the unified and memory parents
+    EXPECT_TRUE(Exists(host_.unified_mount + "/" + parent_));
+    EXPECT_TRUE(Exists(host_.v1_mounts["memory"] + "/" + parent_));
+    ASSERT_TRUE((*held)->Destroy().ok());
+  }
+  auto again = OpenDriver();  // makes the missing v1 parents again
+  ASSERT_NE(again, nullptr);
+  again.reset();  // the last user, all empty: gone everywhere
+  for (const std::string& root : roots_) EXPECT_FALSE(Exists(root + "/" + parent_)) << root;
+
+  // Parents that were there before (an administrator's) stay.
+  for (const std::string& root : roots_) {
+    ASSERT_EQ(::mkdir((root + "/" + parent_).c_str(), 0755), 0) << root;
+  }
+  auto guest = OpenDriver();
+  ASSERT_NE(guest, nullptr);
+  guest.reset();
+  for (const std::string& root : roots_) EXPECT_TRUE(Exists(root + "/" + parent_)) << root;
+}
+
 TEST_F(HybridTest, LimitsAttachKillDestroy) {
   auto d = OpenDriver();
   ASSERT_NE(d, nullptr);

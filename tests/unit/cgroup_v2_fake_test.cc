@@ -281,6 +281,52 @@ TEST_F(V2FakeTest, OpenLeavesAnExistingParentInPlaceOnFailure) {
   EXPECT_TRUE(stdfs::exists(Path("sandboxd-test")));
 }
 
+TEST_F(V2FakeTest, TheParentItMadeGoesWithTheDriverWhenEmpty) {
+  auto d = OpenDriver();
+  ASSERT_NE(d, nullptr);
+  {
+    auto cg = d->Create("sbx-1", {.pids = 8});
+    ASSERT_TRUE(cg.ok()) << cg.error().ToString();
+  }
+  NewOps();
+  d.reset();
+  EXPECT_EQ(NewOps(), (Ops{"rmdir sandboxd-test"}));
+  EXPECT_FALSE(stdfs::exists(Path("sandboxd-test")));
+  // The next driver makes it again.
+  ASSERT_NE(OpenDriver(), nullptr);
+  EXPECT_EQ(NewOps(), (Ops{"mkdir sandboxd-test",
+                           "write sandboxd-test/cgroup.subtree_control +cpu +memory +pids",
+                           "rmdir sandboxd-test"}));
+}
+
+TEST_F(V2FakeTest, AParentThatWasThereStays) {
+  ASSERT_TRUE(fake_->MakeDir(Path("sandboxd-test")).ok());
+  auto d = OpenDriver();
+  ASSERT_NE(d, nullptr);
+  NewOps();
+  d.reset();
+  EXPECT_TRUE(NewOps().empty());
+  EXPECT_TRUE(stdfs::exists(Path("sandboxd-test")));
+}
+
+TEST_F(V2FakeTest, TheParentStaysWhileAnotherDriverUsesIt) {
+  auto maker = OpenDriver();
+  ASSERT_NE(maker, nullptr);
+  auto other = OpenDriver();
+  ASSERT_NE(other, nullptr);
+  NewOps();
+  maker.reset();
+  EXPECT_TRUE(NewOps().empty());
+  auto cg = other->Create("sbx-2", {});
+  ASSERT_TRUE(cg.ok()) << cg.error().ToString();
+  // With a cgroup in it, not even its maker could remove it.
+  auto third = OpenDriver();
+  ASSERT_NE(third, nullptr);
+  other.reset();
+  third.reset();
+  EXPECT_TRUE(stdfs::exists(Path("sandboxd-test/sbx-2")));
+}
+
 TEST_F(V2FakeTest, OpenSaysWhenTheHostLacksAController) {
   host_.v2_controllers = {"cpu", "pids"};
   PutText(root_ + "/cgroup.controllers", "cpu pids\n");
