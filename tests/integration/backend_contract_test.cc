@@ -254,6 +254,31 @@ TEST_P(BackendContractTest, OutputBeyondTheLimitIsTruncatedAndFlagged) {
   EXPECT_TRUE(o.result.output_truncated);
 }
 
+// Output reaches the sink while the program still runs, and a program that goes quiet holds up
+// nothing: its timeout still ends it on time.
+TEST_P(BackendContractTest, OutputArrivesWhileTheProgramRunsAndAQuietOneStillTimesOut) {
+  auto sb = MakeFor(1);
+  ASSERT_TRUE(sb);
+  isolate::ProcessSpec p;
+  p.argv = {"/bin/sh", "-c", "echo first; sleep 30; echo never"};
+  p.timeout_ms = 2000;
+  p.output_limit_bytes = output_limit_;
+  const auto start = std::chrono::steady_clock::now();
+  std::string out;
+  std::chrono::steady_clock::duration first_at{};
+  auto r = sb->Run(p, [&](int, std::string_view d) {
+    if (out.empty()) first_at = std::chrono::steady_clock::now() - start;
+    out.append(d);
+  });
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->reason, EndReason::kTimedOut);
+  EXPECT_EQ(out, "first\n");
+  EXPECT_LT(first_at, std::chrono::milliseconds(1900)) << "the output waited for the timeout";
+  EXPECT_LT(took, std::chrono::seconds(10));
+  EXPECT_TRUE(sb->Destroy().ok());
+}
+
 TEST_P(BackendContractTest, CpuTimeAndWallTimeAreMeasured) {
   // The only process: on Docker, the daemon's samples (one a second) while it runs.
   auto o = Once(Request(), {Hostile(), "spin", "3"});
