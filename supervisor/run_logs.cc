@@ -70,8 +70,7 @@ Result<LogAppender> LogAppender::Open(const std::string& path) {
   return LogAppender(std::move(fd), st.st_size);
 }
 
-LogAppender::LogAppender(UniqueFd fd, int64_t offset)
-    : fd_(std::move(fd)), offset_(offset), written_behind_(offset - offset % kWindowBytes) {}
+LogAppender::LogAppender(UniqueFd fd, int64_t offset) : fd_(std::move(fd)), offset_(offset) {}
 
 Status LogAppender::Append(std::string_view data) {
   while (!data.empty()) {
@@ -81,20 +80,6 @@ Status LogAppender::Append(std::string_view data) {
     if (n < 0) return ErrnoError("write");
     offset_ += n;
     data.remove_prefix(static_cast<size_t>(n));
-  }
-  // Best effort: a file system without writeback (tmpfs) ignores both calls, and a failure
-  // leaves the bytes in the page cache, where the kernel writes them back in its own time.
-  while (offset_ - written_behind_ >= kWindowBytes) {
-    const int64_t window = written_behind_;
-    (void)::sync_file_range(fd_.get(), window, kWindowBytes, SYNC_FILE_RANGE_WRITE);
-    if (window >= kWindowBytes) {
-      const int64_t before = window - kWindowBytes;
-      (void)::sync_file_range(
-          fd_.get(), before, kWindowBytes,
-          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
-      (void)::posix_fadvise(fd_.get(), before, kWindowBytes, POSIX_FADV_DONTNEED);
-    }
-    written_behind_ += kWindowBytes;
   }
   return Ok();
 }
