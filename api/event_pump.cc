@@ -178,7 +178,7 @@ nlohmann::json EventToJson(const store::EventRecord& e, const std::string& data_
   return j;
 }
 
-std::string EventToBinaryMessage(const store::EventRecord& e, const std::string& data_dir) {
+std::string BinaryMessageHead(const store::EventRecord& e) {
   nlohmann::json header = nlohmann::json::object();
   if (e.data.is_object()) {
     for (const auto& [key, value] : e.data.items()) {
@@ -188,6 +188,11 @@ std::string EventToBinaryMessage(const store::EventRecord& e, const std::string&
   AddEnvelope(e, header);
   std::string head = DumpJson(header);  // one line: a dump has no raw newline
   head.push_back('\n');
+  return head;
+}
+
+std::string EventToBinaryMessage(const store::EventRecord& e, const std::string& data_dir) {
+  std::string head = BinaryMessageHead(e);
   // A kept buffer's pages are mapped already, and its stale bytes are overwritten in place
   // (see buffer_pool.h).
   std::string out = BufferPool::Take();

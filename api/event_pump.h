@@ -69,5 +69,7 @@ nlohmann::json EventToJson(const store::EventRecord& event, const std::string& d
 // it but without data / data_b64, one newline, then the bytes exactly as the program wrote
 // them. No escaping and no base64, so a client following a busy log pays nothing per byte.
 std::string EventToBinaryMessage(const store::EventRecord& event, const std::string& data_dir);
+// The part of that message before the bytes: the JSON line and its newline.
+std::string BinaryMessageHead(const store::EventRecord& event);
 
 }  // namespace sbx::api

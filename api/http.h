@@ -22,6 +22,7 @@
 
 #include "api/auth.h"
 #include "base/result.h"
+#include "base/unique_fd.h"
 
 namespace sbx::api {
 
@@ -153,6 +154,13 @@ struct StreamResponse {
   std::function<void(std::shared_ptr<StreamSink>)> start;
 };
 
+// A byte range of an open file, kept open by whoever holds it.
+struct FileBytes {
+  std::shared_ptr<const UniqueFd> fd;
+  int64_t offset = 0;
+  size_t length = 0;
+};
+
 // A server-side WebSocket session. Outgoing messages go through a bounded queue
 // (ServerOptions::ws_queue_messages / ws_queue_bytes; once the queue is at most half full one
 // message of any size is taken, see HasRoomFor). When a Send would exceed it, the queued
@@ -184,6 +192,11 @@ class WebSocket {
   SendResult Send(std::string text) { return Send(std::move(text), std::nullopt); }
   // The same, as a binary message (opcode 2): bytes that need not be UTF-8, sent as they are.
   virtual SendResult SendBinary(std::string bytes, std::optional<int64_t> seq) = 0;
+  // A binary message of `head` followed by `tail`'s bytes, which go from the file to the socket
+  // with sendfile: the daemon never copies them (over TCP the kernel sends the page cache's
+  // pages). The file must hold the whole range until the message is written: a range cut short
+  // fails the write and ends the session.
+  virtual SendResult SendBinary(std::string head, FileBytes tail, std::optional<int64_t> seq) = 0;
   // How many messages Send can queue now without overflowing (0 once closing). A handler that
   // replays history (?after=SEQ) paces itself with this and OnWritable, so that a replay never
   // overflows; live events just Send.

@@ -1,20 +1,21 @@
 #include "api/run_routes.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <ctime>
 #include <mutex>
-#include <utility>
 #include <set>
+#include <utility>
 
 #include "api/event_pump.h"
 #include "base/fs.h"
 #include "supervisor/artifacts.h"
 #include "supervisor/policy/decision_json.h"
-#include "supervisor/run_logs.h"
 #include "supervisor/result_json.h"
+#include "supervisor/run_logs.h"
 
 namespace sbx::api {
 namespace {
@@ -280,6 +281,27 @@ Result<int64_t> AfterParam(const Request& req) {
   return v;
 }
 
+// A step.log event's bytes as a range of its open log file, for SendBinary; no fd when the
+// event carries its bytes itself, or the file is gone or shorter than the range (the message is
+// then built in memory from what there is). *path and *fd keep the last file open.
+FileBytes LogFileBytes(const store::EventRecord& e, const std::string& data_dir, std::string* path,
+                       std::shared_ptr<const UniqueFd>* fd) {
+  auto range = supervisor::LogEventRange(e, data_dir);
+  if (!range) return {};
+  if (!*fd || *path != range->path) {
+    UniqueFd f(::open(range->path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!f) return {};
+    *fd = std::make_shared<const UniqueFd>(std::move(f));
+    *path = range->path;
+  }
+  struct stat st;
+  if (::fstat((*fd)->get(), &st) < 0 || !S_ISREG(st.st_mode) ||
+      st.st_size < range->offset + static_cast<int64_t>(range->length)) {
+    return {};
+  }
+  return {*fd, range->offset, range->length};
+}
+
 Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
   std::string run_id;
   if (one_run) {
@@ -312,7 +334,11 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
     struct Pending {
       int64_t position = -1;
       std::string message;
+      FileBytes file;  // a binary step.log message's bytes, sent from its log file
       bool binary = false;
+      // The log file the last message came from, kept open for the next one.
+      std::string log_path;
+      std::shared_ptr<const UniqueFd> log_fd;
     };
     auto pending = std::make_shared<Pending>();
     consumer.deliver = [ws, one_run, data_dir, binary, pending](const store::EventRecord& e) {
@@ -321,14 +347,23 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
       if (pending->position != position) {
         pending->position = position;
         pending->binary = binary && e.type == EventType::kStepLog;
-        pending->message = pending->binary ? EventToBinaryMessage(e, data_dir)
-                                           : DumpJson(EventToJson(e, data_dir));
+        pending->file = {};
+        if (pending->binary) {
+          pending->file = LogFileBytes(e, data_dir, &pending->log_path, &pending->log_fd);
+        }
+        pending->message = !pending->binary   ? DumpJson(EventToJson(e, data_dir))
+                           : pending->file.fd ? BinaryMessageHead(e)
+                                              : EventToBinaryMessage(e, data_dir);
       }
-      if (!ws->HasRoomFor(pending->message.size())) return EventPump::Step::kWait;
+      if (!ws->HasRoomFor(pending->message.size() + pending->file.length)) {
+        return EventPump::Step::kWait;
+      }
       std::string message = std::move(pending->message);
       pending->position = -1;
-      auto sent = pending->binary ? ws->SendBinary(std::move(message), position)
-                                  : ws->Send(std::move(message), position);
+      auto sent = !pending->binary ? ws->Send(std::move(message), position)
+                  : pending->file.fd
+                      ? ws->SendBinary(std::move(message), std::move(pending->file), position)
+                      : ws->SendBinary(std::move(message), position);
       if (sent != WebSocket::SendResult::kQueued) return EventPump::Step::kStop;
       if (one_run && e.type == EventType::kRunCompleted) {
         ws->Close();

@@ -6,12 +6,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <exception>
 #include <utility>
 
 #include "api/buffer_pool.h"
+#include "api/internal/file_socket.h"
 #include "api/internal/fronts.h"
 #include "api/internal/server_core.h"
 
@@ -148,6 +150,8 @@ class WsSession final : public Session,
       case WebSocketFront::Next::Kind::kIdle:
         return;
       case WebSocketFront::Next::Kind::kMessage:
+        if (next.file.fd)
+          return WriteWithFile(std::move(next.text), std::move(next.file), next.seq);
         return Write(std::move(next.text), next.seq, std::nullopt, next.binary);
       case WebSocketFront::Next::Kind::kFinal:
         return Write(std::move(next.text), std::nullopt, next.close_code, false);
@@ -175,6 +179,32 @@ class WsSession final : public Session,
                     });
   }
 
+  // A binary message of `head` and then a file's bytes, which the socket layer sends with
+  // sendfile (see file_socket.h).
+  void WriteWithFile(std::string head, FileBytes file, std::optional<int64_t> seq) {
+    net::const_buffer tail = ws_.next_layer().SetFile(file.fd->get(), file.offset, file.length);
+    if (tail.size() != file.length) {
+      spdlog::error("api: websocket: a file range of {} bytes cannot be sent", file.length);
+      return Finish(CloseReason::kError);
+    }
+    writing_ = true;
+    current_ = std::move(head);
+    current_file_ = std::move(file);
+    ws_.binary(true);
+    ArmTimer(options_.write_timeout);
+    std::array<net::const_buffer, 2> message{net::buffer(current_), tail};
+    ws_.async_write(message, [self = shared_from_this(), seq](error_code ec, size_t) {
+      self->writing_ = false;
+      self->CancelTimer();
+      self->ws_.next_layer().ClearFile();
+      self->current_file_ = {};
+      self->current_.clear();
+      if (ec) return self->Finish(CloseReason::kError);
+      self->front_->Sent(seq);
+      self->Pump();
+    });
+  }
+
   void DoClose(uint16_t code) {
     closing_ = true;
     ArmTimer(options_.write_timeout);
@@ -196,7 +226,7 @@ class WsSession final : public Session,
 
   const std::shared_ptr<ServerCore> core_;
   const ServerOptions& options_;
-  websocket::stream<Socket> ws_;
+  websocket::stream<FileSocket> ws_;
   Strand strand_;
   Timer timer_;
   uint64_t timer_gen_ = 0;
@@ -208,6 +238,7 @@ class WsSession final : public Session,
   http::request<http::string_body> upgrade_;
   beast::flat_buffer read_buffer_;
   std::string current_;
+  FileBytes current_file_;  // the file range being written after current_, if any
   bool open_ = false;
   bool writing_ = false;
   bool closing_ = false;

@@ -21,6 +21,20 @@ std::string LogEventBytes(const store::EventRecord& e, const std::string& data_d
   return out;
 }
 
+std::optional<LogRange> LogEventRange(const store::EventRecord& e, const std::string& data_dir) {
+  const nlohmann::json& d = e.data;
+  if (!d.is_object() || d.contains("data") || d.contains("data_b64")) return std::nullopt;
+  int64_t offset = d.value("offset", int64_t{-1});
+  int64_t length = d.value("length", int64_t{-1});
+  auto stream = d.find("stream");
+  if (offset < 0 || length <= 0 || stream == d.end() || !stream->is_string() ||
+      (*stream != "stdout" && *stream != "stderr")) {
+    return std::nullopt;
+  }
+  return LogRange{RunDir(data_dir, e.run_id) + "/" + stream->get<std::string>(), offset,
+                  static_cast<size_t>(length)};
+}
+
 void PutLogEventBytes(const store::EventRecord& e, const std::string& data_dir, size_t at,
                       std::string* out) {
   const nlohmann::json& d = e.data;
@@ -34,26 +48,22 @@ void PutLogEventBytes(const store::EventRecord& e, const std::string& data_dir, 
     out->append(Base64Decode(it->get_ref<const std::string&>()));
     return;
   }
-  int64_t offset = d.value("offset", int64_t{-1});
-  int64_t length = d.value("length", int64_t{-1});
-  auto stream = d.find("stream");
+  auto range = LogEventRange(e, data_dir);
   UniqueFd fd;
-  if (offset >= 0 && length > 0 && stream != d.end() && stream->is_string() &&
-      (*stream == "stdout" || *stream == "stderr")) {
-    std::string path = RunDir(data_dir, e.run_id) + "/" + stream->get<std::string>();
-    fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  }
+  if (range) fd.reset(::open(range->path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) {
     out->resize(at);
     return;
   }
+  const int64_t offset = range->offset;
+  const size_t length = range->length;
   const size_t start = at;
   // Straight to the new size: a shrink costs nothing, and a growth zero-fills only what the
   // buffer never held (resize_and_overwrite, C++23, would skip even that).
-  out->resize(start + static_cast<size_t>(length));
+  out->resize(start + length);
   size_t got = 0;
-  while (got < static_cast<size_t>(length)) {
-    ssize_t n = ::pread(fd.get(), out->data() + start + got, static_cast<size_t>(length) - got,
+  while (got < length) {
+    ssize_t n = ::pread(fd.get(), out->data() + start + got, length - got,
                         static_cast<off_t>(offset) + static_cast<off_t>(got));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,14 @@ std::string RunDir(const std::string& data_dir, std::string_view run_id);
 // data / data_b64 when it carries them (a chunk the log file could not take). "" when the file
 // is gone.
 std::string LogEventBytes(const store::EventRecord& event, const std::string& data_dir);
+// Where a step.log event's bytes are: a range of its run's log file (the file may have been
+// removed since). nullopt when the event carries its bytes itself or names no range.
+struct LogRange {
+  std::string path;
+  int64_t offset = 0;
+  size_t length = 0;
+};
+std::optional<LogRange> LogEventRange(const store::EventRecord& event, const std::string& data_dir);
 // The same bytes put into *out at `at` (<= out->size()), read from the log file straight into
 // it; *out then ends after them. Its bytes from `at` on are overwritten in place, so a reused
 // buffer already that long is not zero-filled first.

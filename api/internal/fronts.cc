@@ -227,23 +227,30 @@ std::function<void()> WebSocketFront::FireCloseLocked(CloseReason reason) {
 }
 
 WebSocket::SendResult WebSocketFront::Send(std::string text, std::optional<int64_t> seq) {
-  return Queue(std::move(text), seq, false);
+  return Queue(std::move(text), {}, seq, false);
 }
 
 WebSocket::SendResult WebSocketFront::SendBinary(std::string bytes, std::optional<int64_t> seq) {
-  return Queue(std::move(bytes), seq, true);
+  return Queue(std::move(bytes), {}, seq, true);
 }
 
-WebSocket::SendResult WebSocketFront::Queue(std::string text, std::optional<int64_t> seq,
-                                            bool binary) {
+WebSocket::SendResult WebSocketFront::SendBinary(std::string head, FileBytes tail,
+                                                 std::optional<int64_t> seq) {
+  if (!tail.fd) tail.length = 0;
+  return Queue(std::move(head), std::move(tail), seq, true);
+}
+
+WebSocket::SendResult WebSocketFront::Queue(std::string text, FileBytes file,
+                                            std::optional<int64_t> seq, bool binary) {
   std::function<void()> run;
   std::shared_ptr<Wakeable> keep;
   {
     std::lock_guard lock(mu_);
     if (ended_ || close_requested_ || overflow_) return SendResult::kClosed;
-    if (FitsLocked(text.size())) {
-      queued_bytes_ += text.size();
-      queue_.push_back({std::move(text), seq, binary});
+    const size_t bytes = text.size() + file.length;
+    if (FitsLocked(bytes)) {
+      queued_bytes_ += bytes;
+      queue_.push_back({std::move(text), std::move(file), seq, binary});
       keep = WakeLocked();
       return SendResult::kQueued;
     }
@@ -328,10 +335,11 @@ WebSocketFront::Next WebSocketFront::TakeLocked(std::function<void()>* writable)
   if (!queue_.empty()) {
     next.kind = Next::Kind::kMessage;
     next.text = std::move(queue_.front().data);
+    next.file = std::move(queue_.front().file);
     next.seq = queue_.front().seq;
     next.binary = queue_.front().binary;
     queue_.pop_front();
-    queued_bytes_ -= std::min(queued_bytes_, next.text.size());
+    queued_bytes_ -= std::min(queued_bytes_, next.text.size() + next.file.length);
     if (on_writable_ && HalfEmptyLocked()) *writable = std::exchange(on_writable_, nullptr);
     return next;
   }

@@ -95,6 +95,7 @@ class WebSocketFront final : public WebSocket {
     };
     Kind kind = Kind::kIdle;
     std::string text;
+    FileBytes file;  // kMessage: binary, and its bytes go on with this range (when fd is set)
     std::optional<int64_t> seq;
     bool binary = false;
     uint16_t close_code = 1000;
@@ -105,6 +106,7 @@ class WebSocketFront final : public WebSocket {
 
   SendResult Send(std::string text, std::optional<int64_t> seq) override;
   SendResult SendBinary(std::string bytes, std::optional<int64_t> seq) override;
+  SendResult SendBinary(std::string head, FileBytes tail, std::optional<int64_t> seq) override;
   using WebSocket::Send;
   size_t queue_space() const override;
   bool HasRoomFor(size_t bytes) const override;
@@ -138,7 +140,7 @@ class WebSocketFront final : public WebSocket {
   bool HalfEmptyLocked() const;
   bool FitsLocked(size_t bytes) const;
   bool ClosingLocked() const { return ended_ || close_requested_ || overflow_; }
-  SendResult Queue(std::string data, std::optional<int64_t> seq, bool binary);
+  SendResult Queue(std::string data, FileBytes file, std::optional<int64_t> seq, bool binary);
 
   const std::weak_ptr<Wakeable> session_;
   const PostFn post_;
@@ -148,6 +150,7 @@ class WebSocketFront final : public WebSocket {
   mutable std::mutex mu_;
   struct Queued {
     std::string data;
+    FileBytes file;
     std::optional<int64_t> seq;
     bool binary = false;
   };

@@ -44,7 +44,13 @@ class EventLog {
   bool WaitFor(const std::string& event,
                std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return CountLocked(event) > 0; });
+    return WaitForCount(event, 1, timeout, lock);
+  }
+  // Until `event` has been added `n` times.
+  bool WaitForCount(const std::string& event, int n,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    std::unique_lock lock(mu_);
+    return WaitForCount(event, n, timeout, lock);
   }
   int Count(const std::string& event) {
     std::lock_guard lock(mu_);
@@ -56,6 +62,10 @@ class EventLog {
   }
 
  private:
+  bool WaitForCount(const std::string& event, int n, std::chrono::milliseconds timeout,
+                    std::unique_lock<std::mutex>& lock) {
+    return cv_.wait_for(lock, timeout, [&] { return CountLocked(event) >= n; });
+  }
   int CountLocked(const std::string& event) {
     int n = 0;
     for (const auto& e : events_) n += e == event;

@@ -1,5 +1,6 @@
 // The bounded queues behind streamed responses and WebSockets, without sockets: a fake session
 // counts wake-ups and the test plays the writer.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -278,6 +279,34 @@ TEST(WebSocketFront, BinaryMessagesKeepTheirKindAndBytes) {
   WebSocketFront::Next b = f.Take();
   EXPECT_FALSE(b.binary);
   EXPECT_EQ(b.text, "{}");
+}
+
+// A message that ends with a file range counts the range's bytes against the queue's cap, and
+// hands the range on untouched.
+TEST(WebSocketFront, FileRangesCountAgainstTheCap) {
+  auto session = std::make_shared<FakeSession>();
+  FakeWorkers workers;
+  WebSocketFront f(session, workers.Post(), {10, 100}, std::nullopt);
+  auto fd = std::make_shared<const UniqueFd>(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  EXPECT_EQ(f.SendBinary("h\n", FileBytes{fd, 7, 58}, 1), SR::kQueued);
+  EXPECT_TRUE(f.HasRoomFor(40));  // 60 queued, over half the cap: up to the cap
+  EXPECT_FALSE(f.HasRoomFor(41));
+  EXPECT_EQ(f.SendBinary("x\n", FileBytes{fd, 0, 38}, 2), SR::kQueued);
+  EXPECT_FALSE(f.HasRoomFor(1));
+  WebSocketFront::Next a = f.Take();
+  EXPECT_TRUE(a.binary);
+  EXPECT_EQ(a.text, "h\n");
+  EXPECT_EQ(a.file.fd, fd);
+  EXPECT_EQ(a.file.offset, 7);
+  EXPECT_EQ(a.file.length, 58u);
+  EXPECT_TRUE(f.HasRoomFor(1000));  // 40 queued: at most half the cap, one of any size fits
+  // Without an fd there is no range, whatever its length says.
+  EXPECT_EQ(f.SendBinary("y\n", FileBytes{nullptr, 0, 1000}, 3), SR::kQueued);
+  f.Take();
+  WebSocketFront::Next c = f.Take();
+  EXPECT_EQ(c.text, "y\n");
+  EXPECT_FALSE(c.file.fd);
+  EXPECT_EQ(c.file.length, 0u);
 }
 
 TEST(WebSocketFront, HandlerCloseAfterQueue) {

@@ -1,7 +1,9 @@
 // WebSocket routes against a real server: the upgrade (and its refusals), ordered delivery, a
 // slow consumer that overflows the bounded queue and is told where to resume, close from either
 // side, ping, and shutdown.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <stdexcept>
@@ -11,6 +13,7 @@
 #include "api/server.h"
 #include "api/testing/raw_client.h"
 #include "api/testing/test_util.h"
+#include "base/fs.h"
 
 namespace sbx::api {
 namespace {
@@ -44,6 +47,7 @@ struct Probe {
   std::mutex mu;
   std::shared_ptr<WebSocket> held;
   std::atomic<int64_t> sends_before_overflow{0};
+  std::string file;  // what the "file" routes send from
 };
 
 void Must(Status s) {
@@ -100,6 +104,25 @@ Router WsRoutes(Probe* probe) {
             }
             probe->sends_before_overflow = seq - after;
             probe->events.Add("overflowed");
+          } else if (id == "file" || id == "short-file") {
+            // Binary messages that end with a file's bytes, sent from the file (sendfile): a
+            // range from the middle, a text message, a head alone, the whole file; or a range
+            // that runs past the file's end.
+            UniqueFd fd(::open(probe->file.c_str(), O_RDONLY | O_CLOEXEC));
+            auto shared = std::make_shared<const UniqueFd>(std::move(fd));
+            struct stat st;
+            ::fstat(shared->get(), &st);
+            const size_t size = static_cast<size_t>(st.st_size);
+            if (id == "short-file") {
+              ws->SendBinary("head\n", FileBytes{shared, 0, size + 4096}, 1);
+              return;
+            }
+            // The large one last: the queue takes it once what is before it is small.
+            ws->SendBinary("middle\n", FileBytes{shared, 1000, 5}, 1);
+            ws->Send(Event(2), 2);
+            ws->SendBinary("empty\n", FileBytes{shared, 0, 0}, 3);
+            ws->SendBinary("whole\n", FileBytes{shared, 0, size}, 4);
+            ws->Close();
           } else {
             std::lock_guard lock(probe->mu);
             probe->held = ws;
@@ -252,6 +275,75 @@ TEST_F(ApiWebSocketTest, ClientCloseAndPing) {
   EXPECT_TRUE(probe_.held->closed());
   EXPECT_EQ(probe_.held->Send("late"), WebSocket::SendResult::kClosed);
   EXPECT_EQ(probe_.held->last_sent_seq(), 1);
+}
+
+// A message whose bytes come from a file arrives whole and in order, over TCP (where the kernel
+// sends the file's pages) and a Unix socket. The client sends a ping and only then reads: the
+// server cannot have written all of a 32 MiB message yet, so its pong comes between messages,
+// never inside one (it would break the frame).
+TEST_F(ApiWebSocketTest, BinaryMessagesFromAFile) {
+  std::string bytes(32 << 20, '\0');
+  uint32_t x = 12345;
+  for (char& b : bytes) {
+    x = x * 1103515245 + 12345;
+    b = static_cast<char>(x >> 24);  // not UTF-8, and no two MiB alike
+  }
+  probe_.file = dir_.path() + "/bytes";
+  {
+    UniqueFd f(::open(probe_.file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(f);
+    ASSERT_TRUE(WriteAll(f.get(), bytes).ok());
+  }
+  for (bool unix_socket : {false, true}) {
+    SCOPED_TRACE(unix_socket ? "unix" : "tcp");
+    RawConn c = Open("/v1/runs/file/events", unix_socket);
+    ASSERT_TRUE(testing::WsSendFrame(c, 9, "mid-message"));
+    std::vector<WsFrame> frames;
+    for (;;) {
+      std::optional<WsFrame> f = testing::WsReadFrame(c);
+      ASSERT_TRUE(f.has_value()) << frames.size();
+      frames.push_back(*f);
+      if (f->opcode == 8) break;
+    }
+    std::vector<WsFrame> data;
+    int pongs = 0;
+    for (const WsFrame& f : frames) {
+      if (f.opcode == 10) {
+        EXPECT_EQ(f.payload, "mid-message");
+        ++pongs;
+      } else if (f.opcode != 8) {
+        data.push_back(f);
+      }
+    }
+    EXPECT_EQ(pongs, 1);
+    ASSERT_EQ(data.size(), 4u);
+    EXPECT_EQ(data[0].opcode, 2);
+    EXPECT_EQ(data[0].payload, "middle\n" + bytes.substr(1000, 5));
+    EXPECT_EQ(data[1].opcode, 1);
+    EXPECT_EQ(nlohmann::json::parse(data[1].payload)["seq"], 2);
+    EXPECT_EQ(data[2].payload, "empty\n");
+    EXPECT_EQ(data[3].opcode, 2);
+    EXPECT_TRUE(data[3].payload == "whole\n" + bytes) << data[3].payload.size();
+    EXPECT_EQ(frames.back().CloseCode(), 1000);
+    testing::WsSendFrame(c, 8, testing::WsClosePayload(1000));
+    EXPECT_TRUE(c.WaitClosed());
+    c.Close();
+    EXPECT_TRUE(probe_.events.WaitForCount("closed:server_closed", unix_socket ? 2 : 1));
+  }
+}
+
+// A range that runs past the file's end cannot become a whole frame: the session ends with an
+// error, and the client never gets a message cut short as if it were whole.
+TEST_F(ApiWebSocketTest, AFileRangePastTheEndEndsTheSession) {
+  probe_.file = dir_.path() + "/small";
+  {
+    UniqueFd f(::open(probe_.file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(f);
+    ASSERT_TRUE(WriteAll(f.get(), std::string(10000, 'a')).ok());
+  }
+  RawConn c = Open("/v1/runs/short-file/events");
+  EXPECT_FALSE(testing::WsReadFrame(c).has_value());
+  EXPECT_TRUE(probe_.events.WaitFor("closed:error"));
 }
 
 TEST_F(ApiWebSocketTest, AbruptDisconnectIsObserved) {
