@@ -186,14 +186,57 @@ Result<ArtifactInfo> DescribeArtifact(const std::string& data_dir, std::string_v
 
 Result<ArtifactInfo> WriteArtifact(const std::string& data_dir, std::string_view run_id,
                                    std::string_view name, std::string_view content) {
+  auto w = ArtifactWriter::Create(data_dir, run_id, name);
+  if (!w.ok()) return std::move(w).error();
+  SBX_TRY(w->Write(content));
+  return w->Finish();
+}
+
+struct ArtifactWriter::State {
+  std::string name, path, tmp;
+  UniqueFd fd;
+  Sha256Hasher hash;
+  uint64_t size = 0;
+};
+
+ArtifactWriter::ArtifactWriter(std::unique_ptr<State> state) : state_(std::move(state)) {}
+ArtifactWriter::ArtifactWriter(ArtifactWriter&&) noexcept = default;
+ArtifactWriter& ArtifactWriter::operator=(ArtifactWriter&&) noexcept = default;
+ArtifactWriter::~ArtifactWriter() = default;
+
+Result<ArtifactWriter> ArtifactWriter::Create(const std::string& data_dir, std::string_view run_id,
+                                              std::string_view name) {
   SBX_TRY(CheckArtifactName(name));
   if (name.find('/') != std::string_view::npos) {
     return MakeError(ErrorCode::kInvalidArgument, "only top-level artifacts are written here");
   }
   std::string dir = ArtifactDir(data_dir, run_id);
   if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) return ErrnoError("mkdir {}", dir);
-  SBX_TRY(ReplaceFile(dir + "/" + std::string(name), content));
-  return ArtifactInfo{std::string(name), content.size(), Sha256Hex(content)};
+  auto st = std::make_unique<State>();
+  st->name = std::string(name);
+  st->path = dir + "/" + st->name;
+  st->tmp = st->path + ".tmp";
+  st->fd.reset(
+      ::open(st->tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!st->fd) return ErrnoError("create {}", st->tmp);
+  return ArtifactWriter(std::move(st));
+}
+
+Status ArtifactWriter::Write(std::string_view data) {
+  if (!state_->fd) return MakeError(ErrorCode::kFailedPrecondition, "{} is finished", state_->name);
+  SBX_TRY(WriteAll(state_->fd.get(), data));
+  state_->hash.Update(data);
+  state_->size += data.size();
+  return Ok();
+}
+
+Result<ArtifactInfo> ArtifactWriter::Finish() {
+  if (!state_->fd) return MakeError(ErrorCode::kFailedPrecondition, "{} is finished", state_->name);
+  state_->fd.reset();
+  if (::rename(state_->tmp.c_str(), state_->path.c_str()) < 0) {
+    return ErrnoError("rename {}", state_->tmp);
+  }
+  return ArtifactInfo{state_->name, state_->size, DigestHex(state_->hash.Final())};
 }
 
 Status WriteManifest(const std::string& data_dir, std::string_view run_id,
@@ -354,27 +397,63 @@ std::string RenderReport(const store::RunRecord& run, std::string_view stdout_ta
   return r;
 }
 
-nlohmann::json AuditDocument(std::string_view run_id, const std::vector<store::EventRecord>& events,
-                             const std::vector<store::AuditRecord>& audit) {
-  nlohmann::json ev = nlohmann::json::array();
-  for (const auto& e : events) {
-    nlohmann::json j = e.data.is_object() ? e.data : nlohmann::json{{"data", e.data}};
-    j["type"] = store::EventTypeName(e.type);
-    j["seq"] = e.seq;
-    j["ts"] = e.ts_ms;
-    ev.push_back(std::move(j));
+nlohmann::json AuditEventJson(const store::EventRecord& e) {
+  nlohmann::json j = e.data.is_object() ? e.data : nlohmann::json{{"data", e.data}};
+  j["type"] = store::EventTypeName(e.type);
+  j["seq"] = e.seq;
+  j["ts"] = e.ts_ms;
+  return j;
+}
+
+nlohmann::json AuditRecordJson(const store::AuditRecord& a) {
+  return {{"id", a.id},         {"ts_ms", a.ts_ms},     {"actor", a.actor},
+          {"action", a.action}, {"details", a.details}, {"prev_hash", a.prev_hash},
+          {"hash", a.hash}};
+}
+
+namespace {
+
+// Writes `key: [items]` as a member of the top-level object in dump(2)'s layout: items at an
+// indent of 4, each one's own lines indented to match (a dump has no raw newline inside a
+// string, so every '\n' in it starts a line).
+template <class Record, class Pager, class Position, class ToJson>
+Status WriteMemberArray(ArtifactWriter& out, std::string_view key, const Pager& pager,
+                        Position position, ToJson to_json) {
+  SBX_TRY(out.Write(fmt::format("  \"{}\": [", key)));
+  bool first = true;
+  int64_t after = 0;
+  std::string text;
+  for (;;) {
+    Result<std::vector<Record>> page = pager(after);
+    if (!page.ok()) return std::move(page).error();
+    if (page->empty()) break;
+    text.clear();
+    for (const Record& r : *page) {
+      text += first ? "\n    " : ",\n    ";
+      first = false;
+      std::string item = to_json(r).dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+      for (char c : item) {
+        text.push_back(c);
+        if (c == '\n') text.append("    ");
+      }
+    }
+    after = position(page->back());
+    SBX_TRY(out.Write(text));
   }
-  nlohmann::json au = nlohmann::json::array();
-  for (const auto& a : audit) {
-    au.push_back({{"id", a.id},
-                  {"ts_ms", a.ts_ms},
-                  {"actor", a.actor},
-                  {"action", a.action},
-                  {"details", a.details},
-                  {"prev_hash", a.prev_hash},
-                  {"hash", a.hash}});
-  }
-  return {{"run_id", run_id}, {"events", ev}, {"audit", au}};
+  return out.Write(first ? "]" : "\n  ]");
+}
+
+}  // namespace
+
+Status WriteAuditDocument(ArtifactWriter& out, std::string_view run_id, const AuditPager& audit,
+                          const EventPager& events) {
+  SBX_TRY(out.Write("{\n"));
+  SBX_TRY(WriteMemberArray<store::AuditRecord>(
+      out, "audit", audit, [](const store::AuditRecord& a) { return a.id; }, AuditRecordJson));
+  SBX_TRY(out.Write(",\n"));
+  SBX_TRY(WriteMemberArray<store::EventRecord>(
+      out, "events", events, [](const store::EventRecord& e) { return e.seq; }, AuditEventJson));
+  return out.Write(fmt::format(",\n  \"run_id\": {}\n}}\n", nlohmann::json(run_id).dump()));
 }
 
 }  // namespace sbx::supervisor

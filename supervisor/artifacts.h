@@ -15,6 +15,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -46,6 +48,26 @@ Result<ArtifactInfo> DescribeArtifact(const std::string& data_dir, std::string_v
 Result<ArtifactInfo> WriteArtifact(const std::string& data_dir, std::string_view run_id,
                                    std::string_view name, std::string_view content);
 
+// An artifact written piece by piece: into "<name>.tmp", hashed and counted on the way, and
+// renamed over `name` by Finish(). Dropped unfinished, it leaves the .tmp file and no artifact.
+class ArtifactWriter {
+ public:
+  // A top-level artifact of the run (created, with the artifact dir, if missing).
+  static Result<ArtifactWriter> Create(const std::string& data_dir, std::string_view run_id,
+                                       std::string_view name);
+  ArtifactWriter(ArtifactWriter&&) noexcept;
+  ArtifactWriter& operator=(ArtifactWriter&&) noexcept;
+  ~ArtifactWriter();
+
+  Status Write(std::string_view data);
+  Result<ArtifactInfo> Finish();
+
+ private:
+  struct State;
+  explicit ArtifactWriter(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
 // The manifest: written once, when the run has ended; empty (not an error) before.
 Status WriteManifest(const std::string& data_dir, std::string_view run_id,
                      const std::vector<ArtifactInfo>& artifacts);
@@ -62,9 +84,17 @@ Result<UniqueFd> OpenArtifact(const std::string& data_dir, std::string_view run_
 std::string RenderReport(const store::RunRecord& run, std::string_view stdout_tail,
                          std::string_view stderr_tail);
 
-// audit.json: {"run_id", "events": [...], "audit": [...]}.
-nlohmann::json AuditDocument(std::string_view run_id, const std::vector<store::EventRecord>& events,
-                             const std::vector<store::AuditRecord>& audit);
+// audit.json: {"audit": [...], "events": [...], "run_id"}, the text nlohmann's dump(2) gives
+// for that document plus a newline, written piece by piece: `audit` and `events` hand over a
+// page of records after the given position (an audit id, a seq) and an empty page at the end,
+// so a run with a million events costs the memory of one page, not of a million.
+using AuditPager = std::function<Result<std::vector<store::AuditRecord>>(int64_t after_id)>;
+using EventPager = std::function<Result<std::vector<store::EventRecord>>(int64_t after_seq)>;
+Status WriteAuditDocument(ArtifactWriter& out, std::string_view run_id, const AuditPager& audit,
+                          const EventPager& events);
+// One record of it, as an object.
+nlohmann::json AuditEventJson(const store::EventRecord& event);
+nlohmann::json AuditRecordJson(const store::AuditRecord& record);
 
 // The last `max_lines` lines (at most `max_bytes` bytes) of a log file; "" when it is missing.
 std::string LogTail(const std::string& path, size_t max_lines, size_t max_bytes);

@@ -959,21 +959,23 @@ void RunManager::WriteEndArtifacts(const store::RunRecord& run, std::string diff
   add("diff.patch", diff);
   add("report.md", RenderReport(run, LogTail(dir + "/stdout", 40, 16 << 10),
                                 LogTail(dir + "/stderr", 40, 16 << 10)));
-  std::vector<store::EventRecord> events;
-  for (int64_t after = 0;;) {
-    auto page = store_.ListEvents(run.id, after, 1000);
-    if (!page.ok() || page->empty()) break;
-    after = page->back().seq;
-    std::move(page->begin(), page->end(), std::back_inserter(events));
+  // audit.json goes out page by page: a run with many log chunks has as many events.
+  auto write_audit = [&]() -> Result<ArtifactInfo> {
+    auto w = ArtifactWriter::Create(data_dir, run.id, "audit.json");
+    if (!w.ok()) return std::move(w).error();
+    SBX_TRY(WriteAuditDocument(
+        *w, run.id,
+        [&](int64_t after) {
+          return store_.ListAudit({.run_id = run.id, .after_id = after, .limit = 1000});
+        },
+        [&](int64_t after) { return store_.ListEvents(run.id, after, 1000); }));
+    return w->Finish();
+  };
+  if (auto info = write_audit(); info.ok()) {
+    all.push_back(std::move(*info));
+  } else {
+    spdlog::error("run {}: writing artifact audit.json: {}", run.id, info.error().ToString());
   }
-  std::vector<store::AuditRecord> audit;
-  for (int64_t after = 0;;) {
-    auto page = store_.ListAudit({.run_id = run.id, .after_id = after, .limit = 1000});
-    if (!page.ok() || page->empty()) break;
-    after = page->back().id;
-    std::move(page->begin(), page->end(), std::back_inserter(audit));
-  }
-  add("audit.json", AuditDocument(run.id, events, audit).dump(2) + "\n");
   for (const auto& a : all) {
     (void)Emit(run.id, EventType::kArtifactCreated,
                {{"name", a.name}, {"size", a.size}, {"sha256", a.sha256}});
