@@ -131,7 +131,14 @@ void EventPump::Drain() {
     }
     auto page = run_id_.empty() ? store_.ListAllEvents(next_, 200)
                                 : store_.ListEvents(run_id_, next_, 200);
-    if (!page.ok() || page->empty()) return;
+    if (!page.ok()) return;
+    if (page->empty()) {
+      if (consumer_.caught_up && consumer_.caught_up()) {
+        std::lock_guard<std::mutex> lk(mu_);
+        done_ = true;
+      }
+      return;
+    }
     for (const auto& e : *page) {
       Step step = consumer_.deliver(e);
       if (step == Step::kWait) {

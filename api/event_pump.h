@@ -30,6 +30,9 @@ class EventPump : public std::enable_shared_from_this<EventPump> {
     std::function<Step(const store::EventRecord&)> deliver;
     // Registers a one-shot callback for when the consumer has room again.
     std::function<void(std::function<void()>)> on_writable;
+    // Optional: called when every event there is has been delivered (the store has no more for
+    // now); true ends the pump there (a snapshot rather than a follower).
+    std::function<bool()> caught_up;
   };
 
   // With a run id: that run's events with seq > after. With an empty run id: every run's

@@ -381,6 +381,7 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
 
 std::string TailLines(const std::string& s, int64_t n) {
   if (n < 0) return s;
+  if (n == 0) return "";
   size_t pos = s.size();
   if (pos > 0 && s[pos - 1] == '\n') --pos;
   for (int64_t i = 0; i < n; ++i) {
@@ -390,6 +391,26 @@ std::string TailLines(const std::string& s, int64_t n) {
   }
   return s.substr(pos + 1);
 }
+
+// The last n lines (TailLines) of a text handed over piece by piece, keeping little more than
+// them: the kept text is cut back to its last n lines whenever it has doubled.
+class TailWindow {
+ public:
+  explicit TailWindow(int64_t n) : n_(n) {}
+  void Add(std::string_view piece) {
+    kept_.append(piece);
+    if (kept_.size() >= 2 * trimmed_ + (64 << 10)) {
+      kept_ = TailLines(kept_, n_);
+      trimmed_ = kept_.size();
+    }
+  }
+  std::string Take() { return TailLines(kept_, n_); }
+
+ private:
+  int64_t n_;
+  std::string kept_;
+  size_t trimmed_ = 0;
+};
 
 // "2026-11-23T01:05:59.123Z ".
 std::string TimestampPrefix(int64_t ts_ms) {
@@ -454,36 +475,34 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
     return e.type == EventType::kStepLog && (stream == "all" || e.data.value("stream", "") == stream);
   };
   const std::string data_dir = ctx.config->data_dir;
-  if (!*follow) {
-    std::string out;
-    if (stream != "all" && !*timestamps) {
-      auto f = ReadFile(fmt::format("{}/runs/{}/{}", data_dir, run->id, stream), 1ull << 31);
-      if (f.ok()) out = std::move(*f);
-    } else {
-      LogFormatter fmt(*timestamps);
-      int64_t after = 0;
-      for (;;) {
-        auto page = ctx.store->ListEvents(run->id, after, 1000);
-        if (!page.ok()) return Fail(page.error());
-        if (page->empty()) break;
-        for (const auto& e : *page) {
-          if (matches(e)) out += fmt.Format(e, supervisor::LogEventBytes(e, data_dir));
-          after = e.seq;
-        }
+  if (!*follow && tail >= 0) {
+    // The last lines: formatted in order, only the tail kept as it goes.
+    TailWindow window(tail);
+    LogFormatter fmt(*timestamps);
+    for (int64_t after = 0;;) {
+      auto page = ctx.store->ListEvents(run->id, after, 1000);
+      if (!page.ok()) return Fail(page.error());
+      if (page->empty()) break;
+      for (const auto& e : *page) {
+        if (matches(e)) window.Add(fmt.Format(e, supervisor::LogEventBytes(e, data_dir)));
+        after = e.seq;
       }
     }
     Response r;
     r.content_type = "application/octet-stream";
-    r.body = TailLines(out, tail);
+    r.body = window.Take();
     return r;
   }
-  // follow=true: everything so far, then live output until the run completes. The stream keeps
-  // its place by seq, so a slow client makes it wait (kBackoff), never buffer without bound.
+  // Streamed at the client's pace, from the store's events and the log files, so a log of any
+  // size costs a chunk of memory at a time: everything there is now, and with follow=true live
+  // output until the run completes. The stream keeps its place by seq, so a slow client makes
+  // it wait (kBackoff), never buffer without bound.
   StreamResponse sr;
   RouteContext c = ctx;
   std::string id = run->id;
   bool ts = *timestamps;
-  sr.start = [c, id, matches, data_dir, ts](std::shared_ptr<StreamSink> sink) {
+  bool snapshot = !*follow;
+  sr.start = [c, id, matches, data_dir, ts, snapshot](std::shared_ptr<StreamSink> sink) {
     auto fmt = std::make_shared<LogFormatter>(ts);
     EventPump::Consumer consumer;
     consumer.deliver = [sink, matches, data_dir, fmt](const store::EventRecord& e) {
@@ -503,6 +522,12 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
       return EventPump::Step::kNext;
     };
     consumer.on_writable = [sink](std::function<void()> f) { sink->OnWritable(std::move(f)); };
+    if (snapshot) {
+      consumer.caught_up = [sink] {
+        sink->Finish();
+        return true;
+      };
+    }
     auto pump = EventPump::Start(*c.runs, *c.store, id, 0, std::move(consumer));
     sink->OnClose([pump](StreamSink::CloseReason) { pump->Stop(); });
   };

@@ -429,6 +429,43 @@ TEST_P(ServeApiTest, LogsAreBinarySafeAndTimestamped) {
   EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/logs?timestamps=maybe", kAlice).status, 400);
 }
 
+// /logs without follow is what there is now, streamed: a log of many chunks arrives whole, its
+// tail is its last lines (none for tail=0, also without a final newline), and a run still
+// going gives its output so far rather than a response that waits for the run to end.
+TEST_P(ServeApiTest, LogsOfManyChunksAreStreamedAndTailed) {
+  std::string id =
+      SubmitApproved(R"({"argv": ["/bin/sh", "-c", "seq 1 300000; printf no-newline >&2"],)"
+                     R"( "limits": {"output_bytes": 4000000}})");
+  Follow(id);
+  std::string expected;
+  for (int i = 1; i <= 300000; ++i) expected += std::to_string(i) + "\n";
+  auto whole = Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice);
+  ASSERT_EQ(whole.status, 200);
+  EXPECT_TRUE(whole.body == expected) << whole.body.size() << " bytes";
+  EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/logs?stream=stdout&tail=3", kAlice).body,
+            "299998\n299999\n300000\n");
+  EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/logs?stream=stdout&tail=0", kAlice).body, "");
+  EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/logs?stream=stderr&tail=0", kAlice).body, "");
+  EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/logs?stream=stderr&tail=1", kAlice).body,
+            "no-newline");
+  auto all = Call("GET", "/v1/runs/" + id + "/logs?stream=all", kAlice).body;
+  EXPECT_EQ(all.size(), expected.size() + 10);
+
+  std::string running = SubmitApproved(R"({"argv": ["/bin/sh", "-c", "echo first; sleep 100"]})");
+  auto ws = RawConn::Tcp(port_);
+  ASSERT_TRUE(ws.has_value());
+  ASSERT_TRUE(ws->Send(MakeWsUpgrade("/v1/runs/" + running + "/events", {{"x-api-key", kAlice}})));
+  ASSERT_TRUE(api::testing::ReadHead(*ws).has_value());
+  for (;;) {
+    auto f = WsReadFrame(*ws);
+    ASSERT_TRUE(f.has_value());
+    if (nlohmann::json::parse(f->payload)["type"] == "step.log") break;
+  }
+  EXPECT_EQ(Call("GET", "/v1/runs/" + running + "/logs", kAlice).body, "first\n");
+  EXPECT_EQ(Call("GET", "/v1/runs/" + running + "/logs?tail=5", kAlice).body, "first\n");
+  EXPECT_EQ(Call("POST", "/v1/runs/" + running + ":cancel", kAlice).status, 202);
+}
+
 // ?format=binary: step.log events arrive as binary messages (header line, newline, the bytes as
 // written), bigger than the default pipe's 64 KiB, in order, and complete; the rest stays JSON.
 TEST_P(ServeApiTest, BinaryEventFormatCarriesLogBytesVerbatim) {
