@@ -597,6 +597,51 @@ Reply EvaluatePolicyHandler(const RouteContext& ctx, const Request& req) {
   return JsonResponse(200, policy::ToJson(*decision));
 }
 
+// Up to `length` bytes of `fd` from `offset` (fewer when the file ends first).
+Result<std::string> ReadAt(int fd, uint64_t offset, size_t length) {
+  std::string out(length, '\0');
+  size_t got = 0;
+  while (got < length) {
+    ssize_t n = ::pread(fd, out.data() + got, length - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read");
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  return out;
+}
+
+// Sends a file's first `size` bytes into a stream at the client's pace, a piece at a time.
+class FileStreamer : public std::enable_shared_from_this<FileStreamer> {
+ public:
+  FileStreamer(std::shared_ptr<StreamSink> sink, std::shared_ptr<UniqueFd> fd, uint64_t size)
+      : sink_(std::move(sink)), fd_(std::move(fd)), size_(size) {}
+
+  void Pump() {
+    constexpr size_t kPiece = 256 << 10;
+    while (pos_ < size_) {
+      auto piece =
+          ReadAt(fd_->get(), pos_, static_cast<size_t>(std::min<uint64_t>(kPiece, size_ - pos_)));
+      if (!piece.ok() || piece->empty()) break;  // cut short: the body ends where the file did
+      auto w = sink_->Write(*piece);
+      if (w == StreamSink::WriteResult::kClosed) return;
+      if (w == StreamSink::WriteResult::kBackoff) {
+        sink_->OnWritable([self = shared_from_this()] { self->Pump(); });
+        return;
+      }
+      pos_ += piece->size();
+    }
+    sink_->Finish();
+  }
+
+ private:
+  std::shared_ptr<StreamSink> sink_;
+  std::shared_ptr<UniqueFd> fd_;
+  uint64_t size_;
+  uint64_t pos_ = 0;
+};
+
 Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
   std::string name(req.PathParam("name"));
   if (Status st = supervisor::CheckArtifactName(name); !st.ok()) return Fail(st.error());
@@ -606,25 +651,28 @@ Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
   if (!fd.ok()) return Fail(fd.error());
   struct stat st{};
   if (::fstat(fd->get(), &st) < 0) return Fail(ErrnoError("stat artifact {}", name));
-  constexpr off_t kMaxInline = 1ll << 30;
-  if (st.st_size > kMaxInline) {
-    return ErrorResponse(413, "too_large", "artifact is larger than 1 GiB; read it on the host");
+  const std::string type = name.ends_with(".md")      ? "text/markdown; charset=utf-8"
+                           : name.ends_with(".json")  ? "application/json"
+                           : name.ends_with(".patch") ? "text/x-diff; charset=utf-8"
+                                                      : "application/octet-stream";
+  const auto size = static_cast<uint64_t>(st.st_size);
+  // A small artifact in one piece, with its Content-Length; a larger one streamed.
+  constexpr uint64_t kInlineBytes = 1 << 20;
+  if (size <= kInlineBytes) {
+    Response r;
+    r.content_type = type;
+    auto body = ReadAt(fd->get(), 0, static_cast<size_t>(size));
+    if (!body.ok()) return Fail(body.error());
+    r.body = std::move(*body);
+    return r;
   }
-  Response r;
-  r.content_type = name.ends_with(".md")     ? "text/markdown; charset=utf-8"
-                   : name.ends_with(".json") ? "application/json"
-                   : name.ends_with(".patch") ? "text/x-diff; charset=utf-8"
-                                              : "application/octet-stream";
-  r.body.resize(static_cast<size_t>(st.st_size));
-  size_t got = 0;
-  while (got < r.body.size()) {
-    ssize_t n = ::pread(fd->get(), r.body.data() + got, r.body.size() - got, static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  r.body.resize(got);
-  return r;
+  StreamResponse sr;
+  sr.content_type = type;
+  auto shared = std::make_shared<UniqueFd>(std::move(*fd));
+  sr.start = [shared, size](std::shared_ptr<StreamSink> sink) {
+    std::make_shared<FileStreamer>(std::move(sink), shared, size)->Pump();
+  };
+  return sr;
 }
 
 // The seccomp profiles in force (reloaded with the command policy).

@@ -364,6 +364,31 @@ TEST_P(ServeApiTest, ArtifactsAreListedWithChecksumsAndHostileNamesAreRefused) {
   EXPECT_EQ(Call("GET", "/v1/runs/run_nosuchrun00000000000/artifacts", kAlice).status, 404);
 }
 
+// An artifact larger than a MiB is streamed (no Content-Length, chunked) and arrives whole: the
+// daemon never holds it in memory, and there is no size past which it refuses to send one.
+TEST_P(ServeApiTest, LargeArtifactsAreStreamedWhole) {
+  std::string id = SubmitApproved(
+      R"({"argv": ["/bin/sh", "-c", "head -c 3000000 /dev/urandom > /artifacts/big.bin"]})");
+  Follow(id);
+  auto list = Call("GET", "/v1/runs/" + id + "/artifacts", kAlice);
+  ASSERT_EQ(list.status, 200) << list.body;
+  nlohmann::json big;
+  const nlohmann::json listed = list.Json();
+  for (const auto& a : listed["artifacts"]) {
+    if (a["name"] == "files/big.bin") big = a;
+  }
+  ASSERT_TRUE(big.is_object()) << list.body;
+  EXPECT_EQ(big["size"], 3000000);
+  auto got = Call("GET", "/v1/runs/" + id + "/artifacts/files/big.bin", kAlice);
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(got.Header("Content-Length"), "");
+  EXPECT_EQ(got.body.size(), 3000000u);
+  EXPECT_EQ(Sha256Hex(got.body), big["sha256"]);
+  // A small one keeps its Content-Length.
+  auto report = Call("GET", "/v1/runs/" + id + "/artifacts/report.md", kAlice);
+  EXPECT_EQ(report.Header("Content-Length"), std::to_string(report.body.size()));
+}
+
 TEST_P(ServeApiTest, EveryRunsEventsReplayFromACursor) {
   std::string a = SubmitApproved(R"({"argv": ["/bin/echo", "one"]})");
   Follow(a);
