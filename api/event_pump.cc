@@ -185,6 +185,31 @@ nlohmann::json EventToJson(const store::EventRecord& e, const std::string& data_
   return j;
 }
 
+std::string EventToJsonText(const store::EventRecord& e, const std::string& data_dir) {
+  if (e.type != store::EventType::kStepLog || !e.data.is_object() || e.data.contains("data") ||
+      e.data.contains("data_b64")) {
+    return DumpJson(EventToJson(e, data_dir));
+  }
+  std::string bytes = supervisor::LogEventBytes(e, data_dir);
+  nlohmann::json j = e.data;
+  AddEnvelope(e, j);
+  if (!supervisor::IsValidUtf8(bytes)) {
+    j["data_b64"] = supervisor::Base64Encode(bytes);
+    return DumpJson(j);
+  }
+  // The bytes are escaped straight into the message, sized once, after the other fields (never
+  // an empty object: the envelope is there). nlohmann's dump would check their UTF-8 again, a
+  // byte at a time, and grow its string as it goes.
+  std::string head = DumpJson(j);
+  std::string out;
+  out.reserve(head.size() + bytes.size() + bytes.size() / 16 + 16);
+  out.append(head, 0, head.size() - 1);
+  out.append(",\"data\":\"");
+  supervisor::AppendJsonEscaped(bytes, &out);
+  out.append("\"}");
+  return out;
+}
+
 std::string BinaryMessageHead(const store::EventRecord& e) {
   nlohmann::json header = nlohmann::json::object();
   if (e.data.is_object()) {

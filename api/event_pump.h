@@ -67,6 +67,9 @@ class EventPump : public std::enable_shared_from_this<EventPump> {
 // The wire form of an event: its data fields plus type, run_id, seq, ts and cursor; a step.log
 // event gets its bytes as `data` (valid UTF-8) or `data_b64`.
 nlohmann::json EventToJson(const store::EventRecord& event, const std::string& data_dir);
+// DumpJson(EventToJson(event)) in meaning (a step.log event's `data` comes last), built without
+// the JSON tree for the bytes: what a WebSocket client following a busy log is sent.
+std::string EventToJsonText(const store::EventRecord& event, const std::string& data_dir);
 
 // The binary wire form of a step.log event (?format=binary): the event as EventToJson gives
 // it but without data / data_b64, one newline, then the bytes exactly as the program wrote

@@ -351,7 +351,7 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
         if (pending->binary) {
           pending->file = LogFileBytes(e, data_dir, &pending->log_path, &pending->log_fd);
         }
-        pending->message = !pending->binary   ? DumpJson(EventToJson(e, data_dir))
+        pending->message = !pending->binary   ? EventToJsonText(e, data_dir)
                            : pending->file.fd ? BinaryMessageHead(e)
                                               : EventToBinaryMessage(e, data_dir);
       }
