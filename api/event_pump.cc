@@ -16,9 +16,12 @@ namespace sbx::api {
 // The queue holds at most one entry per live pump.
 class DeliveryThreads {
  public:
+  // Never destroyed: at process exit the threads are not waited for. One may still be inside a
+  // pump whose store its owner has already torn down (a test fixture, say), and joining it once
+  // hung a finished test binary's exit for good.
   static DeliveryThreads& Get() {
-    static DeliveryThreads instance;
-    return instance;
+    static DeliveryThreads* instance = new DeliveryThreads;
+    return *instance;
   }
   void Post(std::weak_ptr<EventPump> pump) {
     {
@@ -32,21 +35,12 @@ class DeliveryThreads {
   DeliveryThreads() {
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { Loop(); });
   }
-  ~DeliveryThreads() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
   void Loop() {
     for (;;) {
       std::weak_ptr<EventPump> next;
       {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-        if (stopping_) return;
+        cv_.wait(lk, [&] { return !queue_.empty(); });
         next = std::move(queue_.front());
         queue_.pop_front();
       }
@@ -57,7 +51,6 @@ class DeliveryThreads {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::weak_ptr<EventPump>> queue_;
-  bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
 
