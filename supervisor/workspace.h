@@ -2,8 +2,9 @@
 // /artifacts scratch area, mounted by the daemon under the run's private directory and handed to
 // the sandbox as binds.
 //
-//   <run_dir>/mnt/             a private bind of itself: nothing below propagates to other
-//                              mount namespaces of the host
+//   <run_dir>/mnt/             a small private tmpfs holding the mount points: nothing below
+//                              propagates to other mount namespaces of the host, and making and
+//                              removing the mount points costs the host's filesystem nothing
 //   <run_dir>/mnt/workspace    read-only mode: a read-only, nosuid, nodev clone of the workspace
 //   <run_dir>/mnt/lower        copy-on-write: the workspace, read-only and idmapped (its owner
 //                              appears as the sandbox user)
@@ -170,7 +171,7 @@ class RunMounts {
 
   std::string run_dir_;
   UniqueFd run_fd_;                        // O_PATH of run_dir
-  UniqueFd mnt_fd_;                        // O_PATH of <run_dir>/mnt (the private bind)
+  UniqueFd mnt_fd_;                        // O_PATH of <run_dir>/mnt (the private tmpfs)
   UniqueFd artifacts_fd_;                  // the artifacts tmpfs' root (from fsmount)
   UniqueFd upper_fd_;                      // copy-on-write: <run_dir>/cow/upper
   UniqueFd lower_fd_;                      // copy-on-write: the workspace itself (O_PATH)
