@@ -348,6 +348,16 @@ siginfo_t Sandbox::WaitInit() {
   return si;
 }
 
+bool Sandbox::InitExited() const {
+  if (!pidfd_ || reaped_) return true;
+  struct pollfd p = {pidfd_.get(), POLLIN, 0};
+  int n;
+  do {
+    n = ::poll(&p, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  return n > 0;
+}
+
 void Sandbox::Cancel() {
   cancelled_ = true;
   if (cancel_fd_) {

@@ -66,6 +66,8 @@ class Sandbox {
   pid_t init_pid() const { return init_pid_; }
   const std::string& id() const { return id_; }
   bool alive() const { return alive_; }
+  // Whether the init has ended (a pidfd poll; no wait): killed from outside, or by Cancel().
+  bool InitExited() const;
 
  private:
   Sandbox() = default;

@@ -28,6 +28,7 @@ class NativeRunSandbox : public RunSandbox {
     return sb_->Run(process, sink);
   }
   void Cancel() override { sb_->Cancel(); }
+  bool Usable() override { return !sb_->setup_error() && sb_->alive() && !sb_->InitExited(); }
   Status Destroy() override { return sb_->Destroy(); }
 
  private:

@@ -53,6 +53,9 @@ class RunSandbox {
   virtual Result<isolate::ProcessResult> Run(const isolate::ProcessSpec& process,
                                              const isolate::Sandbox::OutputSink& sink) = 0;
   virtual void Cancel() = 0;
+  // Whether Run() can still start a process: false once the sandbox failed its setup or died
+  // (its init killed from outside). Cheap; for a sandbox built ahead of its run.
+  virtual bool Usable() { return true; }
   // Kills everything and releases the sandbox (cgroup, container). Idempotent.
   virtual Status Destroy() = 0;
 };

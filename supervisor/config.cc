@@ -90,7 +90,7 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
                      "max_queue", "limits", "seccomp_profiles_dir", "policy_dir", "cgroup_parent",
                      "max_body_bytes", "workspace_roots", "artifacts_quota", "log_level",
                      "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
-                     "docker_image"},
+                     "docker_image", "warm_sandboxes"},
                     source, ""));
   if (auto n = root["workspace_roots"]) {
     if (!n.IsSequence()) {
@@ -170,6 +170,12 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     auto v = Int(root["max_concurrent_runs"], source, "max_concurrent_runs", 1);
     if (!v.ok()) return std::move(v).error();
     c.limits.max_concurrent_runs = static_cast<int>(*v);
+  }
+  if (root["warm_sandboxes"]) {
+    auto v = Int(root["warm_sandboxes"], source, "warm_sandboxes", 0);
+    if (!v.ok()) return std::move(v).error();
+    if (*v > 64) return KeyError(source, "warm_sandboxes", "must be at most 64");
+    c.limits.warm_sandboxes = static_cast<int>(*v);
   }
   if (root["max_queue"]) {
     auto v = Int(root["max_queue"], source, "max_queue", 0);

@@ -150,10 +150,11 @@ void Metrics::SeccompDenials(const nlohmann::json& list) {
   }
 }
 
-void Metrics::SandboxStarted(std::chrono::duration<double> latency) {
+void Metrics::SandboxStarted(std::chrono::duration<double> latency, bool warm) {
   std::lock_guard lock(mu_);
   start_latency_.Observe(latency.count());
   ++active_;
+  ++(warm ? started_warm_ : started_built_);
 }
 
 void Metrics::SandboxEnded() {
@@ -213,6 +214,10 @@ std::string Metrics::Render() const {
   run_duration_.Render(out, "sandboxd_run_duration_seconds", "");
   Family(out, "sandboxd_sandboxes_active", "gauge", "Sandboxes that exist now.");
   out += fmt::format("sandboxd_sandboxes_active {}\n", active_);
+  Family(out, "sandboxd_sandboxes_started_total", "counter",
+         "Sandboxes runs started in: built ahead of the run (warm) or for it (built).");
+  out += fmt::format("sandboxd_sandboxes_started_total{{source=\"warm\"}} {}\n", started_warm_);
+  out += fmt::format("sandboxd_sandboxes_started_total{{source=\"built\"}} {}\n", started_built_);
   Family(out, "sandboxd_oom_kills_total", "counter", "Steps killed by their cgroup's OOM killer.");
   out += fmt::format("sandboxd_oom_kills_total {}\n", oom_kills_);
   Family(out, "sandboxd_timeouts_total", "counter", "Steps killed at their timeout.");

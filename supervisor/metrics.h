@@ -8,6 +8,8 @@
 //                                                its sandbox being built
 //   sandboxd_run_duration_seconds                histogram: RUNNING until the run ended
 //   sandboxd_sandboxes_active                    gauge
+//   sandboxd_sandboxes_started_total{source}     counter: "warm" (built ahead of its run, see
+//                                                warm_pool.h) or "built" (for the run)
 //   sandboxd_oom_kills_total                     counter: steps killed by the cgroup's OOM killer
 //   sandboxd_timeouts_total                      counter: steps that ran past their timeout
 //   sandboxd_seccomp_denials_total{syscall}      counter: from a step result's "seccomp_denials"
@@ -77,7 +79,7 @@ class Metrics {
   // run.status (RUNNING starts a run's clock; PLANNED carries the policy decision),
   // step.finished (oom_killed, timed_out, seccomp_denials), run.completed (state and reason).
   void OnEvent(std::string_view run_id, std::string_view type, const nlohmann::json& data);
-  void SandboxStarted(std::chrono::duration<double> latency);
+  void SandboxStarted(std::chrono::duration<double> latency, bool warm = false);
   void SandboxEnded();
   void ApiRequest(std::string_view method, std::string_view route, int status,
                   std::chrono::duration<double> latency);
@@ -96,6 +98,8 @@ class Metrics {
   Histogram start_latency_;
   Histogram run_duration_;
   int64_t active_ = 0;
+  uint64_t started_warm_ = 0;
+  uint64_t started_built_ = 0;
   uint64_t oom_kills_ = 0;
   uint64_t timeouts_ = 0;
   std::map<std::string, uint64_t> seccomp_;

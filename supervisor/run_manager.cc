@@ -181,6 +181,22 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
     }
   }
   (void)store.Heartbeat(m->options_.node);
+  // Warm sandboxes are native ones, for runs that name no backend: none when those go to Docker.
+  if (m->options_.limits.warm_sandboxes > 0 && m->options_.default_backend != "docker" &&
+      m->options_.native->Availability().available) {
+    const LimitSet& d = m->options_.limits.defaults;
+    store::Limits defaults;
+    defaults.cpus = d.cpus;
+    defaults.memory_bytes = d.memory_bytes;
+    defaults.pids = d.pids;
+    WarmPoolOptions w;
+    w.size = static_cast<size_t>(m->options_.limits.warm_sandboxes);
+    w.data_dir = m->options_.data_dir;
+    w.artifacts_quota_bytes = m->options_.limits.artifacts_quota_bytes;
+    w.native = m->options_.native.get();
+    w.spec = [raw = m.get(), defaults] { return raw->BaseSpec(defaults, ""); };
+    m->warm_ = std::make_unique<WarmPool>(std::move(w));
+  }
   for (int i = 0; i < m->options_.limits.max_concurrent_runs; ++i) {
     m->workers_.emplace_back([raw = m.get()] { raw->Worker(); });
   }
@@ -216,6 +232,19 @@ void RunManager::Stop() {
   for (auto& t : workers_) t.join();
   workers_.clear();
   if (heartbeat_.joinable()) heartbeat_.join();
+  if (warm_) warm_->Stop();
+}
+
+Result<isolate::SandboxSpec> RunManager::BaseSpec(const store::Limits& limits,
+                                                  const std::string& seccomp_profile) const {
+  isolate::SandboxSpec spec;
+  spec.limits.cpus = limits.cpus;
+  spec.limits.memory_bytes = static_cast<uint64_t>(limits.memory_bytes.value_or(0));
+  spec.limits.pids = static_cast<uint64_t>(limits.pids.value_or(0));
+  auto program = SeccompProgram(seccomp_profile);
+  if (!program.ok()) return WithContext(std::move(program).error(), "seccomp profile");
+  spec.seccomp = std::move(*program);
+  return spec;
 }
 
 uint64_t RunManager::Subscribe(std::string run_id, Listener listener) {
@@ -726,17 +755,13 @@ void RunManager::Execute(RunRecord run) {
     logs[i].emplace(std::move(*log));
   }
 
-  isolate::SandboxSpec spec;
-  spec.id = id;
-  spec.limits.cpus = run.limits.cpus;
-  spec.limits.memory_bytes = static_cast<uint64_t>(run.limits.memory_bytes.value_or(0));
-  spec.limits.pids = static_cast<uint64_t>(run.limits.pids.value_or(0));
-  auto program = SeccompProgram(run.seccomp_profile);
-  if (!program.ok()) {
-    result.reason = "setup_failed: seccomp profile: " + program.error().ToString();
+  auto base = BaseSpec(run.limits, run.seccomp_profile);
+  if (!base.ok()) {
+    result.reason = "setup_failed: " + base.error().ToString();
     return finish(RunState::kFailed);
   }
-  spec.seccomp = std::move(*program);
+  isolate::SandboxSpec spec = std::move(*base);
+  spec.id = id;
   // Which backend runs it: what it asked for, where that is available.
   SandboxRequest request;
   auto chosen = SelectBackend(run.backend.empty() ? options_.default_backend : run.backend,
@@ -776,15 +801,28 @@ void RunManager::Execute(RunRecord run) {
     workspace = std::move(*ws);
     ws_mode = *mode;
   }
-  auto mounts = RunMounts::Prepare(dir, workspace ? &*workspace : nullptr, ws_mode,
-                                   options_.limits.artifacts_quota_bytes,
-                                   spec.host_id_base + spec.uid, spec.host_id_base + spec.gid);
-  if (!mounts.ok()) {
-    result.reason = "setup_failed: " + mounts.error().ToString();
-    spdlog::error("run {}: {}", id, result.reason);
-    return finish(RunState::kFailed);
+  // A warm sandbox when one of this run's shape is waiting: it comes with its own /artifacts.
+  std::unique_ptr<WarmSandbox> warm;
+  if (warm_ && backend == options_.native.get() && !workspace &&
+      (run.seccomp_profile.empty() || run.seccomp_profile == "default")) {
+    warm = warm_->Take(spec);
   }
-  for (auto& b : mounts->Binds()) spec.binds.push_back(std::move(b));
+  std::optional<RunMounts> mounts;
+  if (warm) {
+    mounts = std::move(warm->mounts);
+    warm->mounts.reset();
+  } else {
+    auto prepared = RunMounts::Prepare(dir, workspace ? &*workspace : nullptr, ws_mode,
+                                       options_.limits.artifacts_quota_bytes,
+                                       spec.host_id_base + spec.uid, spec.host_id_base + spec.gid);
+    if (!prepared.ok()) {
+      result.reason = "setup_failed: " + prepared.error().ToString();
+      spdlog::error("run {}: {}", id, result.reason);
+      return finish(RunState::kFailed);
+    }
+    mounts.emplace(std::move(*prepared));
+    for (auto& b : mounts->Binds()) spec.binds.push_back(std::move(b));
+  }
   // After the sandbox is gone: what the program left, the workspace's changes, the unmounts.
   auto take_outputs = [&] {
     const std::string artifact_dir = ArtifactDir(options_.data_dir, id);
@@ -818,7 +856,9 @@ void RunManager::Execute(RunRecord run) {
       run.steps.empty() ? std::vector<store::Step>{{"main", run.argv}} : run.steps;
   request.spec = std::move(spec);
   request.processes = steps.size();
-  auto sb = backend->Create(request);
+  Result<std::unique_ptr<RunSandbox>> sb =
+      warm ? Result<std::unique_ptr<RunSandbox>>(std::move(warm->sandbox)) : backend->Create(request);
+  if (warm) spdlog::debug("run {}: in warm sandbox {}", id, warm->id);
   if (!sb.ok()) {
     result.reason = "setup_failed: " + sb.error().ToString();
     spdlog::error("run {}: {}", id, result.reason);
@@ -826,7 +866,8 @@ void RunManager::Execute(RunRecord run) {
     return finish(RunState::kFailed);
   }
   if (options_.metrics != nullptr) {
-    options_.metrics->SandboxStarted(std::chrono::steady_clock::now() - claimed_at);
+    options_.metrics->SandboxStarted(std::chrono::steady_clock::now() - claimed_at,
+                                     warm != nullptr);
   }
   {
     std::lock_guard<std::mutex> lk(mu_);

@@ -35,6 +35,7 @@
 #include "supervisor/metrics.h"
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/store/store.h"
+#include "supervisor/warm_pool.h"
 
 namespace sbx::supervisor {
 
@@ -55,6 +56,10 @@ struct ServiceLimits {
   std::vector<std::string> workspace_roots;
   // The size of each run's /artifacts (a tmpfs).
   uint64_t artifacts_quota_bytes = 64ull << 20;
+  // Native sandboxes kept built ahead of their runs (supervisor/warm_pool.h): a run with the
+  // default limits, the default seccomp profile and no workspace starts in one at once.
+  // 0: every sandbox is built when its run starts. None either when default_backend is docker.
+  int warm_sandboxes = 1;
 };
 
 enum class Role { kSubmitter, kReviewer, kAdmin };
@@ -152,13 +157,16 @@ class RunManager {
   uint64_t Subscribe(std::string run_id, Listener listener);
   void Unsubscribe(uint64_t token);
 
-  // Stops claiming, cancels running sandboxes, joins the workers. Idempotent.
+  // Stops claiming, cancels running sandboxes, joins the workers, destroys the warm sandboxes.
+  // Idempotent.
   void Stop();
 
   // Each backend's availability (for GET /v1/info), native first.
   std::vector<BackendAvailability> Backends() const;
 
   const RunManagerOptions& options() const { return options_; }
+  // The warm sandboxes; null when there are none (warm_sandboxes 0, or no native backend).
+  WarmPool* warm_pool() const { return warm_.get(); }
 
  private:
   RunManager(store::Store& store, RunManagerOptions options);
@@ -175,6 +183,9 @@ class RunManager {
   void HeartbeatLoop();
   void Worker();
   void Execute(store::RunRecord run);
+  // The spec of a sandbox for `run`'s limits and seccomp profile, before its id and binds.
+  Result<isolate::SandboxSpec> BaseSpec(const store::Limits& limits,
+                                        const std::string& seccomp_profile) const;
   // diff.patch, report.md and audit.json for a run that has ended, an artifact.created event for
   // each artifact (`collected` first), and the manifest.
   void WriteEndArtifacts(const store::RunRecord& run, std::string diff,
@@ -191,6 +202,7 @@ class RunManager {
   std::map<std::string, bool> cancel_requested_;  // true: a client cancelled; false: Stop()
   std::vector<std::thread> workers_;
   std::thread heartbeat_;
+  std::unique_ptr<WarmPool> warm_;  // null: no warm sandboxes
 
   mutable std::mutex policy_mu_;
   std::shared_ptr<const policy::CommandPolicy> policy_;

@@ -682,6 +682,27 @@ Status CheckSearchableByOthers(const std::string& path) {
   return Ok();
 }
 
+Status MountPointsTmpfs(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0711) < 0 && errno != EEXIST) return ErrnoError("mkdir {}", dir);
+  auto tree = NewTmpfs("mount points", {{"size", std::to_string(kMountPointsTmpfsBytes * 16)},
+                                        {"nr_inodes", "65536"},
+                                        {"mode", "0711"}},
+                       MOUNT_ATTR_NOEXEC);
+  if (!tree.ok()) return std::move(tree).error();
+  if (::move_mount(tree->get(), "", AT_FDCWD, dir.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+    return ErrnoError("mount a tmpfs on {}", dir);
+  }
+  struct mount_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.propagation = MS_PRIVATE;
+  if (MountSetattr(AT_FDCWD, dir.c_str(), AT_SYMLINK_NOFOLLOW, attr) < 0) {
+    Error e = ErrnoError("make {} private", dir);
+    ::umount2(dir.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
+    return e;
+  }
+  return Ok();
+}
+
 Status SweepStaleMounts(const std::string& data_dir) {
   char real[PATH_MAX];
   if (::realpath(data_dir.c_str(), real) == nullptr) {
@@ -689,6 +710,7 @@ Status SweepStaleMounts(const std::string& data_dir) {
     return ErrnoError("data dir {}", data_dir);
   }
   const std::string runs = std::string(real) + "/runs";
+  const std::string warm = std::string(real) + "/" + kWarmDir;
   Status result;
   auto keep_first = [&](Error e) {
     spdlog::warn("sweeping stale run mounts: {}", e.ToString());
@@ -713,7 +735,9 @@ Status SweepStaleMounts(const std::string& data_dir) {
         if (i == line.size() || line[i] == ' ') {
           if (field == 4) {
             std::string mp = UnescapeMountinfo(line.substr(start, i - start));
-            if (IsRunMountPoint(mp, runs)) points.push_back(std::move(mp));
+            if (IsRunMountPoint(mp, runs) || mp == warm || mp.rfind(warm + "/", 0) == 0) {
+              points.push_back(std::move(mp));
+            }
           }
           ++field;
           start = i + 1;

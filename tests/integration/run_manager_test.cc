@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <sstream>
 
 #include "base/fs.h"
 #include "integration/sandbox_harness.h"
@@ -323,6 +324,125 @@ TEST_F(RunManagerTest, RunsLeftRunningByADeadDaemonEndFailed) {
   auto r = store_->GetRun(run.id);
   EXPECT_EQ(r->state, RunState::kFailed);
   EXPECT_EQ(r->result->reason, "supervisor_restart");
+  (*m)->Stop();
+}
+
+// The cgroup directories named warm-* under `parent`, in each hierarchy of `roots`.
+std::vector<std::string> WarmCgroups(const std::vector<std::string>& roots,
+                                     const std::string& parent) {
+  std::vector<std::string> out;
+  for (const auto& root : roots) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(root + "/" + parent, ec)) {
+      if (e.is_directory() && e.path().filename().string().rfind("warm-", 0) == 0) {
+        out.push_back(e.path().string());
+      }
+    }
+  }
+  return out;
+}
+
+// Mount points under `dir` (the host's mount table).
+std::vector<std::string> MountsUnder(const std::string& dir) {
+  std::vector<std::string> out;
+  std::istringstream table(*ReadFile("/proc/self/mountinfo"));
+  for (std::string line; std::getline(table, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    fields >> id >> parent >> dev >> root >> point;
+    if (point.rfind(dir + "/", 0) == 0) out.push_back(point);
+  }
+  return out;
+}
+
+TEST_F(RunManagerTest, AWarmSandboxServesOneRunAndLeavesNothingToTheNext) {
+  supervisor::WarmPool* pool = manager_->warm_pool();
+  ASSERT_NE(pool, nullptr);
+  ASSERT_TRUE(pool->WaitReady(1, std::chrono::seconds(30)));
+  // The first run leaves a file in /tmp, one in /artifacts and a process behind.
+  auto first = Submit(Request(
+      {"/bin/sh", "-c",
+       "echo secret > /tmp/left; echo kept > /artifacts/a.txt; (exec sleep 300 &) ; echo done"}));
+  ASSERT_TRUE(manager_->Approve(first.id, bob_).ok());
+  auto done = WaitCompleted(first.id);
+  EXPECT_EQ(done.state, RunState::kSucceeded);
+  EXPECT_EQ(pool->taken(), 1u);
+  EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + first.id + "/artifacts/files/a.txt"), "kept\n");
+
+  // The next run of the same shape gets another warm sandbox: none of that is in it.
+  ASSERT_TRUE(pool->WaitReady(1, std::chrono::seconds(30)));
+  auto second = Submit(Request({"/bin/sh", "-c",
+                                "cat /tmp/left 2>&1; ls -A /artifacts; "
+                                "for p in /proc/[0-9]*; do cat $p/comm; done"}));
+  ASSERT_TRUE(manager_->Approve(second.id, bob_).ok());
+  EXPECT_EQ(WaitCompleted(second.id).state, RunState::kSucceeded);
+  EXPECT_EQ(pool->taken(), 2u);
+  std::string out = *ReadFile(dir_ + "/data/runs/" + second.id + "/stdout");
+  EXPECT_EQ(out.find("secret"), std::string::npos) << out;
+  EXPECT_EQ(out.find("a.txt"), std::string::npos) << out;
+  EXPECT_EQ(out.find("sleep"), std::string::npos) << out;
+  EXPECT_NE(out.find("No such file"), std::string::npos) << out;
+
+  // Another shape (its own memory limit) is built for the run, and the limit holds.
+  auto limited = Request({"/bin/sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null; echo ok"});
+  limited.limits.memory_bytes = 96ll << 20;
+  auto third = Submit(limited);
+  ASSERT_TRUE(manager_->Approve(third.id, bob_).ok());
+  EXPECT_EQ(WaitCompleted(third.id).state, RunState::kSucceeded);
+  EXPECT_EQ(pool->taken(), 2u);
+  auto run = store_->GetRun(third.id);
+  EXPECT_EQ(run->limits.memory_bytes, 96ll << 20);
+}
+
+TEST_F(RunManagerTest, AWarmSandboxKilledWhileWaitingIsNotUsed) {
+  supervisor::WarmPool* pool = manager_->warm_pool();
+  ASSERT_NE(pool, nullptr);
+  ASSERT_TRUE(pool->WaitReady(1, std::chrono::seconds(30)));
+  // Its init (the only process in its cgroup), killed from outside.
+  auto cgroups = WarmCgroups(CgroupRoots(), parent_);
+  ASSERT_FALSE(cgroups.empty());
+  bool killed = false;
+  for (const auto& dir : cgroups) {
+    auto procs = ReadFile(dir + "/cgroup.procs");
+    if (!procs.ok() || procs->empty()) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(*procs));
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    killed = true;
+    break;
+  }
+  ASSERT_TRUE(killed);
+  auto run = Submit(Request({"/bin/echo", "fresh"}));
+  ASSERT_TRUE(manager_->Approve(run.id, bob_).ok());
+  auto done = WaitCompleted(run.id);
+  EXPECT_EQ(done.state, RunState::kSucceeded) << done.result->reason;
+  EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + run.id + "/stdout"), "fresh\n");
+}
+
+TEST_F(RunManagerTest, StopDestroysTheWarmSandboxes) {
+  ASSERT_NE(manager_->warm_pool(), nullptr);
+  ASSERT_TRUE(manager_->warm_pool()->WaitReady(1, std::chrono::seconds(30)));
+  EXPECT_FALSE(WarmCgroups(CgroupRoots(), parent_).empty());
+  EXPECT_FALSE(MountsUnder(dir_).empty());
+  manager_->Stop();
+  EXPECT_TRUE(WarmCgroups(CgroupRoots(), parent_).empty());
+  EXPECT_TRUE(MountsUnder(dir_).empty());
+  struct stat st;
+  EXPECT_NE(::stat((dir_ + "/data/warm").c_str(), &st), 0);
+}
+
+TEST_F(RunManagerTest, NoWarmSandboxesWhenTurnedOff) {
+  manager_->Stop();
+  manager_.reset();
+  supervisor::RunManagerOptions o;
+  o.node = "test-node";
+  o.data_dir = dir_ + "/data";
+  o.cgroups = driver_.get();
+  o.limits.warm_sandboxes = 0;
+  auto m = supervisor::RunManager::Start(*store_, o);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ((*m)->warm_pool(), nullptr);
+  EXPECT_TRUE(WarmCgroups(CgroupRoots(), parent_).empty());
+  EXPECT_TRUE(MountsUnder(dir_).empty());
   (*m)->Stop();
 }
 

@@ -40,6 +40,16 @@ class ServeRestartTest : public ServerTest {
     return out;
   }
 
+  // How many mount points in the host's table start with dir + prefix.
+  static size_t MountsUnder(const std::string& dir, const std::string& prefix) {
+    std::ifstream mounts("/proc/self/mountinfo");
+    size_t n = 0;
+    for (std::string line; std::getline(mounts, line);) {
+      n += line.find(" " + dir + prefix) != std::string::npos;
+    }
+    return n;
+  }
+
   // Starts the daemon, waits until it is ready and learns its port.
   void StartDaemon() {
     StartServer();
@@ -87,14 +97,18 @@ TEST_F(ServeRestartTest, KillNineMidRunThenRestartLosesNothing) {
   auto q = Call("GET", "/v1/runs/" + queued, kAlice).Json();
   EXPECT_EQ(q["state"], "SUCCEEDED");
   EXPECT_EQ(Call("GET", "/v1/runs/" + queued + "/logs", kAlice).body, "queued\n");
-  // The killed daemon's sandbox cgroups were killed and removed at the restart; the queued
-  // run's own is gone too.
-  EXPECT_TRUE(DaemonCgroups().empty());
-  // No mount is left under the data directory.
-  std::ifstream mounts("/proc/self/mountinfo");
-  for (std::string line; std::getline(mounts, line);) {
-    EXPECT_EQ(line.find(dir_), std::string::npos) << line;
+  // The killed daemon's sandbox cgroups (its runs', its warm sandboxes') were killed and
+  // removed at the restart; the queued run's own is gone too. What is left is the new daemon's
+  // warm sandboxes, waiting for runs.
+  const std::string mine = "warm-" + std::to_string(pid_) + "-";
+  for (const auto& cg : DaemonCgroups()) {
+    EXPECT_EQ(cg.rfind('/') + 1, cg.rfind("/" + mine) + 1) << cg << " left behind";
   }
+  // Of the mounts under the data directory, only the new daemon's warm sandboxes' are left: one
+  // tmpfs at data/warm and what is under it.
+  EXPECT_EQ(MountsUnder(dir_, "/data/runs/"), 0u);
+  EXPECT_EQ(MountsUnder(dir_, "/data/warm "), 1u);
+  EXPECT_EQ(MountsUnder(dir_, "/data/warm/warm-"), MountsUnder(dir_, "/data/warm/" + mine));
 
   // The audit chain recorded the recovery.
   auto audit = Call("GET", "/v1/audit?run_id=" + running, kBob).Json();
@@ -108,6 +122,9 @@ TEST_F(ServeRestartTest, KillNineMidRunThenRestartLosesNothing) {
   ASSERT_EQ(::waitpid(pid_, &status, 0), pid_);
   pid_ = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // And it leaves nothing: no cgroup, no mount.
+  EXPECT_TRUE(DaemonCgroups().empty());
+  EXPECT_EQ(MountsUnder(dir_, "/"), 0u);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ api_keys:
     key_sha256: fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9
 max_concurrent_runs: 4
 max_queue: 10
+warm_sandboxes: 3
 limits:
   defaults: {cpus: 0.5, memory: 256m, pids: 64, timeout_s: 60, output_bytes: 1m}
   maxima: {cpus: 2, memory: 2g, pids: 512, timeout_s: 3600, output_bytes: 64m}
@@ -35,6 +36,7 @@ TEST(Config, ParsesEverySetting) {
   EXPECT_EQ(c->api_keys[1].role, Role::kReviewer);
   EXPECT_EQ(c->limits.max_concurrent_runs, 4);
   EXPECT_EQ(c->limits.max_queue, 10);
+  EXPECT_EQ(c->limits.warm_sandboxes, 3);
   EXPECT_DOUBLE_EQ(c->limits.defaults.cpus, 0.5);
   EXPECT_EQ(c->limits.defaults.memory_bytes, 256ll << 20);
   EXPECT_EQ(c->limits.maxima.output_bytes, 64ll << 20);
@@ -52,6 +54,9 @@ TEST(Config, ErrorsNameTheKey) {
       {"listen: 8080", "listen"},
       {"max_queue: -1", "max_queue"},
       {"max_concurrent_runs: lots", "max_concurrent_runs"},
+      {"warm_sandboxes: -1", "warm_sandboxes"},
+      {"warm_sandboxes: 65", "warm_sandboxes"},
+      {"warm_sandboxes: some", "warm_sandboxes"},
       {"limits: {defaults: {memory: huge}}", "limits.defaults.memory"},
       {"limits: {maxima: {cpus: 0}}", "limits.maxima.cpus"},
       {"limits: {defaults: {gpu: 1}}", "limits.defaults.gpu"},

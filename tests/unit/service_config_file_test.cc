@@ -48,7 +48,7 @@ TEST(ShippedConfig, DocumentsEverySetting) {
        {"listen", "database", "data_dir", "node", "api_keys", "max_concurrent_runs", "max_queue",
         "limits", "seccomp_profiles_dir", "policy_dir", "cgroup_parent", "max_body_bytes",
         "workspace_roots", "artifacts_quota", "log_level", "metrics_require_key",
-        "cgroup_delegation"}) {
+        "cgroup_delegation", "warm_sandboxes"}) {
     EXPECT_NE(text.find("\n" + std::string(key) + ":"), std::string::npos) << key;
   }
   // Every key the parser accepts is in the file: an unknown key is refused, so adding one to

@@ -66,7 +66,7 @@ TEST(Metrics, HistogramsAreCumulativeWithInf) {
   Metrics m;
   m.SandboxStarted(std::chrono::milliseconds(3));
   m.SandboxStarted(std::chrono::milliseconds(30));
-  m.SandboxStarted(std::chrono::seconds(60));
+  m.SandboxStarted(std::chrono::seconds(60), /*warm=*/true);
   m.SandboxEnded();
   std::string page = m.Render();
   EXPECT_TRUE(Has(page, R"(sandboxd_sandbox_start_seconds_bucket{le="0.005"} 1)")) << page;
@@ -75,6 +75,8 @@ TEST(Metrics, HistogramsAreCumulativeWithInf) {
   EXPECT_TRUE(Has(page, R"(sandboxd_sandbox_start_seconds_bucket{le="+Inf"} 3)"));
   EXPECT_TRUE(Has(page, "sandboxd_sandbox_start_seconds_count 3"));
   EXPECT_TRUE(Has(page, "sandboxd_sandboxes_active 2"));
+  EXPECT_TRUE(Has(page, R"(sandboxd_sandboxes_started_total{source="warm"} 1)")) << page;
+  EXPECT_TRUE(Has(page, R"(sandboxd_sandboxes_started_total{source="built"} 2)")) << page;
   EXPECT_NE(page.find("# TYPE sandboxd_sandbox_start_seconds histogram\n"), std::string::npos);
 }
 
