@@ -62,6 +62,7 @@ struct Limits {
   std::optional<double> cpus;            // CPU quota in CPUs (0.5 = half a CPU)
   std::optional<uint64_t> memory_bytes;  // hard limit; swap is disabled whenever this is set
   std::optional<uint64_t> pids;          // maximum number of tasks
+  bool operator==(const Limits&) const = default;
 };
 
 // One write a driver performs to apply limits: file relative to the sandbox's cgroup directory

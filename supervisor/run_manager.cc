@@ -182,19 +182,16 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   }
   (void)store.Heartbeat(m->options_.node);
   // Warm sandboxes are native ones, for runs that name no backend: none when those go to Docker.
+  // Their limits: a request's that names none.
+  auto defaults = ResolveLimits({}, m->options_.limits);
   if (m->options_.limits.warm_sandboxes > 0 && m->options_.default_backend != "docker" &&
-      m->options_.native->Availability().available) {
-    const LimitSet& d = m->options_.limits.defaults;
-    store::Limits defaults;
-    defaults.cpus = d.cpus;
-    defaults.memory_bytes = d.memory_bytes;
-    defaults.pids = d.pids;
+      m->options_.native->Availability().available && defaults.ok()) {
     WarmPoolOptions w;
     w.size = static_cast<size_t>(m->options_.limits.warm_sandboxes);
     w.data_dir = m->options_.data_dir;
     w.artifacts_quota_bytes = m->options_.limits.artifacts_quota_bytes;
     w.native = m->options_.native.get();
-    w.spec = [raw = m.get(), defaults] { return raw->BaseSpec(defaults, ""); };
+    w.spec = [raw = m.get(), defaults = *defaults] { return raw->BaseSpec(defaults, ""); };
     m->warm_ = std::make_unique<WarmPool>(std::move(w));
   }
   for (int i = 0; i < m->options_.limits.max_concurrent_runs; ++i) {

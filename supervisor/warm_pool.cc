@@ -85,11 +85,6 @@ void WarmPool::Stop() {
   }
 }
 
-size_t WarmPool::ready() const {
-  std::lock_guard<std::mutex> lk(mu_);
-  return ready_.size();
-}
-
 uint64_t WarmPool::taken() const {
   std::lock_guard<std::mutex> lk(mu_);
   return taken_;
@@ -113,8 +108,7 @@ std::unique_ptr<WarmSandbox> WarmPool::Take(const isolate::SandboxSpec& spec) {
         stale.push_back(std::move(w));  // dead, or built with a profile no longer in force
         continue;
       }
-      if (w->limits.cpus != spec.limits.cpus || w->limits.memory_bytes != spec.limits.memory_bytes ||
-          w->limits.pids != spec.limits.pids) {
+      if (w->limits != spec.limits) {
         ready_.push_front(std::move(w));  // another run's shape: it stays for the next one
         break;
       }

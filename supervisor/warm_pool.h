@@ -76,8 +76,7 @@ class WarmPool {
   // Joins the builder and destroys every waiting sandbox. Idempotent.
   void Stop();
 
-  // How many are waiting now, and how many runs have taken one so far.
-  size_t ready() const;
+  // How many runs have taken one so far.
   uint64_t taken() const;
   // Blocks until at least `n` are waiting, the pool stops, or `timeout` passes; whether `n` are.
   bool WaitReady(size_t n, std::chrono::milliseconds timeout);

@@ -207,6 +207,31 @@ int MountSetattr(int fd, const char* path, unsigned flags, const struct mount_at
   return ::mount_setattr(fd, path, flags, &a, sizeof a);
 }
 
+// A new tmpfs for mount points (noexec), attached at `name` below `dirfd` (`where` is that path,
+// absolute, for messages) and made private: mounts below it stay in this namespace. On error
+// nothing stays mounted there.
+Status AttachMountPointsTmpfs(int dirfd, const char* name, const std::string& where,
+                              uint64_t size, uint64_t inodes, const char* mode) {
+  auto tree = NewTmpfs("mount points",
+                       {{"size", std::to_string(size)},
+                        {"nr_inodes", std::to_string(inodes)},
+                        {"mode", mode}},
+                       MOUNT_ATTR_NOEXEC);
+  if (!tree.ok()) return std::move(tree).error();
+  if (::move_mount(tree->get(), "", dirfd, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+    return ErrnoError("mount a tmpfs on {}", where);
+  }
+  struct mount_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.propagation = MS_PRIVATE;
+  if (MountSetattr(dirfd, name, AT_SYMLINK_NOFOLLOW, attr) < 0) {
+    Error e = ErrnoError("make {} private", where);
+    ::umount2(where.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
+    return e;
+  }
+  return Ok();
+}
+
 bool IsOctal(char c) { return c >= '0' && c <= '7'; }
 
 // True for "<runs>/<id>/mnt" and anything below it.
@@ -422,23 +447,9 @@ Result<RunMounts> RunMounts::Prepare(const std::string& run_dir, const ResolvedW
   }
   m.made_mnt_dir_ = true;
   if (::fchmodat(m.run_fd_.get(), "mnt", 0755, 0) < 0) return ErrnoError("chmod {}/mnt", real);
-  {
-    auto tree = NewTmpfs("mount points", {{"size", std::to_string(kMountPointsTmpfsBytes)},
-                                          {"nr_inodes", "16"},
-                                          {"mode", "0755"}},
-                         MOUNT_ATTR_NOEXEC);
-    if (!tree.ok()) return std::move(tree).error();
-    if (::move_mount(tree->get(), "", m.run_fd_.get(), "mnt", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-      return ErrnoError("mount a tmpfs on {}/mnt", m.run_dir_);
-    }
-    m.mount_points_.push_back(m.run_dir_ + "/mnt");
-    struct mount_attr attr;
-    std::memset(&attr, 0, sizeof attr);
-    attr.propagation = MS_PRIVATE;
-    if (MountSetattr(m.run_fd_.get(), "mnt", AT_SYMLINK_NOFOLLOW, attr) < 0) {
-      return ErrnoError("make {}/mnt private", m.run_dir_);
-    }
-  }
+  SBX_TRY(AttachMountPointsTmpfs(m.run_fd_.get(), "mnt", m.run_dir_ + "/mnt",
+                                 kMountPointsTmpfsBytes, 16, "0755"));
+  m.mount_points_.push_back(m.run_dir_ + "/mnt");
   m.mnt_fd_.reset(OpenBeneath(m.run_fd_.get(), "mnt", O_PATH | O_DIRECTORY | O_NOFOLLOW));
   if (!m.mnt_fd_) return ErrnoError("open {}/mnt", m.run_dir_);
 
@@ -684,23 +695,8 @@ Status CheckSearchableByOthers(const std::string& path) {
 
 Status MountPointsTmpfs(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0711) < 0 && errno != EEXIST) return ErrnoError("mkdir {}", dir);
-  auto tree = NewTmpfs("mount points", {{"size", std::to_string(kMountPointsTmpfsBytes * 16)},
-                                        {"nr_inodes", "65536"},
-                                        {"mode", "0711"}},
-                       MOUNT_ATTR_NOEXEC);
-  if (!tree.ok()) return std::move(tree).error();
-  if (::move_mount(tree->get(), "", AT_FDCWD, dir.c_str(), MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-    return ErrnoError("mount a tmpfs on {}", dir);
-  }
-  struct mount_attr attr;
-  std::memset(&attr, 0, sizeof attr);
-  attr.propagation = MS_PRIVATE;
-  if (MountSetattr(AT_FDCWD, dir.c_str(), AT_SYMLINK_NOFOLLOW, attr) < 0) {
-    Error e = ErrnoError("make {} private", dir);
-    ::umount2(dir.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
-    return e;
-  }
-  return Ok();
+  return AttachMountPointsTmpfs(AT_FDCWD, dir.c_str(), dir, kMountPointsTmpfsBytes * 16, 65536,
+                                "0711");
 }
 
 Status SweepStaleMounts(const std::string& data_dir) {
