@@ -15,8 +15,9 @@ namespace sbx::api::testing {
 
 class TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "sbx_api.XXXXXX").string();
+  // <temp dir>/<prefix>.XXXXXX; path() is "" when it could not be made.
+  explicit TempDir(const std::string& prefix = "sbx_api") {
+    std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + ".XXXXXX")).string();
     if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
   }
   ~TempDir() {

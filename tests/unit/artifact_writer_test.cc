@@ -13,6 +13,7 @@
 #include "base/sha256.h"
 #include "supervisor/artifacts.h"
 #include "supervisor/run_logs.h"
+#include "api/testing/test_util.h"
 
 namespace sbx::supervisor {
 namespace {
@@ -20,17 +21,15 @@ namespace {
 class ArtifactWriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = std::string(SBX_BINARY_DIR) + "/artifact_writer_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    ASSERT_FALSE(dir_.empty());
     std::filesystem::create_directories(RunDir(dir_, kRun));  // the run's own, as a run has
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::string Path(const std::string& name) { return ArtifactDir(dir_, kRun) + "/" + name; }
 
   static constexpr char kRun[] = "run_abc";
-  std::string dir_;
+  sbx::api::testing::TempDir tmp_{"artifact_writer_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(ArtifactWriterTest, DescribesWhatItWroteAndAppearsOnlyWhenFinished) {

@@ -10,17 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "api/testing/test_util.h"
+
 namespace sbx::supervisor {
 namespace {
 
 class LogAppenderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = std::string(SBX_BINARY_DIR) + "/run_logs_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void SetUp() override { ASSERT_FALSE(dir_.empty()); }
 
   std::string ReadFile(const std::string& path) {
     std::string out;
@@ -32,7 +29,8 @@ class LogAppenderTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
+  sbx::api::testing::TempDir tmp_{"run_logs_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 // Chunks of uneven sizes: every byte lands where its offset says.

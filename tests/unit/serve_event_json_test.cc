@@ -11,6 +11,7 @@
 #include "api/event_pump.h"
 #include "base/fs.h"
 #include "supervisor/run_logs.h"
+#include "api/testing/test_util.h"
 
 namespace sbx::api {
 namespace {
@@ -18,12 +19,9 @@ namespace {
 class EventJsonTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = std::string(SBX_BINARY_DIR) + "/serve_event_json_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    ASSERT_FALSE(dir_.empty());
     std::filesystem::create_directories(supervisor::RunDir(dir_, "run_x"));
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // A step.log event whose bytes are `bytes`, appended to the run's stdout log.
   store::EventRecord LogEvent(const std::string& bytes) {
@@ -51,7 +49,8 @@ class EventJsonTest : public ::testing::Test {
     EXPECT_EQ(parsed, EventToJson(e, dir_)) << text;
   }
 
-  std::string dir_;
+  sbx::api::testing::TempDir tmp_{"serve_event_json_test"};
+  const std::string dir_ = tmp_.path();
   int64_t seq_ = 0;
 };
 
