@@ -43,6 +43,45 @@ int64_t NowMs() {
 constexpr size_t kMaxDiffBytes = 16 << 20;
 constexpr auto kCrossNodeRecheck = std::chrono::seconds(2);
 
+// The audit record of `who` doing `action` (to run `run_id`; "" for the daemon itself).
+store::AuditWrite AuditOf(const Principal& who, std::string_view action, std::string_view run_id,
+                          nlohmann::json details) {
+  details["role"] = RoleName(who.role);
+  std::optional<std::string> run;
+  if (!run_id.empty()) run = std::string(run_id);
+  return {who.name, std::string(action), std::move(run), std::move(details)};
+}
+
+// A state change with its run.status event and its audit record, to commit together; with
+// the run.completed event too when `ends_run` (a run that ends without having run).
+std::vector<store::Write> MoveWrites(std::string_view run_id, const std::vector<RunState>& from,
+                                     RunState to, const store::RunUpdate& update,
+                                     const Principal& who, std::string_view action,
+                                     bool ends_run = false) {
+  nlohmann::json data = {{"state", store::RunStateName(to)}};
+  if (update.result) data["reason"] = update.result->reason;
+  std::vector<store::Write> writes;
+  writes.push_back(store::TransitionWrite{std::string(run_id), from, to, update});
+  writes.push_back(store::EventWrite{std::string(run_id), EventType::kRunStatus, data});
+  writes.push_back(AuditOf(who, action, run_id, {{"to", store::RunStateName(to)}}));
+  if (ends_run) {
+    writes.push_back(
+        store::EventWrite{std::string(run_id), EventType::kRunCompleted, std::move(data)});
+  }
+  return writes;
+}
+
+// What a run that was RUNNING on a node that died gets: run.status and run.completed (FAILED,
+// supervisor_restart) and the audit record saying who noticed.
+std::vector<store::Write> RecoveredWrites(const std::string& run_id, nlohmann::json audit) {
+  const nlohmann::json data = {{"state", "FAILED"}, {"reason", "supervisor_restart"}};
+  std::vector<store::Write> writes;
+  writes.push_back(store::EventWrite{run_id, EventType::kRunStatus, data});
+  writes.push_back(store::EventWrite{run_id, EventType::kRunCompleted, data});
+  writes.push_back(AuditOf({"sandboxd", Role::kAdmin}, "run.recovered", run_id, std::move(audit)));
+  return writes;
+}
+
 Status CheckLimit(const char* field, double value, double max) {
   if (!(value > 0) || !std::isfinite(value)) {
     return MakeError(ErrorCode::kInvalidArgument, "limits.{} must be positive", field);
@@ -146,12 +185,8 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   // Crash recovery: what this node was running when it died did not finish.
   auto stale = store.RecoverStale(m->options_.node);
   if (!stale.ok()) return WithContext(std::move(stale).error(), "crash recovery");
-  Principal daemon{"sandboxd", Role::kAdmin};
   for (const std::string& id : *stale) {
-    (void)m->Emit(id, EventType::kRunStatus, {{"state", "FAILED"}, {"reason", "supervisor_restart"}});
-    (void)m->Emit(id, EventType::kRunCompleted,
-                  {{"state", "FAILED"}, {"reason", "supervisor_restart"}});
-    m->Audit(daemon, "run.recovered", id, {{"node", m->options_.node}});
+    (void)m->Record(id, "its recovery", RecoveredWrites(id, {{"node", m->options_.node}}));
     spdlog::warn("run {}: was running when the daemon stopped; marked FAILED", id);
   }
   // Their containers (Docker's survive the daemon that made them).
@@ -256,20 +291,18 @@ void RunManager::Unsubscribe(uint64_t token) {
   listeners_.erase(token);
 }
 
-Result<store::EventRecord> RunManager::Emit(std::string_view run_id, EventType type,
-                                            nlohmann::json data) {
-  // One event at a time: listeners see every run's events in seq order. They are called
+Result<store::Committed> RunManager::Commit(std::span<const store::Write> writes) {
+  // One commit at a time: listeners see every run's events in seq order. They are called
   // without listeners_mu_ held, so a listener may unsubscribe.
   std::lock_guard<std::mutex> emit(emit_mu_);
-  auto ev = store_.AppendEvent(run_id, type, data);
-  if (!ev.ok()) {
-    spdlog::error("run {}: cannot record event {}: {}", run_id, store::EventTypeName(type),
-                  ev.error().ToString());
-    return ev;
-  }
+  auto done = store_.Commit(writes);
+  if (!done.ok() || done->events.empty()) return done;
   if (options_.metrics != nullptr) {
-    options_.metrics->OnEvent(run_id, store::EventTypeName(type), ev->data);
+    for (const store::EventRecord& ev : done->events) {
+      options_.metrics->OnEvent(ev.run_id, store::EventTypeName(ev.type), ev.data);
+    }
   }
+  const std::string& run_id = done->events.front().run_id;  // every event is of one run
   std::vector<Listener> targets;
   {
     std::lock_guard<std::mutex> lk(listeners_mu_);
@@ -277,32 +310,42 @@ Result<store::EventRecord> RunManager::Emit(std::string_view run_id, EventType t
       if (sub.first.empty() || sub.first == run_id) targets.push_back(sub.second);
     }
   }
-  for (const auto& l : targets) l(*ev);
-  return ev;
+  for (const store::EventRecord& ev : done->events) {
+    for (const auto& l : targets) l(ev);
+  }
+  return done;
+}
+
+Result<store::Committed> RunManager::Record(std::string_view run_id, std::string_view what,
+                                            std::span<const store::Write> writes) {
+  auto done = Commit(writes);
+  if (!done.ok()) {
+    spdlog::error("run {}: cannot record {}: {}", run_id, what, done.error().ToString());
+  }
+  return done;
+}
+
+Result<store::EventRecord> RunManager::Emit(std::string_view run_id, EventType type,
+                                            nlohmann::json data) {
+  const store::Write w = store::EventWrite{std::string(run_id), type, std::move(data)};
+  auto done = Record(run_id, fmt::format("event {}", store::EventTypeName(type)), std::span(&w, 1));
+  if (!done.ok()) return std::move(done).error();
+  return std::move(done->events.front());
 }
 
 void RunManager::Audit(const Principal& who, std::string_view action, std::string_view run_id,
                        nlohmann::json details) {
-  details["role"] = RoleName(who.role);
-  std::optional<std::string_view> run;
-  if (!run_id.empty()) run = run_id;  // "" for records about the daemon, not a run
-  auto r = store_.AppendAudit(who.name, action, run, details);
-  if (!r.ok()) {
-    spdlog::error("run {}: cannot append audit record {}: {}", run_id, action,
-                  r.error().ToString());
-  }
+  const store::Write w = AuditOf(who, action, run_id, std::move(details));
+  (void)Record(run_id, fmt::format("audit record {}", action), std::span(&w, 1));
 }
 
 Result<RunRecord> RunManager::Move(std::string_view run_id, const std::vector<RunState>& from,
                                    RunState to, const store::RunUpdate& update,
-                                   const Principal& who, std::string_view action) {
-  auto run = store_.Transition(run_id, from, to, update);
-  if (!run.ok()) return run;
-  nlohmann::json data = {{"state", store::RunStateName(to)}};
-  if (update.result) data["reason"] = update.result->reason;
-  (void)Emit(run_id, EventType::kRunStatus, data);
-  Audit(who, action, run_id, {{"to", store::RunStateName(to)}});
-  return run;
+                                   const Principal& who, std::string_view action, bool ends_run) {
+  std::vector<store::Write> writes = MoveWrites(run_id, from, to, update, who, action, ends_run);
+  auto done = Commit(writes);
+  if (!done.ok()) return std::move(done).error();
+  return std::move(done->runs.front());
 }
 
 Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Principal& who) {
@@ -359,11 +402,11 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
   request.submitter = who.name;
   request.state = RunState::kPending;
 
-  auto counts = store_.CountByState();
-  if (!counts.ok()) return std::move(counts).error();
-  if ((*counts)[RunState::kQueued] >= options_.limits.max_queue) {
-    return MakeError(ErrorCode::kResourceExhausted, "the run queue is full ({} queued); retry later",
-                     (*counts)[RunState::kQueued]);
+  auto queued = store_.CountInState(RunState::kQueued);
+  if (!queued.ok()) return std::move(queued).error();
+  if (*queued >= options_.limits.max_queue) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "the run queue is full ({} queued); retry later", *queued);
   }
 
   auto created = store_.CreateRun(request);
@@ -387,9 +430,11 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
     return created;
   }
   const std::string id = created->run.id;
-  (void)Emit(id, EventType::kRunStatus, {{"state", "PENDING"}});
-  Audit(who, "run.submitted", id, {{"idempotency_key", request.idempotency_key.value_or("")}});
-  auto run = Plan(created->run, who);
+  std::vector<store::Write> submitted;
+  submitted.push_back(store::EventWrite{id, EventType::kRunStatus, {{"state", "PENDING"}}});
+  submitted.push_back(AuditOf(who, "run.submitted", id,
+                              {{"idempotency_key", request.idempotency_key.value_or("")}}));
+  auto run = Plan(created->run, who, std::move(submitted));
   if (!run.ok()) return std::move(run).error();
   created->run = std::move(*run);
   return created;
@@ -505,9 +550,11 @@ Result<std::string> RunManager::SeccompJson(const std::string& name) const {
   return p->json;
 }
 
-Result<RunRecord> RunManager::Plan(const RunRecord& run, const Principal& who) {
+Result<RunRecord> RunManager::Plan(const RunRecord& run, const Principal& who,
+                                   std::vector<store::Write> before) {
   const std::string& id = run.id;
-  RunRecord planned = run;
+  std::vector<store::Write> writes = before;
+  nlohmann::json policy = run.policy;
   if (run.state == RunState::kPending) {
     auto decision = Evaluate(PolicyInput(run));
     store::RunUpdate update;
@@ -517,57 +564,63 @@ Result<RunRecord> RunManager::Plan(const RunRecord& run, const Principal& who) {
                                               {"reasons", nlohmann::json::array()},
                                               {"rule", nullptr},
                                               {"note", "no command policy: a reviewer decides"}};
-    auto moved = store_.Transition(id, {RunState::kPending}, RunState::kPlanned, update);
-    if (!moved.ok()) return moved;
-    (void)Emit(id, EventType::kRunStatus, {{"state", "PLANNED"}, {"policy", *update.policy}});
-    Audit(who, "policy.decision", id, *update.policy);
-    planned = std::move(*moved);
+    policy = *update.policy;
+    writes.push_back(store::TransitionWrite{id, {RunState::kPending}, RunState::kPlanned, update});
+    writes.push_back(
+        store::EventWrite{id, EventType::kRunStatus, {{"state", "PLANNED"}, {"policy", policy}}});
+    writes.push_back(AuditOf(who, "policy.decision", id, policy));
   }
-  const std::string verdict = planned.policy.is_object() ? planned.policy.value("decision", "review")
-                                                          : "review";
+  auto add = [&writes](std::vector<store::Write> more) {
+    for (store::Write& w : more) writes.push_back(std::move(w));
+  };
+  const std::string verdict = policy.is_object() ? policy.value("decision", "review") : "review";
   const Principal policy_actor{"policy", Role::kAdmin};
   if (verdict == "deny") {
     store::RunUpdate update;
     update.result = store::RunResult{};
     std::string why = "denied by the command policy";
-    if (auto it = planned.policy.find("reasons"); it != planned.policy.end() && it->is_array() &&
-                                                  !it->empty() && (*it)[0].is_object()) {
+    if (auto it = policy.find("reasons");
+        it != policy.end() && it->is_array() && !it->empty() && (*it)[0].is_object()) {
       why = (*it)[0].value("message", why);
     }
     update.result->reason = "policy_denied: " + why;
-    auto r = Move(id, {RunState::kPlanned}, RunState::kCancelled, update, policy_actor,
-                  "run.denied");
-    if (r.ok()) {
-      (void)Emit(id, EventType::kRunCompleted,
-                 {{"state", "CANCELLED"}, {"reason", update.result->reason}});
+    add(MoveWrites(id, {RunState::kPlanned}, RunState::kCancelled, update, policy_actor,
+                   "run.denied", /*ends_run=*/true));
+  } else {
+    add(MoveWrites(id, {RunState::kPlanned}, RunState::kAwaitingReview, {}, who,
+                   "run.awaiting_review"));
+    if (verdict == "allow") {
+      // Approved by a rule: who approved is the policy, and which rule is recorded.
+      store::RunUpdate update;
+      std::string rule = "policy";
+      if (auto it = policy.find("rule"); it != policy.end() && it->is_object()) {
+        rule = fmt::format("{}:{} {}", it->value("file", ""), it->value("line", 0),
+                           it->value("pattern", ""));
+      }
+      update.approval = store::Approval{"policy", NowMs(), rule};
+      add(MoveWrites(id, {RunState::kAwaitingReview}, RunState::kQueued, update, policy_actor,
+                     "run.approved"));
     }
-    return r;
   }
-  auto waiting =
-      Move(id, {RunState::kPlanned}, RunState::kAwaitingReview, {}, who, "run.awaiting_review");
-  if (!waiting.ok() || verdict != "allow") return waiting;
-  // Approved by a rule: who approved is the policy, and which rule is recorded.
-  store::RunUpdate update;
-  std::string rule = "policy";
-  if (auto it = planned.policy.find("rule"); it != planned.policy.end() && it->is_object()) {
-    rule = fmt::format("{}:{} {}", it->value("file", ""), it->value("line", 0),
-                       it->value("pattern", ""));
+  // The whole decision in one commit: a run is never seen half-planned.
+  auto done = Commit(writes);
+  if (!done.ok()) {
+    // What came before (the submission's own records) is kept all the same.
+    if (!before.empty()) (void)Record(id, "its submission", before);
+    return std::move(done).error();
   }
-  update.approval = store::Approval{"policy", NowMs(), rule};
-  auto queued = Move(id, {RunState::kAwaitingReview}, RunState::kQueued, update, policy_actor,
-                     "run.approved");
-  if (queued.ok()) {
+  RunRecord planned = std::move(done->runs.back());
+  if (planned.state == RunState::kQueued) {
     {
       std::lock_guard<std::mutex> lk(mu_);
       ++wakeups_;
     }
     work_.notify_one();
   }
-  return queued;
+  return planned;
 }
 
 void RunManager::HeartbeatLoop() {
-  const Principal daemon{"sandboxd", Role::kAdmin};
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(mu_);
@@ -586,10 +639,8 @@ void RunManager::HeartbeatLoop() {
       auto stale = store_.RecoverStale(n.name);
       if (!stale.ok()) continue;
       for (const std::string& id : *stale) {
-        nlohmann::json data = {{"state", "FAILED"}, {"reason", "supervisor_restart"}};
-        (void)Emit(id, EventType::kRunStatus, data);
-        (void)Emit(id, EventType::kRunCompleted, data);
-        Audit(daemon, "run.recovered", id, {{"node", n.name}, {"by", options_.node}});
+        (void)Record(id, "its recovery",
+                     RecoveredWrites(id, {{"node", n.name}, {"by", options_.node}}));
         spdlog::warn("run {}: its node {} stopped beating; marked FAILED", id, n.name);
       }
     }
@@ -630,13 +681,8 @@ Result<RunRecord> RunManager::Reject(std::string_view run_id, const Principal& w
   store::RunUpdate update;
   update.result = store::RunResult{};
   update.result->reason = "rejected" + (reason.empty() ? "" : ": " + reason);
-  auto run = Move(run_id, {RunState::kAwaitingReview}, RunState::kCancelled, update, who,
-                  "run.rejected");
-  if (run.ok()) {
-    (void)Emit(run_id, EventType::kRunCompleted,
-               {{"state", "CANCELLED"}, {"reason", update.result->reason}});
-  }
-  return run;
+  return Move(run_id, {RunState::kAwaitingReview}, RunState::kCancelled, update, who,
+              "run.rejected", /*ends_run=*/true);
 }
 
 Result<RunRecord> RunManager::Cancel(std::string_view run_id, const Principal& who) {
@@ -654,12 +700,8 @@ Result<RunRecord> RunManager::Cancel(std::string_view run_id, const Principal& w
   store::RunUpdate update;
   update.result = store::RunResult{};
   update.result->reason = "cancelled";
-  auto run = Move(run_id, store::NonTerminalRunStates(), RunState::kCancelled, update, who,
-                  "run.cancelled");
-  if (run.ok()) {
-    (void)Emit(run_id, EventType::kRunCompleted, {{"state", "CANCELLED"}, {"reason", "cancelled"}});
-  }
-  return run;
+  return Move(run_id, store::NonTerminalRunStates(), RunState::kCancelled, update, who,
+              "run.cancelled", /*ends_run=*/true);
 }
 
 void RunManager::Worker() {
@@ -691,8 +733,13 @@ void RunManager::Execute(RunRecord run) {
     std::lock_guard<std::mutex> lk(mu_);
     running_[id] = nullptr;
   }
-  (void)Emit(id, EventType::kRunStatus, {{"state", "RUNNING"}, {"node", options_.node}});
-  Audit(daemon, "run.started", id, {{"node", options_.node}});
+  {
+    std::vector<store::Write> started;
+    started.push_back(store::EventWrite{
+        id, EventType::kRunStatus, {{"state", "RUNNING"}, {"node", options_.node}}});
+    started.push_back(AuditOf(daemon, "run.started", id, {{"node", options_.node}}));
+    (void)Record(id, "its start", started);
+  }
 
   store::RunResult result;
   bool cancelled = false;
@@ -706,26 +753,34 @@ void RunManager::Execute(RunRecord run) {
     }
     store::RunUpdate update;
     update.result = result;
-    auto done = store_.Transition(id, {RunState::kRunning}, state, update);
-    if (!done.ok()) {
-      spdlog::error("run {}: cannot record its end: {}", id, done.error().ToString());
-      return;
-    }
-    nlohmann::json data = {{"state", store::RunStateName(state)},
-                           {"reason", result.reason},
-                           {"exit_code", result.exit_code ? nlohmann::json(*result.exit_code)
-                                                          : nlohmann::json(nullptr)}};
-    (void)Emit(id, EventType::kRunStatus, data);
-    Audit(daemon, "run.finished", id, data);
+    const nlohmann::json data = {{"state", store::RunStateName(state)},
+                                 {"reason", result.reason},
+                                 {"exit_code", result.exit_code ? nlohmann::json(*result.exit_code)
+                                                                : nlohmann::json(nullptr)}};
+    std::vector<store::Write> ended;
+    ended.push_back(store::TransitionWrite{id, {RunState::kRunning}, state, update});
+    ended.push_back(store::EventWrite{id, EventType::kRunStatus, data});
+    ended.push_back(AuditOf(daemon, "run.finished", id, data));
     if (!result.seccomp_denials.empty()) {
-      Audit(daemon, "run.seccomp_denials", id,
-            {{"denials", SeccompDenialsJson(result.seccomp_denials)},
-             {"summary", DenialSummary(result.seccomp_denials)},
-             {"profile", run.seccomp_profile.empty() ? "default" : run.seccomp_profile}});
+      ended.push_back(
+          AuditOf(daemon, "run.seccomp_denials", id,
+                  {{"denials", SeccompDenialsJson(result.seccomp_denials)},
+                   {"summary", DenialSummary(result.seccomp_denials)},
+                   {"profile", run.seccomp_profile.empty() ? "default" : run.seccomp_profile}}));
     }
-    // Every artifact exists, and is announced, before run.completed.
-    WriteEndArtifacts(*done, std::move(diff), artifacts);
-    (void)Emit(id, EventType::kRunCompleted, data);
+    auto done = Record(id, "its end", ended);
+    if (!done.ok()) return;
+    // Every artifact exists, and is announced, before run.completed (in the same commit).
+    std::vector<store::Write> completed;
+    for (const ArtifactInfo& a :
+         WriteEndArtifacts(done->runs.front(), std::move(diff), artifacts)) {
+      completed.push_back(
+          store::EventWrite{id,
+                            EventType::kArtifactCreated,
+                            {{"name", a.name}, {"size", a.size}, {"sha256", a.sha256}}});
+    }
+    completed.push_back(store::EventWrite{id, EventType::kRunCompleted, data});
+    (void)Record(id, "its completion", completed);
   };
   auto is_cancelled = [&] {
     std::lock_guard<std::mutex> lk(mu_);
@@ -981,8 +1036,9 @@ void RunManager::Execute(RunRecord run) {
   finish(all_ok ? RunState::kSucceeded : RunState::kFailed);
 }
 
-void RunManager::WriteEndArtifacts(const store::RunRecord& run, std::string diff,
-                                   std::vector<ArtifactInfo> collected) {
+std::vector<ArtifactInfo> RunManager::WriteEndArtifacts(const store::RunRecord& run,
+                                                        std::string diff,
+                                                        std::vector<ArtifactInfo> collected) {
   const std::string& data_dir = options_.data_dir;
   const std::string dir = RunDir(data_dir, run.id);
   std::vector<ArtifactInfo> all = std::move(collected);
@@ -1014,13 +1070,10 @@ void RunManager::WriteEndArtifacts(const store::RunRecord& run, std::string diff
   } else {
     spdlog::error("run {}: writing artifact audit.json: {}", run.id, info.error().ToString());
   }
-  for (const auto& a : all) {
-    (void)Emit(run.id, EventType::kArtifactCreated,
-               {{"name", a.name}, {"size", a.size}, {"sha256", a.sha256}});
-  }
   if (Status st = WriteManifest(data_dir, run.id, all); !st.ok()) {
     spdlog::error("run {}: writing the artifact manifest: {}", run.id, st.error().ToString());
   }
+  return all;
 }
 
 }  // namespace sbx::supervisor

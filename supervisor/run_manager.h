@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,11 +30,11 @@
 #include "cgroup/cgroup.h"
 #include "isolate/sandbox.h"
 #include "seccomp/seccomp.h"
-#include "supervisor/seccomp_profiles.h"
 #include "supervisor/artifacts.h"
 #include "supervisor/backend.h"
 #include "supervisor/metrics.h"
 #include "supervisor/policy/command_policy.h"
+#include "supervisor/seccomp_profiles.h"
 #include "supervisor/store/store.h"
 #include "supervisor/warm_pool.h"
 
@@ -170,26 +171,37 @@ class RunManager {
 
  private:
   RunManager(store::Store& store, RunManagerOptions options);
+  // Commits `writes` together (store::Store::Commit), then hands their events, in seq order, to
+  // the metrics and the listeners. Logs nothing: the caller knows what a failure means.
+  Result<store::Committed> Commit(std::span<const store::Write> writes);
+  // Commit(), logging a failure as "run RUN_ID: cannot record WHAT: …".
+  Result<store::Committed> Record(std::string_view run_id, std::string_view what,
+                                  std::span<const store::Write> writes);
   Result<store::EventRecord> Emit(std::string_view run_id, store::EventType type,
                                   nlohmann::json data);
   void Audit(const Principal& who, std::string_view action, std::string_view run_id,
              nlohmann::json details);
+  // A transition with its run.status event and audit record (and run.completed when
+  // `ends_run`), in one commit.
   Result<store::RunRecord> Move(std::string_view run_id, const std::vector<store::RunState>& from,
                                 store::RunState to, const store::RunUpdate& update,
-                                const Principal& who, std::string_view action);
-  // PENDING -> PLANNED (the policy decision) -> AWAITING_REVIEW; from PLANNED for a run that
-  // stalled there.
-  Result<store::RunRecord> Plan(const store::RunRecord& run, const Principal& who);
+                                const Principal& who, std::string_view action,
+                                bool ends_run = false);
+  // PENDING -> PLANNED (the policy decision) -> AWAITING_REVIEW (-> QUEUED when a rule
+  // approves it; -> CANCELLED when one denies it), in one commit after `before`; from PLANNED
+  // for a run that stalled there.
+  Result<store::RunRecord> Plan(const store::RunRecord& run, const Principal& who,
+                                std::vector<store::Write> before = {});
   void HeartbeatLoop();
   void Worker();
   void Execute(store::RunRecord run);
   // The spec of a sandbox for `run`'s limits and seccomp profile, before its id and binds.
   Result<isolate::SandboxSpec> BaseSpec(const store::Limits& limits,
                                         const std::string& seccomp_profile) const;
-  // diff.patch, report.md and audit.json for a run that has ended, an artifact.created event for
-  // each artifact (`collected` first), and the manifest.
-  void WriteEndArtifacts(const store::RunRecord& run, std::string diff,
-                         std::vector<ArtifactInfo> collected);
+  // diff.patch, report.md and audit.json for a run that has ended, and the manifest; returns
+  // every artifact (`collected` first), to announce.
+  std::vector<ArtifactInfo> WriteEndArtifacts(const store::RunRecord& run, std::string diff,
+                                              std::vector<ArtifactInfo> collected);
 
   store::Store& store_;
   RunManagerOptions options_;

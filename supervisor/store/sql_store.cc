@@ -277,65 +277,6 @@ class SqlStore final : public Store {
     return page;
   }
 
-  Result<RunRecord> Transition(std::string_view run_id, const std::vector<RunState>& from,
-                               RunState to, const RunUpdate& update) override {
-    if (from.empty()) {
-      return MakeError(ErrorCode::kInvalidArgument, "a transition to {} needs expected states",
-                       RunStateName(to));
-    }
-    for (RunState f : from) {
-      if (!IsLegalTransition(f, to)) {
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "run state {} -> {} is not a legal "
-                         "transition",
-                         RunStateName(f), RunStateName(to));
-      }
-    }
-    Params p;
-    const int64_t now = NowMs();
-    std::string sets = "state = " + p.Add(std::string(RunStateName(to)));
-    if (to == RunState::kQueued) sets += ", queued_at = " + p.Add(now);
-    if (to == RunState::kRunning) sets += ", started_at = " + p.Add(now);
-    if (IsTerminal(to)) sets += ", finished_at = " + p.Add(now);
-    auto set_json = [&](const char* column, Result<std::string> text) -> Status {
-      if (!text.ok()) return std::move(text).error();
-      sets += std::string(", ") + column + " = " + p.Add(std::move(*text));
-      return Ok();
-    };
-    if (update.policy) SBX_TRY(set_json("policy", EncodeJson(*update.policy, "policy")));
-    if (update.approval) SBX_TRY(set_json("approval", EncodeApproval(*update.approval)));
-    if (update.limits) SBX_TRY(set_json("limits", EncodeLimits(*update.limits)));
-    if (update.result) SBX_TRY(set_json("result", EncodeResult(*update.result)));
-    if (update.node) {
-      SBX_TRY(EncodeJson(*update.node, "node"));
-      sets += ", node = " + p.Add(*update.node);
-    }
-    std::string sql =
-        "UPDATE runs SET " + sets + " WHERE id = " + p.Add(std::string(run_id)) + " AND state IN (";
-    for (size_t i = 0; i < from.size(); ++i) {
-      sql += (i ? ", " : "") + p.Add(std::string(RunStateName(from[i])));
-    }
-    sql += ") RETURNING " + RunSelectList();
-
-    std::optional<RunRecord> updated;
-    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
-      auto r = FirstRun(tx.Query(sql, p.values(), RunSelectKinds()));
-      if (!r.ok()) return std::move(r).error();
-      if (*r) {
-        updated = std::move(*r);
-        return Ok();
-      }
-      std::array<SqlValue, 1> id = {std::string(run_id)};
-      auto rows = tx.Query("SELECT state FROM runs WHERE id = $1", id, kOneText);
-      if (!rows.ok()) return std::move(rows).error();
-      if (rows->empty()) return RunNotFound(run_id);
-      return MakeError(ErrorCode::kFailedPrecondition,
-                       "run {} is {}; moving it to {} needs it to be {}", run_id,
-                       TextAt(rows->front(), 0), RunStateName(to), StateList(from));
-    }));
-    return std::move(*updated);
-  }
-
   Result<std::optional<RunRecord>> ClaimNextQueued(std::string_view node) override {
     if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "claiming needs a node name");
     // PostgreSQL: the subquery locks the oldest QUEUED row no other transaction holds (SKIP
@@ -357,6 +298,18 @@ class SqlStore final : public Store {
     return claimed;
   }
 
+  Result<int64_t> CountInState(RunState state) override {
+    int64_t count = 0;
+    SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+      std::array<SqlValue, 1> p = {std::string(RunStateName(state))};
+      auto rows = tx.Query("SELECT COUNT(*) FROM runs WHERE state = $1", p, kOneInt);
+      if (!rows.ok()) return std::move(rows).error();
+      count = rows->empty() ? 0 : IntAt(rows->front(), 0);
+      return Ok();
+    }));
+    return count;
+  }
+
   Result<std::map<RunState, int64_t>> CountByState() override {
     std::map<RunState, int64_t> counts;
     for (RunState s : AllRunStates()) counts[s] = 0;
@@ -371,41 +324,6 @@ class SqlStore final : public Store {
       return Ok();
     }));
     return counts;
-  }
-
-  Result<EventRecord> AppendEvent(std::string_view run_id, EventType type,
-                                  const nlohmann::json& data) override {
-    auto text = EncodeJson(data, "event data");
-    if (!text.ok()) return std::move(text).error();
-    EventRecord event{.run_id = std::string(run_id), .type = type, .ts_ms = NowMs(), .data = data};
-    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
-      // The row lock taken by this UPDATE serialises appends to one run across connections.
-      std::array<SqlValue, 1> id = {event.run_id};
-      auto rows = tx.Query(
-          "UPDATE runs SET last_event_seq = last_event_seq + 1 WHERE id = $1 "
-          "RETURNING last_event_seq",
-          id, kOneInt);
-      if (!rows.ok()) return std::move(rows).error();
-      if (rows->empty()) return RunNotFound(run_id);
-      event.seq = IntAt(rows->front(), 0);
-      // Taken after the run's row (always in this order, so appends never deadlock) and held
-      // until commit: cursors follow commit order across connections.
-      auto counter = tx.Query(
-          "UPDATE event_counter SET value = value + 1 WHERE id = 1 RETURNING value", {}, kOneInt);
-      if (!counter.ok()) return std::move(counter).error();
-      if (counter->empty()) {
-        return MakeError(ErrorCode::kInternal, "the event_counter row is missing");
-      }
-      event.cursor = IntAt(counter->front(), 0);
-      std::array<SqlValue, 6> p = {event.run_id, event.seq, std::string(EventTypeName(type)),
-                                   event.ts_ms, *text, event.cursor};
-      SBX_TRY(
-          tx.Exec("INSERT INTO events (run_id, seq, type, ts, data, gseq) VALUES ($1, $2, $3, "
-                  "$4, $5, $6)",
-                  p));
-      return Ok();
-    }));
-    return event;
   }
 
   Result<std::vector<EventRecord>> ListEvents(std::string_view run_id, int64_t after_seq,
@@ -453,46 +371,47 @@ class SqlStore final : public Store {
     return events;
   }
 
-  Result<AuditRecord> AppendAudit(std::string_view actor, std::string_view action,
-                                  std::optional<std::string_view> run_id,
-                                  const nlohmann::json& details) override {
-    if (actor.empty() || action.empty()) {
-      return MakeError(ErrorCode::kInvalidArgument, "an audit record needs an actor and action");
+  Result<Committed> Commit(std::span<const Write> writes) override {
+    const std::string* run_id = nullptr;
+    bool audits = false;
+    for (const Write& w : writes) {
+      const std::string* named = nullptr;
+      if (const auto* t = std::get_if<TransitionWrite>(&w)) named = &t->run_id;
+      if (const auto* e = std::get_if<EventWrite>(&w)) named = &e->run_id;
+      if (std::holds_alternative<AuditWrite>(w)) audits = true;
+      if (named == nullptr) continue;
+      if (run_id != nullptr && *run_id != *named) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "one commit changes one run; it names {} and {}", *run_id, *named);
+      }
+      run_id = named;
     }
-    auto details_text = EncodeJson(details, "audit details");
-    if (!details_text.ok()) return std::move(details_text).error();
-    AuditRecord rec;
-    rec.actor = actor;
-    rec.action = action;
-    if (run_id) rec.run_id = std::string(*run_id);
-    rec.details = details;
+    Committed out;
     SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
-      // The chain needs one writer at a time, across daemons too.
-      if (std::string lock = conn_->LockStatement(LockKey::kAudit); !lock.empty()) {
+      out = Committed{};  // a retried transaction starts afresh
+      // Locks in one order everywhere, so commits never deadlock: the audit chain's (taken
+      // first, for the whole transaction), the run's row, the event counter.
+      if (std::string lock = conn_->LockStatement(LockKey::kAudit); audits && !lock.empty()) {
         SBX_TRY(tx.Query(lock, {}, {}));
       }
-      auto last = tx.Query("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", {}, kIntText);
-      if (!last.ok()) return std::move(last).error();
-      rec.id = last->empty() ? 1 : IntAt(last->front(), 0) + 1;
-      rec.prev_hash = last->empty() ? kGenesisHash : TextAt(last->front(), 1);
-      rec.ts_ms = NowMs();
-      auto hash = AuditHash(rec);
-      if (!hash.ok()) return std::move(hash).error();
-      rec.hash = std::move(*hash);
-      std::array<SqlValue, 8> p = {rec.id,
-                                   rec.ts_ms,
-                                   rec.actor,
-                                   rec.action,
-                                   rec.run_id ? SqlValue(*rec.run_id) : SqlValue(),
-                                   *details_text,
-                                   rec.prev_hash,
-                                   rec.hash};
-      SBX_TRY(tx.Exec(
-          "INSERT INTO audit (" + AuditSelectList() + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-          p));
+      for (const Write& w : writes) {
+        if (const auto* t = std::get_if<TransitionWrite>(&w)) {
+          auto run = ApplyTransition(tx, *t);
+          if (!run.ok()) return std::move(run).error();
+          out.runs.push_back(std::move(*run));
+        } else if (const auto* e = std::get_if<EventWrite>(&w)) {
+          auto event = ApplyEvent(tx, *e);
+          if (!event.ok()) return std::move(event).error();
+          out.events.push_back(std::move(*event));
+        } else {
+          auto rec = ApplyAudit(tx, std::get<AuditWrite>(w));
+          if (!rec.ok()) return std::move(rec).error();
+          out.audits.push_back(std::move(*rec));
+        }
+      }
       return Ok();
     }));
-    return rec;
+    return out;
   }
 
   Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) override {
@@ -614,6 +533,125 @@ class SqlStore final : public Store {
   }
 
  private:
+  static Result<RunRecord> ApplyTransition(SqlTx& tx, const TransitionWrite& w) {
+    const std::string& run_id = w.run_id;
+    const RunState to = w.to;
+    const RunUpdate& update = w.update;
+    if (w.from.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "a transition to {} needs expected states",
+                       RunStateName(to));
+    }
+    for (RunState f : w.from) {
+      if (!IsLegalTransition(f, to)) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "run state {} -> {} is not a legal "
+                         "transition",
+                         RunStateName(f), RunStateName(to));
+      }
+    }
+    Params p;
+    const int64_t now = NowMs();
+    std::string sets = "state = " + p.Add(std::string(RunStateName(to)));
+    if (to == RunState::kQueued) sets += ", queued_at = " + p.Add(now);
+    if (to == RunState::kRunning) sets += ", started_at = " + p.Add(now);
+    if (IsTerminal(to)) sets += ", finished_at = " + p.Add(now);
+    auto set_json = [&](const char* column, Result<std::string> text) -> Status {
+      if (!text.ok()) return std::move(text).error();
+      sets += std::string(", ") + column + " = " + p.Add(std::move(*text));
+      return Ok();
+    };
+    if (update.policy) SBX_TRY(set_json("policy", EncodeJson(*update.policy, "policy")));
+    if (update.approval) SBX_TRY(set_json("approval", EncodeApproval(*update.approval)));
+    if (update.limits) SBX_TRY(set_json("limits", EncodeLimits(*update.limits)));
+    if (update.result) SBX_TRY(set_json("result", EncodeResult(*update.result)));
+    if (update.node) {
+      SBX_TRY(EncodeJson(*update.node, "node"));
+      sets += ", node = " + p.Add(*update.node);
+    }
+    std::string sql =
+        "UPDATE runs SET " + sets + " WHERE id = " + p.Add(run_id) + " AND state IN (";
+    for (size_t i = 0; i < w.from.size(); ++i) {
+      sql += (i ? ", " : "") + p.Add(std::string(RunStateName(w.from[i])));
+    }
+    sql += ") RETURNING " + RunSelectList();
+
+    auto r = FirstRun(tx.Query(sql, p.values(), RunSelectKinds()));
+    if (!r.ok()) return std::move(r).error();
+    if (*r) return std::move(**r);
+    std::array<SqlValue, 1> id = {run_id};
+    auto rows = tx.Query("SELECT state FROM runs WHERE id = $1", id, kOneText);
+    if (!rows.ok()) return std::move(rows).error();
+    if (rows->empty()) return RunNotFound(run_id);
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "run {} is {}; moving it to {} needs it to be {}", run_id,
+                     TextAt(rows->front(), 0), RunStateName(to), StateList(w.from));
+  }
+
+  static Result<EventRecord> ApplyEvent(SqlTx& tx, const EventWrite& w) {
+    auto text = EncodeJson(w.data, "event data");
+    if (!text.ok()) return std::move(text).error();
+    EventRecord event{.run_id = w.run_id, .type = w.type, .ts_ms = NowMs(), .data = w.data};
+    // The row lock taken by this UPDATE serialises appends to one run across connections.
+    std::array<SqlValue, 1> id = {event.run_id};
+    auto rows = tx.Query(
+        "UPDATE runs SET last_event_seq = last_event_seq + 1 WHERE id = $1 "
+        "RETURNING last_event_seq",
+        id, kOneInt);
+    if (!rows.ok()) return std::move(rows).error();
+    if (rows->empty()) return RunNotFound(w.run_id);
+    event.seq = IntAt(rows->front(), 0);
+    // Taken after the run's row (always in this order, so appends never deadlock) and held
+    // until commit: cursors follow commit order across connections.
+    auto counter = tx.Query(
+        "UPDATE event_counter SET value = value + 1 WHERE id = 1 RETURNING value", {}, kOneInt);
+    if (!counter.ok()) return std::move(counter).error();
+    if (counter->empty()) {
+      return MakeError(ErrorCode::kInternal, "the event_counter row is missing");
+    }
+    event.cursor = IntAt(counter->front(), 0);
+    std::array<SqlValue, 6> p = {event.run_id, event.seq,        std::string(EventTypeName(w.type)),
+                                 event.ts_ms,  std::move(*text), event.cursor};
+    SBX_TRY(
+        tx.Exec("INSERT INTO events (run_id, seq, type, ts, data, gseq) VALUES ($1, $2, $3, "
+                "$4, $5, $6)",
+                p));
+    return event;
+  }
+
+  // The caller holds the chain's lock (Commit takes it).
+  static Result<AuditRecord> ApplyAudit(SqlTx& tx, const AuditWrite& w) {
+    if (w.actor.empty() || w.action.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "an audit record needs an actor and action");
+    }
+    auto details_text = EncodeJson(w.details, "audit details");
+    if (!details_text.ok()) return std::move(details_text).error();
+    AuditRecord rec;
+    rec.actor = w.actor;
+    rec.action = w.action;
+    rec.run_id = w.run_id;
+    rec.details = w.details;
+    auto last = tx.Query("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", {}, kIntText);
+    if (!last.ok()) return std::move(last).error();
+    rec.id = last->empty() ? 1 : IntAt(last->front(), 0) + 1;
+    rec.prev_hash = last->empty() ? kGenesisHash : TextAt(last->front(), 1);
+    rec.ts_ms = NowMs();
+    auto hash = AuditHash(rec);
+    if (!hash.ok()) return std::move(hash).error();
+    rec.hash = std::move(*hash);
+    std::array<SqlValue, 8> p = {rec.id,
+                                 rec.ts_ms,
+                                 rec.actor,
+                                 rec.action,
+                                 rec.run_id ? SqlValue(*rec.run_id) : SqlValue(),
+                                 std::move(*details_text),
+                                 rec.prev_hash,
+                                 rec.hash};
+    SBX_TRY(tx.Exec(
+        "INSERT INTO audit (" + AuditSelectList() + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        p));
+    return rec;
+  }
+
   std::unique_ptr<SqlConnection> conn_;
 };
 

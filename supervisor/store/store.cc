@@ -116,6 +116,32 @@ Result<RunRecord> Store::Cancel(std::string_view run_id) {
   return Transition(run_id, NonTerminalRunStates(), RunState::kCancelled, update);
 }
 
+Result<RunRecord> Store::Transition(std::string_view run_id, const std::vector<RunState>& from,
+                                    RunState to, const RunUpdate& update) {
+  const Write w = TransitionWrite{std::string(run_id), from, to, update};
+  auto done = Commit(std::span(&w, 1));
+  if (!done.ok()) return std::move(done).error();
+  return std::move(done->runs.front());
+}
+
+Result<EventRecord> Store::AppendEvent(std::string_view run_id, EventType type,
+                                       const nlohmann::json& data) {
+  const Write w = EventWrite{std::string(run_id), type, data};
+  auto done = Commit(std::span(&w, 1));
+  if (!done.ok()) return std::move(done).error();
+  return std::move(done->events.front());
+}
+
+Result<AuditRecord> Store::AppendAudit(std::string_view actor, std::string_view action,
+                                       std::optional<std::string_view> run_id,
+                                       const nlohmann::json& details) {
+  const Write w = AuditWrite{std::string(actor), std::string(action),
+                             run_id ? std::optional<std::string>(*run_id) : std::nullopt, details};
+  auto done = Commit(std::span(&w, 1));
+  if (!done.ok()) return std::move(done).error();
+  return std::move(done->audits.front());
+}
+
 Result<std::unique_ptr<Store>> Open(std::string_view url) {
   constexpr std::string_view kSqlite = "sqlite://";
   if (url.starts_with(kSqlite)) {

@@ -22,8 +22,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "base/result.h"
@@ -238,6 +240,34 @@ struct MigrateResult {
   int to_version = 0;
 };
 
+// The writes Commit() applies together. Each is what Transition(), AppendEvent() or
+// AppendAudit() writes alone.
+struct TransitionWrite {
+  std::string run_id;
+  std::vector<RunState> from;
+  RunState to = RunState::kPending;
+  RunUpdate update;
+};
+struct EventWrite {
+  std::string run_id;
+  EventType type = EventType::kRunStatus;
+  nlohmann::json data;
+};
+struct AuditWrite {
+  std::string actor;
+  std::string action;
+  std::optional<std::string> run_id;  // nullopt: a record about the daemon, not a run
+  nlohmann::json details;
+};
+using Write = std::variant<TransitionWrite, EventWrite, AuditWrite>;
+
+// What Commit() wrote, each list in the order of its writes.
+struct Committed {
+  std::vector<RunRecord> runs;  // per TransitionWrite, the run after it
+  std::vector<EventRecord> events;
+  std::vector<AuditRecord> audits;
+};
+
 // The canonical text hashed for an audit record (see AuditRecord).
 Result<std::string> AuditCanonical(const AuditRecord& record);
 // hex(SHA-256(prev_hash + "\n" + AuditCanonical(record))).
@@ -266,8 +296,8 @@ class Store {
   // one of `from`; returns the updated run. kFailedPrecondition (an HTTP 409) when it is in
   // another state, and then nothing changed; kNotFound when there is no such run;
   // kInvalidArgument when some `from` -> `to` is not a legal transition.
-  virtual Result<RunRecord> Transition(std::string_view run_id, const std::vector<RunState>& from,
-                                       RunState to, const RunUpdate& update) = 0;
+  Result<RunRecord> Transition(std::string_view run_id, const std::vector<RunState>& from,
+                               RunState to, const RunUpdate& update);
   // Transition(run_id, NonTerminalRunStates(), kCancelled) with result.reason = "cancelled".
   Result<RunRecord> Cancel(std::string_view run_id);
 
@@ -277,11 +307,14 @@ class Store {
   virtual Result<std::optional<RunRecord>> ClaimNextQueued(std::string_view node) = 0;
   // Every state, with 0 for the empty ones.
   virtual Result<std::map<RunState, int64_t>> CountByState() = 0;
+  // How many runs are in `state`; unlike CountByState(), its cost follows that count, not the
+  // number of runs in the database.
+  virtual Result<int64_t> CountInState(RunState state) = 0;
 
   // Appends an event with the run's next seq (atomically, also against other daemons).
   // kNotFound when there is no such run.
-  virtual Result<EventRecord> AppendEvent(std::string_view run_id, EventType type,
-                                          const nlohmann::json& data) = 0;
+  Result<EventRecord> AppendEvent(std::string_view run_id, EventType type,
+                                  const nlohmann::json& data);
   // Events with seq > after_seq, oldest first, at most `limit` (1..1000). kNotFound when there
   // is no such run.
   virtual Result<std::vector<EventRecord>> ListEvents(std::string_view run_id, int64_t after_seq,
@@ -291,9 +324,16 @@ class Store {
 
   // Appends to the hash chain (serialised across daemons). run_id may name a run that does not
   // exist (any more).
-  virtual Result<AuditRecord> AppendAudit(std::string_view actor, std::string_view action,
-                                          std::optional<std::string_view> run_id,
-                                          const nlohmann::json& details) = 0;
+  Result<AuditRecord> AppendAudit(std::string_view actor, std::string_view action,
+                                  std::optional<std::string_view> run_id,
+                                  const nlohmann::json& details);
+
+  // Applies `writes` in order, in one transaction: every one of them, or (when one fails, with
+  // its error) none. A state change and the event and audit record that tell of it land
+  // together, and a run's few records of one moment cost one commit instead of several. Every
+  // transition and event names the same run (kInvalidArgument otherwise); audit records may
+  // name any.
+  virtual Result<Committed> Commit(std::span<const Write> writes) = 0;
   virtual Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) = 0;
   // Walks the whole chain in id order. A broken chain is a successful call with ok = false; an
   // error means the walk itself failed.

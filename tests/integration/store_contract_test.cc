@@ -534,6 +534,189 @@ TEST_P(StoreContractTest, CountByStateCountsEveryState) {
   EXPECT_EQ(counts->at(S::kRunning), 0);
 }
 
+TEST_P(StoreContractTest, CountInStateCountsOneState) {
+  CreateIn(S::kQueued);
+  CreateIn(S::kQueued);
+  CreateIn(S::kPending);
+  auto queued = store_->CountInState(S::kQueued);
+  SBX_ASSERT_OK(queued);
+  EXPECT_EQ(*queued, 2);
+  auto running = store_->CountInState(S::kRunning);
+  SBX_ASSERT_OK(running);
+  EXPECT_EQ(*running, 0);
+}
+
+// Counts what a failed commit must have left alone.
+struct Footprint {
+  RunState state;
+  size_t events;
+  int64_t audits;
+  bool operator==(const Footprint&) const = default;
+};
+
+TEST_P(StoreContractTest, CommitWritesEverythingInOrderInOneTransaction) {
+  RunRecord run = CreateIn(S::kPlanned);
+  SBX_ASSERT_OK(store_->AppendAudit("alice", "before", std::nullopt, json{{"n", 0}}));
+  RunUpdate approval;
+  approval.approval = Approval{"policy", 42, "rule"};
+  std::vector<Write> writes = {
+      TransitionWrite{run.id, {S::kPlanned}, S::kAwaitingReview, {}},
+      EventWrite{run.id, EventType::kRunStatus, json{{"state", "AWAITING_REVIEW"}}},
+      AuditWrite{"alice", "run.awaiting_review", run.id, json{{"to", "AWAITING_REVIEW"}}},
+      TransitionWrite{run.id, {S::kAwaitingReview}, S::kQueued, approval},
+      EventWrite{run.id, EventType::kRunStatus, json{{"state", "QUEUED"}}},
+      AuditWrite{"policy", "run.approved", run.id, json{{"to", "QUEUED"}}},
+  };
+  auto done = store_->Commit(writes);
+  SBX_ASSERT_OK(done);
+  ASSERT_EQ(done->runs.size(), 2u);
+  EXPECT_EQ(done->runs[0].state, S::kAwaitingReview);
+  EXPECT_EQ(done->runs[1].state, S::kQueued);
+  ASSERT_TRUE(done->runs[1].approval);
+  EXPECT_EQ(done->runs[1].approval->approved_by, "policy");
+  EXPECT_GT(done->runs[1].queued_at_ms, 0);
+  ASSERT_EQ(done->events.size(), 2u);
+  EXPECT_EQ(done->events[1].seq, done->events[0].seq + 1);
+  EXPECT_GT(done->events[1].cursor, done->events[0].cursor);
+  EXPECT_EQ(done->events[1].data, (json{{"state", "QUEUED"}}));
+  ASSERT_EQ(done->audits.size(), 2u);
+  EXPECT_EQ(done->audits[0].prev_hash, store_->ListAudit({.limit = 1})->front().hash);
+  EXPECT_EQ(done->audits[1].prev_hash, done->audits[0].hash);
+  EXPECT_EQ(done->audits[1].id, done->audits[0].id + 1);
+
+  // What the store holds is what Commit returned.
+  auto stored = store_->GetRun(run.id);
+  SBX_ASSERT_OK(stored);
+  EXPECT_EQ(stored->state, S::kQueued);
+  auto events = store_->ListEvents(run.id, 0, 100);
+  SBX_ASSERT_OK(events);
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].data, (json{{"state", "AWAITING_REVIEW"}}));
+  EXPECT_EQ((*events)[1].cursor, done->events[1].cursor);
+  auto audit = store_->ListAudit({.run_id = run.id});
+  SBX_ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 2u);
+  EXPECT_EQ((*audit)[1].hash, done->audits[1].hash);
+  auto v = store_->VerifyAudit();
+  SBX_ASSERT_OK(v);
+  EXPECT_TRUE(v->ok) << v->problem;
+  EXPECT_EQ(v->records_checked, 3);
+}
+
+TEST_P(StoreContractTest, AFailedCommitChangesNothing) {
+  RunRecord run = CreateIn(S::kPlanned);
+  RunRecord other = Create();
+  SBX_ASSERT_OK(store_->AppendEvent(run.id, EventType::kRunStatus, json{{"state", "PLANNED"}}));
+  auto footprint = [&] {
+    auto r = store_->GetRun(run.id);
+    auto e = store_->ListEvents(run.id, 0, 100);
+    auto v = store_->VerifyAudit();
+    EXPECT_TRUE(r.ok() && e.ok() && v.ok());
+    return Footprint{r->state, e->size(), v->records_checked};
+  };
+  const Footprint before = footprint();
+
+  // The last write fails (the run is not QUEUED): the transition, event and audit record before
+  // it are rolled back with it.
+  std::vector<Write> late_failure = {
+      TransitionWrite{run.id, {S::kPlanned}, S::kAwaitingReview, {}},
+      EventWrite{run.id, EventType::kRunStatus, json{{"state", "AWAITING_REVIEW"}}},
+      AuditWrite{"alice", "run.awaiting_review", run.id, json{}},
+      TransitionWrite{run.id, {S::kQueued}, S::kRunning, {}},
+  };
+  auto failed = store_->Commit(late_failure);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code, ErrorCode::kFailedPrecondition) << failed.error().ToString();
+  EXPECT_EQ(footprint(), before);
+
+  // An event for a run that does not exist, after good writes.
+  std::vector<Write> missing = {
+      AuditWrite{"alice", "x", std::nullopt, json{}},
+      EventWrite{"run_nope", EventType::kRunStatus, json{}},
+  };
+  auto not_found = store_->Commit(missing);
+  ASSERT_FALSE(not_found.ok());
+  EXPECT_EQ(not_found.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(footprint(), before);
+
+  // Bad input inside the batch: an illegal transition, an audit record without an actor, an
+  // event whose data is not UTF-8.
+  std::vector<std::vector<Write>> refused = {
+      {EventWrite{run.id, EventType::kRunStatus, json{}},
+       TransitionWrite{run.id, {S::kPlanned}, S::kSucceeded, {}}},
+      {EventWrite{run.id, EventType::kRunStatus, json{}}, AuditWrite{"", "x", run.id, json{}}},
+      {AuditWrite{"alice", "x", run.id, json{}},
+       EventWrite{run.id, EventType::kStepLog, json{{"data", std::string("\xff\xfe")}}}},
+      // One commit changes one run.
+      {EventWrite{run.id, EventType::kRunStatus, json{}},
+       EventWrite{other.id, EventType::kRunStatus, json{}}},
+  };
+  for (const auto& writes : refused) {
+    auto r = store_->Commit(writes);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << r.error().ToString();
+    EXPECT_EQ(footprint(), before);
+  }
+  auto other_events = store_->ListEvents(other.id, 0, 10);
+  SBX_ASSERT_OK(other_events);
+  EXPECT_TRUE(other_events->empty());
+
+  // Nothing at all is a commit of nothing.
+  auto empty = store_->Commit({});
+  SBX_ASSERT_OK(empty);
+  EXPECT_TRUE(empty->runs.empty() && empty->events.empty() && empty->audits.empty());
+}
+
+// Several daemons' commits, each mixing events and audit records (whose locks PostgreSQL takes
+// in one order), interleave without a deadlock: every seq gapless, one audit chain.
+TEST_P(StoreContractTest, ConcurrentMixedCommitsNeitherDeadlockNorBreakTheChain) {
+  constexpr int kThreads = 6;
+  constexpr int kPerThread = 15;
+  std::vector<RunRecord> runs;
+  for (int t = 0; t < kThreads; ++t) runs.push_back(Create());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto store = OpenStore();
+      if (!store) return;
+      for (int i = 0; i < kPerThread; ++i) {
+        // Some threads share a run (its row lock), the others have their own.
+        const std::string& id = runs[t % 3 == 0 ? 0 : t].id;
+        // Half write an event first, half an audit record first.
+        std::vector<Write> writes = {
+            EventWrite{id, EventType::kStepLog, json{{"t", t}, {"i", i}}},
+            EventWrite{id, EventType::kStepLog, json{{"t", t}, {"i", i}, {"second", true}}},
+        };
+        writes.insert(t % 2 == 0 ? writes.begin() + 1 : writes.begin(),
+                      AuditWrite{"daemon-" + std::to_string(t), "tick", id, json{{"i", i}}});
+        auto r = store->Commit(writes);
+        EXPECT_TRUE(r.ok()) << r.error().ToString();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  auto v = store_->VerifyAudit();
+  SBX_ASSERT_OK(v);
+  EXPECT_TRUE(v->ok) << v->problem;
+  EXPECT_EQ(v->records_checked, kThreads * kPerThread);
+  size_t total = 0;
+  for (const RunRecord& run : runs) {
+    auto events = store_->ListEvents(run.id, 0, 1000);
+    SBX_ASSERT_OK(events);
+    for (size_t i = 0; i < events->size(); ++i) {
+      EXPECT_EQ((*events)[i].seq, static_cast<int64_t>(i + 1));
+      // A commit's two events are adjacent: nothing of another commit comes between them.
+      if ((*events)[i].data.contains("second")) {
+        ASSERT_GT(i, 0u);
+        EXPECT_EQ((*events)[i - 1].data.at("t"), (*events)[i].data.at("t"));
+        EXPECT_EQ((*events)[i - 1].data.at("i"), (*events)[i].data.at("i"));
+      }
+    }
+    total += events->size();
+  }
+  EXPECT_EQ(total, static_cast<size_t>(2 * kThreads * kPerThread));
+}
+
 TEST_P(StoreContractTest, EventSeqIsGaplessUnderConcurrentAppends) {
   constexpr int kThreads = 8;
   constexpr int kPerThread = 25;
