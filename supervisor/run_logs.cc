@@ -72,17 +72,31 @@ void PutLogEventBytes(const store::EventRecord& e, const std::string& data_dir, 
   out->resize(start + got);
 }
 
+namespace {
+
+constexpr int kAppendFlags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW;
+
+}  // namespace
+
 Result<LogAppender> LogAppender::Open(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd) return ErrnoError("open {}", path);
+  UniqueFd fd(::open(path.c_str(), kAppendFlags));
+  if (!fd) {
+    if (errno == ENOENT) return LogAppender(path, UniqueFd(), 0);
+    return ErrnoError("open {}", path);
+  }
   struct stat st{};
   if (::fstat(fd.get(), &st) < 0) return ErrnoError("fstat {}", path);
-  return LogAppender(std::move(fd), st.st_size);
+  return LogAppender(path, std::move(fd), st.st_size);
 }
 
-LogAppender::LogAppender(UniqueFd fd, int64_t offset) : fd_(std::move(fd)), offset_(offset) {}
+LogAppender::LogAppender(std::string path, UniqueFd fd, int64_t offset)
+    : path_(std::move(path)), fd_(std::move(fd)), offset_(offset) {}
 
 Status LogAppender::Append(std::string_view data) {
+  if (!fd_ && !data.empty()) {
+    fd_.reset(::open(path_.c_str(), kAppendFlags | O_CREAT, 0600));
+    if (!fd_) return ErrnoError("open {}", path_);
+  }
   while (!data.empty()) {
     ssize_t n = ::write(fd_.get(), data.data(), data.size());
     if (n < 0 && errno == EINTR) continue;

@@ -136,7 +136,8 @@ class RunMounts {
   // devices are skipped (never followed or opened), as are names with control characters or
   // invalid UTF-8, files past the byte or file-count limits, and directories nested too deep;
   // each skip is listed with its reason. Reads the tmpfs through the mount's own fd, so a
-  // renamed or replaced mount point does not redirect it. Call after the sandbox is destroyed.
+  // renamed or replaced mount point does not redirect it. dest_dir is made only when there is
+  // something to copy. Call after the sandbox is destroyed.
   // Errors: kFailedPrecondition after Teardown; kAlreadyExists when a file in dest_dir exists;
   // kInternal for I/O errors on the host side.
   Result<ArtifactList> CollectArtifacts(const std::string& dest_dir,

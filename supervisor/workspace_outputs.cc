@@ -368,13 +368,15 @@ Result<ArtifactList> RunMounts::CollectArtifacts(const std::string& dest_dir,
                      "the run's mounts are torn down; collect artifacts before Teardown");
   }
   const uint64_t max_total = limits.max_total_bytes != 0 ? limits.max_total_bytes : quota_;
+  UniqueFd src(OpenBeneath(artifacts_fd_.get(), ".", O_RDONLY | O_DIRECTORY));
+  if (!src) return ErrnoError("open the artifacts tmpfs of {}", run_dir_);
+  // Most runs leave nothing: then there is no dest_dir either.
+  if (auto any = ListDir(src.get(), 1); any.ok() && any->empty()) return ArtifactList{};
   if (::mkdir(dest_dir.c_str(), 0755) < 0 && errno != EEXIST) {
     return ErrnoError("mkdir {}", dest_dir);
   }
   UniqueFd dest(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dest) return ErrnoError("open {}", dest_dir);
-  UniqueFd src(OpenBeneath(artifacts_fd_.get(), ".", O_RDONLY | O_DIRECTORY));
-  if (!src) return ErrnoError("open the artifacts tmpfs of {}", run_dir_);
 
   ArtifactList list;
   ArtifactCollector collector(limits, max_total, &list);

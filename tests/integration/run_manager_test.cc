@@ -115,6 +115,11 @@ rules:
   auto done = WaitCompleted(allowed.id);
   EXPECT_EQ(done.state, RunState::kSucceeded);
   EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + allowed.id + "/stdout"), "auto\n");
+  // Nothing on stderr, nothing left in /artifacts: no empty log file, no files/ directory.
+  struct stat st{};
+  EXPECT_NE(::stat((dir_ + "/data/runs/" + allowed.id + "/stderr").c_str(), &st), 0);
+  EXPECT_NE(::stat((dir_ + "/data/runs/" + allowed.id + "/artifacts/files").c_str(), &st), 0);
+  EXPECT_EQ(::stat((dir_ + "/data/runs/" + allowed.id + "/artifacts/report.md").c_str(), &st), 0);
 
   // deny: never queued, ends CANCELLED with the reason; nobody can approve it afterwards.
   auto denied = Submit(Request({"/bin/date", "-u"}));
@@ -122,6 +127,20 @@ rules:
   ASSERT_TRUE(denied.result.has_value());
   EXPECT_EQ(denied.result->reason.rfind("policy_denied", 0), 0u) << denied.result->reason;
   EXPECT_FALSE(manager_->Approve(denied.id, bob_).ok());
+  // Its events and audit records, each in the order they happened.
+  auto events = store_->ListEvents(denied.id, 0, 100);
+  ASSERT_TRUE(events.ok());
+  std::vector<std::string> seen;
+  for (const auto& e : *events) {
+    seen.push_back(std::string(store::EventTypeName(e.type)) + " " + e.data.value("state", ""));
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"run.status PENDING", "run.status PLANNED",
+                                            "run.status CANCELLED", "run.completed CANCELLED"}));
+  auto denied_audit = store_->ListAudit({.run_id = denied.id});
+  ASSERT_TRUE(denied_audit.ok());
+  std::vector<std::string> actions;
+  for (const auto& a : *denied_audit) actions.push_back(a.action);
+  EXPECT_EQ(actions, (std::vector<std::string>{"run.submitted", "policy.decision", "run.denied"}));
 
   // A destructive command is denied whatever the rules say.
   auto rm = Submit(Request({"/bin/rm", "-rf", "/"}));

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -66,6 +67,36 @@ TEST_F(LogAppenderTest, ReopenedItAppendsAfterWhatIsThere) {
   ASSERT_TRUE(log->Append("second\n").ok());
   EXPECT_EQ(log->offset(), 13);
   EXPECT_EQ(ReadFile(path), "first\nsecond\n");
+}
+
+// Nothing written, no file: the first bytes create it, for its owner only.
+TEST_F(LogAppenderTest, TheFirstBytesCreateTheFile) {
+  const std::string path = dir_ + "/stdout";
+  auto log = LogAppender::Open(path);
+  ASSERT_TRUE(log.ok()) << log.error().ToString();
+  ASSERT_TRUE(log->Append("").ok());
+  struct stat st{};
+  EXPECT_NE(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(log->offset(), 0);
+  ASSERT_TRUE(log->Append("out\n").ok());
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(log->offset(), 4);
+  ASSERT_TRUE(log->Append("more\n").ok());
+  EXPECT_EQ(ReadFile(path), "out\nmore\n");
+}
+
+// A symlink put where the file would be, after Open, is not followed either.
+TEST_F(LogAppenderTest, ASymlinkPutThereLaterIsNotFollowed) {
+  const std::string target = dir_ + "/target";
+  auto log = LogAppender::Open(dir_ + "/stderr");
+  ASSERT_TRUE(log.ok());
+  ASSERT_EQ(::symlink(target.c_str(), (dir_ + "/stderr").c_str()), 0);
+  Status st = log->Append("x");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().sys_errno, ELOOP);
+  struct stat sb{};
+  EXPECT_NE(::stat(target.c_str(), &sb), 0);
 }
 
 TEST_F(LogAppenderTest, ASymlinkIsNotFollowed) {
