@@ -600,15 +600,9 @@ Reply EvaluatePolicyHandler(const RouteContext& ctx, const Request& req) {
 // Up to `length` bytes of `fd` from `offset` (fewer when the file ends first).
 Result<std::string> ReadAt(int fd, uint64_t offset, size_t length) {
   std::string out(length, '\0');
-  size_t got = 0;
-  while (got < length) {
-    ssize_t n = ::pread(fd, out.data() + got, length - got, static_cast<off_t>(offset + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("read");
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  out.resize(got);
+  auto got = ReadAllAt(fd, out.data(), length, offset);
+  if (!got.ok()) return std::move(got).error();
+  out.resize(*got);
   return out;
 }
 

@@ -58,6 +58,18 @@ Status WriteAll(int fd, std::string_view data) {
   return Ok();
 }
 
+Result<size_t> ReadAllAt(int fd, char* buf, size_t length, uint64_t offset) {
+  size_t got = 0;
+  while (got < length) {
+    ssize_t n = ::pread(fd, buf + got, length - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read");
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  return got;
+}
+
 Status WriteFileAt(int dirfd, const std::string& path, std::string_view value) {
   auto fd = OpenAt(dirfd, path, O_WRONLY);
   if (!fd.ok()) return std::move(fd).error();

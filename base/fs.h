@@ -19,6 +19,9 @@ Status WriteFileAt(int dirfd, const std::string& path, std::string_view value);
 Status WriteFile(const std::string& path, std::string_view value);
 // Writes all of data to fd, retrying on EINTR and short writes.
 Status WriteAll(int fd, std::string_view data);
+// Reads `length` bytes of fd at `offset` into buf, retrying on EINTR and short reads; fewer
+// when the file ends first. Returns how many it read.
+Result<size_t> ReadAllAt(int fd, char* buf, size_t length, uint64_t offset);
 
 // "1.5k"/"256m"/"2g" (powers of 1024, as docker spells them) to bytes.
 Result<uint64_t> ParseByteSize(std::string_view s);

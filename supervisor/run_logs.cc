@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "supervisor/text.h"
@@ -61,15 +62,8 @@ void PutLogEventBytes(const store::EventRecord& e, const std::string& data_dir, 
   // Straight to the new size: a shrink costs nothing, and a growth zero-fills only what the
   // buffer never held (resize_and_overwrite, C++23, would skip even that).
   out->resize(start + length);
-  size_t got = 0;
-  while (got < length) {
-    ssize_t n = ::pread(fd.get(), out->data() + start + got, length - got,
-                        static_cast<off_t>(offset) + static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  out->resize(start + got);
+  auto got = ReadAllAt(fd.get(), out->data() + start, length, static_cast<uint64_t>(offset));
+  out->resize(start + (got.ok() ? *got : 0));
 }
 
 namespace {
