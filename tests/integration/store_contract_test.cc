@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -23,7 +24,27 @@ using testing::Backend;
 using testing::BackendName;
 using testing::PathTo;
 
-class StoreContractTest : public testing::StoreBackendTest {};
+class StoreContractTest : public testing::StoreBackendTest {
+ protected:
+  // Runs body(t, store) on `threads` threads, each with a connection of its own; joins them.
+  void OnThreads(int threads, const std::function<void(int, Store&)>& body) {
+    std::vector<std::thread> running;
+    for (int t = 0; t < threads; ++t) {
+      running.emplace_back([&, t] {
+        auto store = OpenStore();
+        if (store) body(t, *store);
+      });
+    }
+    for (auto& th : running) th.join();
+  }
+  // The audit chain verifies and holds exactly `records` records.
+  void ExpectIntactChainOf(int64_t records) {
+    auto v = store_->VerifyAudit();
+    SBX_ASSERT_OK(v);
+    EXPECT_TRUE(v->ok) << v->problem;
+    EXPECT_EQ(v->records_checked, records);
+  }
+};
 
 TEST_P(StoreContractTest, MigrateIsIdempotent) {
   RunRecord run = Create();
@@ -674,31 +695,22 @@ TEST_P(StoreContractTest, ConcurrentMixedCommitsNeitherDeadlockNorBreakTheChain)
   constexpr int kPerThread = 15;
   std::vector<RunRecord> runs;
   for (int t = 0; t < kThreads; ++t) runs.push_back(Create());
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      auto store = OpenStore();
-      if (!store) return;
-      for (int i = 0; i < kPerThread; ++i) {
-        // Some threads share a run (its row lock), the others have their own.
-        const std::string& id = runs[t % 3 == 0 ? 0 : t].id;
-        // Half write an event first, half an audit record first.
-        std::vector<Write> writes = {
-            EventWrite{id, EventType::kStepLog, json{{"t", t}, {"i", i}}},
-            EventWrite{id, EventType::kStepLog, json{{"t", t}, {"i", i}, {"second", true}}},
-        };
-        writes.insert(t % 2 == 0 ? writes.begin() + 1 : writes.begin(),
-                      AuditWrite{"daemon-" + std::to_string(t), "tick", id, json{{"i", i}}});
-        auto r = store->Commit(writes);
-        EXPECT_TRUE(r.ok()) << r.error().ToString();
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  auto v = store_->VerifyAudit();
-  SBX_ASSERT_OK(v);
-  EXPECT_TRUE(v->ok) << v->problem;
-  EXPECT_EQ(v->records_checked, kThreads * kPerThread);
+  OnThreads(kThreads, [&](int t, Store& store) {
+    for (int i = 0; i < kPerThread; ++i) {
+      // Some threads share a run (its row lock), the others have their own.
+      const std::string& id = runs[t % 3 == 0 ? 0 : t].id;
+      // Half write an event first, half an audit record first.
+      std::vector<Write> writes = {
+          EventWrite{id, EventType::kStepLog, json{{"t", t}, {"i", i}}},
+          EventWrite{id, EventType::kStepLog, json{{"t", t}, {"i", i}, {"second", true}}},
+      };
+      writes.insert(t % 2 == 0 ? writes.begin() + 1 : writes.begin(),
+                    AuditWrite{"daemon-" + std::to_string(t), "tick", id, json{{"i", i}}});
+      auto r = store.Commit(writes);
+      EXPECT_TRUE(r.ok()) << r.error().ToString();
+    }
+  });
+  ExpectIntactChainOf(kThreads * kPerThread);
   size_t total = 0;
   for (const RunRecord& run : runs) {
     auto events = store_->ListEvents(run.id, 0, 1000);
@@ -878,23 +890,14 @@ TEST_P(StoreContractTest, AuditChainLinksAndVerifies) {
 TEST_P(StoreContractTest, ConcurrentAuditAppendsFormOneChain) {
   constexpr int kThreads = 4;
   constexpr int kPerThread = 10;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      auto store = OpenStore();
-      if (!store) return;
-      for (int i = 0; i < kPerThread; ++i) {
-        auto a =
-            store->AppendAudit("daemon-" + std::to_string(t), "tick", std::nullopt, json{{"i", i}});
-        EXPECT_TRUE(a.ok()) << a.error().ToString();
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  auto v = store_->VerifyAudit();
-  SBX_ASSERT_OK(v);
-  EXPECT_TRUE(v->ok) << v->problem;
-  EXPECT_EQ(v->records_checked, kThreads * kPerThread);
+  OnThreads(kThreads, [&](int t, Store& store) {
+    for (int i = 0; i < kPerThread; ++i) {
+      auto a =
+          store.AppendAudit("daemon-" + std::to_string(t), "tick", std::nullopt, json{{"i", i}});
+      EXPECT_TRUE(a.ok()) << a.error().ToString();
+    }
+  });
+  ExpectIntactChainOf(kThreads * kPerThread);
 }
 
 class AuditTamperTest : public StoreContractTest {
