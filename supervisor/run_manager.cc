@@ -328,7 +328,8 @@ Result<store::Committed> RunManager::Record(std::string_view run_id, std::string
 Result<store::EventRecord> RunManager::Emit(std::string_view run_id, EventType type,
                                             nlohmann::json data) {
   const store::Write w = store::EventWrite{std::string(run_id), type, std::move(data)};
-  auto done = Record(run_id, fmt::format("event {}", store::EventTypeName(type)), std::span(&w, 1));
+  // Named by its type: nothing is formatted for a commit that succeeds (one per log chunk).
+  auto done = Record(run_id, store::EventTypeName(type), std::span(&w, 1));
   if (!done.ok()) return std::move(done).error();
   return std::move(done->events.front());
 }
@@ -336,7 +337,7 @@ Result<store::EventRecord> RunManager::Emit(std::string_view run_id, EventType t
 void RunManager::Audit(const Principal& who, std::string_view action, std::string_view run_id,
                        nlohmann::json details) {
   const store::Write w = AuditOf(who, action, run_id, std::move(details));
-  (void)Record(run_id, fmt::format("audit record {}", action), std::span(&w, 1));
+  (void)Record(run_id, action, std::span(&w, 1));
 }
 
 Result<RunRecord> RunManager::Move(std::string_view run_id, const std::vector<RunState>& from,

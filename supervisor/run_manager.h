@@ -174,7 +174,8 @@ class RunManager {
   // Commits `writes` together (store::Store::Commit), then hands their events, in seq order, to
   // the metrics and the listeners. Logs nothing: the caller knows what a failure means.
   Result<store::Committed> Commit(std::span<const store::Write> writes);
-  // Commit(), logging a failure as "run RUN_ID: cannot record WHAT: …".
+  // Commit(), logging a failure as "run RUN_ID: cannot record WHAT: …" (WHAT: "its start", an
+  // event type, an audit action).
   Result<store::Committed> Record(std::string_view run_id, std::string_view what,
                                   std::span<const store::Write> writes);
   Result<store::EventRecord> Emit(std::string_view run_id, store::EventType type,
