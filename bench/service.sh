@@ -11,9 +11,12 @@
 #     `head -c 1G /dev/zero | cat >/dev/null` measured in the same run;
 #   - the daemon's RSS idle and its peak during the 1 GiB stream.
 # Usage: bench/service.sh [BUILD_DIR] [RUNS]
+# BENCH_PARTS (default "latency rate logs") picks the measurements; BENCH_OUT the directory of
+# service.jsonl (default docs/bench).
 set -euo pipefail
 build=${1:-build}
 runs=${2:-500}
+parts=" ${BENCH_PARTS:-latency rate logs} "
 out=${BENCH_OUT:-docs/bench}
 mkdir -p "$out"
 server="$build/supervisor/sandboxd-server"
@@ -70,8 +73,13 @@ cat <&3 > /dev/null &
 idle_kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
 echo "{\"bench\": \"idle\", \"daemon_rss_kb\": $idle_kb}" | tee "$out/service.jsonl"
 "$client" latency "$port" "$key" 20 > /dev/null  # warm-up
-"$client" latency "$port" "$key" "$runs" | tee -a "$out/service.jsonl"
-"$client" rate "$port" "$key" 16 "$runs" | tee -a "$out/service.jsonl" || true
+if [[ $parts == *" latency "* ]]; then
+  "$client" latency "$port" "$key" "$runs" | tee -a "$out/service.jsonl"
+fi
+if [[ $parts == *" rate "* ]]; then
+  "$client" rate "$port" "$key" 16 "$runs" | tee -a "$out/service.jsonl" || true
+fi
+[[ $parts == *" logs "* ]] || exit 0
 # Each stream starts with the earlier streams' log files written back (sync): a stream is not
 # charged for the writeback of the gigabyte before it. The stream the target is about (binary
 # messages of `head -c 1G /dev/zero`) goes first: on the development VM, writing a file slows

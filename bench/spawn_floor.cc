@@ -1,0 +1,126 @@
+// What this host charges for a process, and for a process in fresh namespaces, with nothing
+// else around it: no mounts, no cgroups, no seccomp, no capabilities dropped, no daemon, no
+// store, no logs. It is the floor under any sandbox of the same isolation on this host, and
+// bench/host_floor.sh puts it next to bwrap, `sandboxd exec` and `sandboxd serve`, each started
+// the same way.
+//
+//   bench_spawn_floor [--namespaces] CLIENTS RUNS PROGRAM [ARG...]
+//
+// Each of CLIENTS threads starts PROGRAM (clone3 like fork, then execve), waits for it, and
+// starts the next, until RUNS have ended in all. --namespaces clones it into new user, pid,
+// mount, network, ipc, uts and cgroup namespaces, the set every sandboxd run gets. Prints one
+// JSON line: runs per second, the per-run latency (p50, p90: clone to reaped), and the whole
+// host's busy CPU time per run from /proc/stat (every CPU, kernel workers included: a network
+// namespace is torn down by one). Exits 1 when any run failed to start or did not exit 0.
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/host_cpu.h"
+
+namespace {
+
+// One run of argv, cloned with `flags`, waited for. Returns false (with errno) when the clone or
+// the wait failed, or when the program did not exit 0.
+bool Spawn(uint64_t flags, char* const* argv) {
+  struct clone_args args;
+  std::memset(&args, 0, sizeof args);
+  args.flags = flags;
+  args.exit_signal = SIGCHLD;
+  long pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid < 0) return false;
+  if (pid == 0) {
+    ::execvp(argv[0], argv);
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(static_cast<pid_t>(pid), &status, 0) < 0) {
+    if (errno != EINTR) return false;
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool namespaces = argc > 1 && !std::strcmp(argv[1], "--namespaces");
+  const int first = namespaces ? 2 : 1;  // CLIENTS
+  if (argc < first + 3) {
+    std::fprintf(stderr, "usage: bench_spawn_floor [--namespaces] CLIENTS RUNS PROGRAM [ARG...]\n");
+    return 2;
+  }
+  const int clients = std::atoi(argv[first]);
+  const int runs = std::atoi(argv[first + 1]);
+  char* const* program = argv + first + 2;
+  if (clients < 1 || runs < clients) {
+    std::fprintf(stderr,
+                 "bench_spawn_floor: CLIENTS must be at least 1 and RUNS at least CLIENTS\n");
+    return 2;
+  }
+  const uint64_t flags = namespaces ? CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
+                                          CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
+                                    : 0;
+  if (!Spawn(flags, program)) {  // also the warm-up: the program in the page cache
+    std::fprintf(stderr, "bench_spawn_floor: %s did not start, or did not exit 0\n", program[0]);
+    return 1;
+  }
+
+  std::atomic<int> next{0}, failed{0};
+  std::mutex mu;
+  std::vector<double> latencies_ms;
+  latencies_ms.reserve(static_cast<size_t>(runs));
+  const double busy0 = sbx::bench::HostBusyMs();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      std::vector<double> mine;
+      while (next.fetch_add(1) < runs) {
+        auto s = std::chrono::steady_clock::now();
+        if (!Spawn(flags, program)) failed.fetch_add(1);
+        mine.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s)
+                .count());
+      }
+      std::lock_guard<std::mutex> lk(mu);
+      latencies_ms.insert(latencies_ms.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double busy1 = sbx::bench::HostBusyMs();
+
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  auto at = [&](double q) {
+    return latencies_ms[static_cast<size_t>(q * static_cast<double>(latencies_ms.size() - 1))];
+  };
+  const nlohmann::json out = {{"bench", "spawn_floor"},
+                              {"program", program[0]},
+                              {"namespaces", namespaces},
+                              {"clients", clients},
+                              {"runs", runs},
+                              {"failed", failed.load()},
+                              {"runs_per_s", runs / seconds},
+                              {"p50_ms", at(0.5)},
+                              {"p90_ms", at(0.9)},
+                              {"host_cpu_ms_per_run", (busy1 - busy0) / runs},
+                              {"cpus", ::sysconf(_SC_NPROCESSORS_ONLN)}};
+  std::printf("%s\n", out.dump().c_str());
+  return failed.load() == 0 ? 0 : 1;
+}
