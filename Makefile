@@ -61,6 +61,7 @@ test: test-deps build build-asan
 bench: test-deps build
 	bench/startup.sh $(BUILD)/supervisor/sandboxd
 	bench/service.sh $(BUILD)
+	bench/host_floor.sh $(BUILD)
 	bench/docker.sh $(BUILD)
 
 # The .deb (build-pkg/sandboxd_VERSION_amd64.deb), installed under /usr with /etc/sandboxd.
