@@ -1,8 +1,10 @@
 // Load generator for `sandboxd serve` (bench/service.sh starts the daemon and calls this):
 //
-//   bench_service latency  PORT KEY N            N auto-approved /bin/true runs one after
+//   bench_service latency  PORT KEY N [PAUSE_MS] N auto-approved /bin/true runs one after
 //                                                another: POST /v1/runs until run.completed
-//                                                arrives on the run's WebSocket; p50/p90/p99
+//                                                arrives on the run's WebSocket; p50/p90/p99.
+//                                                PAUSE_MS: an idle pause before each run (a
+//                                                client that submits now and then), default 0
 //   bench_service rate     PORT KEY CLIENTS N    CLIENTS connections in parallel, N runs in all;
 //                                                runs per second
 //   Both also give the whole host's busy CPU time per run (bench/host_cpu.h): the daemon's,
@@ -128,11 +130,12 @@ double Percentile(std::vector<double> v, double p) {
 
 constexpr char kTrue[] = R"({"argv": ["/bin/true"]})";
 
-int Latency(int n) {
+int Latency(int n, int pause_ms) {
   std::vector<double> ms;
   int failed = 0;
   const double busy0 = sbx::bench::HostBusyMs();
   for (int i = 0; i < n; ++i) {
+    if (pause_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
     auto t0 = Clock::now();
     std::string id = Submit(kTrue);
     Followed f = id.empty() ? Followed{} : Follow(id, false);
@@ -145,6 +148,7 @@ int Latency(int n) {
   }
   nlohmann::json out = {{"bench", "latency"},
                         {"runs", n},
+                        {"pause_ms", pause_ms},
                         {"failed", failed},
                         {"p50_ms", Percentile(ms, 0.5)},
                         {"p90_ms", Percentile(ms, 0.9)},
@@ -231,14 +235,14 @@ int Logs(int64_t bytes, int daemon_pid, const std::string& format, const std::st
 int main(int argc, char** argv) {
   if (argc < 5) {
     std::fprintf(stderr,
-                 "usage: bench_service latency PORT KEY N | rate PORT KEY CLIENTS N | "
+                 "usage: bench_service latency PORT KEY N [PAUSE_MS] | rate PORT KEY CLIENTS N | "
                  "logs PORT KEY BYTES DAEMON_PID [json|binary [text|zero]]\n");
     return 2;
   }
   std::string mode = argv[1];
   g_port = static_cast<uint16_t>(std::stoi(argv[2]));
   g_key = argv[3];
-  if (mode == "latency") return Latency(std::stoi(argv[4]));
+  if (mode == "latency") return Latency(std::stoi(argv[4]), argc >= 6 ? std::stoi(argv[5]) : 0);
   if (mode == "rate" && argc >= 6) return Rate(std::stoi(argv[4]), std::stoi(argv[5]));
   if (mode == "logs" && argc >= 6) {
     std::string format = argc >= 7 ? argv[6] : "json";
