@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -35,9 +36,26 @@
 
 namespace {
 
-// One run of argv, cloned with `flags`, waited for. Returns false (with errno) when the clone or
-// the wait failed, or when the program did not exit 0.
-bool Spawn(uint64_t flags, char* const* argv) {
+// PROGRAM as execvp would find it, looked up before any thread exists: the cloned child of a
+// threaded process only calls execve.
+std::string FindProgram(const char* name) {
+  if (std::strchr(name, '/') != nullptr) return name;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  for (size_t start = 0; start <= dirs.size();) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate =
+        (end > start ? dirs.substr(start, end - start) : std::string(".")) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return name;  // execve then fails, and the warm-up run says so
+}
+
+// One run of argv, the program at `path`, cloned with `flags`, waited for. Returns false when
+// the clone or the wait failed, or when the program did not exit 0.
+bool Spawn(uint64_t flags, const char* path, char* const* argv) {
   struct clone_args args;
   std::memset(&args, 0, sizeof args);
   args.flags = flags;
@@ -45,7 +63,7 @@ bool Spawn(uint64_t flags, char* const* argv) {
   long pid = ::syscall(SYS_clone3, &args, sizeof args);
   if (pid < 0) return false;
   if (pid == 0) {
-    ::execvp(argv[0], argv);
+    ::execve(path, argv, environ);
     ::_exit(127);
   }
   int status = 0;
@@ -67,6 +85,7 @@ int main(int argc, char** argv) {
   const int clients = std::atoi(argv[first]);
   const int runs = std::atoi(argv[first + 1]);
   char* const* program = argv + first + 2;
+  const std::string path = FindProgram(program[0]);
   if (clients < 1 || runs < clients) {
     std::fprintf(stderr,
                  "bench_spawn_floor: CLIENTS must be at least 1 and RUNS at least CLIENTS\n");
@@ -75,7 +94,7 @@ int main(int argc, char** argv) {
   const uint64_t flags = namespaces ? CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
                                           CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
                                     : 0;
-  if (!Spawn(flags, program)) {  // also the warm-up: the program in the page cache
+  if (!Spawn(flags, path.c_str(), program)) {  // also the warm-up: the program in the page cache
     std::fprintf(stderr, "bench_spawn_floor: %s did not start, or did not exit 0\n", program[0]);
     return 1;
   }
@@ -92,7 +111,7 @@ int main(int argc, char** argv) {
       std::vector<double> mine;
       while (next.fetch_add(1) < runs) {
         auto s = std::chrono::steady_clock::now();
-        if (!Spawn(flags, program)) failed.fetch_add(1);
+        if (!Spawn(flags, path.c_str(), program)) failed.fetch_add(1);
         mine.push_back(
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s)
                 .count());
