@@ -19,10 +19,7 @@ mkdir -p "$out"
 floor="$build/bench/bench_spawn_floor"
 sbx="$build/supervisor/sandboxd"
 
-bwrap_cmd=(bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL
-  --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/sbin /sbin
-  --symlink usr/lib /lib --symlink usr/lib64 /lib64 --ro-bind /etc/ld.so.cache /etc/ld.so.cache
-  --proc /proc --dev /dev --tmpfs /tmp --hostname sandbox /bin/true)
+. "$(dirname "$0")/bwrap_true.sh"  # bwrap_true: bench/startup.sh's bwrap command
 
 : > "$out/host_floor.jsonl"
 measure() {  # NAME CLIENTS [--namespaces] PROGRAM...
@@ -36,7 +33,7 @@ measure() {  # NAME CLIENTS [--namespaces] PROGRAM...
 for clients in 1 16; do
   measure "/bin/true" "$clients" /bin/true
   measure "/bin/true in new namespaces" "$clients" --namespaces /bin/true
-  measure "bwrap --unshare-all" "$clients" "${bwrap_cmd[@]}"
+  measure "bwrap --unshare-all" "$clients" "${bwrap_true[@]}"
   measure "sandboxd exec" "$clients" "$sbx" exec -- /bin/true
 done
 

@@ -7,7 +7,7 @@
 //                                                client that submits now and then), default 0
 //   bench_service rate     PORT KEY CLIENTS N    CLIENTS connections in parallel, N runs in all;
 //                                                runs per second
-//   Both also give the whole host's busy CPU time per run (bench/host_cpu.h): the daemon's,
+//   Both also give the whole host's busy CPU time per run (bench/measure.h): the daemon's,
 //   its sandboxes', the kernel's and this client's.
 //   bench_service logs     PORT KEY BYTES PID [FORMAT [SOURCE]]
 //                                                one run writing BYTES to stdout, followed on a
@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "api/testing/raw_client.h"
-#include "bench/host_cpu.h"
+#include "bench/measure.h"
 
 namespace {
 
@@ -121,12 +121,7 @@ Followed Follow(const std::string& id, bool count_logs, bool binary = false) {
   }
 }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
+using sbx::bench::Percentile;
 
 constexpr char kTrue[] = R"({"argv": ["/bin/true"]})";
 

@@ -19,7 +19,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -32,7 +31,7 @@
 #include <thread>
 #include <vector>
 
-#include "bench/host_cpu.h"
+#include "bench/measure.h"
 
 namespace {
 
@@ -125,10 +124,6 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double busy1 = sbx::bench::HostBusyMs();
 
-  std::sort(latencies_ms.begin(), latencies_ms.end());
-  auto at = [&](double q) {
-    return latencies_ms[static_cast<size_t>(q * static_cast<double>(latencies_ms.size() - 1))];
-  };
   const nlohmann::json out = {{"bench", "spawn_floor"},
                               {"program", program[0]},
                               {"namespaces", namespaces},
@@ -136,8 +131,8 @@ int main(int argc, char** argv) {
                               {"runs", runs},
                               {"failed", failed.load()},
                               {"runs_per_s", runs / seconds},
-                              {"p50_ms", at(0.5)},
-                              {"p90_ms", at(0.9)},
+                              {"p50_ms", sbx::bench::Percentile(latencies_ms, 0.5)},
+                              {"p90_ms", sbx::bench::Percentile(latencies_ms, 0.9)},
                               {"host_cpu_ms_per_run", (busy1 - busy0) / runs},
                               {"cpus", ::sysconf(_SC_NPROCESSORS_ONLN)}};
   std::printf("%s\n", out.dump().c_str());

@@ -8,18 +8,13 @@ runs=${2:-200}
 out=${BENCH_OUT:-docs/bench}
 mkdir -p "$out"
 
-# The same view of the host for both: /usr read-only, merged-/usr symlinks, /etc/ld.so.cache,
-# fresh /proc, minimal /dev, tmpfs /tmp, new user/pid/mount/net/ipc/uts/cgroup namespaces.
-bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL \
-  --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/sbin /sbin \
-  --symlink usr/lib /lib --symlink usr/lib64 /lib64 --ro-bind /etc/ld.so.cache /etc/ld.so.cache \
-  --proc /proc --dev /dev --tmpfs /tmp --hostname sandbox /bin/true"
+. "$(dirname "$0")/bwrap_true.sh"  # bwrap_true: the same binds as a sandboxd run
 
 hyperfine -N --warmup 20 --runs "$runs" \
   --export-json "$out/startup.json" --export-markdown "$out/startup.md" \
   -n "sandboxd exec (all layers)" "$sbx exec -- /bin/true" \
   -n "sandboxd exec seccomp=unconfined" "$sbx exec --security-opt seccomp=unconfined -- /bin/true" \
-  -n "bwrap --unshare-all" "$bwrap_cmd"
+  -n "bwrap --unshare-all" "${bwrap_true[*]}"
 
 python3 - "$out/startup.json" <<'PY'
 import json, sys
