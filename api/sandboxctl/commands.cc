@@ -66,8 +66,10 @@ std::string MapText(const nlohmann::json& m) {
   if (!m.is_object() || m.empty()) return "-";
   std::string out;
   for (auto it = m.begin(); it != m.end(); ++it) {
-    out += (out.empty() ? "" : " ") +
-           ShellQuote(it.key() + "=" +
+    // No `(out.empty() ? "" : " ") + ShellQuote(…)`: a literal + a temporary draws a bogus
+    // -Wrestrict from GCC 12 at -O3 (GCC PR 105329).
+    if (!out.empty()) out += ' ';
+    out += ShellQuote(it.key() + "=" +
                       (it.value().is_string() ? it.value().get<std::string>() : it.value().dump()));
   }
   return out;
