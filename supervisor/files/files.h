@@ -104,6 +104,13 @@ struct WriteOptions {
 };
 
 class SandboxRoot;
+class Upload;
+
+// Internal (tar_transfer.cc): an upload into the directory `parent` (the thread already holds
+// the owner's ids).
+Result<Upload> internal_StartUpload(UniqueFd parent, std::string name, std::string_view path,
+                                    Owner owner, uint64_t max_bytes, std::optional<uint32_t> mode,
+                                    bool sync);
 
 // One atomic replacement of a file, streamed: Append as the data arrives, then Commit. The data
 // goes to an unnamed file (O_TMPFILE; a hidden ".sbx-upload-*" name on file systems without it)
@@ -121,10 +128,15 @@ class Upload {
   Status Append(std::string_view data);
   // Replaces the target. On failure the target is unchanged and the data discarded.
   Status Commit();
+  // Sets the new file's modification time (default: when it was written).
+  Status SetModifiedTime(int64_t mtime_ns);
   uint64_t size() const { return size_; }
 
  private:
   friend class SandboxRoot;
+  friend Result<Upload> internal_StartUpload(UniqueFd parent, std::string name,
+                                             std::string_view path, Owner owner, uint64_t max_bytes,
+                                             std::optional<uint32_t> mode, bool sync);
   Upload() = default;
   void Discard();
 

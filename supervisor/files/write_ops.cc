@@ -123,6 +123,63 @@ Status Upload::Commit() {
   return Ok();
 }
 
+Result<Upload> internal_StartUpload(UniqueFd parent, std::string name, std::string_view path,
+                                    Owner owner, uint64_t max_bytes, std::optional<uint32_t> mode,
+                                    bool sync) {
+  Upload up;
+  up.owner_ = owner;
+  up.max_bytes_ = max_bytes;
+  up.path_ = std::string(path);
+  up.sync_ = sync;
+  up.mode_ = mode.value_or(0644);
+  struct stat st;
+  if (::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "'{}' is a directory; it cannot be replaced by a file", path);
+    }
+    if (S_ISREG(st.st_mode) && !mode) up.mode_ = st.st_mode & 0777;
+  } else if (errno != ENOENT) {
+    return FsError("stat", path);
+  }
+
+  int fd = ::openat(parent.get(), ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+    // No O_TMPFILE on this file system: a hidden name, created exclusively.
+    for (int attempt = 0; fd < 0; ++attempt) {
+      std::string tmp = internal::TempName("upload");
+      fd = ::openat(parent.get(), tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
+      if (fd >= 0) up.tmp_name_ = tmp;
+      if (fd < 0 && (errno != EEXIST || attempt >= 8)) break;
+    }
+  }
+  if (fd < 0) return FsError("create a file next to", path);
+  up.tmp_ = UniqueFd(fd);
+  up.parent_ = std::move(parent);
+  up.name_ = std::move(name);
+  // Exactly the requested bits, whatever the umask.
+  if (::fchmod(up.tmp_.get(), up.mode_) < 0) return FsError("chmod the new file", path);
+  return up;
+}
+
+Status Upload::SetModifiedTime(int64_t mtime_ns) {
+  if (done_ || failed_) {
+    return MakeError(ErrorCode::kFailedPrecondition, "the upload of '{}' has ended", path_);
+  }
+  struct timespec ts[2];
+  ts[0].tv_sec = 0;
+  ts[0].tv_nsec = UTIME_OMIT;
+  ts[1].tv_sec = mtime_ns / 1'000'000'000;
+  ts[1].tv_nsec = mtime_ns % 1'000'000'000;
+  if (ts[1].tv_nsec < 0) {
+    ts[1].tv_nsec += 1'000'000'000;
+    ts[1].tv_sec -= 1;
+  }
+  if (::futimens(tmp_.get(), ts) < 0) return FsError("set the time of", path_);
+  return Ok();
+}
+
 // ---- SandboxRoot: writes ----
 
 Result<Upload> SandboxRoot::BeginWrite(std::string_view path, const WriteOptions& options) const {
@@ -144,41 +201,8 @@ Result<Upload> SandboxRoot::BeginWrite(std::string_view path, const WriteOptions
   }
   if (!parent.ok()) return std::move(parent).error();
 
-  Upload up;
-  up.owner_ = owner_;
-  up.max_bytes_ = limits_.max_file_bytes;
-  up.path_ = std::string(path);
-  up.sync_ = options.sync;
-  up.mode_ = options.mode.value_or(0644);
-  struct stat st;
-  if (::fstatat(parent->dir.get(), parent->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    if (S_ISDIR(st.st_mode)) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "'{}' is a directory; it cannot be replaced by a file", path);
-    }
-    if (S_ISREG(st.st_mode) && !options.mode) up.mode_ = st.st_mode & 0777;
-  } else if (errno != ENOENT) {
-    return FsError("stat", path);
-  }
-
-  int fd = ::openat(parent->dir.get(), ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-  if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-    // No O_TMPFILE on this file system: a hidden name, created exclusively.
-    for (int attempt = 0; fd < 0; ++attempt) {
-      std::string name = internal::TempName("upload");
-      fd = ::openat(parent->dir.get(), name.c_str(),
-                    O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-      if (fd >= 0) up.tmp_name_ = name;
-      if (fd < 0 && (errno != EEXIST || attempt >= 8)) break;
-    }
-  }
-  if (fd < 0) return FsError("create a file next to", path);
-  up.tmp_ = UniqueFd(fd);
-  up.parent_ = std::move(parent->dir);
-  up.name_ = std::move(parent->name);
-  // Exactly the requested bits, whatever the umask.
-  if (::fchmod(up.tmp_.get(), up.mode_) < 0) return FsError("chmod the new file", path);
-  return up;
+  return internal_StartUpload(std::move(parent->dir), std::move(parent->name), path, owner_,
+                              limits_.max_file_bytes, options.mode, options.sync);
 }
 
 Status SandboxRoot::Write(std::string_view path, std::string_view data,
