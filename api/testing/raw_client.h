@@ -106,7 +106,9 @@ class RawConn {
   // into *out (a large message costs one copy, not three, and no memmove of the rest).
   bool ReadExact(size_t n, std::string* out) {
     const size_t take = std::min(n, buf_.size());
-    out->assign(buf_, 0, take);
+    // Not out->assign(buf_, 0, take): inlined into a caller's fresh string, GCC 12 at -O3
+    // reports a bogus -Wmaybe-uninitialized on it.
+    *out = buf_.substr(0, take);
     buf_.erase(0, take);
     if (take == n) return true;
     out->resize(n);

@@ -178,12 +178,13 @@ TEST(WebSocketFront, InOrderWithSeq) {
   auto session = std::make_shared<FakeSession>();
   FakeWorkers workers;
   WebSocketFront f(session, workers.Post(), {10, 1 << 20}, std::nullopt);
-  for (int i = 1; i <= 3; ++i) EXPECT_EQ(f.Send("m" + std::to_string(i), i), SR::kQueued);
+  const std::string text[] = {"m1", "m2", "m3"};
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(f.Send(text[i - 1], i), SR::kQueued);
   EXPECT_EQ(f.Send("no-seq"), SR::kQueued);
   for (int i = 1; i <= 3; ++i) {
     WebSocketFront::Next n = f.Take();
     ASSERT_EQ(n.kind, Kind::kMessage);
-    EXPECT_EQ(n.text, "m" + std::to_string(i));
+    EXPECT_EQ(n.text, text[i - 1]);
     EXPECT_EQ(n.seq, i);
     f.Sent(n.seq);
   }
