@@ -44,6 +44,10 @@ inline bool ActionTakesErrnoRet(std::string_view action) {
   return action == "SCMP_ACT_ERRNO" || action == "SCMP_ACT_TRACE";
 }
 
+// "EPERM" -> this architecture's EPERM; nullopt for a name that is not an errno's. Aliases
+// (EWOULDBLOCK, EDEADLOCK, ENOTSUP) give their target's number.
+std::optional<unsigned> ErrnoByName(std::string_view name);
+
 // Linux kernel release "6.1", "5.10.0-21-amd64" -> {6, 1, 0}; leading numeric components only.
 struct KernelVersion {
   unsigned major = 0;

@@ -6,6 +6,10 @@
 //  - unknown fields are errors (a misspelt "excludes" must not silently widen a profile);
 //  - "flags", "listenerPath" and "listenerMetadata" are refused unless empty;
 //  - errnoRet is refused on actions that ignore it, and must fit the kernel's range.
+// The containers/common variant (pkg/seccomp/seccomp.json and types.go, used by Podman, Buildah
+// and CRI-O) adds "defaultErrno" and "errno": the errno by name beside the number, which that
+// code lets the name override. Here the name must be known, and a name and a number given
+// together must agree.
 #include <filesystem>
 #include <initializer_list>
 #include <limits>
@@ -165,6 +169,37 @@ Result<std::optional<unsigned>> ErrnoRet(const json& obj, std::string_view key,
   return std::optional<unsigned>(static_cast<unsigned>(*v));
 }
 
+// The errno of an action from its number (number_key, e.g. "errnoRet") and its name (name_key,
+// e.g. "errno"), either or both.
+Result<std::optional<unsigned>> ErrnoOf(const json& obj, std::string_view number_key,
+                                        std::string_view name_key, std::string_view path,
+                                        const std::string& action) {
+  auto number = ErrnoRet(obj, number_key, path, action);
+  if (!number.ok()) return std::move(number).error();
+  auto name = StringField(obj, name_key, path);
+  if (!name.ok()) return std::move(name).error();
+  if (!name->has_value()) return *number;
+  std::string name_path = Join(path, name_key);
+  if (!internal::ActionTakesErrnoRet(action)) {
+    return PathError(name_path,
+                     "{} does not return a value; use {} only with SCMP_ACT_ERRNO or "
+                     "SCMP_ACT_TRACE, or remove it",
+                     action, name_key);
+  }
+  std::optional<unsigned> by_name = internal::ErrnoByName(**name);
+  if (!by_name) {
+    return PathError(name_path,
+                     "\"{}\" is not an errno name; write one such as \"EPERM\" or \"ENOSYS\", or "
+                     "give the number in {}",
+                     **name, number_key);
+  }
+  if (number->has_value() && **number != *by_name) {
+    return PathError(name_path, "\"{}\" is errno {}, but {} is {}; make them agree or remove one",
+                     **name, *by_name, Join(path, number_key), **number);
+  }
+  return by_name;
+}
+
 bool IsSyscallName(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;
   for (char c : s) {
@@ -272,7 +307,8 @@ Result<ArgCmp> ParseArg(const json& a, std::string_view path) {
 Result<SyscallRule> ParseSyscall(const json& s, std::string_view path) {
   if (!s.is_object()) return PathError(path, "expected an object, got {}", s.type_name());
   SBX_TRY(CheckKeys(
-      s, path, {"names", "name", "action", "errnoRet", "args", "comment", "includes", "excludes"}));
+      s, path,
+      {"names", "name", "action", "errnoRet", "errno", "args", "comment", "includes", "excludes"}));
   SyscallRule out;
 
   auto names = StringArrayField(s, "names", path);
@@ -303,7 +339,7 @@ Result<SyscallRule> ParseSyscall(const json& s, std::string_view path) {
   if (!action.ok()) return std::move(action).error();
   out.action = std::move(*action);
 
-  auto errno_ret = ErrnoRet(s, "errnoRet", path, out.action);
+  auto errno_ret = ErrnoOf(s, "errnoRet", "errno", path, out.action);
   if (!errno_ret.ok()) return std::move(errno_ret).error();
   out.errno_ret = *errno_ret;
 
@@ -404,8 +440,8 @@ Result<Profile> ParseDocument(const json& doc, std::string name,
     return PathError("", "expected a JSON object at the top level, got {}", doc.type_name());
   }
   SBX_TRY(CheckKeys(doc, "",
-                    {"defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls",
-                     "flags", "listenerPath", "listenerMetadata", "comment"}));
+                    {"defaultAction", "defaultErrnoRet", "defaultErrno", "architectures", "archMap",
+                     "syscalls", "flags", "listenerPath", "listenerMetadata", "comment"}));
   SBX_TRY(CheckUnsupported(doc));
   Profile out;
   out.name = std::move(name);
@@ -413,7 +449,7 @@ Result<Profile> ParseDocument(const json& doc, std::string name,
   auto action = Action(doc, "");
   if (!action.ok()) return std::move(action).error();
   out.default_action = std::move(*action);
-  auto errno_ret = ErrnoRet(doc, "defaultErrnoRet", "", out.default_action);
+  auto errno_ret = ErrnoOf(doc, "defaultErrnoRet", "defaultErrno", "", out.default_action);
   if (!errno_ret.ok()) return std::move(errno_ret).error();
   out.default_errno_ret = *errno_ret;
 

@@ -58,7 +58,10 @@ struct Profile {
 // Parses and validates the JSON document. Errors name the JSON path ("syscalls[3].action") and
 // what to do. Never throws. Stricter than Docker: unknown fields, errnoRet on actions other than
 // ERRNO/TRACE, and non-empty "flags"/"listenerPath"/"listenerMetadata" are errors; null counts as
-// absent. Documents over 4 MiB are refused.
+// absent. Documents over 4 MiB are refused. Also reads the containers/common profiles (Podman,
+// Buildah, CRI-O): "defaultErrno" and "errno" name the errno ("ENOSYS") and set
+// default_errno_ret / errno_ret; an unknown name, or a name and a number that disagree, is an
+// error.
 Result<Profile> ParseProfile(std::string_view json, std::string name);
 Result<Profile> LoadProfileFile(const std::string& path);
 // The builtin default profile (policies/seccomp/default.json, embedded at build time): Docker's

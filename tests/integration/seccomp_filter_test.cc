@@ -2,11 +2,13 @@
 // runs a filter or a hostile call. Each child reports the first failed check through its exit
 // code; the parent maps it back to a message.
 #include <gtest/gtest.h>
+#include <linux/netlink.h>
 #include <linux/sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -89,6 +91,21 @@ int DockerProfileChecks() {
   return 0;
 }
 
+int PodmanProfileChecks() {
+  if (syscall(SYS_getpid) != getpid()) return 1;
+  // Podman's default is ENOSYS, named "ENOSYS" in the profile.
+  if (!FailsWith(syscall(1000), ENOSYS)) return 5;
+  // The kernel itself would refuse a null path (EFAULT), so a missing filter cannot swap.
+  if (!FailsWith(syscall(SYS_swapon, nullptr, 0), EPERM)) return 13;
+  // Without CAP_AUDIT_WRITE in the profile's view: "errno": "EINVAL". Unfiltered, the child
+  // would only get a socket of its own.
+  if (!FailsWith(syscall(SYS_socket, AF_NETLINK, SOCK_RAW, NETLINK_AUDIT), EINVAL)) return 14;
+  pthread_t t;
+  if (pthread_create(&t, nullptr, ThreadBody, nullptr) != 0) return 9;
+  if (pthread_join(t, nullptr) != 0) return 10;
+  return 0;
+}
+
 bool HasCapSysAdmin() {
   std::ifstream status("/proc/self/status");
   std::string line;
@@ -126,6 +143,10 @@ const char* Describe(int code) {
       return "fork failed";
     case 12:
       return "forked child did not exit 42";
+    case 13:
+      return "swapon did not fail with EPERM";
+    case 14:
+      return "socket(AF_NETLINK, NETLINK_AUDIT) did not fail with EINVAL";
     case kSetupNoNewPrivs:
       return "prctl(PR_SET_NO_NEW_PRIVS) failed";
     case kSetupInstall:
@@ -165,6 +186,20 @@ TEST_F(SeccompFilterTest, DockerProfileInAChild) {
   auto program = Compile(*profile);
   ASSERT_TRUE(program.ok()) << program.error().ToString();
   int code = RunFiltered(*program, DockerProfileChecks);
+  EXPECT_EQ(code, 0) << Describe(code) << " (exit " << code << ")";
+}
+
+TEST_F(SeccompFilterTest, PodmanProfileInAChild) {
+  auto profile =
+      LoadProfileFile(std::string(SBX_SOURCE_DIR) + "/tests/testdata/seccomp/podman-default.json");
+  ASSERT_TRUE(profile.ok()) << profile.error().ToString();
+  // With CAP_SYS_ADMIN in the profile's view, where it does not contradict itself over setns
+  // (seccomp_compile_test: PodmanDefaultWithoutCapSysAdminContradictsItself).
+  CompileOptions admin;
+  admin.caps = {"CAP_SYS_ADMIN"};
+  auto program = Compile(*profile, admin);
+  ASSERT_TRUE(program.ok()) << program.error().ToString();
+  int code = RunFiltered(*program, PodmanProfileChecks);
   EXPECT_EQ(code, 0) << Describe(code) << " (exit " << code << ")";
 }
 

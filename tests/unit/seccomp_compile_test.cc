@@ -83,6 +83,57 @@ TEST(SeccompCompileTest, DockerDefaultCompilesUnchanged) {
   }
 }
 
+// containers/common's profile (Podman, Buildah, CRI-O): its errnos are given by name as well.
+const Profile& Podman() {
+  static const Profile profile = [] {
+    auto p = LoadProfileFile(std::string(SBX_SOURCE_DIR) +
+                             "/tests/testdata/seccomp/podman-default.json");
+    EXPECT_TRUE(p.ok()) << p.error().ToString();
+    return p.ok() ? std::move(p).value() : Profile{};
+  }();
+  return profile;
+}
+
+// Without CAP_SYS_ADMIN the profile contradicts itself: syscalls[1] allows setns outright and
+// syscalls[16] (excludes CAP_SYS_ADMIN) answers it EPERM. libseccomp keeps the first action
+// without a word, so under Podman setns is allowed; here the profile is refused, naming both.
+TEST(SeccompCompileTest, PodmanDefaultWithoutCapSysAdminContradictsItself) {
+  ASSERT_FALSE(Podman().syscalls.empty());
+  auto p = Compile(Podman());
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(p.error().message.find("syscalls[16] (setns): syscalls[1] already gives setns a "
+                                   "different action"),
+            std::string::npos)
+      << p.error().message;
+}
+
+TEST(SeccompCompileTest, PodmanDefaultCompilesWithCapSysAdmin) {
+  CompileOptions admin;
+  admin.caps = {"CAP_SYS_ADMIN"};
+  Program p = MustCompile(Podman(), admin);
+  EXPECT_EQ(p.profile_name, "podman-default");
+  EXPECT_GT(p.insns.size(), 100u);
+  EXPECT_LE(p.insns.size(), static_cast<size_t>(BPF_MAXINSNS));
+  EXPECT_EQ(Verdict(p, SYS_getpid), kAllow);
+  EXPECT_EQ(Verdict(p, SYS_setns), kAllow);
+  EXPECT_EQ(Verdict(p, 1000), Errno(ENOSYS));                    // "defaultErrno": "ENOSYS"
+  EXPECT_EQ(Verdict(p, SYS_kexec_load), Errno(EPERM));           // "errno": "EPERM"
+  EXPECT_EQ(Verdict(p, SYS_open_by_handle_at), Errno(EPERM));    // without CAP_DAC_READ_SEARCH
+  EXPECT_EQ(Verdict(p, SYS_socket, {16, 3, 9}), Errno(EINVAL));  // AF_NETLINK, NETLINK_AUDIT
+  EXPECT_EQ(Verdict(p, SYS_socket, {16, 3, 0}), kAllow);
+  EXPECT_EQ(Verdict(p, SYS_socket, {2, 1, 0}), kAllow);  // AF_INET
+  EXPECT_EQ(Verdict(p, SYS_personality, {0}), kAllow);
+  EXPECT_EQ(Verdict(p, SYS_personality, {0x0040000}), Errno(ENOSYS));  // ADDR_NO_RANDOMIZE
+  // Podman leaves mount and unshare to capabilities and user namespaces; Docker does not.
+  EXPECT_EQ(Verdict(p, SYS_mount), kAllow);
+  EXPECT_EQ(Verdict(p, SYS_unshare, {CLONE_NEWNS}), kAllow);
+
+  admin.caps.push_back("CAP_AUDIT_WRITE");
+  Program with_audit = MustCompile(Podman(), admin);
+  EXPECT_EQ(Verdict(with_audit, SYS_socket, {16, 3, 9}), kAllow);
+}
+
 TEST(SeccompCompileTest, DockerArchMapAddsSubArchitectures) {
   if (!NativeIsX8664()) GTEST_SKIP() << "x86_64-specific syscall numbers";
   Program p = MustCompile(Docker());

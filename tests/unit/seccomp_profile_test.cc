@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -13,6 +14,8 @@ namespace {
 
 const std::string kDockerProfile =
     std::string(SBX_SOURCE_DIR) + "/tests/testdata/seccomp/docker-default.json";
+const std::string kPodmanProfile =
+    std::string(SBX_SOURCE_DIR) + "/tests/testdata/seccomp/podman-default.json";
 
 const SyscallRule* FindRule(const Profile& p, std::string_view name, std::string_view action) {
   for (const SyscallRule& r : p.syscalls) {
@@ -65,6 +68,56 @@ TEST(SeccompProfileTest, ParsesDockerDefault) {
     }
   }
   EXPECT_EQ(masked_clone_rules, 2);
+}
+
+// containers/common's profile (Podman, Buildah, CRI-O) names each errno beside its number.
+TEST(SeccompProfileTest, ParsesPodmanDefault) {
+  auto p = LoadProfileFile(kPodmanProfile);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(p->name, "podman-default");
+  EXPECT_EQ(p->default_action, "SCMP_ACT_ERRNO");
+  EXPECT_EQ(p->default_errno_ret, static_cast<unsigned>(ENOSYS));  // "defaultErrno": "ENOSYS"
+  ASSERT_FALSE(p->arch_map.empty());
+  EXPECT_EQ(p->arch_map[0].architecture, "SCMP_ARCH_X86_64");
+  ASSERT_GE(p->syscalls.size(), 30u);
+
+  const SyscallRule* kexec = FindRule(*p, "kexec_load", "SCMP_ACT_ERRNO");
+  ASSERT_NE(kexec, nullptr);
+  EXPECT_EQ(kexec->errno_ret, static_cast<unsigned>(EPERM));
+  const SyscallRule* audit_socket = FindRule(*p, "socket", "SCMP_ACT_ERRNO");
+  ASSERT_NE(audit_socket, nullptr);
+  EXPECT_EQ(audit_socket->errno_ret, static_cast<unsigned>(EINVAL));  // "errno": "EINVAL"
+  EXPECT_EQ(audit_socket->excludes.caps, std::vector<std::string>{"CAP_AUDIT_WRITE"});
+  EXPECT_NE(FindRule(*p, "mount", "SCMP_ACT_ALLOW"), nullptr);
+}
+
+TEST(SeccompProfileTest, ErrnoNamesSetTheNumber) {
+  auto p = ParseProfile(R"({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrno": "ENOSYS",
+      "syscalls": [
+        {"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": "EACCES"},
+        {"names": ["write"], "action": "SCMP_ACT_TRACE", "errno": "EIO"},
+        {"names": ["open"], "action": "SCMP_ACT_ERRNO", "errno": "EWOULDBLOCK"},
+        {"names": ["close"], "action": "SCMP_ACT_ERRNO", "errno": null}]})",
+                        "names");
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(p->default_errno_ret, static_cast<unsigned>(ENOSYS));
+  ASSERT_EQ(p->syscalls.size(), 4u);
+  EXPECT_EQ(p->syscalls[0].errno_ret, static_cast<unsigned>(EACCES));
+  EXPECT_EQ(p->syscalls[1].errno_ret, static_cast<unsigned>(EIO));
+  EXPECT_EQ(p->syscalls[2].errno_ret, static_cast<unsigned>(EAGAIN));  // an alias
+  EXPECT_FALSE(p->syscalls[3].errno_ret.has_value());
+}
+
+TEST(SeccompProfileTest, ErrnoNameAndNumberThatAgree) {
+  auto p = ParseProfile(R"({"defaultAction": "SCMP_ACT_ERRNO",
+      "defaultErrnoRet": 1, "defaultErrno": "EPERM",
+      "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": 22, "errno": "EINVAL"}]})",
+                        "agree");
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(p->default_errno_ret, static_cast<unsigned>(EPERM));
+  ASSERT_EQ(p->syscalls.size(), 1u);
+  EXPECT_EQ(p->syscalls[0].errno_ret, static_cast<unsigned>(EINVAL));
 }
 
 TEST(SeccompProfileTest, ParsesEveryField) {
@@ -275,6 +328,44 @@ TEST(SeccompProfileTest, ErrorsNameTheJsonPath) {
     EXPECT_NE(p.error().message.find(want), std::string::npos)
         << "message: " << p.error().message << "\nwant: " << want << "\njson: " << json;
     EXPECT_EQ(p.error().context, "seccomp profile t") << json;
+  }
+}
+
+TEST(SeccompProfileTest, ErrnoNameErrorsNameTheJsonPath) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {Doc(R"("defaultErrnoRet": 1, "defaultErrno": "ENOSYS")"),
+       fmt::format("defaultErrno: \"ENOSYS\" is errno {}, but defaultErrnoRet is 1; make them "
+                   "agree or remove one",
+                   ENOSYS)},
+      {Rules(R"({"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                 "errno": "EPERM"})"),
+       fmt::format("syscalls[0].errno: \"EPERM\" is errno {}, but syscalls[0].errnoRet is 13",
+                   EPERM)},
+      {Doc(R"("defaultErrno": "ENOPE")"),
+       "defaultErrno: \"ENOPE\" is not an errno name; write one such as \"EPERM\""},
+      {Rules(R"({"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": "eperm"})"),
+       "syscalls[0].errno: \"eperm\" is not an errno name"},
+      {Rules(R"({"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": "1"})"),
+       "syscalls[0].errno: \"1\" is not an errno name; write one such as \"EPERM\" or "
+       "\"ENOSYS\", or give the number in errnoRet"},
+      {Rules(R"({"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": ""})"),
+       "syscalls[0].errno: \"\" is not an errno name"},
+      {Rules(R"({"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": 1})"),
+       "syscalls[0].errno: expected a string, got number"},
+      {Rules(R"({"names": ["read"], "action": "SCMP_ACT_ALLOW", "errno": "EPERM"})"),
+       "syscalls[0].errno: SCMP_ACT_ALLOW does not return a value; use errno only with"},
+      {R"({"defaultAction": "SCMP_ACT_KILL", "defaultErrno": "EPERM"})",
+       "defaultErrno: SCMP_ACT_KILL does not return a value; use defaultErrno only with"},
+      {Rules(R"({"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": "EPERM",
+                 "errnoRet": 5000})"),
+       "syscalls[0].errnoRet: 5000 is out of range"},
+  };
+  for (const auto& [json, want] : cases) {
+    auto p = ParseProfile(json, "t");
+    ASSERT_FALSE(p.ok()) << "accepted: " << json;
+    EXPECT_EQ(p.error().code, ErrorCode::kInvalidArgument) << json;
+    EXPECT_NE(p.error().message.find(want), std::string::npos)
+        << "message: " << p.error().message << "\nwant: " << want << "\njson: " << json;
   }
 }
 

@@ -138,6 +138,21 @@ TEST_F(SeccompProfilesTest, ValidateExitsZeroOneTwoAndSpeaksJson) {
   EXPECT_EQ(ok.status, 0) << ok.out;
   EXPECT_NE(ok.out.find("valid: 33 rules"), std::string::npos) << ok.out;
   EXPECT_NE(ok.out.find("BPF instructions"), std::string::npos);
+  // containers/common's profile: its errnos by name are read, all 40 rules load, and the errors
+  // left are the profile's own contradictions (setns and perf_event_open, each allowed by one
+  // rule and refused by another that can apply with it), not its format.
+  Cmd podman = Seccomp("validate --json tests/testdata/seccomp/podman-default.json");
+  EXPECT_EQ(podman.status, 1) << podman.out;
+  auto pj = nlohmann::json::parse(podman.out, nullptr, false);
+  ASSERT_FALSE(pj.is_discarded()) << podman.out;
+  EXPECT_EQ(pj["rules"], 40);
+  ASSERT_FALSE(pj["errors"].empty());
+  for (const auto& e : pj["errors"]) {
+    const std::string m = e["message"].get<std::string>();
+    EXPECT_TRUE(m.find("setns") != std::string::npos ||
+                m.find("perf_event_open") != std::string::npos)
+        << m;
+  }
 
   Write("bad.json", R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
       {"names": ["read"], "action": "SCMP_ACT_NOPE"}, {"names": ["x y"], "action": "SCMP_ACT_ALLOW"}]})");
