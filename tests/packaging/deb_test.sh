@@ -2,8 +2,10 @@
 # Builds the .deb with cpack in BUILD_DIR (from what is already built), checks its contents and
 # control data (dpkg-deb -c / -I), then installs it into a Debian 12 chroot made by debootstrap
 # and runs the maintainer scripts: install (state directory, units enabled, nothing started),
-# remove, purge. Exit 77: skipped, with the reason (no debootstrap, or no Debian mirror to fetch
-# from). The chroot's base system is cached in BUILD_DIR/debootstrap-cache.
+# remove, purge. Exit 77: skipped, with the reason (no debootstrap, or no Debian archive to fetch
+# from). The archive is the host's own (its apt sources; SBX_DEBIAN_ARCHIVE=URI to choose
+# another), else debootstrap's default. The chroot's base system is cached in
+# BUILD_DIR/debootstrap-cache.
 # Usage: deb_test.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
 src=$1 build=$2
@@ -61,7 +63,45 @@ if ! command -v debootstrap >/dev/null; then
   echo "SKIP: debootstrap is not installed (apt-get install debootstrap); the package itself is OK"
   exit 77
 fi
-mirror=${SBX_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The URI of the first Debian archive the host's apt reads (a "deb" source of a release suite,
+# not -security or -updates), from the one-line format (sources.list, *.list) or the deb822
+# format (*.sources); nothing when there is none.
+host_archive() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -r "$f" ] || continue
+    # deb [options] URI SUITE COMPONENTS…
+    sed -E 's/#.*//; s/\[[^]]*\]//' "$f" | awk '$1 == "deb" && $3 !~ /-/ &&
+      $2 ~ /^(https?|file):\/\// { print $2; exit }' | grep . && return
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -r "$f" ] || continue
+    awk 'BEGIN { RS = ""; FS = "\n" }
+      {
+        types = ""; uris = ""; suites = ""; enabled = "yes"
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^#/ || index($i, ":") == 0) continue
+          key = tolower(substr($i, 1, index($i, ":") - 1))
+          val = substr($i, index($i, ":") + 1)
+          if (key == "types") types = val
+          else if (key == "uris") uris = val
+          else if (key == "suites") suites = val
+          else if (key == "enabled") enabled = tolower(val)
+        }
+        gsub(/[ \t]/, "", enabled)
+        if (enabled == "no" || (" " types " ") !~ /[ \t]deb[ \t]/) next
+        release = 0
+        n = split(suites, s, /[ \t]+/)
+        for (j = 1; j <= n; j++) if (s[j] != "" && s[j] !~ /-/) release = 1
+        if (!release) next
+        n = split(uris, u, /[ \t]+/)
+        for (j = 1; j <= n; j++) if (u[j] ~ /^(https?|file):\/\//) { print u[j]; exit }
+      }' "$f" | grep . && return
+  done
+  return 0
+}
+archive=${SBX_DEBIAN_ARCHIVE:-$(host_archive | head -n1)}
+from=${archive:-"the default archive of debootstrap"}
 # The package's dependencies come with the base system (no apt inside the chroot needed).
 deps=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed -E 's/\(.*\)//; s/\|.*//; s/ //g' | paste -sd,)
 cache="$build/debootstrap-cache"
@@ -69,9 +109,9 @@ mkdir -p "$cache"
 tarball="$cache/bookworm-minbase-$(echo "$deps" | md5sum | cut -c1-12).tgz"
 if [ ! -s "$tarball" ]; then
   if ! debootstrap --variant=minbase --include="$deps" --make-tarball="$tarball.tmp" \
-        bookworm "$cache/work" "$mirror" >"$cache/debootstrap.log" 2>&1; then
+        bookworm "$cache/work" ${archive:+"$archive"} >"$cache/debootstrap.log" 2>&1; then
     rm -rf "$tarball.tmp" "$cache/work"
-    echo "SKIP: debootstrap cannot fetch bookworm from $mirror (offline?): $(tail -n 2 "$cache/debootstrap.log")"
+    echo "SKIP: debootstrap cannot fetch bookworm from $from (offline?): $(tail -n 2 "$cache/debootstrap.log")"
     echo "      the package itself is OK"
     exit 77
   fi
@@ -80,7 +120,7 @@ if [ ! -s "$tarball" ]; then
 fi
 root="$ctl/root"
 debootstrap --variant=minbase --include="$deps" --unpack-tarball="$tarball" bookworm "$root" \
-  "$mirror" >"$ctl/debootstrap.log" 2>&1 || { tail -n 20 "$ctl/debootstrap.log"; fail "debootstrap from the cache"; }
+  ${archive:+"$archive"} >"$ctl/debootstrap.log" 2>&1 || { tail -n 20 "$ctl/debootstrap.log"; fail "debootstrap from the cache"; }
 trap 'rm -rf "$ctl"' EXIT
 
 cp "$deb" "$root/tmp/sandboxd.deb"
