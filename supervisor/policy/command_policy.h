@@ -31,8 +31,9 @@
 //
 // Which rules apply: the first rule set, in file order, whose `select` matches the run; else the
 // top-level rules. `select` matches when every criterion given holds: `api_keys` lists the
-// submitting key's name, and `labels` are all present on the run with equal values (at least one
-// criterion is required). With `inherit: true` (the default) the set's rules are appended to the
+// submitting key's name, and `labels` are all present on the run with equal values. `api_keys`
+// is required: a submitter picks its run's labels, so labels alone would let any key opt into a
+// set; they only narrow one. With `inherit: true` (the default) the set's rules are appended to the
 // top-level rules, so they win over them; start a set with "*": deny, or set inherit: false, to
 // leave the top-level rules out.
 //

@@ -153,6 +153,14 @@ Status ParseSelect(const YAML::Node& n, const std::string& source, RuleSetSpec& 
   if (set.api_keys.empty() && set.labels.empty()) {
     return At(source, n, fmt::format("rule set '{}': 'select' needs api_keys or labels", set.name));
   }
+  if (set.api_keys.empty()) {
+    // A submitter chooses its run's labels: a set selected by them alone would let any key
+    // opt into its rules, however permissive.
+    return At(source, n,
+              fmt::format("rule set '{}': labels alone select it, and any submitter can set "
+                          "labels; name the api_keys it is for (labels then narrow their runs)",
+                          set.name));
+  }
   return Ok();
 }
 

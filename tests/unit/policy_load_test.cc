@@ -65,7 +65,7 @@ TEST(PolicyLoad, UnknownActionsAreRefused) {
 TEST(PolicyLoad, InvalidGlobsNameFileAndLine) {
   ExpectError("rules:\n  \"*\": deny\n  \"rm [abc *\": allow\n", 3, "unclosed '['");
   ExpectError("rules:\n  \"x[[:digit:]]\": allow\n", 2, "[:alpha:]");
-  ExpectError("rule_sets:\n  a:\n    select: {labels: {x: y}}\n    rules:\n      \"\\\\\": allow\n",
+  ExpectError("rule_sets:\n  a:\n    select: {api_keys: [k], labels: {x: y}}\n    rules:\n      \"\\\\\": allow\n",
               5, "trailing");
 }
 
@@ -87,6 +87,9 @@ TEST(PolicyLoad, WrongTypesAreRefused) {
   ExpectError("rule_sets:\n  ci:\n    select: {api_keys: []}\n", 3, "non-empty list");
   ExpectError("rule_sets:\n  ci:\n    select: {labels: [a]}\n", 3, "mapping of label: value");
   ExpectError("rule_sets:\n  ci:\n    select: {labels: {a: [b]}}\n", 3, "plain key: value");
+  // Labels are the submitter's to choose: they may narrow a key's rule set, never select one.
+  ExpectError("rule_sets:\n  ci:\n    select: {labels: {team: infra}}\n    rules: {\"*\": allow}\n",
+              3, "any submitter can set labels");
   ExpectError("rule_sets:\n  ci:\n    select: {api_keys: [x]}\n    inherit: perhaps\n", 4,
               "'inherit' must be true or false");
   ExpectError("rule_sets:\n  \"bad name\":\n    select: {api_keys: [x]}\n", 2, "a rule set's name");

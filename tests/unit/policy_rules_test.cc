@@ -154,7 +154,7 @@ rule_sets:
     rules:
       "make *": allow
   infra:
-    select: {labels: {team: infra, env: staging}}
+    select: {api_keys: [alice, bob], labels: {team: infra, env: staging}}
     inherit: false
     rules:
       "kubectl get *": allow
@@ -196,6 +196,10 @@ TEST(PolicyRules, RuleSetSelectedByAllItsLabels) {
   // One label missing or different: not selected.
   EXPECT_EQ(Judge(*p, {{"kubectl", "get", "pods"}}, "alice", {{"team", "infra"}}).rule_set, "");
   EXPECT_EQ(Judge(*p, {{"kubectl", "get", "pods"}}, "alice", {{"team", "infra"}, {"env", "prod"}})
+                .rule_set,
+            "");  // The same labels from a key the set does not name: not selected.
+  EXPECT_EQ(Judge(*p, {{"kubectl", "get", "pods"}}, "mallory",
+                  {{"team", "infra"}, {"env", "staging"}})
                 .rule_set,
             "");
 }
