@@ -215,6 +215,10 @@ class HttpSession final : public Session,
   void OnHeader(error_code ec) {
     if (ec) return OnReadError(ec);
     request_start_ = std::chrono::steady_clock::now();
+    // The route, the key and its role are checked on the head alone: a request that may not
+    // be made is answered before its body is read, so an unauthenticated client never makes
+    // the daemon take in max_body_bytes.
+    if (!Admit()) return;
     const auto& req = parser_->get();
     if (!parser_->is_done() && beast::iequals(req[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -266,21 +270,23 @@ class HttpSession final : public Session,
 
   // ---- dispatch ----
 
-  void OnRequest() {
-    CancelTimer();
-    phase_ = Phase::kHandling;
-    req_ = parser_->release();
-    parser_.reset();
-    keep_alive_ = req_.keep_alive();
-    version_ = req_.version();
-
-    Request r;
-    r.method_name = std::string(req_.method_string());
+  // Builds pending_ from the request's head and checks it: the route, the WebSocket upgrade,
+  // the query, the key and its role. false: it was answered (and the connection closes when a
+  // body was left unread).
+  bool Admit() {
+    const auto& head = parser_->get();
+    req_ = {};
+    req_.base() = head.base();  // what WriteResponse and Observe report
+    version_ = head.version();
+    keep_alive_ = head.keep_alive() && parser_->is_done();
+    Request& r = pending_;
+    r = {};
+    r.method_name = std::string(head.method_string());
     r.method = ParseMethod(r.method_name);
-    r.target = std::string(req_.target());
+    r.target = std::string(head.target());
     r.version = version_;
     r.peer = peer_;
-    for (const auto& field : req_) {
+    for (const auto& field : head) {
       std::string name(field.name_string());
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       r.headers.Add(std::move(name), std::string(field.value()));
@@ -290,19 +296,24 @@ class HttpSession final : public Session,
     std::string_view query =
         q == std::string::npos ? std::string_view() : std::string_view(r.target).substr(q + 1);
 
+    auto refuse = [&](Response res) {
+      phase_ = Phase::kHandling;
+      WriteResponse(std::move(res));
+      return false;
+    };
     if (r.path.empty() || r.path[0] != '/') {
-      return SendError(400, "bad_request",
-                       "the request target must be an absolute path such as /v1/runs", true);
+      return refuse(ErrorResponse(400, "bad_request",
+                                  "the request target must be an absolute path such as /v1/runs"));
     }
     RouteMatch m = core_->router().Find(r.method, r.path);
     switch (m.kind) {
       case RouteMatch::Kind::kFound:
         break;
       case RouteMatch::Kind::kBadPath:
-        return SendError(400, "bad_request", m.error, true);
+        return refuse(ErrorResponse(400, "bad_request", m.error));
       case RouteMatch::Kind::kNotFound:
-        return SendError(404, "not_found", fmt::format("no route for {} {}", r.method_name, r.path),
-                         true);
+        return refuse(ErrorResponse(
+            404, "not_found", fmt::format("no route for {} {}", r.method_name, r.path)));
       case RouteMatch::Kind::kMethodNotAllowed: {
         std::string allow;
         for (Method a : m.allowed)
@@ -311,19 +322,19 @@ class HttpSession final : public Session,
             405, "method_not_allowed",
             fmt::format("{} does not support {}; it supports {}", r.path, r.method_name, allow));
         res.headers.Add("Allow", allow);
-        return WriteResponse(std::move(res));
+        return refuse(std::move(res));
       }
     }
     route_ = m.route;
     r.path_params = std::move(m.params);
-    if (route_->websocket && !beast::websocket::is_upgrade(req_)) {
+    if (route_->websocket && !beast::websocket::is_upgrade(head)) {
       Response res =
           ErrorResponse(426, "upgrade_required", fmt::format("{} is a WebSocket endpoint", r.path));
       res.headers.Add("Sec-WebSocket-Version", "13");
-      return WriteResponse(std::move(res));
+      return refuse(std::move(res));
     }
     Result<QueryParams> parsed = ParseQuery(query);
-    if (!parsed.ok()) return SendError(400, "bad_request", parsed.error().message, true);
+    if (!parsed.ok()) return refuse(ErrorResponse(400, "bad_request", parsed.error().message));
     r.query = std::move(*parsed);
 
     if (route_->access != Access::kPublic) {
@@ -334,22 +345,33 @@ class HttpSession final : public Session,
                                      "this endpoint needs an API key: send 'x-api-key: KEY' or "
                                      "'Authorization: Bearer KEY'");
         res.headers.Add("WWW-Authenticate", "Bearer");
-        return WriteResponse(std::move(res));
+        return refuse(std::move(res));
       }
       r.principal = core_->authenticator().Authenticate(*key);
       if (!r.principal) {
         Response res = ErrorResponse(401, "unauthenticated", "the API key is not valid");
         res.headers.Add("WWW-Authenticate", "Bearer");
-        return WriteResponse(std::move(res));
+        return refuse(std::move(res));
       }
       if (!RoleAllows(r.principal->role, route_->access)) {
-        return SendError(403, "permission_denied",
-                         fmt::format("key '{}' has role {}; {} {} needs {}", r.principal->key_name,
-                                     RoleName(r.principal->role), r.method_name, r.path,
-                                     AccessName(route_->access)),
-                         true);
+        return refuse(ErrorResponse(
+            403, "permission_denied",
+            fmt::format("key '{}' has role {}; {} {} needs {}", r.principal->key_name,
+                        RoleName(r.principal->role), r.method_name, r.path,
+                        AccessName(route_->access))));
       }
     }
+    return true;  // the body is read under the request's deadline, still running
+  }
+
+  void OnRequest() {
+    CancelTimer();
+    phase_ = Phase::kHandling;
+    req_ = parser_->release();
+    parser_.reset();
+    keep_alive_ = req_.keep_alive();
+    Request r = std::move(pending_);
+    pending_ = {};
     r.body = std::move(req_.body());
     req_.body().clear();
 
@@ -589,6 +611,7 @@ class HttpSession final : public Session,
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> req_;
+  Request pending_;  // the request being read: admitted on its head, completed by its body
   const Route* route_ = nullptr;
   bool keep_alive_ = false;
   unsigned version_ = 11;

@@ -287,9 +287,10 @@ TEST_F(ApiServerTest, BodyLimit) {
   // A chunked body that grows past the limit.
   RawConn d = Connect();
   std::string chunk(600, 'y');
-  ASSERT_TRUE(
-      d.Send("POST /v1/runs HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n" +
-             chunk + "\r\n258\r\n" + chunk + "\r\n0\r\n\r\n"));
+  ASSERT_TRUE(d.Send("POST /v1/runs HTTP/1.1\r\nHost: t\r\nx-api-key: " +
+                     std::string(kSubmitterKey) +
+                     "\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n" + chunk + "\r\n258\r\n" +
+                     chunk + "\r\n0\r\n\r\n"));
   auto chunked = testing::ReadReply(d);
   ASSERT_TRUE(chunked.has_value());
   EXPECT_EQ(chunked->status, 413);
@@ -353,6 +354,50 @@ TEST_F(ApiServerTest, Http10AndExpectContinue) {
   EXPECT_EQ(created->Json()["body"], "hello");
 }
 
+TEST_F(ApiServerTest, RequestsAreAuthenticatedBeforeTheirBodyIsRead) {
+  StartServer();
+  // No key: answered 401 on the head alone. The body is never sent; a server that waited for
+  // it would answer 408 after the request timeout instead.
+  RawConn anon = Connect();
+  ASSERT_TRUE(anon.Send("POST /v1/runs HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n"));
+  auto r = testing::ReadReply(anon);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(r->Header("Connection"), "close");  // its body was left unread
+  EXPECT_TRUE(anon.WaitClosed());
+  // A wrong key, or a role below the route's, never gets 100 Continue.
+  RawConn wrong = Connect();
+  ASSERT_TRUE(wrong.Send(
+      "POST /v1/runs HTTP/1.1\r\nHost: t\r\nx-api-key: nope\r\nExpect: 100-continue\r\n"
+      "Content-Length: 1000\r\n\r\n"));
+  auto w = testing::ReadReply(wrong);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->status, 401);
+  RawConn low = Connect();
+  ASSERT_TRUE(low.Send("POST /v1/runs/r1:approve HTTP/1.1\r\nHost: t\r\nx-api-key: " +
+                       std::string(kSubmitterKey) +
+                       "\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n"));
+  auto l = testing::ReadReply(low);
+  ASSERT_TRUE(l.has_value());
+  EXPECT_EQ(l->status, 403);
+  EXPECT_EQ(l->ErrorCode(), "permission_denied");
+  // An unknown route with a body is refused before it too, and a request without a body keeps
+  // its connection.
+  RawConn nf = Connect();
+  ASSERT_TRUE(nf.Send("POST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n"));
+  auto n = testing::ReadReply(nf);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(n->status, 404);
+  EXPECT_TRUE(nf.WaitClosed());
+  RawConn keep = Connect();
+  auto first = testing::RoundTrip(keep, MakeRequest("GET", "/v1/runs"));
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->status, 401);
+  auto second = testing::RoundTrip(keep, MakeRequest("GET", "/v1/runs", kSubmitter));
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->status, 200);
+}
+
 TEST_F(ApiServerTest, SlowRequestsTimeOutWith408) {
   StartServer();
   auto started = std::chrono::steady_clock::now();
@@ -366,7 +411,8 @@ TEST_F(ApiServerTest, SlowRequestsTimeOutWith408) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(4));
 
   RawConn body = Connect();
-  ASSERT_TRUE(body.Send("POST /v1/runs HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"));
+  ASSERT_TRUE(body.Send("POST /v1/runs HTTP/1.1\r\nHost: t\r\nx-api-key: " +
+                        std::string(kSubmitterKey) + "\r\nContent-Length: 10\r\n\r\nabc"));
   auto rb = testing::ReadReply(body);
   ASSERT_TRUE(rb.has_value());
   EXPECT_EQ(rb->status, 408);
