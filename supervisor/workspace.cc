@@ -207,16 +207,16 @@ int MountSetattr(int fd, const char* path, unsigned flags, const struct mount_at
   return ::mount_setattr(fd, path, flags, &a, sizeof a);
 }
 
-// A new tmpfs for mount points (noexec), attached at `name` below `dirfd` (`where` is that path,
-// absolute, for messages) and made private: mounts below it stay in this namespace. On error
-// nothing stays mounted there.
-Status AttachMountPointsTmpfs(int dirfd, const char* name, const std::string& where,
-                              uint64_t size, uint64_t inodes, const char* mode) {
-  auto tree = NewTmpfs("mount points",
+// A new tmpfs of `size` bytes and `inodes` inodes, mounted with `attrs` (MOUNT_ATTR_*),
+// attached at `name` below `dirfd` (`where` is that path, absolute, for messages) and made
+// private: mounts below it stay in this namespace. On error nothing stays mounted there.
+Status AttachPrivateTmpfs(const char* what, int dirfd, const char* name, const std::string& where,
+                          uint64_t size, uint64_t inodes, const char* mode, unsigned attrs) {
+  auto tree = NewTmpfs(what,
                        {{"size", std::to_string(size)},
                         {"nr_inodes", std::to_string(inodes)},
                         {"mode", mode}},
-                       MOUNT_ATTR_NOEXEC);
+                       attrs);
   if (!tree.ok()) return std::move(tree).error();
   if (::move_mount(tree->get(), "", dirfd, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
     return ErrnoError("mount a tmpfs on {}", where);
@@ -234,7 +234,7 @@ Status AttachMountPointsTmpfs(int dirfd, const char* name, const std::string& wh
 
 bool IsOctal(char c) { return c >= '0' && c <= '7'; }
 
-// True for "<runs>/<id>/mnt" and anything below it.
+// True for "<runs>/<id>/mnt", "<runs>/<id>/cow" (a copy-on-write layer) and anything below them.
 bool IsRunMountPoint(const std::string& mount_point, const std::string& runs) {
   if (mount_point.size() <= runs.size() + 1 || mount_point.compare(0, runs.size(), runs) != 0 ||
       mount_point[runs.size()] != '/') {
@@ -242,7 +242,7 @@ bool IsRunMountPoint(const std::string& mount_point, const std::string& runs) {
   }
   std::vector<std::string> parts;
   if (!SplitComponents(std::string_view(mount_point).substr(runs.size()), &parts)) return false;
-  return parts.size() >= 2 && parts[1] == "mnt";
+  return parts.size() >= 2 && (parts[1] == "mnt" || parts[1] == "cow");
 }
 
 size_t Depth(const std::string& path) { return std::count(path.begin(), path.end(), '/'); }
@@ -393,6 +393,8 @@ RunMounts& RunMounts::operator=(RunMounts&& o) noexcept {
   artifacts_fd_ = std::move(o.artifacts_fd_);
   upper_fd_ = std::move(o.upper_fd_);
   lower_fd_ = std::move(o.lower_fd_);
+  sandbox_uid_ = o.sandbox_uid_;
+  sandbox_gid_ = o.sandbox_gid_;
   mount_points_ = std::exchange(o.mount_points_, {});
   made_mnt_dir_ = std::exchange(o.made_mnt_dir_, false);
   made_cow_dir_ = std::exchange(o.made_cow_dir_, false);
@@ -411,7 +413,8 @@ RunMounts::~RunMounts() {
 
 Result<RunMounts> RunMounts::Prepare(const std::string& run_dir, const ResolvedWorkspace* ws,
                                      WorkspaceMode mode, uint64_t artifacts_quota_bytes,
-                                     uid_t sandbox_host_uid, gid_t sandbox_host_gid) {
+                                     uid_t sandbox_host_uid, gid_t sandbox_host_gid,
+                                     CowLimits cow) {
   if (run_dir.empty() || run_dir[0] != '/') {
     return MakeError(ErrorCode::kInvalidArgument, "run dir '{}' must be an absolute path", run_dir);
   }
@@ -447,8 +450,8 @@ Result<RunMounts> RunMounts::Prepare(const std::string& run_dir, const ResolvedW
   }
   m.made_mnt_dir_ = true;
   if (::fchmodat(m.run_fd_.get(), "mnt", 0755, 0) < 0) return ErrnoError("chmod {}/mnt", real);
-  SBX_TRY(AttachMountPointsTmpfs(m.run_fd_.get(), "mnt", m.run_dir_ + "/mnt",
-                                 kMountPointsTmpfsBytes, 16, "0755"));
+  SBX_TRY(AttachPrivateTmpfs("mount points", m.run_fd_.get(), "mnt", m.run_dir_ + "/mnt",
+                             kMountPointsTmpfsBytes, 16, "0755", MOUNT_ATTR_NOEXEC));
   m.mount_points_.push_back(m.run_dir_ + "/mnt");
   m.mnt_fd_.reset(OpenBeneath(m.run_fd_.get(), "mnt", O_PATH | O_DIRECTORY | O_NOFOLLOW));
   if (!m.mnt_fd_) return ErrnoError("open {}/mnt", m.run_dir_);
@@ -460,7 +463,7 @@ Result<RunMounts> RunMounts::Prepare(const std::string& run_dir, const ResolvedW
     if (mode == WorkspaceMode::kReadOnly) {
       SBX_TRY(m.MakeReadOnlyWorkspace(*ws));
     } else {
-      SBX_TRY(m.MakeCopyOnWriteWorkspace(*ws, sandbox_host_uid, sandbox_host_gid));
+      SBX_TRY(m.MakeCopyOnWriteWorkspace(*ws, sandbox_host_uid, sandbox_host_gid, cow));
     }
   }
   return m;
@@ -505,7 +508,8 @@ Status RunMounts::MakeReadOnlyWorkspace(const ResolvedWorkspace& ws) {
   return Attach(tree.get(), "workspace");
 }
 
-Status RunMounts::MakeCopyOnWriteWorkspace(const ResolvedWorkspace& ws, uid_t uid, gid_t gid) {
+Status RunMounts::MakeCopyOnWriteWorkspace(const ResolvedWorkspace& ws, uid_t uid, gid_t gid,
+                                           const CowLimits& cow) {
   struct stat wst;
   if (::fstat(ws.fd.get(), &wst) < 0) return ErrnoError("stat workspace {}", ws.path);
   const std::string fs_name = FsTypeName(ws.fd.get());
@@ -523,19 +527,29 @@ Status RunMounts::MakeCopyOnWriteWorkspace(const ResolvedWorkspace& ws, uid_t ui
     return ErrnoError("mkdir {}/cow", run_dir_);
   }
   made_cow_dir_ = true;
-  UniqueFd cow(OpenBeneath(run_fd_.get(), "cow", O_PATH | O_DIRECTORY | O_NOFOLLOW, true));
-  if (!cow) return ErrnoError("open {}/cow", run_dir_);
-  if (::mkdirat(cow.get(), "upper", 0700) < 0 || ::mkdirat(cow.get(), "work", 0700) < 0) {
+  // The layer's own tmpfs: the data directory's filesystem is never written by a run, and what
+  // the run writes is bounded (bytes, inodes) and charged to its memory cgroup. No noexec: the
+  // run may execute what it built.
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  SBX_TRY(AttachPrivateTmpfs("copy-on-write layer", run_fd_.get(), "cow", run_dir_ + "/cow",
+                             (cow.bytes + page - 1) / page * page, cow.inodes, "0700",
+                             MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+  mount_points_.push_back(run_dir_ + "/cow");
+  // Into the tmpfs just attached there (so not same_mount).
+  UniqueFd cow_fd(OpenBeneath(run_fd_.get(), "cow", O_PATH | O_DIRECTORY | O_NOFOLLOW));
+  if (!cow_fd) return ErrnoError("open {}/cow", run_dir_);
+  const int cow_dir = cow_fd.get();
+  if (::mkdirat(cow_dir, "upper", 0700) < 0 || ::mkdirat(cow_dir, "work", 0700) < 0) {
     return ErrnoError("mkdir {}/cow/{{upper,work}}", run_dir_);
   }
-  if (::fchownat(cow.get(), "upper", uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
-      ::fchmodat(cow.get(), "upper", wst.st_mode & 01777, 0) < 0) {
+  if (::fchownat(cow_dir, "upper", uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+      ::fchmodat(cow_dir, "upper", wst.st_mode & 01777, 0) < 0) {
     return ErrnoError("set the owner and mode of {}/cow/upper", run_dir_);
   }
-  upper_fd_.reset(OpenBeneath(cow.get(), "upper", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, true));
+  upper_fd_.reset(OpenBeneath(cow_dir, "upper", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, true));
   if (!upper_fd_) return ErrnoError("open {}/cow/upper", run_dir_);
-  lower_fd_.reset(::fcntl(ws.fd.get(), F_DUPFD_CLOEXEC, 0));
-  if (!lower_fd_) return ErrnoError("dup workspace fd");
+  sandbox_uid_ = uid;
+  sandbox_gid_ = gid;
 
   // The lower layer: the workspace, read-only, idmapped so that its owner's files are the
   // sandbox user's.
@@ -563,6 +577,10 @@ Status RunMounts::MakeCopyOnWriteWorkspace(const ResolvedWorkspace& ws, uid_t ui
     return ErrnoError("idmap the workspace clone of {}", ws.path);
   }
   SBX_TRY(Attach(tree.get(), "lower"));
+  // Diff() reads the workspace through this idmapped view, as the sandbox user: exactly what
+  // the run itself could read, never more.
+  lower_fd_.reset(::fcntl(tree.get(), F_DUPFD_CLOEXEC, 0));
+  if (!lower_fd_) return ErrnoError("dup the idmapped workspace fd");
 
   // The overlay. redirect_dir and metacopy stay off: a directory renamed from the lower layer
   // is copied (rename(2) says EXDEV, and tools fall back to copy and delete), and every changed
@@ -695,8 +713,8 @@ Status CheckSearchableByOthers(const std::string& path) {
 
 Status MountPointsTmpfs(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0711) < 0 && errno != EEXIST) return ErrnoError("mkdir {}", dir);
-  return AttachMountPointsTmpfs(AT_FDCWD, dir.c_str(), dir, kMountPointsTmpfsBytes * 16, 65536,
-                                "0711");
+  return AttachPrivateTmpfs("mount points", AT_FDCWD, dir.c_str(), dir,
+                            kMountPointsTmpfsBytes * 16, 65536, "0711", MOUNT_ATTR_NOEXEC);
 }
 
 Status SweepStaleMounts(const std::string& data_dir) {

@@ -89,8 +89,20 @@ struct ArtifactLimits {
 
 struct ArtifactList {
   std::vector<ArtifactFile> files;  // sorted by path
+  // What was left out, and why: at most kMaxSkippedListed, the rest counted in skipped_unlisted
+  // (a sandbox decides how many entries there are: hard links cost it no inode).
+  static constexpr size_t kMaxSkippedListed = 1000;
   std::vector<SkippedArtifact> skipped;
+  uint64_t skipped_unlisted = 0;
   uint64_t total_bytes = 0;
+};
+
+// What a run's copy-on-write layer may hold. It is a tmpfs of its own, whose pages are charged
+// to the memory cgroup of the process that writes them (the sandbox's): a run fills neither the
+// data directory's filesystem nor more memory than its limit allows.
+struct CowLimits {
+  uint64_t bytes = 1ull << 30;
+  uint64_t inodes = 1u << 20;
 };
 
 class RunMounts {
@@ -117,9 +129,13 @@ class RunMounts {
   // the run can change (in its copy) every file that owner owns; files of other owners appear
   // as nobody/nogroup. Sub-mounts below the workspace are not part of the copy-on-write view
   // (overlayfs takes one mount per layer); the read-only view includes them, read-only.
+  //
+  // In copy-on-write mode, the run's changes go to <run_dir>/cow, a tmpfs of `cow` bytes and
+  // inodes (writes past them fail with ENOSPC).
   static Result<RunMounts> Prepare(const std::string& run_dir, const ResolvedWorkspace* ws,
                                    WorkspaceMode mode, uint64_t artifacts_quota_bytes,
-                                   uid_t sandbox_host_uid, gid_t sandbox_host_gid);
+                                   uid_t sandbox_host_uid, gid_t sandbox_host_gid,
+                                   CowLimits cow = {});
 
   RunMounts(RunMounts&& other) noexcept;
   RunMounts& operator=(RunMounts&& other) noexcept;
@@ -152,6 +168,11 @@ class RunMounts {
   // text would pass `max_bytes` it is cut at a file boundary and ends with a line saying how
   // many files were left out. "" for a read-only workspace or none. Call after the sandbox is
   // destroyed. Errors: kFailedPrecondition after Teardown; kInternal for I/O errors.
+  //
+  // Both layers are read with the sandbox user's rights (a thread of its own whose filesystem
+  // ids are the sandbox user's host ids, without supplementary groups or the capabilities
+  // that bypass file permissions), the workspace through the same idmapped view the run had:
+  // a file the run could not read shows as "Binary files … differ", never its content.
   Result<std::string> Diff(size_t max_bytes) const;
 
   // Unmounts everything (lazily: MNT_DETACH) and removes <run_dir>/mnt and <run_dir>/cow, never
@@ -168,14 +189,19 @@ class RunMounts {
   Status Attach(int tree_fd, const char* name);
   Status MakeArtifacts(uint64_t quota, uid_t uid, gid_t gid);
   Status MakeReadOnlyWorkspace(const ResolvedWorkspace& ws);
-  Status MakeCopyOnWriteWorkspace(const ResolvedWorkspace& ws, uid_t uid, gid_t gid);
+  Status MakeCopyOnWriteWorkspace(const ResolvedWorkspace& ws, uid_t uid, gid_t gid,
+                                  const CowLimits& cow);
+  // Diff()'s work, on a thread that holds the sandbox user's filesystem ids.
+  Result<std::string> DiffAsSandboxUser(size_t max_bytes) const;
 
   std::string run_dir_;
   UniqueFd run_fd_;                        // O_PATH of run_dir
   UniqueFd mnt_fd_;                        // O_PATH of <run_dir>/mnt (the private tmpfs)
   UniqueFd artifacts_fd_;                  // the artifacts tmpfs' root (from fsmount)
   UniqueFd upper_fd_;                      // copy-on-write: <run_dir>/cow/upper
-  UniqueFd lower_fd_;                      // copy-on-write: the workspace itself (O_PATH)
+  UniqueFd lower_fd_;                      // copy-on-write: the idmapped workspace (mnt/lower)
+  uid_t sandbox_uid_ = 0;                  // copy-on-write: the sandbox user's host ids, whose
+  gid_t sandbox_gid_ = 0;                  //   rights Diff() reads with
   std::vector<std::string> mount_points_;  // absolute, in the order they were made
   bool made_mnt_dir_ = false;
   bool made_cow_dir_ = false;

@@ -5,12 +5,14 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <optional>
+#include <thread>
 
 #include "base/fs.h"
 #include "base/sha256.h"
@@ -30,6 +32,9 @@ namespace {
 // ---- artifacts --------------------------------------------------------------------------------
 
 constexpr size_t kMaxDirEntries = 100000;
+// Entries one walk looks at, whatever the tree: hard links let a sandbox make dentries without
+// inodes, so neither the tmpfs's inode limit nor its size bounds the count.
+constexpr uint64_t kMaxEntriesVisited = 1'000'000;
 
 class ArtifactCollector {
  public:
@@ -47,6 +52,11 @@ class ArtifactCollector {
     }
     for (const std::string& name : *names) {
       const std::string rel = prefix + name;
+      if (++visited_ > kMaxEntriesVisited) {
+        if (!stopped_) Skip(rel, fmt::format("the walk stopped after {} entries", kMaxEntriesVisited));
+        stopped_ = true;
+        return Ok();
+      }
       if (!IsCleanName(name)) {
         Skip(prefix + EscapeName(name), "name has control characters or is not valid UTF-8");
         continue;
@@ -85,6 +95,10 @@ class ArtifactCollector {
 
  private:
   void Skip(std::string path, std::string reason) {
+    if (out_->skipped.size() >= ArtifactList::kMaxSkippedListed) {
+      ++out_->skipped_unlisted;
+      return;
+    }
     out_->skipped.push_back({std::move(path), std::move(reason)});
   }
 
@@ -171,6 +185,8 @@ class ArtifactCollector {
   const ArtifactLimits& limits_;
   const uint64_t max_total_;
   ArtifactList* out_;
+  uint64_t visited_ = 0;
+  bool stopped_ = false;
 };
 
 // ---- diff ------------------------------------------------------------------------------------
@@ -201,9 +217,14 @@ bool IsOpaque(int dir_fd) {
 class ChangeFinder {
  public:
   Status Walk(int upper_dir, int lower_dir, const std::string& prefix, int depth) {
-    auto names = ListDir(upper_dir);
-    if (!names.ok()) return std::move(names).error();
+    auto names = ListDir(upper_dir, kMaxDirEntries);
+    if (!names.ok()) {
+      if (names.error().code != ErrorCode::kResourceExhausted) return std::move(names).error();
+      capped_ = true;  // a directory of more entries than any diff shows
+      return Ok();
+    }
     for (const std::string& name : *names) {
+      if (Full()) return Ok();
       const std::string rel = prefix + name;
       struct stat st;
       if (::fstatat(upper_dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -220,6 +241,12 @@ class ChangeFinder {
       }
       if (S_ISDIR(st.st_mode)) {
         UniqueFd usub(OpenBeneath(upper_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, true));
+        if (!usub && errno == EACCES) {
+          // Read with the sandbox user's rights: a directory it made unreadable is said, not
+          // silently dropped, and does not cost the rest of the diff.
+          if (unreadable_++ == 0) first_unreadable_ = rel;
+          continue;
+        }
         if (!usub) return ErrnoError("open {}", rel);
         UniqueFd lsub;
         if (has_lower) {
@@ -258,8 +285,19 @@ class ChangeFinder {
   std::vector<Change>& changes() { return changes_; }
   bool capped() const { return capped_; }
   size_t too_deep() const { return too_deep_; }
+  // Directories of the upper layer the sandbox user cannot read (it made them so): how many,
+  // and the first one met.
+  size_t unreadable() const { return unreadable_; }
+  const std::string& first_unreadable() const { return first_unreadable_; }
 
  private:
+  // Counts one more entry looked at; true once the changes or the entries are at their caps:
+  // past them, nothing more is read.
+  bool Full() {
+    if (++visited_ > kMaxEntriesVisited) capped_ = true;
+    return capped_;
+  }
+
   void Add(const std::string& path, Change::Kind kind) {
     if (changes_.size() >= kMaxChanges) {
       capped_ = true;
@@ -282,9 +320,14 @@ class ChangeFinder {
     }
     UniqueFd sub(OpenBeneath(lower_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, true));
     if (!sub) return Ok();  // a mount point, or gone: not part of the lower layer
-    auto names = ListDir(sub.get());
-    if (!names.ok()) return std::move(names).error();
+    auto names = ListDir(sub.get(), kMaxDirEntries);
+    if (!names.ok()) {
+      if (names.error().code != ErrorCode::kResourceExhausted) return std::move(names).error();
+      capped_ = true;
+      return Ok();
+    }
     for (const std::string& child : *names) {
+      if (Full()) return Ok();
       struct stat st;
       if (::fstatat(sub.get(), child.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
       SBX_TRY(AddLower(sub.get(), child, rel + "/" + child, st, depth + 1));
@@ -295,6 +338,9 @@ class ChangeFinder {
   std::vector<Change> changes_;
   bool capped_ = false;
   size_t too_deep_ = 0;
+  uint64_t visited_ = 0;
+  size_t unreadable_ = 0;
+  std::string first_unreadable_;
 };
 
 struct Loaded {
@@ -394,6 +440,28 @@ Result<std::string> RunMounts::Diff(size_t max_bytes) const {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "the run's mounts are torn down; take the diff before Teardown");
   }
+  // The sandbox user's rights, on a thread of its own: setfsuid/setfsgid and the raw setgroups
+  // syscall change the calling thread's credentials only (glibc's wrappers would change every
+  // thread's). Moving the filesystem uid off 0 also clears the file capabilities
+  // (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, …) from the thread's effective set
+  // (capabilities(7)); CAP_SYS_ADMIN stays, which reading trusted.overlay.* needs.
+  Result<std::string> out = std::string();
+  std::thread reader([&] {
+    ::syscall(SYS_setgroups, 0, nullptr);
+    ::syscall(SYS_setfsgid, sandbox_gid_);
+    ::syscall(SYS_setfsuid, sandbox_uid_);
+    if (static_cast<uid_t>(::syscall(SYS_setfsuid, -1)) != sandbox_uid_ ||
+        static_cast<gid_t>(::syscall(SYS_setfsgid, -1)) != sandbox_gid_) {
+      out = MakeError(ErrorCode::kInternal, "cannot take the sandbox user's ids to read the diff");
+      return;
+    }
+    out = DiffAsSandboxUser(max_bytes);
+  });
+  reader.join();
+  return out;
+}
+
+Result<std::string> RunMounts::DiffAsSandboxUser(size_t max_bytes) const {
   UniqueFd lower(OpenBeneath(lower_fd_.get(), ".", O_RDONLY | O_DIRECTORY));
   if (!lower) return ErrnoError("open the workspace");
 
@@ -410,7 +478,8 @@ Result<std::string> RunMounts::Diff(size_t max_bytes) const {
   for (; i < changes.size(); ++i) {
     std::string block = Render(lower_fd_.get(), upper_fd_.get(), changes[i], &work);
     if (block.empty()) continue;  // copied up without a change (a chmod back, a touch)
-    const bool last = i + 1 == changes.size() && !finder.capped() && finder.too_deep() == 0;
+    const bool last = i + 1 == changes.size() && !finder.capped() && finder.too_deep() == 0 &&
+                      finder.unreadable() == 0;
     if (out.size() + block.size() + (last ? 0 : kFooterReserve) > max_bytes) break;
     out += block;
   }
@@ -426,7 +495,13 @@ Result<std::string> RunMounts::Diff(size_t max_bytes) const {
                        left, left == 1 ? "" : "s");
   }
   if (finder.capped()) {
-    out += fmt::format("... more than {} changes: the rest are left out\n", kMaxChanges);
+    out += fmt::format("... more than {} changes (or {} entries looked at): the rest are left out\n",
+                       kMaxChanges, kMaxEntriesVisited);
+  }
+  if (finder.unreadable() > 0) {
+    out += fmt::format("... {} director{} the run made unreadable left out (first: {})\n",
+                       finder.unreadable(), finder.unreadable() == 1 ? "y" : "ies",
+                       QuoteGitPath("", finder.first_unreadable()));
   }
   if (finder.too_deep() > 0) {
     out += fmt::format("... {} director{} nested deeper than {} levels left out\n",

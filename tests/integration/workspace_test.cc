@@ -5,8 +5,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +18,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
@@ -573,6 +577,115 @@ TEST_F(WorkspaceTest, ArtifactsQuotaAndHostileLeftovers) {
   EXPECT_TRUE(Exists(dest + "/out.txt")) << "collected files are not part of the mounts";
   auto late = m->CollectArtifacts(run_dir_ + "/late");
   EXPECT_FALSE(late.ok());
+}
+
+TEST_F(WorkspaceTest, TheDiffNeverShowsWhatTheSandboxCouldNotRead) {
+  // The workspace is 1234's. secret.txt is another user's, 0600; locked/ is another user's
+  // 0700 directory holding a file of 1234's.
+  Put(ws_ + "/open.txt", "open\n");
+  Put(ws_ + "/secret.txt", "TOPSECRET-A\n", 0600);
+  Mkdir(ws_ + "/locked");
+  Put(ws_ + "/locked/inner.txt", "TOPSECRET-B\n");
+  Put(ws_ + "/writeonly.txt", "TOPSECRET-C\n", 0200);  // its owner's, but not readable by it
+  for (const char* p : {"", "/open.txt", "/locked/inner.txt", "/writeonly.txt"}) {
+    ASSERT_EQ(::lchown((ws_ + p).c_str(), 1234, 1234), 0) << p;
+  }
+  ASSERT_EQ(::lchown((ws_ + "/secret.txt").c_str(), 4321, 4321), 0);
+  ASSERT_EQ(::lchown((ws_ + "/locked").c_str(), 4321, 4321), 0);
+  ASSERT_EQ(::chmod((ws_ + "/locked").c_str(), 0700), 0);
+  const auto before = Snapshot(ws_);
+  ResolvedWorkspace ws = Resolve();
+  auto spec = DefaultSpec();
+  auto m = Prepare(&ws, WorkspaceMode::kCopyOnWrite, spec);
+  ASSERT_TRUE(m.has_value());
+  for (auto& b : m->Binds()) spec.binds.push_back(b);
+  // The hostile program tries every way to make the diff show the old content: delete, move
+  // over, hard link, delete and recreate, and the same for the file in locked/; then it hides
+  // a directory of its own.
+  auto o = Run(spec, Sh("cd /workspace; rm -f secret.txt; mv open.txt secret.txt; "
+                        "ln secret.txt hl; echo mine > secret.txt; rm -rf locked; "
+                        "mv locked l2; rm -f locked/inner.txt; echo x > locked/inner.txt; "
+                        "mkdir hidden; echo h > hidden/h.txt; chmod 000 hidden; "
+                        "echo changed > open2.txt; true"));
+  EXPECT_EQ(Snapshot(ws_), before) << "the host workspace changed";
+  auto diff = m->Diff(1 << 20);
+  ASSERT_TRUE(diff.ok()) << diff.error().ToString();
+  EXPECT_EQ(diff->find("TOPSECRET"), std::string::npos) << *diff;
+  EXPECT_NE(diff->find("+changed"), std::string::npos) << *diff;
+  EXPECT_NE(diff->find("1 directory the run made unreadable left out (first: hidden)"),
+            std::string::npos)
+      << *diff;
+
+  // The daemon itself could read them (root): only the sandbox user's rights keep them out.
+  // Forge what the kernel refused the sandbox: whiteouts for both files in the upper layer.
+  const std::string upper = run_dir_ + "/cow/upper";
+  ::unlink((upper + "/secret.txt").c_str());
+  ASSERT_EQ(::mknod((upper + "/secret.txt").c_str(), S_IFCHR | 0000, makedev(0, 0)), 0);
+  std::filesystem::remove_all(upper + "/locked");
+  ASSERT_EQ(::mknod((upper + "/locked").c_str(), S_IFCHR | 0000, makedev(0, 0)), 0);
+  ASSERT_EQ(::mknod((upper + "/writeonly.txt").c_str(), S_IFCHR | 0000, makedev(0, 0)), 0);
+  auto forged = m->Diff(1 << 20);
+  ASSERT_TRUE(forged.ok()) << forged.error().ToString();
+  EXPECT_EQ(forged->find("TOPSECRET"), std::string::npos) << *forged;
+  EXPECT_NE(forged->find("diff --git a/secret.txt b/secret.txt\ndeleted file mode"),
+            std::string::npos)
+      << *forged;
+  EXPECT_NE(forged->find("diff --git a/writeonly.txt b/writeonly.txt\ndeleted file mode"),
+            std::string::npos)
+      << *forged;
+  ExpectTornDown(*m);
+}
+
+TEST_F(WorkspaceTest, TheCopyOnWriteLayerIsBoundedInBytesAndInodes) {
+  ASSERT_EQ(::chown(ws_.c_str(), 1234, 1234), 0);
+  const auto before = Snapshot(ws_);
+  ResolvedWorkspace ws = Resolve();
+  auto spec = DefaultSpec();
+  auto m = RunMounts::Prepare(run_dir_, &ws, WorkspaceMode::kCopyOnWrite, kQuota,
+                              spec.host_id_base + spec.uid, spec.host_id_base + spec.gid,
+                              supervisor::CowLimits{1 << 20, 64});
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  for (auto& b : m->Binds()) spec.binds.push_back(b);
+  // 4 MiB into a 1 MiB layer, then 200 files into 64 inodes: each stops at ENOSPC.
+  auto o = Run(spec, Sh("dd if=/dev/zero of=/workspace/big bs=65536 count=64 2>/tmp/err; "
+                        "grep -c 'No space left' /tmp/err; stat -c %s /workspace/big; "
+                        "rm /workspace/big; i=0; made=0; while [ $i -lt 200 ]; do "
+                        "touch /workspace/f$i 2>/dev/null && made=$((made+1)); i=$((i+1)); done; "
+                        "echo made=$made"));
+  EXPECT_EQ(o.result.exit_code, 0) << o.err;
+  std::istringstream in(o.out);
+  std::string nospace, size, made;
+  in >> nospace >> size >> made;
+  EXPECT_EQ(nospace, "1") << o.out;
+  EXPECT_LE(std::stoull(size), 1u << 20) << o.out;
+  EXPECT_TRUE(made.rfind("made=", 0) == 0) << o.out;
+  EXPECT_LT(std::stoi(made.substr(5)), 64) << o.out;
+  EXPECT_GT(std::stoi(made.substr(5)), 10) << o.out;
+  // The layer is a tmpfs of its own: nothing of it lands on the data directory's filesystem.
+  struct statfs fs;
+  ASSERT_EQ(::statfs((run_dir_ + "/cow").c_str(), &fs), 0);
+  EXPECT_EQ(fs.f_type, static_cast<decltype(fs.f_type)>(TMPFS_MAGIC));
+  ExpectTornDown(*m);
+  EXPECT_EQ(Snapshot(ws_), before) << "the host directory changed";
+}
+
+TEST_F(WorkspaceTest, HardLinkedLeftoversCostTheDaemonABoundedList) {
+  auto spec = DefaultSpec();
+  auto m = Prepare(nullptr, WorkspaceMode::kReadOnly, spec);
+  ASSERT_TRUE(m.has_value());
+  for (auto& b : m->Binds()) spec.binds.push_back(b);
+  // One fifo and 2,999 hard links to it: one inode, 3,000 entries to skip.
+  auto o = Run(spec, Sh("cd /artifacts && mkfifo f && i=1 && while [ $i -lt 3000 ]; do "
+                        "ln f l$i || exit 1; i=$((i+1)); done; echo made"));
+  ASSERT_EQ(o.out, "made\n") << o.err;
+  Mkdir(run_dir_ + "/artifacts");
+  auto list = m->CollectArtifacts(run_dir_ + "/artifacts/files");
+  ASSERT_TRUE(list.ok()) << list.error().ToString();
+  EXPECT_TRUE(list->files.empty());
+  EXPECT_EQ(list->skipped.size(), supervisor::ArtifactList::kMaxSkippedListed);
+  EXPECT_EQ(list->skipped.size() + list->skipped_unlisted, 3000u);
+  for (const auto& s : list->skipped) EXPECT_NE(s.reason.find("fifo"), std::string::npos) << s.path;
+  ExpectTornDown(*m);
 }
 
 TEST_F(WorkspaceTest, PrepareFailuresLeaveNothingBehind) {
