@@ -757,6 +757,9 @@ void ReapChildren(int ctl) {
   } while (r < 0 && errno == EINTR);
   if (r != 1) ::_exit(125);
   ::close(plan.sync_fd);
+  // Now in its cgroup in every hierarchy (v1 ones included): a cgroup namespace rooted there.
+  // The child holds CAP_SYS_ADMIN in its new user namespace, which unshare(2) asks for.
+  if (::unshare(CLONE_NEWCGROUP) < 0) Fail(err, "unshare(CLONE_NEWCGROUP)", "", errno);
 
   // 3. Become root of the new user namespace (mapped to an unprivileged host id), with no
   // supplementary groups of the host.
@@ -808,8 +811,11 @@ void ReapChildren(int ctl) {
                                      SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) < 0) {
     Fail(err, "prctl(PR_SET_SECUREBITS)", "", errno);
   }
-  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
-    if (cap_drop_bound(static_cast<cap_value_t>(cap)) < 0 && errno != EINVAL) {
+  // Every capability number the kernel's 64-bit sets can hold, not only those this build's
+  // libcap knows (CAP_LAST_CAP): a newer kernel's /proc/sys/kernel/cap_last_cap may be higher.
+  // EINVAL: the kernel has no such capability.
+  for (int cap = 0; cap < 64; ++cap) {
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) {
       Fail(err, "drop bounding capability", "", errno);
     }
   }
@@ -820,8 +826,12 @@ void ReapChildren(int ctl) {
     Fail(err, "clear capabilities", "", errno);
   }
 
-  // 8. no_new_privs: setuid binaries and file capabilities grant nothing from here on.
+  // 8. no_new_privs: setuid binaries and file capabilities grant nothing from here on. Not
+  // dumpable: the init is a copy of the daemon's memory, and the payloads run as its user; the
+  // credential changes above already cleared it (fs.suid_dumpable), said here once more so that
+  // it never rests on a sysctl (no ptrace, no /proc/1/mem for them).
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) Fail(err, "prctl(NO_NEW_PRIVS)", "", errno);
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) Fail(err, "prctl(PR_SET_DUMPABLE)", "", errno);
 
   // 9. Signals arrive through a signalfd so they are forwarded, never acted on by pid 1. What
   // the daemon (or the spawner) ignored is not ignored here: SIG_IGN would survive into every

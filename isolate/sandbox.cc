@@ -182,8 +182,12 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
   plan.ctl_fd = ctl_child.get();
 
   const bool new_net = !spec.allow_host_network;
+  // No CLONE_NEWCGROUP here: a cgroup namespace is rooted where the process is when it is made,
+  // and on a hybrid host the child joins its v1 hierarchies only after clone (AttachV1 below).
+  // The child makes it itself once every hierarchy has it (ChildMain, step 2), so
+  // /proc/self/cgroup reads "/" in each, in warm and fresh sandboxes alike.
   const uint64_t flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC |
-                         CLONE_NEWUTS | CLONE_NEWCGROUP | (new_net ? CLONE_NEWNET : 0);
+                         CLONE_NEWUTS | (new_net ? CLONE_NEWNET : 0);
   // The child starts inside its cgroup, when there is a unified one; it is never counted
   // anywhere else.
   const int cgroup_fd = sb->cgroup_->unified_dirfd();
@@ -406,10 +410,17 @@ std::vector<std::string> WithDefaultEnv(const ProcessSpec& p, uid_t uid,
   return env;
 }
 
+// The notified syscalls a sandbox's result names one by one; the key the rest are counted under.
+constexpr size_t kMaxDistinctSyscalls = 1024;
+constexpr int kOtherSyscalls = -1;
+
 // Counts of (arch, nr) -> SyscallCount list, most frequent first, ties by name.
 std::vector<SyscallCount> NamedCounts(const std::map<std::pair<uint32_t, int>, uint64_t>& counts) {
   std::map<std::string, uint64_t> by_name;
-  for (const auto& [key, n] : counts) by_name[seccomp::SyscallName(key.first, key.second)] += n;
+  for (const auto& [key, n] : counts) {
+    by_name[key == std::pair<uint32_t, int>{0, kOtherSyscalls} ? "(other syscalls)"
+                                          : seccomp::SyscallName(key.first, key.second)] += n;
+  }
   std::vector<SyscallCount> out;
   for (auto& [name, n] : by_name) out.push_back({name, n});
   std::stable_sort(out.begin(), out.end(),
@@ -432,11 +443,18 @@ void Sandbox::AnswerNotification(int listener,
   resp.id = req.id;
   auto ret = seccomp::Evaluate(notify_answers_, req.data);
   uint32_t action = ret.ok() ? (*ret & SECCOMP_RET_ACTION_FULL) : SECCOMP_RET_ERRNO;
+  // What the sandbox asks decides the keys: past kMaxDistinctSyscalls of them (more than every
+  // table names), the rest are counted together.
+  auto count = [counts, &req] {
+    std::pair<uint32_t, int> key{req.data.arch, req.data.nr};
+    if (counts->size() >= kMaxDistinctSyscalls && !counts->count(key)) key = {0, kOtherSyscalls};
+    ++(*counts)[key];
+  };
   if (notify_mode_ == seccomp::NotifyMode::kLearn) {
-    ++(*counts)[{req.data.arch, req.data.nr}];
+    count();
     resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
   } else if (action == SECCOMP_RET_ERRNO) {
-    ++(*counts)[{req.data.arch, req.data.nr}];
+    count();
     resp.error = -static_cast<int32_t>(ret.ok() ? (*ret & SECCOMP_RET_DATA) : EPERM);
   } else if (action == SECCOMP_RET_ALLOW || action == SECCOMP_RET_LOG) {
     resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;

@@ -2,8 +2,10 @@
 // (libcontainer/seccomp/patchbpf and seccomp_linux.go) do with the same JSON, so a Docker profile
 // behaves the same here.
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
+#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -290,6 +292,45 @@ Result<std::vector<sock_filter>> ExportBpf(void* ctx) {
 
 Result<Program> CompileOnce(const Profile& profile, const CompileOptions& options);
 
+// The lowest syscall number of the native ABI, and every number above it, that libseccomp
+// cannot name.
+int FirstUnnamedSyscall(uint32_t native_token) {
+  int last = -1;
+  for (int nr = 0; nr < 1024; ++nr) {  // every table ends below 1024 (x86_64: ~460)
+    char* name = seccomp_syscall_resolve_num_arch(native_token, nr);
+    if (name == nullptr) continue;
+    std::free(name);
+    last = nr;
+  }
+  return last + 1;
+}
+
+// Put before a notifying program whose default action is `errno_action`: a native-ABI syscall
+// number no table names (at or above `first_unnamed`, outside x86_64's x32 window) cannot have
+// a rule, so the default action answers it, and it needs no name in the report. The kernel
+// answers it at once instead of notifying: a program that loops over random numbers costs the
+// daemon neither a round trip nor an entry in the denial list.
+std::vector<sock_filter> UnnamedSyscallPrefix(uint32_t native_token, int first_unnamed,
+                                              uint32_t errno_action) {
+  constexpr uint32_t kX32Base = 0x40000000;  // __X32_SYSCALL_BIT
+  constexpr uint32_t kX32End = kX32Base + 0x1000;
+  const bool x32_window = native_token == SCMP_ARCH_X86_64;
+  const auto first = static_cast<uint32_t>(first_unnamed);
+  std::vector<sock_filter> p;
+  // Every jump below lands on the instruction after the prefix (`rest`) or on the return.
+  p.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+  const uint8_t rest_from_arch = x32_window ? 5 : 3;
+  p.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, native_token, 0, rest_from_arch));
+  p.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+  p.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, first, 0, x32_window ? 3 : 1));
+  if (x32_window) {
+    p.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kX32Base, 0, 1));  // below it: answer
+    p.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kX32End, 0, 1));   // inside it: rest
+  }
+  p.push_back(BPF_STMT(BPF_RET | BPF_K, errno_action));
+  return p;
+}
+
 }  // namespace
 
 Result<Program> Compile(const Profile& profile, const CompileOptions& options) {
@@ -316,9 +357,10 @@ Result<Program> CompileOnce(const Profile& profile, const CompileOptions& option
   auto default_action =
       ActionValueAt(profile.default_action, profile.default_errno_ret, "defaultAction");
   if (!default_action.ok()) return WithContext(std::move(default_action).error(), ctx_name);
-  if (options.notify_errors && (*default_action & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ERRNO) {
-    *default_action = SCMP_ACT_NOTIFY;
-  }
+  const uint32_t errno_default = *default_action;
+  const bool notify_default =
+      options.notify_errors && (*default_action & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ERRNO;
+  if (notify_default) *default_action = SCMP_ACT_NOTIFY;
   auto kernel = KernelVersionFor(options);
   if (!kernel.ok()) return WithContext(std::move(kernel).error(), ctx_name);
 
@@ -367,7 +409,20 @@ Result<Program> CompileOnce(const Profile& profile, const CompileOptions& option
 
   auto insns = ExportBpf(ctx.get());
   if (!insns.ok()) return WithContext(std::move(insns).error(), ctx_name);
-  program.insns = std::move(*insns);
+  if (notify_default) {
+    // The native arch is the same for the life of the process.
+    static const int first_unnamed = FirstUnnamedSyscall(env.native->token);
+    program.insns = UnnamedSyscallPrefix(env.native->token, first_unnamed, errno_default);
+    program.insns.insert(program.insns.end(), insns->begin(), insns->end());
+    if (program.insns.size() > BPF_MAXINSNS) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "{}: the profile compiles to {} BPF instructions; the kernel accepts at "
+                       "most {} (BPF_MAXINSNS); remove rules or argument conditions",
+                       ctx_name, program.insns.size(), BPF_MAXINSNS);
+    }
+  } else {
+    program.insns = std::move(*insns);
+  }
   return program;
 }
 

@@ -69,6 +69,19 @@ TEST_F(IsolationTest, PidOneIsInitAndOnlyOwnProcessesAreVisible) {
   EXPECT_LE(std::stoi(count), 4);
 }
 
+TEST_F(IsolationTest, CgroupNamespaceIsRootedAtTheSandboxesCgroupInEveryHierarchy) {
+  // One line per hierarchy (each v1 controller on a hybrid host, and the unified one): the
+  // sandbox's own cgroup is "/" in all of them, and no host path shows.
+  auto o = Run(DefaultSpec(), {"/bin/cat", "/proc/self/cgroup"});
+  ASSERT_EQ(o.result.exit_code, 0) << o.err;
+  std::istringstream in(o.out);
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    EXPECT_TRUE(line.ends_with(":/")) << line << "\n" << o.out;
+  }
+  EXPECT_GE(lines, 1) << o.out;
+}
+
 TEST_F(IsolationTest, OwnHostname) {
   auto spec = DefaultSpec();
   spec.hostname = "box-under-test";

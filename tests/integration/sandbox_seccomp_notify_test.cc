@@ -76,6 +76,21 @@ TEST_F(SeccompNotifyTest, MountAndUnshareDenialsKeepTheirErrno) {
   EXPECT_GE(DenialCount(unshare.result, "unshare"), 1u);
 }
 
+TEST_F(SeccompNotifyTest, UnnamedSyscallNumbersAreAnsweredByTheKernelAndCostNoEntries) {
+  // 20,000 distinct numbers no table names: the default errno each time, answered in the
+  // kernel, so the result names only what has a name (and -1, which reaches the listener).
+  RunOutput r = Run(NotifyingSpec(), {Hostile(), "unnamed-syscalls", "20000"});
+  EXPECT_EQ(r.result.reason, isolate::EndReason::kExited) << r.err;
+  // The profile's default errno (ENOSYS), as for any syscall it does not list.
+  EXPECT_NE(r.out.find("unnamed errno=38\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("DENIED errno=1 "), std::string::npos) << r.out;
+  EXPECT_EQ(DenialCount(r.result, "ptrace"), 1u);
+  EXPECT_LE(r.result.seccomp_denials.size(), 2u);
+  for (const auto& d : r.result.seccomp_denials) {
+    EXPECT_TRUE(d.name == "ptrace" || d.name == "syscall_-1") << d.name;
+  }
+}
+
 TEST_F(SeccompNotifyTest, TheRulesErrnoRetIsWhatTheProgramSees) {
   // A permissive profile with one ERRNO rule: its errnoRet (ENOSYS) is the answer.
   std::string json = R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [

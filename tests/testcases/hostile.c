@@ -85,6 +85,24 @@ int main(int argc, char** argv) {
     for (int i = 0; i < n; ++i) ok |= ptrace(PTRACE_ATTACH, 1, 0, 0) == 0;
     return result(ok, "ptrace");
   }
+  if (!strcmp(a, "unnamed-syscalls") && argc > 2) {
+    /* N distinct syscall numbers no table names, then one named one the profile denies. Each
+       must fail without running anything; OK only if every one of them failed. */
+    int n = atoi(argv[2]), ran = 0;
+    unsigned seed = 12345;
+    for (int i = 0; i < n; ++i) {
+      seed = seed * 1103515245u + 12345u;
+      long nr = 1000 + (long)(seed % 0x3fff0000u); /* 1000 .. just under the x32 bit */
+      errno = 0;
+      if (syscall(nr, 0, 0, 0) != -1) ran = 1;
+    }
+    int first_errno = errno;
+    errno = 0;
+    if (syscall(-1L) != -1) ran = 1;
+    if (ran) return result(0, "an unnamed syscall ran");
+    printf("unnamed errno=%d\n", first_errno);
+    return result(ptrace(PTRACE_ATTACH, 1, 0, 0) == 0, "ptrace");
+  }
   if (!strcmp(a, "setns")) {
     int fd = open("/proc/self/ns/net", O_RDONLY);
     if (fd < 0) return result(0, "open /proc/self/ns/net");
