@@ -161,6 +161,23 @@ Result<std::unique_ptr<Container>> Container::Prepare(std::shared_ptr<const Engi
                      spec.image);
   }
   if (image->status != 200) return ReplyError(*image, "looking up image " + spec.image);
+  // VOLUME in an image makes Docker create an anonymous volume on the host for each path, which
+  // outlives the container and escapes its limits: such images are refused.
+  auto doc = json::parse(image->body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_object()) {
+    const json& config = doc.contains("Config") ? doc["Config"] : json();
+    if (config.is_object() && config.contains("Volumes") && config["Volumes"].is_object() &&
+        !config["Volumes"].empty()) {
+      std::string paths;
+      for (auto it = config["Volumes"].begin(); it != config["Volumes"].end(); ++it) {
+        paths += (paths.empty() ? "" : ", ") + it.key();
+      }
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "image '{}' declares volumes ({}), which Docker would create on the host "
+                       "outside the run's limits; use an image without VOLUME",
+                       spec.image, paths);
+    }
+  }
   auto made = Make(std::move(client), spec);
   if (!made.ok()) return made;
   (*made)->spec_ = spec;

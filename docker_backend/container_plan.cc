@@ -1,5 +1,7 @@
 #include "docker_backend/container_plan.h"
 
+#include <fnmatch.h>
+
 #include <charconv>
 #include <cmath>
 
@@ -70,6 +72,9 @@ Result<json> CreateBody(const ContainerSpec& spec) {
       {"Mounts", mounts},
       {"Init", true},
       {"IpcMode", "private"},
+      // Docker's default on a cgroup v1 host is the host's cgroup namespace; a native
+      // sandbox always has its own (Engine API >= 1.41).
+      {"CgroupnsMode", "private"},
       {"Privileged", false},
       {"RestartPolicy", {{"Name", "no"}}},
       {"LogConfig", {{"Type", "none"}, {"Config", json::object()}}},
@@ -102,6 +107,24 @@ Result<json> CreateBody(const ContainerSpec& spec) {
       {"HostConfig", host},
   };
   return body;
+}
+
+Status CheckImageAllowed(const std::string& image, const std::vector<std::string>& allowed,
+                         const std::string& default_image) {
+  if (allowed.empty()) {
+    if (!image.empty() && image == default_image) return Ok();
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "image '{}' is not allowed: with no docker_images configured, runs may use "
+                     "the docker_image ('{}') only",
+                     image, default_image);
+  }
+  for (const std::string& pattern : allowed) {
+    if (::fnmatch(pattern.c_str(), image.c_str(), 0) == 0) return Ok();
+  }
+  std::string list;
+  for (const std::string& pattern : allowed) list += (list.empty() ? "" : ", ") + pattern;
+  return MakeError(ErrorCode::kPermissionDenied,
+                   "image '{}' is not allowed (docker_images: {})", image, list);
 }
 
 std::vector<std::string> DefaultEnv() {

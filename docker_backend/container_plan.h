@@ -57,6 +57,12 @@ struct ContainerSpec {
   std::vector<std::string> idle_command = {"sleep", "2147483647"};
 };
 
+// Whether a run may use `image`: it matches one of `allowed` (fnmatch(3) patterns such as
+// "busybox:*" or "registry.example/team/*"), or, with no pattern configured, it is
+// `default_image`. kPermissionDenied naming the image and what is allowed otherwise.
+Status CheckImageAllowed(const std::string& image, const std::vector<std::string>& allowed,
+                         const std::string& default_image);
+
 // Checks the spec (image, user not root, absolute bind paths) and returns the body of
 // POST /containers/create: NetworkMode none, NanoCpus, Memory = MemorySwap, PidsLimit,
 // CapDrop ALL, no-new-privileges, seccomp, ReadonlyRootfs, a /tmp tmpfs, the binds, Init, labels,

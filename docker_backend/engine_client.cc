@@ -405,9 +405,11 @@ Result<HijackedStream> EngineClient::OpenStream(std::string_view path,
 }
 
 Status EngineClient::ImportImage(std::string_view tar, std::string_view repo,
-                                 std::string_view tag) const {
+                                 std::string_view tag,
+                                 const std::vector<std::string>& changes) const {
   std::string path = fmt::format("/images/create?fromSrc=-&repo={}&tag={}", UrlEncode(repo),
                                  UrlEncode(tag));
+  for (const std::string& change : changes) path += "&changes=" + UrlEncode(change);
   auto reply = Call("POST", path, std::string(tar), "application/x-tar",
                     std::chrono::milliseconds(120'000));
   if (!reply.ok()) return std::move(reply).error();

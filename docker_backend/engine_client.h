@@ -87,8 +87,10 @@ class EngineClient {
   // header. A status other than 200 is an Error with the daemon's message.
   Result<HijackedStream> OpenStream(std::string_view path, std::chrono::milliseconds timeout) const;
 
-  // POST /images/create?fromSrc=-: imports a root filesystem tarball as repo:tag.
-  Status ImportImage(std::string_view tar, std::string_view repo, std::string_view tag) const;
+  // POST /images/create?fromSrc=-: imports a root filesystem tarball as repo:tag, with
+  // Dockerfile instructions `changes` applied (`docker import --change`, e.g. "VOLUME /data").
+  Status ImportImage(std::string_view tar, std::string_view repo, std::string_view tag,
+                     const std::vector<std::string>& changes = {}) const;
 
  private:
   EngineClient() = default;

@@ -165,6 +165,7 @@ class DockerBackend : public Backend {
       return MakeError(ErrorCode::kFailedPrecondition,
                        "the run names no image and no docker_image is configured");
     }
+    SBX_TRY(docker::CheckImageAllowed(c.image, options_.allowed_images, options_.default_image));
     c.daemon_identity = options_.identity;
     c.run_id = s.id;
     c.hostname = s.hostname.empty() ? "sandbox" : s.hostname;

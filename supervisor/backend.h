@@ -86,6 +86,9 @@ struct DockerBackendOptions {
   std::string host;      // docker_host: unix:///PATH; "" = $DOCKER_HOST or /var/run/docker.sock
   std::string identity;  // io.sandboxd.daemon label: this daemon's node name
   std::string default_image;  // for runs that name none; "" = such runs fail with the reason
+  // The images runs may use (fnmatch patterns, docker::CheckImageAllowed); empty: the
+  // default_image only.
+  std::vector<std::string> allowed_images;
   std::chrono::milliseconds call_timeout{30'000};
   bool network_disabled = true;  // docker::ContainerSpec::network_disabled
 };

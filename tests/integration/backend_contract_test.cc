@@ -161,6 +161,24 @@ TEST_P(BackendContractTest, TheNetworkIsNone) {
   EXPECT_NE(c.result.exit_code, 0) << c.out;
 }
 
+TEST_P(BackendContractTest, ACgroupNamespaceOfItsOwnShowsNoHostPath) {
+  // Each hierarchy of /proc/self/cgroup (each v1 controller on a hybrid host, and the unified
+  // one) reads "/": neither the host's layout nor the run's cgroup names show.
+  for (size_t processes : {1, 0}) {
+    auto sb = MakeFor(processes);
+    ASSERT_TRUE(sb);
+    auto o = In(*sb, {"/bin/cat", "/proc/self/cgroup"});
+    EXPECT_TRUE(sb->Destroy().ok());
+    ASSERT_EQ(o.result.exit_code, 0) << o.err;
+    std::istringstream in(o.out);
+    int lines = 0;
+    for (std::string line; std::getline(in, line); ++lines) {
+      EXPECT_TRUE(line.ends_with(":/")) << processes << ": " << line << "\n" << o.out;
+    }
+    EXPECT_GE(lines, 1) << o.out;
+  }
+}
+
 TEST_P(BackendContractTest, TheRootIsReadOnlyAndTmpIsWritable) {
   auto o = Once(Request(), {"/bin/sh", "-c", "touch /x 2>/dev/null && echo wrote-root; "
                                               "echo hi > /tmp/f && cat /tmp/f"});

@@ -64,6 +64,7 @@ class BackendRunsTest : public SandboxTest {
     EXPECT_TRUE(p.ok());
     if (p.ok()) o.command_policy = *p;
     supervisor::DockerBackendOptions d;
+    d.allowed_images = {"sbx-test-*"};
     d.host = dockerd_->host();
     d.identity = node;
     o.docker = supervisor::MakeDockerBackend(d);
@@ -179,6 +180,7 @@ TEST_F(BackendRunsTest, AutoTakesDockerWhereNativeIsUnavailable) {
   auto o = Options();
   o.native = supervisor::MakeNativeBackend(nullptr, {}, {"native", false, "missing cgroups (test)", ""});
   supervisor::DockerBackendOptions d;
+    d.allowed_images = {"sbx-test-*"};
   d.host = dockerd_->host();
   d.identity = o.node;
   d.default_image = image_;
@@ -203,6 +205,7 @@ TEST_F(BackendRunsTest, WhenNoBackendCanServeTheRunSaysWhatIsMissing) {
   auto o = Options();
   o.native = supervisor::MakeNativeBackend(nullptr, {}, {"native", false, "missing cgroups (test)", ""});
   supervisor::DockerBackendOptions d;
+    d.allowed_images = {"sbx-test-*"};
   d.host = "unix://" + dir_ + "/no-docker.sock";
   d.identity = o.node;
   o.docker = supervisor::MakeDockerBackend(d);
@@ -229,6 +232,28 @@ TEST_F(BackendRunsTest, AMissingImageFailsWithTheReason) {
   EXPECT_NE(done.result->reason.find("not in the Docker daemon's image store"), std::string::npos)
       << done.result->reason;
   EXPECT_EQ(done.result->reason.rfind("setup_failed: ", 0), 0u);
+}
+
+TEST_F(BackendRunsTest, ImagesOutsideTheAllowlistOrWithVolumesAreRefused) {
+  Start(Options());
+  // Not in docker_images ("sbx-test-*"), though the daemon has it under that name too.
+  store::RunRecord r;
+  r.argv = {"/bin/true"};
+  r.image = "busybox-elsewhere:1";
+  auto outside = WaitCompleted(Submit(r).id);
+  EXPECT_EQ(outside.state, RunState::kFailed);
+  EXPECT_NE(outside.result->reason.find("image 'busybox-elsewhere:1' is not allowed"),
+            std::string::npos)
+      << outside.result->reason;
+  // Allowed by name, but it declares VOLUME /data: Docker would make a host volume for it.
+  auto volume = dockerd_->BusyboxImageWithAVolume();
+  ASSERT_TRUE(volume.ok()) << volume.error().ToString();
+  r.image = *volume;
+  auto declared = WaitCompleted(Submit(r).id);
+  EXPECT_EQ(declared.state, RunState::kFailed);
+  EXPECT_NE(declared.result->reason.find("declares volumes (/data)"), std::string::npos)
+      << declared.result->reason;
+  EXPECT_TRUE(Containers("docker-test-node").empty()) << "a refused image made a container";
 }
 
 TEST_F(BackendRunsTest, ATimeoutEndsTheRunTimedOut) {
@@ -300,6 +325,7 @@ TEST_F(BackendRunsTest, ADockerDaemonThatDiesMidRunFailsTheRunWithTheReason) {
   ASSERT_TRUE(image.ok()) << image.error().ToString();
   auto o = Options();
   supervisor::DockerBackendOptions d;
+    d.allowed_images = {"sbx-test-*"};
   d.host = (*own)->host();
   d.identity = o.node;
   d.call_timeout = std::chrono::milliseconds(5000);

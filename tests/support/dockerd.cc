@@ -275,6 +275,19 @@ Status TestDockerd::Stop() {
   return Ok();
 }
 
+Result<std::string> TestDockerd::BusyboxImageWithAVolume() {
+  const std::string repo = std::string(kImageRepo) + "-volume";
+  std::string busybox = ::access("/bin/busybox", X_OK) == 0 ? "/bin/busybox" : "/usr/bin/busybox";
+  auto tar = BusyboxRootfsTar(busybox);
+  if (!tar.ok()) return std::move(tar).error();
+  docker::ClientOptions o;
+  o.host = host();
+  auto c = docker::EngineClient::Connect(o);
+  if (!c.ok()) return std::move(c).error();
+  SBX_TRY((*c)->ImportImage(*tar, repo, kImageTag, {"VOLUME /data"}));
+  return repo + ":" + kImageTag;
+}
+
 Result<std::string> TestDockerd::BusyboxImage() {
   const std::string name = std::string(kImageRepo) + ":" + kImageTag;
   if (image_ready_) return name;

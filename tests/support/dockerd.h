@@ -42,6 +42,8 @@ class TestDockerd {
 
   // "sbx-test-busybox:1", imported at the first call.
   Result<std::string> BusyboxImage();
+  // The same root filesystem as an image that declares a volume (VOLUME /data).
+  Result<std::string> BusyboxImageWithAVolume();
 
  private:
   TestDockerd() = default;

@@ -86,6 +86,7 @@ TEST(CreateBody, CarriesEveryProtectionOfANativeSandbox) {
   EXPECT_EQ(h["SecurityOpt"][1], std::string("seccomp=") + Spec().seccomp_json);
   EXPECT_EQ(h["ReadonlyRootfs"], true);
   EXPECT_EQ(h["Init"], true);
+  EXPECT_EQ(h["CgroupnsMode"], "private");
   EXPECT_EQ(h["RestartPolicy"]["Name"], "no");
   EXPECT_NE(h["Tmpfs"]["/tmp"].get<std::string>().find("size=67108864"), std::string::npos);
   ASSERT_EQ(h["Mounts"].size(), 2u);
@@ -99,6 +100,22 @@ TEST(CreateBody, CarriesEveryProtectionOfANativeSandbox) {
   EXPECT_EQ((*b)["Labels"][kLabelManaged], "true");
   EXPECT_EQ((*b)["Entrypoint"], json::array({"sleep"}));
   EXPECT_EQ((*b)["Tty"], false);
+}
+
+TEST(ImageAllowlist, PatternsOrTheDefaultImageAlone) {
+  EXPECT_TRUE(CheckImageAllowed("debian:12", {}, "debian:12").ok());
+  auto other = CheckImageAllowed("debian:11", {}, "debian:12");
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_NE(other.error().message.find("docker_image ('debian:12') only"), std::string::npos);
+  EXPECT_FALSE(CheckImageAllowed("", {}, "").ok());
+  const std::vector<std::string> allowed = {"busybox:*", "registry.local/team/*"};
+  EXPECT_TRUE(CheckImageAllowed("busybox:1.36", allowed, "").ok());
+  EXPECT_TRUE(CheckImageAllowed("registry.local/team/app:3", allowed, "").ok());
+  auto refused = CheckImageAllowed("registry.local/other/app:3", allowed, "busybox:1");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("busybox:*, registry.local/team/*"), std::string::npos);
+  EXPECT_FALSE(CheckImageAllowed("busybox", allowed, "").ok());  // no tag: not "busybox:*"
 }
 
 TEST(CreateBody, RefusesRootNamesAndRelativeBinds) {
