@@ -8,6 +8,7 @@
 #include <ctime>
 #include <mutex>
 #include <set>
+#include <unordered_map>
 #include <utility>
 
 #include "api/event_pump.h"
@@ -23,14 +24,37 @@ namespace {
 using store::EventType;
 using store::RunRecord;
 
-supervisor::Principal ToPrincipal(const Request& req) {
+supervisor::Principal ToPrincipal(const RouteContext& ctx, const Request& req) {
   supervisor::Principal p;
   if (!req.principal) return p;
   p.name = req.principal->key_name;
   p.role = req.principal->role == Role::kAdmin      ? supervisor::Role::kAdmin
            : req.principal->role == Role::kReviewer ? supervisor::Role::kReviewer
                                                     : supervisor::Role::kSubmitter;
+  for (const auto& k : ctx.config->api_keys) {
+    if (k.name != p.name) continue;
+    p.workspace_roots = k.workspace_roots;
+    p.permissive_seccomp = k.permissive_seccomp;
+  }
   return p;
+}
+
+// Whose runs the caller may see: every run for reviewers and admins; its own for a submitter
+// (the name of its key), so one submitter never learns of another's runs, their env or output.
+std::optional<std::string> OwnerFilter(const Request& req) {
+  if (req.principal && req.principal->role == Role::kSubmitter) return req.principal->key_name;
+  return std::nullopt;
+}
+
+// The run named by the path's {id}, as the caller may see it: another submitter's run is
+// not_found, exactly as a run that does not exist, so its existence is not revealed either.
+Result<RunRecord> VisibleRun(const RouteContext& ctx, const Request& req) {
+  auto run = ctx.store->GetRun(req.PathParam("id"));
+  if (!run.ok()) return run;
+  if (auto owner = OwnerFilter(req); owner && run->submitter != *owner) {
+    return MakeError(ErrorCode::kNotFound, "no run with id '{}'", req.PathParam("id"));
+  }
+  return run;
 }
 
 nlohmann::json OptInt(const std::optional<int64_t>& v) {
@@ -80,6 +104,8 @@ Result<int64_t> IntOrSize(const nlohmann::json& j, const std::string& field) {
 
 }  // namespace
 
+const char* const kRedacted = "<redacted>";
+
 nlohmann::json RunToJson(const RunRecord& r) {
   nlohmann::json j;
   j["id"] = r.id;
@@ -100,7 +126,9 @@ nlohmann::json RunToJson(const RunRecord& r) {
   j["limits"] = limits;
   j["network"] = r.network;
   j["seccomp_profile"] = r.seccomp_profile.empty() ? "default" : r.seccomp_profile;
-  j["env"] = r.env;
+  // Values are secrets (tokens, passwords): the names alone go out, to anyone.
+  j["env"] = nlohmann::json::object();
+  for (const auto& [name, value] : r.env) j["env"][name] = kRedacted;
   j["stdin_bytes"] = r.stdin_data.size();
   j["labels"] = r.labels;
   j["workspace"] = r.workspace ? nlohmann::json{{"path", r.workspace->path}, {"mode", r.workspace->mode}}
@@ -262,7 +290,7 @@ namespace {
 Reply Fail(const Error& e) { return ErrorResponse(e); }
 
 Reply GetRunHandler(const RouteContext& ctx, const Request& req) {
-  auto run = ctx.store->GetRun(req.PathParam("id"));
+  auto run = VisibleRun(ctx, req);
   if (!run.ok()) return Fail(run.error());
   return JsonResponse(200, RunToJson(*run));
 }
@@ -302,10 +330,30 @@ FileBytes LogFileBytes(const store::EventRecord& e, const std::string& data_dir,
   return {*fd, range->offset, range->length};
 }
 
+// Whether runs belong to one submitter, remembered per run for one event stream (read on the
+// pump's delivery thread, one event at a time). Bounded: past kMax runs it starts again.
+class OwnedRuns {
+ public:
+  OwnedRuns(store::Store* store, std::string owner) : store_(store), owner_(std::move(owner)) {}
+  bool Owns(const std::string& run_id) {
+    if (auto it = known_.find(run_id); it != known_.end()) return it->second;
+    auto run = store_->GetRun(run_id);
+    if (!run.ok()) return false;  // unknown, or the store failed: shown to nobody but reviewers
+    if (known_.size() >= kMax) known_.clear();
+    return known_[run_id] = run->submitter == owner_;
+  }
+
+ private:
+  static constexpr size_t kMax = 4096;
+  store::Store* store_;
+  std::string owner_;
+  std::unordered_map<std::string, bool> known_;
+};
+
 Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
   std::string run_id;
   if (one_run) {
-    auto run = ctx.store->GetRun(req.PathParam("id"));
+    auto run = VisibleRun(ctx, req);
     if (!run.ok()) return Fail(run.error());
     run_id = run->id;
   }
@@ -323,7 +371,13 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
   WebSocketAccept accept;
   accept.resume_after = *after;
   RouteContext c = ctx;
-  accept.on_open = [c, run_id, after = *after, one_run, binary](std::shared_ptr<WebSocket> ws) {
+  // Every run's events: a submitter's stream carries its own runs' alone.
+  std::shared_ptr<OwnedRuns> owned;
+  if (auto owner = OwnerFilter(req); owner && !one_run) {
+    owned = std::make_shared<OwnedRuns>(ctx.store, *owner);
+  }
+  accept.on_open = [c, run_id, after = *after, one_run, binary,
+                    owned](std::shared_ptr<WebSocket> ws) {
     // One run: positions are its seq, and the session ends after run.completed. Every run:
     // positions are the store's cursor, and the session stays open.
     std::string data_dir = c.config->data_dir;
@@ -341,7 +395,9 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
       std::shared_ptr<const UniqueFd> log_fd;
     };
     auto pending = std::make_shared<Pending>();
-    consumer.deliver = [ws, one_run, data_dir, binary, pending](const store::EventRecord& e) {
+    consumer.deliver = [ws, one_run, data_dir, binary, pending,
+                        owned](const store::EventRecord& e) {
+      if (owned && !owned->Owns(e.run_id)) return EventPump::Step::kNext;
       if (ws->queue_space() == 0) return EventPump::Step::kWait;
       const int64_t position = one_run ? e.seq : e.cursor;
       if (pending->position != position) {
@@ -446,7 +502,7 @@ class LogFormatter {
 };
 
 Reply LogsHandler(const RouteContext& ctx, const Request& req) {
-  auto run = ctx.store->GetRun(req.PathParam("id"));
+  auto run = VisibleRun(ctx, req);
   if (!run.ok()) return Fail(run.error());
   std::string stream(req.query.Get("stream").value_or("all"));
   if (stream != "stdout" && stream != "stderr" && stream != "all") {
@@ -639,7 +695,7 @@ class FileStreamer : public std::enable_shared_from_this<FileStreamer> {
 Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
   std::string name(req.PathParam("name"));
   if (Status st = supervisor::CheckArtifactName(name); !st.ok()) return Fail(st.error());
-  auto run = ctx.store->GetRun(req.PathParam("id"));
+  auto run = VisibleRun(ctx, req);
   if (!run.ok()) return Fail(run.error());
   auto fd = supervisor::OpenArtifact(ctx.config->data_dir, run->id, name);
   if (!fd.ok()) return Fail(fd.error());
@@ -748,7 +804,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
     auto run = RunRequestFromJson(*body);
     if (!run.ok()) return Fail(run.error());
     if (auto key = req.headers.Get("Idempotency-Key")) run->idempotency_key = std::string(*key);
-    auto created = c.runs->Submit(std::move(*run), ToPrincipal(req));
+    auto created = c.runs->Submit(std::move(*run), ToPrincipal(c, req));
     if (!created.ok()) {
       Response r = ErrorResponse(created.error());
       if (created.error().code == ErrorCode::kResourceExhausted) r.headers.Add("Retry-After", "5");
@@ -770,6 +826,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
       }
       f.labels[std::string(l.substr(0, eq))] = std::string(l.substr(eq + 1));
     }
+    f.submitter = OwnerFilter(req);
     f.cursor = std::string(req.query.Get("cursor").value_or(""));
     if (auto lim = req.query.Get("limit")) {
       try {
@@ -794,7 +851,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                      [c](const Request& req) -> Reply { return GetRunHandler(c, req); }));
   SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:approve", Access::kReviewer,
                      [c](const Request& req) -> Reply {
-                       auto r = c.runs->Approve(req.PathParam("id"), ToPrincipal(req));
+                       auto r = c.runs->Approve(req.PathParam("id"), ToPrincipal(c, req));
                        return r.ok() ? Reply(JsonResponse(200, RunToJson(*r))) : Fail(r.error());
                      }));
   SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:reject", Access::kReviewer,
@@ -808,26 +865,22 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                          }
                          reason = (*body)["reason"].get<std::string>();
                        }
-                       auto r = c.runs->Reject(req.PathParam("id"), ToPrincipal(req), reason);
+                       auto r = c.runs->Reject(req.PathParam("id"), ToPrincipal(c, req), reason);
                        return r.ok() ? Reply(JsonResponse(200, RunToJson(*r))) : Fail(r.error());
                      }));
   SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:cancel", Access::kSubmitter,
                      [c](const Request& req) -> Reply {
-                       auto who = ToPrincipal(req);
-                       auto run = c.store->GetRun(req.PathParam("id"));
+                       // A submitter cancels its own runs only: another's is not_found.
+                       auto run = VisibleRun(c, req);
                        if (!run.ok()) return Fail(run.error());
-                       if (who.role == supervisor::Role::kSubmitter && run->submitter != who.name) {
-                         return ErrorResponse(403, "permission_denied",
-                                              "a submitter may cancel only its own runs");
-                       }
-                       auto r = c.runs->Cancel(run->id, who);
+                       auto r = c.runs->Cancel(run->id, ToPrincipal(c, req));
                        return r.ok() ? Reply(JsonResponse(202, RunToJson(*r))) : Fail(r.error());
                      }));
   SBX_TRY(router.Add(Method::kGet, "/v1/runs/{id}/logs", Access::kSubmitter,
                      [c](const Request& req) -> Reply { return LogsHandler(c, req); }));
   SBX_TRY(router.Add(Method::kGet, "/v1/runs/{id}/artifacts", Access::kSubmitter,
                      [c](const Request& req) -> Reply {
-                       auto run = c.store->GetRun(req.PathParam("id"));
+                       auto run = VisibleRun(c, req);
                        if (!run.ok()) return Fail(run.error());
                        auto list = supervisor::ReadManifest(c.config->data_dir, run->id);
                        nlohmann::json out = nlohmann::json::array();
@@ -865,7 +918,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
   SBX_TRY(router.Add(Method::kPost, "/v1/policies:reload", Access::kAdmin,
                      [c](const Request& req) -> Reply {
                        Status st = c.runs->ReloadCommandPolicy(c.config->policy_dir,
-                                                               ToPrincipal(req));
+                                                               ToPrincipal(c, req));
                        if (!st.ok()) return Fail(st.error());
                        auto p = c.runs->command_policy();
                        return JsonResponse(200, {{"reloaded", true},

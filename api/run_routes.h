@@ -22,7 +22,8 @@ struct RouteContext {
 // Adds every route (healthz, info, runs, review verbs, logs, events, audit) to `router`.
 Status AddRunRoutes(Router& router, const RouteContext& ctx);
 
-// DTOs, exposed for tests.
+// DTOs, exposed for tests. `env` goes out with its values replaced by kRedacted.
+extern const char* const kRedacted;
 nlohmann::json RunToJson(const store::RunRecord& run);
 // Decodes a POST /v1/runs body. Unknown fields and wrong types are errors naming the field.
 Result<store::RunRecord> RunRequestFromJson(const nlohmann::json& body);

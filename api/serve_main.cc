@@ -15,6 +15,7 @@
 #include "api/server.h"
 #include "api/service_notify.h"
 #include "base/fs.h"
+#include "isolate/id_range.h"
 #include "isolate/spawner.h"
 #include "supervisor/config.h"
 #include "supervisor/log.h"
@@ -103,6 +104,13 @@ int main(int argc, char** argv) {
       flags.push_back(args[i]);
     }
   }
+  // The sandboxes' inits are cloned by a spawner forked now, while this process still has one
+  // thread and has read nothing secret (the configuration's database URL, the keys): cloned
+  // from the daemon itself, each would share the daemon's memory copy-on-write for its whole
+  // life (see isolate/spawner.h). It follows the daemon into its delegated cgroup below.
+  // Destroyed last, after every run has ended.
+  auto spawner = isolate::Spawner::Start();
+  if (!spawner.ok()) return Fail("sandbox spawner", spawner.error());
   supervisor::ServiceConfig config;
   if (!config_path.empty()) {
     auto c = supervisor::LoadConfig(config_path);
@@ -131,6 +139,10 @@ int main(int argc, char** argv) {
     }
   }
 
+  // The sandboxes' host ids must be nobody else's (isolate/id_range.h).
+  if (Status ids = isolate::CheckSandboxIdsOnHost(config.sandbox_id_base); !ids.ok()) {
+    return Fail("sandbox_id_base", ids.error());
+  }
   // Storage first: a database that cannot be reached or migrated stops the start.
   if (::mkdir(config.data_dir.c_str(), 0711) < 0 && errno != EEXIST) {
     return Fail("data_dir", ErrnoError("mkdir {}", config.data_dir));
@@ -155,7 +167,8 @@ int main(int argc, char** argv) {
     if (delegated) {
       auto plan = cgroup::PlanDelegation(own, *host, config.cgroup_parent);
       if (!plan.ok()) return Fail("cgroup delegation", plan.error());
-      if (Status a = cgroup::ApplyDelegation(*plan, *host); !a.ok()) {
+      const pid_t spawner_pid = (*spawner)->pid();
+      if (Status a = cgroup::ApplyDelegation(*plan, *host, std::span(&spawner_pid, 1)); !a.ok()) {
         return Fail("cgroup delegation", a.error());
       }
       driver_options = plan->driver;
@@ -163,12 +176,6 @@ int main(int argc, char** argv) {
                 plan->own, plan->leaf, "/" + plan->driver.parent);
     }
   }
-  // The sandboxes' inits are cloned by a spawner forked now, while this process still has one
-  // thread and sits in its final cgroup: cloned from the daemon itself, each would share the
-  // daemon's memory copy-on-write for its whole life (see isolate/spawner.h). Destroyed last,
-  // after every run has ended.
-  auto spawner = isolate::Spawner::Start();
-  if (!spawner.ok()) return Fail("sandbox spawner", spawner.error());
   auto driver = cgroup::Driver::Open(driver_options, *host);
   // Without usable cgroups the native backend is unavailable; with Docker allowed as the
   // default (docker, auto), the daemon still starts and its runs go to Docker.
@@ -214,10 +221,12 @@ int main(int argc, char** argv) {
   // Docker: connected lazily, so a daemon that is down makes the backend unavailable (shown in
   // GET /v1/info with the reason), not the start fail.
   ro.default_backend = config.default_backend;
+  ro.sandbox_id_base = static_cast<uid_t>(config.sandbox_id_base);
   {
     supervisor::DockerBackendOptions docker;
     docker.host = config.docker_host;
     docker.default_image = config.docker_image;
+    docker.allowed_images = config.docker_images;
     docker.identity = config.node;
     if (docker.identity.empty()) {
       char name[256] = {};

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -177,9 +178,11 @@ Result<DelegationPlan> PlanDelegation(const OwnCgroups& own, const HostInfo& hos
 // Whether this looks like a unit's cgroup handed over by systemd: $INVOCATION_ID is set and the
 // unified path ends in ".service" (or "/supervisor" below one: a daemon already moved).
 bool LooksDelegatedBySystemd(const OwnCgroups& own, const char* invocation_id_env);
-// Makes the leaf, moves the whole process (every thread) into it and, on v2, enables the
-// controllers in the delegated cgroup. Needs write access to the delegated cgroup.
-Status ApplyDelegation(const DelegationPlan& plan, const HostInfo& host);
+// Makes the leaf, moves the whole process (every thread) into it, and the processes of
+// `companions` with it (the daemon's sandbox spawner), and, on v2, enables the controllers in
+// the delegated cgroup. Needs write access to the delegated cgroup.
+Status ApplyDelegation(const DelegationPlan& plan, const HostInfo& host,
+                       std::span<const pid_t> companions = {});
 
 class Driver {
  public:

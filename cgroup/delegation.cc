@@ -89,14 +89,21 @@ Result<DelegationPlan> PlanDelegation(const OwnCgroups& own, const HostInfo& hos
   return plan;
 }
 
-Status ApplyDelegation(const DelegationPlan& plan, const HostInfo& host) {
+Status ApplyDelegation(const DelegationPlan& plan, const HostInfo& host,
+                       std::span<const pid_t> companions) {
   const std::string leaf = host.unified_mount + plan.leaf;
   if (::mkdir(leaf.c_str(), 0755) != 0 && errno != EEXIST) {
     return ErrnoError("mkdir {} (the daemon's own leaf in its delegated cgroup)", leaf);
   }
-  // "0" is the writing process; cgroup.procs moves every thread of it (cgroup-v2.rst).
+  // "0" is the writing process; cgroup.procs moves every thread of it (cgroup-v2.rst). The
+  // companions go before the controllers are enabled: an inner cgroup must be empty by then.
   if (Status st = WriteFile(leaf + "/cgroup.procs", "0"); !st.ok()) {
     return WithContext(std::move(st).error(), "moving the daemon into " + leaf);
+  }
+  for (pid_t pid : companions) {
+    if (Status st = WriteFile(leaf + "/cgroup.procs", std::to_string(pid)); !st.ok()) {
+      return WithContext(std::move(st).error(), fmt::format("moving process {} into {}", pid, leaf));
+    }
   }
   if (!plan.enable_controllers) return Ok();
   const std::string own = host.unified_mount + plan.own;

@@ -3,9 +3,11 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <set>
 
 #include "base/fs.h"
+#include "isolate/id_range.h"
 
 namespace sbx::supervisor {
 namespace {
@@ -40,6 +42,31 @@ Result<int64_t> Int(const YAML::Node& n, const std::string& source, const std::s
   if (!YAML::convert<int64_t>::decode(n, v)) return KeyError(source, key, "must be an integer");
   if (v < min) return KeyError(source, key, fmt::format("must be at least {}", min));
   return v;
+}
+
+// A list of absolute directories ("workspace_roots", a key's "workspace_roots").
+Result<std::vector<std::string>> AbsolutePaths(const YAML::Node& n, const std::string& source,
+                                               const std::string& key) {
+  if (!n.IsSequence()) return KeyError(source, key, "must be a list of absolute directories");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n.size(); ++i) {
+    auto s = String(n[i], source, fmt::format("{}[{}]", key, i));
+    if (!s.ok()) return std::move(s).error();
+    if (s->empty() || (*s)[0] != '/') {
+      return KeyError(source, fmt::format("{}[{}]", key, i), "must be an absolute path");
+    }
+    out.push_back(*s);
+  }
+  return out;
+}
+
+// Whether `path` is `root` or below it, by whole components ("/srv/work2" is not under
+// "/srv/work").
+bool PathIsUnder(std::string_view path, std::string_view root) {
+  while (root.size() > 1 && root.back() == '/') root.remove_suffix(1);
+  while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  if (root == "/") return true;
+  return path == root || (path.starts_with(root) && path[root.size()] == '/');
 }
 
 Result<int64_t> Size(const YAML::Node& n, const std::string& source, const std::string& key) {
@@ -90,20 +117,20 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
                      "max_queue", "limits", "seccomp_profiles_dir", "policy_dir", "cgroup_parent",
                      "max_body_bytes", "workspace_roots", "artifacts_quota", "log_level",
                      "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
-                     "docker_image", "warm_sandboxes"},
+                     "docker_image", "warm_sandboxes", "workspace_cow_root_owned",
+                     "sandbox_id_base", "docker_images"},
                     source, ""));
   if (auto n = root["workspace_roots"]) {
-    if (!n.IsSequence()) {
-      return KeyError(source, "workspace_roots", "must be a list of absolute directories");
+    auto roots = AbsolutePaths(n, source, "workspace_roots");
+    if (!roots.ok()) return std::move(roots).error();
+    c.limits.workspace_roots = std::move(*roots);
+  }
+  if (auto n = root["workspace_cow_root_owned"]) {
+    bool b = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, b)) {
+      return KeyError(source, "workspace_cow_root_owned", "must be true or false");
     }
-    for (size_t i = 0; i < n.size(); ++i) {
-      auto s = String(n[i], source, fmt::format("workspace_roots[{}]", i));
-      if (!s.ok()) return std::move(s).error();
-      if (s->empty() || (*s)[0] != '/') {
-        return KeyError(source, fmt::format("workspace_roots[{}]", i), "must be an absolute path");
-      }
-      c.limits.workspace_roots.push_back(*s);
-    }
+    c.limits.workspace_cow_root_owned = b;
   }
   if (root["artifacts_quota"]) {
     auto v = Size(root["artifacts_quota"], source, "artifacts_quota");
@@ -144,7 +171,8 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     if (!n.IsSequence()) return KeyError(source, "api_keys", "must be a list");
     for (size_t i = 0; i < n.size(); ++i) {
       std::string p = fmt::format("api_keys[{}].", i);
-      SBX_TRY(CheckKeys(n[i], {"name", "role", "key_sha256"}, source, p));
+      SBX_TRY(CheckKeys(n[i], {"name", "role", "key_sha256", "workspace_roots", "permissive_seccomp"},
+                        source, p));
       ApiKeyConfig k;
       for (const char* field : {"name", "role", "key_sha256"}) {
         if (!n[i][field]) return KeyError(source, p + field, "is required");
@@ -163,7 +191,22 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
         return KeyError(source, p + "key_sha256",
                         "must be 64 lowercase hex digits (sha256sum of the key)");
       }
-      c.api_keys.push_back({*name, *r, *hash});
+      std::vector<std::string> roots;
+      if (auto w = n[i]["workspace_roots"]) {
+        auto parsed = AbsolutePaths(w, source, p + "workspace_roots");
+        if (!parsed.ok()) return std::move(parsed).error();
+        if (parsed->empty()) {
+          return KeyError(source, p + "workspace_roots",
+                          "must list at least one directory (leave it out for every root)");
+        }
+        roots = std::move(*parsed);
+      }
+      bool permissive = false;
+      if (auto b = n[i]["permissive_seccomp"];
+          b && (!b.IsScalar() || !YAML::convert<bool>::decode(b, permissive))) {
+        return KeyError(source, p + "permissive_seccomp", "must be true or false");
+      }
+      c.api_keys.push_back({*name, *r, *hash, std::move(roots), permissive});
     }
   }
   if (root["max_concurrent_runs"]) {
@@ -176,6 +219,20 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     if (!v.ok()) return std::move(v).error();
     if (*v > 64) return KeyError(source, "warm_sandboxes", "must be at most 64");
     c.limits.warm_sandboxes = static_cast<int>(*v);
+  }
+  if (auto n = root["docker_images"]) {
+    if (!n.IsSequence()) return KeyError(source, "docker_images", "must be a list of image patterns");
+    for (size_t i = 0; i < n.size(); ++i) {
+      auto img = String(n[i], source, fmt::format("docker_images[{}]", i));
+      if (!img.ok()) return std::move(img).error();
+      if (img->empty()) return KeyError(source, fmt::format("docker_images[{}]", i), "is empty");
+      c.docker_images.push_back(*img);
+    }
+  }
+  if (root["sandbox_id_base"]) {
+    auto v = Int(root["sandbox_id_base"], source, "sandbox_id_base", 1);
+    if (!v.ok()) return std::move(v).error();
+    c.sandbox_id_base = static_cast<uint64_t>(*v);
   }
   if (root["max_queue"]) {
     auto v = Int(root["max_queue"], source, "max_queue", 0);
@@ -314,6 +371,20 @@ Status Validate(const ServiceConfig& c) {
       return MakeError(ErrorCode::kInvalidArgument, "api_keys: name '{}' is empty or repeated",
                        k.name);
     }
+  }
+  for (const auto& k : c.api_keys) {
+    for (const auto& r : k.workspace_roots) {
+      if (!std::any_of(c.limits.workspace_roots.begin(), c.limits.workspace_roots.end(),
+                       [&](const std::string& root) { return PathIsUnder(r, root); })) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "api_keys '{}': workspace root '{}' is not under any of workspace_roots; "
+                         "a key's roots narrow the daemon's, they cannot widen them",
+                         k.name, r);
+      }
+    }
+  }
+  if (Status ids = isolate::CheckSandboxIds(c.sandbox_id_base, {}, ""); !ids.ok()) {
+    return std::move(ids).error();
   }
   const LimitSet& d = c.limits.defaults;
   const LimitSet& m = c.limits.maxima;

@@ -15,6 +15,12 @@ struct ApiKeyConfig {
   std::string name;
   Role role = Role::kSubmitter;
   std::string key_sha256;  // 64 lowercase hex digits; the key itself is never stored
+  // The directories under which this key's runs may name a workspace, each under one of the
+  // configured workspace_roots; empty: all of those.
+  std::vector<std::string> workspace_roots;
+  // IMPORTANT: whether this key's runs may name a permissive seccomp profile (one whose default
+  // action lets unlisted syscalls run: NAME.permissive.json). Off by default.
+  bool permissive_seccomp = false;
 };
 
 struct ServiceConfig {
@@ -44,6 +50,12 @@ struct ServiceConfig {
   std::string docker_host;
   // The image for Docker runs that name none; "" = such runs need an image.
   std::string docker_image;
+  // The images Docker runs may name (fnmatch patterns: "busybox:*", "registry.local/team/*");
+  // empty: docker_image only. Images that declare volumes are refused whatever this says.
+  std::vector<std::string> docker_images;
+  // The host ids of every sandbox's user namespace: [sandbox_id_base, sandbox_id_base + 65536).
+  // The daemon refuses to start when /etc/subuid or /etc/subgid gives any of them to a user.
+  uint64_t sandbox_id_base = 100000;
 };
 
 // Parses the YAML text over the defaults. `source` names the file in messages.

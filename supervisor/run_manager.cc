@@ -270,6 +270,7 @@ void RunManager::Stop() {
 Result<isolate::SandboxSpec> RunManager::BaseSpec(const store::Limits& limits,
                                                   const std::string& seccomp_profile) const {
   isolate::SandboxSpec spec;
+  spec.host_id_base = options_.sandbox_id_base;
   spec.limits.cpus = limits.cpus;
   spec.limits.memory_bytes = static_cast<uint64_t>(limits.memory_bytes.value_or(0));
   spec.limits.pids = static_cast<uint64_t>(limits.pids.value_or(0));
@@ -386,8 +387,24 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
     // Resolved now to refuse a bad path at once, and again (by fd) just before the run.
     auto ws = ResolveWorkspace(request.workspace->path, options_.limits.workspace_roots);
     if (!ws.ok()) return WithContext(std::move(ws).error(), "workspace");
+    if (!who.workspace_roots.empty()) {
+      // The key's own roots narrow the daemon's: the path must resolve under one of them too.
+      auto own = ResolveWorkspace(ws->path, who.workspace_roots);
+      if (!own.ok()) {
+        return WithContext(std::move(own).error(),
+                           fmt::format("workspace (the roots of key '{}')", who.name));
+      }
+    }
     auto mode = ParseWorkspaceMode(request.workspace->mode);
     if (!mode.ok()) return WithContext(std::move(mode).error(), "workspace.mode");
+    if (*mode == WorkspaceMode::kCopyOnWrite && ws->owner_uid == 0 &&
+        !options_.limits.workspace_cow_root_owned) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "workspace {} is owned by root: copy-on-write would give the sandbox "
+                       "every root-owned file in it; use mode \"ro\", a directory of an "
+                       "unprivileged owner, or set workspace_cow_root_owned: true",
+                       ws->path);
+    }
     std::string data = options_.data_dir + "/";
     std::string path = ws->path + "/";
     if (data.rfind(path, 0) == 0 || path.rfind(data, 0) == 0) {
@@ -396,6 +413,15 @@ Result<store::CreateRunResult> RunManager::Submit(RunRecord request, const Princ
                        options_.data_dir);
     }
     request.workspace = store::Workspace{ws->path, WorkspaceModeName(*mode)};
+  }
+  if (auto set = seccomp_profiles(); set && !who.permissive_seccomp) {
+    const LoadedSeccompProfile* p = set->Find(request.seccomp_profile);
+    if (p != nullptr && p->permissive) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "seccomp profile '{}' is permissive (unlisted syscalls run); key '{}' may "
+                       "not use it (api_keys: permissive_seccomp: true)",
+                       request.seccomp_profile, who.name);
+    }
   }
   auto limits = ResolveLimits(request.limits, options_.limits);
   if (!limits.ok()) return std::move(limits).error();

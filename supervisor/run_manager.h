@@ -55,6 +55,10 @@ struct ServiceLimits {
   int max_queue = 100;  // QUEUED runs; past it, Submit() fails with kResourceExhausted
   // Host directories under which a run may name its workspace; empty: workspaces are off.
   std::vector<std::string> workspace_roots;
+  // IMPORTANT: a copy-on-write workspace maps its directory's owner to the sandbox user, so a
+  // root-owned directory would hand every root-owned file in it (mode 0600 ones too) to the
+  // sandbox. Refused unless this is true.
+  bool workspace_cow_root_owned = false;
   // The size of each run's /artifacts (a tmpfs).
   uint64_t artifacts_quota_bytes = 64ull << 20;
   // Native sandboxes kept built ahead of their runs (supervisor/warm_pool.h): a run with the
@@ -68,6 +72,11 @@ enum class Role { kSubmitter, kReviewer, kAdmin };
 struct Principal {
   std::string name;  // the API key's name
   Role role = Role::kSubmitter;
+  // Where this key's runs may name a workspace, each under ServiceLimits::workspace_roots;
+  // empty: anywhere those allow.
+  std::vector<std::string> workspace_roots;
+  // Whether this key may name a permissive seccomp profile.
+  bool permissive_seccomp = false;
 };
 
 struct RunManagerOptions {
@@ -109,6 +118,8 @@ struct RunManagerOptions {
   // For runs that name no backend: "native", "docker" or "auto". A run naming an image always
   // goes to Docker.
   std::string default_backend = "native";
+  // The first host id of every sandbox's user namespace (isolate/id_range.h).
+  uid_t sandbox_id_base = 100000;
 };
 
 class RunManager {

@@ -372,8 +372,9 @@ class CtlTest : public ::testing::Test {
     return at == std::string::npos ? err : err.substr(at + marker.size());
   }
 
-  static nlohmann::json Inspect(const std::string& id) {
-    return Json(Ctl({"inspect", "--json", id}, kSubmitterKey));
+  // As `key` (a submitter sees its own runs only).
+  static nlohmann::json Inspect(const std::string& id, const char* key = kSubmitterKey) {
+    return Json(Ctl({"inspect", "--json", id}, key));
   }
 
   static inline std::string skip_reason_;
@@ -840,7 +841,11 @@ TEST_F(CtlTest, ApprovalNeedsAnotherReviewer) {
   CtlResult self = Ctl({"approve", mine}, kReviewerKey);
   EXPECT_EQ(self.code, 1);
   EXPECT_NE(self.err.find("cannot approve its own run"), std::string::npos) << self.err;
-  EXPECT_EQ(Inspect(mine)["state"], "AWAITING_REVIEW");
+  EXPECT_EQ(Inspect(mine, kReviewerKey)["state"], "AWAITING_REVIEW");
+  // Another submitter's run is not there for the submitter.
+  CtlResult theirs = Ctl({"inspect", mine}, kSubmitterKey);
+  EXPECT_EQ(theirs.code, 1);
+  EXPECT_NE(theirs.err.find("HTTP 404 not_found"), std::string::npos) << theirs.err;
   EXPECT_EQ(Ctl({"reject", id, mine}, kAdminKey).code, 0);
 }
 

@@ -1,7 +1,11 @@
 // The review gate and the run lifecycle, end to end: a real SQLite store, real sandboxes.
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <sstream>
@@ -425,7 +429,12 @@ TEST_F(RunManagerTest, AWarmSandboxKilledWhileWaitingIsNotUsed) {
     auto procs = ReadFile(dir + "/cgroup.procs");
     if (!procs.ok() || procs->empty()) continue;
     pid_t pid = static_cast<pid_t>(std::stol(*procs));
+    // Dead before the run is submitted: its pidfd turns readable when it has exited.
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    ASSERT_TRUE(pidfd.valid()) << std::strerror(errno);
     ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    struct pollfd p = {pidfd.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 30'000), 1) << "the warm init did not die";
     killed = true;
     break;
   }

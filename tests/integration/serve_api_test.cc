@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "api/run_routes.h"
 #include "api/server.h"
@@ -35,6 +36,7 @@ using api::testing::WsReadFrame;
 constexpr char kAlice[] = "key-alice-submitter";
 constexpr char kBob[] = "key-bob-reviewer";
 constexpr char kAdmin[] = "key-ada-admin";
+constexpr char kCarol[] = "key-carol-submitter";
 
 class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Backend> {
  protected:
@@ -95,7 +97,8 @@ class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Ba
     auto auth = api::Authenticator::Create(
         {{"alice", api::Role::kSubmitter, Sha256Hex(kAlice)},
          {"bob", api::Role::kReviewer, Sha256Hex(kBob)},
-         {"ada", api::Role::kAdmin, Sha256Hex(kAdmin)}});
+         {"ada", api::Role::kAdmin, Sha256Hex(kAdmin)},
+         {"carol", api::Role::kSubmitter, Sha256Hex(kCarol)}});
     ASSERT_TRUE(auth.ok()) << auth.error().ToString();
     api::Router router;
     ASSERT_TRUE(api::AddRunRoutes(router, {runs_.get(), store_.get(), &config_, &host_}).ok());
@@ -138,15 +141,28 @@ class ServeApiTest : public SandboxTest, public ::testing::WithParamInterface<Ba
     return id;
   }
   // Follows the run's events until run.completed.
-  std::vector<nlohmann::json> Follow(const std::string& id, int64_t after = 0) {
+  std::vector<nlohmann::json> Follow(const std::string& id, int64_t after = 0,
+                                     const char* key = kAlice) {
     auto ws = RawConn::Tcp(port_);
     EXPECT_TRUE(ws.has_value());
     if (!ws) return {};
     EXPECT_TRUE(ws->Send(MakeWsUpgrade(
-        "/v1/runs/" + id + "/events?after=" + std::to_string(after), {{"x-api-key", kAlice}})));
+        "/v1/runs/" + id + "/events?after=" + std::to_string(after), {{"x-api-key", key}})));
     auto head = api::testing::ReadHead(*ws);
     EXPECT_TRUE(head.has_value() && head->status == 101);
     return ReadEvents(*ws);
+  }
+  // Opens a WebSocket on `target`; returns the connection (nullopt unless it was upgraded) and
+  // the status of the answer in *status.
+  std::optional<RawConn> OpenWs(const std::string& target, const char* key, int* status) {
+    auto ws = RawConn::Tcp(port_);
+    EXPECT_TRUE(ws.has_value());
+    if (!ws) return std::nullopt;
+    EXPECT_TRUE(ws->Send(MakeWsUpgrade(target, {{"x-api-key", key}})));
+    auto head = api::testing::ReadHead(*ws);
+    *status = head ? head->status : 0;
+    if (*status != 101) return std::nullopt;
+    return ws;
   }
 
   static std::unique_ptr<PgCluster> cluster_;
@@ -299,6 +315,137 @@ TEST_P(ServeApiTest, SubmitReviewRunFollowLogsAndEvents) {
   auto audit = Call("GET", "/v1/audit?run_id=" + id, kBob);
   ASSERT_EQ(audit.status, 200);
   EXPECT_GE(audit.Json()["records"].size(), 5u);
+}
+
+TEST_P(ServeApiTest, SubmittersSeeOnlyTheirOwnRunsAndNobodySeesEnvValues) {
+  // Alice's run carries a secret in its env and prints it.
+  nlohmann::json body = {{"argv", {"/bin/sh", "-c", "echo \"token=$TOKEN\""}},
+                         {"env", {{"TOKEN", "s3cret-value"}}}};
+  auto created = Call("POST", "/v1/runs", kAlice, body.dump());
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string id = created.Json()["id"];
+  EXPECT_EQ(created.Json()["env"]["TOKEN"], api::kRedacted);
+  EXPECT_EQ(created.body.find("s3cret-value"), std::string::npos) << created.body;
+  ASSERT_EQ(Call("POST", "/v1/runs/" + id + ":approve", kBob).status, 200);
+  Follow(id);
+  EXPECT_EQ(Call("GET", "/v1/runs/" + id + "/logs", kAlice).body, "token=s3cret-value\n");
+  // Nobody reads the value back through the API, the owner and a reviewer included.
+  for (const char* key : {kAlice, kBob, kAdmin}) {
+    auto got = Call("GET", "/v1/runs/" + id, key);
+    ASSERT_EQ(got.status, 200) << got.body;
+    EXPECT_EQ(got.body.find("s3cret-value"), std::string::npos) << got.body;
+    EXPECT_EQ(got.Json()["env"]["TOKEN"], api::kRedacted);
+    auto listed = Call("GET", "/v1/runs", key);
+    EXPECT_EQ(listed.body.find("s3cret-value"), std::string::npos) << listed.body;
+  }
+
+  // Carol, another submitter, learns nothing of it: not even that it exists.
+  const std::string none = "/v1/runs/run_nosuchrun00000000000";
+  for (const std::string suffix : {"", "/logs", "/logs?follow=true", "/artifacts",
+                                   "/artifacts/report.md", "/artifacts/audit.json"}) {
+    auto theirs = Call("GET", "/v1/runs/" + id + suffix, kCarol);
+    EXPECT_EQ(theirs.status, 404) << suffix << " " << theirs.body;
+    EXPECT_EQ(theirs.body.find("s3cret"), std::string::npos) << suffix;
+    // Answered exactly as a run that does not exist.
+    auto missing = Call("GET", none + suffix, kCarol);
+    EXPECT_EQ(theirs.status, missing.status) << suffix;
+    EXPECT_EQ(theirs.ErrorCode(), missing.ErrorCode()) << suffix;
+  }
+  EXPECT_EQ(Call("POST", "/v1/runs/" + id + ":cancel", kCarol).status, 404);
+  EXPECT_TRUE(Call("GET", "/v1/runs", kCarol).Json()["runs"].empty());
+  EXPECT_TRUE(Call("GET", "/v1/runs?state=SUCCEEDED", kCarol).Json()["runs"].empty());
+  int status = 0;
+  EXPECT_FALSE(OpenWs("/v1/runs/" + id + "/events?after=0", kCarol, &status));
+  EXPECT_EQ(status, 404);
+
+  // Carol's own run: she sees it, and her stream of every run's events carries hers alone.
+  auto mine = Call("POST", "/v1/runs", kCarol, R"({"argv": ["/bin/echo", "carol"]})");
+  ASSERT_EQ(mine.status, 201) << mine.body;
+  const std::string carol_id = mine.Json()["id"];
+  ASSERT_EQ(Call("POST", "/v1/runs/" + carol_id + ":approve", kBob).status, 200);
+  const size_t carol_events = Follow(carol_id, 0, kCarol).size();
+  const size_t alice_events = Follow(id).size();
+  ASSERT_GT(carol_events, 3u);
+  auto listed = Call("GET", "/v1/runs", kCarol).Json()["runs"];
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["id"], carol_id);
+  EXPECT_EQ(Call("GET", "/v1/runs", kAlice).Json()["runs"].size(), 1u);
+  EXPECT_EQ(Call("GET", "/v1/runs", kBob).Json()["runs"].size(), 2u);
+  auto every = [&](const char* key, size_t count) {
+    int st = 0;
+    auto ws = OpenWs("/v1/events?after=0", key, &st);
+    EXPECT_EQ(st, 101);
+    return ws ? ReadEvents(*ws, count) : std::vector<nlohmann::json>{};
+  };
+  // A reviewer's stream holds both runs, Alice's first: read all of it, so Carol's stream,
+  // read after, has had every event it could carry.
+  auto reviewer = every(kBob, alice_events + carol_events);
+  ASSERT_EQ(reviewer.size(), alice_events + carol_events);
+  EXPECT_EQ(reviewer.front()["run_id"], id);
+  auto carols = every(kCarol, carol_events);
+  ASSERT_EQ(carols.size(), carol_events);
+  for (const auto& e : carols) EXPECT_EQ(e["run_id"], carol_id) << e.dump();
+  EXPECT_EQ(carols.back()["type"], "run.completed");
+  // Live as well: Alice submits first, then Carol; the first event Carol's open stream carries
+  // is her own run's.
+  int st = 0;
+  auto ws = OpenWs("/v1/events?after=" + carols.back()["cursor"].dump(), kCarol, &st);
+  ASSERT_TRUE(ws);
+  ASSERT_EQ(Call("POST", "/v1/runs", kAlice, R"({"argv": ["/bin/true"]})").status, 201);
+  auto next = Call("POST", "/v1/runs", kCarol, R"({"argv": ["/bin/true"]})");
+  ASSERT_EQ(next.status, 201);
+  auto after = ReadEvents(*ws, 1);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0]["run_id"], next.Json()["id"]);
+}
+
+TEST_P(ServeApiTest, WorkspaceRootsPerKeyAndRootOwnedCopyOnWrite) {
+  const std::string roots = dir_ + "/roots";
+  std::filesystem::create_directories(roots + "/carol/proj");
+  std::filesystem::create_directories(roots + "/shared");
+  ASSERT_EQ(::chown((roots + "/carol/proj").c_str(), 1234, 1234), 0);
+  ASSERT_EQ(::chown((roots + "/shared").c_str(), 1234, 1234), 0);
+  // Carol's key may name workspaces under roots/carol only; Alice's anywhere under roots.
+  config_.api_keys = {{"carol", supervisor::Role::kSubmitter, "", {roots + "/carol"}}};
+  auto submit = [&](const char* key, const std::string& path, const std::string& mode) {
+    nlohmann::json b = {{"argv", {"/bin/true"}}, {"workspace", {{"path", path}, {"mode", mode}}}};
+    return Call("POST", "/v1/runs", key, b.dump());
+  };
+  auto outside = submit(kCarol, roots + "/shared", "ro");
+  EXPECT_EQ(outside.status, 403) << outside.body;
+  EXPECT_NE(outside.body.find("carol"), std::string::npos) << outside.body;
+  EXPECT_EQ(submit(kCarol, roots + "/carol/proj", "ro").status, 201);
+  EXPECT_EQ(submit(kAlice, roots + "/shared", "ro").status, 201);
+  // A directory of root's, copy-on-write: its root-owned files would become the sandbox's.
+  std::filesystem::create_directories(roots + "/rootown");
+  { std::ofstream(roots + "/rootown/secret") << "root's\n"; }
+  ::chmod((roots + "/rootown/secret").c_str(), 0600);
+  auto cow = submit(kAlice, roots + "/rootown", "cow");
+  EXPECT_EQ(cow.status, 403) << cow.body;
+  EXPECT_NE(cow.body.find("owned by root"), std::string::npos) << cow.body;
+  EXPECT_EQ(submit(kAlice, roots + "/rootown", "ro").status, 201);
+  EXPECT_EQ(submit(kAlice, roots + "/shared", "cow").status, 201);
+  // Refused submissions stored nothing.
+  EXPECT_EQ(Call("GET", "/v1/runs", kBob).Json()["runs"].size(), 4u);
+}
+
+TEST_P(ServeApiTest, ARunsCgroupNamespaceShowsNoHostPath) {
+  // Runs of the default shape start in a warm sandbox, the others in a fresh one: both read "/"
+  // for every hierarchy of /proc/self/cgroup.
+  for (const char* limits : {"{}", R"({"memory": "300m"})"}) {
+    std::string id = SubmitApproved(
+        std::string(R"({"argv": ["/bin/cat", "/proc/self/cgroup"], "limits": )") + limits + "}");
+    Follow(id);
+    auto run = Call("GET", "/v1/runs/" + id, kAlice).Json();
+    ASSERT_EQ(run["state"], "SUCCEEDED") << run.dump();
+    std::string out = Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice).body;
+    std::istringstream in(out);
+    int lines = 0;
+    for (std::string line; std::getline(in, line); ++lines) {
+      EXPECT_TRUE(line.ends_with(":/")) << limits << ": " << line << "\n" << out;
+    }
+    EXPECT_GE(lines, 1) << out;
+  }
 }
 
 TEST_P(ServeApiTest, CancelAndReject) {
@@ -724,6 +871,19 @@ TEST_P(ServeApiTest, SeccompProfilesReloadWithThePolicyAndDenialsAreNamed) {
   std::filesystem::rename(dir + "/loose.json", dir + "/loose.permissive.json");
   ASSERT_EQ(Call("POST", "/v1/policies:reload", kAdmin).status, 200);
   EXPECT_EQ(names(), (std::set<std::string>{"default", "loose", "strict"}));
+  // Only a key allowed to may name it; a refused submission stores nothing.
+  const size_t runs_before = Call("GET", "/v1/runs", kBob).Json()["runs"].size();
+  auto refused = Call("POST", "/v1/runs", kAlice,
+                      R"({"argv": ["/bin/true"], "seccomp_profile": "loose"})");
+  EXPECT_EQ(refused.status, 403) << refused.body;
+  EXPECT_NE(refused.body.find("permissive"), std::string::npos) << refused.body;
+  EXPECT_EQ(Call("GET", "/v1/runs", kBob).Json()["runs"].size(), runs_before);
+  config_.api_keys = {{"alice", supervisor::Role::kSubmitter, "", {}, true}};
+  EXPECT_EQ(Call("POST", "/v1/runs", kAlice,
+                 R"({"argv": ["/bin/true"], "seccomp_profile": "loose"})")
+                .status,
+            201);
+  config_.api_keys.clear();
 
   // A run under the reloaded profile: its denial is named, per step and on the run.
   std::string id = SubmitApproved(

@@ -76,6 +76,53 @@ TEST(Config, ErrorsNameTheKey) {
   }
 }
 
+TEST(Config, WorkspaceRootsPerKeyNarrowTheDaemons) {
+  constexpr char kKeys[] = R"(
+workspace_roots: [/srv/work, /data/]
+workspace_cow_root_owned: true
+api_keys:
+  - name: ci
+    role: submitter
+    key_sha256: 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
+    workspace_roots: [/srv/work/ci, /data/ci]
+    permissive_seccomp: true
+  - name: lead
+    role: reviewer
+    key_sha256: fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9
+)";
+  auto c = ParseConfig(kKeys, "keys.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_TRUE(c->limits.workspace_cow_root_owned);
+  EXPECT_EQ(c->api_keys[0].workspace_roots,
+            (std::vector<std::string>{"/srv/work/ci", "/data/ci"}));
+  EXPECT_TRUE(c->api_keys[1].workspace_roots.empty());
+  EXPECT_TRUE(c->api_keys[0].permissive_seccomp);
+  EXPECT_FALSE(c->api_keys[1].permissive_seccomp);
+  EXPECT_FALSE(ParseConfig("", "x")->limits.workspace_cow_root_owned);
+
+  const std::string key = "api_keys: [{name: a, role: submitter, key_sha256: "
+                          "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae, ";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      // Not under the daemon's roots (by whole components), or none configured.
+      {"workspace_roots: [/srv/work]\n" + key + "workspace_roots: [/srv/work2]}]",
+       "not under any of workspace_roots"},
+      {"workspace_roots: [/srv/work]\n" + key + "workspace_roots: [/srv]}]",
+       "not under any of workspace_roots"},
+      {key + "workspace_roots: [/srv/work]}]", "not under any of workspace_roots"},
+      {"workspace_roots: [/srv]\n" + key + "workspace_roots: [srv/a]}]",
+       "api_keys[0].workspace_roots[0]"},
+      {"workspace_roots: [/srv]\n" + key + "workspace_roots: []}]", "at least one"},
+      {"workspace_cow_root_owned: maybe", "workspace_cow_root_owned"},
+      {key + "permissive_seccomp: sometimes}]", "api_keys[0].permissive_seccomp"},
+  };
+  for (const auto& [yaml, mention] : bad) {
+    auto r = ParseConfig(yaml, "bad.yaml");
+    ASSERT_FALSE(r.ok()) << yaml;
+    EXPECT_NE(r.error().message.find(mention), std::string::npos)
+        << yaml << " -> " << r.error().message;
+  }
+}
+
 TEST(Config, BackendSettings) {
   auto c = ParseConfig(
       "default_backend: auto\ndocker_host: unix:///run/docker.sock\ndocker_image: debian:12\n",
@@ -84,8 +131,18 @@ TEST(Config, BackendSettings) {
   EXPECT_EQ(c->default_backend, "auto");
   EXPECT_EQ(c->docker_host, "unix:///run/docker.sock");
   EXPECT_EQ(c->docker_image, "debian:12");
+  EXPECT_TRUE(c->docker_images.empty());
   EXPECT_EQ(ParseConfig("", "empty.yaml")->default_backend, "native");
-  for (const char* bad : {"default_backend: podman", "docker_host: tcp://10.0.0.1:2375"}) {
+  auto images = ParseConfig("docker_images: [\"busybox:*\", registry.local/team/*]\n"
+                            "sandbox_id_base: 2000000\n", "images.yaml");
+  ASSERT_TRUE(images.ok()) << images.error().ToString();
+  EXPECT_EQ(images->docker_images,
+            (std::vector<std::string>{"busybox:*", "registry.local/team/*"}));
+  EXPECT_EQ(images->sandbox_id_base, 2000000u);
+  EXPECT_EQ(ParseConfig("", "empty.yaml")->sandbox_id_base, 100000u);
+  for (const char* bad : {"default_backend: podman", "docker_host: tcp://10.0.0.1:2375",
+                          "docker_images: busybox", "docker_images: [\"\"]",
+                          "sandbox_id_base: 0", "sandbox_id_base: 4294967000"}) {
     auto b = ParseConfig(bad, "bad.yaml");
     ASSERT_FALSE(b.ok()) << bad;
     EXPECT_NE(b.error().message.find(std::string(bad).substr(0, std::string(bad).find(':'))),
