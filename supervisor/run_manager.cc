@@ -23,15 +23,6 @@ using store::EventType;
 using store::RunRecord;
 using store::RunState;
 
-const char* RoleName(Role role) {
-  switch (role) {
-    case Role::kSubmitter: return "submitter";
-    case Role::kReviewer: return "reviewer";
-    case Role::kAdmin: return "admin";
-  }
-  return "submitter";
-}
-
 namespace {
 
 int64_t NowMs() {
@@ -42,15 +33,6 @@ int64_t NowMs() {
 
 constexpr size_t kMaxDiffBytes = 16 << 20;
 constexpr auto kCrossNodeRecheck = std::chrono::seconds(2);
-
-// The audit record of `who` doing `action` (to run `run_id`; "" for the daemon itself).
-store::AuditWrite AuditOf(const Principal& who, std::string_view action, std::string_view run_id,
-                          nlohmann::json details) {
-  details["role"] = RoleName(who.role);
-  std::optional<std::string> run;
-  if (!run_id.empty()) run = std::string(run_id);
-  return {who.name, std::string(action), std::move(run), std::move(details)};
-}
 
 // A state change with its run.status event and its audit record, to commit together; with
 // the run.completed event too when `ends_run` (a run that ends without having run).
@@ -115,7 +97,11 @@ Result<store::Limits> ResolveLimits(const store::Limits& in, const ServiceLimits
 }  // namespace
 
 RunManager::RunManager(store::Store& store, RunManagerOptions options)
-    : store_(store), options_(std::move(options)) {}
+    : store_(store),
+      options_(std::move(options)),
+      events_(store, [metrics = options_.metrics](const store::EventRecord& ev) {
+        if (metrics != nullptr) metrics->OnEvent(ev.run_id, store::EventTypeName(ev.type), ev.data);
+      }) {}
 
 Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
                                                       RunManagerOptions options) {
@@ -186,7 +172,7 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   auto stale = store.RecoverStale(m->options_.node);
   if (!stale.ok()) return WithContext(std::move(stale).error(), "crash recovery");
   for (const std::string& id : *stale) {
-    (void)m->Record(id, "its recovery", RecoveredWrites(id, {{"node", m->options_.node}}));
+    (void)m->events_.Record(id, "its recovery", RecoveredWrites(id, {{"node", m->options_.node}}));
     spdlog::warn("run {}: was running when the daemon stopped; marked FAILED", id);
   }
   // Their containers (Docker's survive the daemon that made them).
@@ -279,72 +265,11 @@ Result<isolate::SandboxSpec> RunManager::BaseSpec(const store::Limits& limits,
   return spec;
 }
 
-uint64_t RunManager::Subscribe(std::string run_id, Listener listener) {
-  std::lock_guard<std::mutex> lk(listeners_mu_);
-  uint64_t token = next_token_++;
-  listeners_[token] = {std::move(run_id), std::move(listener)};
-  return token;
-}
-
-void RunManager::Unsubscribe(uint64_t token) {
-  std::lock_guard<std::mutex> lk(listeners_mu_);
-  listeners_.erase(token);
-}
-
-Result<store::Committed> RunManager::Commit(std::span<const store::Write> writes) {
-  // One commit at a time: listeners see every run's events in seq order. They are called
-  // without listeners_mu_ held, so a listener may unsubscribe.
-  std::lock_guard<std::mutex> emit(emit_mu_);
-  auto done = store_.Commit(writes);
-  if (!done.ok() || done->events.empty()) return done;
-  if (options_.metrics != nullptr) {
-    for (const store::EventRecord& ev : done->events) {
-      options_.metrics->OnEvent(ev.run_id, store::EventTypeName(ev.type), ev.data);
-    }
-  }
-  const std::string& run_id = done->events.front().run_id;  // every event is of one run
-  std::vector<Listener> targets;
-  {
-    std::lock_guard<std::mutex> lk(listeners_mu_);
-    for (const auto& [token, sub] : listeners_) {
-      if (sub.first.empty() || sub.first == run_id) targets.push_back(sub.second);
-    }
-  }
-  for (const store::EventRecord& ev : done->events) {
-    for (const auto& l : targets) l(ev);
-  }
-  return done;
-}
-
-Result<store::Committed> RunManager::Record(std::string_view run_id, std::string_view what,
-                                            std::span<const store::Write> writes) {
-  auto done = Commit(writes);
-  if (!done.ok()) {
-    spdlog::error("run {}: cannot record {}: {}", run_id, what, done.error().ToString());
-  }
-  return done;
-}
-
-Result<store::EventRecord> RunManager::Emit(std::string_view run_id, EventType type,
-                                            nlohmann::json data) {
-  const store::Write w = store::EventWrite{std::string(run_id), type, std::move(data)};
-  // Named by its type: nothing is formatted for a commit that succeeds (one per log chunk).
-  auto done = Record(run_id, store::EventTypeName(type), std::span(&w, 1));
-  if (!done.ok()) return std::move(done).error();
-  return std::move(done->events.front());
-}
-
-void RunManager::Audit(const Principal& who, std::string_view action, std::string_view run_id,
-                       nlohmann::json details) {
-  const store::Write w = AuditOf(who, action, run_id, std::move(details));
-  (void)Record(run_id, action, std::span(&w, 1));
-}
-
 Result<RunRecord> RunManager::Move(std::string_view run_id, const std::vector<RunState>& from,
                                    RunState to, const store::RunUpdate& update,
                                    const Principal& who, std::string_view action, bool ends_run) {
   std::vector<store::Write> writes = MoveWrites(run_id, from, to, update, who, action, ends_run);
-  auto done = Commit(writes);
+  auto done = events_.Commit(writes);
   if (!done.ok()) return std::move(done).error();
   return std::move(done->runs.front());
 }
@@ -485,7 +410,7 @@ Status RunManager::ReloadCommandPolicy(const std::string& dir, const Principal& 
   } else if (loaded.error().code == ErrorCode::kNotFound) {
     next = policy::CommandPolicy::Builtin();
   } else {
-    Audit(who, "policy.reload_refused", "", {{"error", loaded.error().ToString()}});
+    events_.Audit(who, "policy.reload_refused", "", {{"error", loaded.error().ToString()}});
     return WithContext(std::move(loaded).error(), "the command policy in force is unchanged");
   }
   // The seccomp profiles with it: both are swapped, or neither.
@@ -493,20 +418,20 @@ Status RunManager::ReloadCommandPolicy(const std::string& dir, const Principal& 
   if (seccomp_from_set_) {
     auto profiles = LoadSeccompProfiles(options_.seccomp_profiles_dir);
     if (!profiles.ok()) {
-      Audit(who, "seccomp.reload_refused", "", {{"error", profiles.error().ToString()}});
+      events_.Audit(who, "seccomp.reload_refused", "", {{"error", profiles.error().ToString()}});
       return WithContext(std::move(profiles).error(),
                          "the command policy and seccomp profiles in force are unchanged");
     }
     next_profiles = std::move(*profiles);
   }
-  Audit(who, "policy.reloaded", "", {{"source", next->source()}});
+  events_.Audit(who, "policy.reloaded", "", {{"source", next->source()}});
   spdlog::info("command policy reloaded from {}", next->source());
   if (next_profiles) {
     nlohmann::json names = nlohmann::json::array();
     for (const auto& p : next_profiles->profiles()) {
       names.push_back({{"name", p.name}, {"source", p.source}, {"sha256", p.sha256}});
     }
-    Audit(who, "seccomp.reloaded", "", {{"source", next_profiles->source()}, {"profiles", names}});
+    events_.Audit(who, "seccomp.reloaded", "", {{"source", next_profiles->source()}, {"profiles", names}});
     spdlog::info("seccomp profiles reloaded from {} ({})", next_profiles->source(),
                  next_profiles->profiles().size());
     std::lock_guard<std::mutex> lk(policy_mu_);
@@ -604,10 +529,10 @@ Result<RunRecord> RunManager::Plan(const RunRecord& run, const Principal& who,
     }
   }
   // The whole decision in one commit: a run is never seen half-planned.
-  auto done = Commit(writes);
+  auto done = events_.Commit(writes);
   if (!done.ok()) {
     // What came before (the submission's own records) is kept all the same.
-    if (!before.empty()) (void)Record(id, "its submission", before);
+    if (!before.empty()) (void)events_.Record(id, "its submission", before);
     return std::move(done).error();
   }
   RunRecord planned = std::move(done->runs.back());
@@ -640,7 +565,7 @@ void RunManager::HeartbeatLoop() {
       auto stale = store_.RecoverStale(n.name);
       if (!stale.ok()) continue;
       for (const std::string& id : *stale) {
-        (void)Record(id, "its recovery",
+        (void)events_.Record(id, "its recovery",
                      RecoveredWrites(id, {{"node", n.name}, {"by", options_.node}}));
         spdlog::warn("run {}: its node {} stopped beating; marked FAILED", id, n.name);
       }
@@ -694,7 +619,7 @@ Result<RunRecord> RunManager::Cancel(std::string_view run_id, const Principal& w
     if (it != running_.end()) {
       cancel_requested_[it->first] = true;
       if (it->second != nullptr) it->second->Cancel();
-      Audit(who, "run.cancel_requested", run_id, {});
+      events_.Audit(who, "run.cancel_requested", run_id, {});
       return store_.GetRun(run_id);
     }
   }
@@ -739,7 +664,7 @@ void RunManager::Execute(RunRecord run) {
     started.push_back(store::EventWrite{
         id, EventType::kRunStatus, {{"state", "RUNNING"}, {"node", options_.node}}});
     started.push_back(AuditOf(daemon, "run.started", id, {{"node", options_.node}}));
-    (void)Record(id, "its start", started);
+    (void)events_.Record(id, "its start", started);
   }
 
   store::RunResult result;
@@ -769,7 +694,7 @@ void RunManager::Execute(RunRecord run) {
                    {"summary", DenialSummary(result.seccomp_denials)},
                    {"profile", run.seccomp_profile.empty() ? "default" : run.seccomp_profile}}));
     }
-    auto done = Record(id, "its end", ended);
+    auto done = events_.Record(id, "its end", ended);
     if (!done.ok()) return;
     // Every artifact exists, and is announced, before run.completed (in the same commit).
     std::vector<store::Write> completed;
@@ -781,7 +706,7 @@ void RunManager::Execute(RunRecord run) {
                             {{"name", a.name}, {"size", a.size}, {"sha256", a.sha256}}});
     }
     completed.push_back(store::EventWrite{id, EventType::kRunCompleted, data});
-    (void)Record(id, "its completion", completed);
+    (void)events_.Record(id, "its completion", completed);
   };
   auto is_cancelled = [&] {
     std::lock_guard<std::mutex> lk(mu_);
@@ -953,7 +878,7 @@ void RunManager::Execute(RunRecord run) {
       ::lseek(stdin_fd.get(), 0, SEEK_SET);
       p.stdin_fd = stdin_fd.get();
     }
-    (void)Emit(id, EventType::kStepStarted, {{"step", step.name}, {"argv", step.argv}});
+    (void)events_.Emit(id, EventType::kStepStarted, {{"step", step.name}, {"argv", step.argv}});
     auto sink = [&](int stream, std::string_view data) {
       LogAppender& log = *logs[stream == 1 ? 0 : 1];
       nlohmann::json ev = {{"step", step.name}, {"stream", stream == 1 ? "stdout" : "stderr"}};
@@ -971,7 +896,7 @@ void RunManager::Execute(RunRecord run) {
           ev["data_b64"] = Base64Encode(data);
         }
       }
-      (void)Emit(id, EventType::kStepLog, std::move(ev));
+      (void)events_.Emit(id, EventType::kStepLog, std::move(ev));
     };
     auto r = (*sb)->Run(p, sink);
     store::StepResult sr;
@@ -996,7 +921,7 @@ void RunManager::Execute(RunRecord run) {
       output_left = used >= output_left ? 0 : output_left - used;
       cancelled = r->reason == isolate::EndReason::kCancelled;
     }
-    (void)Emit(id, EventType::kStepFinished, StepResultJson(sr));
+    (void)events_.Emit(id, EventType::kStepFinished, StepResultJson(sr));
     result.steps.push_back(sr);
     result.reason = sr.reason;
     result.exit_code = sr.exit_code;

@@ -32,6 +32,7 @@
 #include "seccomp/seccomp.h"
 #include "supervisor/artifacts.h"
 #include "supervisor/backend.h"
+#include "supervisor/events/event_bus.h"
 #include "supervisor/metrics.h"
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/seccomp_profiles.h"
@@ -61,13 +62,6 @@ struct ServiceLimits {
   // default limits, the default seccomp profile and no workspace starts in one at once.
   // 0: every sandbox is built when its run starts. None either when default_backend is docker.
   int warm_sandboxes = 1;
-};
-
-enum class Role { kSubmitter, kReviewer, kAdmin };
-
-struct Principal {
-  std::string name;  // the API key's name
-  Role role = Role::kSubmitter;
 };
 
 struct RunManagerOptions {
@@ -154,9 +148,11 @@ class RunManager {
   // Events as they are appended ("" = every run), in seq order. The listener runs on the thread
   // that appended the event and must not block for long (queue and return); it may unsubscribe
   // but must not emit.
-  using Listener = std::function<void(const store::EventRecord&)>;
-  uint64_t Subscribe(std::string run_id, Listener listener);
-  void Unsubscribe(uint64_t token);
+  using Listener = EventBus::Listener;
+  uint64_t Subscribe(std::string run_id, Listener listener) {
+    return events_.Subscribe(std::move(run_id), std::move(listener));
+  }
+  void Unsubscribe(uint64_t token) { events_.Unsubscribe(token); }
 
   // Stops claiming, cancels running sandboxes, joins the workers, destroys the warm sandboxes.
   // Idempotent.
@@ -171,17 +167,6 @@ class RunManager {
 
  private:
   RunManager(store::Store& store, RunManagerOptions options);
-  // Commits `writes` together (store::Store::Commit), then hands their events, in seq order, to
-  // the metrics and the listeners. Logs nothing: the caller knows what a failure means.
-  Result<store::Committed> Commit(std::span<const store::Write> writes);
-  // Commit(), logging a failure as "run RUN_ID: cannot record WHAT: …" (WHAT: "its start", an
-  // event type, an audit action).
-  Result<store::Committed> Record(std::string_view run_id, std::string_view what,
-                                  std::span<const store::Write> writes);
-  Result<store::EventRecord> Emit(std::string_view run_id, store::EventType type,
-                                  nlohmann::json data);
-  void Audit(const Principal& who, std::string_view action, std::string_view run_id,
-             nlohmann::json details);
   // A transition with its run.status event and audit record (and run.completed when
   // `ends_run`), in one commit.
   Result<store::RunRecord> Move(std::string_view run_id, const std::vector<store::RunState>& from,
@@ -206,6 +191,7 @@ class RunManager {
 
   store::Store& store_;
   RunManagerOptions options_;
+  EventBus events_;
   std::mutex mu_;
   std::condition_variable work_;     // a run was queued here, or Stop()
   std::condition_variable stop_cv_;  // Stop(), for the heartbeat
@@ -226,13 +212,6 @@ class RunManager {
       const std::string& dir);
   Result<seccomp::Program> SeccompProgram(const std::string& name) const;
   Result<std::string> SeccompJson(const std::string& name) const;
-
-  std::mutex emit_mu_;  // held while an event is appended and delivered
-  std::mutex listeners_mu_;
-  uint64_t next_token_ = 1;
-  std::map<uint64_t, std::pair<std::string, Listener>> listeners_;
 };
-
-const char* RoleName(Role role);
 
 }  // namespace sbx::supervisor
