@@ -6,9 +6,12 @@ namespace sbx::supervisor {
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kSubmitter: return "submitter";
-    case Role::kReviewer: return "reviewer";
-    case Role::kAdmin: return "admin";
+    case Role::kSubmitter:
+      return "submitter";
+    case Role::kReviewer:
+      return "reviewer";
+    case Role::kAdmin:
+      return "admin";
   }
   return "submitter";
 }
