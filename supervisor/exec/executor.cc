@@ -27,6 +27,25 @@ namespace {
 constexpr size_t kMaxDiffBytes = 16 << 20;
 constexpr auto kCrossNodeRecheck = std::chrono::seconds(2);
 
+// How a process ended, as the run's record keeps it.
+store::EndReason StepEnd(const isolate::ProcessResult& r) {
+  switch (r.reason) {
+    case isolate::EndReason::kExited:
+      return {store::EndCode::kExited};
+    case isolate::EndReason::kSignaled:
+      return {store::EndCode::kSignaled};
+    case isolate::EndReason::kOomKilled:
+      return {store::EndCode::kOomKilled};
+    case isolate::EndReason::kTimedOut:
+      return {store::EndCode::kTimedOut};
+    case isolate::EndReason::kCancelled:
+      return {store::EndCode::kCancelled};
+    case isolate::EndReason::kSetupFailed:
+      break;
+  }
+  return {store::EndCode::kSetupFailed, r.error ? r.error->message : ""};
+}
+
 }  // namespace
 
 Result<isolate::SandboxSpec> BaseSpec(const store::Limits& limits, const SeccompPrograms& seccomp,
@@ -45,10 +64,14 @@ Result<isolate::SandboxSpec> BaseSpec(const store::Limits& limits, const Seccomp
 struct Executor::Execution {
   explicit Execution(RunRecord r) : run(std::move(r)), id(run.id) {}
   // The run cannot go on: it ends in `state` with `reason`.
-  bool End(RunState state, std::string reason) {
+  bool End(RunState state, store::EndReason reason) {
     end = state;
     result.reason = std::move(reason);
     return false;
+  }
+  // The run could not be set up: it ends FAILED with setup_failed and `what`.
+  bool SetupFailed(std::string what) {
+    return End(RunState::kFailed, {store::EndCode::kSetupFailed, std::move(what)});
   }
 
   RunRecord run;
@@ -170,12 +193,11 @@ bool Executor::PrepareDirAndLogs(Execution& x) {
   // 0711: the sandbox's init (an unprivileged host uid) passes through to its mount points; it
   // cannot list the directory, and the logs in it are 0600.
   if (::mkdir(x.dir.c_str(), 0711) < 0 && errno != EEXIST) {
-    return x.End(RunState::kFailed,
-                 fmt::format("setup_failed: mkdir {}: {}", x.dir, std::strerror(errno)));
+    return x.SetupFailed(fmt::format("mkdir {}: {}", x.dir, std::strerror(errno)));
   }
   for (int i = 0; i < 2; ++i) {
     auto log = LogAppender::Open(x.dir + (i == 0 ? "/stdout" : "/stderr"));
-    if (!log.ok()) return x.End(RunState::kFailed, "setup_failed: " + log.error().ToString());
+    if (!log.ok()) return x.SetupFailed(log.error().ToString());
     x.logs[i].emplace(std::move(*log));
   }
   return true;
@@ -184,15 +206,15 @@ bool Executor::PrepareDirAndLogs(Execution& x) {
 bool Executor::ChooseBackend(Execution& x) {
   const RunRecord& run = x.run;
   auto base = BaseSpec(run.limits, options_.seccomp, run.seccomp_profile);
-  if (!base.ok()) return x.End(RunState::kFailed, "setup_failed: " + base.error().ToString());
+  if (!base.ok()) return x.SetupFailed(base.error().ToString());
   x.request.spec = std::move(*base);
   x.request.spec.id = x.id;
   // Which backend runs it: what it asked for, where that is available.
   auto chosen = SelectBackend(run.backend.empty() ? options_.default_backend : run.backend,
                               options_.native, options_.docker);
   if (!chosen.ok()) {
-    x.End(RunState::kFailed, "setup_failed: " + chosen.error().message);
-    spdlog::error("run {}: {}", x.id, x.result.reason);
+    x.SetupFailed(chosen.error().message);
+    spdlog::error("run {}: {}", x.id, store::RenderEndReason(x.result.reason));
     return false;
   }
   x.backend = *chosen;
@@ -200,12 +222,12 @@ bool Executor::ChooseBackend(Execution& x) {
   if (x.backend->kind() == BackendKind::kDocker) {
     auto text = options_.seccomp_json(run.seccomp_profile);
     if (!text.ok()) {
-      return x.End(RunState::kFailed, "setup_failed: seccomp profile: " + text.error().ToString());
+      return x.SetupFailed("seccomp profile: " + text.error().ToString());
     }
     x.request.seccomp_json = std::move(*text);
     x.request.image = run.image;
   }
-  if (CancelRequested(x.id)) return x.End(RunState::kCancelled, "cancelled");
+  if (CancelRequested(x.id)) return x.End(RunState::kCancelled, {store::EndCode::kCancelled});
   return true;
 }
 
@@ -217,9 +239,8 @@ bool Executor::PrepareMounts(Execution& x) {
     auto ws = ResolveWorkspace(run.workspace->path, options_.workspace_roots);
     auto mode = ParseWorkspaceMode(run.workspace->mode);
     if (!ws.ok() || !mode.ok()) {
-      return x.End(RunState::kFailed,
-                   "setup_failed: workspace: " +
-                       (ws.ok() ? mode.error().ToString() : ws.error().ToString()));
+      return x.SetupFailed("workspace: " +
+                           (ws.ok() ? mode.error().ToString() : ws.error().ToString()));
     }
     x.workspace = std::move(*ws);
     x.ws_mode = *mode;
@@ -239,8 +260,8 @@ bool Executor::PrepareMounts(Execution& x) {
                                      options_.artifacts_quota_bytes, spec.host_id_base + spec.uid,
                                      spec.host_id_base + spec.gid);
   if (!prepared.ok()) {
-    x.End(RunState::kFailed, "setup_failed: " + prepared.error().ToString());
-    spdlog::error("run {}: {}", x.id, x.result.reason);
+    x.SetupFailed(prepared.error().ToString());
+    spdlog::error("run {}: {}", x.id, store::RenderEndReason(x.result.reason));
     return false;
   }
   x.mounts.emplace(std::move(*prepared));
@@ -256,8 +277,8 @@ bool Executor::CreateSandbox(Execution& x) {
              : x.backend->Create(x.request);
   if (x.warm) spdlog::debug("run {}: in warm sandbox {}", x.id, x.warm->id);
   if (!sb.ok()) {
-    x.End(RunState::kFailed, "setup_failed: " + sb.error().ToString());
-    spdlog::error("run {}: {}", x.id, x.result.reason);
+    x.SetupFailed(sb.error().ToString());
+    spdlog::error("run {}: {}", x.id, store::RenderEndReason(x.result.reason));
     TakeOutputs(x);
     return false;
   }
@@ -325,12 +346,9 @@ void Executor::RunSteps(Execution& x) {
     store::StepResult sr;
     sr.name = step.name;
     if (!r.ok()) {
-      sr.reason = "setup_failed: " + r.error().ToString();
+      sr.reason = {store::EndCode::kSetupFailed, r.error().ToString()};
     } else {
-      sr.reason = isolate::EndReasonName(r->reason);
-      if (r->reason == isolate::EndReason::kSetupFailed && r->error) {
-        sr.reason += ": " + r->error->message;
-      }
+      sr.reason = StepEnd(*r);
       sr.exit_code = r->exit_code;
       sr.signal = r->signal;
       sr.wall_ms = static_cast<int64_t>(r->wall_ms);
@@ -383,7 +401,7 @@ void Executor::SettleCancel(Execution& x) {
   // Without a client's cancel, it was SIGTERM while it ran: it did not finish, and nobody
   // cancelled it.
   x.End(by_user ? RunState::kCancelled : RunState::kFailed,
-        by_user ? "cancelled" : "supervisor_shutdown");
+        {by_user ? store::EndCode::kCancelled : store::EndCode::kSupervisorShutdown});
 }
 
 // After the sandbox is gone: what the program left, the workspace's changes, the unmounts.
@@ -428,7 +446,7 @@ void Executor::Finish(Execution& x) {
   store::RunUpdate update;
   update.result = result;
   const nlohmann::json data = {{"state", store::RunStateName(x.end)},
-                               {"reason", result.reason},
+                               {"reason", store::RenderEndReason(result.reason)},
                                {"exit_code", result.exit_code ? nlohmann::json(*result.exit_code)
                                                               : nlohmann::json(nullptr)}};
   std::vector<store::Write> ended;

@@ -35,7 +35,7 @@ std::vector<store::Write> MoveWrites(std::string_view run_id, const std::vector<
                                      RunState to, const store::RunUpdate& update,
                                      const Principal& who, std::string_view action, bool ends_run) {
   nlohmann::json data = {{"state", store::RunStateName(to)}};
-  if (update.result) data["reason"] = update.result->reason;
+  if (update.result) data["reason"] = store::RenderEndReason(update.result->reason);
   std::vector<store::Write> writes;
   writes.push_back(store::TransitionWrite{std::string(run_id), from, to, update});
   writes.push_back(store::EventWrite{std::string(run_id), EventType::kRunStatus, data});
@@ -330,7 +330,7 @@ Result<RunRecord> Review::Plan(const RunRecord& run, const Principal& who,
         it != policy.end() && it->is_array() && !it->empty() && (*it)[0].is_object()) {
       why = (*it)[0].value("message", why);
     }
-    update.result->reason = "policy_denied: " + why;
+    update.result->reason = {store::EndCode::kPolicyDenied, why};
     add(MoveWrites(id, {RunState::kPlanned}, RunState::kCancelled, update, policy_actor,
                    "run.denied", /*ends_run=*/true));
   } else {
@@ -400,7 +400,7 @@ Result<RunRecord> Review::Reject(std::string_view run_id, const Principal& who,
   }
   store::RunUpdate update;
   update.result = store::RunResult{};
-  update.result->reason = "rejected" + (reason.empty() ? "" : ": " + reason);
+  update.result->reason = {store::EndCode::kRejected, reason};
   return Move(run_id, {RunState::kAwaitingReview}, RunState::kCancelled, update, who,
               "run.rejected", /*ends_run=*/true);
 }
@@ -408,7 +408,7 @@ Result<RunRecord> Review::Reject(std::string_view run_id, const Principal& who,
 Result<RunRecord> Review::Cancel(std::string_view run_id, const Principal& who) {
   store::RunUpdate update;
   update.result = store::RunResult{};
-  update.result->reason = "cancelled";
+  update.result->reason = {store::EndCode::kCancelled};
   return Move(run_id, store::NonTerminalRunStates(), RunState::kCancelled, update, who,
               "run.cancelled", /*ends_run=*/true);
 }

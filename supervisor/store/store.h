@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "supervisor/store/end_reason.h"
 
 namespace sbx::store {
 
@@ -96,7 +97,7 @@ struct SeccompDenial {
 
 struct StepResult {
   std::string name;
-  std::string reason;  // how the step ended: "exited", "signaled", "timeout", "oom_killed", …
+  EndReason reason;  // how the step ended: exited, signaled, timed_out, oom_killed, …
   std::optional<int> exit_code;
   std::optional<int> signal;
   int64_t wall_ms = 0;
@@ -109,7 +110,7 @@ struct StepResult {
 // How a run ended. `reason` is set for every terminal run ("supervisor_restart" for one
 // recovered by RecoverStale()).
 struct RunResult {
-  std::string reason;
+  EndReason reason;
   std::string backend;  // the backend that ran it ("native", "docker"); "" when none did
   bool output_truncated = false;  // output past limits.output_bytes was discarded
   std::optional<int> exit_code;

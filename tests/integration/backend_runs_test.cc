@@ -139,7 +139,7 @@ TEST_F(BackendRunsTest, AnImageRunsOnDockerWithSharedStepsLogsAndArtifacts) {
   EXPECT_EQ(run.backend, "docker");
   EXPECT_EQ(run.image, image_);
   auto done = WaitCompleted(run.id);
-  EXPECT_EQ(done.state, RunState::kSucceeded) << done.result->reason;
+  EXPECT_EQ(done.state, RunState::kSucceeded) << store::RenderEndReason(done.result->reason);
   ASSERT_TRUE(done.result.has_value());
   EXPECT_EQ(done.result->backend, "docker");
   ASSERT_EQ(done.result->steps.size(), 2u);
@@ -195,7 +195,7 @@ TEST_F(BackendRunsTest, AutoTakesDockerWhereNativeIsUnavailable) {
   auto run = Submit(r);
   EXPECT_EQ(run.backend, "auto");
   auto done = WaitCompleted(run.id);
-  EXPECT_EQ(done.state, RunState::kSucceeded) << done.result->reason;
+  EXPECT_EQ(done.state, RunState::kSucceeded) << store::RenderEndReason(done.result->reason);
   EXPECT_EQ(done.result->backend, "docker");
 }
 
@@ -212,7 +212,7 @@ TEST_F(BackendRunsTest, WhenNoBackendCanServeTheRunSaysWhatIsMissing) {
   r.argv = {"/bin/true"};
   auto done = WaitCompleted(Submit(r).id);
   EXPECT_EQ(done.state, RunState::kFailed);
-  const std::string& why = done.result->reason;
+  const std::string& why = store::RenderEndReason(done.result->reason);
   EXPECT_EQ(why.rfind("setup_failed: no backend can run it", 0), 0u) << why;
   EXPECT_NE(why.find("native: missing cgroups (test)"), std::string::npos) << why;
   EXPECT_NE(why.find("docker: cannot reach the Docker daemon"), std::string::npos) << why;
@@ -226,9 +226,11 @@ TEST_F(BackendRunsTest, AMissingImageFailsWithTheReason) {
   r.image = "sbx-test-not-imported:1";
   auto done = WaitCompleted(Submit(r).id);
   EXPECT_EQ(done.state, RunState::kFailed);
-  EXPECT_NE(done.result->reason.find("not in the Docker daemon's image store"), std::string::npos)
-      << done.result->reason;
-  EXPECT_EQ(done.result->reason.rfind("setup_failed: ", 0), 0u);
+  EXPECT_NE(
+      store::RenderEndReason(done.result->reason).find("not in the Docker daemon's image store"),
+      std::string::npos)
+      << store::RenderEndReason(done.result->reason);
+  EXPECT_EQ(store::RenderEndReason(done.result->reason).rfind("setup_failed: ", 0), 0u);
 }
 
 TEST_F(BackendRunsTest, ATimeoutEndsTheRunTimedOut) {
@@ -239,7 +241,7 @@ TEST_F(BackendRunsTest, ATimeoutEndsTheRunTimedOut) {
   r.limits.timeout_s = 1;
   auto done = WaitCompleted(Submit(r).id);
   EXPECT_EQ(done.state, RunState::kFailed);
-  EXPECT_EQ(done.result->reason, "timed_out");
+  EXPECT_EQ(store::RenderEndReason(done.result->reason), "timed_out");
   EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + done.id + "/stdout"), "started\n");
 }
 
@@ -289,7 +291,7 @@ TEST_F(BackendRunsTest, ContainersACrashedDaemonLeftAreRemovedAtStart) {
   EXPECT_TRUE(Containers(node).empty()) << "the crashed daemon's container survived the restart";
   auto run = store_->GetRun(id);
   EXPECT_EQ(run->state, RunState::kFailed);
-  EXPECT_EQ(run->result->reason, "supervisor_restart");
+  EXPECT_EQ(store::RenderEndReason(run->result->reason), "supervisor_restart");
   (void)(*leftover)->Destroy();  // already gone: a no-op
 }
 
@@ -324,7 +326,8 @@ TEST_F(BackendRunsTest, ADockerDaemonThatDiesMidRunFailsTheRunWithTheReason) {
   auto done = WaitCompleted(run.id);
   EXPECT_LT(std::chrono::steady_clock::now() - killed_at, std::chrono::seconds(30));
   EXPECT_EQ(done.state, RunState::kFailed);
-  EXPECT_NE(done.result->reason.find("Docker daemon"), std::string::npos) << done.result->reason;
+  EXPECT_NE(store::RenderEndReason(done.result->reason).find("Docker daemon"), std::string::npos)
+      << store::RenderEndReason(done.result->reason);
   manager_->Stop();
   manager_.reset();
   // What a real crash leaves: the container's processes and its shim. Gone with the test.
