@@ -93,7 +93,7 @@ class RunManager {
   // Validates the request (argv or steps; limits within the maxima, defaults filled in), stores
   // it and walks it to AWAITING_REVIEW. With an idempotency key already used by this submitter,
   // returns that run (created = false) and changes nothing.
-  Result<store::CreateRunResult> Submit(store::RunRecord request, const Principal& who) {
+  Result<store::CreateRunResult> Submit(store::RunRequest request, const Principal& who) {
     return review_->Submit(std::move(request), who);
   }
   // AWAITING_REVIEW -> QUEUED. kPermissionDenied for the submitter's own run or a submitter

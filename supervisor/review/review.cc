@@ -102,7 +102,7 @@ Result<RunRecord> Review::Move(std::string_view run_id, const std::vector<RunSta
   return std::move(done->runs.front());
 }
 
-Result<store::CreateRunResult> Review::Submit(RunRecord request, const Principal& who) {
+Result<store::CreateRunResult> Review::Submit(store::RunRequest request, const Principal& who) {
   if (request.argv.empty() == request.steps.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "a run needs either argv or steps (not both)");
   }
@@ -153,8 +153,6 @@ Result<store::CreateRunResult> Review::Submit(RunRecord request, const Principal
   auto limits = ResolveLimits(request.limits, options_.limits);
   if (!limits.ok()) return std::move(limits).error();
   request.limits = *limits;
-  request.submitter = who.name;
-  request.state = RunState::kPending;
 
   auto queued = store_.CountInState(RunState::kQueued);
   if (!queued.ok()) return std::move(queued).error();
@@ -163,19 +161,17 @@ Result<store::CreateRunResult> Review::Submit(RunRecord request, const Principal
                      "the run queue is full ({} queued); retry later", *queued);
   }
 
-  auto created = store_.CreateRun(request);
+  RunRecord record;
+  static_cast<store::RunRequest&>(record) = request;
+  record.submitter = who.name;
+  record.state = RunState::kPending;
+  auto created = store_.CreateRun(record);
   if (!created.ok()) return created;
   // (An existing run for this key is checked below.)
   if (!created->created) {
     // The same key must mean the same request; anything else is a client bug worth a 409.
     const RunRecord& old = created->run;
-    bool same = old.argv == request.argv && old.steps == request.steps &&
-                old.limits == request.limits && old.network == request.network &&
-                old.seccomp_profile == request.seccomp_profile && old.env == request.env &&
-                old.stdin_data == request.stdin_data && old.workspace == request.workspace &&
-                old.labels == request.labels && old.backend == request.backend &&
-                old.image == request.image;
-    if (!same) {
+    if (old.request() != request) {
       return MakeError(ErrorCode::kAlreadyExists,
                        "idempotency key '{}' was used for a different request (run {}); use a "
                        "new key for a new run",

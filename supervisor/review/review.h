@@ -57,7 +57,7 @@ class Review {
   // Validates the request (argv or steps; limits within the maxima, defaults filled in), stores
   // it and walks it to AWAITING_REVIEW. With an idempotency key already used by this submitter,
   // returns that run (created = false) and changes nothing.
-  Result<store::CreateRunResult> Submit(store::RunRecord request, const Principal& who);
+  Result<store::CreateRunResult> Submit(store::RunRequest request, const Principal& who);
   // PENDING -> PLANNED (the policy decision) -> AWAITING_REVIEW (-> QUEUED when a rule
   // approves it; -> CANCELLED when one denies it), in one commit after `before`; from PLANNED
   // for a run that stalled there.
