@@ -48,12 +48,17 @@ store::EndReason StepEnd(const isolate::ProcessResult& r) {
 
 }  // namespace
 
-Result<isolate::SandboxSpec> BaseSpec(const store::Limits& limits, const SeccompPrograms& seccomp,
-                                      const std::string& profile) {
+isolate::SandboxSpec SpecFor(const store::Limits& limits) {
   isolate::SandboxSpec spec;
   spec.limits.cpus = limits.cpus;
   spec.limits.memory_bytes = static_cast<uint64_t>(limits.memory_bytes.value_or(0));
   spec.limits.pids = static_cast<uint64_t>(limits.pids.value_or(0));
+  return spec;
+}
+
+Result<isolate::SandboxSpec> BaseSpec(const store::Limits& limits, const SeccompPrograms& seccomp,
+                                      const std::string& profile) {
+  isolate::SandboxSpec spec = SpecFor(limits);
   auto program = seccomp(profile);
   if (!program.ok()) return WithContext(std::move(program).error(), "seccomp profile");
   spec.seccomp = std::move(*program);
@@ -205,10 +210,9 @@ bool Executor::PrepareDirAndLogs(Execution& x) {
 
 bool Executor::ChooseBackend(Execution& x) {
   const RunRecord& run = x.run;
-  auto base = BaseSpec(run.limits, options_.seccomp, run.seccomp_profile);
-  if (!base.ok()) return x.SetupFailed(base.error().ToString());
-  x.request.spec = std::move(*base);
+  x.request.spec = SpecFor(run.limits);
   x.request.spec.id = x.id;
+  x.request.image = run.image;  // Docker's; the native engine builds its root from the host's
   // Which backend runs it: what it asked for, where that is available.
   auto chosen = SelectBackend(run.backend.empty() ? options_.default_backend : run.backend,
                               options_.native, options_.docker);
@@ -219,13 +223,9 @@ bool Executor::ChooseBackend(Execution& x) {
   }
   x.backend = *chosen;
   x.result.backend = BackendKindName(x.backend->kind());
-  if (x.backend->kind() == BackendKind::kDocker) {
-    auto text = options_.seccomp_json(run.seccomp_profile);
-    if (!text.ok()) {
-      return x.SetupFailed("seccomp profile: " + text.error().ToString());
-    }
-    x.request.seccomp_json = std::move(*text);
-    x.request.image = run.image;
+  const SeccompSource seccomp{options_.seccomp, options_.seccomp_json};
+  if (Status st = x.backend->AttachSeccomp(seccomp, run.seccomp_profile, x.request); !st.ok()) {
+    return x.SetupFailed(st.error().ToString());
   }
   if (CancelRequested(x.id)) return x.End(RunState::kCancelled, {store::EndCode::kCancelled});
   return true;

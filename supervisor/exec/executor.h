@@ -35,7 +35,9 @@ namespace sbx::supervisor {
 // Compiles a named seccomp profile ("" or "default": the builtin one).
 using SeccompPrograms = std::function<Result<seccomp::Program>(const std::string& name)>;
 
-// The spec of a sandbox for `limits` and seccomp profile `profile`, before its id and binds.
+// The spec of a sandbox for `limits`, before its id, binds and seccomp program.
+isolate::SandboxSpec SpecFor(const store::Limits& limits);
+// SpecFor() with seccomp profile `profile` compiled (a native sandbox's).
 Result<isolate::SandboxSpec> BaseSpec(const store::Limits& limits, const SeccompPrograms& seccomp,
                                       const std::string& profile);
 
