@@ -168,7 +168,7 @@ nlohmann::json RunToJson(const RunRecord& r) {
   return j;
 }
 
-Result<RunRecord> RunRequestFromJson(const nlohmann::json& body) {
+Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body) {
   if (!body.is_object()) return FieldError("body", "must be a JSON object");
   static const std::set<std::string> kKnown = {
       "argv",  "steps",  "limits", "network",   "seccomp_profile", "env",
@@ -176,7 +176,7 @@ Result<RunRecord> RunRequestFromJson(const nlohmann::json& body) {
   for (auto it = body.begin(); it != body.end(); ++it) {
     if (!kKnown.count(it.key())) return FieldError(it.key(), "unknown field");
   }
-  RunRecord r;
+  store::RunRequest r;
   if (body.contains("argv")) {
     auto a = StringArray(body["argv"], "argv");
     if (!a.ok()) return std::move(a).error();

@@ -26,6 +26,6 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx);
 extern const char* const kRedacted;
 nlohmann::json RunToJson(const store::RunRecord& run);
 // Decodes a POST /v1/runs body. Unknown fields and wrong types are errors naming the field.
-Result<store::RunRecord> RunRequestFromJson(const nlohmann::json& body);
+Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body);
 
 }  // namespace sbx::api

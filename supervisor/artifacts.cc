@@ -73,9 +73,9 @@ std::string Bytes(int64_t n) {
   return fmt::format("{} B", n);
 }
 
-std::string Outcome(const std::string& reason, std::optional<int> exit_code,
+std::string Outcome(const store::EndReason& reason, std::optional<int> exit_code,
                     std::optional<int> signal) {
-  std::string s = reason;
+  std::string s = store::RenderEndReason(reason);
   if (exit_code) s += fmt::format(", exit code {}", *exit_code);
   if (signal) s += fmt::format(", signal {}", *signal);
   return s;

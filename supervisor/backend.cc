@@ -41,6 +41,13 @@ class NativeBackend : public Backend {
       : driver_(driver), engine_(std::move(engine)), availability_(std::move(a)) {}
   BackendKind kind() const override { return BackendKind::kNative; }
   BackendAvailability Availability() override { return availability_; }
+  Status AttachSeccomp(const SeccompSource& source, const std::string& name,
+                       SandboxRequest& request) override {
+    auto program = source.program(name);
+    if (!program.ok()) return WithContext(std::move(program).error(), "seccomp profile");
+    request.spec.seccomp = std::move(*program);
+    return Ok();
+  }
   Result<std::unique_ptr<RunSandbox>> Create(const SandboxRequest& request) override {
     if (!availability_.available || driver_ == nullptr) {
       return MakeError(ErrorCode::kUnavailable, "the native backend is unavailable: {}",
@@ -150,6 +157,13 @@ class DockerBackend : public Backend {
     return availability_;
   }
 
+  Status AttachSeccomp(const SeccompSource& source, const std::string& name,
+                       SandboxRequest& request) override {
+    auto text = source.json(name);
+    if (!text.ok()) return WithContext(std::move(text).error(), "seccomp profile");
+    request.seccomp_json = std::move(*text);
+    return Ok();
+  }
   Result<std::unique_ptr<RunSandbox>> Create(const SandboxRequest& request) override {
     auto client = Client();
     if (!client.ok()) return std::move(client).error();

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,6 +21,7 @@
 #include "cgroup/cgroup.h"
 #include "isolate/sandbox.h"
 #include "isolate/spec.h"
+#include "seccomp/seccomp.h"
 
 namespace sbx::supervisor {
 
@@ -42,6 +44,13 @@ struct SandboxRequest {
   // How many processes Run() will be given, when known (0: unknown). 1 lets Docker run it as
   // the container's own process, as `docker run` does, instead of exec'ing it into an idle one.
   size_t processes = 0;
+};
+
+// The seccomp profiles a backend may take a run's from, by name ("" or "default": the builtin
+// one): compiled to a BPF program, or as the profile's JSON text.
+struct SeccompSource {
+  std::function<Result<seccomp::Program>(const std::string& name)> program;
+  std::function<Result<std::string>(const std::string& name)> json;
 };
 
 // One run's sandbox. Run() is called from one thread at a time; Cancel() from any thread.
@@ -67,6 +76,12 @@ class Backend {
   // Cached; an unavailable Docker backend probes the daemon again (at most every few seconds),
   // so a daemon started after sandboxd is picked up.
   virtual BackendAvailability Availability() = 0;
+  // Puts seccomp profile `name` into `request` in the form this backend enforces: the native
+  // engine loads the compiled program (request.spec.seccomp), Docker compiles its own copy from
+  // the JSON text (request.seccomp_json), so neither is asked for the other's form. An error
+  // says which profile could not be had, and why.
+  virtual Status AttachSeccomp(const SeccompSource& source, const std::string& name,
+                               SandboxRequest& request) = 0;
   virtual Result<std::unique_ptr<RunSandbox>> Create(const SandboxRequest& request) = 0;
   // Crash recovery: removes what a killed daemon of this identity left (Docker: its labelled
   // containers); returns their names. Native: nothing (the cgroup driver does it).

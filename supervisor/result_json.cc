@@ -51,7 +51,7 @@ nlohmann::json ResultToJson(const isolate::ProcessResult& r) {
 
 nlohmann::json StepResultJson(const store::StepResult& s) {
   return {{"name", s.name},
-          {"reason", s.reason},
+          {"reason", store::RenderEndReason(s.reason)},
           {"exit_code", s.exit_code ? nlohmann::json(*s.exit_code) : nlohmann::json(nullptr)},
           {"signal", s.signal ? nlohmann::json(SignalName(*s.signal)) : nlohmann::json(nullptr)},
           {"wall_ms", s.wall_ms},

@@ -1,17 +1,12 @@
-// Runs behind a review gate: submit, plan, review, queue, execute in a sandbox, finish.
+// The run service: one composition of the units a run passes through, so that both front doors
+// (the /v1 API and, later, sandboxes) share one core:
 //
-//   PENDING -> PLANNED -> AWAITING_REVIEW -> QUEUED -> RUNNING -> SUCCEEDED | FAILED
-//   cancel: any non-terminal state -> CANCELLED (a running sandbox's whole tree is killed)
+//   review/  Submit, plan (the command policy), approve, reject, cancel: PENDING .. QUEUED
+//   exec/    workers claim QUEUED runs and run each as an ephemeral sandbox: RUNNING .. end
+//   events/  every state change, event and audit record is committed through one bus
 //
-// No run reaches QUEUED without an approval: a reviewer's (never the submitter's own), or, once
-// the policy engine exists, a policy rule's. Every state change is a compare-and-set in the
-// store, so an illegal or racing transition changes nothing. Each change is an event (per-run
-// `seq`, replayable from the store) and an audit record.
-//
-// Execution: `max_concurrent_runs` worker threads claim QUEUED runs from the store (atomically,
-// also against other daemons sharing it) and run their steps one after another in one sandbox.
-// Output is written to <data_dir>/runs/<id>/{stdout,stderr} as it arrives and published as
-// step.log events; every byte written before a step exited is delivered before run.completed.
+// RunManager owns them, wires review's "a run was queued" to the executor's wake-up and a
+// cancel to whichever holds the run, and runs crash recovery and the heartbeat.
 #pragma once
 
 #include <atomic>
@@ -32,6 +27,11 @@
 #include "seccomp/seccomp.h"
 #include "supervisor/artifacts.h"
 #include "supervisor/backend.h"
+#include "supervisor/events/event_bus.h"
+#include "supervisor/exec/executor.h"
+#include "supervisor/exec/heartbeat.h"
+#include "supervisor/review/limits.h"
+#include "supervisor/review/review.h"
 #include "supervisor/metrics.h"
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/seccomp_profiles.h"
@@ -39,45 +39,6 @@
 #include "supervisor/warm_pool.h"
 
 namespace sbx::supervisor {
-
-struct LimitSet {
-  double cpus = 1.0;
-  int64_t memory_bytes = 512ll << 20;
-  int64_t pids = 256;
-  int64_t timeout_s = 600;
-  int64_t output_bytes = 16ll << 20;
-};
-
-struct ServiceLimits {
-  LimitSet defaults;
-  LimitSet maxima{4.0, 8ll << 30, 4096, 24 * 3600, 1ll << 30};
-  int max_concurrent_runs = 2;
-  int max_queue = 100;  // QUEUED runs; past it, Submit() fails with kResourceExhausted
-  // Host directories under which a run may name its workspace; empty: workspaces are off.
-  std::vector<std::string> workspace_roots;
-  // IMPORTANT: a copy-on-write workspace maps its directory's owner to the sandbox user, so a
-  // root-owned directory would hand every root-owned file in it (mode 0600 ones too) to the
-  // sandbox. Refused unless this is true.
-  bool workspace_cow_root_owned = false;
-  // The size of each run's /artifacts (a tmpfs).
-  uint64_t artifacts_quota_bytes = 64ull << 20;
-  // Native sandboxes kept built ahead of their runs (supervisor/warm_pool.h): a run with the
-  // default limits, the default seccomp profile and no workspace starts in one at once.
-  // 0: every sandbox is built when its run starts. None either when default_backend is docker.
-  int warm_sandboxes = 1;
-};
-
-enum class Role { kSubmitter, kReviewer, kAdmin };
-
-struct Principal {
-  std::string name;  // the API key's name
-  Role role = Role::kSubmitter;
-  // Where this key's runs may name a workspace, each under ServiceLimits::workspace_roots;
-  // empty: anywhere those allow.
-  std::vector<std::string> workspace_roots;
-  // Whether this key may name a permissive seccomp profile.
-  bool permissive_seccomp = false;
-};
 
 struct RunManagerOptions {
   std::string node;      // this daemon's name in the store (defaults to the hostname)
@@ -134,40 +95,60 @@ class RunManager {
   // Validates the request (argv or steps; limits within the maxima, defaults filled in), stores
   // it and walks it to AWAITING_REVIEW. With an idempotency key already used by this submitter,
   // returns that run (created = false) and changes nothing.
-  Result<store::CreateRunResult> Submit(store::RunRecord request, const Principal& who);
+  Result<store::CreateRunResult> Submit(store::RunRequest request, const Principal& who) {
+    return review_->Submit(std::move(request), who);
+  }
   // AWAITING_REVIEW -> QUEUED. kPermissionDenied for the submitter's own run or a submitter
   // role; kFailedPrecondition when the run is not awaiting review.
-  Result<store::RunRecord> Approve(std::string_view run_id, const Principal& who);
+  Result<store::RunRecord> Approve(std::string_view run_id, const Principal& who) {
+    return review_->Approve(run_id, who);
+  }
   // AWAITING_REVIEW -> CANCELLED with reason "rejected: …".
   Result<store::RunRecord> Reject(std::string_view run_id, const Principal& who,
-                                  const std::string& reason);
+                                  const std::string& reason) {
+    return review_->Reject(run_id, who, reason);
+  }
   // Any non-terminal state -> CANCELLED; a running sandbox is killed first.
   Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
 
   // What the command policy in force decides, without running anything. nullopt when no
   // command policy is configured.
-  std::optional<policy::Decision> Evaluate(const policy::CommandInput& input) const;
-  static policy::CommandInput PolicyInput(const store::RunRecord& run);
+  std::optional<policy::Decision> Evaluate(const policy::CommandInput& input) const {
+    return review_->Evaluate(input);
+  }
+  static policy::CommandInput PolicyInput(const store::RunRecord& run) {
+    return Review::PolicyInput(run);
+  }
   // Swaps the command policy atomically; runs already planned keep their decision.
-  void SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> policy);
+  void SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> policy) {
+    review_->SetCommandPolicy(std::move(policy));
+  }
   // Loads <dir>/commands.yaml (the shipped default when there is none) and swaps it in, with an
   // audit record by `who`. A broken file is refused with the reason and the policy in force
   // stays.
   // The seccomp profiles of seccomp_profiles_dir reload with it, atomically: a broken command
   // policy or profile (refused with its file and JSON path, audited as policy.reload_refused or
   // seccomp.reload_refused) leaves both as they were.
-  Status ReloadCommandPolicy(const std::string& dir, const Principal& who);
+  Status ReloadCommandPolicy(const std::string& dir, const Principal& who) {
+    return review_->ReloadCommandPolicy(dir, who);
+  }
   // The seccomp profiles in force; null when the caller compiles its own (options.seccomp).
-  std::shared_ptr<const SeccompProfileSet> seccomp_profiles() const;
+  std::shared_ptr<const SeccompProfileSet> seccomp_profiles() const {
+    return review_->seccomp_profiles();
+  }
   // The policy in force; null when none is configured.
-  std::shared_ptr<const policy::CommandPolicy> command_policy() const;
+  std::shared_ptr<const policy::CommandPolicy> command_policy() const {
+    return review_->command_policy();
+  }
 
   // Events as they are appended ("" = every run), in seq order. The listener runs on the thread
   // that appended the event and must not block for long (queue and return); it may unsubscribe
   // but must not emit.
-  using Listener = std::function<void(const store::EventRecord&)>;
-  uint64_t Subscribe(std::string run_id, Listener listener);
-  void Unsubscribe(uint64_t token);
+  using Listener = EventBus::Listener;
+  uint64_t Subscribe(std::string run_id, Listener listener) {
+    return events_.Subscribe(std::move(run_id), std::move(listener));
+  }
+  void Unsubscribe(uint64_t token) { events_.Unsubscribe(token); }
 
   // Stops claiming, cancels running sandboxes, joins the workers, destroys the warm sandboxes.
   // Idempotent.
@@ -182,68 +163,14 @@ class RunManager {
 
  private:
   RunManager(store::Store& store, RunManagerOptions options);
-  // Commits `writes` together (store::Store::Commit), then hands their events, in seq order, to
-  // the metrics and the listeners. Logs nothing: the caller knows what a failure means.
-  Result<store::Committed> Commit(std::span<const store::Write> writes);
-  // Commit(), logging a failure as "run RUN_ID: cannot record WHAT: …" (WHAT: "its start", an
-  // event type, an audit action).
-  Result<store::Committed> Record(std::string_view run_id, std::string_view what,
-                                  std::span<const store::Write> writes);
-  Result<store::EventRecord> Emit(std::string_view run_id, store::EventType type,
-                                  nlohmann::json data);
-  void Audit(const Principal& who, std::string_view action, std::string_view run_id,
-             nlohmann::json details);
-  // A transition with its run.status event and audit record (and run.completed when
-  // `ends_run`), in one commit.
-  Result<store::RunRecord> Move(std::string_view run_id, const std::vector<store::RunState>& from,
-                                store::RunState to, const store::RunUpdate& update,
-                                const Principal& who, std::string_view action,
-                                bool ends_run = false);
-  // PENDING -> PLANNED (the policy decision) -> AWAITING_REVIEW (-> QUEUED when a rule
-  // approves it; -> CANCELLED when one denies it), in one commit after `before`; from PLANNED
-  // for a run that stalled there.
-  Result<store::RunRecord> Plan(const store::RunRecord& run, const Principal& who,
-                                std::vector<store::Write> before = {});
-  void HeartbeatLoop();
-  void Worker();
-  void Execute(store::RunRecord run);
-  // The spec of a sandbox for `run`'s limits and seccomp profile, before its id and binds.
-  Result<isolate::SandboxSpec> BaseSpec(const store::Limits& limits,
-                                        const std::string& seccomp_profile) const;
-  // diff.patch, report.md and audit.json for a run that has ended, and the manifest; returns
-  // every artifact (`collected` first), to announce.
-  std::vector<ArtifactInfo> WriteEndArtifacts(const store::RunRecord& run, std::string diff,
-                                              std::vector<ArtifactInfo> collected);
 
   store::Store& store_;
   RunManagerOptions options_;
-  std::mutex mu_;
-  std::condition_variable work_;     // a run was queued here, or Stop()
-  std::condition_variable stop_cv_;  // Stop(), for the heartbeat
-  bool stopping_ = false;
-  uint64_t wakeups_ = 0;
-  std::map<std::string, RunSandbox*> running_;  // run id -> its sandbox, while it runs
-  std::map<std::string, bool> cancel_requested_;  // true: a client cancelled; false: Stop()
-  std::vector<std::thread> workers_;
-  std::thread heartbeat_;
+  EventBus events_;
+  std::unique_ptr<Review> review_;
   std::unique_ptr<WarmPool> warm_;  // null: no warm sandboxes
-
-  mutable std::mutex policy_mu_;
-  std::shared_ptr<const policy::CommandPolicy> policy_;
-  bool seccomp_from_set_ = false;
-  std::shared_ptr<const SeccompProfileSet> seccomp_profiles_;  // under policy_mu_
-
-  static Result<std::shared_ptr<const SeccompProfileSet>> LoadSeccompProfiles(
-      const std::string& dir);
-  Result<seccomp::Program> SeccompProgram(const std::string& name) const;
-  Result<std::string> SeccompJson(const std::string& name) const;
-
-  std::mutex emit_mu_;  // held while an event is appended and delivered
-  std::mutex listeners_mu_;
-  uint64_t next_token_ = 1;
-  std::map<uint64_t, std::pair<std::string, Listener>> listeners_;
+  std::unique_ptr<Heartbeat> heartbeat_;
+  std::unique_ptr<Executor> executor_;
 };
-
-const char* RoleName(Role role);
 
 }  // namespace sbx::supervisor

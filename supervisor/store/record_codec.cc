@@ -136,9 +136,9 @@ Approval ApprovalFromJson(const json& j) {
           j.at("rule").get<std::string>()};
 }
 
-void OutcomeToJson(json& j, const std::string& reason, std::optional<int> exit_code,
+void OutcomeToJson(json& j, const EndReason& reason, std::optional<int> exit_code,
                    std::optional<int> signal, int64_t wall_ms, int64_t cpu_ms, int64_t mem) {
-  j["reason"] = reason;
+  j["reason"] = RenderEndReason(reason);
   j["exit_code"] = exit_code ? json(*exit_code) : json(nullptr);
   j["signal"] = signal ? json(*signal) : json(nullptr);
   j["wall_ms"] = wall_ms;
@@ -182,7 +182,7 @@ json ResultToJson(const RunResult& r) {
 
 template <typename T>
 void OutcomeFromJson(const json& j, T& out) {
-  out.reason = j.at("reason").get<std::string>();
+  out.reason = ParseEndReason(j.at("reason").get<std::string>());
   out.exit_code = OptAt<int>(j, "exit_code");
   out.signal = OptAt<int>(j, "signal");
   out.wall_ms = j.value("wall_ms", int64_t{0});

@@ -516,7 +516,7 @@ class SqlStore final : public Store {
 
   Result<std::vector<std::string>> RecoverStale(std::string_view node) override {
     if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "recovery needs a node name");
-    auto result = EncodeResult(RunResult{.reason = "supervisor_restart"});
+    auto result = EncodeResult(RunResult{.reason = {EndCode::kSupervisorRestart}});
     if (!result.ok()) return std::move(result).error();
     std::array<SqlValue, 3> p = {NowMs(), *result, std::string(node)};
     std::vector<std::string> ids;

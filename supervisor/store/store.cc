@@ -112,7 +112,7 @@ std::string NewRunId() {
 
 Result<RunRecord> Store::Cancel(std::string_view run_id) {
   RunUpdate update;
-  update.result = RunResult{.reason = "cancelled"};
+  update.result = RunResult{.reason = {EndCode::kCancelled}};
   return Transition(run_id, NonTerminalRunStates(), RunState::kCancelled, update);
 }
 

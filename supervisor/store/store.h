@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "supervisor/store/end_reason.h"
 
 namespace sbx::store {
 
@@ -96,7 +97,7 @@ struct SeccompDenial {
 
 struct StepResult {
   std::string name;
-  std::string reason;  // how the step ended: "exited", "signaled", "timeout", "oom_killed", …
+  EndReason reason;  // how the step ended: exited, signaled, timed_out, oom_killed, …
   std::optional<int> exit_code;
   std::optional<int> signal;
   int64_t wall_ms = 0;
@@ -109,7 +110,7 @@ struct StepResult {
 // How a run ended. `reason` is set for every terminal run ("supervisor_restart" for one
 // recovered by RecoverStale()).
 struct RunResult {
-  std::string reason;
+  EndReason reason;
   std::string backend;  // the backend that ran it ("native", "docker"); "" when none did
   bool output_truncated = false;  // output past limits.output_bytes was discarded
   std::optional<int> exit_code;
@@ -122,10 +123,9 @@ struct RunResult {
   bool operator==(const RunResult&) const = default;
 };
 
-struct RunRecord {
-  std::string id;         // empty in CreateRun: NewRunId() is used
-  std::string submitter;  // API key name
-  RunState state = RunState::kPending;
+// What a client asks for. The idempotency check compares requests whole: the same key must
+// mean the same request.
+struct RunRequest {
   // Either argv (one command) or steps (an ordered list of commands).
   std::vector<std::string> argv;
   std::vector<Step> steps;
@@ -139,6 +139,15 @@ struct RunRecord {
   std::optional<std::string> idempotency_key;  // unique per submitter
   std::string backend;  // the backend asked for: "native", "docker", "auto" ("" = the default)
   std::string image;    // Docker: the image to run in; "" = none named
+  bool operator==(const RunRequest&) const = default;
+};
+
+// What the store keeps of a run: its request (as the review resolved it: defaults filled in)
+// and what became of it.
+struct RunRecord : RunRequest {
+  std::string id;         // empty in CreateRun: NewRunId() is used
+  std::string submitter;  // API key name
+  RunState state = RunState::kPending;
   nlohmann::json policy;  // the policy decision, as the policy engine wrote it; null until planned
   std::optional<Approval> approval;
   std::optional<std::string> node;  // the daemon host that claimed it
@@ -147,6 +156,8 @@ struct RunRecord {
   std::optional<int64_t> started_at_ms;
   std::optional<int64_t> finished_at_ms;
   std::optional<RunResult> result;
+
+  const RunRequest& request() const { return *this; }
 };
 
 // Fields a Transition() sets together with the state; unset ones keep their value. The

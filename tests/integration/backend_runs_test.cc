@@ -140,7 +140,7 @@ TEST_F(BackendRunsTest, AnImageRunsOnDockerWithSharedStepsLogsAndArtifacts) {
   EXPECT_EQ(run.backend, "docker");
   EXPECT_EQ(run.image, image_);
   auto done = WaitCompleted(run.id);
-  EXPECT_EQ(done.state, RunState::kSucceeded) << done.result->reason;
+  EXPECT_EQ(done.state, RunState::kSucceeded) << store::RenderEndReason(done.result->reason);
   ASSERT_TRUE(done.result.has_value());
   EXPECT_EQ(done.result->backend, "docker");
   ASSERT_EQ(done.result->steps.size(), 2u);
@@ -197,7 +197,7 @@ TEST_F(BackendRunsTest, AutoTakesDockerWhereNativeIsUnavailable) {
   auto run = Submit(r);
   EXPECT_EQ(run.backend, "auto");
   auto done = WaitCompleted(run.id);
-  EXPECT_EQ(done.state, RunState::kSucceeded) << done.result->reason;
+  EXPECT_EQ(done.state, RunState::kSucceeded) << store::RenderEndReason(done.result->reason);
   EXPECT_EQ(done.result->backend, "docker");
 }
 
@@ -215,7 +215,7 @@ TEST_F(BackendRunsTest, WhenNoBackendCanServeTheRunSaysWhatIsMissing) {
   r.argv = {"/bin/true"};
   auto done = WaitCompleted(Submit(r).id);
   EXPECT_EQ(done.state, RunState::kFailed);
-  const std::string& why = done.result->reason;
+  const std::string& why = store::RenderEndReason(done.result->reason);
   EXPECT_EQ(why.rfind("setup_failed: no backend can run it", 0), 0u) << why;
   EXPECT_NE(why.find("native: missing cgroups (test)"), std::string::npos) << why;
   EXPECT_NE(why.find("docker: cannot reach the Docker daemon"), std::string::npos) << why;
@@ -229,9 +229,11 @@ TEST_F(BackendRunsTest, AMissingImageFailsWithTheReason) {
   r.image = "sbx-test-not-imported:1";
   auto done = WaitCompleted(Submit(r).id);
   EXPECT_EQ(done.state, RunState::kFailed);
-  EXPECT_NE(done.result->reason.find("not in the Docker daemon's image store"), std::string::npos)
-      << done.result->reason;
-  EXPECT_EQ(done.result->reason.rfind("setup_failed: ", 0), 0u);
+  EXPECT_NE(
+      store::RenderEndReason(done.result->reason).find("not in the Docker daemon's image store"),
+      std::string::npos)
+      << store::RenderEndReason(done.result->reason);
+  EXPECT_EQ(store::RenderEndReason(done.result->reason).rfind("setup_failed: ", 0), 0u);
 }
 
 TEST_F(BackendRunsTest, ImagesOutsideTheAllowlistOrWithVolumesAreRefused) {
@@ -242,17 +244,17 @@ TEST_F(BackendRunsTest, ImagesOutsideTheAllowlistOrWithVolumesAreRefused) {
   r.image = "busybox-elsewhere:1";
   auto outside = WaitCompleted(Submit(r).id);
   EXPECT_EQ(outside.state, RunState::kFailed);
-  EXPECT_NE(outside.result->reason.find("image 'busybox-elsewhere:1' is not allowed"),
+  EXPECT_NE(store::RenderEndReason(outside.result->reason).find("image 'busybox-elsewhere:1' is not allowed"),
             std::string::npos)
-      << outside.result->reason;
+      << store::RenderEndReason(outside.result->reason);
   // Allowed by name, but it declares VOLUME /data: Docker would make a host volume for it.
   auto volume = dockerd_->BusyboxImageWithAVolume();
   ASSERT_TRUE(volume.ok()) << volume.error().ToString();
   r.image = *volume;
   auto declared = WaitCompleted(Submit(r).id);
   EXPECT_EQ(declared.state, RunState::kFailed);
-  EXPECT_NE(declared.result->reason.find("declares volumes (/data)"), std::string::npos)
-      << declared.result->reason;
+  EXPECT_NE(store::RenderEndReason(declared.result->reason).find("declares volumes (/data)"), std::string::npos)
+      << store::RenderEndReason(declared.result->reason);
   EXPECT_TRUE(Containers("docker-test-node").empty()) << "a refused image made a container";
 }
 
@@ -264,7 +266,7 @@ TEST_F(BackendRunsTest, ATimeoutEndsTheRunTimedOut) {
   r.limits.timeout_s = 1;
   auto done = WaitCompleted(Submit(r).id);
   EXPECT_EQ(done.state, RunState::kFailed);
-  EXPECT_EQ(done.result->reason, "timed_out");
+  EXPECT_EQ(store::RenderEndReason(done.result->reason), "timed_out");
   EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + done.id + "/stdout"), "started\n");
 }
 
@@ -314,7 +316,7 @@ TEST_F(BackendRunsTest, ContainersACrashedDaemonLeftAreRemovedAtStart) {
   EXPECT_TRUE(Containers(node).empty()) << "the crashed daemon's container survived the restart";
   auto run = store_->GetRun(id);
   EXPECT_EQ(run->state, RunState::kFailed);
-  EXPECT_EQ(run->result->reason, "supervisor_restart");
+  EXPECT_EQ(store::RenderEndReason(run->result->reason), "supervisor_restart");
   (void)(*leftover)->Destroy();  // already gone: a no-op
 }
 
@@ -350,7 +352,8 @@ TEST_F(BackendRunsTest, ADockerDaemonThatDiesMidRunFailsTheRunWithTheReason) {
   auto done = WaitCompleted(run.id);
   EXPECT_LT(std::chrono::steady_clock::now() - killed_at, std::chrono::seconds(30));
   EXPECT_EQ(done.state, RunState::kFailed);
-  EXPECT_NE(done.result->reason.find("Docker daemon"), std::string::npos) << done.result->reason;
+  EXPECT_NE(store::RenderEndReason(done.result->reason).find("Docker daemon"), std::string::npos)
+      << store::RenderEndReason(done.result->reason);
   manager_->Stop();
   manager_.reset();
   // What a real crash leaves: the container's processes and its shim. Gone with the test.

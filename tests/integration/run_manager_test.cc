@@ -129,7 +129,8 @@ rules:
   auto denied = Submit(Request({"/bin/date", "-u"}));
   EXPECT_EQ(denied.state, RunState::kCancelled);
   ASSERT_TRUE(denied.result.has_value());
-  EXPECT_EQ(denied.result->reason.rfind("policy_denied", 0), 0u) << denied.result->reason;
+  EXPECT_EQ(store::RenderEndReason(denied.result->reason).rfind("policy_denied", 0), 0u)
+      << store::RenderEndReason(denied.result->reason);
   EXPECT_FALSE(manager_->Approve(denied.id, bob_).ok());
   // Its events and audit records, each in the order they happened.
   auto events = store_->ListEvents(denied.id, 0, 100);
@@ -265,7 +266,7 @@ TEST_F(RunManagerTest, RejectAndCancelBeforeRunning) {
   auto rejected = manager_->Reject(a.id, bob_, "not today");
   ASSERT_TRUE(rejected.ok());
   EXPECT_EQ(rejected->state, RunState::kCancelled);
-  EXPECT_EQ(rejected->result->reason, "rejected: not today");
+  EXPECT_EQ(store::RenderEndReason(rejected->result->reason), "rejected: not today");
   // Terminal: approving now is a conflict and changes nothing.
   auto late = manager_->Approve(a.id, bob_);
   ASSERT_FALSE(late.ok());
@@ -346,7 +347,7 @@ TEST_F(RunManagerTest, RunsLeftRunningByADeadDaemonEndFailed) {
   ASSERT_TRUE(m.ok());
   auto r = store_->GetRun(run.id);
   EXPECT_EQ(r->state, RunState::kFailed);
-  EXPECT_EQ(r->result->reason, "supervisor_restart");
+  EXPECT_EQ(store::RenderEndReason(r->result->reason), "supervisor_restart");
   (*m)->Stop();
 }
 
@@ -442,7 +443,7 @@ TEST_F(RunManagerTest, AWarmSandboxKilledWhileWaitingIsNotUsed) {
   auto run = Submit(Request({"/bin/echo", "fresh"}));
   ASSERT_TRUE(manager_->Approve(run.id, bob_).ok());
   auto done = WaitCompleted(run.id);
-  EXPECT_EQ(done.state, RunState::kSucceeded) << done.result->reason;
+  EXPECT_EQ(done.state, RunState::kSucceeded) << store::RenderEndReason(done.result->reason);
   EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + run.id + "/stdout"), "fresh\n");
 }
 

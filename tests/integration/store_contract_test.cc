@@ -433,11 +433,14 @@ TEST_P(StoreContractTest, TransitionSetsFieldsAndTimestamps) {
   ASSERT_TRUE((*claimed)->started_at_ms);
 
   RunUpdate finish;
-  finish.result = RunResult{
-      .reason = "exited", .backend = "docker", .exit_code = 0, .wall_ms = 120, .cpu_ms = 80,
-      .memory_peak_bytes = 4096};
+  finish.result = RunResult{.reason = {store::EndCode::kExited},
+                            .backend = "docker",
+                            .exit_code = 0,
+                            .wall_ms = 120,
+                            .cpu_ms = 80,
+                            .memory_peak_bytes = 4096};
   finish.result->steps.push_back(
-      {.name = "only", .reason = "signaled", .signal = 9, .wall_ms = 120});
+      {.name = "only", .reason = {store::EndCode::kSignaled}, .signal = 9, .wall_ms = 120});
   auto done = store_->Transition(run.id, {S::kRunning}, S::kSucceeded, finish);
   SBX_ASSERT_OK(done);
   EXPECT_EQ(done->result, finish.result);
@@ -458,7 +461,7 @@ TEST_P(StoreContractTest, CancelWorksFromEveryNonTerminalStateOnly) {
     SBX_ASSERT_OK(c);
     EXPECT_EQ(c->state, S::kCancelled);
     ASSERT_TRUE(c->result);
-    EXPECT_EQ(c->result->reason, "cancelled");
+    EXPECT_EQ(store::RenderEndReason(c->result->reason), "cancelled");
     EXPECT_TRUE(c->finished_at_ms);
     auto again = store_->Cancel(run.id);
     ASSERT_FALSE(again.ok());
@@ -1013,7 +1016,7 @@ TEST_P(StoreContractTest, HeartbeatsAndRecoverStale) {
     SBX_ASSERT_OK(r);
     EXPECT_EQ(r->state, S::kFailed);
     ASSERT_TRUE(r->result);
-    EXPECT_EQ(r->result->reason, "supervisor_restart");
+    EXPECT_EQ(store::RenderEndReason(r->result->reason), "supervisor_restart");
     EXPECT_TRUE(r->finished_at_ms);
   }
   for (const auto& id : on_b) {

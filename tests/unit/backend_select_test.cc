@@ -15,6 +15,9 @@ class FakeBackend : public Backend {
   BackendAvailability Availability() override {
     return {BackendKindName(kind_), available_, available_ ? "" : reason_, ""};
   }
+  Status AttachSeccomp(const SeccompSource&, const std::string&, SandboxRequest&) override {
+    return Ok();
+  }
   Result<std::unique_ptr<RunSandbox>> Create(const SandboxRequest&) override {
     return MakeError(ErrorCode::kInternal, "not in this test");
   }

@@ -1,0 +1,521 @@
+#include "supervisor/exec/executor.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <optional>
+
+#include "base/fs.h"
+#include "supervisor/result_json.h"
+#include "supervisor/run_logs.h"
+#include "supervisor/text.h"
+#include "supervisor/workspace.h"
+
+namespace sbx::supervisor {
+
+using store::EventType;
+using store::RunRecord;
+using store::RunState;
+
+namespace {
+
+constexpr size_t kMaxDiffBytes = 16 << 20;
+constexpr auto kCrossNodeRecheck = std::chrono::seconds(2);
+
+// How a process ended, as the run's record keeps it.
+store::EndReason StepEnd(const isolate::ProcessResult& r) {
+  switch (r.reason) {
+    case isolate::EndReason::kExited:
+      return {store::EndCode::kExited};
+    case isolate::EndReason::kSignaled:
+      return {store::EndCode::kSignaled};
+    case isolate::EndReason::kOomKilled:
+      return {store::EndCode::kOomKilled};
+    case isolate::EndReason::kTimedOut:
+      return {store::EndCode::kTimedOut};
+    case isolate::EndReason::kCancelled:
+      return {store::EndCode::kCancelled};
+    case isolate::EndReason::kSetupFailed:
+      break;
+  }
+  return {store::EndCode::kSetupFailed, r.error ? r.error->message : ""};
+}
+
+}  // namespace
+
+isolate::SandboxSpec SpecFor(const store::Limits& limits, uid_t host_id_base) {
+  isolate::SandboxSpec spec;
+  spec.host_id_base = host_id_base;
+  spec.limits.cpus = limits.cpus;
+  spec.limits.memory_bytes = static_cast<uint64_t>(limits.memory_bytes.value_or(0));
+  spec.limits.pids = static_cast<uint64_t>(limits.pids.value_or(0));
+  return spec;
+}
+
+Result<isolate::SandboxSpec> BaseSpec(const store::Limits& limits, uid_t host_id_base,
+                                      const SeccompPrograms& seccomp, const std::string& profile) {
+  isolate::SandboxSpec spec = SpecFor(limits, host_id_base);
+  auto program = seccomp(profile);
+  if (!program.ok()) return WithContext(std::move(program).error(), "seccomp profile");
+  spec.seccomp = std::move(*program);
+  return spec;
+}
+
+// One run on its way through the phases of Execute().
+struct Executor::Execution {
+  explicit Execution(RunRecord r) : run(std::move(r)), id(run.id) {}
+  // The run cannot go on: it ends in `state` with `reason`.
+  bool End(RunState state, store::EndReason reason) {
+    end = state;
+    result.reason = std::move(reason);
+    return false;
+  }
+  // The run could not be set up: it ends FAILED with setup_failed and `what`.
+  bool SetupFailed(std::string what) {
+    return End(RunState::kFailed, {store::EndCode::kSetupFailed, std::move(what)});
+  }
+
+  RunRecord run;
+  const std::string id;
+  const std::chrono::steady_clock::time_point claimed_at = std::chrono::steady_clock::now();
+  store::RunResult result;
+  RunState end = RunState::kFailed;
+  std::string dir;  // <data_dir>/runs/<id>
+  // The logs: each chunk is appended to its stream's file, and its step.log event records where
+  // (offset, length) and when (the event's ts), so the store holds no copy of the bytes.
+  std::optional<LogAppender> logs[2];
+  Backend* backend = nullptr;
+  SandboxRequest request;
+  std::optional<ResolvedWorkspace> workspace;
+  WorkspaceMode ws_mode = WorkspaceMode::kReadOnly;
+  std::unique_ptr<WarmSandbox> warm;
+  std::optional<RunMounts> mounts;
+  std::unique_ptr<RunSandbox> sandbox;
+  std::vector<store::Step> steps;
+  bool step_cancelled = false;          // a step ended cancelled (its sandbox was killed)
+  std::vector<ArtifactInfo> artifacts;  // what the program left in /artifacts
+  std::string diff;                     // the copy-on-write workspace's changes
+};
+
+Executor::Executor(store::Store& store, EventBus& events, ExecutorOptions options)
+    : store_(store), events_(events), options_(std::move(options)) {
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { Worker(); });
+}
+
+Executor::~Executor() { Stop(); }
+
+void Executor::Wake() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++wakeups_;
+  }
+  work_.notify_one();
+}
+
+bool Executor::Cancel(std::string_view run_id, const Principal& who) {
+  // A run this node is executing is finished by its worker, after its last bytes of output.
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = running_.find(std::string(run_id));
+  if (it == running_.end()) return false;
+  cancel_requested_[it->first] = true;
+  if (it->second != nullptr) it->second->Cancel();
+  events_.Audit(who, "run.cancel_requested", run_id, {});
+  return true;
+}
+
+void Executor::Stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+    for (auto& [id, sb] : running_) {
+      cancel_requested_.emplace(id, false);  // false: the daemon stops, nobody cancelled it
+      if (sb != nullptr) sb->Cancel();
+    }
+  }
+  work_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+bool Executor::CancelRequested(const std::string& id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  return cancel_requested_.count(id) > 0;
+}
+
+void Executor::Worker() {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (stopping_) return;
+      seen = wakeups_;
+    }
+    auto claimed = store_.ClaimNextQueued(options_.node);
+    if (claimed.ok() && claimed->has_value()) {
+      Execute(std::move(**claimed));
+      continue;
+    }
+    if (!claimed.ok()) spdlog::error("claiming a run: {}", claimed.error().ToString());
+    // Woken by a local approval at once; runs approved by another daemon sharing the database
+    // are picked up at the next recheck.
+    std::unique_lock<std::mutex> lk(mu_);
+    work_.wait_for(lk, kCrossNodeRecheck, [&] { return stopping_ || wakeups_ != seen; });
+  }
+}
+
+void Executor::Execute(RunRecord run) {
+  Execution x(std::move(run));
+  Start(x);
+  if (PrepareDirAndLogs(x) && ChooseBackend(x) && PrepareMounts(x) && CreateSandbox(x)) {
+    RunSteps(x);
+    ReleaseSandbox(x);
+    TakeOutputs(x);
+    SettleCancel(x);
+  }
+  Finish(x);
+}
+
+void Executor::Start(Execution& x) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    running_[x.id] = nullptr;
+  }
+  std::vector<store::Write> started;
+  started.push_back(store::EventWrite{
+      x.id, EventType::kRunStatus, {{"state", "RUNNING"}, {"node", options_.node}}});
+  started.push_back(AuditOf(Daemon(), "run.started", x.id, {{"node", options_.node}}));
+  (void)events_.Record(x.id, "its start", started);
+}
+
+bool Executor::PrepareDirAndLogs(Execution& x) {
+  // Where its output goes, besides the events.
+  x.dir = fmt::format("{}/runs/{}", options_.data_dir, x.id);
+  // 0711: the sandbox's init (an unprivileged host uid) passes through to its mount points; it
+  // cannot list the directory, and the logs in it are 0600.
+  if (::mkdir(x.dir.c_str(), 0711) < 0 && errno != EEXIST) {
+    return x.SetupFailed(fmt::format("mkdir {}: {}", x.dir, std::strerror(errno)));
+  }
+  for (int i = 0; i < 2; ++i) {
+    auto log = LogAppender::Open(x.dir + (i == 0 ? "/stdout" : "/stderr"));
+    if (!log.ok()) return x.SetupFailed(log.error().ToString());
+    x.logs[i].emplace(std::move(*log));
+  }
+  return true;
+}
+
+bool Executor::ChooseBackend(Execution& x) {
+  const RunRecord& run = x.run;
+  x.request.spec = SpecFor(run.limits, options_.sandbox_id_base);
+  x.request.spec.id = x.id;
+  x.request.image = run.image;  // Docker's; the native engine builds its root from the host's
+  // Which backend runs it: what it asked for, where that is available.
+  auto chosen = SelectBackend(run.backend.empty() ? options_.default_backend : run.backend,
+                              options_.native, options_.docker);
+  if (!chosen.ok()) {
+    x.SetupFailed(chosen.error().message);
+    spdlog::error("run {}: {}", x.id, store::RenderEndReason(x.result.reason));
+    return false;
+  }
+  x.backend = *chosen;
+  x.result.backend = BackendKindName(x.backend->kind());
+  const SeccompSource seccomp{options_.seccomp, options_.seccomp_json};
+  if (Status st = x.backend->AttachSeccomp(seccomp, run.seccomp_profile, x.request); !st.ok()) {
+    return x.SetupFailed(st.error().ToString());
+  }
+  if (CancelRequested(x.id)) return x.End(RunState::kCancelled, {store::EndCode::kCancelled});
+  return true;
+}
+
+bool Executor::PrepareMounts(Execution& x) {
+  // Host-side mounts: /artifacts always, /workspace when asked for. They outlive the sandbox
+  // until the artifacts and the diff have been taken.
+  const RunRecord& run = x.run;
+  if (run.workspace) {
+    auto ws = ResolveWorkspace(run.workspace->path, options_.workspace_roots);
+    auto mode = ParseWorkspaceMode(run.workspace->mode);
+    if (!ws.ok() || !mode.ok()) {
+      return x.SetupFailed("workspace: " +
+                           (ws.ok() ? mode.error().ToString() : ws.error().ToString()));
+    }
+    x.workspace = std::move(*ws);
+    x.ws_mode = *mode;
+  }
+  // A warm sandbox when one of this run's shape is waiting: it comes with its own /artifacts.
+  if (options_.warm != nullptr && x.backend == options_.native && !x.workspace &&
+      (run.seccomp_profile.empty() || run.seccomp_profile == "default")) {
+    x.warm = options_.warm->Take(x.request.spec);
+  }
+  if (x.warm) {
+    x.mounts = std::move(x.warm->mounts);
+    x.warm->mounts.reset();
+    return true;
+  }
+  isolate::SandboxSpec& spec = x.request.spec;
+  auto prepared = RunMounts::Prepare(x.dir, x.workspace ? &*x.workspace : nullptr, x.ws_mode,
+                                     options_.artifacts_quota_bytes, spec.host_id_base + spec.uid,
+                                     spec.host_id_base + spec.gid);
+  if (!prepared.ok()) {
+    x.SetupFailed(prepared.error().ToString());
+    spdlog::error("run {}: {}", x.id, store::RenderEndReason(x.result.reason));
+    return false;
+  }
+  x.mounts.emplace(std::move(*prepared));
+  for (auto& b : x.mounts->Binds()) spec.binds.push_back(std::move(b));
+  return true;
+}
+
+bool Executor::CreateSandbox(Execution& x) {
+  x.steps = x.run.steps.empty() ? std::vector<store::Step>{{"main", x.run.argv}} : x.run.steps;
+  x.request.processes = x.steps.size();
+  Result<std::unique_ptr<RunSandbox>> sb =
+      x.warm ? Result<std::unique_ptr<RunSandbox>>(std::move(x.warm->sandbox))
+             : x.backend->Create(x.request);
+  if (x.warm) spdlog::debug("run {}: in warm sandbox {}", x.id, x.warm->id);
+  if (!sb.ok()) {
+    x.SetupFailed(sb.error().ToString());
+    spdlog::error("run {}: {}", x.id, store::RenderEndReason(x.result.reason));
+    TakeOutputs(x);
+    return false;
+  }
+  x.sandbox = std::move(*sb);
+  if (options_.metrics != nullptr) {
+    options_.metrics->SandboxStarted(std::chrono::steady_clock::now() - x.claimed_at,
+                                     x.warm != nullptr);
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  running_[x.id] = x.sandbox.get();
+  if (cancel_requested_.count(x.id)) x.sandbox->Cancel();
+  return true;
+}
+
+void Executor::RunSteps(Execution& x) {
+  const RunRecord& run = x.run;
+  const std::string& id = x.id;
+  store::RunResult& result = x.result;
+  // stdin: the request's bytes, the same for each step.
+  UniqueFd stdin_fd;
+  if (!run.stdin_data.empty()) {
+    stdin_fd.reset(::memfd_create("sbx-stdin", MFD_CLOEXEC));
+    if (stdin_fd) (void)WriteAll(stdin_fd.get(), run.stdin_data);
+  }
+  std::vector<std::string> env;
+  for (const auto& [k, v] : run.env) env.push_back(k + "=" + v);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(run.limits.timeout_s.value_or(600));
+  uint64_t output_left = static_cast<uint64_t>(run.limits.output_bytes.value_or(16 << 20));
+  bool all_ok = true;
+
+  for (const store::Step& step : x.steps) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    isolate::ProcessSpec p;
+    p.argv = step.argv;
+    p.env = env;
+    p.timeout_ms = left.count() > 0 ? static_cast<uint64_t>(left.count()) : 1;
+    p.output_limit_bytes = output_left;
+    if (stdin_fd) {
+      ::lseek(stdin_fd.get(), 0, SEEK_SET);
+      p.stdin_fd = stdin_fd.get();
+    }
+    (void)events_.Emit(id, EventType::kStepStarted, {{"step", step.name}, {"argv", step.argv}});
+    auto sink = [&](int stream, std::string_view data) {
+      LogAppender& log = *x.logs[stream == 1 ? 0 : 1];
+      nlohmann::json ev = {{"step", step.name}, {"stream", stream == 1 ? "stdout" : "stderr"}};
+      const int64_t offset = log.offset();
+      if (Status w = log.Append(data); w.ok()) {
+        ev["offset"] = offset;
+        ev["length"] = data.size();
+      } else {
+        // The log file cannot take it (disk full?): the event carries the bytes instead.
+        spdlog::error("run {}: writing its {} log: {}", id, ev["stream"].get<std::string>(),
+                      w.error().ToString());
+        if (IsValidUtf8(data)) {
+          ev["data"] = std::string(data);
+        } else {
+          ev["data_b64"] = Base64Encode(data);
+        }
+      }
+      (void)events_.Emit(id, EventType::kStepLog, std::move(ev));
+    };
+    auto r = x.sandbox->Run(p, sink);
+    store::StepResult sr;
+    sr.name = step.name;
+    if (!r.ok()) {
+      sr.reason = {store::EndCode::kSetupFailed, r.error().ToString()};
+    } else {
+      sr.reason = StepEnd(*r);
+      sr.exit_code = r->exit_code;
+      sr.signal = r->signal;
+      sr.wall_ms = static_cast<int64_t>(r->wall_ms);
+      sr.cpu_ms = static_cast<int64_t>(r->cpu_ms);
+      sr.memory_peak_bytes = static_cast<int64_t>(r->memory_peak_bytes);
+      for (const auto& d : r->seccomp_denials) {
+        sr.seccomp_denials.push_back({d.name, static_cast<int64_t>(d.count)});
+      }
+      if (r->output_truncated) result.output_truncated = true;
+      uint64_t used = r->stdout_bytes + r->stderr_bytes;
+      output_left = used >= output_left ? 0 : output_left - used;
+      x.step_cancelled = r->reason == isolate::EndReason::kCancelled;
+    }
+    (void)events_.Emit(id, EventType::kStepFinished, StepResultJson(sr));
+    result.steps.push_back(sr);
+    result.reason = sr.reason;
+    result.exit_code = sr.exit_code;
+    result.signal = sr.signal;
+    result.wall_ms += sr.wall_ms;
+    result.cpu_ms += sr.cpu_ms;
+    result.memory_peak_bytes = std::max(result.memory_peak_bytes, sr.memory_peak_bytes);
+    result.seccomp_denials = AddDenials(std::move(result.seccomp_denials), sr.seccomp_denials);
+    if (!r.ok() || r->reason != isolate::EndReason::kExited || r->exit_code != 0) {
+      all_ok = false;
+      break;
+    }
+  }
+  x.end = all_ok ? RunState::kSucceeded : RunState::kFailed;
+}
+
+void Executor::ReleaseSandbox(Execution& x) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    running_[x.id] = nullptr;
+  }
+  if (Status st = x.sandbox->Destroy(); !st.ok()) {
+    spdlog::warn("run {}: sandbox cleanup: {}", x.id, st.error().ToString());
+  }
+  if (options_.metrics != nullptr) options_.metrics->SandboxEnded();
+}
+
+void Executor::SettleCancel(Execution& x) {
+  if (!x.step_cancelled && !CancelRequested(x.id)) return;
+  bool by_user = false;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = cancel_requested_.find(x.id);
+    by_user = it != cancel_requested_.end() && it->second;
+  }
+  // Without a client's cancel, it was SIGTERM while it ran: it did not finish, and nobody
+  // cancelled it.
+  x.End(by_user ? RunState::kCancelled : RunState::kFailed,
+        {by_user ? store::EndCode::kCancelled : store::EndCode::kSupervisorShutdown});
+}
+
+// After the sandbox is gone: what the program left, the workspace's changes, the unmounts.
+void Executor::TakeOutputs(Execution& x) {
+  const std::string& id = x.id;
+  const std::string artifact_dir = ArtifactDir(options_.data_dir, id);
+  if (::mkdir(artifact_dir.c_str(), 0700) < 0 && errno != EEXIST) {
+    spdlog::error("run {}: mkdir {}: {}", id, artifact_dir, std::strerror(errno));
+  }
+  auto files = x.mounts->CollectArtifacts(artifact_dir + "/files");
+  if (files.ok()) {
+    for (const auto& f : files->files) {
+      x.artifacts.push_back({"files/" + f.path, f.size, f.sha256});
+    }
+    for (const auto& s : files->skipped) {
+      spdlog::warn("run {}: artifact {} skipped: {}", id, s.path, s.reason);
+    }
+    if (files->skipped_unlisted > 0) {
+      spdlog::warn("run {}: {} more artifacts skipped", id, files->skipped_unlisted);
+    }
+  } else {
+    spdlog::error("run {}: collecting artifacts: {}", id, files.error().ToString());
+  }
+  if (x.workspace && x.ws_mode == WorkspaceMode::kCopyOnWrite) {
+    auto d = x.mounts->Diff(kMaxDiffBytes);
+    if (d.ok()) {
+      x.diff = std::move(*d);
+    } else {
+      spdlog::error("run {}: workspace diff: {}", id, d.error().ToString());
+    }
+  }
+  if (Status st = x.mounts->Teardown(); !st.ok()) {
+    spdlog::error("run {}: unmounting: {}", id, st.error().ToString());
+  }
+}
+
+void Executor::Finish(Execution& x) {
+  const std::string& id = x.id;
+  const store::RunResult& result = x.result;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    running_.erase(id);
+    cancel_requested_.erase(id);
+  }
+  store::RunUpdate update;
+  update.result = result;
+  const nlohmann::json data = {{"state", store::RunStateName(x.end)},
+                               {"reason", store::RenderEndReason(result.reason)},
+                               {"exit_code", result.exit_code ? nlohmann::json(*result.exit_code)
+                                                              : nlohmann::json(nullptr)}};
+  std::vector<store::Write> ended;
+  ended.push_back(store::TransitionWrite{id, {RunState::kRunning}, x.end, update});
+  ended.push_back(store::EventWrite{id, EventType::kRunStatus, data});
+  ended.push_back(AuditOf(Daemon(), "run.finished", id, data));
+  if (!result.seccomp_denials.empty()) {
+    ended.push_back(
+        AuditOf(Daemon(), "run.seccomp_denials", id,
+                {{"denials", SeccompDenialsJson(result.seccomp_denials)},
+                 {"summary", DenialSummary(result.seccomp_denials)},
+                 {"profile", x.run.seccomp_profile.empty() ? "default" : x.run.seccomp_profile}}));
+  }
+  auto done = events_.Record(id, "its end", ended);
+  if (!done.ok()) return;
+  // Every artifact exists, and is announced, before run.completed (in the same commit).
+  std::vector<store::Write> completed;
+  for (const ArtifactInfo& a :
+       WriteEndArtifacts(done->runs.front(), std::move(x.diff), std::move(x.artifacts))) {
+    completed.push_back(
+        store::EventWrite{id,
+                          EventType::kArtifactCreated,
+                          {{"name", a.name}, {"size", a.size}, {"sha256", a.sha256}}});
+  }
+  completed.push_back(store::EventWrite{id, EventType::kRunCompleted, data});
+  (void)events_.Record(id, "its completion", completed);
+}
+
+std::vector<ArtifactInfo> Executor::WriteEndArtifacts(const store::RunRecord& run, std::string diff,
+                                                      std::vector<ArtifactInfo> collected) {
+  const std::string& data_dir = options_.data_dir;
+  const std::string dir = RunDir(data_dir, run.id);
+  std::vector<ArtifactInfo> all = std::move(collected);
+  auto add = [&](const char* name, const std::string& content) {
+    auto info = WriteArtifact(data_dir, run.id, name, content);
+    if (!info.ok()) {
+      spdlog::error("run {}: writing artifact {}: {}", run.id, name, info.error().ToString());
+      return;
+    }
+    all.push_back(std::move(*info));
+  };
+  add("diff.patch", diff);
+  add("report.md", RenderReport(run, LogTail(dir + "/stdout", 40, 16 << 10),
+                                LogTail(dir + "/stderr", 40, 16 << 10)));
+  // audit.json goes out page by page: a run with many log chunks has as many events.
+  auto write_audit = [&]() -> Result<ArtifactInfo> {
+    auto w = ArtifactWriter::Create(data_dir, run.id, "audit.json");
+    if (!w.ok()) return std::move(w).error();
+    SBX_TRY(WriteAuditDocument(
+        *w, run.id,
+        [&](int64_t after) {
+          return store_.ListAudit({.run_id = run.id, .after_id = after, .limit = 1000});
+        },
+        [&](int64_t after) { return store_.ListEvents(run.id, after, 1000); }));
+    return w->Finish();
+  };
+  if (auto info = write_audit(); info.ok()) {
+    all.push_back(std::move(*info));
+  } else {
+    spdlog::error("run {}: writing artifact audit.json: {}", run.id, info.error().ToString());
+  }
+  if (Status st = WriteManifest(data_dir, run.id, all); !st.ok()) {
+    spdlog::error("run {}: writing the artifact manifest: {}", run.id, st.error().ToString());
+  }
+  return all;
+}
+
+}  // namespace sbx::supervisor

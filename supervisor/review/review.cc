@@ -1,0 +1,437 @@
+#include "supervisor/review/review.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "supervisor/backend.h"
+#include "supervisor/policy/decision_json.h"
+#include "supervisor/workspace.h"
+
+namespace sbx::supervisor {
+
+using store::EventType;
+using store::RunRecord;
+using store::RunState;
+
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::shared_ptr<const SeccompProfileSet>> LoadSeccompProfiles(const std::string& dir) {
+  if (dir.empty()) return SeccompProfileSet::Builtin();
+  auto set = SeccompProfileSet::LoadDir(dir);
+  if (!set.ok() && set.error().code == ErrorCode::kNotFound) return SeccompProfileSet::Builtin();
+  return set;
+}
+
+}  // namespace
+
+std::vector<store::Write> MoveWrites(std::string_view run_id, const std::vector<RunState>& from,
+                                     RunState to, const store::RunUpdate& update,
+                                     const Principal& who, std::string_view action, bool ends_run) {
+  nlohmann::json data = {{"state", store::RunStateName(to)}};
+  if (update.result) data["reason"] = store::RenderEndReason(update.result->reason);
+  std::vector<store::Write> writes;
+  writes.push_back(store::TransitionWrite{std::string(run_id), from, to, update});
+  writes.push_back(store::EventWrite{std::string(run_id), EventType::kRunStatus, data});
+  writes.push_back(AuditOf(who, action, run_id, {{"to", store::RunStateName(to)}}));
+  if (ends_run) {
+    writes.push_back(
+        store::EventWrite{std::string(run_id), EventType::kRunCompleted, std::move(data)});
+  }
+  return writes;
+}
+
+Review::Review(store::Store& store, EventBus& events, ReviewOptions options)
+    : store_(store), events_(events), options_(std::move(options)) {}
+
+Result<std::unique_ptr<Review>> Review::Create(store::Store& store, EventBus& events,
+                                               ReviewOptions options) {
+  // Without callbacks of the caller's, profiles come from seccomp_profiles_dir (reloadable).
+  const bool seccomp_from_set = !options.seccomp && !options.seccomp_json;
+  if (!options.seccomp_json) {
+    options.seccomp_json = [](const std::string& name) -> Result<std::string> {
+      if (!name.empty() && name != "default") {
+        return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured", name);
+      }
+      return std::string(seccomp::DefaultProfileJson());
+    };
+  }
+  if (!options.seccomp) {
+    // The builtin profile, compiled once (compiling it costs milliseconds; the program is
+    // immutable and copied into each sandbox's spec).
+    auto compiled = std::make_shared<std::optional<Result<seccomp::Program>>>();
+    auto once = std::make_shared<std::once_flag>();
+    options.seccomp = [compiled, once](const std::string& name) -> Result<seccomp::Program> {
+      if (!name.empty() && name != "default") {
+        return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured", name);
+      }
+      std::call_once(*once, [&] {
+        seccomp::CompileOptions copts;
+        copts.notify_errors = seccomp::NotifySupported();  // names each denial in the result
+        compiled->emplace(seccomp::Compile(seccomp::DefaultProfile(), copts));
+      });
+      return **compiled;
+    };
+  }
+  std::unique_ptr<Review> r(new Review(store, events, std::move(options)));
+  r->policy_ = r->options_.command_policy;
+  if (seccomp_from_set) {
+    auto set = LoadSeccompProfiles(r->options_.seccomp_profiles_dir);
+    if (!set.ok()) return WithContext(std::move(set).error(), "seccomp_profiles_dir");
+    r->seccomp_profiles_ = std::move(*set);
+  }
+  return r;
+}
+
+void Review::Queued() const {
+  if (options_.on_queued) options_.on_queued();
+}
+
+Result<RunRecord> Review::Move(std::string_view run_id, const std::vector<RunState>& from,
+                               RunState to, const store::RunUpdate& update, const Principal& who,
+                               std::string_view action, bool ends_run) {
+  std::vector<store::Write> writes = MoveWrites(run_id, from, to, update, who, action, ends_run);
+  auto done = events_.Commit(writes);
+  if (!done.ok()) return std::move(done).error();
+  return std::move(done->runs.front());
+}
+
+Result<store::CreateRunResult> Review::Submit(store::RunRequest request, const Principal& who) {
+  if (request.argv.empty() == request.steps.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "a run needs either argv or steps (not both)");
+  }
+  if (!request.argv.empty()) request.steps = {{"main", request.argv}};
+  for (size_t i = 0; i < request.steps.size(); ++i) {
+    const auto& s = request.steps[i];
+    if (s.argv.empty() || s.argv[0].empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "steps[{}].argv must name a command", i);
+    }
+    if (s.name.empty()) request.steps[i].name = fmt::format("step{}", i + 1);
+  }
+  if (!request.argv.empty()) request.steps.clear();
+  if (request.network.empty()) request.network = "none";
+  if (request.network != "none") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "network '{}' is not available; runs get network \"none\"", request.network);
+  }
+  if (!request.backend.empty()) {
+    if (Status st = CheckBackendName(request.backend); !st.ok()) return std::move(st).error();
+  }
+  if (!request.image.empty()) {
+    // An image is Docker's: the native engine builds its root from the host's directories.
+    if (request.backend == "native") {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "image '{}' needs the docker backend; the native backend runs the host's "
+                       "system directories (drop \"image\" or ask for backend docker or auto)",
+                       request.image);
+    }
+    request.backend = "docker";
+  } else if (request.backend.empty()) {
+    request.backend = options_.default_backend;
+  }
+  if (request.workspace) {
+    // Resolved now to refuse a bad path at once, and again (by fd) just before the run.
+    auto ws = ResolveWorkspace(request.workspace->path, options_.limits.workspace_roots);
+    if (!ws.ok()) return WithContext(std::move(ws).error(), "workspace");
+    if (!who.workspace_roots.empty()) {
+      // The key's own roots narrow the daemon's: the path must resolve under one of them too.
+      auto own = ResolveWorkspace(ws->path, who.workspace_roots);
+      if (!own.ok()) {
+        return WithContext(std::move(own).error(),
+                           fmt::format("workspace (the roots of key '{}')", who.name));
+      }
+    }
+    auto mode = ParseWorkspaceMode(request.workspace->mode);
+    if (!mode.ok()) return WithContext(std::move(mode).error(), "workspace.mode");
+    if (*mode == WorkspaceMode::kCopyOnWrite && ws->owner_uid == 0 &&
+        !options_.limits.workspace_cow_root_owned) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "workspace {} is owned by root: copy-on-write would give the sandbox "
+                       "every root-owned file in it; use mode \"ro\", a directory of an "
+                       "unprivileged owner, or set workspace_cow_root_owned: true",
+                       ws->path);
+    }
+    std::string data = options_.data_dir + "/";
+    std::string path = ws->path + "/";
+    if (data.rfind(path, 0) == 0 || path.rfind(data, 0) == 0) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "workspace {} overlaps the daemon's data directory {}", ws->path,
+                       options_.data_dir);
+    }
+    request.workspace = store::Workspace{ws->path, WorkspaceModeName(*mode)};
+  }
+  if (auto set = seccomp_profiles(); set && !who.permissive_seccomp) {
+    const LoadedSeccompProfile* p = set->Find(request.seccomp_profile);
+    if (p != nullptr && p->permissive) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "seccomp profile '{}' is permissive (unlisted syscalls run); key '{}' may "
+                       "not use it (api_keys: permissive_seccomp: true)",
+                       request.seccomp_profile, who.name);
+    }
+  }
+  auto limits = ResolveLimits(request.limits, options_.limits);
+  if (!limits.ok()) return std::move(limits).error();
+  request.limits = *limits;
+
+  auto queued = store_.CountInState(RunState::kQueued);
+  if (!queued.ok()) return std::move(queued).error();
+  if (*queued >= options_.limits.max_queue) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "the run queue is full ({} queued); retry later", *queued);
+  }
+
+  RunRecord record;
+  static_cast<store::RunRequest&>(record) = request;
+  record.submitter = who.name;
+  record.state = RunState::kPending;
+  auto created = store_.CreateRun(record);
+  if (!created.ok()) return created;
+  // (An existing run for this key is checked below.)
+  if (!created->created) {
+    // The same key must mean the same request; anything else is a client bug worth a 409.
+    const RunRecord& old = created->run;
+    if (old.request() != request) {
+      return MakeError(ErrorCode::kAlreadyExists,
+                       "idempotency key '{}' was used for a different request (run {}); use a "
+                       "new key for a new run",
+                       request.idempotency_key.value_or(""), old.id);
+    }
+    return created;
+  }
+  const std::string id = created->run.id;
+  std::vector<store::Write> submitted;
+  submitted.push_back(store::EventWrite{id, EventType::kRunStatus, {{"state", "PENDING"}}});
+  submitted.push_back(AuditOf(who, "run.submitted", id,
+                              {{"idempotency_key", request.idempotency_key.value_or("")}}));
+  auto run = Plan(created->run, who, std::move(submitted));
+  if (!run.ok()) return std::move(run).error();
+  created->run = std::move(*run);
+  return created;
+}
+
+policy::CommandInput Review::PolicyInput(const RunRecord& run) {
+  policy::CommandInput in;
+  if (!run.argv.empty()) in.argvs.push_back(run.argv);
+  for (const auto& s : run.steps) in.argvs.push_back(s.argv);
+  in.api_key_name = run.submitter;
+  in.labels = run.labels;
+  return in;
+}
+
+std::optional<policy::Decision> Review::Evaluate(const policy::CommandInput& input) const {
+  std::shared_ptr<const policy::CommandPolicy> p;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    p = policy_;
+  }
+  if (!p) return std::nullopt;
+  return p->Evaluate(input);
+}
+
+void Review::SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> policy) {
+  std::lock_guard<std::mutex> lk(mu_);
+  policy_ = std::move(policy);
+}
+
+std::shared_ptr<const policy::CommandPolicy> Review::command_policy() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return policy_;
+}
+
+Status Review::ReloadCommandPolicy(const std::string& dir, const Principal& who) {
+  if (options_.on_policy_reload) options_.on_policy_reload(true);
+  struct Done {
+    const std::function<void(bool)>& fn;
+    ~Done() {
+      if (fn) fn(false);
+    }
+  } done{options_.on_policy_reload};
+  auto loaded = policy::CommandPolicy::LoadDir(dir);
+  std::shared_ptr<const policy::CommandPolicy> next;
+  if (loaded.ok()) {
+    next = std::move(*loaded);
+  } else if (loaded.error().code == ErrorCode::kNotFound) {
+    next = policy::CommandPolicy::Builtin();
+  } else {
+    events_.Audit(who, "policy.reload_refused", "", {{"error", loaded.error().ToString()}});
+    return WithContext(std::move(loaded).error(), "the command policy in force is unchanged");
+  }
+  // The seccomp profiles with it: both are swapped, or neither.
+  std::shared_ptr<const SeccompProfileSet> next_profiles;
+  if (seccomp_profiles() != nullptr) {
+    auto profiles = LoadSeccompProfiles(options_.seccomp_profiles_dir);
+    if (!profiles.ok()) {
+      events_.Audit(who, "seccomp.reload_refused", "", {{"error", profiles.error().ToString()}});
+      return WithContext(std::move(profiles).error(),
+                         "the command policy and seccomp profiles in force are unchanged");
+    }
+    next_profiles = std::move(*profiles);
+  }
+  events_.Audit(who, "policy.reloaded", "", {{"source", next->source()}});
+  spdlog::info("command policy reloaded from {}", next->source());
+  if (next_profiles) {
+    nlohmann::json names = nlohmann::json::array();
+    for (const auto& p : next_profiles->profiles()) {
+      names.push_back({{"name", p.name}, {"source", p.source}, {"sha256", p.sha256}});
+    }
+    events_.Audit(who, "seccomp.reloaded", "",
+                  {{"source", next_profiles->source()}, {"profiles", names}});
+    spdlog::info("seccomp profiles reloaded from {} ({})", next_profiles->source(),
+                 next_profiles->profiles().size());
+    std::lock_guard<std::mutex> lk(mu_);
+    seccomp_profiles_ = std::move(next_profiles);
+  }
+  SetCommandPolicy(std::move(next));
+  return Ok();
+}
+
+std::shared_ptr<const SeccompProfileSet> Review::seccomp_profiles() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return seccomp_profiles_;
+}
+
+Result<seccomp::Program> Review::SeccompProgram(const std::string& name) const {
+  auto set = seccomp_profiles();
+  if (!set) return options_.seccomp(name);
+  const LoadedSeccompProfile* p = set->Find(name);
+  if (p == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured in {}", name,
+                     set->source());
+  }
+  return p->program;
+}
+
+Result<std::string> Review::SeccompJson(const std::string& name) const {
+  auto set = seccomp_profiles();
+  if (!set) return options_.seccomp_json(name);
+  const LoadedSeccompProfile* p = set->Find(name);
+  if (p == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured in {}", name,
+                     set->source());
+  }
+  return p->json;
+}
+
+Result<RunRecord> Review::Plan(const RunRecord& run, const Principal& who,
+                               std::vector<store::Write> before) {
+  const std::string& id = run.id;
+  std::vector<store::Write> writes = before;
+  nlohmann::json policy = run.policy;
+  if (run.state == RunState::kPending) {
+    auto decision = Evaluate(PolicyInput(run));
+    store::RunUpdate update;
+    update.policy = decision ? policy::ToJson(*decision)
+                             : nlohmann::json{{"decision", "review"},
+                                              {"risk", nullptr},
+                                              {"reasons", nlohmann::json::array()},
+                                              {"rule", nullptr},
+                                              {"note", "no command policy: a reviewer decides"}};
+    policy = *update.policy;
+    writes.push_back(store::TransitionWrite{id, {RunState::kPending}, RunState::kPlanned, update});
+    writes.push_back(
+        store::EventWrite{id, EventType::kRunStatus, {{"state", "PLANNED"}, {"policy", policy}}});
+    writes.push_back(AuditOf(who, "policy.decision", id, policy));
+  }
+  auto add = [&writes](std::vector<store::Write> more) {
+    for (store::Write& w : more) writes.push_back(std::move(w));
+  };
+  const std::string verdict = policy.is_object() ? policy.value("decision", "review") : "review";
+  const Principal policy_actor{"policy", Role::kAdmin};
+  if (verdict == "deny") {
+    store::RunUpdate update;
+    update.result = store::RunResult{};
+    std::string why = "denied by the command policy";
+    if (auto it = policy.find("reasons");
+        it != policy.end() && it->is_array() && !it->empty() && (*it)[0].is_object()) {
+      why = (*it)[0].value("message", why);
+    }
+    update.result->reason = {store::EndCode::kPolicyDenied, why};
+    add(MoveWrites(id, {RunState::kPlanned}, RunState::kCancelled, update, policy_actor,
+                   "run.denied", /*ends_run=*/true));
+  } else {
+    add(MoveWrites(id, {RunState::kPlanned}, RunState::kAwaitingReview, {}, who,
+                   "run.awaiting_review"));
+    if (verdict == "allow") {
+      // Approved by a rule: who approved is the policy, and which rule is recorded.
+      store::RunUpdate update;
+      std::string rule = "policy";
+      if (auto it = policy.find("rule"); it != policy.end() && it->is_object()) {
+        rule = fmt::format("{}:{} {}", it->value("file", ""), it->value("line", 0),
+                           it->value("pattern", ""));
+      }
+      update.approval = store::Approval{"policy", NowMs(), rule};
+      add(MoveWrites(id, {RunState::kAwaitingReview}, RunState::kQueued, update, policy_actor,
+                     "run.approved"));
+    }
+  }
+  // The whole decision in one commit: a run is never seen half-planned.
+  auto done = events_.Commit(writes);
+  if (!done.ok()) {
+    // What came before (the submission's own records) is kept all the same.
+    if (!before.empty()) (void)events_.Record(id, "its submission", before);
+    return std::move(done).error();
+  }
+  RunRecord planned = std::move(done->runs.back());
+  if (planned.state == RunState::kQueued) Queued();
+  return planned;
+}
+
+void Review::ReplanStalled() {
+  store::RunFilter stalled;
+  stalled.states = {RunState::kPending, RunState::kPlanned};
+  stalled.limit = 1000;
+  auto page = store_.ListRuns(stalled);
+  if (!page.ok()) return;
+  const int64_t cutoff = NowMs() - 30'000;
+  for (const RunRecord& r : page->runs) {
+    if (r.created_at_ms > cutoff) continue;
+    spdlog::warn("run {}: found {} after a restart; planning it again", r.id,
+                 store::RunStateName(r.state));
+    (void)Plan(r, Principal{r.submitter, Role::kSubmitter});
+  }
+}
+
+Result<RunRecord> Review::Approve(std::string_view run_id, const Principal& who) {
+  if (who.role == Role::kSubmitter) {
+    return MakeError(ErrorCode::kPermissionDenied, "approving needs the reviewer role");
+  }
+  auto current = store_.GetRun(run_id);
+  if (!current.ok()) return current;
+  if (current->submitter == who.name) {
+    return MakeError(ErrorCode::kPermissionDenied, "a submitter cannot approve its own run");
+  }
+  store::RunUpdate update;
+  update.approval = store::Approval{who.name, NowMs(), "review"};
+  auto run =
+      Move(run_id, {RunState::kAwaitingReview}, RunState::kQueued, update, who, "run.approved");
+  if (run.ok()) Queued();
+  return run;
+}
+
+Result<RunRecord> Review::Reject(std::string_view run_id, const Principal& who,
+                                 const std::string& reason) {
+  if (who.role == Role::kSubmitter) {
+    return MakeError(ErrorCode::kPermissionDenied, "rejecting needs the reviewer role");
+  }
+  store::RunUpdate update;
+  update.result = store::RunResult{};
+  update.result->reason = {store::EndCode::kRejected, reason};
+  return Move(run_id, {RunState::kAwaitingReview}, RunState::kCancelled, update, who,
+              "run.rejected", /*ends_run=*/true);
+}
+
+Result<RunRecord> Review::Cancel(std::string_view run_id, const Principal& who) {
+  store::RunUpdate update;
+  update.result = store::RunResult{};
+  update.result->reason = {store::EndCode::kCancelled};
+  return Move(run_id, store::NonTerminalRunStates(), RunState::kCancelled, update, who,
+              "run.cancelled", /*ends_run=*/true);
+}
+
+}  // namespace sbx::supervisor

@@ -1,0 +1,120 @@
+// The gate a run passes before it may run:
+//
+//   PENDING -> PLANNED -> AWAITING_REVIEW -> QUEUED        (then the executor: supervisor/exec/)
+//   cancel: any non-terminal state -> CANCELLED
+//
+// No run reaches QUEUED without an approval: a reviewer's (never the submitter's own) or a
+// command policy rule's. Every state change is a compare-and-set in the store, committed through
+// the event bus with its run.status event and audit record, so an illegal or racing transition
+// changes nothing.
+//
+// Review also holds the policies in force: the command policy that plans each run, and the
+// seccomp profiles the executor compiles runs with; both reload together.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "seccomp/seccomp.h"
+#include "supervisor/events/event_bus.h"
+#include "supervisor/policy/command_policy.h"
+#include "supervisor/review/limits.h"
+#include "supervisor/seccomp_profiles.h"
+#include "supervisor/store/store.h"
+
+namespace sbx::supervisor {
+
+struct ReviewOptions {
+  std::string data_dir;  // a workspace may not overlap it
+  ServiceLimits limits;
+  std::string default_backend = "native";  // for requests that name none
+  // Null: every run waits for a reviewer.
+  std::shared_ptr<const policy::CommandPolicy> command_policy;
+  // Where the seccomp profiles come from: the caller's compiler (both functions given), or the
+  // builtin profile plus every NAME.json in seccomp_profiles_dir (reloadable).
+  std::function<Result<seccomp::Program>(const std::string& name)> seccomp;
+  std::function<Result<std::string>(const std::string& name)> seccomp_json;
+  std::string seccomp_profiles_dir;
+  // Around a command policy reload: true before, false after (whether or not it was refused).
+  std::function<void(bool reloading)> on_policy_reload;
+  // A run reached QUEUED here (approved by a reviewer or a rule): wake a worker.
+  std::function<void()> on_queued;
+};
+
+class Review {
+ public:
+  // Loads the seccomp profiles of seccomp_profiles_dir when they come from there; a broken file
+  // is an error.
+  static Result<std::unique_ptr<Review>> Create(store::Store& store, EventBus& events,
+                                                ReviewOptions options);
+
+  // Validates the request (argv or steps; limits within the maxima, defaults filled in), stores
+  // it and walks it to AWAITING_REVIEW. With an idempotency key already used by this submitter,
+  // returns that run (created = false) and changes nothing.
+  Result<store::CreateRunResult> Submit(store::RunRequest request, const Principal& who);
+  // PENDING -> PLANNED (the policy decision) -> AWAITING_REVIEW (-> QUEUED when a rule
+  // approves it; -> CANCELLED when one denies it), in one commit after `before`; from PLANNED
+  // for a run that stalled there.
+  Result<store::RunRecord> Plan(const store::RunRecord& run, const Principal& who,
+                                std::vector<store::Write> before = {});
+  // Plans again the runs a crash caught between PENDING and AWAITING_REVIEW (older than 30 s:
+  // Submit() takes milliseconds, also on another daemon sharing the database).
+  void ReplanStalled();
+  // AWAITING_REVIEW -> QUEUED. kPermissionDenied for the submitter's own run or a submitter
+  // role; kFailedPrecondition when the run is not awaiting review.
+  Result<store::RunRecord> Approve(std::string_view run_id, const Principal& who);
+  // AWAITING_REVIEW -> CANCELLED with reason "rejected: …".
+  Result<store::RunRecord> Reject(std::string_view run_id, const Principal& who,
+                                  const std::string& reason);
+  // Any non-terminal state -> CANCELLED, for a run that is not running here (a running one is
+  // the executor's to end).
+  Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
+
+  // What the command policy in force decides, without running anything. nullopt when no
+  // command policy is configured.
+  std::optional<policy::Decision> Evaluate(const policy::CommandInput& input) const;
+  static policy::CommandInput PolicyInput(const store::RunRecord& run);
+  // Swaps the command policy atomically; runs already planned keep their decision.
+  void SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> policy);
+  // Loads <dir>/commands.yaml (the shipped default when there is none) and the seccomp profiles
+  // of seccomp_profiles_dir, and swaps both in, with audit records by `who`. A broken file is
+  // refused with its reason (audited as policy.reload_refused or seccomp.reload_refused) and
+  // both stay as they were.
+  Status ReloadCommandPolicy(const std::string& dir, const Principal& who);
+  std::shared_ptr<const policy::CommandPolicy> command_policy() const;
+  // The seccomp profiles in force; null when the caller compiles its own.
+  std::shared_ptr<const SeccompProfileSet> seccomp_profiles() const;
+  // A profile of those in force ("" or "default": the builtin one), compiled or as JSON text.
+  Result<seccomp::Program> SeccompProgram(const std::string& name) const;
+  Result<std::string> SeccompJson(const std::string& name) const;
+
+ private:
+  Review(store::Store& store, EventBus& events, ReviewOptions options);
+  Result<store::RunRecord> Move(std::string_view run_id, const std::vector<store::RunState>& from,
+                                store::RunState to, const store::RunUpdate& update,
+                                const Principal& who, std::string_view action,
+                                bool ends_run = false);
+  void Queued() const;
+
+  store::Store& store_;
+  EventBus& events_;
+  ReviewOptions options_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const policy::CommandPolicy> policy_;
+  std::shared_ptr<const SeccompProfileSet> seccomp_profiles_;  // null: options_.seccomp
+};
+
+// A state change with its run.status event and its audit record, to commit together; with
+// the run.completed event too when `ends_run` (a run that ends without having run).
+std::vector<store::Write> MoveWrites(std::string_view run_id,
+                                     const std::vector<store::RunState>& from, store::RunState to,
+                                     const store::RunUpdate& update, const Principal& who,
+                                     std::string_view action, bool ends_run = false);
+
+}  // namespace sbx::supervisor
