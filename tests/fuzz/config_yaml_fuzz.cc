@@ -1,0 +1,11 @@
+// The daemon's YAML configuration (sandboxd serve --config).
+#include <cstdint>
+#include <string_view>
+
+#include "supervisor/config.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  (void)sbx::supervisor::ParseConfig(std::string_view(reinterpret_cast<const char*>(data), size),
+                                     "fuzz.yaml");
+  return 0;
+}
