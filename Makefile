@@ -1,6 +1,8 @@
 # sandboxd: the two commands of the README.
-#   make run    installs what is missing, builds, and runs the main job (sandboxd serve)
-#   make test   the same, then the whole suite (ctest), plus the suite built with ASan+UBSan
+#   make run    installs what is missing, builds the binaries it runs, and runs the main job
+#               (sandboxd serve)
+#   make test   installs what is missing, builds everything, then the whole suite (ctest), plus
+#               the suite built with ASan+UBSan
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
@@ -11,7 +13,7 @@ CMAKE_ARGS ?=
 # keeps -g.
 DEBUG_INFO ?= -g1
 
-.PHONY: all deps test-deps build build-asan run demo test test-asan bench package clean
+.PHONY: all deps test-deps configure build build-asan run demo test test-asan bench package clean
 
 all: build
 
@@ -21,19 +23,27 @@ deps:
 test-deps:
 	@scripts/install-deps.sh test
 
+# The development builds treat warnings as errors (SBX_WERROR; off in a plain CMake build). A
+# build directory configured before the option existed is switched on here.
+WERROR_ON = grep -qx 'SBX_WERROR:BOOL=ON' $(1)/CMakeCache.txt || cmake -S . -B $(1) -DSBX_WERROR=ON
+
 $(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSBX_WERROR=ON \
 	  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 $(DEBUG_INFO) -DNDEBUG" \
 	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 $(DEBUG_INFO) -DNDEBUG" $(CMAKE_ARGS)
 
-build: deps $(BUILD)/CMakeCache.txt
+configure: deps $(BUILD)/CMakeCache.txt
+	@$(call WERROR_ON,$(BUILD))
+
+build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 $(ASAN_BUILD)/CMakeCache.txt:
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSBX_SANITIZE=ON \
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSBX_SANITIZE=ON -DSBX_WERROR=ON \
 	  -DCMAKE_C_FLAGS_DEBUG="$(DEBUG_INFO)" -DCMAKE_CXX_FLAGS_DEBUG="$(DEBUG_INFO)" $(CMAKE_ARGS)
 
 build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
+	@$(call WERROR_ON,$(ASAN_BUILD))
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 # The main job: the service on SQLite under .run/, on 127.0.0.1:8080, with development keys
@@ -44,13 +54,19 @@ RUN_DIR    ?= $(CURDIR)/.run
 DATA_DIR   ?= /var/lib/sandboxd/dev
 LISTEN     ?= 127.0.0.1:8080
 
-run: build
+# Only the binaries that run: sandboxd, the sandboxd-server it execs for `serve`, and the
+# sandboxctl client; the test suite is left to `make build` and `make test`.
+RUN_TARGETS ?= sandboxd sandboxd-server sandboxctl
+
+run: configure
+	cmake --build $(BUILD) -j $(JOBS) --target $(RUN_TARGETS)
 	@$(BUILD)/supervisor/sandboxd check
 	@mkdir -p $(RUN_DIR) && mkdir -p -m 0711 $(DATA_DIR)
 	$(BUILD)/supervisor/sandboxd serve --listen $(LISTEN) \
 	  --database sqlite://$(RUN_DIR)/sandboxd.db --data-dir $(DATA_DIR) --dev-key
 
-demo: build
+demo: configure
+	cmake --build $(BUILD) -j $(JOBS) --target sandboxd
 	@scripts/demo.sh $(BUILD)/supervisor/sandboxd
 
 test: test-deps build build-asan

@@ -3,8 +3,9 @@
 # Idempotent; needs root (apt-get). Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 
+# ccache: a fresh clone or build directory reuses the compilations of earlier builds.
 build_pkgs=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config ccache
   libseccomp-dev libcap-dev libnl-3-dev libnl-route-3-dev
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev
   libsqlite3-dev libpqxx-dev libyaml-cpp-dev libsystemd-dev
