@@ -18,6 +18,7 @@
 #include "seccomp/seccomp.h"
 #include "supervisor/backend.h"
 #include "tests/support/dockerd.h"
+#include "tests/support/skip.h"
 
 namespace sbx::testing {
 namespace {
@@ -35,7 +36,7 @@ class BackendContractTest : public SandboxTest, public ::testing::WithParamInter
                                                supervisor::ProbeNativeHost(driver_.get(), ""));
     } else {
       auto d = TestDockerd::Shared();
-      if (!d.ok()) GTEST_SKIP() << "no Docker daemon for the test: " << d.error().ToString();
+      if (!d.ok()) SBX_SKIP_PRIVILEGED("no Docker daemon for the test: " + d.error().ToString());
       auto image = (*d)->BusyboxImage();
       ASSERT_TRUE(image.ok()) << image.error().ToString();
       image_ = *image;

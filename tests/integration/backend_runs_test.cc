@@ -18,6 +18,7 @@
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/run_manager.h"
 #include "tests/support/dockerd.h"
+#include "tests/support/skip.h"
 
 namespace sbx::testing {
 namespace {
@@ -33,7 +34,7 @@ class BackendRunsTest : public SandboxTest {
     SandboxTest::SetUp();
     if (IsSkipped()) return;
     auto d = TestDockerd::Shared();
-    if (!d.ok()) GTEST_SKIP() << "no Docker daemon for the test: " << d.error().ToString();
+    if (!d.ok()) SBX_SKIP_PRIVILEGED("no Docker daemon for the test: " + d.error().ToString());
     dockerd_ = *d;
     auto image = dockerd_->BusyboxImage();
     ASSERT_TRUE(image.ok()) << image.error().ToString();

@@ -22,6 +22,7 @@
 #include "base/syscalls.h"
 #include "cgroup/cgroup.h"
 #include "cgroup/common.h"
+#include "tests/support/skip.h"
 
 namespace sbx::cgroup {
 namespace {
@@ -107,7 +108,7 @@ void TouchTooMuchMemory() {
 class HybridTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root to create cgroups";
+    if (::geteuid() != 0) SBX_SKIP_PRIVILEGED("needs root to create cgroups");
     auto host = DetectHost();
     ASSERT_TRUE(host.ok()) << host.error().ToString();
     if (host->layout != Layout::kHybrid) {

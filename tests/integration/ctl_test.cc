@@ -30,6 +30,7 @@
 #include "base/sha256.h"
 #include "base/unique_fd.h"
 #include "cgroup/cgroup.h"
+#include "tests/support/skip.h"
 
 namespace sbx::testing {
 namespace {
@@ -295,7 +296,7 @@ class CtlTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    if (!skip_reason_.empty()) SBX_SKIP_PRIVILEGED(skip_reason_);
     ASSERT_NE(daemon_, nullptr);
   }
 

@@ -26,6 +26,7 @@
 #include "supervisor/files/tar.h"
 #include "supervisor/files/watch.h"
 #include "unit/files_testing.h"
+#include "tests/support/skip.h"
 
 namespace sbx::files {
 namespace {
@@ -40,7 +41,7 @@ constexpr uid_t kUid = 62011;  // the "sandbox user" on the host; owns nothing e
 class FilesHostile : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (mount namespaces, chroot, setfsuid)";
+    if (::geteuid() != 0) SBX_SKIP_PRIVILEGED("needs root (mount namespaces, chroot, setfsuid)");
     base_ = tmp_.path();
     root_ = base_ + "/root";
     outside_ = base_ + "/outside";

@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "base/fs.h"
+#include "tests/support/skip.h"
 
 namespace sbx::testing {
 
@@ -73,7 +74,7 @@ void SandboxTest::TearDownTestSuite() {
 }
 
 void SandboxTest::SetUp() {
-  if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+  if (!skip_reason_.empty()) SBX_SKIP_PRIVILEGED(skip_reason_);
 }
 
 isolate::SandboxSpec SandboxTest::DefaultSpec() {

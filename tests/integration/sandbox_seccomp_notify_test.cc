@@ -16,6 +16,7 @@
 #include "base/fs.h"
 #include "integration/sandbox_harness.h"
 #include "seccomp/seccomp.h"
+#include "tests/support/skip.h"
 
 namespace sbx::testing {
 namespace {
@@ -37,7 +38,7 @@ class SeccompNotifyTest : public SandboxTest {
   void SetUp() override {
     SandboxTest::SetUp();
     if (IsSkipped()) return;
-    if (!seccomp::NotifySupported()) GTEST_SKIP() << "seccomp user notification needs Linux 5.5";
+    if (!seccomp::NotifySupported()) SBX_SKIP_PRIVILEGED("seccomp user notification needs Linux 5.5");
   }
 
   isolate::SandboxSpec NotifyingSpec(std::string_view json = {}) {

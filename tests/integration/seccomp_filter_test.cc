@@ -19,6 +19,7 @@
 #include <string>
 
 #include "seccomp/seccomp.h"
+#include "tests/support/skip.h"
 
 namespace sbx::seccomp {
 namespace {
@@ -166,7 +167,7 @@ class SeccompFilterTest : public ::testing::Test {
     ASSERT_TRUE(program.ok()) << program.error().ToString();
     int code = RunFiltered(*program, [] { return 0; });
     if (code == kSetupInstall || code == kSetupNoNewPrivs) {
-      GTEST_SKIP() << "this host cannot install seccomp filters: " << Describe(code);
+      SBX_SKIP_PRIVILEGED(std::string("this host cannot install seccomp filters: ") + Describe(code));
     }
     ASSERT_EQ(code, 0) << "allow-all filter: " << Describe(code);
   }

@@ -17,6 +17,7 @@
 #include "integration/sandbox_harness.h"
 #include "isolate/spawner.h"
 #include "seccomp/seccomp.h"
+#include "tests/support/skip.h"
 
 namespace sbx::testing {
 namespace {
@@ -78,7 +79,7 @@ TEST_F(SpawnerTest, AHostileProgramStillCannotSeeOrSignalTheHost) {
 }
 
 TEST_F(SpawnerTest, DeniedSyscallsAreAnsweredAndCountedThroughTheListenerHandoff) {
-  if (!seccomp::NotifySupported()) GTEST_SKIP() << "seccomp user notification needs Linux 5.5";
+  if (!seccomp::NotifySupported()) SBX_SKIP_PRIVILEGED("seccomp user notification needs Linux 5.5");
   auto spec = DefaultSpec();
   seccomp::CompileOptions opts;
   opts.notify_errors = true;

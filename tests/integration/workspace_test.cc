@@ -28,6 +28,7 @@
 #include "base/sha256.h"
 #include "integration/sandbox_harness.h"
 #include "supervisor/workspace_fs.h"
+#include "tests/support/skip.h"
 
 namespace sbx::testing {
 namespace {
@@ -221,7 +222,7 @@ TEST_F(ResolveWorkspaceTest, RefusesEveryBadPath) {
 }
 
 TEST_F(ResolveWorkspaceTest, ResolvesUnderTheRoot) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (chown)";
+  if (::geteuid() != 0) SBX_SKIP_PRIVILEGED("needs root (chown)");
   ASSERT_EQ(::chown((root_ + "/proj").c_str(), 1234, 4321), 0);
   for (const std::string& p : {root_ + "/proj", root_ + "//proj/", root_ + "/proj/"}) {
     auto r = ResolveWorkspace(p, {base_ + "/other", root_ + "/"});
