@@ -235,16 +235,22 @@ TEST_P(BackendContractTest, CancelKillsTheTree) {
     SCOPED_TRACE(processes);
     auto sb = MakeFor(processes);
     ASSERT_TRUE(sb);
-    std::thread canceller([&] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
-      sb->Cancel();
-    });
+    // Cancelled once the program says it runs (its first output), not after a guessed delay.
+    isolate::ProcessSpec p;
+    p.argv = {"/bin/sh", "-c", "sleep 60 & echo started; sleep 60; echo never"};
+    p.timeout_ms = 20'000;
+    p.output_limit_bytes = output_limit_;
+    RunOutput o;
     auto start = std::chrono::steady_clock::now();
-    auto o = In(*sb, {"/bin/sh", "-c", "sleep 60 & sleep 60; echo never"});
-    canceller.join();
+    auto r = sb->Run(p, [&](int stream, std::string_view d) {
+      (stream == 1 ? o.out : o.err).append(d);
+      if (o.out.find("started\n") != std::string::npos) sb->Cancel();
+    });
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    o.result = *r;
     EXPECT_EQ(o.result.reason, EndReason::kCancelled);
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
-    EXPECT_EQ(o.out, "");
+    EXPECT_EQ(o.out, "started\n");
     EXPECT_TRUE(sb->Destroy().ok());
   }
 }

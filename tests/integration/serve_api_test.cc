@@ -504,9 +504,11 @@ TEST_P(ServeApiTest, ArtifactsAreListedWithChecksumsAndHostileNamesAreRefused) {
     EXPECT_EQ(r.status, 400) << bad << " " << r.body;
     EXPECT_FALSE(r.ErrorCode().empty()) << bad;
   }
-  for (const char* missing : {"nope.txt", "files/x", "report.md/x", "%2Fetc%2Fpasswd"}) {
+  const std::pair<const char*, int> absent[] = {
+      {"nope.txt", 404}, {"files/x", 404}, {"report.md/x", 404}, {"%2Fetc%2Fpasswd", 400}};
+  for (const auto& [missing, status] : absent) {
     auto r = Call("GET", "/v1/runs/" + id + "/artifacts/" + missing, kAlice);
-    EXPECT_TRUE(r.status == 404 || r.status == 400) << missing << " " << r.status;
+    EXPECT_EQ(r.status, status) << missing << " " << r.body;
   }
   EXPECT_EQ(Call("GET", "/v1/runs/run_nosuchrun00000000000/artifacts", kAlice).status, 404);
 }
@@ -769,12 +771,15 @@ TEST_P(ServeApiTest, WorkspacesCopyOnWriteReadOnlyAndArtifactsFromTheSandbox) {
 
   // Hostile or unknown paths are refused at submission and nothing is stored.
   std::filesystem::create_symlink("/etc", dir_ + "/roots/etc-link");
-  for (const std::string& bad : {dir_ + "/roots/../roots/proj", std::string("/etc"),
-                                 dir_ + "/roots/etc-link", dir_ + "/roots/missing",
-                                 std::string("relative/path"), dir_ + "/roots2"}) {
+  // Each with its own answer: a malformed path 400, one outside the roots or through a link
+  // 403, a missing directory 404.
+  const std::pair<std::string, int> hostile[] = {
+      {dir_ + "/roots/../roots/proj", 400}, {"/etc", 403},           {dir_ + "/roots/etc-link", 403},
+      {dir_ + "/roots/missing", 404},       {"relative/path", 400}, {dir_ + "/roots2", 403}};
+  for (const auto& [bad, status] : hostile) {
     nlohmann::json b = {{"argv", {"/bin/true"}}, {"workspace", bad}};
     auto r = Call("POST", "/v1/runs", kAlice, b.dump());
-    EXPECT_TRUE(r.status == 400 || r.status == 403 || r.status == 404) << bad << " " << r.body;
+    EXPECT_EQ(r.status, status) << bad << " " << r.body;
   }
   auto mode = Call("POST", "/v1/runs", kAlice,
                    nlohmann::json{{"argv", {"/bin/true"}},
