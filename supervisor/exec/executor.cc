@@ -298,11 +298,18 @@ void Executor::RunSteps(Execution& x) {
   const RunRecord& run = x.run;
   const std::string& id = x.id;
   store::RunResult& result = x.result;
-  // stdin: the request's bytes, the same for each step.
+  // stdin: the request's bytes, the same for each step. Sealed once written, and each step
+  // reads it through a read-only open file of its own (its own offset): a step cannot change
+  // what the next one reads, nor move its read position, from inside the sandbox.
   UniqueFd stdin_fd;
   if (!run.stdin_data.empty()) {
-    stdin_fd.reset(::memfd_create("sbx-stdin", MFD_CLOEXEC));
-    if (stdin_fd) (void)WriteAll(stdin_fd.get(), run.stdin_data);
+    stdin_fd.reset(::memfd_create("sbx-stdin", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (stdin_fd && (!WriteAll(stdin_fd.get(), run.stdin_data).ok() ||
+                     ::fcntl(stdin_fd.get(), F_ADD_SEALS,
+                             F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0)) {
+      spdlog::error("run {}: preparing its stdin: {}", id, std::strerror(errno));
+      stdin_fd.reset();
+    }
   }
   std::vector<std::string> env;
   for (const auto& [k, v] : run.env) env.push_back(k + "=" + v);
@@ -319,9 +326,12 @@ void Executor::RunSteps(Execution& x) {
     p.env = env;
     p.timeout_ms = left.count() > 0 ? static_cast<uint64_t>(left.count()) : 1;
     p.output_limit_bytes = output_left;
+    UniqueFd step_stdin;
     if (stdin_fd) {
-      ::lseek(stdin_fd.get(), 0, SEEK_SET);
-      p.stdin_fd = stdin_fd.get();
+      step_stdin.reset(::open(fmt::format("/proc/self/fd/{}", stdin_fd.get()).c_str(),
+                              O_RDONLY | O_CLOEXEC));
+      if (!step_stdin) spdlog::error("run {}: reopening its stdin: {}", id, std::strerror(errno));
+      p.stdin_fd = step_stdin.get();
     }
     (void)events_.Emit(id, EventType::kStepStarted, {{"step", step.name}, {"argv", step.argv}});
     auto sink = [&](int stream, std::string_view data) {

@@ -242,6 +242,22 @@ TEST_F(RunManagerTest, StepsShareASandboxAndStopAtTheFirstFailure) {
   EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + run.id + "/stdout"), "state\n");
 }
 
+TEST_F(RunManagerTest, AStepCannotChangeTheStdinOfTheNext) {
+  store::RunRecord r;
+  r.stdin_data = "hello\n";
+  // The first step reads its stdin, then tries to write to it, to truncate it and to leave its
+  // read position at the end; the second reads the same bytes from the start.
+  r.steps = {{"tamper", {"/bin/sh", "-c",
+                         "cat; echo MUTATED >&0 2>/dev/null; : 1<>/dev/stdin 2>/dev/null; "
+                         "printf X 1<>/proc/self/fd/0 2>/dev/null; true"}},
+             {"read", {"/bin/cat"}}};
+  auto run = Submit(r);
+  ASSERT_TRUE(manager_->Approve(run.id, bob_).ok());
+  auto done = WaitCompleted(run.id);
+  EXPECT_EQ(done.state, RunState::kSucceeded) << store::RenderEndReason(done.result->reason);
+  EXPECT_EQ(*ReadFile(dir_ + "/data/runs/" + run.id + "/stdout"), "hello\nhello\n");
+}
+
 TEST_F(RunManagerTest, CancelKillsARunningSandbox) {
   auto run = Submit(Request({"/bin/sleep", "300"}));
   ASSERT_TRUE(manager_->Approve(run.id, bob_).ok());
