@@ -13,7 +13,7 @@ CMAKE_ARGS ?=
 # keeps -g.
 DEBUG_INFO ?= -g1
 
-.PHONY: all deps test-deps configure build build-asan run demo test test-asan bench package clean
+.PHONY: all deps test-deps configure build build-asan run demo test test-asan bench soak load fuzz package clean
 
 all: build
 
@@ -80,6 +80,27 @@ bench: test-deps build
 	bench/host_floor.sh $(BUILD)
 	bench/docker.sh $(BUILD)
 
+# A soak of mixed runs and the API under load (bench/soak.sh, bench/load.sh; docs/bench/).
+SOAK_RUNS ?= 10000
+soak: test-deps build
+	bench/soak.sh $(BUILD) $(SOAK_RUNS)
+load: test-deps build
+	bench/load.sh $(BUILD)
+
+# The fuzz targets (tests/fuzz/README.md) with clang, libFuzzer and ASan+UBSan in build-fuzz/,
+# each run for FUZZ_SECONDS. `make test` only replays their seed corpora.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz:
+	@scripts/install-deps.sh fuzz
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+	  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g1 -O1" -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
+	  -DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link -DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link \
+	  -DSBX_SANITIZE=ON -DSBX_FUZZ=ON $(CMAKE_ARGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
+	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 # The .deb (build-pkg/sandboxd_VERSION_amd64.deb), installed under /usr with /etc/sandboxd.
 PKG_BUILD  ?= build-pkg
 package: deps
@@ -89,4 +110,4 @@ package: deps
 	cd $(PKG_BUILD) && cpack -G DEB
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages sandboxd needs to build, test and benchmark, where missing.
-# Idempotent; needs root (apt-get). Usage: scripts/install-deps.sh [build|test]
+# Idempotent; needs root (apt-get). Usage: scripts/install-deps.sh [build|test|fuzz]
 set -euo pipefail
 
 # ccache: a fresh clone or build directory reuses the compilations of earlier builds.
@@ -16,9 +16,14 @@ build_pkgs=(
 test_pkgs=(bubblewrap hyperfine jq busybox-static postgresql systemd dpkg-dev fakeroot debootstrap)
 # docker.io: the Docker backend's tests start their own dockerd (their image is busybox-static's).
 test_pkgs+=(docker.io)
+# curl and wrk: bench/soak.sh and bench/load.sh drive a real daemon with them.
+test_pkgs+=(curl wrk)
+# clang and its runtimes: libFuzzer for `make fuzz`.
+fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then want+=("${test_pkgs[@]}"); fi
+if [ "${1:-build}" = fuzz ]; then want+=("${fuzz_pkgs[@]}"); fi
 
 missing=()
 for p in "${want[@]}"; do
