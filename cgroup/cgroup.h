@@ -100,6 +100,11 @@ struct Usage {
   uint64_t cpu_usec = 0;
   uint64_t memory_peak_bytes = 0;  // 0 when the host does not report a peak
   uint64_t oom_kills = 0;          // memory.events oom_kill (v2) / memory.oom_control oom_kill (v1)
+  // Now, where the host reports it: v2 memory.current and pids.current (their controllers
+  // enabled for the cgroup); hybrid: the v1 memory.usage_in_bytes and pids.current of the
+  // sandbox's v1 cgroups, which exist only for the limits it sets. nullopt otherwise.
+  std::optional<uint64_t> memory_current_bytes;
+  std::optional<uint64_t> pids_current;
 };
 
 // One sandbox's cgroup (a directory per hierarchy). Not thread-safe.

@@ -25,10 +25,11 @@ class HybridCgroup final : public CgroupBase {
  public:
   HybridCgroup(CgroupFs* fs, std::string name, CgroupPaths paths, UniqueFd unified_fd,
                std::vector<std::string> controllers, std::chrono::milliseconds timeout,
-               std::string memory_dir)
+               std::string memory_dir, std::string pids_dir = "")
       : CgroupBase(fs, std::move(name), std::move(paths), std::move(unified_fd),
                    std::move(controllers), timeout),
-        memory_dir_(std::move(memory_dir)) {}
+        memory_dir_(std::move(memory_dir)),
+        pids_dir_(std::move(pids_dir)) {}
   ~HybridCgroup() override {
     if (!destroyed()) (void)Destroy();
   }
@@ -52,6 +53,12 @@ class HybridCgroup final : public CgroupBase {
     auto stat = fs().Read(stat_path);
     if (!stat.ok()) return std::move(stat).error();
     u.cpu_usec = FindKeyedValue(*stat, "usage_usec").value_or(0);
+    if (!pids_dir_.empty()) {
+      const std::string path = JoinPath(pids_dir_, "pids.current");
+      if (auto text = fs().Read(path); text.ok()) {
+        if (auto v = ParseNumberFile(*text, path); v.ok()) u.pids_current = *v;
+      }
+    }
     // Memory is accounted where it is limited: without a v1 memory cgroup there is no peak here
     // (callers fall back to the processes' own maxrss) and no cgroup OOM kill.
     if (memory_dir_.empty()) return u;
@@ -65,6 +72,10 @@ class HybridCgroup final : public CgroupBase {
     auto oom = fs().Read(JoinPath(memory_dir_, "memory.oom_control"));
     if (!oom.ok()) return std::move(oom).error();
     u.oom_kills = FindKeyedValue(*oom, "oom_kill").value_or(0);
+    const std::string usage_path = JoinPath(memory_dir_, "memory.usage_in_bytes");
+    if (auto text = fs().Read(usage_path); text.ok()) {
+      if (auto v = ParseNumberFile(*text, usage_path); v.ok()) u.memory_current_bytes = *v;
+    }
     return u;
   }
 
@@ -72,6 +83,7 @@ class HybridCgroup final : public CgroupBase {
 
  private:
   std::string memory_dir_;
+  std::string pids_dir_;
 };
 
 // The parents in the order they can be removed: the v1 ones, then the unified one.
@@ -129,7 +141,7 @@ class HybridDriver final : public Driver {
     // migration and an rmdir per sandbox. Tracking, killing and CPU time need none of them.
     std::vector<std::string> needed = LimitingControllers(limits);
     std::vector<const Hierarchy*> used;
-    std::string memory_dir;
+    std::string memory_dir, pids_dir;
     for (const Hierarchy& h : hierarchies_) {
       bool wanted = std::any_of(h.controllers.begin(), h.controllers.end(), [&](const std::string& c) {
         return std::find(needed.begin(), needed.end(), c) != needed.end();
@@ -140,6 +152,7 @@ class HybridDriver final : public Driver {
       if (Status r = make(dir); !r.ok()) return fail(std::move(r).error());
       for (const std::string& c : h.controllers) {
         if (c == "memory") memory_dir = dir;
+        if (c == "pids") pids_dir = dir;
       }
       paths.v1.push_back(std::move(dir));
     }
@@ -157,7 +170,7 @@ class HybridDriver final : public Driver {
     if (!fd.ok()) return fail(std::move(fd).error());
     return std::unique_ptr<Cgroup>(std::make_unique<HybridCgroup>(
         fs_, name, std::move(paths), std::move(fd).value(), LimitingControllers(limits), timeout_,
-        std::move(memory_dir)));
+        std::move(memory_dir), std::move(pids_dir)));
   }
 
   Result<std::vector<std::string>> RemoveLeftovers() override {

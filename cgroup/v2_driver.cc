@@ -44,6 +44,13 @@ class V2Cgroup final : public CgroupBase {
     auto events = fs().Read(JoinPath(dir, "memory.events"));
     if (!events.ok()) return std::move(events).error();
     u.oom_kills = FindKeyedValue(*events, "oom_kill").value_or(0);
+    for (auto [file, field] : {std::pair{"memory.current", &u.memory_current_bytes},
+                               std::pair{"pids.current", &u.pids_current}}) {
+      const std::string path = JoinPath(dir, file);
+      auto text = fs().Read(path);
+      if (!text.ok()) continue;  // the controller is not enabled here
+      if (auto v = ParseNumberFile(*text, path); v.ok()) *field = *v;
+    }
     return u;
   }
 
