@@ -14,6 +14,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/futex.h>
@@ -380,9 +382,9 @@ const char* FindEnv(char** envp, const char* key) {
   return nullptr;
 }
 
-// The spawned process, after fork: its own session, its stdio, no inherited fds, the seccomp
-// filter last, then execve.
-[[noreturn]] void ExecPayload(const ChildPlan& plan, int fds[4], const char* cwd) {
+// The spawned process, after fork: its own session, its stdio (with `pty`, a terminal that becomes
+// its controlling terminal), no inherited fds, the seccomp filter last, then execve.
+[[noreturn]] void ExecPayload(const ChildPlan& plan, int fds[4], const char* cwd, bool pty) {
   int err_fd = fds[3];
   sigset_t none;
   sigemptyset(&none);
@@ -403,6 +405,12 @@ const char* FindEnv(char** envp, const char* key) {
       ReportExecError(err_fd, "stdio", "dup2", errno);
       ::_exit(127);
     }
+  }
+  // The terminal's session leader (setsid above) takes it as its controlling terminal; its
+  // process group is then the terminal's foreground group, which gets SIGWINCH and ^C.
+  if (pty && ::ioctl(0, TIOCSCTTY, 0) < 0) {
+    ReportExecError(err_fd, "pty", "TIOCSCTTY", errno);
+    ::_exit(127);
   }
   // Only 0, 1, 2 and the CLOEXEC error pipe survive; the close_range keeps err_fd by moving it.
   int keep = ::fcntl(err_fd, F_DUPFD_CLOEXEC, 3);
@@ -487,6 +495,7 @@ struct PayloadArgs {
   const ChildPlan* plan;
   int fds[4];
   const char* cwd;
+  bool pty;
 };
 #if !defined(__SANITIZE_ADDRESS__)
 alignas(64) char g_payload_stack[128 * 1024];
@@ -494,7 +503,7 @@ alignas(64) char g_payload_stack[128 * 1024];
 
 int PayloadMain(void* arg) {
   auto* a = static_cast<PayloadArgs*>(arg);
-  ExecPayload(*a->plan, a->fds, a->cwd);
+  ExecPayload(*a->plan, a->fds, a->cwd, a->pty);
 }
 
 // A payload under a notifying seccomp program (denials named, or learning) installs its filter
@@ -595,6 +604,53 @@ pid_t StartNotifyingPayload(PayloadArgs* pa, int ctl) {
   return pid;
 }
 
+// kSignalMagic: a signal to the process group of a payload still ours (not reaped: its pid, and
+// so its group id, cannot have been reused). Payloads call setsid(), so the group is the one the
+// payload leads, with everything in it that did not move to a group or session of its own.
+void HandleSignal(const SpawnHeader& h, int ctl) {
+  InitMsg reply;
+  std::memset(&reply, 0, sizeof reply);
+  reply.type = InitMsg::kSignalDone;
+  reply.pid = static_cast<int32_t>(h.argc);
+  const pid_t pid = static_cast<pid_t>(h.argc);
+  bool ours = false;
+  for (int i = 0; i < kMaxChildren && pid > 1; ++i) ours = ours || g_children[i] == pid;
+  if (!ours) {
+    reply.status = ESRCH;
+  } else if (::kill(-pid, static_cast<int>(h.envc)) < 0) {
+    reply.status = errno;
+  }
+  SendMsg(ctl, reply);
+}
+
+// A new pseudo-terminal of the sandbox's own devpts instance (mounted newinstance at /dev/pts,
+// see mount_plan.cc), made by init as the sandbox user so that the slave belongs to that user.
+// TIOCGPTPEER (Linux 4.13) opens the slave from the master itself: no path to race on.
+// Returns the master and sets *slave, or -1 with errno.
+int OpenPty(uint16_t cols, uint16_t rows, int* slave) {
+  int master = ::open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return -1;
+  int unlock = 0;
+  struct winsize ws;
+  std::memset(&ws, 0, sizeof ws);
+  ws.ws_col = cols;
+  ws.ws_row = rows;
+  if (::ioctl(master, TIOCSPTLCK, &unlock) < 0 || ::ioctl(master, TIOCSWINSZ, &ws) < 0) {
+    int e = errno;
+    ::close(master);
+    errno = e;
+    return -1;
+  }
+  *slave = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (*slave < 0) {
+    int e = errno;
+    ::close(master);
+    errno = e;
+    return -1;
+  }
+  return master;
+}
+
 void HandleSpawn(const ChildPlan& plan, int ctl) {
   int fds[kMaxPassedFds] = {-1, -1, -1, -1};
   size_t nfds = 0;
@@ -602,16 +658,50 @@ void HandleSpawn(const ChildPlan& plan, int ctl) {
   ssize_t n = RecvWithFds(ctl, g_spawn_buf, sizeof g_spawn_buf, fds, &nfds, &truncated);
   if (n == 0) ::_exit(0);  // the parent is gone: pid 1 exits and the kernel kills the rest
   if (n < 0) ::_exit(1);
+  int cgroup_fd = -1, master = -1, slave = -1;
   auto close_fds = [&] {
     for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+    for (int* fd : {&cgroup_fd, &master, &slave}) {
+      if (*fd >= 0) ::close(*fd);
+      *fd = -1;
+    }
   };
   InitMsg reply;
   std::memset(&reply, 0, sizeof reply);
-  SpawnHeader h;
-  std::memcpy(&h, g_spawn_buf, sizeof h);
-  if (nfds != 4 || static_cast<size_t>(n) < sizeof h || h.magic != kSpawnMagic ||
-      h.argc == 0 || h.argc > kMaxSpawnStrings || h.envc > kMaxSpawnStrings ||
-      sizeof h + h.bytes != static_cast<size_t>(n) || truncated) {
+  SpawnHeader h{};
+  std::memcpy(&h, g_spawn_buf, static_cast<size_t>(n) < sizeof h ? static_cast<size_t>(n) : sizeof h);
+  if (h.magic == kSignalMagic && static_cast<size_t>(n) == sizeof h && nfds == 0) {
+    HandleSignal(h, ctl);
+    return;
+  }
+  // The cgroup's message follows the request at once (the parent sends both under one lock):
+  // take it before anything else, so that a refused request never leaves it to be read as the
+  // next one.
+  bool bad_cgroup = false;
+  if (h.magic == kSpawnMagic && static_cast<size_t>(n) >= sizeof h &&
+      (h.flags & kSpawnIntoCgroup) != 0) {
+    SpawnHeader c;
+    int cfds[kMaxPassedFds] = {-1, -1, -1, -1};
+    size_t ncfds = 0;
+    bool ctrunc = false;
+    ssize_t m = RecvWithFds(ctl, &c, sizeof c, cfds, &ncfds, &ctrunc);
+    if (m == 0) ::_exit(0);
+    if (m < 0) ::_exit(1);
+    if (m == static_cast<ssize_t>(sizeof c) && c.magic == kCgroupMagic && ncfds == 1 && !ctrunc) {
+      cgroup_fd = cfds[0];
+    } else {
+      for (size_t i = 0; i < ncfds; ++i) ::close(cfds[i]);
+      bad_cgroup = true;
+    }
+  }
+  const bool pty = (h.flags & kSpawnPty) != 0;
+  const size_t want_fds = pty ? 1 : 4;
+  if (bad_cgroup || nfds != want_fds || static_cast<size_t>(n) < sizeof h ||
+      h.magic != kSpawnMagic || h.argc == 0 || h.argc > kMaxSpawnStrings ||
+      h.envc > kMaxSpawnStrings || sizeof h + h.bytes != static_cast<size_t>(n) || truncated ||
+      (h.flags & ~(kSpawnPty | kSpawnIntoCgroup)) != 0 ||
+      ((pty || cgroup_fd >= 0) && plan.seccomp != nullptr &&
+       plan.seccomp->notify != seccomp::NotifyMode::kNone)) {
     close_fds();
     reply.type = InitMsg::kSpawnFailed;
     reply.status = EINVAL;
@@ -646,9 +736,21 @@ void HandleSpawn(const ChildPlan& plan, int ctl) {
       break;
     }
   }
-  PayloadArgs pa{&plan, {fds[0], fds[1], fds[2], fds[3]}, cwd};
+  PayloadArgs pa{&plan, {fds[0], fds[1], fds[2], fds[3]}, cwd, pty};
+  if (pty) {
+    master = OpenPty(h.cols, h.rows, &slave);
+    if (master < 0) {
+      reply.type = InitMsg::kSpawnFailed;
+      reply.status = errno;
+      close_fds();
+      SendMsg(ctl, reply);
+      return;
+    }
+    pa.fds[0] = pa.fds[1] = pa.fds[2] = slave;
+    pa.fds[3] = fds[0];
+  }
   pid_t pid = -1;
-  if (slot >= 0 && plan.seccomp != nullptr &&
+  if (slot >= 0 && cgroup_fd < 0 && plan.seccomp != nullptr &&
       plan.seccomp->notify != seccomp::NotifyMode::kNone) {
     pid = StartNotifyingPayload(&pa, ctl);
     int e = errno;
@@ -662,7 +764,17 @@ void HandleSpawn(const ChildPlan& plan, int ctl) {
     g_children[slot] = pid;  // kStarted went out already
     return;
   }
-  if (slot >= 0) {
+  if (slot >= 0 && cgroup_fd >= 0) {
+    // Straight into its own cgroup, with a copy of init's (small) address space: init goes on
+    // serving while the payload execs. The copy keeps the spawn strings and `pa` it reads.
+    struct clone_args args;
+    std::memset(&args, 0, sizeof args);
+    args.flags = CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(cgroup_fd);
+    args.exit_signal = SIGCHLD;
+    pid = static_cast<pid_t>(sys::Clone3(&args));
+    if (pid == 0) PayloadMain(&pa);
+  } else if (slot >= 0) {
 #if defined(__SANITIZE_ADDRESS__)
     // AddressSanitizer cannot follow instrumented code into a CLONE_VM child on a stack of its
     // own (it corrupts its stack bookkeeping): sanitizer builds copy the address space.
@@ -674,8 +786,8 @@ void HandleSpawn(const ChildPlan& plan, int ctl) {
 #endif
   }
   int e = errno;
-  close_fds();
   if (pid < 0) {
+    close_fds();
     reply.type = InitMsg::kSpawnFailed;
     reply.status = slot < 0 ? EAGAIN : e;
     SendMsg(ctl, reply);
@@ -685,7 +797,13 @@ void HandleSpawn(const ChildPlan& plan, int ctl) {
   reply.type = InitMsg::kStarted;
   reply.pid = pid;
   reply.listener_fd = -1;
-  SendMsg(ctl, reply);
+  if (master >= 0) {
+    ssize_t r = SendWithFds(ctl, &reply, sizeof reply, &master, 1);
+    (void)r;
+  } else {
+    SendMsg(ctl, reply);
+  }
+  close_fds();
 }
 
 void ReapChildren(int ctl) {

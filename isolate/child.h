@@ -64,14 +64,29 @@ struct WireError {
 static_assert(sizeof(WireError) <= 512);
 
 // Parent -> init: run a process. Followed by argc + envc NUL-terminated strings, then cwd.
-// SCM_RIGHTS carries 4 fds: stdin, stdout, stderr, and the write end of an error pipe.
+// SCM_RIGHTS carries 4 fds: stdin, stdout, stderr, and the write end of an error pipe; with
+// kSpawnPty only the error pipe (init makes the terminal, see below).
 struct SpawnHeader {
   uint32_t magic;
   uint32_t argc;
   uint32_t envc;
   uint32_t bytes;  // length of the string area that follows
+  uint32_t flags = 0;  // kSpawn* below
+  uint16_t cols = 0;   // kSpawnPty: the terminal's size
+  uint16_t rows = 0;
 };
 inline constexpr uint32_t kSpawnMagic = 0x53425831;  // "SBX1"
+// The process gets a new pseudo-terminal of the sandbox's own devpts as its stdin, stdout,
+// stderr and controlling terminal; init sends the master back with kStarted (SCM_RIGHTS).
+inline constexpr uint32_t kSpawnPty = 1u << 0;
+// A second message follows at once: a SpawnHeader with kCgroupMagic carrying one fd, the
+// cgroup2 directory the process starts in (clone3 CLONE_INTO_CGROUP, fork semantics: init does
+// not wait for the exec, and an exec failure reaches the error pipe before the process exits).
+inline constexpr uint32_t kSpawnIntoCgroup = 1u << 1;
+inline constexpr uint32_t kCgroupMagic = 0x53425843;  // "SBXC"
+// Parent -> init: kill(-argc, envc), a signal to the process group of a payload init started
+// and has not reaped yet (argc: its pid; envc: the signal). Answered with kSignalDone.
+inline constexpr uint32_t kSignalMagic = 0x53425853;  // "SBXS"
 // Parent -> init, only after a kStarted with listener_fd >= 0: the parent holds its copy of the
 // seccomp listener; the payload may exec. A SpawnHeader with this magic and nothing else.
 inline constexpr uint32_t kGoMagic = 0x53425847;  // "SBXG"
@@ -80,7 +95,8 @@ inline constexpr size_t kMaxSpawnStrings = 4096;
 
 // Init -> parent.
 struct InitMsg {
-  enum Type : uint32_t { kReady = 1, kStarted = 2, kExited = 3, kSpawnFailed = 4 };
+  // kSignalDone answers kSignalMagic: status 0, or the errno (ESRCH: no such payload now).
+  enum Type : uint32_t { kReady = 1, kStarted = 2, kExited = 3, kSpawnFailed = 4, kSignalDone = 5 };
   uint32_t type;
   int32_t pid;     // pid inside the sandbox
   int32_t status;  // wait status (kExited) or errno (kSpawnFailed)

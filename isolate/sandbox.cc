@@ -27,9 +27,11 @@
 #include "base/fs.h"
 #include "base/syscalls.h"
 #include "isolate/child.h"
+#include "isolate/live_engine.h"
 #include "isolate/mount_plan.h"
 #include "isolate/net_ns.h"
 #include "isolate/spawner.h"
+#include "isolate/spawn_request.h"
 #include "seccomp/simulate.h"
 
 namespace sbx::isolate {
@@ -141,6 +143,8 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
   std::unique_ptr<Sandbox> sb(new Sandbox());
   sb->id_ = spec.id;
   sb->uid_ = spec.uid;
+  sb->host_uid_ = spec.host_id_base + spec.uid;
+  sb->host_gid_ = spec.host_id_base + spec.gid;
 
   ChildPlan plan;
   plan.stage_dir = options.stage_dir;
@@ -372,6 +376,8 @@ void Sandbox::Cancel() {
 }
 
 Status Sandbox::Destroy() {
+  // The monitor reads the control socket: it stops first (live.cc).
+  StopLive();
   if (pidfd_ && !reaped_) {
     // Closing the control socket makes init exit; the kernel then kills every process left in
     // the pid namespace. KillAll() covers an init that does not go quietly.
@@ -393,22 +399,6 @@ namespace {
 
 // The most output read (and handed to the sink) at once, and the size asked for the pipes.
 constexpr size_t kOutputChunkBytes = 1 << 20;
-
-std::vector<std::string> WithDefaultEnv(const ProcessSpec& p, uid_t uid,
-                                        const std::string& hostname) {
-  std::vector<std::string> env = p.env;
-  auto has = [&](const char* key) {
-    size_t n = std::strlen(key);
-    for (const auto& e : env) {
-      if (e.compare(0, n, key) == 0 && e.size() > n && e[n] == '=') return true;
-    }
-    return false;
-  };
-  if (!has("PATH")) env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  if (!has("HOME")) env.push_back(uid == 0 ? "HOME=/root" : "HOME=/tmp");
-  if (!has("HOSTNAME")) env.push_back("HOSTNAME=" + hostname);
-  return env;
-}
 
 // The notified syscalls a sandbox's result names one by one; the key the rest are counted under.
 constexpr size_t kMaxDistinctSyscalls = 1024;
@@ -475,38 +465,27 @@ Result<ProcessResult> Sandbox::Run(const ProcessSpec& process, const OutputSink&
   if (!alive_) {
     return MakeError(ErrorCode::kFailedPrecondition, "sandbox {} is no longer running", id_);
   }
-  if (process.argv.empty() || process.argv[0].empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, "argv must name a command");
-  }
-  auto cwd = NormalizeSandboxPath(process.cwd.empty() ? "/" : process.cwd);
-  if (!cwd.ok()) return std::move(cwd).error();
-
-  // Serialize the request: header, argv, env, cwd.
-  std::vector<std::string> env = WithDefaultEnv(process, uid_, hostname_);
-  std::string body;
-  size_t strings = process.argv.size() + env.size();
-  for (const auto& a : process.argv) {
-    if (a.find('\0') != std::string::npos) {
-      return MakeError(ErrorCode::kInvalidArgument, "argv contains a NUL byte");
+  {
+    std::lock_guard lock(mode_mu_);
+    if (live_) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "sandbox {} runs processes started with Start(); Run() is for sandboxes "
+                       "that never called Start()",
+                       id_);
     }
-    body.append(a).push_back('\0');
+    run_active_ = true;
   }
-  for (const auto& e : env) {
-    if (e.find('\0') != std::string::npos || e.find('=') == std::string::npos) {
-      return MakeError(ErrorCode::kInvalidArgument, "env entry '{}' is not KEY=VALUE", e);
+  struct RunGuard {
+    Sandbox* sb;
+    ~RunGuard() {
+      std::lock_guard lock(sb->mode_mu_);
+      sb->run_active_ = false;
     }
-    body.append(e).push_back('\0');
-  }
-  body.append(*cwd).push_back('\0');
-  if (body.size() > internal::kMaxSpawnBytes || strings > internal::kMaxSpawnStrings) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "argv and env are too large ({} bytes in {} strings; at most {} bytes)",
-                     body.size(), strings, internal::kMaxSpawnBytes);
-  }
-  internal::SpawnHeader h{internal::kSpawnMagic, static_cast<uint32_t>(process.argv.size()),
-                          static_cast<uint32_t>(env.size()), static_cast<uint32_t>(body.size())};
-  std::string msgbuf(reinterpret_cast<const char*>(&h), sizeof h);
-  msgbuf += body;
+  } run_guard{this};
+  auto request = internal::EncodeSpawnRequest(
+      process.argv, internal::WithDefaultEnv(process.env, uid_, hostname_), process.cwd);
+  if (!request.ok()) return std::move(request).error();
+  std::string msgbuf = std::move(*request);
 
   int out[2], errp[2], xp[2];
   if (::pipe2(out, O_CLOEXEC) < 0) return ErrnoError("pipe2");
