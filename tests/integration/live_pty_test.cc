@@ -83,9 +83,13 @@ TEST_F(LivePtyTest, FullScreenProgramOutputArrives) {
 }
 
 TEST_F(LivePtyTest, InputAndInterruptThroughTheTerminal) {
-  // ^C typed on the terminal reaches the foreground group through the line discipline.
+  // ^C typed on the terminal reaches the foreground group through the line discipline. (Short
+  // sleeps: a SIGINT that reaches the shell between two commands runs its trap only after the
+  // next one ends.)
   LiveProcessSpec spec;
-  spec.argv = {"/bin/sh", "-c", "trap 'echo interrupted; exit 3' INT; echo ready; read x; echo got-$x; sleep 1000"};
+  spec.argv = {"/bin/sh", "-c",
+               "trap 'echo interrupted; exit 3' INT; echo ready; read x; echo got-$x; "
+               "while :; do sleep 0.05; done"};
   spec.pty = isolate::PtySize{80, 24};
   auto p = sb_->Start(spec);
   ASSERT_TRUE(p.ok()) << p.error().ToString();
