@@ -433,12 +433,15 @@ TEST_P(StoreContractTest, TransitionSetsFieldsAndTimestamps) {
   ASSERT_TRUE((*claimed)->started_at_ms);
 
   RunUpdate finish;
-  finish.result = RunResult{.reason = {store::EndCode::kExited},
-                            .backend = "docker",
-                            .exit_code = 0,
-                            .wall_ms = 120,
-                            .cpu_ms = 80,
-                            .memory_peak_bytes = 4096};
+  // Field by field, not `RunResult{.reason = …, …}`: that temporary draws a bogus
+  // -Wmaybe-uninitialized on its reason's detail from GCC 12 at -O3.
+  RunResult& result = finish.result.emplace();
+  result.reason = {store::EndCode::kExited};
+  result.backend = "docker";
+  result.exit_code = 0;
+  result.wall_ms = 120;
+  result.cpu_ms = 80;
+  result.memory_peak_bytes = 4096;
   finish.result->steps.push_back(
       {.name = "only", .reason = {store::EndCode::kSignaled}, .signal = 9, .wall_ms = 120});
   auto done = store_->Transition(run.id, {S::kRunning}, S::kSucceeded, finish);
