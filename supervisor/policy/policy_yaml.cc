@@ -1,7 +1,10 @@
 // The one file of the policy library that calls yaml-cpp; its exceptions stop here.
 #include "supervisor/policy/policy_yaml.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
+
+#include <sstream>
 
 #include <set>
 
@@ -278,6 +281,41 @@ Result<PolicySpec> ParseTree(const YAML::Node& root, const std::string& source) 
 
 }  // namespace
 
+// Counts the YAML documents of `text`, stopping at `max`, without building them; the mark of
+// the last one started. yaml-cpp 0.7's LoadAll never returns on a stray top-level ',' (found by
+// fuzzing: the parser hands out one empty document after another), so documents are counted
+// with a cap first and the one document is then built by YAML::Load.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    ++count;
+    last = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+  size_t count = 0;
+  YAML::Mark last;
+};
+
+size_t CountDocuments(const std::string& text, size_t max, YAML::Mark* last) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter;
+  while (counter.count < max && parser.HandleNextDocument(counter)) {
+  }
+  *last = counter.last;
+  return counter.count;
+}
+
 Result<PolicySpec> ParsePolicyYaml(std::string_view text, const std::string& source) {
   if (text.size() > kMaxPolicyBytes) {
     return At(source, 0,
@@ -286,14 +324,16 @@ Result<PolicySpec> ParsePolicyYaml(std::string_view text, const std::string& sou
                           text.size(), kMaxPolicyBytes));
   }
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.size() > 1) {
-      return At(
-          source, docs[1],
-          fmt::format("holds {} YAML documents ('---'); a policy file holds one", docs.size()));
+    const std::string yaml(text);
+    YAML::Mark second;
+    if (CountDocuments(yaml, 2, &second) > 1) {
+      return At(source, second.line >= 0 ? second.line + 1 : 0,
+                "holds more than one YAML document ('---', or a stray top-level ','); a policy "
+                "file holds one");
     }
-    if (docs.empty()) return PolicySpec{};
-    return ParseTree(docs[0], source);
+    const YAML::Node doc = YAML::Load(yaml);
+    if (!doc.IsDefined() || doc.IsNull()) return PolicySpec{};
+    return ParseTree(doc, source);
   } catch (const YAML::Exception& e) {
     // An unquoted "*" key reads as an alias to an anchor that does not exist.
     const bool alias =
