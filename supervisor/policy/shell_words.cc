@@ -707,7 +707,9 @@ Result<Word> Parser::ReadWord() {
 }
 
 bool NeedsQuoting(std::string_view word) {
-  if (word.empty()) return true;
+  // A '#' that starts a word starts a comment (found by fuzzing: "#s" was written bare, and
+  // read back as no word at all).
+  if (word.empty() || word[0] == '#') return true;
   for (char c : word) {
     if (IsBlank(c) || c == '\n' || c == '\'' || c == '"' || c == '\\' || c == '$' || c == '`' ||
         IsOperatorChar(c)) {

@@ -64,7 +64,8 @@ struct ShellParse {
 Result<ShellParse> SplitShell(std::string_view line);
 
 // Writes `word` so a POSIX shell would read it back as one word: as is when it holds none of
-// blank, quote, backslash, newline and | & ; < > ( ) $ `, else in single quotes ('it'\''s').
+// blank, quote, backslash, newline and | & ; < > ( ) $ ` and does not start with '#', else in
+// single quotes ('it'\''s').
 std::string QuoteWord(std::string_view word);
 
 // The command line policy patterns see: the words, each through QuoteWord(), joined by single

@@ -252,6 +252,14 @@ TEST(PolicyShellWords, JoinWordsQuotesWhatAShellWouldSplit) {
   EXPECT_EQ(QuoteWord("a;b"), "'a;b'");
   EXPECT_EQ(QuoteWord("$HOME"), "'$HOME'");
   EXPECT_EQ(QuoteWord("/usr/bin/git"), "/usr/bin/git");
+  // A word starting with '#' would read back as a comment (found by fuzzing); inside, it is
+  // an ordinary character.
+  EXPECT_EQ(QuoteWord("#s"), "'#s'");
+  EXPECT_EQ(QuoteWord("a#b"), "a#b");
+  auto back = SplitShell(JoinWords({"echo", "#s", "x"}));
+  ASSERT_TRUE(back.ok());
+  ASSERT_EQ(back->commands.size(), 1u);
+  EXPECT_EQ(back->commands[0].words, (std::vector<std::string>{"echo", "#s", "x"}));
   // What JoinWords writes reads back as the same words.
   const Words tricky = {"echo", "a b", "it's", "\"q\"", "x\\y", "$(no)", "", "tab\there"};
   EXPECT_EQ(Split(JoinWords(tricky)).commands[0].words, tricky);
