@@ -706,10 +706,22 @@ Result<Word> Parser::ReadWord() {
   return w;
 }
 
-bool NeedsQuoting(std::string_view word) {
+// Words a shell reads as syntax when they come first in a command: written bare in command
+// position, 'do' read back as a keyword, not a program (found by fuzzing).
+bool IsReservedWord(std::string_view w) {
+  static constexpr std::string_view kReserved[] = {
+      "if", "then", "else",   "elif",     "fi",     "while", "until", "do", "done", "for",
+      "case", "esac", "select", "function", "coproc", "in",   "{",     "}",  "!",    "[[", "]]"};
+  for (std::string_view r : kReserved) {
+    if (w == r) return true;
+  }
+  return false;
+}
+
+bool NeedsQuoting(std::string_view word, bool command_position) {
   // A '#' that starts a word starts a comment (found by fuzzing: "#s" was written bare, and
   // read back as no word at all).
-  if (word.empty() || word[0] == '#') return true;
+  if (word.empty() || word[0] == '#' || (command_position && IsReservedWord(word))) return true;
   for (char c : word) {
     if (IsBlank(c) || c == '\n' || c == '\'' || c == '"' || c == '\\' || c == '$' || c == '`' ||
         IsOperatorChar(c)) {
@@ -736,8 +748,9 @@ Result<ShellParse> SplitShell(std::string_view line) {
   return parse;
 }
 
-std::string QuoteWord(std::string_view word) {
-  if (!NeedsQuoting(word)) return std::string(word);
+namespace {
+
+std::string SingleQuoted(std::string_view word) {
   std::string out = "'";
   for (char c : word) {
     if (c == '\'') {
@@ -750,15 +763,19 @@ std::string QuoteWord(std::string_view word) {
   return out;
 }
 
+}  // namespace
+
+std::string QuoteWord(std::string_view word) {
+  // Alone, a word is a command: a reserved word is quoted too.
+  return NeedsQuoting(word, true) ? SingleQuoted(word) : std::string(word);
+}
+
 std::string JoinWords(const std::vector<std::string>& words, size_t first) {
   std::string out;
   for (size_t i = first; i < words.size(); ++i) {
     if (i > first) out += ' ';
-    if (NeedsQuoting(words[i])) {
-      out += QuoteWord(words[i]);
-    } else {
-      out += words[i];
-    }
+    // Reserved words are syntax only as the command's first word.
+    out += NeedsQuoting(words[i], i == 0) ? SingleQuoted(words[i]) : words[i];
   }
   return out;
 }

@@ -64,12 +64,13 @@ struct ShellParse {
 Result<ShellParse> SplitShell(std::string_view line);
 
 // Writes `word` so a POSIX shell would read it back as one word: as is when it holds none of
-// blank, quote, backslash, newline and | & ; < > ( ) $ ` and does not start with '#', else in
-// single quotes ('it'\''s').
+// blank, quote, backslash, newline and | & ; < > ( ) $ `, does not start with '#' and is not
+// a reserved word (do, done, if, {, !, …: alone, a word is in command position), else in single
+// quotes ('it'\''s').
 std::string QuoteWord(std::string_view word);
 
 // The command line policy patterns see: the words, each through QuoteWord(), joined by single
-// spaces.
+// spaces; a reserved word is quoted only as words[0], where a shell would read it as syntax.
 std::string JoinWords(const std::vector<std::string>& words, size_t first = 0);
 
 }  // namespace sbx::policy

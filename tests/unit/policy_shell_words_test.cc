@@ -256,6 +256,14 @@ TEST(PolicyShellWords, JoinWordsQuotesWhatAShellWouldSplit) {
   // an ordinary character.
   EXPECT_EQ(QuoteWord("#s"), "'#s'");
   EXPECT_EQ(QuoteWord("a#b"), "a#b");
+  // So would a reserved word in command position: 'do' as a program's name.
+  EXPECT_EQ(QuoteWord("do"), "'do'");
+  EXPECT_EQ(QuoteWord("done!"), "done!");
+  EXPECT_EQ(JoinWords({"echo", "do", "{}", "!"}), "echo do {} !");
+  auto program = SplitShell(JoinWords({"do", "x"}));
+  ASSERT_TRUE(program.ok());
+  ASSERT_EQ(program->commands.size(), 1u);
+  EXPECT_EQ(program->commands[0].words, (std::vector<std::string>{"do", "x"}));
   auto back = SplitShell(JoinWords({"echo", "#s", "x"}));
   ASSERT_TRUE(back.ok());
   ASSERT_EQ(back->commands.size(), 1u);
