@@ -322,7 +322,8 @@ std::vector<sock_filter> UnnamedSyscallPrefix(uint32_t native_token, int first_u
   const uint8_t rest_from_arch = x32_window ? 5 : 3;
   p.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, native_token, 0, rest_from_arch));
   p.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
-  p.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, first, 0, x32_window ? 3 : 1));
+  const uint8_t rest_from_nr = x32_window ? 3 : 1;
+  p.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, first, 0, rest_from_nr));
   if (x32_window) {
     p.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kX32Base, 0, 1));  // below it: answer
     p.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kX32End, 0, 1));   // inside it: rest
