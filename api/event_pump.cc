@@ -7,8 +7,8 @@
 
 #include "api/buffer_pool.h"
 #include "api/http.h"
-#include "supervisor/run_logs.h"
-#include "supervisor/text.h"
+#include "supervisor/workspace/run_logs.h"
+#include "supervisor/workspace/text.h"
 
 namespace sbx::api {
 

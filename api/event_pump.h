@@ -18,7 +18,7 @@
 #include <string>
 
 #include "base/result.h"
-#include "supervisor/run_manager.h"
+#include "supervisor/service/run_manager.h"
 #include "supervisor/store/store.h"
 
 namespace sbx::api {

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "api/router.h"
-#include "supervisor/metrics.h"
+#include "supervisor/observability/metrics.h"
 
 namespace sbx::api {
 

@@ -13,10 +13,10 @@
 
 #include "api/event_pump.h"
 #include "base/fs.h"
-#include "supervisor/artifacts.h"
+#include "supervisor/exec/result_json.h"
 #include "supervisor/policy/decision_json.h"
-#include "supervisor/result_json.h"
-#include "supervisor/run_logs.h"
+#include "supervisor/workspace/artifacts.h"
+#include "supervisor/workspace/run_logs.h"
 
 namespace sbx::api {
 namespace {

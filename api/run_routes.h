@@ -6,8 +6,8 @@
 
 #include "api/router.h"
 #include "cgroup/cgroup.h"
-#include "supervisor/config.h"
-#include "supervisor/run_manager.h"
+#include "supervisor/service/config.h"
+#include "supervisor/service/run_manager.h"
 #include "supervisor/store/store.h"
 
 namespace sbx::api {

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "supervisor/log.h"
+#include "supervisor/observability/log.h"
 
 namespace sbx::api {
 

@@ -11,10 +11,10 @@
 #include <optional>
 
 #include "base/fs.h"
-#include "supervisor/result_json.h"
-#include "supervisor/run_logs.h"
-#include "supervisor/text.h"
-#include "supervisor/workspace.h"
+#include "supervisor/exec/result_json.h"
+#include "supervisor/workspace/run_logs.h"
+#include "supervisor/workspace/text.h"
+#include "supervisor/workspace/workspace.h"
 
 namespace sbx::supervisor {
 

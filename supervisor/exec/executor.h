@@ -23,12 +23,12 @@
 #include "base/result.h"
 #include "isolate/spec.h"
 #include "seccomp/seccomp.h"
-#include "supervisor/artifacts.h"
-#include "supervisor/backend.h"
+#include "supervisor/backend/backend.h"
+#include "supervisor/backend/warm_pool.h"
 #include "supervisor/events/event_bus.h"
-#include "supervisor/metrics.h"
+#include "supervisor/observability/metrics.h"
 #include "supervisor/store/store.h"
-#include "supervisor/warm_pool.h"
+#include "supervisor/workspace/artifacts.h"
 
 namespace sbx::supervisor {
 
