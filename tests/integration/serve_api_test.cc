@@ -11,9 +11,9 @@
 #include <set>
 #include <sstream>
 
-#include "api/run_routes.h"
-#include "api/server.h"
+#include "api/http/server.h"
 #include "api/testing/raw_client.h"
+#include "api/v1/run_routes.h"
 #include "base/fs.h"
 #include "base/sha256.h"
 #include "integration/sandbox_harness.h"

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "api/router.h"
+#include "api/http/router.h"
 #include "cgroup/cgroup.h"
 #include "supervisor/service/config.h"
 #include "supervisor/service/run_manager.h"

@@ -1,4 +1,4 @@
-#include "api/http.h"
+#include "api/http/http.h"
 
 #include <strings.h>
 

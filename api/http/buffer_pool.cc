@@ -1,4 +1,4 @@
-#include "api/buffer_pool.h"
+#include "api/http/buffer_pool.h"
 
 #include <mutex>
 #include <vector>

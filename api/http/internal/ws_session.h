@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "api/http.h"
-#include "api/internal/server_core.h"
+#include "api/http/http.h"
+#include "api/http/internal/server_core.h"
 
 namespace sbx::api::internal {
 

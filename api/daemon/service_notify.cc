@@ -1,4 +1,4 @@
-#include "api/service_notify.h"
+#include "api/daemon/service_notify.h"
 
 #include <systemd/sd-daemon.h>
 #include <time.h>

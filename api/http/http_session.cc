@@ -25,10 +25,10 @@
 #include <limits>
 #include <utility>
 
-#include "api/internal/fronts.h"
-#include "api/internal/server_core.h"
-#include "api/internal/ws_session.h"
-#include "api/listen.h"
+#include "api/http/internal/fronts.h"
+#include "api/http/internal/server_core.h"
+#include "api/http/internal/ws_session.h"
+#include "api/http/listen.h"
 
 namespace sbx::api::internal {
 namespace {

@@ -1,15 +1,15 @@
-// GET /v1/openapi.json: the OpenAPI 3.0 description of the /v1 API (api/openapi.yaml, embedded
+// GET /v1/openapi.json: the OpenAPI 3.0 description of the /v1 API (api/v1/openapi.yaml, embedded
 // at build time), served as JSON.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
-#include "api/router.h"
+#include "api/http/router.h"
 #include "base/result.h"
 
 namespace sbx::api {
 
-// The embedded api/openapi.yaml converted to JSON. Scalars are typed as YAML 1.2's core schema
+// The embedded api/v1/openapi.yaml converted to JSON. Scalars are typed as YAML 1.2's core schema
 // reads them: plain `true`, `42`, `1.5`, `null` become a bool, an integer, a number and null;
 // quoted and block scalars stay strings; the explicit tags !!str, !!int, !!float, !!bool and
 // !!null are honoured. Mapping keys are always strings ("200", not 200). Fails with

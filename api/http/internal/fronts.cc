@@ -1,4 +1,4 @@
-#include "api/internal/fronts.h"
+#include "api/http/internal/fronts.h"
 
 #include <algorithm>
 #include <utility>

@@ -17,8 +17,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base/sha256.h"
 #include "base/result.h"
+#include "base/sha256.h"
 
 namespace sbx::api {
 

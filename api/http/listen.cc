@@ -1,4 +1,4 @@
-#include "api/listen.h"
+#include "api/http/listen.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -21,9 +21,9 @@
 #include <thread>
 #include <vector>
 
-#include "api/auth.h"
-#include "api/router.h"
-#include "api/server.h"
+#include "api/http/auth.h"
+#include "api/http/router.h"
+#include "api/http/server.h"
 
 namespace sbx::api::internal {
 

@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-#include "api/internal/server_core.h"
+#include "api/http/internal/server_core.h"
 
 namespace sbx::api::internal {
 

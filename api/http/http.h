@@ -20,7 +20,7 @@
 #include <variant>
 #include <vector>
 
-#include "api/auth.h"
+#include "api/http/auth.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 

@@ -1,12 +1,12 @@
-#include "api/event_pump.h"
+#include "api/v1/event_pump.h"
 
 #include <condition_variable>
 #include <deque>
 #include <thread>
 #include <vector>
 
-#include "api/buffer_pool.h"
-#include "api/http.h"
+#include "api/http/buffer_pool.h"
+#include "api/http/http.h"
 #include "supervisor/workspace/run_logs.h"
 #include "supervisor/workspace/text.h"
 

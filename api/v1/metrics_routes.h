@@ -1,7 +1,7 @@
 // GET /metrics: the daemon's metrics in the Prometheus text format (exposition 0.0.4).
 #pragma once
 
-#include "api/router.h"
+#include "api/http/router.h"
 #include "supervisor/observability/metrics.h"
 
 namespace sbx::api {

@@ -2,7 +2,7 @@
 // WebSocketFront's bounded queue, one message at a time with a write deadline, and reads (and
 // drops) what the client sends so that pings and close are answered. Beast exceptions are caught
 // here; the async operations used report errors through error codes.
-#include "api/internal/ws_session.h"
+#include "api/http/internal/ws_session.h"
 
 #include <spdlog/spdlog.h>
 
@@ -12,10 +12,10 @@
 #include <exception>
 #include <utility>
 
-#include "api/buffer_pool.h"
-#include "api/internal/file_socket.h"
-#include "api/internal/fronts.h"
-#include "api/internal/server_core.h"
+#include "api/http/buffer_pool.h"
+#include "api/http/internal/file_socket.h"
+#include "api/http/internal/fronts.h"
+#include "api/http/internal/server_core.h"
 
 namespace sbx::api::internal {
 namespace {

@@ -12,7 +12,7 @@
 //   - routing (404, 405 with Allow, 400 for bad paths), then authentication (401, 403), then the
 //     handler on the worker pool (`worker_threads`); the reply is posted back to the strand;
 //   - responses are written one at a time per connection with a write deadline; streamed bodies
-//     and WebSocket queues are bounded (see api/http.h).
+//     and WebSocket queues are bounded (see api/http/http.h).
 //
 // Shutdown: Stop(grace) stops accepting, closes idle connections, lets requests in progress
 // finish, ends streams (kServerStopping; queued bytes are still sent, then the last chunk) and
@@ -29,9 +29,9 @@
 #include <string_view>
 #include <vector>
 
-#include "api/auth.h"
-#include "api/listen.h"
-#include "api/router.h"
+#include "api/http/auth.h"
+#include "api/http/listen.h"
+#include "api/http/router.h"
 #include "base/result.h"
 
 namespace sbx::api {

@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "api/metrics_routes.h"
-#include "api/openapi_routes.h"
-#include "api/run_routes.h"
-#include "api/server.h"
-#include "api/service_notify.h"
+#include "api/daemon/service_notify.h"
+#include "api/http/server.h"
+#include "api/v1/metrics_routes.h"
+#include "api/v1/openapi_routes.h"
+#include "api/v1/run_routes.h"
 #include "base/fs.h"
 #include "base/sha256.h"
 #include "isolate/id_range.h"

@@ -1,4 +1,4 @@
-#include "api/run_routes.h"
+#include "api/v1/run_routes.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "api/event_pump.h"
+#include "api/v1/event_pump.h"
 #include "base/fs.h"
 #include "supervisor/exec/result_json.h"
 #include "supervisor/policy/decision_json.h"

@@ -22,8 +22,8 @@
 #include <string_view>
 #include <vector>
 
-#include "api/auth.h"
-#include "api/http.h"
+#include "api/http/auth.h"
+#include "api/http/http.h"
 #include "base/result.h"
 
 namespace sbx::api {

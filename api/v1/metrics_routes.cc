@@ -1,4 +1,4 @@
-#include "api/metrics_routes.h"
+#include "api/v1/metrics_routes.h"
 
 namespace sbx::api {
 

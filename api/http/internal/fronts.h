@@ -18,7 +18,7 @@
 #include <string>
 #include <string_view>
 
-#include "api/http.h"
+#include "api/http/http.h"
 
 namespace sbx::api::internal {
 

@@ -1,5 +1,5 @@
 // Listeners, the connection cap, the thread pools and the shutdown sequence.
-#include "api/server.h"
+#include "api/http/server.h"
 
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
@@ -11,7 +11,7 @@
 #include <exception>
 #include <utility>
 
-#include "api/internal/server_core.h"
+#include "api/http/internal/server_core.h"
 
 namespace sbx::api {
 namespace internal {
