@@ -334,4 +334,17 @@ Result<Backend*> SelectBackend(std::string_view requested, Backend* native, Back
                    why_not(native, "native"), why_not(docker, "docker"));
 }
 
+Result<std::unique_ptr<RunSandbox>> Backend::CreateForRun(SandboxRequest request,
+                                                          const RunMountsRequest& mounts,
+                                                          std::optional<RunMounts>& out) {
+  isolate::SandboxSpec& spec = request.spec;
+  auto prepared = RunMounts::Prepare(mounts.run_dir, mounts.workspace, mounts.mode,
+                                     mounts.artifacts_quota_bytes, spec.host_id_base + spec.uid,
+                                     spec.host_id_base + spec.gid);
+  if (!prepared.ok()) return std::move(prepared).error();
+  out.emplace(std::move(*prepared));
+  for (auto& b : out->Binds()) spec.binds.push_back(std::move(b));
+  return Create(request);
+}
+
 }  // namespace sbx::supervisor

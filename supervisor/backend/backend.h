@@ -13,6 +13,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "isolate/sandbox.h"
 #include "isolate/spec.h"
 #include "seccomp/seccomp.h"
+#include "supervisor/workspace/workspace.h"
 
 namespace sbx::supervisor {
 
@@ -44,6 +46,18 @@ struct SandboxRequest {
   // How many processes Run() will be given, when known (0: unknown). 1 lets Docker run it as
   // the container's own process, as `docker run` does, instead of exec'ing it into an idle one.
   size_t processes = 0;
+  // The seccomp profile's name as the run gave it ("" or "default": the builtin one).
+  std::string seccomp_profile;
+};
+
+// The host-side mounts of a run's sandbox (RunMounts::Prepare): /artifacts under `run_dir` and,
+// when `workspace` is set, /workspace. They outlive the sandbox: the run takes its artifacts and
+// its diff from them after Destroy().
+struct RunMountsRequest {
+  std::string run_dir;
+  const ResolvedWorkspace* workspace = nullptr;  // not owned; null: no /workspace
+  WorkspaceMode mode = WorkspaceMode::kReadOnly;  // ignored without a workspace
+  uint64_t artifacts_quota_bytes = 64ull << 20;
 };
 
 // The seccomp profiles a backend may take a run's from, by name ("" or "default": the builtin
@@ -65,6 +79,8 @@ class RunSandbox {
   // Whether Run() can still start a process: false once the sandbox failed its setup or died
   // (its init killed from outside). Cheap; for a sandbox built ahead of its run.
   virtual bool Usable() { return true; }
+  // Whether it was built before its run arrived (a warm sandbox, warm_pool.h); for the metrics.
+  virtual bool BuiltAhead() const { return false; }
   // Kills everything and releases the sandbox (cgroup, container). Idempotent.
   virtual Status Destroy() = 0;
 };
@@ -83,6 +99,14 @@ class Backend {
   virtual Status AttachSeccomp(const SeccompSource& source, const std::string& name,
                                SandboxRequest& request) = 0;
   virtual Result<std::unique_ptr<RunSandbox>> Create(const SandboxRequest& request) = 0;
+  // A run's sandbox with its host-side mounts: makes the mounts as `mounts` says (into `out`,
+  // owned by the sandbox user's host ids), adds their binds to the request's spec and Create()s
+  // the sandbox. A backend that keeps sandboxes built ahead of their runs may hand out a waiting
+  // one that fits instead, with the mounts it was built with (WarmBackend). Errors: the mounts'
+  // (`out` stays empty) or the sandbox's (`out` holds the mounts, for the run to take down).
+  virtual Result<std::unique_ptr<RunSandbox>> CreateForRun(SandboxRequest request,
+                                                           const RunMountsRequest& mounts,
+                                                           std::optional<RunMounts>& out);
   // Crash recovery: removes what a killed daemon of this identity left (Docker: its labelled
   // containers); returns their names. Native: nothing (the cgroup driver does it).
   virtual Result<std::vector<std::string>> RemoveLeftovers() = 0;

@@ -20,6 +20,24 @@ bool SameInsns(const std::vector<sock_filter>& a, const std::vector<sock_filter>
          (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(sock_filter)) == 0);
 }
 
+// A warm sandbox as its run sees it: the sandbox it was built with, in the directory that held
+// its mounts (moved out to the run); the directory goes when the run is done with it.
+class WarmRunSandbox : public RunSandbox {
+ public:
+  explicit WarmRunSandbox(std::unique_ptr<WarmSandbox> warm) : warm_(std::move(warm)) {}
+  Result<isolate::ProcessResult> Run(const isolate::ProcessSpec& process,
+                                     const isolate::Sandbox::OutputSink& sink) override {
+    return warm_->sandbox->Run(process, sink);
+  }
+  void Cancel() override { warm_->sandbox->Cancel(); }
+  bool Usable() override { return warm_->sandbox->Usable(); }
+  Status Destroy() override { return warm_->sandbox->Destroy(); }
+  bool BuiltAhead() const override { return true; }
+
+ private:
+  std::unique_ptr<WarmSandbox> warm_;
+};
+
 }  // namespace
 
 bool SameSeccompProgram(const std::optional<seccomp::Program>& a,
@@ -178,6 +196,24 @@ void WarmPool::Loop() {
     ready_.push_back(std::move(*built));
     ready_cv_.notify_all();
   }
+}
+
+WarmBackend::WarmBackend(Backend& native, WarmPoolOptions options)
+    : native_(native), pool_(WithNative(native, std::move(options))) {}
+
+Result<std::unique_ptr<RunSandbox>> WarmBackend::CreateForRun(SandboxRequest request,
+                                                              const RunMountsRequest& mounts,
+                                                              std::optional<RunMounts>& out) {
+  if (mounts.workspace == nullptr &&
+      (request.seccomp_profile.empty() || request.seccomp_profile == "default")) {
+    if (std::unique_ptr<WarmSandbox> w = pool_.Take(request.spec)) {
+      spdlog::debug("run {}: in warm sandbox {}", request.spec.id, w->id);
+      out = std::move(w->mounts);
+      w->mounts.reset();
+      return std::unique_ptr<RunSandbox>(std::make_unique<WarmRunSandbox>(std::move(w)));
+    }
+  }
+  return native_.CreateForRun(std::move(request), mounts, out);
 }
 
 }  // namespace sbx::supervisor

@@ -10,6 +10,10 @@
 // profile makes the waiting ones unusable: they are thrown away, never used). Every warm
 // sandbox serves one run and is destroyed with it; nothing runs in it before that run.
 //
+// The pool sits in front of the native backend as a Backend of its own (WarmBackend): the run
+// manager hands the executor that one in the native backend's place, and its CreateForRun()
+// answers a run of the pool's shape with a waiting sandbox; nothing else knows they exist.
+//
 // A warm sandbox is named "warm-<daemon pid>-<n>": its cgroup, and its directory, which holds
 // its /artifacts mount, on a tmpfs the pool mounts at <data_dir>/warm. A daemon killed with
 // SIGKILL takes the inits with it (their control sockets close); its cgroups and mounts are
@@ -95,6 +99,42 @@ class WarmPool {
   std::condition_variable ready_cv_;  // a sandbox was added, or Stop()
   std::string root_;  // <data_dir>/warm, a tmpfs holding each one's directory; "": no pool
   std::thread builder_;
+};
+
+// The native backend with the pool in front. CreateForRun() gives a run of the pool's shape (no
+// workspace, the default seccomp profile; Take() compares the limits and the compiled program) a
+// waiting sandbox, with the /artifacts mount it was built with; any other request, and one that
+// finds none waiting, goes to the native backend, as does everything else.
+class WarmBackend : public Backend {
+ public:
+  // Starts the pool, which builds its sandboxes with `native` (not owned; it must outlive this).
+  // `options.native` is ignored.
+  WarmBackend(Backend& native, WarmPoolOptions options);
+
+  BackendKind kind() const override { return native_.kind(); }
+  BackendAvailability Availability() override { return native_.Availability(); }
+  Status AttachSeccomp(const SeccompSource& source, const std::string& name,
+                       SandboxRequest& request) override {
+    return native_.AttachSeccomp(source, name, request);
+  }
+  Result<std::unique_ptr<RunSandbox>> Create(const SandboxRequest& request) override {
+    return native_.Create(request);
+  }
+  Result<std::unique_ptr<RunSandbox>> CreateForRun(SandboxRequest request,
+                                                   const RunMountsRequest& mounts,
+                                                   std::optional<RunMounts>& out) override;
+  Result<std::vector<std::string>> RemoveLeftovers() override { return native_.RemoveLeftovers(); }
+
+  WarmPool& pool() { return pool_; }
+
+ private:
+  static WarmPoolOptions WithNative(Backend& native, WarmPoolOptions options) {
+    options.native = &native;
+    return options;
+  }
+
+  Backend& native_;
+  WarmPool pool_;
 };
 
 // Whether two compiled programs are the same filter (and the same answers for a notifying one).

@@ -95,11 +95,10 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
     w.size = static_cast<size_t>(o.limits.warm_sandboxes);
     w.data_dir = o.data_dir;
     w.artifacts_quota_bytes = o.limits.artifacts_quota_bytes;
-    w.native = o.native.get();
     w.spec = [seccomp, defaults = *defaults, ids = o.sandbox_id_base] {
       return BaseSpec(defaults, ids, seccomp, "");
     };
-    m->warm_ = std::make_unique<WarmPool>(std::move(w));
+    m->warm_ = std::make_unique<WarmBackend>(*o.native, std::move(w));
   }
   ExecutorOptions eo;
   eo.node = o.node;
@@ -108,9 +107,9 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   eo.workspace_roots = o.limits.workspace_roots;
   eo.artifacts_quota_bytes = o.limits.artifacts_quota_bytes;
   eo.default_backend = o.default_backend;
-  eo.native = o.native.get();
+  // With warm sandboxes, the executor's native backend is the pool in front of it.
+  eo.native = m->warm_ ? static_cast<Backend*>(m->warm_.get()) : o.native.get();
   eo.docker = o.docker.get();
-  eo.warm = m->warm_.get();
   eo.seccomp = seccomp;
   eo.seccomp_json = [rv](const std::string& name) { return rv->SeccompJson(name); };
   eo.metrics = o.metrics;
@@ -135,7 +134,7 @@ std::vector<BackendAvailability> RunManager::Backends() const {
 void RunManager::Stop() {
   if (executor_) executor_->Stop();
   if (heartbeat_) heartbeat_->Stop();
-  if (warm_) warm_->Stop();
+  if (warm_) warm_->pool().Stop();
 }
 
 Result<store::RunRecord> RunManager::Cancel(std::string_view run_id, const Principal& who) {

@@ -159,7 +159,7 @@ class RunManager {
 
   const RunManagerOptions& options() const { return options_; }
   // The warm sandboxes; null when there are none (warm_sandboxes 0, or no native backend).
-  WarmPool* warm_pool() const { return warm_.get(); }
+  WarmPool* warm_pool() const { return warm_ ? &warm_->pool() : nullptr; }
 
  private:
   RunManager(store::Store& store, RunManagerOptions options);
@@ -168,7 +168,8 @@ class RunManager {
   RunManagerOptions options_;
   EventBus events_;
   std::unique_ptr<Review> review_;
-  std::unique_ptr<WarmPool> warm_;  // null: no warm sandboxes
+  // The native backend with the warm sandboxes in front; null: no warm sandboxes.
+  std::unique_ptr<WarmBackend> warm_;
   std::unique_ptr<Heartbeat> heartbeat_;
   std::unique_ptr<Executor> executor_;
 };
