@@ -154,18 +154,15 @@ Result<std::unique_ptr<WarmSandbox>> WarmPool::Build() {
     w->dir.clear();  // not ours to remove
     return e;
   }
-  auto mounts = RunMounts::Prepare(w->dir, nullptr, WorkspaceMode::kReadOnly,
-                                   options_.artifacts_quota_bytes, spec->host_id_base + spec->uid,
-                                   spec->host_id_base + spec->gid);
-  if (!mounts.ok()) return std::move(mounts).error();
-  w->mounts.emplace(std::move(*mounts));
   spec->id = w->id;
-  for (auto& b : w->mounts->Binds()) spec->binds.push_back(std::move(b));
   w->limits = spec->limits;
   w->seccomp = spec->seccomp;
   SandboxRequest request;
   request.spec = std::move(*spec);
-  auto sb = options_.native->Create(request);
+  // Its own /artifacts under its directory, as a run's under the run's.
+  auto sb = options_.native->CreateForRun(
+      std::move(request),
+      {w->dir, nullptr, WorkspaceMode::kReadOnly, options_.artifacts_quota_bytes}, w->mounts);
   if (!sb.ok()) return std::move(sb).error();
   w->sandbox = std::move(*sb);
   if (!w->sandbox->Usable()) {
