@@ -3,7 +3,7 @@
 //
 // Not constant-time with respect to anything but the input length, which is all the key check
 // needs: the presented key is hashed, and only the digests are compared (in constant time, see
-// ConstantTimeEqual in api/auth.h).
+// ConstantTimeEqual in api/http/auth.h).
 #pragma once
 
 #include <array>

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "seccomp/seccomp.h"
-#include "supervisor/backend.h"
+#include "supervisor/backend/backend.h"
 
 int main(int argc, char** argv) {
   std::string host, image;

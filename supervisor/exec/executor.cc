@@ -11,10 +11,10 @@
 #include <optional>
 
 #include "base/fs.h"
-#include "supervisor/result_json.h"
-#include "supervisor/run_logs.h"
-#include "supervisor/text.h"
-#include "supervisor/workspace.h"
+#include "supervisor/exec/result_json.h"
+#include "supervisor/workspace/run_logs.h"
+#include "supervisor/workspace/text.h"
+#include "supervisor/workspace/workspace.h"
 
 namespace sbx::supervisor {
 
@@ -93,9 +93,10 @@ struct Executor::Execution {
   SandboxRequest request;
   std::optional<ResolvedWorkspace> workspace;
   WorkspaceMode ws_mode = WorkspaceMode::kReadOnly;
-  std::unique_ptr<WarmSandbox> warm;
-  std::optional<RunMounts> mounts;
+  // Before `mounts`, so destroyed after them: a sandbox built ahead of its run holds the
+  // directory its mounts are in.
   std::unique_ptr<RunSandbox> sandbox;
+  std::optional<RunMounts> mounts;
   std::vector<store::Step> steps;
   bool step_cancelled = false;          // a step ended cancelled (its sandbox was killed)
   std::vector<ArtifactInfo> artifacts;  // what the program left in /artifacts
@@ -172,7 +173,7 @@ void Executor::Worker() {
 void Executor::Execute(RunRecord run) {
   Execution x(std::move(run));
   Start(x);
-  if (PrepareDirAndLogs(x) && ChooseBackend(x) && PrepareMounts(x) && CreateSandbox(x)) {
+  if (PrepareDirAndLogs(x) && ChooseBackend(x) && PrepareWorkspace(x) && CreateSandbox(x)) {
     RunSteps(x);
     ReleaseSandbox(x);
     TakeOutputs(x);
@@ -224,6 +225,7 @@ bool Executor::ChooseBackend(Execution& x) {
   }
   x.backend = *chosen;
   x.result.backend = BackendKindName(x.backend->kind());
+  x.request.seccomp_profile = run.seccomp_profile;
   const SeccompSource seccomp{options_.seccomp, options_.seccomp_json};
   if (Status st = x.backend->AttachSeccomp(seccomp, run.seccomp_profile, x.request); !st.ok()) {
     return x.SetupFailed(st.error().ToString());
@@ -232,9 +234,7 @@ bool Executor::ChooseBackend(Execution& x) {
   return true;
 }
 
-bool Executor::PrepareMounts(Execution& x) {
-  // Host-side mounts: /artifacts always, /workspace when asked for. They outlive the sandbox
-  // until the artifacts and the diff have been taken.
+bool Executor::PrepareWorkspace(Execution& x) {
   const RunRecord& run = x.run;
   if (run.workspace) {
     auto ws = ResolveWorkspace(run.workspace->path, options_.workspace_roots);
@@ -246,47 +246,28 @@ bool Executor::PrepareMounts(Execution& x) {
     x.workspace = std::move(*ws);
     x.ws_mode = *mode;
   }
-  // A warm sandbox when one of this run's shape is waiting: it comes with its own /artifacts.
-  if (options_.warm != nullptr && x.backend == options_.native && !x.workspace &&
-      (run.seccomp_profile.empty() || run.seccomp_profile == "default")) {
-    x.warm = options_.warm->Take(x.request.spec);
-  }
-  if (x.warm) {
-    x.mounts = std::move(x.warm->mounts);
-    x.warm->mounts.reset();
-    return true;
-  }
-  isolate::SandboxSpec& spec = x.request.spec;
-  auto prepared = RunMounts::Prepare(x.dir, x.workspace ? &*x.workspace : nullptr, x.ws_mode,
-                                     options_.artifacts_quota_bytes, spec.host_id_base + spec.uid,
-                                     spec.host_id_base + spec.gid);
-  if (!prepared.ok()) {
-    x.SetupFailed(prepared.error().ToString());
-    spdlog::error("run {}: {}", x.id, store::RenderEndReason(x.result.reason));
-    return false;
-  }
-  x.mounts.emplace(std::move(*prepared));
-  for (auto& b : x.mounts->Binds()) spec.binds.push_back(std::move(b));
   return true;
 }
 
 bool Executor::CreateSandbox(Execution& x) {
   x.steps = x.run.steps.empty() ? std::vector<store::Step>{{"main", x.run.argv}} : x.run.steps;
   x.request.processes = x.steps.size();
+  // Host-side mounts: /artifacts always, /workspace when asked for. They outlive the sandbox
+  // until the artifacts and the diff have been taken.
+  const RunMountsRequest mounts{x.dir, x.workspace ? &*x.workspace : nullptr, x.ws_mode,
+                                options_.artifacts_quota_bytes};
   Result<std::unique_ptr<RunSandbox>> sb =
-      x.warm ? Result<std::unique_ptr<RunSandbox>>(std::move(x.warm->sandbox))
-             : x.backend->Create(x.request);
-  if (x.warm) spdlog::debug("run {}: in warm sandbox {}", x.id, x.warm->id);
+      x.backend->CreateForRun(std::move(x.request), mounts, x.mounts);
   if (!sb.ok()) {
     x.SetupFailed(sb.error().ToString());
     spdlog::error("run {}: {}", x.id, store::RenderEndReason(x.result.reason));
-    TakeOutputs(x);
+    if (x.mounts) TakeOutputs(x);  // the sandbox failed, not its mounts: they come down
     return false;
   }
   x.sandbox = std::move(*sb);
   if (options_.metrics != nullptr) {
     options_.metrics->SandboxStarted(std::chrono::steady_clock::now() - x.claimed_at,
-                                     x.warm != nullptr);
+                                     x.sandbox->BuiltAhead());
   }
   std::lock_guard<std::mutex> lk(mu_);
   running_[x.id] = x.sandbox.get();

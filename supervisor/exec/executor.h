@@ -23,12 +23,11 @@
 #include "base/result.h"
 #include "isolate/spec.h"
 #include "seccomp/seccomp.h"
-#include "supervisor/artifacts.h"
-#include "supervisor/backend.h"
+#include "supervisor/backend/backend.h"
 #include "supervisor/events/event_bus.h"
-#include "supervisor/metrics.h"
+#include "supervisor/observability/metrics.h"
 #include "supervisor/store/store.h"
-#include "supervisor/warm_pool.h"
+#include "supervisor/workspace/artifacts.h"
 
 namespace sbx::supervisor {
 
@@ -51,7 +50,6 @@ struct ExecutorOptions {
   std::string default_backend = "native";  // for runs that name none
   Backend* native = nullptr;               // not owned
   Backend* docker = nullptr;               // not owned; null: not configured
-  WarmPool* warm = nullptr;                // not owned; null: no warm sandboxes
   SeccompPrograms seccomp;
   std::function<Result<std::string>(const std::string& name)> seccomp_json;
   Metrics* metrics = nullptr;  // null: nothing is counted
@@ -85,7 +83,7 @@ class Executor {
   void Start(Execution& x);
   bool PrepareDirAndLogs(Execution& x);
   bool ChooseBackend(Execution& x);
-  bool PrepareMounts(Execution& x);
+  bool PrepareWorkspace(Execution& x);
   bool CreateSandbox(Execution& x);
   void RunSteps(Execution& x);
   void ReleaseSandbox(Execution& x);

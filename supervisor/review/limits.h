@@ -32,8 +32,8 @@ struct ServiceLimits {
   bool workspace_cow_root_owned = false;
   // The size of each run's /artifacts (a tmpfs).
   uint64_t artifacts_quota_bytes = 64ull << 20;
-  // Native sandboxes kept built ahead of their runs (supervisor/warm_pool.h): a run with the
-  // default limits, the default seccomp profile and no workspace starts in one at once.
+  // Native sandboxes kept built ahead of their runs (supervisor/backend/warm_pool.h): a run with
+  // the default limits, the default seccomp profile and no workspace starts in one at once.
   // 0: every sandbox is built when its run starts. None either when default_backend is docker.
   int warm_sandboxes = 1;
 };

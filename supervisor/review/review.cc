@@ -4,9 +4,9 @@
 
 #include <chrono>
 
-#include "supervisor/backend.h"
+#include "supervisor/backend/backend.h"
 #include "supervisor/policy/decision_json.h"
-#include "supervisor/workspace.h"
+#include "supervisor/workspace/workspace.h"
 
 namespace sbx::supervisor {
 

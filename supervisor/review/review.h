@@ -25,7 +25,7 @@
 #include "supervisor/events/event_bus.h"
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/review/limits.h"
-#include "supervisor/seccomp_profiles.h"
+#include "supervisor/review/seccomp_profiles.h"
 #include "supervisor/store/store.h"
 
 namespace sbx::supervisor {

@@ -2,7 +2,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "supervisor/config.h"
+#include "supervisor/service/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)sbx::supervisor::ParseConfig(std::string_view(reinterpret_cast<const char*>(data), size),

@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <string>
 
-#include "api/auth.h"
-#include "api/router.h"
-#include "api/run_routes.h"
+#include "api/http/auth.h"
+#include "api/http/router.h"
+#include "api/v1/run_routes.h"
 
 namespace http = boost::beast::http;
 

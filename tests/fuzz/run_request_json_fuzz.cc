@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
-#include "api/run_routes.h"
+#include "api/v1/run_routes.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto body = nlohmann::json::parse(std::string_view(reinterpret_cast<const char*>(data), size),

@@ -16,7 +16,7 @@
 #include "base/fs.h"
 #include "integration/sandbox_harness.h"
 #include "seccomp/seccomp.h"
-#include "supervisor/backend.h"
+#include "supervisor/backend/backend.h"
 #include "tests/support/dockerd.h"
 #include "tests/support/skip.h"
 

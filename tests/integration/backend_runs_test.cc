@@ -14,9 +14,9 @@
 #include "docker_backend/container.h"
 #include "docker_backend/engine_client.h"
 #include "integration/sandbox_harness.h"
-#include "supervisor/artifacts.h"
 #include "supervisor/policy/command_policy.h"
-#include "supervisor/run_manager.h"
+#include "supervisor/service/run_manager.h"
+#include "supervisor/workspace/artifacts.h"
 #include "tests/support/dockerd.h"
 #include "tests/support/skip.h"
 

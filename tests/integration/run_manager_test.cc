@@ -13,8 +13,8 @@
 #include "base/fs.h"
 #include "integration/sandbox_harness.h"
 #include "supervisor/policy/command_policy.h"
-#include "supervisor/run_logs.h"
-#include "supervisor/run_manager.h"
+#include "supervisor/service/run_manager.h"
+#include "supervisor/workspace/run_logs.h"
 
 namespace sbx::testing {
 namespace {

@@ -11,15 +11,15 @@
 #include <set>
 #include <sstream>
 
-#include "api/run_routes.h"
-#include "api/server.h"
+#include "api/http/server.h"
 #include "api/testing/raw_client.h"
-#include "integration/sandbox_harness.h"
+#include "api/v1/run_routes.h"
 #include "base/fs.h"
 #include "base/sha256.h"
+#include "integration/sandbox_harness.h"
 #include "seccomp/seccomp.h"
 #include "supervisor/policy/command_policy.h"
-#include "supervisor/text.h"
+#include "supervisor/workspace/text.h"
 #include "tests/support/store_fixture.h"
 
 namespace sbx::testing {

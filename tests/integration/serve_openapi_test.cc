@@ -1,4 +1,4 @@
-// api/openapi.yaml against the routes `sandboxd serve` registers: the same (method, path) pairs
+// api/v1/openapi.yaml against the routes `sandboxd serve` registers: the same (method, path) pairs
 // both ways, the same roles, WebSocket routes marked as such; the document itself is well formed
 // (every operation answers something and names its role, every $ref resolves, every path
 // parameter is declared) and is served as JSON without a key.
@@ -12,11 +12,11 @@
 #include <utility>
 #include <vector>
 
-#include "api/metrics_routes.h"
-#include "api/openapi_routes.h"
-#include "api/run_routes.h"
-#include "api/server.h"
+#include "api/http/server.h"
 #include "api/testing/raw_client.h"
+#include "api/v1/metrics_routes.h"
+#include "api/v1/openapi_routes.h"
+#include "api/v1/run_routes.h"
 
 namespace sbx::api {
 namespace {
@@ -152,8 +152,9 @@ TEST(ServeOpenApiTest, RoutesAndDocumentAgree) {
   for (const auto& op : documented) {
     if (!served.count(op)) unserved.insert(op);
   }
-  EXPECT_TRUE(undocumented.empty()) << "served but not in api/openapi.yaml:" << List(undocumented);
-  EXPECT_TRUE(unserved.empty()) << "in api/openapi.yaml but not served:" << List(unserved);
+  EXPECT_TRUE(undocumented.empty())
+      << "served but not in api/v1/openapi.yaml:" << List(undocumented);
+  EXPECT_TRUE(unserved.empty()) << "in api/v1/openapi.yaml but not served:" << List(unserved);
 }
 
 TEST(ServeOpenApiTest, RolesAndWebSocketsAgree) {

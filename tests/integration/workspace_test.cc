@@ -1,7 +1,7 @@
 // Workspaces and /artifacts in real sandboxes: refused paths, a read-only view, a copy-on-write
 // view whose changes never reach the host and come back as a diff, the artifacts quota and a
 // collection that follows no link and opens no fifo, and no mount left behind.
-#include "supervisor/workspace.h"
+#include "supervisor/workspace/workspace.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -27,7 +27,7 @@
 #include "base/fs.h"
 #include "base/sha256.h"
 #include "integration/sandbox_harness.h"
-#include "supervisor/workspace_fs.h"
+#include "supervisor/workspace/workspace_fs.h"
 #include "tests/support/skip.h"
 
 namespace sbx::testing {

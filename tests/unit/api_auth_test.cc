@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "api/auth.h"
+#include "api/http/auth.h"
 #include "base/sha256.h"
 
 namespace sbx::api {

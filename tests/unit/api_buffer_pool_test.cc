@@ -2,7 +2,7 @@
 // nothing else.
 #include <gtest/gtest.h>
 
-#include "api/buffer_pool.h"
+#include "api/http/buffer_pool.h"
 
 namespace sbx::api {
 namespace {

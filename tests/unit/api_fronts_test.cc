@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "api/internal/fronts.h"
+#include "api/http/internal/fronts.h"
 
 namespace sbx::api::internal {
 namespace {

@@ -2,9 +2,9 @@
 
 #include <string>
 
-#include "api/http.h"
-#include "api/listen.h"
-#include "api/router.h"
+#include "api/http/http.h"
+#include "api/http/listen.h"
+#include "api/http/router.h"
 
 namespace sbx::api {
 namespace {

@@ -13,7 +13,7 @@
 #include <string>
 #include <thread>
 
-#include "api/server.h"
+#include "api/http/server.h"
 #include "api/testing/raw_client.h"
 #include "api/testing/test_util.h"
 

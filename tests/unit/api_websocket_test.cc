@@ -10,7 +10,7 @@
 #include <string>
 #include <thread>
 
-#include "api/server.h"
+#include "api/http/server.h"
 #include "api/testing/raw_client.h"
 #include "api/testing/test_util.h"
 #include "base/fs.h"

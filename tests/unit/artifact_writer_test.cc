@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "api/testing/test_util.h"
 #include "base/fs.h"
 #include "base/sha256.h"
-#include "supervisor/artifacts.h"
-#include "supervisor/run_logs.h"
-#include "api/testing/test_util.h"
+#include "supervisor/workspace/artifacts.h"
+#include "supervisor/workspace/run_logs.h"
 
 namespace sbx::supervisor {
 namespace {

@@ -2,7 +2,7 @@
 // says when nothing can serve it. Also the native host probe's wording.
 #include <gtest/gtest.h>
 
-#include "supervisor/backend.h"
+#include "supervisor/backend/backend.h"
 
 namespace sbx::supervisor {
 namespace {

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "supervisor/config.h"
+#include "supervisor/service/config.h"
 
 namespace sbx::supervisor {
 namespace {

@@ -1,4 +1,4 @@
-#include "supervisor/diff.h"
+#include "supervisor/workspace/diff.h"
 
 #include <gtest/gtest.h>
 

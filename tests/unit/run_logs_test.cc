@@ -1,5 +1,5 @@
 // A run's log files: every chunk appended where its offset says, whatever happens around it.
-#include "supervisor/run_logs.h"
+#include "supervisor/workspace/run_logs.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <string>
 
-#include "api/event_pump.h"
-#include "base/fs.h"
-#include "supervisor/run_logs.h"
 #include "api/testing/test_util.h"
+#include "api/v1/event_pump.h"
+#include "base/fs.h"
+#include "supervisor/workspace/run_logs.h"
 
 namespace sbx::api {
 namespace {

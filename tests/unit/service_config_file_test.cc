@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "supervisor/config.h"
+#include "supervisor/service/config.h"
 
 namespace sbx::supervisor {
 namespace {

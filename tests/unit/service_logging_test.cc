@@ -1,5 +1,5 @@
-// supervisor/log.h: the journal's native datagram format, the JOURNAL_STREAM check, levels, and
-// a real datagram socket standing in for journald.
+// supervisor/observability/log.h: the journal's native datagram format, the JOURNAL_STREAM check,
+// levels, and a real datagram socket standing in for journald.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -13,7 +13,7 @@
 #include <string>
 
 #include "base/unique_fd.h"
-#include "supervisor/log.h"
+#include "supervisor/observability/log.h"
 
 namespace sbx::log {
 namespace {

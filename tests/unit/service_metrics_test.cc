@@ -1,9 +1,10 @@
-// supervisor/metrics.h: what the run manager's events count, bounded labels, and the text format.
+// supervisor/observability/metrics.h: what the run manager's events count, bounded labels, and
+// the text format.
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "supervisor/metrics.h"
+#include "supervisor/observability/metrics.h"
 
 namespace sbx::supervisor {
 namespace {

@@ -13,7 +13,7 @@
 
 #include "base/fs.h"
 #include "seccomp/seccomp.h"
-#include "supervisor/seccomp_profiles.h"
+#include "supervisor/review/seccomp_profiles.h"
 
 namespace sbx::supervisor {
 namespace {

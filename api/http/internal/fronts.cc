@@ -1,0 +1,399 @@
+#include "api/http/internal/fronts.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace sbx::api::internal {
+
+// ---- StreamFront ----
+
+StreamFront::StreamFront(std::weak_ptr<Wakeable> session, PostFn post, size_t limit_bytes)
+    : session_(std::move(session)),
+      post_(std::move(post)),
+      limit_(std::max<size_t>(1, limit_bytes)) {}
+
+void StreamFront::Run(std::function<void()> fn, bool inline_call) {
+  if (!fn) return;
+  if (inline_call || !post_(fn)) fn();
+}
+
+std::shared_ptr<Wakeable> StreamFront::WakeLocked() {
+  if (wake_pending_ || detached_) return nullptr;
+  std::shared_ptr<Wakeable> s = session_.lock();
+  if (s) {
+    wake_pending_ = true;
+    s->Wake();
+  }
+  return s;
+}
+
+std::function<void()> StreamFront::FireCloseLocked(CloseReason reason) {
+  if (close_fired_) return nullptr;
+  close_fired_ = true;
+  reason_ = reason;
+  on_writable_ = nullptr;
+  if (!on_close_) return nullptr;
+  return [cb = std::move(on_close_), reason] { cb(reason); };
+}
+
+StreamSink::WriteResult StreamFront::Write(std::string_view bytes) {
+  std::shared_ptr<Wakeable> keep;
+  std::lock_guard lock(mu_);
+  if (closed_ || finishing_) return WriteResult::kClosed;
+  if (bytes.empty()) return WriteResult::kOk;
+  if (buffered_ > 0 && buffered_ + bytes.size() > limit_) return WriteResult::kBackoff;
+  queue_.emplace_back(bytes);
+  buffered_ += bytes.size();
+  keep = WakeLocked();
+  return WriteResult::kOk;
+}
+
+void StreamFront::Finish() {
+  std::shared_ptr<Wakeable> keep;
+  std::lock_guard lock(mu_);
+  if (closed_ || finishing_) return;
+  finishing_ = true;
+  on_writable_ = nullptr;
+  keep = WakeLocked();
+}
+
+void StreamFront::OnWritable(std::function<void()> callback) {
+  bool now = false;
+  bool inline_call = false;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ || finishing_) return;
+    if (buffered_ <= limit_ / 2) {
+      now = true;
+      inline_call = detached_;
+    } else {
+      on_writable_ = std::move(callback);
+    }
+  }
+  if (now) Run(std::move(callback), inline_call);
+}
+
+void StreamFront::OnClose(std::function<void(CloseReason)> callback) {
+  std::function<void()> run;
+  bool inline_call = false;
+  {
+    std::lock_guard lock(mu_);
+    if (!close_fired_) {
+      on_close_ = std::move(callback);
+      return;
+    }
+    inline_call = detached_;
+    run = [cb = std::move(callback), reason = reason_] { cb(reason); };
+  }
+  Run(std::move(run), inline_call);
+}
+
+bool StreamFront::closed() const {
+  std::lock_guard lock(mu_);
+  return closed_ || finishing_;
+}
+
+size_t StreamFront::buffered_bytes() const {
+  std::lock_guard lock(mu_);
+  return buffered_;
+}
+
+StreamFront::Next StreamFront::Take(std::string* out) {
+  std::lock_guard lock(mu_);
+  wake_pending_ = false;
+  if (closed_) return Next::kClosed;
+  if (!queue_.empty()) {
+    *out = std::move(queue_.front());
+    queue_.pop_front();
+    return Next::kData;
+  }
+  return finishing_ ? Next::kEnd : Next::kIdle;
+}
+
+void StreamFront::Written(size_t bytes) {
+  std::function<void()> run;
+  {
+    std::lock_guard lock(mu_);
+    buffered_ -= std::min(bytes, buffered_);
+    if (on_writable_ && buffered_ <= limit_ / 2) run = std::exchange(on_writable_, nullptr);
+  }
+  Run(std::move(run), false);
+}
+
+void StreamFront::Stop() {
+  std::function<void()> run;
+  std::shared_ptr<Wakeable> keep;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ || finishing_) return;
+    finishing_ = true;
+    run = FireCloseLocked(CloseReason::kServerStopping);
+    keep = WakeLocked();
+  }
+  Run(std::move(run), false);
+}
+
+void StreamFront::Close(CloseReason reason) {
+  std::function<void()> run;
+  bool inline_call = false;
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    queue_.clear();
+    buffered_ = 0;
+    run = FireCloseLocked(reason);
+    inline_call = detached_;
+  }
+  Run(std::move(run), inline_call);
+}
+
+void StreamFront::Detach() {
+  Close(CloseReason::kServerStopping);
+  std::lock_guard lock(mu_);
+  detached_ = true;
+}
+
+// ---- WebSocketFront ----
+
+WebSocketFront::WebSocketFront(std::weak_ptr<Wakeable> session, PostFn post, Limits limits,
+                               std::optional<int64_t> resume_after)
+    : session_(std::move(session)),
+      post_(std::move(post)),
+      limits_(limits),
+      initial_resume_(resume_after) {}
+
+void WebSocketFront::Run(std::function<void()> fn, bool inline_call) {
+  if (!fn) return;
+  if (inline_call || !post_(fn)) fn();
+}
+
+bool WebSocketFront::HalfEmptyLocked() const {
+  return queue_.size() <= std::max<size_t>(1, limits_.max_messages) / 2 &&
+         queued_bytes_ <= limits_.max_bytes / 2;
+}
+
+size_t WebSocketFront::queue_space() const {
+  std::lock_guard lock(mu_);
+  size_t max = std::max<size_t>(1, limits_.max_messages);
+  if (ClosingLocked() || queue_.size() >= max || queued_bytes_ >= limits_.max_bytes) return 0;
+  return max - queue_.size();
+}
+
+bool WebSocketFront::HasRoomFor(size_t bytes) const {
+  std::lock_guard lock(mu_);
+  return !ClosingLocked() && FitsLocked(bytes);
+}
+
+bool WebSocketFront::FitsLocked(size_t bytes) const {
+  if (queue_.size() >= std::max<size_t>(1, limits_.max_messages)) return false;
+  // Within the byte cap; or, once the queue is half empty (when OnWritable fires), one message
+  // of any size: so the queue never holds more than half the cap plus one message, and a
+  // message bigger than half the cap does not wait for an empty queue.
+  return queue_.empty() || queued_bytes_ + bytes <= limits_.max_bytes ||
+         queued_bytes_ <= limits_.max_bytes / 2;
+}
+
+void WebSocketFront::OnWritable(std::function<void()> callback) {
+  bool inline_call = false;
+  {
+    std::lock_guard lock(mu_);
+    if (ClosingLocked()) return;
+    if (!HalfEmptyLocked()) {
+      on_writable_ = std::move(callback);
+      return;
+    }
+    inline_call = detached_;
+  }
+  Run(std::move(callback), inline_call);
+}
+
+std::shared_ptr<Wakeable> WebSocketFront::WakeLocked() {
+  if (wake_pending_ || detached_) return nullptr;
+  std::shared_ptr<Wakeable> s = session_.lock();
+  if (s) {
+    wake_pending_ = true;
+    s->Wake();
+  }
+  return s;
+}
+
+std::function<void()> WebSocketFront::FireCloseLocked(CloseReason reason) {
+  on_writable_ = nullptr;
+  if (close_fired_) return nullptr;
+  close_fired_ = true;
+  fired_reason_ = reason;
+  if (!on_close_) return nullptr;
+  return [cb = std::move(on_close_), reason] { cb(reason); };
+}
+
+WebSocket::SendResult WebSocketFront::Send(std::string text, std::optional<int64_t> seq) {
+  return Queue(std::move(text), {}, seq, false);
+}
+
+WebSocket::SendResult WebSocketFront::SendBinary(std::string bytes, std::optional<int64_t> seq) {
+  return Queue(std::move(bytes), {}, seq, true);
+}
+
+WebSocket::SendResult WebSocketFront::SendBinary(std::string head, FileBytes tail,
+                                                 std::optional<int64_t> seq) {
+  if (!tail.fd) tail.length = 0;
+  return Queue(std::move(head), std::move(tail), seq, true);
+}
+
+WebSocket::SendResult WebSocketFront::Queue(std::string text, FileBytes file,
+                                            std::optional<int64_t> seq, bool binary) {
+  std::function<void()> run;
+  std::shared_ptr<Wakeable> keep;
+  {
+    std::lock_guard lock(mu_);
+    if (ended_ || close_requested_ || overflow_) return SendResult::kClosed;
+    const size_t bytes = text.size() + file.length;
+    if (FitsLocked(bytes)) {
+      queued_bytes_ += bytes;
+      queue_.push_back({std::move(text), std::move(file), seq, binary});
+      keep = WakeLocked();
+      return SendResult::kQueued;
+    }
+    // Drop what is queued: the client resumes from the last seq that reached the socket.
+    overflow_ = true;
+    queue_.clear();
+    queued_bytes_ = 0;
+    run = FireCloseLocked(CloseReason::kOverflow);
+    keep = WakeLocked();
+  }
+  Run(std::move(run), false);
+  return SendResult::kOverflow;
+}
+
+void WebSocketFront::Close() {
+  std::shared_ptr<Wakeable> keep;
+  std::lock_guard lock(mu_);
+  if (ended_ || close_requested_ || overflow_) return;
+  on_writable_ = nullptr;
+  close_requested_ = true;
+  handler_closed_ = true;
+  close_code_ = kCloseNormal;
+  keep = WakeLocked();
+}
+
+void WebSocketFront::OnClose(std::function<void(CloseReason)> callback) {
+  std::function<void()> run;
+  bool inline_call = false;
+  {
+    std::lock_guard lock(mu_);
+    if (!close_fired_) {
+      on_close_ = std::move(callback);
+      return;
+    }
+    inline_call = detached_;
+    run = [cb = std::move(callback), reason = fired_reason_] { cb(reason); };
+  }
+  Run(std::move(run), inline_call);
+}
+
+bool WebSocketFront::closed() const {
+  std::lock_guard lock(mu_);
+  return ended_ || close_requested_ || overflow_;
+}
+
+std::optional<int64_t> WebSocketFront::last_sent_seq() const {
+  std::lock_guard lock(mu_);
+  return last_sent_;
+}
+
+size_t WebSocketFront::queued_messages() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+WebSocketFront::Next WebSocketFront::Take() {
+  std::function<void()> writable;
+  Next next = TakeLocked(&writable);
+  Run(std::move(writable), false);
+  return next;
+}
+
+WebSocketFront::Next WebSocketFront::TakeLocked(std::function<void()>* writable) {
+  std::lock_guard lock(mu_);
+  wake_pending_ = false;
+  Next next;
+  if (ended_) return next;
+  if (overflow_) {
+    if (final_taken_) return next;
+    final_taken_ = true;
+    nlohmann::json notice = {{"type", "overflow"}, {"resume_after", nullptr}};
+    if (last_sent_) {
+      notice["resume_after"] = *last_sent_;
+    } else if (initial_resume_) {
+      notice["resume_after"] = *initial_resume_;
+    }
+    next.kind = Next::Kind::kFinal;
+    next.text = DumpJson(notice);
+    next.close_code = kCloseTryAgainLater;
+    return next;
+  }
+  if (!queue_.empty()) {
+    next.kind = Next::Kind::kMessage;
+    next.text = std::move(queue_.front().data);
+    next.file = std::move(queue_.front().file);
+    next.seq = queue_.front().seq;
+    next.binary = queue_.front().binary;
+    queue_.pop_front();
+    queued_bytes_ -= std::min(queued_bytes_, next.text.size() + next.file.length);
+    if (on_writable_ && HalfEmptyLocked()) *writable = std::exchange(on_writable_, nullptr);
+    return next;
+  }
+  if (close_requested_ && !close_taken_) {
+    close_taken_ = true;
+    next.kind = Next::Kind::kClose;
+    next.close_code = close_code_;
+  }
+  return next;
+}
+
+void WebSocketFront::Sent(std::optional<int64_t> seq) {
+  if (!seq) return;
+  std::lock_guard lock(mu_);
+  last_sent_ = seq;
+}
+
+void WebSocketFront::Stop() {
+  std::function<void()> run;
+  std::shared_ptr<Wakeable> keep;
+  {
+    std::lock_guard lock(mu_);
+    if (ended_ || overflow_ || close_requested_) return;
+    close_requested_ = true;
+    close_code_ = kCloseGoingAway;
+    run = FireCloseLocked(CloseReason::kServerStopping);
+    keep = WakeLocked();
+  }
+  Run(std::move(run), false);
+}
+
+void WebSocketFront::Ended(CloseReason reason) {
+  std::function<void()> run;
+  bool inline_call = false;
+  {
+    std::lock_guard lock(mu_);
+    ended_ = true;
+    queue_.clear();
+    queued_bytes_ = 0;
+    if (overflow_) {
+      reason = CloseReason::kOverflow;
+    } else if (handler_closed_) {
+      reason = CloseReason::kServerClosed;
+    }
+    run = FireCloseLocked(reason);
+    inline_call = detached_;
+  }
+  Run(std::move(run), inline_call);
+}
+
+void WebSocketFront::Detach() {
+  Ended(CloseReason::kServerStopping);
+  std::lock_guard lock(mu_);
+  detached_ = true;
+}
+
+}  // namespace sbx::api::internal

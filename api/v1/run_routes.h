@@ -1,0 +1,31 @@
+// The /v1 API of `sandboxd serve`: thin handlers that decode a DTO, call the run manager or the
+// store, and encode the answer.
+#pragma once
+
+#include <string>
+
+#include "api/http/router.h"
+#include "cgroup/cgroup.h"
+#include "supervisor/service/config.h"
+#include "supervisor/service/run_manager.h"
+#include "supervisor/store/store.h"
+
+namespace sbx::api {
+
+struct RouteContext {
+  supervisor::RunManager* runs = nullptr;
+  store::Store* store = nullptr;
+  const supervisor::ServiceConfig* config = nullptr;
+  const cgroup::HostInfo* host = nullptr;
+};
+
+// Adds every route (healthz, info, runs, review verbs, logs, events, audit) to `router`.
+Status AddRunRoutes(Router& router, const RouteContext& ctx);
+
+// DTOs, exposed for tests. `env` goes out with its values replaced by kRedacted.
+extern const char* const kRedacted;
+nlohmann::json RunToJson(const store::RunRecord& run);
+// Decodes a POST /v1/runs body. Unknown fields and wrong types are errors naming the field.
+Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body);
+
+}  // namespace sbx::api

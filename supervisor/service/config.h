@@ -1,0 +1,75 @@
+// `sandboxd serve` configuration: a YAML file (--config FILE) whose settings can also be given as
+// flags. Unknown keys and bad values are refused at start with a message naming the key.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "supervisor/service/run_manager.h"
+
+namespace sbx::supervisor {
+
+struct ApiKeyConfig {
+  std::string name;
+  Role role = Role::kSubmitter;
+  std::string key_sha256;  // 64 lowercase hex digits; the key itself is never stored
+  // The directories under which this key's runs may name a workspace, each under one of the
+  // configured workspace_roots; empty: all of those.
+  std::vector<std::string> workspace_roots;
+  // IMPORTANT: whether this key's runs may name a permissive seccomp profile (one whose default
+  // action lets unlisted syscalls run: NAME.permissive.json). Off by default.
+  bool permissive_seccomp = false;
+};
+
+struct ServiceConfig {
+  std::vector<std::string> listen = {"127.0.0.1:8080"};  // HOST:PORT or unix:PATH
+  std::string database = "sqlite:///var/lib/sandboxd/sandboxd.db";
+  std::string data_dir = "/var/lib/sandboxd";
+  std::string node;  // this daemon's name in a shared database; default: the hostname
+  std::vector<ApiKeyConfig> api_keys;
+  ServiceLimits limits;
+  std::string seccomp_profiles_dir = "/etc/sandboxd/seccomp";
+  std::string policy_dir = "/etc/sandboxd/policies";
+  std::string cgroup_parent = "sandboxd";
+  uint64_t max_body_bytes = 1 << 20;
+  // "error", "warning", "notice", "info" or "debug" (supervisor/observability/log.h).
+  std::string log_level = "info";
+  // GET /metrics needs any valid API key when true; without a key otherwise.
+  bool metrics_require_key = false;
+  // Whether the daemon owns the cgroup it was started in (systemd's Delegate=yes): "auto" (yes
+  // when systemd started it: $INVOCATION_ID is set and the cgroup is a .service's), "yes", "no".
+  // Delegated, the sandboxes' parent is <own cgroup>/<cgroup_parent> and the daemon moves itself
+  // into <own cgroup>/supervisor, as cgroup v2 wants (no processes in an inner cgroup).
+  std::string cgroup_delegation = "auto";
+  // For runs that name no backend: "native", "docker" or "auto" (native where this host supports
+  // it, else Docker). A run naming an image always goes to Docker.
+  std::string default_backend = "native";
+  // The Docker daemon's socket: unix:///PATH; "" = $DOCKER_HOST, else /var/run/docker.sock.
+  std::string docker_host;
+  // The image for Docker runs that name none; "" = such runs need an image.
+  std::string docker_image;
+  // The images Docker runs may name (fnmatch patterns: "busybox:*", "registry.local/team/*");
+  // empty: docker_image only. Images that declare volumes are refused whatever this says.
+  std::vector<std::string> docker_images;
+  // The host ids of every sandbox's user namespace: [sandbox_id_base, sandbox_id_base + 65536).
+  // The daemon refuses to start when /etc/subuid or /etc/subgid gives any of them to a user.
+  uint64_t sandbox_id_base = 100000;
+};
+
+// Parses the YAML text over the defaults. `source` names the file in messages.
+Result<ServiceConfig> ParseConfig(std::string_view yaml, const std::string& source);
+Result<ServiceConfig> LoadConfig(const std::string& path);
+
+// Flags that override the file: --listen (repeatable; replaces the file's list), --database,
+// --data-dir, --node, --log-level, --cgroup-delegation. Unknown flags are an error; `args` must hold flags only.
+Status ApplyFlags(const std::vector<std::string>& args, ServiceConfig& config);
+
+// Checks what the parser cannot: at least one listener, absolute paths, unique key names,
+// defaults within maxima.
+Status Validate(const ServiceConfig& config);
+
+Result<Role> ParseRole(std::string_view name);
+
+}  // namespace sbx::supervisor

@@ -1,0 +1,146 @@
+#include "supervisor/service/run_manager.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "supervisor/workspace/workspace.h"
+
+namespace sbx::supervisor {
+
+RunManager::RunManager(store::Store& store, RunManagerOptions options)
+    : store_(store),
+      options_(std::move(options)),
+      events_(store, [metrics = options_.metrics](const store::EventRecord& ev) {
+        if (metrics != nullptr) metrics->OnEvent(ev.run_id, store::EventTypeName(ev.type), ev.data);
+      }) {}
+
+Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
+                                                      RunManagerOptions options) {
+  if (options.cgroups == nullptr && !options.native) {
+    return MakeError(ErrorCode::kInvalidArgument, "RunManager needs a cgroup driver");
+  }
+  if (Status st = CheckBackendName(options.default_backend); !st.ok()) {
+    return WithContext(std::move(st).error(), "default_backend");
+  }
+  if (!options.native) {
+    options.native =
+        MakeNativeBackend(options.cgroups, options.engine, ProbeNativeHost(options.cgroups, ""));
+  }
+  if (options.node.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    options.node = host;
+  }
+  if (::mkdir(options.data_dir.c_str(), 0711) < 0 && errno != EEXIST) {
+    return ErrnoError("mkdir {}", options.data_dir);
+  }
+  std::string runs = options.data_dir + "/runs";
+  if (::mkdir(runs.c_str(), 0711) < 0 && errno != EEXIST) return ErrnoError("mkdir {}", runs);
+  if (Status st = CheckSearchableByOthers(runs); !st.ok()) {
+    return WithContext(std::move(st).error(), "data_dir");
+  }
+  // Mounts of runs a killed daemon left behind (their sandboxes died with it).
+  if (Status st = SweepStaleMounts(options.data_dir); !st.ok()) {
+    return WithContext(std::move(st).error(), "removing mounts left by an earlier daemon");
+  }
+
+  std::unique_ptr<RunManager> m(new RunManager(store, std::move(options)));
+  const RunManagerOptions& o = m->options_;
+  ReviewOptions ro;
+  ro.data_dir = o.data_dir;
+  ro.limits = o.limits;
+  ro.default_backend = o.default_backend;
+  ro.command_policy = o.command_policy;
+  ro.seccomp = o.seccomp;
+  ro.seccomp_json = o.seccomp_json;
+  ro.seccomp_profiles_dir = o.seccomp_profiles_dir;
+  ro.on_policy_reload = o.on_policy_reload;
+  // Until the executor exists, its workers find queued runs when they start.
+  ro.on_queued = [raw = m.get()] {
+    if (raw->executor_) raw->executor_->Wake();
+  };
+  auto review = Review::Create(store, m->events_, std::move(ro));
+  if (!review.ok()) return std::move(review).error();
+  m->review_ = std::move(*review);
+
+  // Crash recovery: what this node was running when it died did not finish.
+  if (Status st = RecoverNode(store, m->events_, o.node); !st.ok()) {
+    return WithContext(std::move(st).error(), "crash recovery");
+  }
+  // Their containers (Docker's survive the daemon that made them).
+  if (o.docker) {
+    auto removed = o.docker->RemoveLeftovers();
+    if (removed.ok()) {
+      for (const auto& name : *removed) {
+        spdlog::warn("removed container {} left by an earlier run of the daemon", name);
+      }
+    } else {
+      spdlog::warn("Docker: cannot look for containers left by an earlier run: {}",
+                   removed.error().ToString());
+    }
+  }
+  m->review_->ReplanStalled();
+  m->heartbeat_ =
+      std::make_unique<Heartbeat>(store, m->events_, o.node, o.heartbeat_interval, o.node_timeout);
+  Review* rv = m->review_.get();
+  SeccompPrograms seccomp = [rv](const std::string& name) { return rv->SeccompProgram(name); };
+  // Warm sandboxes are native ones, for runs that name no backend: none when those go to Docker.
+  // Their limits: a request's that names none.
+  auto defaults = ResolveLimits({}, o.limits);
+  if (o.limits.warm_sandboxes > 0 && o.default_backend != "docker" &&
+      o.native->Availability().available && defaults.ok()) {
+    WarmPoolOptions w;
+    w.size = static_cast<size_t>(o.limits.warm_sandboxes);
+    w.data_dir = o.data_dir;
+    w.artifacts_quota_bytes = o.limits.artifacts_quota_bytes;
+    w.spec = [seccomp, defaults = *defaults, ids = o.sandbox_id_base] {
+      return BaseSpec(defaults, ids, seccomp, "");
+    };
+    m->warm_ = std::make_unique<WarmBackend>(*o.native, std::move(w));
+  }
+  ExecutorOptions eo;
+  eo.node = o.node;
+  eo.data_dir = o.data_dir;
+  eo.workers = o.limits.max_concurrent_runs;
+  eo.workspace_roots = o.limits.workspace_roots;
+  eo.artifacts_quota_bytes = o.limits.artifacts_quota_bytes;
+  eo.default_backend = o.default_backend;
+  // With warm sandboxes, the executor's native backend is the pool in front of it.
+  eo.native = m->warm_ ? static_cast<Backend*>(m->warm_.get()) : o.native.get();
+  eo.docker = o.docker.get();
+  eo.seccomp = seccomp;
+  eo.seccomp_json = [rv](const std::string& name) { return rv->SeccompJson(name); };
+  eo.metrics = o.metrics;
+  eo.sandbox_id_base = o.sandbox_id_base;
+  m->executor_ = std::make_unique<Executor>(store, m->events_, std::move(eo));
+  return m;
+}
+
+RunManager::~RunManager() { Stop(); }
+
+std::vector<BackendAvailability> RunManager::Backends() const {
+  std::vector<BackendAvailability> out;
+  out.push_back(options_.native->Availability());
+  if (options_.docker) {
+    out.push_back(options_.docker->Availability());
+  } else {
+    out.push_back({"docker", false, "not configured (docker_host)", ""});
+  }
+  return out;
+}
+
+void RunManager::Stop() {
+  if (executor_) executor_->Stop();
+  if (heartbeat_) heartbeat_->Stop();
+  if (warm_) warm_->pool().Stop();
+}
+
+Result<store::RunRecord> RunManager::Cancel(std::string_view run_id, const Principal& who) {
+  // A run this node is executing is ended by its worker, after its last bytes of output.
+  if (executor_ && executor_->Cancel(run_id, who)) return store_.GetRun(run_id);
+  return review_->Cancel(run_id, who);
+}
+
+}  // namespace sbx::supervisor

@@ -1,0 +1,177 @@
+// The run service: one composition of the units a run passes through, so that both front doors
+// (the /v1 API and, later, sandboxes) share one core:
+//
+//   review/  Submit, plan (the command policy), approve, reject, cancel: PENDING .. QUEUED
+//   exec/    workers claim QUEUED runs and run each as an ephemeral sandbox: RUNNING .. end
+//   events/  every state change, event and audit record is committed through one bus
+//
+// RunManager owns them, wires review's "a run was queued" to the executor's wake-up and a
+// cancel to whichever holds the run, and runs crash recovery and the heartbeat.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "cgroup/cgroup.h"
+#include "isolate/sandbox.h"
+#include "seccomp/seccomp.h"
+#include "supervisor/backend/backend.h"
+#include "supervisor/backend/warm_pool.h"
+#include "supervisor/events/event_bus.h"
+#include "supervisor/exec/executor.h"
+#include "supervisor/exec/heartbeat.h"
+#include "supervisor/observability/metrics.h"
+#include "supervisor/policy/command_policy.h"
+#include "supervisor/review/limits.h"
+#include "supervisor/review/review.h"
+#include "supervisor/review/seccomp_profiles.h"
+#include "supervisor/store/store.h"
+#include "supervisor/workspace/artifacts.h"
+
+namespace sbx::supervisor {
+
+struct RunManagerOptions {
+  std::string node;      // this daemon's name in the store (defaults to the hostname)
+  std::string data_dir;  // logs under <data_dir>/runs/<id>/
+  ServiceLimits limits;
+  cgroup::Driver* cgroups = nullptr;  // required unless `native` is given
+  isolate::EngineOptions engine;
+  // Decides, at submission, whether a run is approved automatically (allow), waits for a
+  // reviewer (review) or is refused (deny: it ends CANCELLED, reason policy_denied). Null: every
+  // run waits for a reviewer. Replace it while running with SetCommandPolicy().
+  std::shared_ptr<const policy::CommandPolicy> command_policy;
+  // This daemon beats every heartbeat_interval; a node sharing the database whose last beat is
+  // older than node_timeout is taken for dead and its RUNNING runs end FAILED
+  // (supervisor_restart).
+  std::chrono::milliseconds heartbeat_interval{10'000};
+  std::chrono::milliseconds node_timeout{60'000};
+  // Compiles a named seccomp profile ("" or "default": the builtin one). Called on the worker
+  // thread before each run.
+  std::function<Result<seccomp::Program>(const std::string& name)> seccomp;
+  // Without `seccomp` and `seccomp_json`: the profiles are the builtin one plus every NAME.json
+  // here (SeccompProfileSet), loaded at Start() (a broken file stops it) and again with the
+  // command policy by ReloadCommandPolicy(). "" or a missing directory: only the builtin.
+  std::string seccomp_profiles_dir;
+  // Counts runs, sandboxes and policy decisions for GET /metrics; null: nothing is counted.
+  // Must outlive the manager.
+  Metrics* metrics = nullptr;
+  // Called with true before a command policy reload and false after it (whether or not it was
+  // refused); `sandboxd serve` tells systemd RELOADING=1 / READY=1 through it.
+  std::function<void(bool reloading)> on_policy_reload;
+  // The same profile's JSON text, for backends that compile their own (Docker). Default: the
+  // builtin profile's text for "" and "default".
+  std::function<Result<std::string>(const std::string& name)> seccomp_json;
+  // The backends (supervisor/backend/backend.h). Null native: the native engine over `cgroups`
+  // (which may then be null only when `native` is given), probed at Start(). Null docker: Docker
+  // is not configured, and runs asking for it fail with that reason.
+  std::shared_ptr<Backend> native;
+  std::shared_ptr<Backend> docker;
+  // For runs that name no backend: "native", "docker" or "auto". A run naming an image always
+  // goes to Docker.
+  std::string default_backend = "native";
+  // The first host id of every sandbox's user namespace (isolate/id_range.h).
+  uid_t sandbox_id_base = 100000;
+};
+
+class RunManager {
+ public:
+  // Recovers runs this node left RUNNING (a crash or restart: they end FAILED with reason
+  // "supervisor_restart"; the Docker containers labelled with this node are removed), plans runs
+  // a crash left in PENDING or PLANNED, and starts the
+  // workers and the heartbeat. Stop() ends runs still running FAILED (supervisor_shutdown).
+  static Result<std::unique_ptr<RunManager>> Start(store::Store& store, RunManagerOptions options);
+  ~RunManager();
+
+  // Validates the request (argv or steps; limits within the maxima, defaults filled in), stores
+  // it and walks it to AWAITING_REVIEW. With an idempotency key already used by this submitter,
+  // returns that run (created = false) and changes nothing.
+  Result<store::CreateRunResult> Submit(store::RunRequest request, const Principal& who) {
+    return review_->Submit(std::move(request), who);
+  }
+  // AWAITING_REVIEW -> QUEUED. kPermissionDenied for the submitter's own run or a submitter
+  // role; kFailedPrecondition when the run is not awaiting review.
+  Result<store::RunRecord> Approve(std::string_view run_id, const Principal& who) {
+    return review_->Approve(run_id, who);
+  }
+  // AWAITING_REVIEW -> CANCELLED with reason "rejected: …".
+  Result<store::RunRecord> Reject(std::string_view run_id, const Principal& who,
+                                  const std::string& reason) {
+    return review_->Reject(run_id, who, reason);
+  }
+  // Any non-terminal state -> CANCELLED; a running sandbox is killed first.
+  Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
+
+  // What the command policy in force decides, without running anything. nullopt when no
+  // command policy is configured.
+  std::optional<policy::Decision> Evaluate(const policy::CommandInput& input) const {
+    return review_->Evaluate(input);
+  }
+  static policy::CommandInput PolicyInput(const store::RunRecord& run) {
+    return Review::PolicyInput(run);
+  }
+  // Swaps the command policy atomically; runs already planned keep their decision.
+  void SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> policy) {
+    review_->SetCommandPolicy(std::move(policy));
+  }
+  // Loads <dir>/commands.yaml (the shipped default when there is none) and swaps it in, with an
+  // audit record by `who`. A broken file is refused with the reason and the policy in force
+  // stays.
+  // The seccomp profiles of seccomp_profiles_dir reload with it, atomically: a broken command
+  // policy or profile (refused with its file and JSON path, audited as policy.reload_refused or
+  // seccomp.reload_refused) leaves both as they were.
+  Status ReloadCommandPolicy(const std::string& dir, const Principal& who) {
+    return review_->ReloadCommandPolicy(dir, who);
+  }
+  // The seccomp profiles in force; null when the caller compiles its own (options.seccomp).
+  std::shared_ptr<const SeccompProfileSet> seccomp_profiles() const {
+    return review_->seccomp_profiles();
+  }
+  // The policy in force; null when none is configured.
+  std::shared_ptr<const policy::CommandPolicy> command_policy() const {
+    return review_->command_policy();
+  }
+
+  // Events as they are appended ("" = every run), in seq order. The listener runs on the thread
+  // that appended the event and must not block for long (queue and return); it may unsubscribe
+  // but must not emit.
+  using Listener = EventBus::Listener;
+  uint64_t Subscribe(std::string run_id, Listener listener) {
+    return events_.Subscribe(std::move(run_id), std::move(listener));
+  }
+  void Unsubscribe(uint64_t token) { events_.Unsubscribe(token); }
+
+  // Stops claiming, cancels running sandboxes, joins the workers, destroys the warm sandboxes.
+  // Idempotent.
+  void Stop();
+
+  // Each backend's availability (for GET /v1/info), native first.
+  std::vector<BackendAvailability> Backends() const;
+
+  const RunManagerOptions& options() const { return options_; }
+  // The warm sandboxes; null when there are none (warm_sandboxes 0, or no native backend).
+  WarmPool* warm_pool() const { return warm_ ? &warm_->pool() : nullptr; }
+
+ private:
+  RunManager(store::Store& store, RunManagerOptions options);
+
+  store::Store& store_;
+  RunManagerOptions options_;
+  EventBus events_;
+  std::unique_ptr<Review> review_;
+  // The native backend with the warm sandboxes in front; null: no warm sandboxes.
+  std::unique_ptr<WarmBackend> warm_;
+  std::unique_ptr<Heartbeat> heartbeat_;
+  std::unique_ptr<Executor> executor_;
+};
+
+}  // namespace sbx::supervisor
