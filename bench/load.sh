@@ -16,53 +16,18 @@ submitters=${4:-16}
 out=${BENCH_OUT:-docs/bench}
 mkdir -p "$out"
 server="$build/supervisor/sandboxd-server"
-[ -x "$server" ] || { echo "load: $server is missing (make build)" >&2; exit 2; }
 for tool in wrk curl jq; do
   command -v "$tool" > /dev/null || { echo "load: $tool is missing (apt-get install $tool)" >&2; exit 2; }
 done
 ulimit -n 65536 2>/dev/null || true
 
-dir=$(mktemp -d /tmp/sbx-load-XXXXXX)
-chmod 711 "$dir"
-key="load-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-sha=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
-parent="sandboxd-load-$$"
-mkdir -p "$dir/policies"
+# shellcheck source=bench/daemon.sh
+. "$(dirname "$0")/daemon.sh"
+bench_daemon_dir load
 printf 'rules:\n  "*": review\n  "/bin/true": allow\n' > "$dir/policies/commands.yaml"
-cat > "$dir/sandboxd.yaml" <<YAML
-listen: ["127.0.0.1:0"]
-database: sqlite://$dir/sandboxd.db
-data_dir: $dir/data
-policy_dir: $dir/policies
-cgroup_parent: $parent
-max_concurrent_runs: 4
-max_queue: 1000000
-api_keys:
-  - {name: load, role: submitter, key_sha256: $sha}
-YAML
-mkfifo "$dir/stdout"
-"$server" --config "$dir/sandboxd.yaml" > "$dir/stdout" 2> "$dir/stderr" &
-pid=$!
-cleanup() {
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for root in /sys/fs/cgroup/unified /sys/fs/cgroup /sys/fs/cgroup/*; do
-    rmdir "$root/$parent" 2>/dev/null || true
-  done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-exec 3< "$dir/stdout"
-port=""
-while read -r line <&3; do
-  case "$line" in
-    *"listening on 127.0.0.1:"*) port=${line##*:} ;;
-    *"sandboxd: ready"*) break ;;
-  esac
-done
-cat <&3 > /dev/null &
-[ -n "$port" ] || { echo "load: the daemon did not start:"; cat "$dir/stderr"; exit 1; }
-api="http://127.0.0.1:$port"
+extra_yaml="max_concurrent_runs: 4
+max_queue: 1000000"
+bench_daemon_start "$server"
 
 # One finished run to read.
 id=$(curl -sf -H "x-api-key: $key" -d '{"argv": ["/bin/true"]}' "$api/v1/runs" | jq -r .id)

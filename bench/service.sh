@@ -22,53 +22,20 @@ mkdir -p "$out"
 server="$build/supervisor/sandboxd-server"
 client="$build/bench/bench_service"
 
-dir=$(mktemp -d /tmp/sbx-bench-service-XXXXXX)
-chmod 711 "$dir"  # the sandboxes reach their mount points through it
-key="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-sha=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
-mkdir -p "$dir/policies"
+# shellcheck source=bench/daemon.sh
+. "$(dirname "$0")/daemon.sh"
+bench_daemon_dir bench
 cat > "$dir/policies/commands.yaml" <<'YAML'
 rules:
   "*": review
   "/bin/true": allow
   "/bin/sh -c *": allow
 YAML
-cat > "$dir/sandboxd.yaml" <<YAML
-listen: ["127.0.0.1:0"]
-database: sqlite://$dir/sandboxd.db
-data_dir: $dir/data
-policy_dir: $dir/policies
-cgroup_parent: sandboxd-bench-$$
-max_concurrent_runs: 8
+extra_yaml="max_concurrent_runs: 8
 max_queue: 10000
 limits:
-  maxima: {output_bytes: 2g}
-api_keys:
-  - {name: bench, role: submitter, key_sha256: $sha}
-YAML
-
-mkfifo "$dir/stdout"
-"$server" --config "$dir/sandboxd.yaml" > "$dir/stdout" 2> "$dir/stderr" &
-pid=$!
-cleanup() {
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for root in /sys/fs/cgroup/unified /sys/fs/cgroup /sys/fs/cgroup/*; do
-    rmdir "$root/sandboxd-bench-$$" 2>/dev/null || true
-  done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-exec 3< "$dir/stdout"
-port=""
-while read -r line <&3; do
-  case "$line" in
-    *"listening on 127.0.0.1:"*) port=${line##*:} ;;
-    *"sandboxd: ready"*) break ;;
-  esac
-done
-cat <&3 > /dev/null &
-[ -n "$port" ] || { echo "the daemon did not start:"; cat "$dir/stderr"; exit 1; }
+  maxima: {output_bytes: 2g}"
+bench_daemon_start "$server"
 
 idle_kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
 echo "{\"bench\": \"idle\", \"daemon_rss_kb\": $idle_kb}" | tee "$out/service.jsonl"

@@ -19,59 +19,21 @@ check=${4:-1000}
 out=${BENCH_OUT:-docs/bench}
 mkdir -p "$out"
 server="$build/supervisor/sandboxd-server"
-[ -x "$server" ] || { echo "soak: $server is missing (make build)" >&2; exit 2; }
 for tool in curl jq; do
   command -v "$tool" > /dev/null || { echo "soak: $tool is missing" >&2; exit 2; }
 done
 
-dir=$(mktemp -d /tmp/sbx-soak-XXXXXX)
-chmod 711 "$dir"
-key="soak-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-sha=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
-parent="sandboxd-soak-$$"
-mkdir -p "$dir/policies" "$dir/roots/ws"
+# shellcheck source=bench/daemon.sh
+. "$(dirname "$0")/daemon.sh"
+bench_daemon_dir soak
+mkdir -p "$dir/roots/ws"
 echo "one" > "$dir/roots/ws/a.txt"
 chown -R 1234:1234 "$dir/roots/ws"
-cat > "$dir/policies/commands.yaml" <<'YAML'
-rules:
-  "*": allow
-YAML
-cat > "$dir/sandboxd.yaml" <<YAML
-listen: ["127.0.0.1:0"]
-database: sqlite://$dir/sandboxd.db
-data_dir: $dir/data
-policy_dir: $dir/policies
-cgroup_parent: $parent
-max_concurrent_runs: 4
+printf 'rules:\n  "*": allow\n' > "$dir/policies/commands.yaml"
+extra_yaml="max_concurrent_runs: 4
 max_queue: 10000
-workspace_roots: [$dir/roots]
-api_keys:
-  - {name: soak, role: submitter, key_sha256: $sha}
-YAML
-
-mkfifo "$dir/stdout"
-"$server" --config "$dir/sandboxd.yaml" > "$dir/stdout" 2> "$dir/stderr" &
-pid=$!
-cleanup() {
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for root in /sys/fs/cgroup/unified /sys/fs/cgroup /sys/fs/cgroup/*; do
-    rmdir "$root/$parent" 2>/dev/null || true
-  done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-exec 3< "$dir/stdout"
-port=""
-while read -r line <&3; do
-  case "$line" in
-    *"listening on 127.0.0.1:"*) port=${line##*:} ;;
-    *"sandboxd: ready"*) break ;;
-  esac
-done
-cat <&3 > /dev/null &
-[ -n "$port" ] || { echo "soak: the daemon did not start:"; cat "$dir/stderr"; exit 1; }
-api="http://127.0.0.1:$port"
+workspace_roots: [$dir/roots]"
+bench_daemon_start "$server"
 hdr=(-H "x-api-key: $key")
 
 # Kind of run i, its body, and the state/reason it must end with.
