@@ -22,7 +22,9 @@ class LivePtyTest : public SandboxTest {
     ASSERT_TRUE(sb_);
   }
   void TearDown() override {
-    if (sb_) EXPECT_TRUE(sb_->Destroy().ok());
+    if (sb_) {
+      EXPECT_TRUE(sb_->Destroy().ok());
+    }
   }
   std::unique_ptr<isolate::Sandbox> sb_;
 };
