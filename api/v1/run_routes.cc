@@ -52,7 +52,8 @@ Result<RunRecord> VisibleRun(const RouteContext& ctx, const Request& req) {
   auto run = ctx.store->GetRun(req.PathParam("id"));
   if (!run.ok()) return run;
   if (auto owner = OwnerFilter(req); owner && run->submitter != *owner) {
-    return MakeError(ErrorCode::kNotFound, "no run with id '{}'", req.PathParam("id"));
+    // The store's own words for a run that does not exist: nothing tells the two apart.
+    return MakeError(ErrorCode::kNotFound, "run {} not found", req.PathParam("id"));
   }
   return run;
 }
