@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "base/dir.h"
 #include "base/fs.h"
 #include "supervisor/files/internal.h"
 #include "supervisor/files/tar.h"
@@ -55,27 +56,13 @@ bool IsPseudoFs(int fd) {
   }
 }
 
-// Every name of a directory (without "." and ".."), at most `max` (more: kResourceExhausted).
+// Every name of a directory (without "." and ".."), at most `max` (more: kResourceExhausted
+// naming `what`).
 Result<std::vector<std::string>> AllNames(int dir_fd, uint64_t max, std::string_view what) {
-  int dup = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return ErrnoError("dup a directory fd");
-  DIR* d = ::fdopendir(dup);
-  if (d == nullptr) {
-    Error e = ErrnoError("fdopendir");
-    ::close(dup);
-    return e;
+  auto names = ListDirNames(dir_fd, max);
+  if (!names.ok() && names.error().code == ErrorCode::kResourceExhausted) {
+    return MakeError(ErrorCode::kResourceExhausted, "'{}' has more than {} entries", what, max);
   }
-  std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    if (names.size() >= max) {
-      ::closedir(d);
-      return MakeError(ErrorCode::kResourceExhausted, "'{}' has more than {} entries", what, max);
-    }
-    names.emplace_back(e->d_name);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
   return names;
 }
 

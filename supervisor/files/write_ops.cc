@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/dir.h"
 #include "base/fs.h"
 #include "supervisor/files/files.h"
 #include "supervisor/files/internal.h"
@@ -264,28 +265,6 @@ struct Walk {
   std::string top;  // the client's path, for messages
 };
 
-// Up to `n` names of a directory (without "." and "..").
-Result<std::vector<std::string>> ReadNames(int dir_fd, size_t n) {
-  int dup = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return ErrnoError("dup a directory fd");
-  DIR* d = ::fdopendir(dup);
-  if (d == nullptr) {
-    Error e = ErrnoError("fdopendir");
-    ::close(dup);
-    return e;
-  }
-  ::rewinddir(d);
-  std::vector<std::string> names;
-  while (names.size() < n) {
-    dirent* e = ::readdir(d);
-    if (e == nullptr) break;
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    names.emplace_back(e->d_name);
-  }
-  ::closedir(d);
-  return names;
-}
-
 // Removes `name` in `parent_fd` and everything below it. Opens each directory with O_NOFOLLOW |
 // O_DIRECTORY relative to its parent's descriptor, so a symlink swapped in is removed itself,
 // never entered; never enters another mount (st_dev differs).
@@ -316,7 +295,9 @@ Status RemoveTree(int parent_fd, dev_t parent_dev, const std::string& name, int 
                      w->top, w->max_depth);
   }
   for (;;) {
-    auto names = ReadNames(dir.get(), 1024);
+    // A batch at a time: what is removed makes room for the next read.
+    bool more = false;
+    auto names = ListDirNames(dir.get(), 1024, &more);
     if (!names.ok()) return std::move(names).error();
     if (names->empty()) break;
     for (const std::string& n : *names) {

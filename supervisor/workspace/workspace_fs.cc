@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/dir.h"
 #include "base/syscalls.h"
 #include "supervisor/workspace/text.h"
 
@@ -68,31 +69,7 @@ int OpenBeneath(int dirfd, const std::string& path, uint64_t flags, bool same_mo
 }
 
 Result<std::vector<std::string>> ListDir(int dir_fd, size_t max_entries) {
-  int dup = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return ErrnoError("dup directory fd");
-  DIR* d = ::fdopendir(dup);
-  if (d == nullptr) {
-    Error e = ErrnoError("fdopendir");
-    ::close(dup);
-    return e;
-  }
-  ::rewinddir(d);
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    if (names.size() >= max_entries) {
-      ::closedir(d);
-      return MakeError(ErrorCode::kResourceExhausted, "directory has more than {} entries",
-                       max_entries);
-    }
-    names.emplace_back(e->d_name);
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return ErrnoValueError(err, "readdir");
-  std::sort(names.begin(), names.end());
-  return names;
+  return ListDirNames(dir_fd, max_entries);
 }
 
 Status RemoveTree(int parent_fd, const std::string& name) {
