@@ -15,6 +15,10 @@ constexpr EndCode kNamed[] = {
     EndCode::kRejected,
     EndCode::kSupervisorRestart,
     EndCode::kSupervisorShutdown,
+    EndCode::kKilled,
+    EndCode::kExpired,
+    EndCode::kIdle,
+    EndCode::kDeleted,
 };
 
 }  // namespace
@@ -43,6 +47,14 @@ const char* EndCodeName(EndCode code) {
       return "supervisor_restart";
     case EndCode::kSupervisorShutdown:
       return "supervisor_shutdown";
+    case EndCode::kKilled:
+      return "killed";
+    case EndCode::kExpired:
+      return "expired";
+    case EndCode::kIdle:
+      return "idle";
+    case EndCode::kDeleted:
+      return "deleted";
     case EndCode::kOther:
       return "";
   }

@@ -22,6 +22,10 @@ enum class EndCode {
   kRejected,            // "rejected" or "rejected: the reviewer's reason"
   kSupervisorRestart,   // "supervisor_restart": its daemon died while it ran
   kSupervisorShutdown,  // "supervisor_shutdown": its daemon stopped while it ran
+  kKilled,              // "killed": a process killed by a client, or by its sandbox's end
+  kExpired,             // "expired": a sandbox that reached its timeout_s
+  kIdle,                // "idle": a sandbox idle for its idle_timeout_s
+  kDeleted,             // "deleted": a sandbox a client deleted
   kOther,               // a string of none of these forms, kept whole in `detail`
 };
 

@@ -30,6 +30,7 @@
 
 #include "base/result.h"
 #include "supervisor/store/end_reason.h"
+#include "supervisor/store/sandbox_records.h"
 
 namespace sbx::store {
 
@@ -357,6 +358,42 @@ class Store {
   // "supervisor_restart" and returns their ids. Call it for the local node at start, before
   // claiming, or for a node whose heartbeat stopped. The caller appends the events.
   virtual Result<std::vector<std::string>> RecoverStale(std::string_view node) = 0;
+
+  // ---- Long-lived sandboxes and their processes (sandbox_records.h) ----------------------------
+  // Stores a new sandbox in PENDING (id, created_at and last_activity filled in when empty). With
+  // the submitter's idempotency key already used, returns that sandbox with created = false.
+  // kInvalidArgument: no submitter, a malformed id, a state other than PENDING, a string that is
+  // not UTF-8; kAlreadyExists: the id is taken.
+  virtual Result<CreateSandboxResult> CreateSandbox(const SandboxRecord& sandbox) = 0;
+  // kNotFound when there is no such sandbox.
+  virtual Result<SandboxRecord> GetSandbox(std::string_view sandbox_id) = 0;
+  virtual Result<SandboxPage> ListSandboxes(const SandboxFilter& filter) = 0;
+  // Compare-and-set: when the sandbox is in one of `from`, moves it to `to` and applies
+  // `update`. `to` may be one of `from` (an update without a state change: a touch, new info).
+  // kFailedPrecondition (nothing changed) when it is in another state; kNotFound; and
+  // kInvalidArgument for a `from` -> `to` that is not legal (other than staying).
+  virtual Result<SandboxRecord> UpdateSandbox(std::string_view sandbox_id,
+                                              const std::vector<SandboxState>& from,
+                                              SandboxState to, const SandboxUpdate& update) = 0;
+  // Stores a new process of a sandbox with the sandbox's next id (1, 2, 3, …; atomically),
+  // created_at filled in. kNotFound without the sandbox; kFailedPrecondition when the sandbox is
+  // STOPPED or FAILED; kInvalidArgument as for CreateSandbox.
+  virtual Result<ProcessRecord> CreateProcess(const ProcessRecord& process) = 0;
+  // `id_or_tag`: the decimal id, or a tag (the newest process carrying it). kNotFound.
+  virtual Result<ProcessRecord> GetProcess(std::string_view sandbox_id,
+                                           std::string_view id_or_tag) = 0;
+  // Oldest first. kNotFound without the sandbox.
+  virtual Result<std::vector<ProcessRecord>> ListProcesses(std::string_view sandbox_id,
+                                                           const ProcessFilter& filter) = 0;
+  // Compare-and-set, as UpdateSandbox (but `to` must differ from the current state). Entering
+  // RUNNING sets started_at; a terminal state sets finished_at.
+  virtual Result<ProcessRecord> UpdateProcess(std::string_view sandbox_id, int64_t process_id,
+                                              const std::vector<ProcessState>& from,
+                                              ProcessState to, const ProcessUpdate& update) = 0;
+  // Crash recovery: every STARTING, RUNNING or PAUSED sandbox of `node` ends FAILED with reason
+  // supervisor_restart; its RUNNING processes end FINISHED (supervisor_restart) and those
+  // awaiting review CANCELLED. Returns the sandboxes' ids.
+  virtual Result<std::vector<std::string>> RecoverStaleSandboxes(std::string_view node) = 0;
 };
 
 // Opens a store; call Migrate() next.
