@@ -49,6 +49,26 @@ std::string Joined(const std::vector<std::string>& items) {
   return out;
 }
 
+// 1 GiB, 512 MiB, 1536 KiB, 1000 bytes: the largest unit that divides the size.
+std::string FormatBytes(int64_t bytes) {
+  if (bytes > 0 && bytes % (int64_t{1} << 30) == 0) return fmt::format("{} GiB", bytes >> 30);
+  if (bytes > 0 && bytes % (int64_t{1} << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
+  if (bytes > 0 && bytes % (int64_t{1} << 10) == 0) return fmt::format("{} KiB", bytes >> 10);
+  return fmt::format("{} bytes", bytes);
+}
+
+// The audit trail's line for a sandbox: "sandbox native cpus=1 memory=512 MiB pids=256 …".
+std::string DescribeSandbox(const SandboxShape& s) {
+  std::string out = fmt::format(
+      "sandbox {} cpus={:g} memory={} pids={} timeout_s={} idle_timeout_s={} network={} "
+      "workspace={}",
+      s.backend.empty() ? "(default backend)" : s.backend, s.cpus, FormatBytes(s.memory_bytes),
+      s.pids, s.timeout_s, s.idle_timeout_s, s.network.empty() ? "none" : s.network,
+      s.workspace_mode.empty() ? "none" : s.workspace_mode);
+  if (!s.image.empty()) out += " image=" + s.image;
+  return out;
+}
+
 }  // namespace
 
 std::string_view ActionName(Action a) {
@@ -99,6 +119,10 @@ std::string_view ReasonCodeName(ReasonCode c) {
       return "no_rule";
     case ReasonCode::kEmptyCommand:
       return "empty_command";
+    case ReasonCode::kSandboxBound:
+      return "sandbox_bound";
+    case ReasonCode::kNoSandboxRule:
+      return "no_sandbox_rule";
   }
   return "unknown";
 }
@@ -115,6 +139,8 @@ Risk RiskOf(ReasonCode c) {
     case ReasonCode::kUnknownProgram:
     case ReasonCode::kNeedsShell:
     case ReasonCode::kUnparsable:
+    case ReasonCode::kSandboxBound:
+    case ReasonCode::kNoSandboxRule:
       return Risk::kMedium;
     case ReasonCode::kNoRule:
     case ReasonCode::kEmptyCommand:
@@ -173,8 +199,38 @@ Result<std::shared_ptr<const CommandPolicy>> CommandPolicy::LoadText(std::string
     return Ok();
   };
 
+  auto compile_sandboxes =
+      [&](const std::optional<internal::SandboxesSpec>& in) -> Result<std::optional<Sandboxes>> {
+    if (!in) return std::optional<Sandboxes>();
+    Sandboxes out;
+    out.where = RuleRef{source, in->line, "sandboxes"};
+    out.has_allow_within = in->has_allow_within;
+    out.cpus = in->cpus;
+    out.memory_bytes = in->memory_bytes;
+    out.pids = in->pids;
+    out.timeout_s = in->timeout_s;
+    out.idle_timeout_s = in->idle_timeout_s;
+    out.workspace_modes = in->workspace_modes;
+    out.backends = in->backends;
+    out.otherwise = in->otherwise;
+    for (const internal::RuleSpec& image : in->images) {
+      auto glob = Glob::Compile(image.pattern);
+      if (!glob.ok()) {
+        Error e = MakeError(ErrorCode::kInvalidArgument, "{}:{}: image glob \"{}\": {}", source,
+                            image.line, image.pattern, glob.error().message);
+        e.context = source;
+        return e;
+      }
+      out.images.push_back(std::move(*glob));
+    }
+    return std::optional<Sandboxes>(std::move(out));
+  };
+
   p->top_.shell = spec->shell;
   SBX_TRY(compile(spec->rules, p->top_.rules));
+  auto top_sandboxes = compile_sandboxes(spec->sandboxes);
+  if (!top_sandboxes.ok()) return std::move(top_sandboxes).error();
+  p->top_.sandboxes = std::move(*top_sandboxes);
   for (internal::RuleSetSpec& s : spec->rule_sets) {
     RuleSet set;
     set.name = std::move(s.name);
@@ -183,6 +239,9 @@ Result<std::shared_ptr<const CommandPolicy>> CommandPolicy::LoadText(std::string
     set.shell = s.shell.value_or(spec->shell);
     if (s.inherit) set.rules = p->top_.rules;
     SBX_TRY(compile(s.rules, set.rules));
+    auto sandboxes = compile_sandboxes(s.sandboxes);
+    if (!sandboxes.ok()) return std::move(sandboxes).error();
+    set.sandboxes = *sandboxes ? std::move(*sandboxes) : p->top_.sandboxes;
     p->sets_.push_back(std::move(set));
   }
   return std::shared_ptr<const CommandPolicy>(std::move(p));
@@ -221,17 +280,18 @@ std::shared_ptr<const CommandPolicy> CommandPolicy::Builtin() {
   return policy;
 }
 
-const CommandPolicy::RuleSet& CommandPolicy::Select(const CommandInput& input) const {
+const CommandPolicy::RuleSet& CommandPolicy::Select(
+    const std::string& api_key_name, const std::map<std::string, std::string>& labels) const {
   for (const RuleSet& s : sets_) {
     if (!s.api_keys.empty() &&
-        (input.api_key_name.empty() ||
-         std::find(s.api_keys.begin(), s.api_keys.end(), input.api_key_name) == s.api_keys.end())) {
+        (api_key_name.empty() ||
+         std::find(s.api_keys.begin(), s.api_keys.end(), api_key_name) == s.api_keys.end())) {
       continue;
     }
     bool labels_match = true;
     for (const auto& [key, value] : s.labels) {
-      auto it = input.labels.find(key);
-      if (it == input.labels.end() || it->second != value) {
+      auto it = labels.find(key);
+      if (it == labels.end() || it->second != value) {
         labels_match = false;
         break;
       }
@@ -266,7 +326,7 @@ void CommandPolicy::JudgeWords(const RuleSet& set, const std::vector<std::string
 }
 
 Decision CommandPolicy::Evaluate(const CommandInput& input) const {
-  const RuleSet& set = Select(input);
+  const RuleSet& set = Select(input.api_key_name, input.labels);
   Judgement j;
   std::vector<internal::Finding> findings;
   auto protect = [&](size_t step) {
@@ -338,6 +398,94 @@ Decision CommandPolicy::Evaluate(const CommandInput& input) const {
   d.rule_set = set.name;
   d.command = std::move(j.command);
   if (step > 0) d.step = j.step;
+  return d;
+}
+
+Decision CommandPolicy::EvaluateSandbox(const SandboxShape& shape) const {
+  const RuleSet& set = Select(shape.api_key_name, shape.labels);
+  Decision d;
+  d.rule_set = set.name;
+  d.command = DescribeSandbox(shape);
+  if (!set.sandboxes) {
+    d.action = Action::kReview;
+    d.risk = Risk::kMedium;
+    d.reasons.push_back(
+        {ReasonCode::kNoSandboxRule,
+         "no sandboxes section in the policy allows sandboxes, so a reviewer decides; add "
+         "sandboxes: {allow_within: …} to commands.yaml to approve some automatically"});
+    return d;
+  }
+  const Sandboxes& sec = *set.sandboxes;
+  if (!sec.has_allow_within) {
+    d.reasons.push_back(
+        {ReasonCode::kNoSandboxRule,
+         fmt::format("the sandboxes section has no allow_within, so every sandbox gets "
+                     "otherwise: {}",
+                     ActionName(sec.otherwise))});
+  }
+  if (sec.has_allow_within) {
+    auto above = [&](std::string_view name, std::string value, std::string bound) {
+      d.reasons.push_back({ReasonCode::kSandboxBound, fmt::format("{} {} above allow_within.{} {}",
+                                                                  name, value, name, bound)});
+    };
+    if (sec.cpus && (shape.cpus <= 0 || shape.cpus > *sec.cpus)) {
+      above("cpus", shape.cpus <= 0 ? "unlimited" : fmt::format("{:g}", shape.cpus),
+            fmt::format("{:g}", *sec.cpus));
+    }
+    if (sec.memory_bytes && (shape.memory_bytes <= 0 || shape.memory_bytes > *sec.memory_bytes)) {
+      above("memory", shape.memory_bytes <= 0 ? "unlimited" : FormatBytes(shape.memory_bytes),
+            FormatBytes(*sec.memory_bytes));
+    }
+    auto whole = [&](std::string_view name, int64_t value, const std::optional<int64_t>& bound,
+                     std::string_view none) {
+      if (bound && (value <= 0 || value > *bound)) {
+        above(name, value <= 0 ? std::string(none) : std::to_string(value), std::to_string(*bound));
+      }
+    };
+    whole("pids", shape.pids, sec.pids, "unlimited");
+    whole("timeout_s", shape.timeout_s, sec.timeout_s, "none");
+    whole("idle_timeout_s", shape.idle_timeout_s, sec.idle_timeout_s, "none");
+    if (sec.workspace_modes && std::find(sec.workspace_modes->begin(), sec.workspace_modes->end(),
+                                         shape.workspace_mode) == sec.workspace_modes->end()) {
+      std::vector<std::string> names;
+      for (const std::string& m : *sec.workspace_modes) names.push_back(m.empty() ? "none" : m);
+      d.reasons.push_back({ReasonCode::kSandboxBound,
+                           fmt::format("workspace {} not in allow_within.workspace [{}]",
+                                       shape.workspace_mode.empty() ? "none" : shape.workspace_mode,
+                                       Joined(names))});
+    }
+    if (sec.backends && std::find(sec.backends->begin(), sec.backends->end(), shape.backend) ==
+                            sec.backends->end()) {
+      d.reasons.push_back({ReasonCode::kSandboxBound,
+                           fmt::format("backend {} not in allow_within.backends [{}]",
+                                       shape.backend.empty() ? "(none named)" : shape.backend,
+                                       Joined(*sec.backends))});
+    }
+    if (!sec.images.empty() && !shape.image.empty() &&
+        std::none_of(sec.images.begin(), sec.images.end(),
+                     [&](const Glob& g) { return g.Matches(shape.image); })) {
+      std::vector<std::string> globs;
+      for (const Glob& g : sec.images) globs.push_back(g.pattern());
+      d.reasons.push_back({ReasonCode::kSandboxBound,
+                           fmt::format("image {} matches none of allow_within.images [{}]",
+                                       shape.image, Joined(globs))});
+    }
+    if (!shape.network.empty() && shape.network != "none") {
+      d.reasons.push_back({ReasonCode::kSandboxBound,
+                           fmt::format("network {}: allow_within covers sandboxes without a "
+                                       "network (none) only",
+                                       shape.network)});
+    }
+  }
+  if (sec.has_allow_within && d.reasons.empty()) {
+    d.action = Action::kAllow;
+    d.risk = Risk::kLow;
+    d.rule = RuleRef{sec.where.file, sec.where.line, "sandboxes.allow_within"};
+    return d;
+  }
+  d.action = sec.otherwise;
+  d.risk = sec.otherwise == Action::kDeny ? Risk::kHigh : Risk::kMedium;
+  d.rule = RuleRef{sec.where.file, sec.where.line, "sandboxes.otherwise"};
   return d;
 }
 

@@ -18,6 +18,11 @@
 //       shell: allow            # optional; the top-level setting otherwise
 //       rules:
 //         "make *": allow
+//       sandboxes: {…}          # optional; replaces the top-level section for this set
+//   sandboxes:                  # optional; see "Sandboxes" below
+//     allow_within: {cpus: 1, memory: 512MiB, pids: 256, timeout_s: 600, idle_timeout_s: 600,
+//                    workspace: [none, ro, cow], backends: [native], images: ["busybox*"]}
+//     otherwise: review         # review (default) | deny
 //
 // Matching: each rule's pattern is a glob (glob.h) over the command line: the words joined by
 // single spaces, a word holding blanks, quotes or shell operator characters written in single
@@ -44,6 +49,19 @@
 // needs_shell unless the rule set's `shell` is allow; then each of its simple commands, those
 // inside $(…) included, is judged on its own and the strictest wins.
 //
+// Sandboxes: creating a long-lived sandbox (docs/sandboxes.md) is judged by EvaluateSandbox(),
+// from its shape, not its commands. A sandbox within every bound `allow_within` gives is allowed;
+// a bound left out does not limit (the service's maxima still do). `cpus` is a number, `memory`
+// bytes with an optional KiB, MiB or GiB suffix, `pids`, `timeout_s` and `idle_timeout_s` whole
+// numbers, all positive; `workspace` lists the modes allowed (none, ro, cow, rw; none is a
+// sandbox without a workspace), `backends` the backends (native, docker), `images` globs (as
+// above) one of which a Docker image must match. A sandbox with a network other than none is
+// never within allow_within. Any other sandbox gets `otherwise` (review unless it says deny),
+// with a reason naming each bound it exceeds. A policy without a sandboxes section sends every
+// sandbox to review. The rule set selected (as for commands, by the creating key and the
+// sandbox's labels) uses its own section when it has one and the top-level one otherwise;
+// `inherit` concerns rules only.
+//
 // Protections are checks no rule can override. `destructive` (on unless the file says
 // `protections: {destructive: off}`) denies, in argv steps, command strings and the strings given
 // to sh -c, su -c, eval, env -S, flock -c and watch, looking through sudo, doas, env, nice,
@@ -69,6 +87,7 @@
 // guarantee.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -100,6 +119,8 @@ enum class ReasonCode {
   kUnparsable,       // the command string cannot be split (medium)
   kNoRule,           // no rule matches (low)
   kEmptyCommand,     // nothing to run (low)
+  kSandboxBound,     // a sandbox exceeds a bound of sandboxes.allow_within (medium)
+  kNoSandboxRule,    // no sandboxes section, or one without allow_within (medium)
 };
 
 struct Reason {
@@ -138,6 +159,23 @@ struct CommandInput {
   std::map<std::string, std::string> labels;  // the run's labels
 };
 
+// What EvaluateSandbox() judges: a sandbox as it would be created, with the service's defaults
+// filled in (ResolveLimits in supervisor/review/limits.h). A limit of 0 means none, which is above
+// any bound given.
+struct SandboxShape {
+  double cpus = 0;
+  int64_t memory_bytes = 0;
+  int64_t pids = 0;
+  int64_t timeout_s = 0;
+  int64_t idle_timeout_s = 0;
+  std::string network;         // "none"
+  std::string backend;         // "native", "docker": the backend that will run it
+  std::string image;           // "" for native
+  std::string workspace_mode;  // "" (no workspace), "ro", "cow", "rw"
+  std::string api_key_name;    // the creating key's name
+  std::map<std::string, std::string> labels;
+};
+
 class CommandPolicy {
  public:
   // Reads DIR/commands.yaml (at most 1 MiB). Other files in DIR belong to other policies and
@@ -158,6 +196,13 @@ class CommandPolicy {
   // the object is immutable.
   Decision Evaluate(const CommandInput& input) const;
 
+  // Judges a sandbox's creation (see "Sandboxes" above); never fails. allow (risk low) within
+  // allow_within; otherwise review (risk medium) or deny (risk high) with a kSandboxBound reason
+  // per bound exceeded. `rule` names the sandboxes section's line, its pattern
+  // "sandboxes.allow_within" or "sandboxes.otherwise"; no rule without a section. `command`
+  // describes the shape for the audit trail. Thread-safe.
+  Decision EvaluateSandbox(const SandboxShape& shape) const;
+
   const std::string& source() const { return source_; }
   bool destructive_protection() const { return destructive_protection_; }
   ShellMode shell() const { return shell_; }
@@ -168,17 +213,33 @@ class CommandPolicy {
     Action action;
     RuleRef where;
   };
+  // A `sandboxes:` section with its image globs compiled.
+  struct Sandboxes {
+    RuleRef where;  // the `sandboxes:` key; pattern "sandboxes"
+    bool has_allow_within = false;
+    std::optional<double> cpus;
+    std::optional<int64_t> memory_bytes;
+    std::optional<int64_t> pids;
+    std::optional<int64_t> timeout_s;
+    std::optional<int64_t> idle_timeout_s;
+    std::optional<std::vector<std::string>> workspace_modes;  // "" for none
+    std::optional<std::vector<std::string>> backends;
+    std::vector<Glob> images;  // empty: any image
+    Action otherwise = Action::kReview;
+  };
   struct RuleSet {
     std::string name;  // empty for the top-level rules
     std::vector<std::string> api_keys;
     std::map<std::string, std::string> labels;
     ShellMode shell = ShellMode::kDeny;
-    std::vector<Rule> rules;  // inherited rules first
+    std::vector<Rule> rules;             // inherited rules first
+    std::optional<Sandboxes> sandboxes;  // the set's own, else the top-level section
   };
   struct Judgement;
 
   CommandPolicy() = default;
-  const RuleSet& Select(const CommandInput& input) const;
+  const RuleSet& Select(const std::string& api_key_name,
+                        const std::map<std::string, std::string>& labels) const;
   void JudgeWords(const RuleSet& set, const std::vector<std::string>& words, size_t step,
                   Judgement& j) const;
 

@@ -4,9 +4,11 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
-#include <sstream>
-
+#include <cerrno>
+#include <cstdlib>
+#include <optional>
 #include <set>
+#include <sstream>
 
 namespace sbx::policy::internal {
 namespace {
@@ -167,6 +169,188 @@ Status ParseSelect(const YAML::Node& n, const std::string& source, RuleSetSpec& 
   return Ok();
 }
 
+// A whole number of at most 18 digits, so no sum or product of two overflows; no sign.
+std::optional<int64_t> ParseDigits(std::string_view s) {
+  if (s.empty() || s.size() > 18) return std::nullopt;
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+// `name` reads "allow_within.pids" (with the set's name in `where`).
+Result<int64_t> ParsePositiveInt(const YAML::Node& n, const std::string& source,
+                                 const std::string& name, const std::string& where,
+                                 std::string_view example) {
+  std::optional<int64_t> v;
+  if (n.IsScalar()) v = ParseDigits(n.Scalar());
+  if (!v || *v == 0) {
+    return At(
+        source, n,
+        fmt::format("'{}' {} must be a positive whole number, such as {}", name, where, example));
+  }
+  return *v;
+}
+
+// Bytes, or a number with a KiB, MiB or GiB suffix: 536870912, 512MiB, 1GiB.
+Result<int64_t> ParseSize(const YAML::Node& n, const std::string& source, const std::string& name,
+                          const std::string& where) {
+  std::optional<int64_t> bytes;
+  if (n.IsScalar()) {
+    std::string_view s = n.Scalar();
+    int shift = 0;
+    if (s.ends_with("KiB")) shift = 10;
+    if (s.ends_with("MiB")) shift = 20;
+    if (s.ends_with("GiB")) shift = 30;
+    if (shift > 0) s.remove_suffix(3);
+    std::optional<int64_t> v = ParseDigits(s);
+    // 18 digits shifted by 30 could overflow: at most 2^62 bytes.
+    if (v && *v <= (int64_t{1} << (62 - shift))) bytes = *v << shift;
+  }
+  if (!bytes || *bytes == 0) {
+    return At(source, n,
+              fmt::format("'{}' {} must be a positive size in bytes, or with a KiB, MiB or GiB "
+                          "suffix, such as 512MiB or 1GiB",
+                          name, where));
+  }
+  return *bytes;
+}
+
+Result<double> ParseCpus(const YAML::Node& n, const std::string& source, const std::string& name,
+                         const std::string& where) {
+  if (n.IsScalar() && !n.Scalar().empty()) {
+    const std::string& s = n.Scalar();
+    char* end = nullptr;
+    errno = 0;
+    const double v = std::strtod(s.c_str(), &end);
+    // strtod also reads "inf", "nan" and hex floats; a count of CPUs is written in decimal.
+    const bool decimal = s.find_first_not_of("0123456789.") == std::string::npos;
+    if (decimal && errno == 0 && end == s.c_str() + s.size() && v > 0 && v <= 1e6) return v;
+  }
+  return At(
+      source, n,
+      fmt::format("'{}' {} must be a positive number of CPUs, such as 1 or 0.5", name, where));
+}
+
+// A list of names out of `known`; `none` in the workspace list is stored as "".
+Result<std::vector<std::string>> ParseNames(const YAML::Node& n, const std::string& source,
+                                            const std::string& name, const std::string& where,
+                                            const std::set<std::string>& known) {
+  if (!n.IsSequence() || n.size() == 0) {
+    return At(source, n,
+              fmt::format("'{}' {} must be a non-empty list of: {}", name, where, Join(known)));
+  }
+  std::vector<std::string> out;
+  for (const auto& item : n) {
+    if (!item.IsScalar() || !known.count(item.Scalar())) {
+      return At(source, item,
+                fmt::format("'{}' {}: '{}' is not one of {}", name, where,
+                            item.IsScalar() ? item.Scalar() : std::string("(a list or mapping)"),
+                            Join(known)));
+    }
+    out.push_back(item.Scalar() == "none" ? "" : item.Scalar());
+  }
+  return out;
+}
+
+// `set_name` is empty for the top-level section.
+Result<SandboxesSpec> ParseSandboxes(const YAML::Node& key, const YAML::Node& n,
+                                     const std::string& source, const std::string& set_name) {
+  const std::string where = set_name.empty()
+                                ? std::string("in sandboxes")
+                                : fmt::format("in the sandboxes of rule set '{}'", set_name);
+  SandboxesSpec spec;
+  spec.line = LineOf(key);
+  if (!n.IsMap()) {
+    return At(source, key,
+              fmt::format("{}'sandboxes' must be a mapping with allow_within and otherwise, "
+                          "such as {{allow_within: {{cpus: 1, memory: 1GiB}}, otherwise: review}}",
+                          set_name.empty() ? "" : fmt::format("rule set '{}': ", set_name)));
+  }
+  SBX_TRY(CheckKeys(n, {"allow_within", "otherwise"}, source, where));
+  if (const YAML::Node o = n["otherwise"]) {
+    if (o.IsScalar() && o.Scalar() == "review") {
+      spec.otherwise = Action::kReview;
+    } else if (o.IsScalar() && o.Scalar() == "deny") {
+      spec.otherwise = Action::kDeny;
+    } else {
+      return At(source, o,
+                fmt::format("'otherwise' {} must be review or deny (allow is what "
+                            "allow_within is for)",
+                            where));
+    }
+  }
+  const YAML::Node a = n["allow_within"];
+  if (!a) return spec;
+  if (!a.IsMap()) {
+    return At(source, a,
+              fmt::format("'allow_within' {} must be a mapping of bounds, such as {{cpus: 1, "
+                          "memory: 1GiB, pids: 256}}",
+                          where));
+  }
+  SBX_TRY(CheckKeys(
+      a,
+      {"cpus", "memory", "pids", "timeout_s", "idle_timeout_s", "workspace", "backends", "images"},
+      source, fmt::format("in allow_within {}", where)));
+  spec.has_allow_within = true;
+  if (const YAML::Node v = a["cpus"]) {
+    auto cpus = ParseCpus(v, source, "allow_within.cpus", where);
+    if (!cpus.ok()) return std::move(cpus).error();
+    spec.cpus = *cpus;
+  }
+  if (const YAML::Node v = a["memory"]) {
+    auto bytes = ParseSize(v, source, "allow_within.memory", where);
+    if (!bytes.ok()) return std::move(bytes).error();
+    spec.memory_bytes = *bytes;
+  }
+  struct IntBound {
+    const char* key;
+    std::optional<int64_t>* out;
+    std::string_view example;
+  };
+  for (const IntBound& b :
+       {IntBound{"pids", &spec.pids, "256"}, IntBound{"timeout_s", &spec.timeout_s, "3600"},
+        IntBound{"idle_timeout_s", &spec.idle_timeout_s, "600"}}) {
+    if (const YAML::Node v = a[b.key]) {
+      auto value =
+          ParsePositiveInt(v, source, fmt::format("allow_within.{}", b.key), where, b.example);
+      if (!value.ok()) return std::move(value).error();
+      *b.out = *value;
+    }
+  }
+  if (const YAML::Node v = a["workspace"]) {
+    auto modes =
+        ParseNames(v, source, "allow_within.workspace", where, {"none", "ro", "cow", "rw"});
+    if (!modes.ok()) return std::move(modes).error();
+    spec.workspace_modes = std::move(*modes);
+  }
+  if (const YAML::Node v = a["backends"]) {
+    auto backends = ParseNames(v, source, "allow_within.backends", where, {"native", "docker"});
+    if (!backends.ok()) return std::move(backends).error();
+    spec.backends = std::move(*backends);
+  }
+  if (const YAML::Node v = a["images"]) {
+    if (!v.IsSequence() || v.size() == 0) {
+      return At(source, v,
+                fmt::format("'allow_within.images' {} must be a non-empty list of image globs, "
+                            "such as [\"busybox*\"]",
+                            where));
+    }
+    for (const auto& item : v) {
+      if (!item.IsScalar() || item.Scalar().empty()) {
+        return At(source, item,
+                  fmt::format("'allow_within.images' {}: an image glob must be a non-empty "
+                              "string",
+                              where));
+      }
+      spec.images.push_back(RuleSpec{item.Scalar(), Action::kAllow, LineOf(item)});
+    }
+  }
+  return spec;
+}
+
 bool ValidSetName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {
@@ -203,7 +387,7 @@ Result<std::vector<RuleSetSpec>> ParseRuleSets(const YAML::Node& n, const std::s
       return At(source, kv.first,
                 fmt::format("rule set '{}' must be a mapping with select and rules", set.name));
     }
-    SBX_TRY(CheckKeys(body, {"select", "inherit", "shell", "rules"}, source, where));
+    SBX_TRY(CheckKeys(body, {"select", "inherit", "shell", "rules", "sandboxes"}, source, where));
     if (!body["select"]) {
       return At(source, kv.first,
                 fmt::format("rule set '{}' has no 'select'; say which api_keys or labels it is "
@@ -229,6 +413,12 @@ Result<std::vector<RuleSetSpec>> ParseRuleSets(const YAML::Node& n, const std::s
       if (!parsed.ok()) return std::move(parsed).error();
       set.rules = std::move(*parsed);
     }
+    for (const auto& entry : body) {
+      if (entry.first.Scalar() != "sandboxes") continue;
+      auto parsed = ParseSandboxes(entry.first, entry.second, source, set.name);
+      if (!parsed.ok()) return std::move(parsed).error();
+      set.sandboxes = std::move(*parsed);
+    }
     sets.push_back(std::move(set));
   }
   return sets;
@@ -241,8 +431,8 @@ Result<PolicySpec> ParseTree(const YAML::Node& root, const std::string& source) 
     return At(source, root,
               "a command policy must be a mapping with rules (see policies/commands.yaml)");
   }
-  SBX_TRY(CheckKeys(root, {"version", "shell", "protections", "rules", "rule_sets"}, source,
-                    "at the top level"));
+  SBX_TRY(CheckKeys(root, {"version", "shell", "protections", "rules", "rule_sets", "sandboxes"},
+                    source, "at the top level"));
   if (const YAML::Node v = root["version"]) {
     if (!v.IsScalar() || v.Scalar() != "1") {
       return At(source, v, "'version' must be 1, the only policy format this sandboxd reads");
@@ -275,6 +465,13 @@ Result<PolicySpec> ParseTree(const YAML::Node& root, const std::string& source) 
     auto parsed = ParseRuleSets(sets, source);
     if (!parsed.ok()) return std::move(parsed).error();
     spec.rule_sets = std::move(*parsed);
+  }
+  // Iterated rather than looked up, so errors can name the key's own line.
+  for (const auto& entry : root) {
+    if (entry.first.Scalar() != "sandboxes") continue;
+    auto parsed = ParseSandboxes(entry.first, entry.second, source, "");
+    if (!parsed.ok()) return std::move(parsed).error();
+    spec.sandboxes = std::move(*parsed);
   }
   return spec;
 }
