@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <mutex>
@@ -35,6 +36,48 @@ class NativeRunSandbox : public RunSandbox {
   std::unique_ptr<isolate::Sandbox> sb_;
 };
 
+class NativeLiveSandbox : public LiveSandbox {
+ public:
+  NativeLiveSandbox(std::unique_ptr<isolate::Sandbox> sb, UniqueFd pidfd)
+      : sb_(std::move(sb)), pidfd_(std::move(pidfd)) {}
+  Result<isolate::LiveProcess> Start(const isolate::LiveProcessSpec& spec) override {
+    return sb_->Start(spec);
+  }
+  Status Signal(isolate::ProcessId id, int sig) override { return sb_->Signal(id, sig); }
+  Status Kill(isolate::ProcessId id) override { return sb_->Kill(id); }
+  Status Resize(isolate::ProcessId id, isolate::PtySize size) override {
+    return sb_->Resize(id, size);
+  }
+  Result<isolate::LiveProcessResult> ResultOf(isolate::ProcessId id) override {
+    return sb_->ResultOf(id);
+  }
+  Result<isolate::LiveProcessResult> Wait(isolate::ProcessId id,
+                                          std::chrono::milliseconds timeout) override {
+    return sb_->Wait(id, timeout);
+  }
+  Status Release(isolate::ProcessId id) override { return sb_->Release(id); }
+  Status Pause() override { return sb_->Pause(); }
+  Status Resume() override { return sb_->Resume(); }
+  Result<isolate::SandboxStats> Stats() override { return sb_->Stats(); }
+  bool Alive() override { return sb_->alive() && !sb_->InitExited(); }
+  pid_t InitPid() const override { return sb_->init_pid(); }
+  int InitPidFd() const override { return pidfd_.get(); }
+  uid_t HostUid() const override { return host_uid_; }
+  gid_t HostGid() const override { return host_gid_; }
+  const isolate::IsolationReport& Isolation() const override { return sb_->isolation(); }
+  const std::optional<isolate::SetupError>& SetupError() const override {
+    return sb_->setup_error();
+  }
+  Status Destroy() override { return sb_->Destroy(); }
+
+  uid_t host_uid_ = 0;
+  gid_t host_gid_ = 0;
+
+ private:
+  std::unique_ptr<isolate::Sandbox> sb_;
+  UniqueFd pidfd_;
+};
+
 class NativeBackend : public Backend {
  public:
   NativeBackend(cgroup::Driver* driver, isolate::EngineOptions engine, BackendAvailability a)
@@ -56,6 +99,24 @@ class NativeBackend : public Backend {
     auto sb = isolate::Sandbox::Create(request.spec, *driver_, engine_);
     if (!sb.ok()) return std::move(sb).error();
     return std::unique_ptr<RunSandbox>(new NativeRunSandbox(std::move(*sb)));
+  }
+  Result<std::unique_ptr<LiveSandbox>> CreateLive(const SandboxRequest& request) override {
+    if (!availability_.available || driver_ == nullptr) {
+      return MakeError(ErrorCode::kUnavailable, "the native backend is unavailable: {}",
+                       availability_.reason);
+    }
+    auto sb = isolate::Sandbox::Create(request.spec, *driver_, engine_);
+    if (!sb.ok()) return std::move(sb).error();
+    UniqueFd pidfd;
+    if (!(*sb)->setup_error()) {
+      const int fd = static_cast<int>(::syscall(SYS_pidfd_open, (*sb)->init_pid(), 0));
+      if (fd < 0) return ErrnoError("pidfd_open of sandbox {}'s init", request.spec.id);
+      pidfd = UniqueFd(fd);
+    }
+    auto live = std::make_unique<NativeLiveSandbox>(std::move(*sb), std::move(pidfd));
+    live->host_uid_ = request.spec.host_id_base + request.spec.uid;
+    live->host_gid_ = request.spec.host_id_base + request.spec.gid;
+    return std::unique_ptr<LiveSandbox>(std::move(live));
   }
   Result<std::vector<std::string>> RemoveLeftovers() override {
     return std::vector<std::string>{};
@@ -265,6 +326,13 @@ class DockerBackend : public Backend {
 };
 
 }  // namespace
+
+Result<std::unique_ptr<LiveSandbox>> Backend::CreateLive(const SandboxRequest&) {
+  return MakeError(ErrorCode::kFailedPrecondition,
+                   "long-lived sandboxes run on the native backend; the {} backend holds runs "
+                   "only",
+                   BackendKindName(kind()));
+}
 
 const char* BackendKindName(BackendKind kind) {
   return kind == BackendKind::kDocker ? "docker" : "native";

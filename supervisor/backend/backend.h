@@ -85,6 +85,37 @@ class RunSandbox {
   virtual Status Destroy() = 0;
 };
 
+// A long-lived sandbox's engine side (supervisor/sandbox/): processes started side by side, as
+// isolate::Sandbox's live operations (isolate/live.h) describe them, and the sandbox frozen,
+// measured and ended as a whole. Thread-safe.
+class LiveSandbox {
+ public:
+  virtual ~LiveSandbox() = default;
+  virtual Result<isolate::LiveProcess> Start(const isolate::LiveProcessSpec& spec) = 0;
+  virtual Status Signal(isolate::ProcessId id, int sig) = 0;
+  virtual Status Kill(isolate::ProcessId id) = 0;
+  virtual Status Resize(isolate::ProcessId id, isolate::PtySize size) = 0;
+  virtual Result<isolate::LiveProcessResult> ResultOf(isolate::ProcessId id) = 0;
+  virtual Result<isolate::LiveProcessResult> Wait(isolate::ProcessId id,
+                                                  std::chrono::milliseconds timeout) = 0;
+  virtual Status Release(isolate::ProcessId id) = 0;
+  virtual Status Pause() = 0;
+  virtual Status Resume() = 0;
+  virtual Result<isolate::SandboxStats> Stats() = 0;
+  // Whether the sandbox still stands (its init alive).
+  virtual bool Alive() = 0;
+  // The init's host pid and a pidfd on it: the sandbox's files are under /proc/<pid>/root.
+  virtual pid_t InitPid() const = 0;
+  virtual int InitPidFd() const = 0;
+  // The sandbox user's host ids.
+  virtual uid_t HostUid() const = 0;
+  virtual gid_t HostGid() const = 0;
+  virtual const isolate::IsolationReport& Isolation() const = 0;
+  virtual const std::optional<isolate::SetupError>& SetupError() const = 0;
+  // Kills everything and releases the sandbox. Idempotent.
+  virtual Status Destroy() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -107,6 +138,9 @@ class Backend {
   virtual Result<std::unique_ptr<RunSandbox>> CreateForRun(SandboxRequest request,
                                                            const RunMountsRequest& mounts,
                                                            std::optional<RunMounts>& out);
+  // A long-lived sandbox (the request's spec with its binds already made). A backend that
+  // cannot hold one says why (kFailedPrecondition): Docker's live exec is not built yet.
+  virtual Result<std::unique_ptr<LiveSandbox>> CreateLive(const SandboxRequest& request);
   // Crash recovery: removes what a killed daemon of this identity left (Docker: its labelled
   // containers); returns their names. Native: nothing (the cgroup driver does it).
   virtual Result<std::vector<std::string>> RemoveLeftovers() = 0;

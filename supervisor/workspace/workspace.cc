@@ -724,6 +724,7 @@ Status SweepStaleMounts(const std::string& data_dir) {
     return ErrnoError("data dir {}", data_dir);
   }
   const std::string runs = std::string(real) + "/runs";
+  const std::string sandboxes = std::string(real) + "/" + kSandboxesDir;
   const std::string warm = std::string(real) + "/" + kWarmDir;
   Status result;
   auto keep_first = [&](Error e) {
@@ -749,7 +750,7 @@ Status SweepStaleMounts(const std::string& data_dir) {
         if (i == line.size() || line[i] == ' ') {
           if (field == 4) {
             std::string mp = UnescapeMountinfo(line.substr(start, i - start));
-            if (IsRunMountPoint(mp, runs) || mp == warm || mp.rfind(warm + "/", 0) == 0) {
+            if (IsRunMountPoint(mp, runs) || IsRunMountPoint(mp, sandboxes) || mp == warm || mp.rfind(warm + "/", 0) == 0) {
               points.push_back(std::move(mp));
             }
           }
@@ -774,19 +775,22 @@ Status SweepStaleMounts(const std::string& data_dir) {
     if (!progress) break;
   }
 
-  UniqueFd runs_fd(::open(runs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!runs_fd) {
-    if (errno == ENOENT) return result;
-    return ErrnoError("open {}", runs);
-  }
-  auto ids = internal::ListDir(runs_fd.get());
-  if (!ids.ok()) return std::move(ids).error();
-  for (const std::string& id : *ids) {
-    UniqueFd dir(OpenBeneath(runs_fd.get(), id, O_PATH | O_DIRECTORY | O_NOFOLLOW, true));
-    if (!dir) continue;  // a file, a symlink, a mount point: not a run dir of ours
-    for (const char* sub : {"mnt", "cow"}) {
-      if (Status st = RemoveTree(dir.get(), sub); !st.ok()) {
-        keep_first(WithContext(std::move(st).error(), fmt::format("{}/{}/{}", runs, id, sub)));
+  for (const std::string& parent : {runs, sandboxes}) {
+    UniqueFd parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!parent_fd) {
+      if (errno == ENOENT) continue;
+      return ErrnoError("open {}", parent);
+    }
+    auto ids = internal::ListDir(parent_fd.get());
+    if (!ids.ok()) return std::move(ids).error();
+    for (const std::string& id : *ids) {
+      UniqueFd dir(OpenBeneath(parent_fd.get(), id, O_PATH | O_DIRECTORY | O_NOFOLLOW, true));
+      if (!dir) continue;  // a file, a symlink, a mount point: not a directory of ours
+      for (const char* sub : {"mnt", "cow"}) {
+        if (Status st = RemoveTree(dir.get(), sub); !st.ok()) {
+          keep_first(
+              WithContext(std::move(st).error(), fmt::format("{}/{}/{}", parent, id, sub)));
+        }
       }
     }
   }

@@ -213,14 +213,17 @@ class RunMounts {
 
 // Where warm sandboxes keep their mount points: <data_dir>/warm (supervisor/backend/warm_pool.h).
 inline constexpr const char* kWarmDir = "warm";
+// Where long-lived sandboxes keep theirs, and their processes' output: <data_dir>/sandboxes/<id>.
+inline constexpr const char* kSandboxesDir = "sandboxes";
 
 // Mounts a private tmpfs (mode 0711, noexec, nosuid, nodev) on `dir`, made when missing: a place
 // for mount point directories that costs the host's filesystem nothing. Unmount it with
 // umount2(MNT_DETACH), which takes the mounts below it along.
 Status MountPointsTmpfs(const std::string& dir);
 
-// After a crash: unmounts every mount below <data_dir>/runs/<id>/mnt and <data_dir>/warm found in
-// /proc/self/mountinfo (deepest first) and removes the runs' leftover mnt/ and cow/ directories.
+// After a crash: unmounts every mount below <data_dir>/runs/<id>/mnt (and cow),
+// <data_dir>/sandboxes/<id>/mnt (and cow) and <data_dir>/warm found in /proc/self/mountinfo
+// (deepest first) and removes the leftover mnt/ and cow/ directories.
 // Touches nothing else. Call at daemon start, before any run is prepared: it cannot tell a live
 // run's mounts from a dead one's.
 Status SweepStaleMounts(const std::string& data_dir);
