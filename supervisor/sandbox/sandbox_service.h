@@ -57,6 +57,8 @@ struct SandboxServiceOptions {
   Backend* docker = nullptr;  // not owned; null: not configured
   std::string default_backend = "native";
   uid_t sandbox_id_base = 100000;
+  // The seccomp profiles by name. Programs must be compiled without notify_errors: a live
+  // sandbox's filter answers denials itself (no listener runs beside its processes).
   SeccompSource seccomp;
   // The command policy in force (it changes on reload); null: everything waits for review.
   std::function<std::shared_ptr<const policy::CommandPolicy>()> command_policy;
