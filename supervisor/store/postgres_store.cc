@@ -107,6 +107,44 @@ CREATE UNIQUE INDEX events_by_gseq ON events (gseq);
 ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN image TEXT NOT NULL DEFAULT '';
 )sql"},
+    // A sandbox's variable parts are one JSON document (doc); the columns are what queries
+    // filter and lock on. next_process_id is the id its next process gets; the UPDATE that
+    // takes it locks the sandbox's row, so two daemons never hand out the same one.
+    {5, "long-lived sandboxes and their processes", R"sql(
+CREATE TABLE sandboxes (
+  id TEXT PRIMARY KEY,
+  row_no BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+  submitter TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('PENDING', 'AWAITING_REVIEW', 'STARTING', 'RUNNING',
+                                       'PAUSED', 'STOPPED', 'FAILED')),
+  node TEXT,
+  idempotency_key TEXT,
+  created_at BIGINT NOT NULL,
+  doc TEXT NOT NULL,
+  next_process_id BIGINT NOT NULL DEFAULT 1,
+  UNIQUE (submitter, idempotency_key)
+);
+CREATE INDEX sandboxes_by_node ON sandboxes (node, state);
+CREATE TABLE sandbox_labels (
+  sandbox_id TEXT NOT NULL REFERENCES sandboxes (id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (sandbox_id, key)
+);
+CREATE INDEX sandbox_labels_by_value ON sandbox_labels (key, value);
+CREATE TABLE sandbox_processes (
+  sandbox_id TEXT NOT NULL REFERENCES sandboxes (id) ON DELETE CASCADE,
+  id BIGINT NOT NULL,
+  tag TEXT,
+  state TEXT NOT NULL CHECK (state IN ('AWAITING_REVIEW', 'RUNNING', 'FINISHED', 'REJECTED',
+                                       'CANCELLED')),
+  created_at BIGINT NOT NULL,
+  doc TEXT NOT NULL,
+  stdin BYTEA NOT NULL,
+  PRIMARY KEY (sandbox_id, id)
+);
+CREATE INDEX sandbox_processes_by_tag ON sandbox_processes (sandbox_id, tag, id);
+)sql"},
 };
 
 // The start of a statement, for error messages: the whole INSERT of a run is a screenful.
@@ -245,6 +283,8 @@ class PgConnection final : public SqlConnection {
   }
 
   std::string_view ClaimLockClause() const override { return "FOR UPDATE SKIP LOCKED"; }
+
+  std::string_view RowLockClause() const override { return "FOR UPDATE"; }
 
  private:
   std::mutex mu_;

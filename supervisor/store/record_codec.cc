@@ -364,6 +364,238 @@ Result<DecodedRun> DecodeRun(const SqlRow& row) {
   return out;
 }
 
+namespace {
+
+constexpr std::array<ColumnKind, 8> kSandboxKinds = {
+    ColumnKind::kText, ColumnKind::kText, ColumnKind::kText, ColumnKind::kText,
+    ColumnKind::kText, ColumnKind::kInt,  ColumnKind::kText, ColumnKind::kInt};
+constexpr std::array<ColumnKind, 7> kProcessKinds = {
+    ColumnKind::kText, ColumnKind::kInt,  ColumnKind::kText, ColumnKind::kText,
+    ColumnKind::kInt,  ColumnKind::kText, ColumnKind::kBlob};
+
+// A text column must be UTF-8: PostgreSQL refuses anything else, and the API shows it as JSON.
+Status CheckUtf8(const std::optional<std::string>& text, std::string_view what) {
+  if (!text) return Ok();
+  auto checked = EncodeJson(json(*text), what);
+  if (!checked.ok()) return std::move(checked).error();
+  return Ok();
+}
+
+template <typename T>
+void PutOpt(json& j, const char* key, const std::optional<T>& v) {
+  if (v) j[key] = *v;
+}
+
+json SandboxApprovalToJson(const SandboxApproval& a) {
+  return {{"approved_by", a.approved_by}, {"approved_at_ms", a.approved_at_ms}, {"rule", a.rule}};
+}
+
+std::optional<SandboxApproval> SandboxApprovalFromJson(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  return SandboxApproval{it->at("approved_by").get<std::string>(),
+                         it->at("approved_at_ms").get<int64_t>(),
+                         it->at("rule").get<std::string>()};
+}
+
+json ProcessResultToJson(const ProcessResult& r) {
+  json j = {{"reason", RenderEndReason(r.reason)},
+            {"wall_ms", r.wall_ms},
+            {"cpu_ms", r.cpu_ms},
+            {"stdout_bytes", r.stdout_bytes},
+            {"stderr_bytes", r.stderr_bytes},
+            {"output_truncated", r.output_truncated}};
+  j["exit_code"] = r.exit_code ? json(*r.exit_code) : json(nullptr);
+  j["signal"] = r.signal ? json(*r.signal) : json(nullptr);
+  return j;
+}
+
+ProcessResult ProcessResultFromJson(const json& j) {
+  ProcessResult r;
+  r.reason = ParseEndReason(j.at("reason").get<std::string>());
+  r.exit_code = OptAt<int>(j, "exit_code");
+  r.signal = OptAt<int>(j, "signal");
+  r.wall_ms = j.value("wall_ms", int64_t{0});
+  r.cpu_ms = j.value("cpu_ms", int64_t{0});
+  r.stdout_bytes = j.value("stdout_bytes", int64_t{0});
+  r.stderr_bytes = j.value("stderr_bytes", int64_t{0});
+  r.output_truncated = j.value("output_truncated", false);
+  return r;
+}
+
+}  // namespace
+
+Result<SandboxRow> EncodeSandbox(const SandboxRecord& s) {
+  json doc = json::object();
+  PutOpt(doc, "cpus", s.cpus);
+  PutOpt(doc, "memory_bytes", s.memory_bytes);
+  PutOpt(doc, "pids", s.pids);
+  PutOpt(doc, "timeout_s", s.timeout_s);
+  PutOpt(doc, "output_bytes", s.output_bytes);
+  PutOpt(doc, "idle_timeout_s", s.idle_timeout_s);
+  doc["network"] = s.network;
+  doc["seccomp_profile"] = s.seccomp_profile;
+  doc["env"] = s.env;
+  PutOpt(doc, "workspace_path", s.workspace_path);
+  doc["workspace_mode"] = s.workspace_mode;
+  doc["labels"] = s.labels;
+  doc["backend"] = s.backend;
+  doc["image"] = s.image;
+  PutOpt(doc, "from_snapshot", s.from_snapshot);
+  doc["policy"] = s.policy;
+  if (s.approval) doc["approval"] = SandboxApprovalToJson(*s.approval);
+  PutOpt(doc, "started_at_ms", s.started_at_ms);
+  PutOpt(doc, "ended_at_ms", s.ended_at_ms);
+  doc["last_activity_ms"] = s.last_activity_ms;
+  doc["reason"] = RenderEndReason(s.reason);
+  doc["backend_used"] = s.backend_used;
+  doc["info"] = s.info;
+
+  SandboxRow row;
+  auto text = EncodeJson(doc, "sandbox " + s.id);
+  if (!text.ok()) return std::move(text).error();
+  row.doc = std::move(*text);
+  SBX_TRY(CheckUtf8(s.id, "sandbox id"));
+  SBX_TRY(CheckUtf8(s.submitter, "submitter"));
+  SBX_TRY(CheckUtf8(s.node, "node"));
+  SBX_TRY(CheckUtf8(s.idempotency_key, "idempotency key"));
+  row.id = s.id;
+  row.submitter = s.submitter;
+  row.state = SandboxStateName(s.state);
+  row.node = s.node;
+  row.idempotency_key = s.idempotency_key;
+  row.created_at = s.created_at_ms;
+  return row;
+}
+
+const std::string& SandboxSelectList() {
+  static const std::string list =
+      "id, submitter, state, node, idempotency_key, created_at, doc, row_no";
+  return list;
+}
+std::span<const ColumnKind> SandboxSelectKinds() { return kSandboxKinds; }
+
+Result<DecodedSandbox> DecodeSandbox(const SqlRow& row) {
+  DecodedSandbox out;
+  SandboxRecord& s = out.sandbox;
+  s.id = TextAt(row, 0);
+  s.submitter = TextAt(row, 1);
+  auto state = ParseSandboxState(TextAt(row, 2));
+  if (!state.ok()) return WithContext(std::move(state).error(), "sandbox " + s.id);
+  s.state = *state;
+  if (!IsNull(row, 3)) s.node = TextAt(row, 3);
+  if (!IsNull(row, 4)) s.idempotency_key = TextAt(row, 4);
+  s.created_at_ms = IntAt(row, 5);
+  out.row_no = IntAt(row, 7);
+  try {
+    const json doc = json::parse(TextAt(row, 6));
+    s.cpus = OptAt<double>(doc, "cpus");
+    s.memory_bytes = OptAt<int64_t>(doc, "memory_bytes");
+    s.pids = OptAt<int64_t>(doc, "pids");
+    s.timeout_s = OptAt<int64_t>(doc, "timeout_s");
+    s.output_bytes = OptAt<int64_t>(doc, "output_bytes");
+    s.idle_timeout_s = OptAt<int64_t>(doc, "idle_timeout_s");
+    s.network = doc.value("network", "");
+    s.seccomp_profile = doc.value("seccomp_profile", "");
+    s.env = doc.value("env", std::map<std::string, std::string>());
+    s.workspace_path = OptAt<std::string>(doc, "workspace_path");
+    s.workspace_mode = doc.value("workspace_mode", "ro");
+    s.labels = doc.value("labels", std::map<std::string, std::string>());
+    s.backend = doc.value("backend", "");
+    s.image = doc.value("image", "");
+    s.from_snapshot = OptAt<std::string>(doc, "from_snapshot");
+    s.policy = doc.value("policy", json());
+    s.approval = SandboxApprovalFromJson(doc, "approval");
+    s.started_at_ms = OptAt<int64_t>(doc, "started_at_ms");
+    s.ended_at_ms = OptAt<int64_t>(doc, "ended_at_ms");
+    s.last_activity_ms = doc.value("last_activity_ms", int64_t{0});
+    s.reason = ParseEndReason(doc.value("reason", ""));
+    s.backend_used = doc.value("backend_used", "");
+    s.info = doc.value("info", json());
+  } catch (const std::exception& e) {
+    return MakeError(ErrorCode::kInternal, "stored sandbox {} has a malformed doc column: {}", s.id,
+                     e.what());
+  }
+  return out;
+}
+
+Result<ProcessRow> EncodeProcess(const ProcessRecord& p) {
+  json doc = json::object();
+  doc["argv"] = p.argv;
+  doc["env"] = p.env;
+  doc["cwd"] = p.cwd;
+  doc["stdin_open"] = p.stdin_open;
+  PutOpt(doc, "timeout_s", p.timeout_s);
+  if (p.pty) doc["pty"] = {{"cols", p.pty->cols}, {"rows", p.pty->rows}};
+  doc["submitter"] = p.submitter;
+  doc["policy"] = p.policy;
+  if (p.approval) doc["approval"] = SandboxApprovalToJson(*p.approval);
+  PutOpt(doc, "started_at_ms", p.started_at_ms);
+  PutOpt(doc, "finished_at_ms", p.finished_at_ms);
+  if (p.result) doc["result"] = ProcessResultToJson(*p.result);
+
+  ProcessRow row;
+  auto text = EncodeJson(doc, "process");
+  if (!text.ok()) return std::move(text).error();
+  row.doc = std::move(*text);
+  SBX_TRY(CheckUtf8(p.sandbox_id, "sandbox id"));
+  if (!p.tag.empty()) {
+    SBX_TRY(CheckUtf8(p.tag, "tag"));
+    row.tag = p.tag;
+  }
+  row.sandbox_id = p.sandbox_id;
+  row.id = p.id;
+  row.state = ProcessStateName(p.state);
+  row.created_at = p.created_at_ms;
+  row.stdin_data = Blob{p.stdin_data};
+  return row;
+}
+
+const std::string& ProcessSelectList() {
+  static const std::string list = "sandbox_id, id, tag, state, created_at, doc, stdin";
+  return list;
+}
+std::span<const ColumnKind> ProcessSelectKinds() { return kProcessKinds; }
+
+Result<ProcessRecord> DecodeProcess(const SqlRow& row) {
+  ProcessRecord p;
+  p.sandbox_id = TextAt(row, 0);
+  p.id = IntAt(row, 1);
+  p.tag = TextAt(row, 2);
+  auto state = ParseProcessState(TextAt(row, 3));
+  if (!state.ok()) {
+    return WithContext(std::move(state).error(),
+                       "process " + std::to_string(p.id) + " of sandbox " + p.sandbox_id);
+  }
+  p.state = *state;
+  p.created_at_ms = IntAt(row, 4);
+  p.stdin_data = TextAt(row, 6);
+  try {
+    const json doc = json::parse(TextAt(row, 5));
+    p.argv = doc.value("argv", std::vector<std::string>());
+    p.env = doc.value("env", std::map<std::string, std::string>());
+    p.cwd = doc.value("cwd", "");
+    p.stdin_open = doc.value("stdin_open", false);
+    p.timeout_s = OptAt<int64_t>(doc, "timeout_s");
+    if (auto it = doc.find("pty"); it != doc.end() && !it->is_null()) {
+      p.pty = PtyRequest{it->at("cols").get<int>(), it->at("rows").get<int>()};
+    }
+    p.submitter = doc.value("submitter", "");
+    p.policy = doc.value("policy", json());
+    p.approval = SandboxApprovalFromJson(doc, "approval");
+    p.started_at_ms = OptAt<int64_t>(doc, "started_at_ms");
+    p.finished_at_ms = OptAt<int64_t>(doc, "finished_at_ms");
+    if (auto it = doc.find("result"); it != doc.end() && !it->is_null()) {
+      p.result = ProcessResultFromJson(*it);
+    }
+  } catch (const std::exception& e) {
+    return MakeError(ErrorCode::kInternal,
+                     "stored process {} of sandbox {} has a malformed doc column: {}", p.id,
+                     p.sandbox_id, e.what());
+  }
+  return p;
+}
+
 const std::string& EventSelectList() {
   static const std::string list = "run_id, seq, type, ts, data, gseq";
   return list;

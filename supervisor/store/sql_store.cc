@@ -8,15 +8,6 @@
 #include "supervisor/store/record_codec.h"
 
 namespace sbx::store::internal {
-namespace {
-
-constexpr int kMaxPageSize = 1000;
-constexpr int kVerifyBatch = 500;
-const std::string kGenesisHash(64, '0');
-constexpr std::array<ColumnKind, 1> kOneInt = {ColumnKind::kInt};
-constexpr std::array<ColumnKind, 1> kOneText = {ColumnKind::kText};
-constexpr std::array<ColumnKind, 2> kIntText = {ColumnKind::kInt, ColumnKind::kText};
-constexpr std::array<ColumnKind, 2> kTextInt = {ColumnKind::kText, ColumnKind::kInt};
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -24,20 +15,8 @@ int64_t NowMs() {
       .count();
 }
 
-// Collects statement parameters and hands out their placeholders.
-class Params {
- public:
-  std::string Add(SqlValue v) {
-    values_.push_back(std::move(v));
-    return "$" + std::to_string(values_.size());
-  }
-  std::span<const SqlValue> values() const { return values_; }
-
- private:
-  std::vector<SqlValue> values_;
-};
-
 Status CheckLimit(int limit, const char* what) {
+  constexpr int kMaxPageSize = 1000;
   if (limit < 1 || limit > kMaxPageSize) {
     return MakeError(ErrorCode::kInvalidArgument, "{} limit {} is out of range; use 1..{}", what,
                      limit, kMaxPageSize);
@@ -45,7 +24,7 @@ Status CheckLimit(int limit, const char* what) {
   return Ok();
 }
 
-Status CheckRunId(std::string_view id) {
+Status CheckId(std::string_view id, const char* what) {
   bool ok = !id.empty() && id.size() <= 128;
   for (char c : id) {
     ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -53,10 +32,30 @@ Status CheckRunId(std::string_view id) {
   }
   if (!ok) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "run id '{}' is malformed; use 1..128 of [A-Za-z0-9_-]", id);
+                     "{} id '{}' is malformed; use 1..128 of [A-Za-z0-9_-]", what, id);
   }
   return Ok();
 }
+
+Result<int64_t> ParseCursor(std::string_view cursor) {
+  int64_t row_no = 0;
+  const char* end = cursor.data() + cursor.size();
+  auto [ptr, ec] = std::from_chars(cursor.data(), end, row_no);
+  if (ec != std::errc() || ptr != end || row_no <= 0) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "cursor '{}' is malformed; pass next_cursor from the previous page", cursor);
+  }
+  return row_no;
+}
+
+namespace {
+
+constexpr int kVerifyBatch = 500;
+const std::string kGenesisHash(64, '0');
+constexpr std::array<ColumnKind, 1> kOneInt = {ColumnKind::kInt};
+constexpr std::array<ColumnKind, 1> kOneText = {ColumnKind::kText};
+constexpr std::array<ColumnKind, 2> kIntText = {ColumnKind::kInt, ColumnKind::kText};
+constexpr std::array<ColumnKind, 2> kTextInt = {ColumnKind::kText, ColumnKind::kInt};
 
 std::string StateList(const std::vector<RunState>& states) {
   std::string out;
@@ -86,7 +85,8 @@ Error RunNotFound(std::string_view run_id) {
 
 class SqlStore final : public Store {
  public:
-  explicit SqlStore(std::unique_ptr<SqlConnection> conn) : conn_(std::move(conn)) {}
+  explicit SqlStore(std::unique_ptr<SqlConnection> conn)
+      : conn_(std::move(conn)), sandboxes_(*conn_) {}
 
   Result<MigrateResult> Migrate() override {
     MigrateResult out;
@@ -141,7 +141,7 @@ class SqlStore final : public Store {
       return MakeError(ErrorCode::kInvalidArgument, "an idempotency key must not be empty");
     }
     if (run.id.empty()) run.id = NewRunId();
-    SBX_TRY(CheckRunId(run.id));
+    SBX_TRY(CheckId(run.id, "run"));
     if (run.created_at_ms == 0) run.created_at_ms = NowMs();
     auto row = EncodeRun(run);
     if (!row.ok()) return std::move(row).error();
@@ -233,15 +233,9 @@ class SqlStore final : public Store {
     Params p;
     std::string sql = "SELECT " + RunSelectList() + " FROM runs r WHERE 1 = 1";
     if (!filter.cursor.empty()) {
-      int64_t row_no = 0;
-      const char* end = filter.cursor.data() + filter.cursor.size();
-      auto [ptr, ec] = std::from_chars(filter.cursor.data(), end, row_no);
-      if (ec != std::errc() || ptr != end || row_no <= 0) {
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "cursor '{}' is malformed; pass next_cursor from the previous page",
-                         filter.cursor);
-      }
-      sql += " AND r.row_no < " + p.Add(row_no);
+      auto row_no = ParseCursor(filter.cursor);
+      if (!row_no.ok()) return std::move(row_no).error();
+      sql += " AND r.row_no < " + p.Add(*row_no);
     }
     if (!filter.states.empty()) {
       sql += " AND r.state IN (";
@@ -532,6 +526,40 @@ class SqlStore final : public Store {
     return ids;
   }
 
+  Result<CreateSandboxResult> CreateSandbox(const SandboxRecord& sandbox) override {
+    return sandboxes_.CreateSandbox(sandbox);
+  }
+  Result<SandboxRecord> GetSandbox(std::string_view sandbox_id) override {
+    return sandboxes_.GetSandbox(sandbox_id);
+  }
+  Result<SandboxPage> ListSandboxes(const SandboxFilter& filter) override {
+    return sandboxes_.ListSandboxes(filter);
+  }
+  Result<SandboxRecord> UpdateSandbox(std::string_view sandbox_id,
+                                      const std::vector<SandboxState>& from, SandboxState to,
+                                      const SandboxUpdate& update) override {
+    return sandboxes_.UpdateSandbox(sandbox_id, from, to, update);
+  }
+  Result<ProcessRecord> CreateProcess(const ProcessRecord& process) override {
+    return sandboxes_.CreateProcess(process);
+  }
+  Result<ProcessRecord> GetProcess(std::string_view sandbox_id,
+                                   std::string_view id_or_tag) override {
+    return sandboxes_.GetProcess(sandbox_id, id_or_tag);
+  }
+  Result<std::vector<ProcessRecord>> ListProcesses(std::string_view sandbox_id,
+                                                   const ProcessFilter& filter) override {
+    return sandboxes_.ListProcesses(sandbox_id, filter);
+  }
+  Result<ProcessRecord> UpdateProcess(std::string_view sandbox_id, int64_t process_id,
+                                      const std::vector<ProcessState>& from, ProcessState to,
+                                      const ProcessUpdate& update) override {
+    return sandboxes_.UpdateProcess(sandbox_id, process_id, from, to, update);
+  }
+  Result<std::vector<std::string>> RecoverStaleSandboxes(std::string_view node) override {
+    return sandboxes_.RecoverStaleSandboxes(node);
+  }
+
  private:
   static Result<RunRecord> ApplyTransition(SqlTx& tx, const TransitionWrite& w) {
     const std::string& run_id = w.run_id;
@@ -653,6 +681,7 @@ class SqlStore final : public Store {
   }
 
   std::unique_ptr<SqlConnection> conn_;
+  SqlSandboxes sandboxes_;
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -71,9 +72,62 @@ class SqlConnection {
   virtual std::string LockStatement(LockKey key) const = 0;
   // Appended to the SELECT that picks the run to claim: "FOR UPDATE SKIP LOCKED" or "".
   virtual std::string_view ClaimLockClause() const = 0;
+  // Appended to a SELECT of rows the transaction reads and then changes: "FOR UPDATE" (the rows
+  // stay locked until it ends), or "" where the write transaction already excludes every other
+  // writer (SQLite).
+  virtual std::string_view RowLockClause() const = 0;
 };
 
 std::unique_ptr<Store> MakeSqlStore(std::unique_ptr<SqlConnection> conn);
+
+// The sandbox and process calls of the SQL store (store.h, "Long-lived sandboxes and their
+// processes"), on the connection of the Store that forwards them (sql_sandbox_store.cc).
+class SqlSandboxes {
+ public:
+  explicit SqlSandboxes(SqlConnection& conn) : conn_(conn) {}
+
+  Result<CreateSandboxResult> CreateSandbox(const SandboxRecord& sandbox);
+  Result<SandboxRecord> GetSandbox(std::string_view sandbox_id);
+  Result<SandboxPage> ListSandboxes(const SandboxFilter& filter);
+  Result<SandboxRecord> UpdateSandbox(std::string_view sandbox_id,
+                                      const std::vector<SandboxState>& from, SandboxState to,
+                                      const SandboxUpdate& update);
+  Result<ProcessRecord> CreateProcess(const ProcessRecord& process);
+  Result<ProcessRecord> GetProcess(std::string_view sandbox_id, std::string_view id_or_tag);
+  Result<std::vector<ProcessRecord>> ListProcesses(std::string_view sandbox_id,
+                                                   const ProcessFilter& filter);
+  Result<ProcessRecord> UpdateProcess(std::string_view sandbox_id, int64_t process_id,
+                                      const std::vector<ProcessState>& from, ProcessState to,
+                                      const ProcessUpdate& update);
+  Result<std::vector<std::string>> RecoverStaleSandboxes(std::string_view node);
+
+ private:
+  SqlConnection& conn_;
+};
+
+// ---- Helpers of the SQL store's files ------------------------------------------------------
+
+// Milliseconds since the Unix epoch.
+int64_t NowMs();
+// kInvalidArgument unless 1 <= limit <= 1000; `what` names the listing ("run list").
+Status CheckLimit(int limit, const char* what);
+// kInvalidArgument unless `id` is 1..128 of [A-Za-z0-9_-]; `what` names it ("run", "sandbox").
+Status CheckId(std::string_view id, const char* what);
+// The row_no in a next_cursor, or kInvalidArgument.
+Result<int64_t> ParseCursor(std::string_view cursor);
+
+// Collects statement parameters and hands out their placeholders.
+class Params {
+ public:
+  std::string Add(SqlValue v) {
+    values_.push_back(std::move(v));
+    return "$" + std::to_string(values_.size());
+  }
+  std::span<const SqlValue> values() const { return values_; }
+
+ private:
+  std::vector<SqlValue> values_;
+};
 
 // Backends, for Open().
 Result<std::unique_ptr<SqlConnection>> OpenSqlite(const std::string& path);

@@ -104,6 +104,43 @@ CREATE UNIQUE INDEX events_by_gseq ON events (gseq);
 ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN image TEXT NOT NULL DEFAULT '';
 )sql"},
+    // A sandbox's variable parts are one JSON document (doc); the columns are what queries
+    // filter on. next_process_id is the id its next process gets.
+    {5, "long-lived sandboxes and their processes", R"sql(
+CREATE TABLE sandboxes (
+  row_no INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  submitter TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('PENDING', 'AWAITING_REVIEW', 'STARTING', 'RUNNING',
+                                       'PAUSED', 'STOPPED', 'FAILED')),
+  node TEXT,
+  idempotency_key TEXT,
+  created_at INTEGER NOT NULL,
+  doc TEXT NOT NULL,
+  next_process_id INTEGER NOT NULL DEFAULT 1,
+  UNIQUE (submitter, idempotency_key)
+);
+CREATE INDEX sandboxes_by_node ON sandboxes (node, state);
+CREATE TABLE sandbox_labels (
+  sandbox_id TEXT NOT NULL REFERENCES sandboxes (id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (sandbox_id, key)
+);
+CREATE INDEX sandbox_labels_by_value ON sandbox_labels (key, value);
+CREATE TABLE sandbox_processes (
+  sandbox_id TEXT NOT NULL REFERENCES sandboxes (id) ON DELETE CASCADE,
+  id INTEGER NOT NULL,
+  tag TEXT,
+  state TEXT NOT NULL CHECK (state IN ('AWAITING_REVIEW', 'RUNNING', 'FINISHED', 'REJECTED',
+                                       'CANCELLED')),
+  created_at INTEGER NOT NULL,
+  doc TEXT NOT NULL,
+  stdin BLOB NOT NULL,
+  PRIMARY KEY (sandbox_id, id)
+);
+CREATE INDEX sandbox_processes_by_tag ON sandbox_processes (sandbox_id, tag, id);
+)sql"},
 };
 
 struct DbCloser {
@@ -328,6 +365,7 @@ class SqliteConnection final : public SqlConnection {
   std::span<const Migration> Migrations() const override { return kMigrations; }
   std::string LockStatement(LockKey) const override { return ""; }
   std::string_view ClaimLockClause() const override { return ""; }
+  std::string_view RowLockClause() const override { return ""; }
 
  private:
   std::mutex mu_;

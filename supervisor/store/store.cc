@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "supervisor/store/sql_store.h"
 
@@ -15,6 +16,12 @@ namespace {
 constexpr std::array<const char*, 8> kStateNames = {"PENDING", "PLANNED",  "AWAITING_REVIEW",
                                                     "QUEUED",  "RUNNING",  "SUCCEEDED",
                                                     "FAILED",  "CANCELLED"};
+
+constexpr std::array<const char*, 7> kSandboxStateNames = {
+    "PENDING", "AWAITING_REVIEW", "STARTING", "RUNNING", "PAUSED", "STOPPED", "FAILED"};
+
+constexpr std::array<const char*, 5> kProcessStateNames = {"AWAITING_REVIEW", "RUNNING", "FINISHED",
+                                                           "REJECTED", "CANCELLED"};
 
 constexpr std::array<const char*, 6> kEventTypeNames = {
     "run.status", "step.started", "step.log", "step.finished", "artifact.created", "run.completed"};
@@ -29,6 +36,24 @@ std::string RedactUrl(std::string_view url) {
   size_t colon = out.find(':', scheme_end + 3);
   if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
   return out;
+}
+
+// `prefix` followed by 20 random base32 characters.
+std::string NewRandomId(std::string prefix) {
+  static constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
+  std::array<unsigned char, 20> bytes;
+  size_t got = 0;
+  while (got < bytes.size()) {
+    ssize_t n = getrandom(bytes.data() + got, bytes.size() - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    // getrandom(2) blocks until the pool is initialised and cannot fail for 20 bytes after
+    // that; an error here means no random source at all, and ids must not be guessable.
+    if (n < 0) std::abort();
+    got += static_cast<size_t>(n);
+  }
+  std::string id = std::move(prefix);
+  for (unsigned char b : bytes) id.push_back(kBase32[b & 31]);
+  return id;
 }
 
 }  // namespace
@@ -93,21 +118,92 @@ Result<EventType> ParseEventType(std::string_view name) {
   return MakeError(ErrorCode::kInvalidArgument, "unknown event type '{}'", name);
 }
 
-std::string NewRunId() {
-  static constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
-  std::array<unsigned char, 20> bytes;
-  size_t got = 0;
-  while (got < bytes.size()) {
-    ssize_t n = getrandom(bytes.data() + got, bytes.size() - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    // getrandom(2) blocks until the pool is initialised and cannot fail for 20 bytes after
-    // that; an error here means no random source at all, and ids must not be guessable.
-    if (n < 0) std::abort();
-    got += static_cast<size_t>(n);
+std::string NewRunId() { return NewRandomId("run_"); }
+
+std::string NewSandboxId() { return NewRandomId("sbx_"); }
+
+const char* SandboxStateName(SandboxState state) {
+  return kSandboxStateNames[static_cast<size_t>(state)];
+}
+
+Result<SandboxState> ParseSandboxState(std::string_view name) {
+  for (size_t i = 0; i < kSandboxStateNames.size(); ++i) {
+    if (name == kSandboxStateNames[i]) return static_cast<SandboxState>(i);
   }
-  std::string id = "run_";
-  for (unsigned char b : bytes) id.push_back(kBase32[b & 31]);
-  return id;
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "unknown sandbox state '{}'; expected one of PENDING, AWAITING_REVIEW, "
+                   "STARTING, RUNNING, PAUSED, STOPPED, FAILED",
+                   name);
+}
+
+bool IsTerminal(SandboxState state) {
+  return state == SandboxState::kStopped || state == SandboxState::kFailed;
+}
+
+bool IsLegalSandboxTransition(SandboxState from, SandboxState to) {
+  if (IsTerminal(from)) return false;
+  // A delete or a failure can end a sandbox at any stage.
+  if (to == SandboxState::kStopped || to == SandboxState::kFailed) return true;
+  switch (from) {
+    case SandboxState::kPending:
+      return to == SandboxState::kAwaitingReview;
+    case SandboxState::kAwaitingReview:
+      return to == SandboxState::kStarting;
+    case SandboxState::kStarting:
+      return to == SandboxState::kRunning;
+    case SandboxState::kRunning:
+      return to == SandboxState::kPaused;
+    case SandboxState::kPaused:
+      return to == SandboxState::kRunning;
+    default:
+      return false;
+  }
+}
+
+const std::vector<SandboxState>& AllSandboxStates() {
+  static const std::vector<SandboxState> states = {
+      SandboxState::kPending, SandboxState::kAwaitingReview, SandboxState::kStarting,
+      SandboxState::kRunning, SandboxState::kPaused,         SandboxState::kStopped,
+      SandboxState::kFailed};
+  return states;
+}
+
+const std::vector<SandboxState>& NonTerminalSandboxStates() {
+  static const std::vector<SandboxState> states = {
+      SandboxState::kPending, SandboxState::kAwaitingReview, SandboxState::kStarting,
+      SandboxState::kRunning, SandboxState::kPaused};
+  return states;
+}
+
+const char* ProcessStateName(ProcessState state) {
+  return kProcessStateNames[static_cast<size_t>(state)];
+}
+
+Result<ProcessState> ParseProcessState(std::string_view name) {
+  for (size_t i = 0; i < kProcessStateNames.size(); ++i) {
+    if (name == kProcessStateNames[i]) return static_cast<ProcessState>(i);
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "unknown process state '{}'; expected one of AWAITING_REVIEW, RUNNING, "
+                   "FINISHED, REJECTED, CANCELLED",
+                   name);
+}
+
+bool IsTerminal(ProcessState state) {
+  return state == ProcessState::kFinished || state == ProcessState::kRejected ||
+         state == ProcessState::kCancelled;
+}
+
+bool IsLegalProcessTransition(ProcessState from, ProcessState to) {
+  switch (from) {
+    case ProcessState::kAwaitingReview:
+      return to == ProcessState::kRunning || to == ProcessState::kRejected ||
+             to == ProcessState::kCancelled;
+    case ProcessState::kRunning:
+      return to == ProcessState::kFinished;
+    default:
+      return false;
+  }
 }
 
 Result<RunRecord> Store::Cancel(std::string_view run_id) {
