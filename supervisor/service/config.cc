@@ -118,8 +118,33 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
                      "max_body_bytes", "workspace_roots", "artifacts_quota", "log_level",
                      "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
                      "docker_image", "warm_sandboxes", "workspace_cow_root_owned",
-                     "sandbox_id_base", "docker_images"},
+                     "sandbox_id_base", "docker_images", "sandboxes"},
                     source, ""));
+  if (auto n = root["sandboxes"]) {
+    SBX_TRY(CheckKeys(n, {"max", "default_timeout_s", "max_timeout_s", "default_idle_timeout_s"},
+                      source, "sandboxes."));
+    if (n["max"]) {
+      auto v = Int(n["max"], source, "sandboxes.max", 1);
+      if (!v.ok()) return std::move(v).error();
+      c.sandboxes.max = static_cast<int>(std::min<int64_t>(*v, 100000));
+    }
+    struct Field {
+      const char* key;
+      int64_t* out;
+      int64_t min;
+    };
+    for (Field f : {Field{"default_timeout_s", &c.sandboxes.default_timeout_s, 1},
+                    Field{"max_timeout_s", &c.sandboxes.max_timeout_s, 1},
+                    Field{"default_idle_timeout_s", &c.sandboxes.default_idle_timeout_s, 0}}) {
+      if (!n[f.key]) continue;
+      auto v = Int(n[f.key], source, std::string("sandboxes.") + f.key, f.min);
+      if (!v.ok()) return std::move(v).error();
+      *f.out = *v;
+    }
+    if (c.sandboxes.default_timeout_s > c.sandboxes.max_timeout_s) {
+      return KeyError(source, "sandboxes.default_timeout_s", "must not exceed max_timeout_s");
+    }
+  }
   if (auto n = root["workspace_roots"]) {
     auto roots = AbsolutePaths(n, source, "workspace_roots");
     if (!roots.ok()) return std::move(roots).error();

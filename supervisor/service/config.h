@@ -56,6 +56,13 @@ struct ServiceConfig {
   // The host ids of every sandbox's user namespace: [sandbox_id_base, sandbox_id_base + 65536).
   // The daemon refuses to start when /etc/subuid or /etc/subgid gives any of them to a user.
   uint64_t sandbox_id_base = 100000;
+  // Long-lived sandboxes (docs/sandboxes.md), `sandboxes:` in the file.
+  struct Sandboxes {
+    int max = 64;                           // live on this node at once
+    int64_t default_timeout_s = 3600;       // lifetime when a sandbox names none
+    int64_t max_timeout_s = 7 * 24 * 3600;  // the longest it may ask for
+    int64_t default_idle_timeout_s = 600;   // idle timeout when it names none (0: none)
+  } sandboxes;
 };
 
 // Parses the YAML text over the defaults. `source` names the file in messages.
