@@ -165,5 +165,28 @@ TEST(Config, FlagsOverrideTheFile) {
   EXPECT_FALSE(ApplyFlags({"--database"}, *c).ok());
 }
 
+TEST(Config, SandboxesSection) {
+  auto c = ParseConfig(R"(
+sandboxes: {max: 8, default_timeout_s: 60, max_timeout_s: 600, default_idle_timeout_s: 0}
+)",
+                       "s.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->sandboxes.max, 8);
+  EXPECT_EQ(c->sandboxes.default_timeout_s, 60);
+  EXPECT_EQ(c->sandboxes.max_timeout_s, 600);
+  EXPECT_EQ(c->sandboxes.default_idle_timeout_s, 0);
+  auto d = ParseConfig("", "d.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->sandboxes.max, 64);
+  EXPECT_EQ(d->sandboxes.default_timeout_s, 3600);
+  for (const char* bad : {"sandboxes: {max: 0}", "sandboxes: {maximum: 3}",
+                          "sandboxes: {default_timeout_s: 10, max_timeout_s: 5}",
+                          "sandboxes: {default_idle_timeout_s: -1}", "sandboxes: 3"}) {
+    auto r = ParseConfig(bad, "bad.yaml");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().message.find("sandboxes"), std::string::npos) << r.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace sbx::supervisor
