@@ -168,11 +168,12 @@ struct LiveBox {
 
 struct SandboxService::Impl {
   Impl(store::Store& s, EventBus& e, SandboxServiceOptions o)
-      : store(s), events(e), options(std::move(o)) {}
+      : store(s), events(e), options(std::move(o)), snapshots(options.data_dir + "/snapshots") {}
 
   store::Store& store;
   EventBus& events;
   SandboxServiceOptions options;
+  Snapshots snapshots;
 
   std::mutex mu;  // boxes, timers, stopping
   std::condition_variable timer_cv;
@@ -222,6 +223,18 @@ struct SandboxService::Impl {
   Result<store::SandboxRecord> StartApproved(store::SandboxRecord sb, const Principal& who);
   Result<store::SandboxRecord> End(const std::string& id, SandboxState state, EndReason reason,
                                    const Principal& who);
+  Result<store::SandboxRecord> Restore(const store::SandboxRecord& sb,
+                                       const std::shared_ptr<LiveBox>& box);
+  std::vector<std::string> WritableDirs(const store::SandboxRecord& sb) const {
+    std::vector<std::string> d = {"/tmp", "/artifacts"};
+    if (sb.workspace_path && sb.workspace_mode == "cow") d.push_back("/workspace");
+    return d;
+  }
+  Result<files::SandboxRoot> RootOf(const LiveBox& box) const {
+    return files::SandboxRoot::OfProcess(box.engine->InitPid(), box.engine->InitPidFd(),
+                                         files::Owner{box.engine->HostUid(), box.engine->HostGid()},
+                                         options.file_limits);
+  }
   Result<store::ProcessRecord> Launch(const std::shared_ptr<LiveBox>& box,
                                       store::ProcessRecord rec, const Principal& who);
   void FinishProcess(const std::shared_ptr<LiveBox>& box, const std::shared_ptr<LiveProc>& proc,
@@ -281,9 +294,10 @@ Result<store::SandboxRequest> SandboxService::Impl::Validate(store::SandboxReque
                      "backend native or auto");
   }
   if (r.from_snapshot) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "from_snapshot: this daemon keeps no snapshots; create the sandbox without "
-                     "it");
+    // Another key's snapshot is not found, as a missing one.
+    auto snap = snapshots.Find(*r.from_snapshot, who.role == Role::kAdmin ? "" : who.name);
+    if (!snap.ok()) return WithContext(std::move(snap).error(), "from_snapshot");
+    r.from_snapshot = snap->id;
   }
   for (const auto& [k, v] : r.env) {
     if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos ||
@@ -463,10 +477,34 @@ Result<store::SandboxRecord> SandboxService::Impl::StartApproved(store::SandboxR
     (void)End(id, SandboxState::kStopped, {EndCode::kDeleted, ""}, who);
     return std::move(rec).error();
   }
+  if (sb.from_snapshot) {
+    auto restored = Restore(*rec, box);
+    if (!restored.ok()) {
+      const std::string what = "from_snapshot: " + restored.error().ToString();
+      spdlog::error("sandbox {}: {}", id, what);
+      return End(id, SandboxState::kFailed, {EndCode::kSetupFailed, what}, Daemon());
+    }
+    rec = std::move(restored);
+  }
   Audit(Daemon(), "sandbox.started", id,
         {{"node", options.node}, {"init_pid", box->engine->InitPid()}});
   spdlog::info("sandbox {}: running (init pid {})", id, box->engine->InitPid());
   return rec;
+}
+
+Result<store::SandboxRecord> SandboxService::Impl::Restore(const store::SandboxRecord& sb,
+                                                           const std::shared_ptr<LiveBox>& box) {
+  auto snap = snapshots.Find(*sb.from_snapshot, "");
+  if (!snap.ok()) return std::move(snap).error();
+  auto root = RootOf(*box);
+  if (!root.ok()) return std::move(root).error();
+  auto restored = snapshots.Restore(*snap, *root, WritableDirs(sb));
+  if (!restored.ok()) return std::move(restored).error();
+  store::SandboxUpdate u;
+  nlohmann::json info = sb.info;
+  info["from_snapshot"] = {{"id", snap->id}, {"name", snap->name}, {"restored", *restored}};
+  u.info = std::move(info);
+  return store.UpdateSandbox(sb.id, {SandboxState::kRunning}, SandboxState::kRunning, u);
 }
 
 Result<store::SandboxRecord> SandboxService::Impl::End(const std::string& id, SandboxState state,
@@ -1306,9 +1344,44 @@ Result<files::SandboxRoot> SandboxService::Files(std::string_view sandbox_id,
                      sandbox_id, store::SandboxStateName(sb->state));
   }
   impl_->Activity(*box);
-  return files::SandboxRoot::OfProcess(
-      box->engine->InitPid(), box->engine->InitPidFd(),
-      files::Owner{box->engine->HostUid(), box->engine->HostGid()}, impl_->options.file_limits);
+  return impl_->RootOf(*box);
+}
+
+Result<SnapshotRecord> SandboxService::Snapshot(std::string_view sandbox_id,
+                                                std::string_view name, const Principal& who) {
+  auto sb = impl_->Load(sandbox_id, who);
+  if (!sb.ok()) return std::move(sb).error();
+  SBX_TRY(Snapshots::CheckName(name));
+  auto box = impl_->Box(sandbox_id);
+  if (!box || box->ending) {
+    return MakeError(ErrorCode::kFailedPrecondition, "sandbox {} is {}: nothing to snapshot",
+                     sandbox_id, store::SandboxStateName(sb->state));
+  }
+  impl_->Activity(*box);
+  auto root = impl_->RootOf(*box);
+  if (!root.ok()) return std::move(root).error();
+  auto snap = impl_->snapshots.Save(*root, name, who.name, sb->id, impl_->WritableDirs(*sb));
+  if (!snap.ok()) return std::move(snap).error();
+  impl_->Audit(who, "sandbox.snapshot", sandbox_id,
+               {{"snapshot", snap->id}, {"name", snap->name}, {"bytes", snap->bytes}});
+  return snap;
+}
+
+Result<std::vector<SnapshotRecord>> SandboxService::ListSnapshots(const Principal& who) {
+  return impl_->snapshots.List(who.role == Role::kAdmin ? "" : who.name);
+}
+
+Result<SnapshotRecord> SandboxService::GetSnapshot(std::string_view name_or_id,
+                                                   const Principal& who) {
+  return impl_->snapshots.Find(name_or_id, who.role == Role::kAdmin ? "" : who.name);
+}
+
+Status SandboxService::DeleteSnapshot(std::string_view name_or_id, const Principal& who) {
+  auto snap = GetSnapshot(name_or_id, who);
+  if (!snap.ok()) return std::move(snap).error();
+  SBX_TRY(impl_->snapshots.Delete(*snap));
+  impl_->Audit(who, "snapshot.deleted", snap->source_sandbox, {{"snapshot", snap->id}});
+  return Ok();
 }
 
 }  // namespace sbx::supervisor

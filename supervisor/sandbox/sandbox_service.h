@@ -40,6 +40,7 @@
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/review/limits.h"
 #include "supervisor/sandbox/process_output.h"
+#include "supervisor/sandbox/snapshots.h"
 #include "supervisor/store/store.h"
 
 namespace sbx::supervisor {
@@ -151,6 +152,15 @@ class SandboxService {
   };
   Result<OutputHandle> Output(std::string_view sandbox_id, std::string_view id_or_tag,
                               const Principal& who);
+
+  // ---- Snapshots (snapshots.h) -------------------------------------------------------------
+  // Saves /tmp, /artifacts and a copy-on-write /workspace of a RUNNING or PAUSED sandbox as
+  // snapshot `name` of the caller; Create() with from_snapshot starts a sandbox from it.
+  Result<SnapshotRecord> Snapshot(std::string_view sandbox_id, std::string_view name,
+                                  const Principal& who);
+  Result<std::vector<SnapshotRecord>> ListSnapshots(const Principal& who);
+  Result<SnapshotRecord> GetSnapshot(std::string_view name_or_id, const Principal& who);
+  Status DeleteSnapshot(std::string_view name_or_id, const Principal& who);
 
   // ---- Files --------------------------------------------------------------------------------
   // The sandbox's root for files/ (RUNNING or PAUSED here; kFailedPrecondition otherwise).

@@ -397,5 +397,41 @@ TEST_F(SandboxServiceTest, SandboxesOfADeadDaemonEndFailedAtTheNextStart) {
   EXPECT_EQ(store::RenderEndReason(after->reason), "supervisor_restart");
 }
 
+TEST_F(SandboxServiceTest, ASnapshotBranchesANewSandboxWithTheFilesOfTheFirst) {
+  auto sb = CreateRunning();
+  Exec(sb.id, {"/bin/sh", "-c", "mkdir -p /tmp/d && printf 'a\\000b' > /tmp/d/bin && "
+                                "echo report > /artifacts/r.txt"},
+       alice_);
+  auto snap = service_->Snapshot(sb.id, "base", alice_);
+  ASSERT_TRUE(snap.ok()) << snap.error().ToString();
+  EXPECT_EQ(snap->name, "base");
+  EXPECT_EQ(service_->Snapshot(sb.id, "base", alice_).error().code, ErrorCode::kAlreadyExists);
+  EXPECT_EQ(service_->Snapshot(sb.id, "../x", alice_).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(service_->Snapshot(sb.id, "m", mallory_).error().code, ErrorCode::kNotFound);
+  // Changed after the snapshot: not in it.
+  Exec(sb.id, {"/bin/sh", "-c", "echo later > /tmp/later"}, alice_);
+  ASSERT_TRUE(service_->Delete(sb.id, alice_).ok());
+
+  store::SandboxRequest from;
+  from.from_snapshot = "base";
+  auto branch = CreateRunning(from);
+  ASSERT_FALSE(branch.id.empty());
+  EXPECT_EQ(ReadIn(branch.id, "/tmp/d/bin"), std::string("a\0b", 3));
+  EXPECT_EQ(ReadIn(branch.id, "/artifacts/r.txt"), "report\n");
+  EXPECT_EQ(ReadIn(branch.id, "/tmp/later").substr(0, 1), "<");  // not found
+  auto rec = store_->GetSandbox(branch.id);
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->info["from_snapshot"]["name"], "base");
+
+  // Another key's snapshot is not found; once deleted, it is gone for its owner too.
+  store::SandboxRequest theirs;
+  theirs.from_snapshot = "base";
+  EXPECT_EQ(service_->Create(theirs, mallory_).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(service_->ListSnapshots(mallory_)->size(), 0u);
+  ASSERT_EQ(service_->ListSnapshots(alice_)->size(), 1u);
+  ASSERT_TRUE(service_->DeleteSnapshot("base", alice_).ok());
+  EXPECT_EQ(service_->Create(from, alice_).error().code, ErrorCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace sbx::testing
