@@ -167,8 +167,8 @@ struct FileBytes {
 // messages are dropped, the client is sent {"type":"overflow","resume_after":SEQ} where SEQ is
 // the seq of the last message actually written to the socket (or the accept's resume_after
 // when none was, or null), and the session closes with code 1013 (try again later). The client
-// reconnects with ?after=SEQ. Incoming data messages are read and discarded; pings and close
-// are answered.
+// reconnects with ?after=SEQ. Pings and close are answered. Incoming data messages go to the
+// OnMessage callback, or are read and discarded when there is none.
 class WebSocket {
  public:
   enum class SendResult {
@@ -217,6 +217,19 @@ class WebSocket {
   virtual bool closed() const = 0;
   // The seq of the last message written to the socket, if any carried one.
   virtual std::optional<int64_t> last_sent_seq() const = 0;
+
+  // Calls `callback` with each data message the client sends (text or binary, the payload
+  // exactly as sent), on a worker thread, in order and one at a time. Messages that arrive
+  // before on_open returns are held and given to the callback it registers (or dropped when it
+  // registers none), so a client may send right after the handshake. Bounded: a message over
+  // ServerOptions::ws_max_incoming_bytes closes the session with 1009 (message too big), and
+  // while the callbacks are behind by that many bytes (or 16 messages) the session stops
+  // reading the socket, so a client that outpaces its handler waits rather than costing memory.
+  // Messages read before the session ended are still delivered after it (OnClose may run
+  // meanwhile on another worker). Replaces an earlier callback; the callback must not block for
+  // long: it holds up the next message.
+  using MessageCallback = std::function<void(std::string_view data, bool binary)>;
+  virtual void OnMessage(MessageCallback callback) = 0;
 };
 
 // A WebSocket route's handler accepts the upgrade by returning this (or refuses it by returning

@@ -1,6 +1,7 @@
 // One WebSocket connection after the upgrade: completes the handshake, feeds the client from the
-// WebSocketFront's bounded queue, one message at a time with a write deadline, and reads (and
-// drops) what the client sends so that pings and close are answered. Beast exceptions are caught
+// WebSocketFront's bounded queue, one message at a time with a write deadline, and reads what the
+// client sends, so that pings and close are answered and data messages reach the front (which
+// hands them to the handler's OnMessage callback, or drops them). Beast exceptions are caught
 // here; the async operations used report errors through error codes.
 #include "api/http/internal/ws_session.h"
 
@@ -51,7 +52,8 @@ class WsSession final : public Session,
         [core](std::function<void()> fn) {
           return core->PostWork(std::move(fn), "websocket callback");
         },
-        WebSocketFront::Limits{options_.ws_queue_messages, options_.ws_queue_bytes},
+        WebSocketFront::Limits{options_.ws_queue_messages, options_.ws_queue_bytes,
+                               options_.ws_max_incoming_bytes},
         accept.resume_after);
     on_open_ = std::move(accept.on_open);
     upgrade_ = std::move(upgrade);
@@ -125,8 +127,14 @@ class WsSession final : public Session,
       return Pump();
     }
     if (on_open_) {
-      core_->PostWork([front = front_, on_open = std::move(on_open_)] { on_open(front); },
-                      "websocket on_open");
+      core_->PostWork(
+          [front = front_, on_open = std::move(on_open_)] {
+            on_open(front);
+            front->Opened();
+          },
+          "websocket on_open");
+    } else {
+      front_->Opened();
     }
     Pump();
   }
@@ -138,12 +146,26 @@ class WsSession final : public Session,
                            ec == net::error::connection_reset || ec == net::error::broken_pipe;
         return self->Finish(client_gone ? CloseReason::kClientClosed : CloseReason::kError);
       }
-      self->read_buffer_.consume(n);  // incoming data messages are not used
+      auto bytes = self->read_buffer_.cdata();
+      const bool more = self->front_->Received(
+          std::string_view(static_cast<const char*>(bytes.data()), bytes.size()),
+          !self->ws_.got_text());
+      self->read_buffer_.consume(n);
+      if (!more) {
+        // The handler is behind: read on when the front wakes us with room (Pump). No
+        // operation is pending meanwhile, so the session keeps itself alive.
+        self->read_paused_ = self;
+        return;
+      }
       self->DoRead();
     });
   }
 
   void Pump() {
+    if (read_paused_ && open_ && !closing_ && !done_ && front_->IncomingRoom()) {
+      std::shared_ptr<WsSession> hold = std::move(read_paused_);
+      DoRead();
+    }
     if (!open_ || writing_ || closing_ || done_) return;
     WebSocketFront::Next next = front_->Take();
     switch (next.kind) {
@@ -220,6 +242,7 @@ class WsSession final : public Session,
     done_ = true;
     CancelTimer();
     front_->Ended(reason);
+    std::shared_ptr<WsSession> hold = std::move(read_paused_);
     error_code ignored;
     beast::get_lowest_layer(ws_).close(ignored);
   }
@@ -240,6 +263,8 @@ class WsSession final : public Session,
   std::string current_;
   FileBytes current_file_;  // the file range being written after current_, if any
   bool open_ = false;
+  // Set (to this session) while reading waits for the front's incoming queue to have room.
+  std::shared_ptr<WsSession> read_paused_;
   bool writing_ = false;
   bool closing_ = false;
   bool done_ = false;

@@ -123,6 +123,23 @@ Router WsRoutes(Probe* probe) {
             ws->SendBinary("empty\n", FileBytes{shared, 0, 0}, 3);
             ws->SendBinary("whole\n", FileBytes{shared, 0, size}, 4);
             ws->Close();
+          } else if (id == "echo") {
+            // Each incoming message back as it came, with its kind, and a record of it.
+            ws->OnMessage([probe, ws](std::string_view data, bool binary) {
+              probe->events.Add(std::string(binary ? "binary:" : "text:") +
+                                std::to_string(data.size()));
+              if (binary) {
+                ws->SendBinary(std::string(data), std::nullopt);
+              } else {
+                ws->Send(std::string(data));
+              }
+            });
+          } else if (id == "slow") {
+            // A handler far behind its client: the session stops reading meanwhile.
+            ws->OnMessage([probe](std::string_view data, bool) {
+              std::this_thread::sleep_for(std::chrono::milliseconds(20));
+              probe->events.Add("got:" + std::string(data));
+            });
           } else {
             std::lock_guard lock(probe->mu);
             probe->held = ws;
@@ -251,7 +268,7 @@ TEST_F(ApiWebSocketTest, SlowConsumerOverflowsAndLearnsWhereToResume) {
 TEST_F(ApiWebSocketTest, ClientCloseAndPing) {
   RawConn c = Open("/v1/runs/hold/events");
   ASSERT_TRUE(probe_.events.WaitFor("open"));
-  // Incoming data messages are ignored; pings are answered.
+  // Incoming data messages are ignored (no callback); pings are answered.
   ASSERT_TRUE(testing::WsSendFrame(c, 1, "hello server"));
   ASSERT_TRUE(testing::WsSendFrame(c, 9, "are-you-there"));
   std::optional<WsFrame> pong = testing::WsReadFrame(c);
@@ -362,6 +379,90 @@ TEST_F(ApiWebSocketTest, OversizedIncomingMessageClosesTheSession) {
   EXPECT_EQ(f->opcode, 8);
   EXPECT_EQ(f->CloseCode(), 1009);  // message too big
   EXPECT_TRUE(probe_.events.WaitFor("closed:error"));
+}
+
+// Incoming messages reach the handler in order and byte-exact, text and binary alike, including
+// those sent at once after the handshake (before on_open has registered the callback).
+TEST_F(ApiWebSocketTest, IncomingMessagesReachTheHandlerInOrder) {
+  RawConn c = Open("/v1/runs/echo/events");
+  std::vector<std::pair<int, std::string>> sent;
+  std::string bin;
+  for (int i = 0; i < 256; ++i) bin.push_back(static_cast<char>(i));  // NULs, not UTF-8
+  for (int i = 0; i < 40; ++i) {
+    if (i % 2 == 0) {
+      sent.push_back({1, "text message " + std::to_string(i) + " \u00e9\n"});
+    } else {
+      sent.push_back({2, bin + std::string(static_cast<size_t>(i) * 50, static_cast<char>(i))});
+    }
+  }
+  for (const auto& [opcode, payload] : sent) ASSERT_TRUE(testing::WsSendFrame(c, opcode, payload));
+  for (size_t i = 0; i < sent.size(); ++i) {
+    std::optional<WsFrame> f = testing::WsReadFrame(c);
+    ASSERT_TRUE(f.has_value()) << i;
+    EXPECT_EQ(f->opcode, sent[i].first) << i;
+    EXPECT_TRUE(f->payload == sent[i].second) << i << ": " << f->payload.size() << " bytes";
+  }
+  ASSERT_TRUE(probe_.events.WaitFor("binary:" + std::to_string(sent.back().second.size())));
+  std::vector<std::string> seen = probe_.events.All();
+  std::vector<std::string> kinds;
+  for (const auto& e : seen) {
+    if (e.starts_with("text:") || e.starts_with("binary:")) kinds.push_back(e);
+  }
+  ASSERT_EQ(kinds.size(), sent.size());
+  for (size_t i = 0; i < sent.size(); ++i) {
+    EXPECT_EQ(kinds[i], std::string(sent[i].first == 1 ? "text:" : "binary:") +
+                            std::to_string(sent[i].second.size()));
+  }
+  ASSERT_TRUE(testing::WsSendFrame(c, 8, testing::WsClosePayload(1000)));
+  EXPECT_TRUE(probe_.events.WaitFor("closed:client_closed"));
+}
+
+// A handler slower than its client costs no memory beyond the bound: the session stops reading
+// and every message still arrives, in order; pings wait their turn but are answered.
+TEST_F(ApiWebSocketTest, ASlowMessageHandlerHoldsTheClientBack) {
+  RawConn c = Open("/v1/runs/slow/events");
+  constexpr int kMessages = 60;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(testing::WsSendFrame(c, 1, "m" + std::to_string(i) + std::string(4000, 'x')));
+  }
+  ASSERT_TRUE(testing::WsSendFrame(c, 9, "still-there"));
+  c.SetTimeout(std::chrono::seconds(20));
+  std::optional<WsFrame> pong = testing::WsReadFrame(c);
+  ASSERT_TRUE(pong.has_value());
+  EXPECT_EQ(pong->opcode, 10);
+  ASSERT_TRUE(probe_.events.WaitFor("got:m" + std::to_string(kMessages - 1) + std::string(4000, 'x')));
+  std::vector<std::string> got;
+  for (const auto& e : probe_.events.All()) {
+    if (e.starts_with("got:")) got.push_back(e.substr(4, e.find('x') - 4));
+  }
+  ASSERT_EQ(got.size(), static_cast<size_t>(kMessages));
+  for (int i = 0; i < kMessages; ++i) EXPECT_EQ(got[i], "m" + std::to_string(i));
+}
+
+// Over the cap, the session closes with 1009 whether or not a handler listens, and the handler
+// never sees the message.
+TEST_F(ApiWebSocketTest, OversizedMessageToAListeningHandlerCloses) {
+  RawConn c = Open("/v1/runs/echo/events");
+  ASSERT_TRUE(testing::WsSendFrame(c, 2, std::string(64 * 1024 + 1, 'x')));
+  std::optional<WsFrame> f = testing::WsReadFrame(c);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->opcode, 8);
+  EXPECT_EQ(f->CloseCode(), 1009);
+  EXPECT_TRUE(probe_.events.WaitFor("closed:error"));
+  for (const auto& e : probe_.events.All()) EXPECT_FALSE(e.starts_with("binary:")) << e;
+}
+
+// A session whose handler registered no callback keeps discarding what the client sends, and
+// keeps answering: far more than the incoming bound goes through.
+TEST_F(ApiWebSocketTest, WithoutACallbackMessagesAreDiscarded) {
+  RawConn c = Open("/v1/runs/hold/events");
+  ASSERT_TRUE(probe_.events.WaitFor("open"));
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(testing::WsSendFrame(c, 2, std::string(32000, 'd')));
+  ASSERT_TRUE(testing::WsSendFrame(c, 9, "after-the-flood"));
+  std::optional<WsFrame> pong = testing::WsReadFrame(c);
+  ASSERT_TRUE(pong.has_value());
+  EXPECT_EQ(pong->opcode, 10);
+  EXPECT_EQ(pong->payload, "after-the-flood");
 }
 
 TEST_F(ApiWebSocketTest, StopSendsGoingAway) {

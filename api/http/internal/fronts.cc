@@ -373,10 +373,12 @@ void WebSocketFront::Stop() {
 
 void WebSocketFront::Ended(CloseReason reason) {
   std::function<void()> run;
+  std::shared_ptr<MessageCallback> drop;
   bool inline_call = false;
   {
     std::lock_guard lock(mu_);
     ended_ = true;
+    if (!delivering_) drop = std::move(on_message_);
     queue_.clear();
     queued_bytes_ = 0;
     if (overflow_) {
@@ -388,6 +390,104 @@ void WebSocketFront::Ended(CloseReason reason) {
     inline_call = detached_;
   }
   Run(std::move(run), inline_call);
+}
+
+void WebSocketFront::OnMessage(MessageCallback callback) {
+  std::function<void()> start;
+  {
+    std::lock_guard lock(mu_);
+    // Nothing more will come to a session that is over with nothing left to deliver.
+    if (ended_ && incoming_.empty()) return;
+    on_message_ = callback ? std::make_shared<MessageCallback>(std::move(callback)) : nullptr;
+    start = StartDeliveryLocked();
+  }
+  Run(std::move(start), false);
+}
+
+bool WebSocketFront::IncomingRoomLocked() const {
+  return incoming_bytes_ < limits_.max_incoming_bytes &&
+         incoming_.size() < std::max<size_t>(1, limits_.max_incoming_messages);
+}
+
+bool WebSocketFront::IncomingRoom() const {
+  std::lock_guard lock(mu_);
+  return IncomingRoomLocked();
+}
+
+std::function<void()> WebSocketFront::StartDeliveryLocked() {
+  if (delivering_ || incoming_.empty() || !on_message_ || detached_) return nullptr;
+  delivering_ = true;
+  // A front made without a shared_ptr (a unit test of the queue alone) has no one to deliver
+  // to on the pool.
+  return [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->Deliver();
+  };
+}
+
+bool WebSocketFront::Received(std::string_view data, bool binary) {
+  std::function<void()> start;
+  bool room = true;
+  {
+    std::lock_guard lock(mu_);
+    // Nobody listens, and nobody will: on_open has returned without a callback.
+    if (opened_ && !on_message_) return true;
+    incoming_bytes_ += data.size();
+    incoming_.push_back({std::string(data), binary});
+    start = StartDeliveryLocked();
+    room = IncomingRoomLocked();
+    if (!room) read_paused_ = true;
+  }
+  Run(std::move(start), false);
+  return room;
+}
+
+void WebSocketFront::Opened() {
+  std::function<void()> start;
+  std::shared_ptr<Wakeable> keep;
+  {
+    std::lock_guard lock(mu_);
+    opened_ = true;
+    if (!on_message_) {
+      incoming_.clear();
+      incoming_bytes_ = 0;
+      if (read_paused_) {
+        read_paused_ = false;
+        keep = WakeLocked();
+      }
+    }
+    start = StartDeliveryLocked();
+  }
+  Run(std::move(start), false);
+}
+
+void WebSocketFront::Deliver() {
+  for (;;) {
+    Incoming message;
+    std::shared_ptr<MessageCallback> callback;
+    std::shared_ptr<Wakeable> keep;
+    {
+      std::lock_guard lock(mu_);
+      if (incoming_.empty() || !on_message_) {
+        delivering_ = false;
+        // The session is over and everything it read delivered: drop the callback, which
+        // often holds this WebSocket.
+        if (ended_) callback = std::move(on_message_);
+        break;
+      }
+      message = std::move(incoming_.front());
+      incoming_.pop_front();
+      incoming_bytes_ -= std::min(incoming_bytes_, message.data.size());
+      callback = on_message_;
+      // Read on once the callbacks have caught up by half.
+      if (read_paused_ && incoming_bytes_ <= limits_.max_incoming_bytes / 2 &&
+          incoming_.size() <= std::max<size_t>(1, limits_.max_incoming_messages) / 2) {
+        read_paused_ = false;
+        // The session resumes reading when it next runs (Take() clears wake_pending_).
+        keep = WakeLocked();
+      }
+    }
+    (*callback)(message.data, message.binary);
+  }
 }
 
 void WebSocketFront::Detach() {

@@ -80,11 +80,16 @@ class StreamFront final : public StreamSink {
   std::function<void(CloseReason)> on_close_;
 };
 
-class WebSocketFront final : public WebSocket {
+class WebSocketFront final : public WebSocket,
+                             public std::enable_shared_from_this<WebSocketFront> {
  public:
   struct Limits {
     size_t max_messages = 1024;
     size_t max_bytes = 8 * 1024 * 1024;
+    // Incoming messages waiting for the OnMessage callback: past either, the session stops
+    // reading until the callbacks catch up.
+    size_t max_incoming_bytes = 64 * 1024;
+    size_t max_incoming_messages = 16;
   };
   struct Next {
     enum class Kind {
@@ -115,9 +120,17 @@ class WebSocketFront final : public WebSocket {
   void OnClose(std::function<void(CloseReason)> callback) override;
   bool closed() const override;
   std::optional<int64_t> last_sent_seq() const override;
+  void OnMessage(MessageCallback callback) override;
 
   // Session side.
   Next Take();
+  // A data message from the client. False: the incoming queue is full, and the session should
+  // stop reading until IncomingRoom() (it is woken when the callbacks have caught up).
+  bool Received(std::string_view data, bool binary);
+  bool IncomingRoom() const;
+  // on_open has returned (or there was none): without a callback by now, what was held is
+  // dropped, and later messages are discarded as they come.
+  void Opened();
   void Sent(std::optional<int64_t> seq);
   // Server stopping: OnClose(kServerStopping) now; close 1001 once the queue is sent.
   void Stop();
@@ -141,6 +154,10 @@ class WebSocketFront final : public WebSocket {
   bool FitsLocked(size_t bytes) const;
   bool ClosingLocked() const { return ended_ || close_requested_ || overflow_; }
   SendResult Queue(std::string data, FileBytes file, std::optional<int64_t> seq, bool binary);
+  bool IncomingRoomLocked() const;
+  // Starts a delivery on the worker pool when there is something to deliver and none runs.
+  std::function<void()> StartDeliveryLocked();
+  void Deliver();
 
   const std::weak_ptr<Wakeable> session_;
   const PostFn post_;
@@ -170,6 +187,17 @@ class WebSocketFront final : public WebSocket {
   bool detached_ = false;
   std::function<void()> on_writable_;
   std::function<void(CloseReason)> on_close_;
+
+  struct Incoming {
+    std::string data;
+    bool binary = false;
+  };
+  std::deque<Incoming> incoming_;
+  size_t incoming_bytes_ = 0;
+  std::shared_ptr<MessageCallback> on_message_;
+  bool opened_ = false;      // on_open returned
+  bool delivering_ = false;  // a Deliver() is queued or running
+  bool read_paused_ = false;  // Received() said stop; wake the session once there is room
 };
 
 }  // namespace sbx::api::internal
