@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "api/v1/event_pump.h"
+#include "api/v1/route_util.h"
 #include "base/fs.h"
 #include "supervisor/exec/result_json.h"
 #include "supervisor/policy/decision_json.h"
@@ -24,28 +25,6 @@ namespace {
 using store::EventType;
 using store::RunRecord;
 
-supervisor::Principal ToPrincipal(const RouteContext& ctx, const Request& req) {
-  supervisor::Principal p;
-  if (!req.principal) return p;
-  p.name = req.principal->key_name;
-  p.role = req.principal->role == Role::kAdmin      ? supervisor::Role::kAdmin
-           : req.principal->role == Role::kReviewer ? supervisor::Role::kReviewer
-                                                    : supervisor::Role::kSubmitter;
-  for (const auto& k : ctx.config->api_keys) {
-    if (k.name != p.name) continue;
-    p.workspace_roots = k.workspace_roots;
-    p.permissive_seccomp = k.permissive_seccomp;
-  }
-  return p;
-}
-
-// Whose runs the caller may see: every run for reviewers and admins; its own for a submitter
-// (the name of its key), so one submitter never learns of another's runs, their env or output.
-std::optional<std::string> OwnerFilter(const Request& req) {
-  if (req.principal && req.principal->role == Role::kSubmitter) return req.principal->key_name;
-  return std::nullopt;
-}
-
 // The run named by the path's {id}, as the caller may see it: another submitter's run is
 // not_found, exactly as a run that does not exist, so its existence is not revealed either.
 Result<RunRecord> VisibleRun(const RouteContext& ctx, const Request& req) {
@@ -56,51 +35,6 @@ Result<RunRecord> VisibleRun(const RouteContext& ctx, const Request& req) {
     return MakeError(ErrorCode::kNotFound, "run {} not found", req.PathParam("id"));
   }
   return run;
-}
-
-nlohmann::json OptInt(const std::optional<int64_t>& v) {
-  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
-}
-
-Error FieldError(const std::string& field, const std::string& what) {
-  return MakeError(ErrorCode::kInvalidArgument, "{}: {}", field, what);
-}
-
-Result<std::vector<std::string>> StringArray(const nlohmann::json& j, const std::string& field) {
-  if (!j.is_array() || j.empty()) return FieldError(field, "must be a non-empty array of strings");
-  std::vector<std::string> out;
-  for (size_t i = 0; i < j.size(); ++i) {
-    if (!j[i].is_string()) return FieldError(fmt::format("{}[{}]", field, i), "must be a string");
-    std::string s = j[i].get<std::string>();
-    if (s.find('\0') != std::string::npos) {
-      return FieldError(fmt::format("{}[{}]", field, i), "must not contain NUL");
-    }
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
-Result<std::map<std::string, std::string>> StringMap(const nlohmann::json& j,
-                                                     const std::string& field) {
-  if (!j.is_object()) return FieldError(field, "must be an object of strings");
-  std::map<std::string, std::string> out;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    if (!it.value().is_string()) return FieldError(field + "." + it.key(), "must be a string");
-    if (it.key().empty() || it.key().find_first_of("=\0", 0, 2) != std::string::npos) {
-      return FieldError(field, fmt::format("'{}' is not a valid name", it.key()));
-    }
-    out[it.key()] = it.value().get<std::string>();
-  }
-  return out;
-}
-
-Result<int64_t> IntOrSize(const nlohmann::json& j, const std::string& field) {
-  if (j.is_number_integer() && j.get<int64_t>() > 0) return j.get<int64_t>();
-  if (j.is_string()) {
-    auto b = ParseByteSize(j.get<std::string>());
-    if (b.ok() && *b > 0) return static_cast<int64_t>(*b);
-  }
-  return FieldError(field, "must be a positive integer or a size such as \"256m\"");
 }
 
 }  // namespace
@@ -296,20 +230,6 @@ Reply GetRunHandler(const RouteContext& ctx, const Request& req) {
   return JsonResponse(200, RunToJson(*run));
 }
 
-Result<int64_t> AfterParam(const Request& req) {
-  auto a = req.query.Get("after");
-  if (!a) return int64_t{0};
-  int64_t v = 0;
-  try {
-    size_t pos = 0;
-    v = std::stoll(std::string(*a), &pos);
-    if (pos != a->size() || v < 0) throw std::invalid_argument("after");
-  } catch (const std::exception&) {
-    return FieldError("after", "must be a non-negative integer");
-  }
-  return v;
-}
-
 // A step.log event's bytes as a range of its open log file, for SendBinary; no fd when the
 // event carries its bytes itself, or the file is gone or shorter than the range (the message is
 // then built in memory from what there is). *path and *fd keep the last file open.
@@ -358,7 +278,7 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
     if (!run.ok()) return Fail(run.error());
     run_id = run->id;
   }
-  auto after = AfterParam(req);
+  auto after = NonNegativeParam(req, "after");
   if (!after.ok()) return Fail(after.error());
   // format=binary: step.log events as binary messages (EventToBinaryMessage), the rest as JSON.
   bool binary = false;
@@ -518,15 +438,9 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
     }
     if (tail < 0) return ErrorResponse(400, "invalid_argument", "tail: a non-negative integer");
   }
-  auto flag = [&](const char* name) -> Result<bool> {
-    auto v = req.query.Get(name);
-    if (!v || *v == "false" || *v == "0") return false;
-    if (*v == "true" || *v == "1" || v->empty()) return true;
-    return FieldError(name, "use true or false");
-  };
-  auto follow = flag("follow");
+  auto follow = FlagParam(req, "follow");
   if (!follow.ok()) return Fail(follow.error());
-  auto timestamps = flag("timestamps");
+  auto timestamps = FlagParam(req, "timestamps");
   if (!timestamps.ok()) return Fail(timestamps.error());
   auto matches = [stream](const store::EventRecord& e) {
     return e.type == EventType::kStepLog && (stream == "all" || e.data.value("stream", "") == stream);
@@ -591,15 +505,6 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
   return sr;
 }
 
-Result<nlohmann::json> ParseBody(const Request& req, bool allow_empty) {
-  if (req.body.empty() && allow_empty) return nlohmann::json::object();
-  auto j = nlohmann::json::parse(req.body, nullptr, false);
-  if (j.is_discarded()) {
-    return MakeError(ErrorCode::kInvalidArgument, "the body is not valid JSON");
-  }
-  return j;
-}
-
 // POST /v1/policy:evaluate {"argv": [...]} | {"command": "..."} | {"steps": [{argv}...]}, with
 // optional api_key_name (default: the caller's) and labels.
 Reply EvaluatePolicyHandler(const RouteContext& ctx, const Request& req) {
@@ -654,45 +559,6 @@ Reply EvaluatePolicyHandler(const RouteContext& ctx, const Request& req) {
   return JsonResponse(200, policy::ToJson(*decision));
 }
 
-// Up to `length` bytes of `fd` from `offset` (fewer when the file ends first).
-Result<std::string> ReadAt(int fd, uint64_t offset, size_t length) {
-  std::string out(length, '\0');
-  auto got = ReadAllAt(fd, out.data(), length, offset);
-  if (!got.ok()) return std::move(got).error();
-  out.resize(*got);
-  return out;
-}
-
-// Sends a file's first `size` bytes into a stream at the client's pace, a piece at a time.
-class FileStreamer : public std::enable_shared_from_this<FileStreamer> {
- public:
-  FileStreamer(std::shared_ptr<StreamSink> sink, std::shared_ptr<UniqueFd> fd, uint64_t size)
-      : sink_(std::move(sink)), fd_(std::move(fd)), size_(size) {}
-
-  void Pump() {
-    constexpr size_t kPiece = 256 << 10;
-    while (pos_ < size_) {
-      auto piece =
-          ReadAt(fd_->get(), pos_, static_cast<size_t>(std::min<uint64_t>(kPiece, size_ - pos_)));
-      if (!piece.ok() || piece->empty()) break;  // cut short: the body ends where the file did
-      auto w = sink_->Write(*piece);
-      if (w == StreamSink::WriteResult::kClosed) return;
-      if (w == StreamSink::WriteResult::kBackoff) {
-        sink_->OnWritable([self = shared_from_this()] { self->Pump(); });
-        return;
-      }
-      pos_ += piece->size();
-    }
-    sink_->Finish();
-  }
-
- private:
-  std::shared_ptr<StreamSink> sink_;
-  std::shared_ptr<UniqueFd> fd_;
-  uint64_t size_;
-  uint64_t pos_ = 0;
-};
-
 Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
   std::string name(req.PathParam("name"));
   if (Status st = supervisor::CheckArtifactName(name); !st.ok()) return Fail(st.error());
@@ -719,9 +585,9 @@ Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
   }
   StreamResponse sr;
   sr.content_type = type;
-  auto shared = std::make_shared<UniqueFd>(std::move(*fd));
+  auto shared = std::make_shared<const UniqueFd>(std::move(*fd));
   sr.start = [shared, size](std::shared_ptr<StreamSink> sink) {
-    std::make_shared<FileStreamer>(std::move(sink), shared, size)->Pump();
+    std::make_shared<FileStreamer>(std::move(sink), shared, 0, size)->Pump();
   };
   return sr;
 }
@@ -805,7 +671,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
     auto run = RunRequestFromJson(*body);
     if (!run.ok()) return Fail(run.error());
     if (auto key = req.headers.Get("Idempotency-Key")) run->idempotency_key = std::string(*key);
-    auto created = c.runs->Submit(std::move(*run), ToPrincipal(c, req));
+    auto created = c.runs->Submit(std::move(*run), ToPrincipal(*c.config, req));
     if (!created.ok()) {
       Response r = ErrorResponse(created.error());
       if (created.error().code == ErrorCode::kResourceExhausted) r.headers.Add("Retry-After", "5");
@@ -852,7 +718,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                      [c](const Request& req) -> Reply { return GetRunHandler(c, req); }));
   SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:approve", Access::kReviewer,
                      [c](const Request& req) -> Reply {
-                       auto r = c.runs->Approve(req.PathParam("id"), ToPrincipal(c, req));
+                       auto r = c.runs->Approve(req.PathParam("id"), ToPrincipal(*c.config, req));
                        return r.ok() ? Reply(JsonResponse(200, RunToJson(*r))) : Fail(r.error());
                      }));
   SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:reject", Access::kReviewer,
@@ -866,7 +732,8 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                          }
                          reason = (*body)["reason"].get<std::string>();
                        }
-                       auto r = c.runs->Reject(req.PathParam("id"), ToPrincipal(c, req), reason);
+                       auto r = c.runs->Reject(req.PathParam("id"), ToPrincipal(*c.config, req),
+                                               reason);
                        return r.ok() ? Reply(JsonResponse(200, RunToJson(*r))) : Fail(r.error());
                      }));
   SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:cancel", Access::kSubmitter,
@@ -874,7 +741,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                        // A submitter cancels its own runs only: another's is not_found.
                        auto run = VisibleRun(c, req);
                        if (!run.ok()) return Fail(run.error());
-                       auto r = c.runs->Cancel(run->id, ToPrincipal(c, req));
+                       auto r = c.runs->Cancel(run->id, ToPrincipal(*c.config, req));
                        return r.ok() ? Reply(JsonResponse(202, RunToJson(*r))) : Fail(r.error());
                      }));
   SBX_TRY(router.Add(Method::kGet, "/v1/runs/{id}/logs", Access::kSubmitter,
@@ -919,7 +786,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
   SBX_TRY(router.Add(Method::kPost, "/v1/policies:reload", Access::kAdmin,
                      [c](const Request& req) -> Reply {
                        Status st = c.runs->ReloadCommandPolicy(c.config->policy_dir,
-                                                               ToPrincipal(c, req));
+                                                               ToPrincipal(*c.config, req));
                        if (!st.ok()) return Fail(st.error());
                        auto p = c.runs->command_policy();
                        return JsonResponse(200, {{"reloaded", true},
