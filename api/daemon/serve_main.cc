@@ -14,6 +14,7 @@
 #include "api/v1/metrics_routes.h"
 #include "api/v1/openapi_routes.h"
 #include "api/v1/run_routes.h"
+#include "api/v1/sandbox_routes.h"
 #include "base/fs.h"
 #include "base/sha256.h"
 #include "isolate/id_range.h"
@@ -21,6 +22,7 @@
 #include "supervisor/observability/log.h"
 #include "supervisor/observability/metrics.h"
 #include "supervisor/policy/command_policy.h"
+#include "supervisor/sandbox/sandbox_service.h"
 #include "supervisor/service/config.h"
 #include "supervisor/service/run_manager.h"
 #include "supervisor/store/store.h"
@@ -251,6 +253,21 @@ int main(int argc, char** argv) {
   };
   auto runs = supervisor::RunManager::Start(**st, ro);
   if (!runs.ok()) return Fail("run manager", runs.error());
+  // Long-lived sandboxes: the runs' backends, seccomp profiles, command policy and event bus.
+  // Started after the run manager and stopped before it.
+  supervisor::SandboxServiceOptions sbo;
+  sbo.node = (*runs)->options().node;
+  sbo.data_dir = config.data_dir;
+  sbo.limits = config.limits;
+  sbo.native = (*runs)->native_backend();
+  sbo.docker = (*runs)->docker_backend();
+  sbo.default_backend = config.default_backend;
+  sbo.sandbox_id_base = static_cast<uid_t>(config.sandbox_id_base);
+  sbo.seccomp = (*runs)->seccomp_source();
+  sbo.command_policy = [r = runs->get()] { return r->command_policy(); };
+  sbo.metrics = &metrics;
+  auto sandboxes = supervisor::SandboxService::Start(**st, (*runs)->events(), std::move(sbo));
+  if (!sandboxes.ok()) return Fail("sandbox service", sandboxes.error());
 
   std::vector<api::ApiKeyConfig> keys;
   for (const auto& k : config.api_keys) {
@@ -268,6 +285,9 @@ int main(int argc, char** argv) {
   if (!api_store.ok()) return Fail("database", api_store.error());
   api::RouteContext ctx{runs->get(), api_store->get(), &config, &*host};
   if (Status r = api::AddRunRoutes(router, ctx); !r.ok()) return Fail("routes", r.error());
+  if (Status r = api::AddSandboxRoutes(router, {sandboxes->get(), &config}); !r.ok()) {
+    return Fail("sandbox routes", r.error());
+  }
   if (Status r = api::AddOpenApiRoute(router); !r.ok()) return Fail("openapi", r.error());
   if (Status r = api::AddMetricsRoute(router, &metrics, config.metrics_require_key); !r.ok()) {
     return Fail("metrics", r.error());
@@ -331,11 +351,12 @@ int main(int argc, char** argv) {
                                                    supervisor::Principal{"SIGHUP", supervisor::Role::kAdmin});
     if (!reloaded.ok()) log::Error({}, "SIGHUP: {}", reloaded.error().ToString());
   }
-  notifier.Stopping(fmt::format("stopping (signal {}): ending {} running run(s)", sig,
-                                metrics.active_sandboxes()));
+  notifier.Stopping(fmt::format("stopping (signal {}): ending {} running run(s), {} sandbox(es)",
+                                sig, metrics.active_sandboxes(), (*sandboxes)->live_count()));
   std::printf("sandboxd: stopping (signal %d)\n", sig);
   std::fflush(stdout);
   (*server)->Stop(std::chrono::seconds(10));
+  (*sandboxes)->Stop();
   (*runs)->Stop();
   return 0;
 }

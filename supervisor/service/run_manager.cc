@@ -131,6 +131,12 @@ std::vector<BackendAvailability> RunManager::Backends() const {
   return out;
 }
 
+SeccompSource RunManager::seccomp_source() const {
+  Review* rv = review_.get();
+  return {[rv](const std::string& name) { return rv->SeccompProgram(name); },
+          [rv](const std::string& name) { return rv->SeccompJson(name); }};
+}
+
 void RunManager::Stop() {
   if (executor_) executor_->Stop();
   if (heartbeat_) heartbeat_->Stop();

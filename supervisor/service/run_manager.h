@@ -158,6 +158,14 @@ class RunManager {
   std::vector<BackendAvailability> Backends() const;
 
   const RunManagerOptions& options() const { return options_; }
+  // What a sandbox service beside the runs shares with them (supervisor/sandbox/): the
+  // backends (the native one without the warm pool in front; docker null when not
+  // configured), the seccomp profiles in force (they reload with the command policy) and the
+  // event bus. Valid while the manager lives.
+  Backend* native_backend() const { return options_.native.get(); }
+  Backend* docker_backend() const { return options_.docker.get(); }
+  SeccompSource seccomp_source() const;
+  EventBus& events() { return events_; }
   // The warm sandboxes; null when there are none (warm_sandboxes 0, or no native backend).
   WarmPool* warm_pool() const { return warm_ ? &warm_->pool() : nullptr; }
 

@@ -17,6 +17,7 @@
 #include "api/v1/metrics_routes.h"
 #include "api/v1/openapi_routes.h"
 #include "api/v1/run_routes.h"
+#include "api/v1/sandbox_routes.h"
 
 namespace sbx::api {
 namespace {
@@ -52,6 +53,8 @@ Router ServeRouter() {
   Router router;
   Status runs = AddRunRoutes(router, RouteContext{});
   EXPECT_TRUE(runs.ok()) << runs.error().ToString();
+  Status sandboxes = AddSandboxRoutes(router, SandboxRouteContext{});
+  EXPECT_TRUE(sandboxes.ok()) << sandboxes.error().ToString();
   Status openapi = AddOpenApiRoute(router);
   EXPECT_TRUE(openapi.ok()) << openapi.error().ToString();
   Status metrics = AddMetricsRoute(router, nullptr, /*require_key=*/false);

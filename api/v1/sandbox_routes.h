@@ -1,0 +1,26 @@
+// The /v1/sandboxes routes (docs/sandboxes.md): lifecycle, processes (start, wait, signals,
+// stdin, logs, the events and terminal WebSockets) and files (sandbox_file_routes.cc). Thin
+// handlers: decode (sandbox_json.h), call one SandboxService function, encode. Every route
+// needs a submitter's key except the review verbs (a reviewer's); tenancy is the service's: a
+// submitter reaches its own sandboxes only, another's answer 404 like a missing one.
+#pragma once
+
+#include "api/http/router.h"
+#include "supervisor/sandbox/sandbox_service.h"
+#include "supervisor/service/config.h"
+
+namespace sbx::api {
+
+struct SandboxRouteContext {
+  supervisor::SandboxService* sandboxes = nullptr;
+  const supervisor::ServiceConfig* config = nullptr;
+};
+
+// Adds every route of docs/sandboxes.md. The handlers keep `ctx`'s pointers (which must
+// outlive the router) and dereference them only when a request comes.
+Status AddSandboxRoutes(Router& router, const SandboxRouteContext& ctx);
+
+// The files group (sandbox_file_routes.cc), added by AddSandboxRoutes.
+Status AddSandboxFileRoutes(Router& router, const SandboxRouteContext& ctx);
+
+}  // namespace sbx::api
