@@ -99,10 +99,10 @@ Result<store::SandboxRequest> SandboxRequestFromJson(const json& body) {
   if (!body.is_object()) return FieldError("body", "must be a JSON object");
   static const std::set<std::string> kKnown = {
       "limits", "idle_timeout_s", "network", "seccomp_profile", "env",
-      "workspace", "labels", "idempotency_key", "backend", "image"};
+      "workspace", "labels", "idempotency_key", "backend", "image", "from_snapshot"};
   SBX_TRY(CheckKnown(body, kKnown, "",
                      "limits, idle_timeout_s, network, seccomp_profile, env, workspace, labels, "
-                     "idempotency_key, backend, image"));
+                     "idempotency_key, backend, image, from_snapshot"));
   store::SandboxRequest r;
   if (auto l = body.find("limits"); l != body.end() && !l->is_null()) {
     if (!l->is_object()) return FieldError("limits", "must be an object");
@@ -137,10 +137,15 @@ Result<store::SandboxRequest> SandboxRequestFromJson(const json& body) {
     if (!v.ok()) return std::move(v).error();
     r.idle_timeout_s = *v;
   }
-  for (const char* f : {"network", "seccomp_profile", "idempotency_key", "backend", "image"}) {
+  for (const char* f :
+       {"network", "seccomp_profile", "idempotency_key", "backend", "image", "from_snapshot"}) {
     if (!body.contains(f)) continue;
     auto v = Text(body[f], f);
     if (!v.ok()) return std::move(v).error();
+  }
+  if (body.contains("from_snapshot")) {
+    r.from_snapshot = body["from_snapshot"].get<std::string>();
+    if (r.from_snapshot->empty()) return FieldError("from_snapshot", "must name a snapshot");
   }
   r.network = body.value("network", "");
   r.seccomp_profile = body.value("seccomp_profile", "");
@@ -235,8 +240,13 @@ json SandboxToJson(const store::SandboxRecord& s, const supervisor::SandboxLiveI
   }
   j["expires_at"] = OptInt(expires);
   j["idle_expires_at"] = OptInt(live.idle_expires_at_ms);
+  j["init_pid"] = nullptr;
+  j["from_snapshot"] = nullptr;
   if (s.info.is_object() && s.info.contains("isolation")) {
     j["isolation"] = s.info["isolation"];
+    // The init's host pid while it runs here (for an operator's ps, nsenter and the benches).
+    if (s.info.contains("init_pid") && !store::IsTerminal(s.state)) j["init_pid"] = s.info["init_pid"];
+    if (s.info.contains("from_snapshot")) j["from_snapshot"] = s.info["from_snapshot"];
   } else {
     j["isolation"] = s.info.is_null() ? json(nullptr) : s.info;
   }

@@ -739,6 +739,7 @@ Status AddSandboxRoutes(Router& router, const SandboxRouteContext& ctx) {
                               [c](const Request& req) -> Reply { return ProcessEvents(c, req); }));
   SBX_TRY(router.AddWebSocket(proc + "/pty", Access::kSubmitter,
                               [c](const Request& req) -> Reply { return ProcessPty(c, req); }));
+  SBX_TRY(AddSnapshotRoutes(router, ctx));
   return AddSandboxFileRoutes(router, ctx);
 }
 

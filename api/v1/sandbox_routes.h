@@ -20,6 +20,10 @@ struct SandboxRouteContext {
 // outlive the router) and dereference them only when a request comes.
 Status AddSandboxRoutes(Router& router, const SandboxRouteContext& ctx);
 
+// Snapshots (snapshot_routes.cc): POST /v1/sandboxes/{id}:snapshot and /v1/snapshots; added
+// by AddSandboxRoutes.
+Status AddSnapshotRoutes(Router& router, const SandboxRouteContext& ctx);
+
 // The files group (sandbox_file_routes.cc), added by AddSandboxRoutes.
 Status AddSandboxFileRoutes(Router& router, const SandboxRouteContext& ctx);
 
