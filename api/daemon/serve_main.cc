@@ -263,7 +263,11 @@ int main(int argc, char** argv) {
   sbo.docker = (*runs)->docker_backend();
   sbo.default_backend = config.default_backend;
   sbo.sandbox_id_base = static_cast<uid_t>(config.sandbox_id_base);
-  sbo.seccomp = (*runs)->seccomp_source();
+  sbo.seccomp = (*runs)->seccomp_source(/*live=*/true);
+  sbo.max_sandboxes = config.sandboxes.max;
+  sbo.default_timeout_s = config.sandboxes.default_timeout_s;
+  sbo.max_timeout_s = config.sandboxes.max_timeout_s;
+  sbo.default_idle_timeout_s = config.sandboxes.default_idle_timeout_s;
   sbo.command_policy = [r = runs->get()] { return r->command_policy(); };
   sbo.metrics = &metrics;
   auto sandboxes = supervisor::SandboxService::Start(**st, (*runs)->events(), std::move(sbo));

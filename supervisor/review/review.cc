@@ -307,6 +307,26 @@ Result<seccomp::Program> Review::SeccompProgram(const std::string& name) const {
   return p->program;
 }
 
+Result<seccomp::Program> Review::SeccompPlainProgram(const std::string& name) const {
+  auto set = seccomp_profiles();
+  if (!set) {
+    auto p = options_.seccomp(name);
+    if (p.ok() && p->notify != seccomp::NotifyMode::kNone) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "seccomp profile '{}' comes compiled to notify; long-lived sandboxes need "
+                       "it without",
+                       name);
+    }
+    return p;
+  }
+  const LoadedSeccompProfile* p = set->Find(name);
+  if (p == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "seccomp profile '{}' is not configured in {}", name,
+                     set->source());
+  }
+  return p->plain_program;
+}
+
 Result<std::string> Review::SeccompJson(const std::string& name) const {
   auto set = seccomp_profiles();
   if (!set) return options_.seccomp_json(name);

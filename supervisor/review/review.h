@@ -92,6 +92,8 @@ class Review {
   std::shared_ptr<const SeccompProfileSet> seccomp_profiles() const;
   // A profile of those in force ("" or "default": the builtin one), compiled or as JSON text.
   Result<seccomp::Program> SeccompProgram(const std::string& name) const;
+  // The profile compiled without notifications (LoadedSeccompProfile::plain_program).
+  Result<seccomp::Program> SeccompPlainProgram(const std::string& name) const;
   Result<std::string> SeccompJson(const std::string& name) const;
 
  private:

@@ -57,6 +57,13 @@ Result<LoadedSeccompProfile> Load(std::string text, std::string name, std::strin
   auto program = seccomp::Compile(p.profile, o);
   if (!program.ok()) return WithContext(std::move(program).error(), p.source);
   p.program = std::move(*program);
+  if (o.notify_errors) {
+    auto plain = seccomp::Compile(p.profile);
+    if (!plain.ok()) return WithContext(std::move(plain).error(), p.source);
+    p.plain_program = std::move(*plain);
+  } else {
+    p.plain_program = p.program;
+  }
   return p;
 }
 

@@ -22,6 +22,9 @@ struct LoadedSeccompProfile {
   // Compiled for the sandboxes: with notify_errors where the kernel supports it, so that every
   // denial is named in the run's result.
   seccomp::Program program;
+  // The same without notifications: denials answered by the filter alone, for long-lived
+  // sandboxes (whose processes run beside each other with no listener).
+  seccomp::Program plain_program;
   size_t instructions = 0;  // the filter's length in BPF instructions
   bool permissive = false;  // its defaultAction lets unlisted syscalls run
 };

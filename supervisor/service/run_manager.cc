@@ -131,8 +131,12 @@ std::vector<BackendAvailability> RunManager::Backends() const {
   return out;
 }
 
-SeccompSource RunManager::seccomp_source() const {
+SeccompSource RunManager::seccomp_source(bool live) const {
   Review* rv = review_.get();
+  if (live) {
+    return {[rv](const std::string& name) { return rv->SeccompPlainProgram(name); },
+            [rv](const std::string& name) { return rv->SeccompJson(name); }};
+  }
   return {[rv](const std::string& name) { return rv->SeccompProgram(name); },
           [rv](const std::string& name) { return rv->SeccompJson(name); }};
 }

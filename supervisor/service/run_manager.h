@@ -164,7 +164,8 @@ class RunManager {
   // event bus. Valid while the manager lives.
   Backend* native_backend() const { return options_.native.get(); }
   Backend* docker_backend() const { return options_.docker.get(); }
-  SeccompSource seccomp_source() const;
+  // With `live`, the programs are compiled without notifications (a long-lived sandbox's).
+  SeccompSource seccomp_source(bool live = false) const;
   EventBus& events() { return events_; }
   // The warm sandboxes; null when there are none (warm_sandboxes 0, or no native backend).
   WarmPool* warm_pool() const { return warm_ ? &warm_->pool() : nullptr; }
