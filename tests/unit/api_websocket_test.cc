@@ -430,7 +430,8 @@ TEST_F(ApiWebSocketTest, ASlowMessageHandlerHoldsTheClientBack) {
   std::optional<WsFrame> pong = testing::WsReadFrame(c);
   ASSERT_TRUE(pong.has_value());
   EXPECT_EQ(pong->opcode, 10);
-  ASSERT_TRUE(probe_.events.WaitFor("got:m" + std::to_string(kMessages - 1) + std::string(4000, 'x')));
+  const std::string last = "got:m" + std::to_string(kMessages - 1) + std::string(4000, 'x');
+  ASSERT_TRUE(probe_.events.WaitFor(last));
   std::vector<std::string> got;
   for (const auto& e : probe_.events.All()) {
     if (e.starts_with("got:")) got.push_back(e.substr(4, e.find('x') - 4));
