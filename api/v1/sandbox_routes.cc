@@ -445,6 +445,7 @@ class EventFeed : public std::enable_shared_from_this<EventFeed> {
       ProcessEvent next;
       bool resubscribe = false;
       bool read_file = false;
+      bool ended = false;
       {
         std::lock_guard lock(mu_);
         if (stopped_) return;
@@ -452,8 +453,10 @@ class EventFeed : public std::enable_shared_from_this<EventFeed> {
           if (from_file_ && !file_done_) {
             read_file = true;
           } else if (from_file_) {
-            // An ended process's history is all there is.
+            // A process not live here: its history is all there is (none yet for one
+            // awaiting review).
             stopped_ = true;
+            ended = true;
           } else if (behind_) {
             resubscribe = true;
           } else {
@@ -462,6 +465,10 @@ class EventFeed : public std::enable_shared_from_this<EventFeed> {
         } else {
           next = pending_.front();
         }
+      }
+      if (ended) {
+        ws_->Close();
+        return;
       }
       if (read_file) {
         constexpr size_t kPage = 500;
