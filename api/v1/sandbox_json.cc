@@ -133,9 +133,11 @@ Result<store::SandboxRequest> SandboxRequestFromJson(const json& body) {
     }
   }
   if (auto it = body.find("idle_timeout_s"); it != body.end()) {
-    auto v = PositiveInt(*it, "idle_timeout_s");
-    if (!v.ok()) return std::move(v).error();
-    r.idle_timeout_s = *v;
+    // 0: no idle timeout.
+    if (!it->is_number_integer() || it->get<int64_t>() < 0) {
+      return FieldError("idle_timeout_s", "must be a non-negative integer (0: no idle timeout)");
+    }
+    r.idle_timeout_s = it->get<int64_t>();
   }
   for (const char* f :
        {"network", "seccomp_profile", "idempotency_key", "backend", "image", "from_snapshot"}) {

@@ -21,7 +21,7 @@
 
 namespace sbx::api {
 
-// POST /v1/sandboxes. Every field is optional.
+// POST /v1/sandboxes. Every field is optional; idle_timeout_s 0 turns the idle timeout off.
 Result<store::SandboxRequest> SandboxRequestFromJson(const nlohmann::json& body);
 // A sandbox as GET /v1/sandboxes/{id} shows it: env values redacted (kRedacted), `stats`,
 // `expires_at` and `idle_expires_at` from `live` (null when it is not live here).

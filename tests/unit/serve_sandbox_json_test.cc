@@ -91,8 +91,9 @@ TEST(SandboxRequestFromJson, HostileInputIsRefusedNamingTheField) {
             std::string::npos);
   EXPECT_NE(SandboxError(Parse(R"({"limits": {"disk": 1}})")).find("limits.disk"),
             std::string::npos);
-  EXPECT_NE(SandboxError(Parse(R"({"idle_timeout_s": 0})")).find("idle_timeout_s"),
+  EXPECT_NE(SandboxError(Parse(R"({"idle_timeout_s": -1})")).find("idle_timeout_s"),
             std::string::npos);
+  EXPECT_EQ(SandboxRequestFromJson(Parse(R"({"idle_timeout_s": 0})"))->idle_timeout_s, 0);
   EXPECT_NE(SandboxError(Parse(R"({"idle_timeout_s": "10"})")).find("idle_timeout_s"),
             std::string::npos);
   EXPECT_NE(SandboxError(Parse(R"({"network": 1})")).find("network"), std::string::npos);
