@@ -374,15 +374,19 @@ class EventFeed : public std::enable_shared_from_this<EventFeed> {
         return e.type != ProcessEventType::kFinished;
       });
     }
-    std::lock_guard lock(mu_);
-    if (stopped_) {
-      if (sub.token != 0) live_->Unsubscribe(sub.token);
-      return;
+    {
+      std::lock_guard lock(mu_);
+      if (!stopped_) {
+        token_ = sub.token;
+        // The listener may have queued newer events already; the history goes before them.
+        pending_.insert(pending_.begin(), history.begin(), history.end());
+        for (const auto& e : pending_) last_queued_ = std::max(last_queued_, e.seq);
+        return;
+      }
     }
-    token_ = sub.token;
-    // The listener may have queued newer events already; the history goes before them.
-    pending_.insert(pending_.begin(), history.begin(), history.end());
-    for (const auto& e : pending_) last_queued_ = std::max(last_queued_, e.seq);
+    // Stopped meanwhile. Unsubscribed without mu_ held: the listener takes mu_ under the
+    // output's own lock.
+    if (sub.token != 0) live_->Unsubscribe(sub.token);
   }
 
   // The last 64 KiB of stdout before `end` (-1: the file's end), as the first message.
