@@ -19,37 +19,15 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 
 tmp=$(mktemp -d /tmp/sbx-bench-docker.XXXXXX)
 chmod 0711 "$tmp"
-dockerd_pid=
+# shellcheck source=bench/dockerd.sh
+. "$(dirname "$0")/dockerd.sh"
 cleanup() {
-  if [ -n "$dockerd_pid" ]; then
-    kill "$dockerd_pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
-    grep " $tmp/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l || true
-  fi
+  bench_dockerd_stop
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-if [ -z "${DOCKER_HOST:-}" ]; then
-  dockerd --data-root "$tmp/data" --exec-root "$tmp/exec" --pidfile "$tmp/dockerd.pid" \
-    -H "unix://$tmp/docker.sock" --iptables=false --ip6tables=false --bridge=none \
-    --containerd-namespace sbx-bench --containerd-plugins-namespace sbx-bench-plugins \
-    >"$tmp/dockerd.log" 2>&1 &
-  dockerd_pid=$!
-  export DOCKER_HOST="unix://$tmp/docker.sock"
-  for _ in $(seq 1 600); do docker version >/dev/null 2>&1 && break; sleep 0.1; done
-  docker version >/dev/null || { tail -20 "$tmp/dockerd.log" >&2; exit 1; }
-fi
-
-image=sbx-bench-busybox:1
-if ! docker image inspect "$image" >/dev/null 2>&1; then
-  root="$tmp/rootfs"
-  mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/proc" "$root/dev" "$root/sys"
-  chmod 1777 "$root/tmp"  # runc gives the /tmp tmpfs the image directory's mode
-  cp "$(command -v busybox)" "$root/bin/busybox"
-  for a in sh true sleep cat echo; do ln -s busybox "$root/bin/$a"; done
-  tar -C "$root" -c . | docker import - "$image" >/dev/null
-fi
+bench_dockerd_start "$tmp" || { echo "docker.sh: no Docker daemon answers" >&2; exit 1; }
+bench_busybox_image
 
 # The flags the backend gives a container (docker_backend/container_plan.cc), spelled for the CLI.
 flags="--rm --network none --cpus 1 --memory 512m --memory-swap 512m --pids-limit 256 \
