@@ -79,6 +79,7 @@ bench: test-deps build
 	bench/service.sh $(BUILD)
 	bench/host_floor.sh $(BUILD)
 	bench/docker.sh $(BUILD)
+	bench/sandbox.sh $(BUILD)
 
 # A soak of mixed runs and the API under load (bench/soak.sh, bench/load.sh; docs/bench/).
 SOAK_RUNS ?= 10000
