@@ -169,7 +169,7 @@ Result<store::SandboxRequest> SandboxRequestFromJson(const json& body) {
                       "needs the docker backend; drop \"image\" or ask for docker or auto");
   }
   if (auto it = body.find("workspace"); it != body.end() && !it->is_null()) {
-    // "PATH" (read-only) or {"path": PATH, "mode": "ro" | "cow"}.
+    // "PATH" (read-only) or {"path": PATH, "mode": "ro" | "cow" | "rw"}.
     std::string path, mode = "ro";
     if (it->is_string()) {
       path = it->get<std::string>();
@@ -187,8 +187,10 @@ Result<store::SandboxRequest> SandboxRequestFromJson(const json& body) {
     if (path.find('\0') != std::string::npos) {
       return FieldError("workspace.path", "must not contain NUL");
     }
-    if (mode != "ro" && mode != "cow") {
-      return FieldError("workspace.mode", "use \"ro\" (read-only) or \"cow\" (copy-on-write)");
+    if (mode != "ro" && mode != "cow" && mode != "rw") {
+      return FieldError("workspace.mode",
+                        "use \"ro\" (read-only), \"cow\" (copy-on-write) or \"rw\" (the host "
+                        "directory itself, under workspace_rw_roots)");
     }
     r.workspace_path = std::move(path);
     r.workspace_mode = std::move(mode);

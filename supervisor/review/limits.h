@@ -26,6 +26,10 @@ struct ServiceLimits {
   int max_queue = 100;  // QUEUED runs; past it, Submit() fails with kResourceExhausted
   // Host directories under which a run may name its workspace; empty: workspaces are off.
   std::vector<std::string> workspace_roots;
+  // Host directories under which a long-lived sandbox may share its workspace read-write
+  // ("rw": its writes land in the host directory). Empty: no read-write workspaces. Runs never
+  // get one.
+  std::vector<std::string> workspace_rw_roots;
   // IMPORTANT: a copy-on-write workspace maps its directory's owner to the sandbox user, so a
   // root-owned directory would hand every root-owned file in it (mode 0600 ones too) to the
   // sandbox. Refused unless this is true.

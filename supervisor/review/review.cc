@@ -149,6 +149,11 @@ Result<store::CreateRunResult> Review::Submit(store::RunRequest request, const P
     }
     auto mode = ParseWorkspaceMode(request.workspace->mode);
     if (!mode.ok()) return WithContext(std::move(mode).error(), "workspace.mode");
+    if (*mode == WorkspaceMode::kReadWrite) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "workspace.mode: a run's workspace is \"ro\" or \"cow\" (its changes "
+                       "come back as diff.patch); \"rw\" is for long-lived sandboxes");
+    }
     if (*mode == WorkspaceMode::kCopyOnWrite && ws->owner_uid == 0 &&
         !options_.limits.workspace_cow_root_owned) {
       return MakeError(ErrorCode::kPermissionDenied,

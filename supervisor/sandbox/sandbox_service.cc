@@ -308,7 +308,14 @@ Result<store::SandboxRequest> SandboxService::Impl::Validate(store::SandboxReque
   if (r.workspace_path) {
     auto mode = ParseWorkspaceMode(r.workspace_mode);
     if (!mode.ok()) return WithContext(std::move(mode).error(), "workspace.mode");
-    auto ws = ResolveWorkspace(*r.workspace_path, options.limits.workspace_roots);
+    const bool rw = *mode == WorkspaceMode::kReadWrite;
+    if (rw && options.limits.workspace_rw_roots.empty()) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "workspace mode \"rw\": no directory is shared read-write here (the "
+                       "configuration's workspace_rw_roots is empty)");
+    }
+    auto ws = ResolveWorkspace(*r.workspace_path, rw ? options.limits.workspace_rw_roots
+                                                     : options.limits.workspace_roots);
     if (!ws.ok()) return WithContext(std::move(ws).error(), "workspace");
     if (!who.workspace_roots.empty()) {
       auto own = ResolveWorkspace(ws->path, who.workspace_roots);
@@ -316,6 +323,12 @@ Result<store::SandboxRequest> SandboxService::Impl::Validate(store::SandboxReque
         return WithContext(std::move(own).error(),
                            fmt::format("workspace (the roots of key '{}')", who.name));
       }
+    }
+    if (rw && (ws->owner_uid == 0 || ws->owner_gid == 0)) {
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "workspace {} is owned by root: a read-write workspace gives the sandbox "
+                       "every file of its owner; share a directory of an unprivileged user",
+                       ws->path);
     }
     if (*mode == WorkspaceMode::kCopyOnWrite && ws->owner_uid == 0 &&
         !options.limits.workspace_cow_root_owned) {
@@ -431,7 +444,9 @@ Result<store::SandboxRecord> SandboxService::Impl::StartApproved(store::SandboxR
   std::optional<ResolvedWorkspace> ws;
   WorkspaceMode mode = WorkspaceMode::kReadOnly;
   if (sb.workspace_path) {
-    auto resolved = ResolveWorkspace(*sb.workspace_path, options.limits.workspace_roots);
+    auto resolved = ResolveWorkspace(*sb.workspace_path, sb.workspace_mode == "rw"
+                                                             ? options.limits.workspace_rw_roots
+                                                             : options.limits.workspace_roots);
     if (!resolved.ok()) return fail("workspace: " + resolved.error().ToString());
     ws = std::move(*resolved);
     auto m = ParseWorkspaceMode(sb.workspace_mode);

@@ -115,7 +115,8 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
   SBX_TRY(CheckKeys(root,
                     {"listen", "database", "data_dir", "node", "api_keys", "max_concurrent_runs",
                      "max_queue", "limits", "seccomp_profiles_dir", "policy_dir", "cgroup_parent",
-                     "max_body_bytes", "workspace_roots", "artifacts_quota", "log_level",
+                     "max_body_bytes", "workspace_roots", "workspace_rw_roots", "artifacts_quota",
+                     "log_level",
                      "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
                      "docker_image", "warm_sandboxes", "workspace_cow_root_owned",
                      "sandbox_id_base", "docker_images", "sandboxes"},
@@ -144,6 +145,11 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     if (c.sandboxes.default_timeout_s > c.sandboxes.max_timeout_s) {
       return KeyError(source, "sandboxes.default_timeout_s", "must not exceed max_timeout_s");
     }
+  }
+  if (auto n = root["workspace_rw_roots"]) {
+    auto roots = AbsolutePaths(n, source, "workspace_rw_roots");
+    if (!roots.ok()) return std::move(roots).error();
+    c.limits.workspace_rw_roots = std::move(*roots);
   }
   if (auto n = root["workspace_roots"]) {
     auto roots = AbsolutePaths(n, source, "workspace_roots");

@@ -368,14 +368,23 @@ Result<ResolvedWorkspace> ResolveWorkspace(std::string_view requested,
 }
 
 const char* WorkspaceModeName(WorkspaceMode mode) {
-  return mode == WorkspaceMode::kReadOnly ? "ro" : "cow";
+  switch (mode) {
+    case WorkspaceMode::kReadOnly:
+      return "ro";
+    case WorkspaceMode::kCopyOnWrite:
+      return "cow";
+    case WorkspaceMode::kReadWrite:
+      return "rw";
+  }
+  return "ro";
 }
 
 Result<WorkspaceMode> ParseWorkspaceMode(std::string_view name) {
   if (name == "ro" || name == "read-only") return WorkspaceMode::kReadOnly;
   if (name == "cow" || name == "copy-on-write") return WorkspaceMode::kCopyOnWrite;
+  if (name == "rw" || name == "read-write") return WorkspaceMode::kReadWrite;
   return MakeError(ErrorCode::kInvalidArgument,
-                   "workspace mode '{}' is not known; use \"ro\" or \"cow\"", name);
+                   "workspace mode '{}' is not known; use \"ro\", \"cow\" or \"rw\"", name);
 }
 
 // ---- per-run mounts ---------------------------------------------------------------------------
@@ -462,6 +471,8 @@ Result<RunMounts> RunMounts::Prepare(const std::string& run_dir, const ResolvedW
     m.mode_ = mode;
     if (mode == WorkspaceMode::kReadOnly) {
       SBX_TRY(m.MakeReadOnlyWorkspace(*ws));
+    } else if (mode == WorkspaceMode::kReadWrite) {
+      SBX_TRY(m.MakeReadWriteWorkspace(*ws, sandbox_host_uid, sandbox_host_gid));
     } else {
       SBX_TRY(m.MakeCopyOnWriteWorkspace(*ws, sandbox_host_uid, sandbox_host_gid, cow));
     }
@@ -504,6 +515,41 @@ Status RunMounts::MakeReadOnlyWorkspace(const ResolvedWorkspace& ws) {
   // Read-only before it is attached anywhere: there is no instant at which it is writable.
   if (MountSetattr(tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, attr) < 0) {
     return ErrnoError("make the workspace clone of {} read-only", ws.path);
+  }
+  return Attach(tree.get(), "workspace");
+}
+
+Status RunMounts::MakeReadWriteWorkspace(const ResolvedWorkspace& ws, uid_t uid, gid_t gid) {
+  // IMPORTANT: every file of the directory's owner becomes the sandbox's to change, so a
+  // root-owned directory is never shared this way (its root-owned files would be).
+  if (ws.owner_uid == 0 || ws.owner_gid == 0) {
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "workspace {} is owned by root: a read-write workspace gives the sandbox "
+                     "every file of its owner; share a directory of an unprivileged user",
+                     ws.path);
+  }
+  auto userns = MakeIdmapUserns(ws.owner_uid, ws.owner_gid, uid, gid);
+  if (!userns.ok()) return std::move(userns).error();
+  // Not recursive: a mount below the workspace is not shared (it would need its own idmap).
+  UniqueFd tree(::open_tree(ws.fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+  if (!tree) return ErrnoError("clone the workspace mount of {}", ws.path);
+  struct mount_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_IDMAP;
+  attr.userns_fd = static_cast<uint64_t>(userns->get());
+  attr.propagation = MS_PRIVATE;
+  if (MountSetattr(tree.get(), "", AT_EMPTY_PATH, attr) < 0) {
+    const int e = errno;
+    if (e == EINVAL || e == EOPNOTSUPP || e == EPERM) {
+      return Error{ErrorCode::kUnavailable,
+                   e,
+                   fmt::format("workspace {} is on {}, which cannot be idmapped here "
+                               "(mount_setattr MOUNT_ATTR_IDMAP: {}); read-write workspaces "
+                               "need a filesystem with idmapped mounts",
+                               ws.path, FsTypeName(ws.fd.get()), std::strerror(e)),
+                   {}};
+    }
+    return ErrnoError("idmap the workspace clone of {}", ws.path);
   }
   return Attach(tree.get(), "workspace");
 }
@@ -628,6 +674,8 @@ std::vector<isolate::BindMount> RunMounts::Binds() const {
   if (has_workspace_) {
     if (mode_ == WorkspaceMode::kReadOnly) {
       binds.push_back({run_dir_ + "/mnt/workspace", kWorkspaceTarget, false});
+    } else if (mode_ == WorkspaceMode::kReadWrite) {
+      binds.push_back({run_dir_ + "/mnt/workspace", kWorkspaceTarget, true});
     } else {
       binds.push_back({run_dir_ + "/mnt/merged", kWorkspaceTarget, true});
     }

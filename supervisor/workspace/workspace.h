@@ -65,9 +65,14 @@ Result<ResolvedWorkspace> ResolveWorkspace(std::string_view requested,
 enum class WorkspaceMode {
   kReadOnly,     // the run sees the directory; every write fails with EROFS
   kCopyOnWrite,  // the run may change anything; changes land in <run_dir>/cow/upper only
+  // Long-lived sandboxes only, under ServiceLimits::workspace_rw_roots: the host directory
+  // itself, writable, idmapped so that its owner's files are the sandbox user's and what the
+  // sandbox writes is owned by that owner on disk (the developer sees their own files).
+  kReadWrite,
 };
-const char* WorkspaceModeName(WorkspaceMode mode);  // "ro", "cow"
-// "ro" / "read-only" and "cow" / "copy-on-write"; kInvalidArgument for anything else.
+const char* WorkspaceModeName(WorkspaceMode mode);  // "ro", "cow", "rw"
+// "ro" / "read-only", "cow" / "copy-on-write" and "rw" / "read-write"; kInvalidArgument for
+// anything else.
 Result<WorkspaceMode> ParseWorkspaceMode(std::string_view name);
 
 struct ArtifactFile {
@@ -189,6 +194,7 @@ class RunMounts {
   Status Attach(int tree_fd, const char* name);
   Status MakeArtifacts(uint64_t quota, uid_t uid, gid_t gid);
   Status MakeReadOnlyWorkspace(const ResolvedWorkspace& ws);
+  Status MakeReadWriteWorkspace(const ResolvedWorkspace& ws, uid_t uid, gid_t gid);
   Status MakeCopyOnWriteWorkspace(const ResolvedWorkspace& ws, uid_t uid, gid_t gid,
                                   const CowLimits& cow);
   // Diff()'s work, on a thread that holds the sandbox user's filesystem ids.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <fstream>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -62,6 +63,8 @@ class SandboxServiceTest : public SandboxTest {
     o.data_dir = dir_ + "/data";
     o.native = native_.get();
     o.limits.maxima.memory_bytes = 1ll << 30;
+    o.limits.workspace_roots = {dir_ + "/ws"};
+    o.limits.workspace_rw_roots = {dir_ + "/rw"};
     o.seccomp.program = [](const std::string& name) -> Result<seccomp::Program> {
       if (!name.empty() && name != "default") {
         return MakeError(ErrorCode::kNotFound, "no seccomp profile '{}'", name);
@@ -218,10 +221,11 @@ TEST_F(SandboxServiceTest, ABackgroundProcessStreamsEveryByteOnceAndItsLogsOutli
     for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].seq, (*stored)[i].seq);
   }
   // A replay from the middle.
-  auto tail = supervisor::ReadProcessEvents(h->dir, 3, 100000);
+  // A replay from the middle: everything after process.started.
+  auto tail = supervisor::ReadProcessEvents(h->dir, 1, 100000);
   ASSERT_TRUE(tail.ok());
-  ASSERT_FALSE(tail->empty());
-  EXPECT_EQ(tail->front().seq, 4);
+  ASSERT_EQ(tail->size(), stored->size() - 1);
+  EXPECT_EQ(tail->front().seq, 2);
 
   // Deleted: the record, the result and the logs stay.
   auto del = service_->Delete(sb.id, alice_);
@@ -431,6 +435,59 @@ TEST_F(SandboxServiceTest, ASnapshotBranchesANewSandboxWithTheFilesOfTheFirst) {
   ASSERT_EQ(service_->ListSnapshots(alice_)->size(), 1u);
   ASSERT_TRUE(service_->DeleteSnapshot("base", alice_).ok());
   EXPECT_EQ(service_->Create(from, alice_).error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(SandboxServiceTest, AReadWriteWorkspaceIsTheHostDirectoryWithItsOwnersFiles) {
+  // A developer's directory (uid 4242) shared read-write; another one only read-only.
+  const std::string rw = dir_ + "/rw", proj = rw + "/proj", ro = dir_ + "/ws";
+  ASSERT_EQ(::mkdir(rw.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(proj.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(ro.c_str(), 0755), 0);
+  std::ofstream(proj + "/main.c") << "int main;\n";
+  ASSERT_EQ(::chown(proj.c_str(), 4242, 4242), 0);
+  ASSERT_EQ(::chown((proj + "/main.c").c_str(), 4242, 4242), 0);
+
+  store::SandboxRequest req;
+  req.workspace_path = proj;
+  req.workspace_mode = "rw";
+  auto sb = CreateRunning(req);
+  ASSERT_FALSE(sb.id.empty());
+  auto out = Exec(sb.id, {"/bin/sh", "-c", "echo new > /workspace/new.txt && "
+                                           "echo more >> /workspace/main.c && id -u && "
+                                           "stat -c %u /workspace/main.c"},
+                  alice_);
+  EXPECT_EQ(out.process.result->exit_code, 0) << out.stderr_head;
+  // Inside, the owner's files are the sandbox user's; on the host, the sandbox's are the owner's.
+  EXPECT_EQ(out.stdout_head, "1000\n1000\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((proj + "/new.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 4242u);
+  EXPECT_EQ(st.st_gid, 4242u);
+  auto text = ReadFile(proj + "/main.c");
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text, "int main;\nmore\n");
+
+  // Refused: rw outside the rw roots, a root-owned directory, and rw for nothing configured.
+  store::SandboxRequest outside;
+  outside.workspace_path = ro;
+  outside.workspace_mode = "rw";
+  EXPECT_FALSE(service_->Create(outside, alice_).ok());
+  const std::string rooted = rw + "/rooted";
+  ASSERT_EQ(::mkdir(rooted.c_str(), 0755), 0);
+  store::SandboxRequest root_owned;
+  root_owned.workspace_path = rooted;
+  root_owned.workspace_mode = "rw";
+  auto refused = service_->Create(root_owned, alice_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kPermissionDenied);
+  // The same directory read-only: the sandbox cannot write into it.
+  store::SandboxRequest readonly;
+  readonly.workspace_path = ro;
+  readonly.workspace_mode = "ro";
+  auto r = CreateRunning(readonly);
+  auto denied = Exec(r.id, {"/bin/sh", "-c", "echo x > /workspace/x"}, alice_);
+  EXPECT_NE(denied.process.result->exit_code, 0);
+  EXPECT_NE(::access((ro + "/x").c_str(), F_OK), 0);
 }
 
 }  // namespace

@@ -104,7 +104,7 @@ TEST(SandboxRequestFromJson, HostileInputIsRefusedNamingTheField) {
   EXPECT_NE(SandboxError(Parse(R"({"env": ["A"]})")).find("env"), std::string::npos);
   EXPECT_NE(SandboxError(Parse(R"({"labels": {"k": null}})")).find("labels.k"),
             std::string::npos);
-  EXPECT_NE(SandboxError(Parse(R"({"workspace": {"path": "/w", "mode": "rw"}})"))
+  EXPECT_NE(SandboxError(Parse(R"({"workspace": {"path": "/w", "mode": "rwx"}})"))
                 .find("workspace.mode"),
             std::string::npos);
   EXPECT_NE(SandboxError(Parse(R"({"workspace": {"path": "/w", "uid": 0}})"))
