@@ -42,18 +42,6 @@ Result<std::string> Text(const json& j, const std::string& field) {
   return s;
 }
 
-// Standard base64 with padding, nothing else (no whitespace, no URL alphabet): a client's
-// mistake is an error rather than bytes silently skipped.
-bool IsStrictBase64(std::string_view s) {
-  if (s.size() % 4 != 0) return false;
-  size_t pad = 0;
-  while (pad < 2 && pad < s.size() && s[s.size() - 1 - pad] == '=') ++pad;
-  for (size_t i = 0; i < s.size() - pad; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (!std::isalnum(c) && c != '+' && c != '/') return false;
-  }
-  return true;
-}
 
 json Approval(const std::optional<store::SandboxApproval>& a) {
   if (!a) return nullptr;
@@ -94,6 +82,19 @@ json EventHead(const supervisor::ProcessEvent& event, std::string_view sandbox_i
 }
 
 }  // namespace
+
+// Standard base64 with padding, nothing else (no whitespace, no URL alphabet): a client's
+// mistake is an error rather than bytes silently skipped.
+bool IsStrictBase64(std::string_view s) {
+  if (s.size() % 4 != 0) return false;
+  size_t pad = 0;
+  while (pad < 2 && pad < s.size() && s[s.size() - 1 - pad] == '=') ++pad;
+  for (size_t i = 0; i < s.size() - pad; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (!std::isalnum(c) && c != '+' && c != '/') return false;
+  }
+  return true;
+}
 
 Result<store::SandboxRequest> SandboxRequestFromJson(const json& body) {
   if (!body.is_object()) return FieldError("body", "must be a JSON object");

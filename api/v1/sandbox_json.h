@@ -71,4 +71,7 @@ nlohmann::json ProcessEventToJson(const supervisor::ProcessEvent& event,
 std::string ProcessEventBinaryHead(const supervisor::ProcessEvent& event,
                                    std::string_view sandbox_id, int64_t process_id);
 
+// Standard base64 with padding and nothing else (stdin_b64, a WebSocket's data_b64).
+bool IsStrictBase64(std::string_view s);
+
 }  // namespace sbx::api

@@ -14,6 +14,7 @@
 #include "api/v1/route_util.h"
 #include "api/v1/sandbox_json.h"
 #include "supervisor/observability/log.h"
+#include "supervisor/workspace/text.h"
 
 namespace sbx::api {
 namespace {
@@ -594,7 +595,43 @@ Reply ProcessEvents(const Ctx& c, const Request& req) {
   if (!out.ok()) return Fail(out.error());
   WebSocketAccept accept;
   accept.resume_after = *after;
-  accept.on_open = [handle = std::move(*out), mode, after = *after](std::shared_ptr<WebSocket> ws) {
+  SandboxService* service = c.sandboxes;
+  const supervisor::Principal who = Who(c, req);
+  accept.on_open = [service, who, handle = std::move(*out), mode,
+                    after = *after](std::shared_ptr<WebSocket> ws) {
+    // Input: a binary message is bytes for the process's stdin; a text message is
+    // {"type": "stdin", "data" or "data_b64", "close": bool}. A failure is answered with an
+    // error message; the stream goes on (the output may still be coming).
+    const std::string sandbox_id = handle.process.sandbox_id;
+    const std::string pid = std::to_string(handle.process.id);
+    std::weak_ptr<WebSocket> weak = ws;
+    ws->OnMessage([service, who, sandbox_id, pid, weak](std::string_view data, bool binary) {
+      auto answer = [&](const std::string& message) {
+        if (auto w = weak.lock()) w->Send(DumpJson({{"type", "error"}, {"message", message}}));
+      };
+      std::string bytes;
+      bool close = false;
+      if (binary) {
+        bytes = std::string(data);
+      } else {
+        json j = json::parse(data, nullptr, /*allow_exceptions=*/false);
+        if (!j.is_object() || j.value("type", json()) != "stdin") {
+          return answer("a text message is {\"type\": \"stdin\", \"data\": …, \"close\": …}");
+        }
+        if (auto d = j.find("data"); d != j.end() && d->is_string()) {
+          bytes = d->get<std::string>();
+        } else if (auto b = j.find("data_b64"); b != j.end() && b->is_string()) {
+          if (!IsStrictBase64(b->get<std::string>())) return answer("data_b64: not base64");
+          bytes = supervisor::Base64Decode(b->get<std::string>());
+        }
+        if (auto cl = j.find("close"); cl != j.end()) {
+          if (!cl->is_boolean()) return answer("close: must be true or false");
+          close = cl->get<bool>();
+        }
+      }
+      Status st = service->WriteStdin(sandbox_id, pid, bytes, close, who);
+      if (!st.ok()) answer(st.error().message);
+    });
     std::make_shared<EventFeed>(std::move(ws), handle, mode, after)->Start();
   };
   return accept;

@@ -658,7 +658,7 @@ void SandboxService::Impl::FinishProcess(const std::shared_ptr<LiveBox>& box,
   r.stdout_bytes = static_cast<int64_t>(proc->output->stored_bytes(1));
   r.stderr_bytes = static_cast<int64_t>(proc->output->stored_bytes(2));
   r.output_truncated = proc->output->truncated();
-  proc->output->Finished(ProcessResultJson(r));
+  // The record first: a client told process.finished reads FINISHED from then on.
   store::ProcessUpdate u;
   u.result = r;
   auto rec = store.UpdateProcess(box->id, proc->id, {ProcessState::kRunning},
@@ -667,6 +667,7 @@ void SandboxService::Impl::FinishProcess(const std::shared_ptr<LiveBox>& box,
     spdlog::error("sandbox {}: process {}: cannot record its end: {}", box->id, proc->id,
                   rec.error().ToString());
   }
+  proc->output->Finished(ProcessResultJson(r));
   Audit(Daemon(), "process.finished", box->id,
         {{"process_id", proc->id}, {"result", ProcessResultJson(r)}});
   {

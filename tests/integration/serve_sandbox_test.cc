@@ -7,12 +7,14 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <thread>
 
 #include "integration/server_harness.h"
+#include "supervisor/workspace/text.h"
 
 namespace sbx::testing {
 namespace {
@@ -554,6 +556,112 @@ TEST_F(ServeSandboxTest, BadInputChangesNothing) {
     EXPECT_EQ(r->status, 413);
   }
   EXPECT_EQ(Call("GET", Sbx(id) + "/files:stat?path=/tmp/big", kAlice).status, 404);
+}
+
+TEST_F(ServeSandboxTest, StdinIsWrittenAndClosedOverTheEventsWebSocket) {
+  std::string id = CreateRunning();
+  json p = Exec(id, {{"argv", {"/bin/cat"}}, {"stdin_open", true}, {"tag", "cat"}}, false);
+  ASSERT_EQ(p["state"], "RUNNING");
+  auto ws = OpenWs(Sbx(id) + "/processes/cat/events?after=0");
+  ASSERT_TRUE(ws);
+  // A malformed message is answered with an error, and changes nothing.
+  ASSERT_TRUE(WsSendFrame(*ws, 1, R"({"type": "stdin", "close": "yes"})"));
+  std::string out;
+  json finished;
+  bool told = false;
+  auto take = [&](const json& e) {
+    if (e["type"] == "process.log") {
+      out += e.contains("data") ? e["data"].get<std::string>()
+                                : supervisor::Base64Decode(e["data_b64"].get<std::string>());
+    } else if (e["type"] == "process.finished") {
+      finished = e;
+    } else if (e["type"] == "error") {
+      told = true;
+    }
+  };
+  while (!told) {
+    auto f = WsReadFrame(*ws);
+    ASSERT_TRUE(f && f->opcode != 8) << "no error for a malformed message";
+    take(json::parse(f->payload));
+  }
+  ASSERT_TRUE(WsSendFrame(*ws, 2, std::string("bin\0ary\n", 8)));
+  ASSERT_TRUE(WsSendFrame(*ws, 1, R"({"type": "stdin", "data_b64": "dGV4dA==", "close": true})"));
+  for (;;) {
+    auto f = WsReadFrame(*ws);
+    if (!f || f->opcode == 8) break;
+    take(json::parse(f->payload));
+  }
+  // cat saw the bytes in order and the end of its input: it exited 0.
+  EXPECT_EQ(out, std::string("bin\0ary\ntext", 12));
+  ASSERT_FALSE(finished.is_null());
+  EXPECT_EQ(finished["result"]["exit_code"], 0);
+}
+
+// A program inside swaps a directory for a symlink to a host path, over and over, while the API
+// writes and reads through it: every operation lands inside the sandbox or is refused, and the
+// host directory the symlink names stays empty.
+TEST_F(ServeSandboxTest, ADirectorySwappedForASymlinkWhileTheApiWritesThroughItStaysInside) {
+  char host_dir[] = "/tmp/sbx-escape-XXXXXX";
+  ASSERT_NE(::mkdtemp(host_dir), nullptr);
+  ::chmod(host_dir, 0777);  // writable by anyone: an escape would succeed if it happened
+  std::string id = CreateRunning();
+  const std::string swap =
+      std::string("mkdir -p /tmp/d; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); "
+                  "mv /tmp/d /tmp/d.real 2>/dev/null; ln -sfn ") +
+      host_dir + " /tmp/d; rm -f /tmp/d; mv /tmp/d.real /tmp/d 2>/dev/null; done; echo swapped";
+  json swapper = Exec(id, {{"argv", {"/bin/sh", "-c", swap}}, {"tag", "swap"}}, false);
+  ASSERT_EQ(swapper["state"], "RUNNING");
+  int written = 0, refused = 0;
+  for (int i = 0; i < 300; ++i) {
+    const std::string path = "/tmp/d/f" + std::to_string(i);
+    auto w = Call("PUT", Sbx(id) + "/files?path=" + path + "&parents=true", kAlice, "data");
+    (w.status == 200 ? written : refused)++;
+    EXPECT_TRUE(w.status == 200 || w.status == 404 || w.status == 403 || w.status == 409 ||
+                w.status == 400)
+        << w.status << " " << w.body;
+    auto m = Call("POST", Sbx(id) + "/files:mkdir?path=/tmp/d/sub" + std::to_string(i), kAlice);
+    EXPECT_NE(m.status, 500) << m.body;
+  }
+  EXPECT_EQ(written + refused, 300);
+  // The swapper was still at it when the last request went (else nothing was raced).
+  auto sw = Call("GET", Sbx(id) + "/processes/swap", kAlice);
+  EXPECT_EQ(sw.Json()["state"], "RUNNING") << "the swap loop ended before the requests did";
+  std::cerr << written << " writes landed inside, " << refused << " refused\n";
+  // Nothing reached the host directory the symlink named.
+  std::vector<std::string> leaked;
+  for (const auto& e : std::filesystem::directory_iterator(host_dir)) {
+    leaked.push_back(e.path().string());
+  }
+  EXPECT_TRUE(leaked.empty()) << leaked.size() << " entries, e.g. "
+                              << (leaked.empty() ? "" : leaked.front());
+  std::filesystem::remove_all(host_dir);
+}
+
+// A full-screen program (top, with the terminal's size and TERM) draws in the terminal, and a
+// key ends it.
+TEST_F(ServeSandboxTest, AFullScreenProgramRunsInTheTerminal) {
+  if (::access("/usr/bin/top", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/top on this host";
+  std::string id = CreateRunning();
+  json top = Exec(id, {{"argv", {"/usr/bin/top", "-d", "0.2"}},
+                       {"pty", {{"cols", 100}, {"rows", 30}}},
+                       {"tag", "top"}},
+                  false);
+  ASSERT_EQ(top["state"], "RUNNING") << top.dump();
+  auto ws = OpenWs(Sbx(id) + "/processes/top/pty");
+  ASSERT_TRUE(ws);
+  std::string seen;
+  // Its header and a cursor-addressed screen (ESC [ row ; col H, or clear and home).
+  EXPECT_TRUE(ReadUntil(*ws, "PID", &seen)) << seen.substr(0, 400);
+  EXPECT_NE(seen.find("\x1b["), std::string::npos);
+  ASSERT_TRUE(WsSendFrame(*ws, 2, "q"));
+  for (;;) {
+    auto f = WsReadFrame(*ws);
+    ASSERT_TRUE(f.has_value());
+    if (f->opcode == 8) break;
+  }
+  auto r = Call("GET", Sbx(id) + "/processes/top", kAlice);
+  EXPECT_EQ(r.Json()["state"], "FINISHED");
+  EXPECT_EQ(r.Json()["result"]["exit_code"], 0) << r.body;
 }
 
 }  // namespace
