@@ -1,6 +1,6 @@
 // Command-line parsing for sandboxctl: options declared per command, `--opt VALUE`,
 // `--opt=VALUE`, `-o VALUE`, `--` to end the options; and the small text helpers the commands
-// share (K=V pairs, numbers, shell-like word splitting and quoting).
+// share (K=V pairs, numbers, shell-like word splitting and quoting, UTF-8 and base64).
 #pragma once
 
 #include <cstdint>
@@ -55,5 +55,12 @@ Result<std::vector<std::string>> SplitCommand(std::string_view line);
 // Quotes a word for display so that a shell would read it back as one word.
 std::string ShellQuote(std::string_view word);
 std::string JoinCommand(const std::vector<std::string>& argv);
+
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF):
+// the API takes text fields as UTF-8 and bytes as base64.
+bool IsValidUtf8(std::string_view s);
+// Standard base64 (RFC 4648) to bytes, skipping what is not in the alphabet ('=' included), as
+// the API's *_b64 fields need nothing stricter.
+std::string Base64Decode(std::string_view text);
 
 }  // namespace sbx::ctl

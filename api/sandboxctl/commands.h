@@ -72,5 +72,7 @@ std::string CommandSummary(const nlohmann::json& run);
 std::string ExitSummary(const nlohmann::json& run);
 // "SIGKILL" (or "SIG9") to 9; 0 when unknown.
 int SignalNumber(std::string_view name);
+// The whole of a file, or of standard input for "-"; `what` ("--stdin") starts the messages.
+Result<std::string> ReadInput(const std::string& path, std::string_view what);
 
 }  // namespace sbx::ctl

@@ -1,6 +1,8 @@
 // Text output shared by sandboxctl's commands.
+#include <fcntl.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -8,6 +10,7 @@
 
 #include "api/sandboxctl/commands.h"
 #include "base/fs.h"
+#include "base/unique_fd.h"
 
 namespace sbx::ctl {
 namespace {
@@ -157,6 +160,27 @@ int SignalNumber(std::string_view name) {
   long v = std::strtol(rest.c_str(), &end, 10);
   if (!rest.empty() && *end == '\0' && v > 0 && v < 128) return static_cast<int>(v);
   return 0;
+}
+
+Result<std::string> ReadInput(const std::string& path, std::string_view what) {
+  UniqueFd owned;
+  int fd = 0;
+  if (path != "-") {
+    owned.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!owned) return ErrnoError("{}: cannot open {}", what, path);
+    fd = owned.get();
+  }
+  std::string data;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return ErrnoError("{}: cannot read {}", what, path == "-" ? "standard input" : path);
+    }
+    if (n == 0) return data;
+    data.append(buf, static_cast<size_t>(n));
+  }
 }
 
 }  // namespace sbx::ctl

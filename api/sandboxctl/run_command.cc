@@ -14,66 +14,6 @@
 namespace sbx::ctl {
 namespace {
 
-bool IsValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
-    for (size_t k = 1; k < n; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, surrogates, past U+10FFFF.
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
-      return false;
-    }
-    i += n;
-  }
-  return true;
-}
-
-std::string Base64Decode(std::string_view in) {
-  static const std::string_view kTable =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char ch : in) {
-    size_t v = kTable.find(ch);
-    if (v == std::string_view::npos) continue;  // '=' padding
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
-
-Result<std::string> ReadInput(const std::string& path) {
-  UniqueFd owned;
-  int fd = 0;
-  if (path != "-") {
-    owned.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!owned) return ErrnoError("--stdin: cannot open {}", path);
-    fd = owned.get();
-  }
-  std::string data;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("--stdin: cannot read {}", path == "-" ? "standard input" : path);
-    if (n == 0) return data;
-    data.append(buf, static_cast<size_t>(n));
-  }
-}
-
 Result<nlohmann::json> BuildRequest(const ParsedArgs& a) {
   auto usage = [](std::string m) {
     return Error{ErrorCode::kInvalidArgument, 0, std::move(m), {}};
@@ -137,7 +77,7 @@ Result<nlohmann::json> BuildRequest(const ParsedArgs& a) {
   if (auto w = a.Last("workspace")) body["workspace"] = *w;
   if (auto k = a.Last("idempotency-key")) body["idempotency_key"] = *k;
   if (auto s = a.Last("stdin")) {
-    auto data = ReadInput(*s);
+    auto data = ReadInput(*s, "--stdin");
     if (!data.ok()) return std::move(data).error();
     if (!IsValidUtf8(*data)) {
       return usage("--stdin " + *s + ": the API takes stdin as text, and this is not UTF-8");
