@@ -59,8 +59,9 @@ std::string JoinCommand(const std::vector<std::string>& argv);
 // Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF):
 // the API takes text fields as UTF-8 and bytes as base64.
 bool IsValidUtf8(std::string_view s);
-// Standard base64 (RFC 4648) to bytes, skipping what is not in the alphabet ('=' included), as
-// the API's *_b64 fields need nothing stricter.
+// Standard base64 (RFC 4648, with padding). Decode skips what is not in the alphabet ('='
+// included), as the API's *_b64 fields need nothing stricter.
+std::string Base64Encode(std::string_view bytes);
 std::string Base64Decode(std::string_view text);
 
 }  // namespace sbx::ctl

@@ -7,19 +7,23 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/error.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <cerrno>
+#include <deque>
 #include <exception>
 #include <limits>
+#include <mutex>
 
 namespace sbx::ctl {
 namespace {
@@ -35,6 +39,8 @@ using error_code = boost::system::error_code;
 constexpr uint64_t kMaxReplyBytes = 256ull << 20;
 constexpr uint64_t kMaxErrorBodyBytes = 1 << 20;
 constexpr size_t kMaxEventBytes = 64 << 20;
+// The pieces an upload's body is gathered into before each write (one HTTP chunk each).
+constexpr size_t kUploadChunkBytes = 64 << 10;
 // Reconnections in a row that bring no new event before FollowEvents gives up.
 constexpr int kMaxIdleReconnects = 20;
 
@@ -357,6 +363,309 @@ Status Client::FollowEvents(const std::function<std::string(int64_t after)>& mak
                        "the event stream from {} keeps closing without progress (after seq {})",
                        endpoint_.ToString(), last);
     }
+  }
+}
+
+Result<HttpReply> Client::Upload(std::string_view method, const std::string& target,
+                                 const std::string& content_type, std::optional<uint64_t> length,
+                                 const BodyProducer& produce) {
+  try {
+    http::verb verb = http::string_to_verb(method);
+    if (verb == http::verb::unknown) {
+      return MakeError(ErrorCode::kInvalidArgument, "unknown HTTP method '{}'", method);
+    }
+    http::request<http::buffer_body> req{verb, target, 11};
+    req.set(http::field::host, HostHeader(endpoint_));
+    req.set(http::field::user_agent, kUserAgent);
+    if (!api_key_.empty()) req.set("x-api-key", api_key_);
+    req.set(http::field::content_type, content_type);
+    req.keep_alive(false);
+    if (length) {
+      req.content_length(*length);
+    } else {
+      req.chunked(true);
+    }
+    return WithSocket<Result<HttpReply>>(endpoint_, [&](auto& s) -> Result<HttpReply> {
+      auto read_reply = [&]() -> Result<HttpReply> {
+        beast::flat_buffer buf;
+        http::response_parser<http::string_body> p;
+        p.body_limit(kMaxReplyBytes);
+        error_code ec;
+        http::read(s, buf, p, ec);
+        if (ec) return IoError(endpoint_, "reading the reply from", ec);
+        HttpReply r;
+        r.status = static_cast<int>(p.get().result_int());
+        r.content_type = std::string(p.get()[http::field::content_type]);
+        r.body = std::move(p.get().body());
+        return r;
+      };
+      // A write that fails may be the server having answered early and closed: its answer,
+      // when there is one, says more than the broken pipe.
+      auto write_failed = [&](const error_code& ec) -> Result<HttpReply> {
+        auto early = read_reply();
+        if (early.ok()) return early;
+        return IoError(endpoint_, "sending a request body to", ec);
+      };
+      req.body().data = nullptr;
+      req.body().size = 0;
+      req.body().more = true;
+      http::request_serializer<http::buffer_body> sr{req};
+      error_code ec;
+      http::write_header(s, sr, ec);
+      if (ec) return write_failed(ec);
+      std::string pending;
+      uint64_t sent = 0;
+      bool broken = false;
+      error_code broken_ec;
+      auto flush = [&]() -> Status {
+        if (pending.empty()) return Ok();
+        if (length && sent + pending.size() > *length) {
+          return MakeError(ErrorCode::kInternal,
+                           "the body grew past the {} bytes announced (a file that changed while "
+                           "it was sent?)",
+                           *length);
+        }
+        req.body().data = pending.data();
+        req.body().size = pending.size();
+        req.body().more = true;
+        error_code wec;
+        http::write(s, sr, wec);
+        // The serializer took all the bytes and wants more: not an error.
+        if (wec == http::error::need_buffer) wec = {};
+        if (wec) {
+          broken = true;
+          broken_ec = wec;
+          return IoError(endpoint_, "sending a request body to", wec);
+        }
+        sent += pending.size();
+        pending.clear();
+        return Ok();
+      };
+      Status produced = produce([&](std::string_view bytes) -> Status {
+        pending.append(bytes);
+        if (pending.size() >= kUploadChunkBytes) return flush();
+        return Ok();
+      });
+      if (produced.ok()) produced = flush();
+      if (broken) return write_failed(broken_ec);
+      if (!produced.ok()) return std::move(produced).error();
+      if (length && sent != *length) {
+        return MakeError(ErrorCode::kInternal,
+                         "the body ended after {} of the {} bytes announced (a file that changed "
+                         "while it was sent?)",
+                         sent, *length);
+      }
+      req.body().data = nullptr;
+      req.body().size = 0;
+      req.body().more = false;
+      http::write(s, sr, ec);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) return write_failed(ec);
+      return read_reply();
+    });
+  } catch (const std::exception& e) {
+    return MakeError(ErrorCode::kInternal, "request to {}: {}", endpoint_.ToString(), e.what());
+  }
+}
+
+namespace {
+
+// One Duplex session: the WebSocket, its outbound queue and its result. Runs on the io_context's
+// one thread (the one calling Duplex).
+template <class Socket>
+class DuplexSession : public std::enable_shared_from_this<DuplexSession<Socket>> {
+ public:
+  struct Message {
+    std::string data;
+    bool binary = false;
+    bool close = false;
+  };
+
+  DuplexSession(net::io_context& ioc, Socket& socket) : ioc_(ioc), ws_(socket) {}
+
+  websocket::stream<Socket&>& ws() { return ws_; }
+
+  void Start(std::function<Status(std::string_view, bool)> on_message) {
+    on_message_ = std::move(on_message);
+    Read();
+  }
+
+  void Queue(Message m) {
+    if (done_ || closing_) return;
+    queue_.push_back(std::move(m));
+    if (!writing_) WriteNext();
+  }
+
+  Status result = Ok();
+
+ private:
+  void WriteNext() {
+    if (queue_.empty() || done_) {
+      writing_ = false;
+      return;
+    }
+    writing_ = true;
+    if (queue_.front().close) {
+      closing_ = true;
+      queue_.clear();
+      ws_.async_close(websocket::close_code::normal,
+                      [self = this->shared_from_this()](error_code) { self->writing_ = false; });
+      return;
+    }
+    ws_.binary(queue_.front().binary);
+    ws_.async_write(
+        net::buffer(queue_.front().data), [self = this->shared_from_this()](error_code ec, size_t) {
+          if (!self->queue_.empty()) self->queue_.pop_front();
+          if (ec == websocket::error::closed) return self->End(Ok());
+          if (ec) {
+            return self->End(MakeError(ErrorCode::kInternal, "writing to the terminal stream: {}",
+                                       ec.message()));
+          }
+          self->WriteNext();
+        });
+  }
+
+  void Read() {
+    buf_.clear();
+    ws_.async_read(buf_, [self = this->shared_from_this()](error_code ec, size_t) {
+      if (ec == websocket::error::closed) {
+        const auto& reason = self->ws_.reason();
+        if (reason.code == websocket::close_code::normal || self->closing_) {
+          return self->End(Ok());
+        }
+        return self->End(MakeError(
+            ErrorCode::kUnavailable, "the server closed the terminal stream (code {}{}{})",
+            static_cast<unsigned>(reason.code), reason.reason.empty() ? "" : ": ",
+            std::string(reason.reason.data(), reason.reason.size())));
+      }
+      if (ec) {
+        // Our own close tears the read down too.
+        if (self->closing_) return self->End(Ok());
+        return self->End(
+            MakeError(ErrorCode::kInternal, "the terminal stream broke: {}", ec.message()));
+      }
+      const auto data = self->buf_.cdata();
+      Status st =
+          self->on_message_(std::string_view(static_cast<const char*>(data.data()), data.size()),
+                            self->ws_.got_binary());
+      if (!st.ok()) return self->End(std::move(st));
+      self->Read();
+    });
+  }
+
+  void End(Status st) {
+    if (done_) return;
+    done_ = true;
+    result = std::move(st);
+    ioc_.stop();
+  }
+
+  net::io_context& ioc_;
+  websocket::stream<Socket&> ws_;
+  beast::flat_buffer buf_;
+  std::function<Status(std::string_view, bool)> on_message_;
+  std::deque<Message> queue_;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool done_ = false;
+};
+
+// What the caller holds: it posts onto the session's io_context while Duplex runs, and does
+// nothing after (the io_context and the session are gone then; this outlives them).
+template <class Socket>
+class DuplexHandle : public DuplexChannel {
+ public:
+  using Session = DuplexSession<Socket>;
+
+  DuplexHandle(net::io_context& ioc, std::shared_ptr<Session> session)
+      : ioc_(&ioc), session_(std::move(session)) {}
+
+  void SendBinary(std::string bytes) override {
+    Post(typename Session::Message{std::move(bytes), true, false});
+  }
+  void SendText(std::string text) override {
+    Post(typename Session::Message{std::move(text), false, false});
+  }
+  void Close() override { Post(typename Session::Message{{}, false, true}); }
+
+  // Called by Duplex before the io_context goes.
+  void Detach() {
+    std::lock_guard lock(mu_);
+    ioc_ = nullptr;
+    session_.reset();
+  }
+
+ private:
+  void Post(typename Session::Message m) {
+    std::lock_guard lock(mu_);
+    if (ioc_ == nullptr) return;
+    net::post(*ioc_,
+              [session = session_, m = std::move(m)]() mutable { session->Queue(std::move(m)); });
+  }
+
+  std::mutex mu_;
+  net::io_context* ioc_;
+  std::shared_ptr<Session> session_;
+};
+
+}  // namespace
+
+Status Client::Duplex(const std::string& target,
+                      const std::function<void(std::shared_ptr<DuplexChannel>)>& on_open,
+                      const std::function<Status(std::string_view, bool)>& on_message) {
+  try {
+    // The socket must live on the io_context that runs the session, so the connection is made
+    // here rather than by WithSocket.
+    net::io_context ioc;
+    auto run = [&](auto& s) -> Status {
+      using Socket = std::remove_reference_t<decltype(s)>;
+      auto session = std::make_shared<DuplexSession<Socket>>(ioc, s);
+      auto& ws = session->ws();
+      std::string key = api_key_;
+      ws.set_option(websocket::stream_base::decorator([key](websocket::request_type& req) {
+        req.set(http::field::user_agent, kUserAgent);
+        if (!key.empty()) req.set("x-api-key", key);
+      }));
+      ws.read_message_max(kMaxEventBytes);
+      websocket::response_type res;
+      error_code ec;
+      ws.handshake(res, HostHeader(endpoint_), target, ec);
+      if (ec) {
+        int status = static_cast<int>(res.result_int());
+        if (status != 0 && status != 101) {
+          return ApiError({status, std::string(res[http::field::content_type]), res.body()});
+        }
+        return IoError(endpoint_, "opening the terminal stream at", ec);
+      }
+      auto handle = std::make_shared<DuplexHandle<Socket>>(ioc, session);
+      session->Start(on_message);
+      on_open(handle);
+      ioc.run();
+      handle->Detach();
+      // Let every operation still pending finish (aborted) so that no handler keeps the
+      // session past the socket and the io_context.
+      s.close(ec);
+      ioc.restart();
+      ioc.run();
+      return session->result;
+    };
+    error_code ec;
+    if (endpoint_.kind == Endpoint::Kind::kUnix) {
+      local::socket s(ioc);
+      s.connect(local::endpoint(endpoint_.path), ec);
+      if (ec) return ConnectError(endpoint_, ec);
+      return run(s);
+    }
+    tcp::resolver resolver(ioc);
+    auto results = resolver.resolve(endpoint_.host, endpoint_.port, ec);
+    if (ec) return ConnectError(endpoint_, ec);
+    tcp::socket s(ioc);
+    net::connect(s, results, ec);
+    if (ec) return ConnectError(endpoint_, ec);
+    return run(s);
+  } catch (const std::exception& e) {
+    return MakeError(ErrorCode::kInternal, "terminal stream from {}: {}", endpoint_.ToString(),
+                     e.what());
   }
 }
 

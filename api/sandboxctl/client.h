@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -53,6 +54,24 @@ using BodySink = std::function<Status(std::string_view bytes)>;
 // What a WebSocket event handler tells the follower.
 enum class EventAction { kContinue, kStop };
 
+// Hands a request body to Client::Upload piece by piece: the producer calls `write` with each
+// piece (any size; they are gathered into chunks of 64 KiB) and returns Ok when done. An error
+// from `write` (the connection broke) should be returned as it is.
+using BodyProducer = std::function<Status(const BodySink& write)>;
+
+// The caller's side of a two-way WebSocket (Client::Duplex). Every method may be called from any
+// thread while Duplex runs, and does nothing once it has returned.
+class DuplexChannel {
+ public:
+  virtual ~DuplexChannel() = default;
+  // Queues a binary (opcode 2) or text (opcode 1) message; messages go out in the order queued.
+  virtual void SendBinary(std::string bytes) = 0;
+  virtual void SendText(std::string text) = 0;
+  // Sends a normal close once the queued messages are out; Duplex returns when the server
+  // answers it (or the connection ends).
+  virtual void Close() = 0;
+};
+
 class Client {
  public:
   // `api_key` may be empty: requests then carry no key, and a 401 says how to give one.
@@ -91,6 +110,26 @@ class Client {
   // target for a given position. A refused upgrade is returned as ApiError().
   Status FollowEvents(const std::function<std::string(int64_t after)>& make_target, int64_t after,
                       const std::function<EventAction(const nlohmann::json& event)>& on_event);
+
+  // Sends a request whose body `produce` streams (a file, a tar archive): with Content-Length
+  // when `length` is known (the producer must then write exactly that many bytes, else the
+  // request fails with kInternal and the connection is dropped), chunked otherwise. Reads the
+  // whole reply like Call(). A server that answers before taking the whole body (401, 413)
+  // gets its answer returned, not the broken write.
+  Result<HttpReply> Upload(std::string_view method, const std::string& target,
+                           const std::string& content_type, std::optional<uint64_t> length,
+                           const BodyProducer& produce);
+
+  // Opens the WebSocket at `target` and runs it on the calling thread until it ends: `on_open`
+  // gets the channel once the upgrade succeeded (keep it to send from other threads),
+  // `on_message` each message the server sends (`binary`: opcode 2). Returns Ok when the
+  // server closes normally (1000) or after DuplexChannel::Close(); kUnavailable for another
+  // close code, kInternal when the connection breaks, ApiError() for a refused upgrade, and
+  // the error `on_message` returns (the connection is dropped then). No reconnection: a
+  // terminal's bytes cannot be replayed in order once lost.
+  Status Duplex(const std::string& target,
+                const std::function<void(std::shared_ptr<DuplexChannel>)>& on_open,
+                const std::function<Status(std::string_view data, bool binary)>& on_message);
 
  private:
   Endpoint endpoint_;

@@ -1,7 +1,8 @@
 // sandboxctl's commands and the output helpers they share. Each command gets its parsed
 // arguments (the global options already applied) and returns the process exit code:
 // 0 on success, 1 when the operation failed (the server's message is printed), 2 for a usage
-// error; `run` returns the run's own exit status (see kRunUsage in main.cc).
+// error; `run`, `sandbox exec` and `sandbox shell` return the program's own exit status (see
+// kRunUsage in main.cc).
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,7 @@ namespace sbx::ctl {
 inline constexpr int kExitError = 1;
 inline constexpr int kExitUsage = 2;
 // `run`: the run did not end with a status of its own (setup failed, rejected, cancelled, the
-// daemon restarted), or sandboxctl could not submit or follow it.
+// daemon restarted), or sandboxctl could not submit or follow it; the same for `sandbox exec`.
 inline constexpr int kExitRunFailed = 125;
 
 struct Context {
@@ -46,6 +47,20 @@ int CmdArtifacts(Context& ctx, const ParsedArgs& args);
 int CmdAudit(Context& ctx, const ParsedArgs& args);
 int CmdPolicy(Context& ctx, const ParsedArgs& args);
 int CmdInfo(Context& ctx, const ParsedArgs& args);
+
+// `sandbox …` (sandbox_commands.cc, sandbox_exec.cc, sandbox_cp.cc). exec and shell return the
+// process's own status like `run`.
+int CmdSandboxCreate(Context& ctx, const ParsedArgs& args);
+int CmdSandboxLs(Context& ctx, const ParsedArgs& args);
+int CmdSandboxInspect(Context& ctx, const ParsedArgs& args);
+int CmdSandboxRm(Context& ctx, const ParsedArgs& args);
+int CmdSandboxPause(Context& ctx, const ParsedArgs& args);
+int CmdSandboxResume(Context& ctx, const ParsedArgs& args);
+int CmdSandboxExec(Context& ctx, const ParsedArgs& args);
+int CmdSandboxShell(Context& ctx, const ParsedArgs& args);
+int CmdSandboxCp(Context& ctx, const ParsedArgs& args);
+int CmdSandboxLogs(Context& ctx, const ParsedArgs& args);
+int CmdSandboxWatch(Context& ctx, const ParsedArgs& args);
 
 // ---- output helpers (output.cc) ----
 

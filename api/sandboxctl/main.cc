@@ -1,6 +1,6 @@
 // sandboxctl: the command-line client of the sandboxd API (HTTP/1.1 and WebSocket over a Unix
 // socket or TCP). Global options, the command table and the help texts live here; the
-// commands are in commands.cc and run_command.cc, the protocol in client.cc.
+// commands are in commands.cc, run_command.cc and sandbox_*.cc, the protocol in client.cc.
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -10,6 +10,7 @@
 #include "api/sandboxctl/args.h"
 #include "api/sandboxctl/client.h"
 #include "api/sandboxctl/commands.h"
+#include "api/sandboxctl/sandbox_args.h"
 
 #ifndef SBX_CTL_VERSION
 #define SBX_CTL_VERSION "0"
@@ -34,8 +35,10 @@ Commands:
   audit [--run ID]            show the audit trail (reviewer role)
   policy test "CMD"           ask the command policy what it would decide
   info                        the daemon's limits and isolation
+  sandbox create|ls|inspect|rm|pause|resume|exec|shell|cp|logs|watch …
+                              long-lived sandboxes: start processes, open a shell, copy files
   version                     sandboxctl's version
-  help [COMMAND]              this text, or a command's
+  help [COMMAND [SUBCOMMAND]] this text, or a command's
 
 Global options (before or after the command):
   --host ADDR      unix:/PATH or HOST:PORT (default: $SANDBOXD_HOST, else unix:/run/sandboxd/api.sock)
@@ -142,6 +145,138 @@ constexpr char kInfoUsage[] = R"(Usage: sandboxctl info
 Shows the daemon's node name, backends, default and maximum limits and how runs are isolated.
 )";
 
+constexpr char kSandboxUsage[] = R"(Usage: sandboxctl sandbox SUBCOMMAND [ARGS]
+
+Long-lived sandboxes: created once, then processes started in them, files copied in and out and
+terminals opened, until they are removed or time out. Creating one passes the command policy's
+sandboxes section (larger than it allows: a reviewer approves it).
+
+Subcommands:
+  create [OPTIONS]               create a sandbox; prints its ID
+  ls [--state S] [--label K=V]   list sandboxes
+  inspect ID                     show a sandbox and its live figures
+  rm ID…                         end sandboxes (everything in them is killed)
+  pause ID… / resume ID…         freeze and thaw every process in sandboxes
+  exec ID [OPTIONS] -- ARGV…     run a command, print its output, exit with its status
+  shell ID [--cmd CMD]           an interactive terminal in a sandbox
+  cp [-r] SRC DST                copy files in (LOCAL ID:PATH) or out (ID:PATH LOCAL)
+  logs ID PID|TAG [-f]           print a process's output
+  watch ID PATH                  print changes below a path as they happen
+
+See 'sandboxctl help sandbox SUBCOMMAND'.
+)";
+
+constexpr char kSandboxCreateUsage[] = R"(Usage: sandboxctl sandbox create [OPTIONS]
+
+Creates a sandbox and prints its ID (with --json, the sandbox). When the policy sends it to
+review, or it did not start, its state and the policy's reasons follow on stderr.
+
+Options:
+  --cpus N                  CPU limit (e.g. 0.5, 2)
+  -m, --memory SIZE         memory limit: bytes, or 512m, 1g, 512MiB, 1GiB
+  --pids N                  process limit
+  --timeout DURATION        the sandbox's lifetime: seconds, or 30s, 5m, 1h
+  --idle-timeout DURATION   it ends after this long with no process running and no API call
+  -w, --workspace PATH[:ro|:cow|:rw]
+                            a host directory at /workspace (read-only unless :cow or :rw)
+  -l, --label K=V           a label (repeatable; `sandbox ls --label K=V` filters on it)
+  -e, --env K=V             an environment variable of every process (repeatable); --env K
+                            passes this shell's value
+  --backend NAME            native, docker or auto
+  --image IMAGE             the image (docker backend)
+  --idempotency-key K       creating again with the same key returns the same sandbox
+  -q, --quiet               no notices on stderr
+)";
+
+constexpr char kSandboxLsUsage[] =
+    R"(Usage: sandboxctl sandbox ls [--state S]… [--label K=V]… [--limit N]
+
+Lists sandboxes, newest first: ID, STATE, AGE, LABELS (every page of the answer).
+  --state S     RUNNING, PAUSED, AWAITING_REVIEW, STOPPED, FAILED, … (repeatable: any of them)
+  -l, --label K=V   only sandboxes with this label (repeatable: all of them)
+  -n, --limit N     at most N sandboxes
+)";
+
+constexpr char kSandboxInspectUsage[] = R"(Usage: sandboxctl sandbox inspect ID
+
+Shows a sandbox: state, limits, workspace, labels, policy decision, times, and while it runs its
+live figures (CPU time, memory, pids, processes).
+)";
+
+constexpr char kSandboxRmUsage[] = R"(Usage: sandboxctl sandbox rm ID…
+
+Ends sandboxes from any state; every process in them is killed. Their records, the processes'
+results and logs stay.
+)";
+
+constexpr char kSandboxPauseUsage[] = R"(Usage: sandboxctl sandbox pause ID…
+
+Freezes every process in sandboxes (cgroup freezer); `sandbox resume` thaws them.
+)";
+
+constexpr char kSandboxResumeUsage[] = R"(Usage: sandboxctl sandbox resume ID…
+
+Thaws the processes of paused sandboxes.
+)";
+
+constexpr char kSandboxExecUsage[] =
+    R"(Usage: sandboxctl sandbox exec ID [OPTIONS] -- ARGV…
+
+Runs ARGV in the sandbox and waits for it: its stdout and stderr go to ours, byte for byte, and
+sandboxctl exits with its status. When the command policy sends it to review, that is said on
+stderr and its output follows once a reviewer approved it.
+
+Options:
+  -t, --tag T           a name for the process (`sandbox logs ID T` finds the newest with it)
+  --timeout DURATION    its wall-clock limit: seconds, or 30s, 5m, 1h
+  -e, --env K=V         an environment variable (repeatable); --env K passes this shell's value
+  --cwd DIR             its working directory (default /workspace when there is one, else /)
+  --stdin FILE|-        bytes for its stdin
+  -d, --detach          start it and print its process id instead of waiting
+  -q, --quiet           no notices of our own on stderr
+  --json                print the process (with its output) as JSON instead
+
+Exit status: the process's exit code; 128+N when signal N ended it; 125 when it has no status
+of its own (rejected, setup failed) or sandboxctl could not start or follow it; 2 for a usage
+error. Ctrl-C leaves the process running.
+)";
+
+constexpr char kSandboxShellUsage[] =
+    R"(Usage: sandboxctl sandbox shell ID [--cmd CMD] [--cwd DIR] [-e K=V]…
+
+Opens a terminal in the sandbox: CMD (default /bin/sh, split into words like a shell would) runs
+on a pty of our terminal's size, and our terminal is joined to it in raw mode (Ctrl-C, Ctrl-Z go
+to the program) until it exits; window size changes follow. Without a terminal, our stdin is
+sent as it is and its end ends the session. The terminal's settings are restored however
+sandboxctl ends. Exits with the program's status.
+)";
+
+constexpr char kSandboxCpUsage[] = R"(Usage: sandboxctl sandbox cp [-r] LOCAL ID:PATH
+       sandboxctl sandbox cp [-r] ID:PATH LOCAL
+
+Copies a file into a sandbox or out of it, byte for byte (its permission bits too); into an
+existing directory it keeps its name. With -r, a directory: as a tar stream, its files,
+directories and symbolic links (never followed). LOCAL "-" is our stdin or stdout (a directory
+then comes out as a tar stream). An operand is local when it starts with / or ., or has a /
+before its first ':'.
+  -r, --recursive   copy directories
+)";
+
+constexpr char kSandboxLogsUsage[] =
+    R"(Usage: sandboxctl sandbox logs [-f] [--stream stdout|stderr] ID PID|TAG
+
+Prints a process's stored output, also after it ended: its stdout to ours and its stderr to
+ours; with --stream, that one stream to our stdout. PID is the process's id or its tag.
+  -f, --follow   keep printing as it writes, until it ends
+  --json         the output as JSON (with -f, its events, one a line)
+)";
+
+constexpr char kSandboxWatchUsage[] = R"(Usage: sandboxctl sandbox watch ID PATH
+
+Prints a line for each change below PATH in the sandbox (created, modified, deleted, moved)
+until interrupted; with --json, each event as JSON.
+)";
+
 constexpr char kVersionUsage[] = R"(Usage: sandboxctl version
 
 Prints sandboxctl's version.
@@ -162,6 +297,10 @@ struct Command {
   std::vector<OptionSpec> options;
   bool stop_at_positional;  // `run`: the first non-option starts ARGV
   int (*fn)(Context&, const ParsedArgs&);
+  // What follows "--" stays ParsedArgs::rest (an ARGV) instead of joining the positionals.
+  bool keeps_rest = false;
+  // A command of subcommands (`sandbox`): its first argument names one, fn is unused.
+  std::vector<Command> subcommands = {};
 };
 
 const std::vector<Command>& Commands() {
@@ -199,19 +338,40 @@ const std::vector<Command>& Commands() {
       {"cancel", kCancelUsage, {}, false, CmdCancel},
       {"artifacts", kArtifactsUsage, {{"output", 'o', true}}, false, CmdArtifacts},
       {"audit", kAuditUsage, {{"run", 0, true}}, false, CmdAudit},
-      {"policy", kPolicyUsage, {}, false, CmdPolicy},
+      {"policy", kPolicyUsage, {}, false, CmdPolicy, true},
       {"info", kInfoUsage, {}, false, CmdInfo},
+      {"sandbox",
+       kSandboxUsage,
+       {},
+       false,
+       nullptr,
+       false,
+       {
+           {"create", kSandboxCreateUsage, SandboxCreateOptions(), false, CmdSandboxCreate},
+           {"ls", kSandboxLsUsage, SandboxLsOptions(), false, CmdSandboxLs},
+           {"inspect", kSandboxInspectUsage, {}, false, CmdSandboxInspect},
+           {"rm", kSandboxRmUsage, {}, false, CmdSandboxRm},
+           {"pause", kSandboxPauseUsage, {}, false, CmdSandboxPause},
+           {"resume", kSandboxResumeUsage, {}, false, CmdSandboxResume},
+           {"exec", kSandboxExecUsage, SandboxExecOptions(), false, CmdSandboxExec, true},
+           {"shell", kSandboxShellUsage, SandboxShellOptions(), false, CmdSandboxShell},
+           {"cp", kSandboxCpUsage, SandboxCpOptions(), false, CmdSandboxCp},
+           {"logs", kSandboxLogsUsage, SandboxLogsOptions(), false, CmdSandboxLogs},
+           {"watch", kSandboxWatchUsage, {}, false, CmdSandboxWatch},
+       }},
       {"version", kVersionUsage, {}, false, CmdVersion},
   };
   return kCommands;
 }
 
-const Command* FindCommand(std::string_view name) {
-  for (const auto& c : Commands()) {
+const Command* FindCommand(const std::vector<Command>& commands, std::string_view name) {
+  for (const auto& c : commands) {
     if (name == c.name) return &c;
   }
   return nullptr;
 }
+
+const Command* FindCommand(std::string_view name) { return FindCommand(Commands(), name); }
 
 const std::vector<OptionSpec> kGlobalOptions = {
     {"host", 0, true}, {"api-key", 0, true}, {"json", 0, false}, {"help", 'h', false}};
@@ -267,17 +427,54 @@ int Main(std::vector<std::string> args) {
     }
     const Command* c = FindCommand(rest[0]);
     if (c == nullptr) return UsageError("unknown command '" + rest[0] + "'");
+    if (rest.size() > 1 && !c->subcommands.empty()) {
+      const Command* sub = FindCommand(c->subcommands, rest[1]);
+      if (sub == nullptr) return UsageError("unknown command '" + rest[0] + " " + rest[1] + "'");
+      c = sub;
+    }
     std::fputs(c->usage, stdout);
     return 0;
   }
   const Command* cmd = FindCommand(name);
   if (cmd == nullptr) return UsageError("unknown command '" + name + "'");
+  Context ctx;
+  ctx.command = name;
+  if (!cmd->subcommands.empty()) {
+    // Global options may come before the subcommand too: `sandbox --json ls`.
+    size_t k = 0;
+    std::vector<std::string> before;
+    while (k < rest.size() && rest[k].size() > 1 && rest[k][0] == '-' && rest[k] != "--") {
+      before.push_back(rest[k]);
+      if ((rest[k] == "--host" || rest[k] == "--api-key") && k + 1 < rest.size()) {
+        before.push_back(rest[++k]);
+      }
+      ++k;
+    }
+    auto more = ParseArgs(before, kGlobalOptions, false);
+    if (!more.ok()) return ReportUsage(ctx, more.error().message);
+    if (k >= rest.size()) {
+      if (more->Has("help") || globals->Has("help")) {
+        std::fputs(cmd->usage, stdout);
+        return 0;
+      }
+      std::fputs(cmd->usage, stderr);
+      return kExitUsage;
+    }
+    const Command* sub = FindCommand(cmd->subcommands, rest[k]);
+    if (sub == nullptr) {
+      return ReportUsage(ctx, "unknown subcommand '" + rest[k] + "'");
+    }
+    for (const auto& [opt, values] : more->options) {
+      for (const auto& v : values) globals->options[opt].push_back(v);
+    }
+    ctx.command = name + " " + sub->name;
+    rest.erase(rest.begin(), rest.begin() + static_cast<ptrdiff_t>(k) + 1);
+    cmd = sub;
+  }
 
   std::vector<OptionSpec> specs = cmd->options;
   specs.insert(specs.end(), kGlobalOptions.begin(), kGlobalOptions.end());
   auto parsed = ParseArgs(rest, specs, cmd->stop_at_positional);
-  Context ctx;
-  ctx.command = name;
   if (!parsed.ok()) return ReportUsage(ctx, parsed.error().message);
   if (globals->Has("help") || parsed->Has("help")) {
     std::fputs(cmd->usage, stdout);
@@ -294,7 +491,7 @@ int Main(std::vector<std::string> args) {
     }
     ctx.json = ctx.json || p->Has("json");
   }
-  if (!cmd->stop_at_positional && parsed->has_rest && name != "policy") {
+  if (!cmd->stop_at_positional && parsed->has_rest && !cmd->keeps_rest) {
     // `--` only matters to commands that take an ARGV.
     parsed->positional.insert(parsed->positional.end(), parsed->rest.begin(), parsed->rest.end());
     parsed->rest.clear();

@@ -44,7 +44,7 @@ int ReportError(const Context& ctx, const Error& error) {
 
 int ReportUsage(const Context& ctx, std::string_view message) {
   (void)WriteOut(2, fmt::format("sandboxctl {}: {}\nsee 'sandboxctl help {}'\n", ctx.command,
-                                message, ctx.command.substr(0, ctx.command.find(' '))));
+                                message, ctx.command));
   return kExitUsage;
 }
 

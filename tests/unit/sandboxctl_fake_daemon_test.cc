@@ -1,0 +1,502 @@
+// `sandboxctl sandbox …`, the real binary, against a stand-in daemon: the generic HTTP server
+// (api/http) with routes that answer as docs/sandboxes.md says, from memory. What the real daemon
+// does is tested by tests/integration/ctl_sandbox_test.cc; this checks the client's side of the
+// protocol without privileges: request bodies and transfer encodings, exit statuses, output byte
+// for byte, following events through review, pagination, tar round trips, the pty stream.
+#include "unit/sandboxctl_fake_daemon.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "api/http/server.h"
+#include "base/fs.h"
+#include "base/sha256.h"
+#include "base/unique_fd.h"
+
+namespace sbx::api {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::Fake;
+using testing::FakeRoutes;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kKey[] = "fake-daemon-key";
+
+// ---- sandboxctl as a child process ----
+
+struct CtlResult {
+  int code = -1;
+  std::string out, err;
+};
+
+class SandboxctlFake : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::umask(022);  // sandboxctl, a child, makes files with the modes it was given less this
+    std::string t = (fs::temp_directory_path() / "sandboxctl-fake-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(t.data()), nullptr);
+    dir_ = t;
+    ServerOptions o;
+    o.listen = {"unix:" + dir_ + "/api.sock"};
+    o.max_body_bytes = 64 << 20;
+    auto auth = Authenticator::Create({{"sam", Role::kSubmitter, Sha256Hex(kKey)}});
+    ASSERT_TRUE(auth.ok());
+    auto s = Server::Start(std::move(o), FakeRoutes(&fake_), std::move(*auth));
+    ASSERT_TRUE(s.ok()) << s.error().ToString();
+    server_ = std::move(*s);
+  }
+  void TearDown() override {
+    {
+      std::lock_guard lock(fake_.mu);
+      fake_.held.clear();
+    }
+    if (server_) server_->Stop(std::chrono::milliseconds(2000));
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // sandboxctl running as a child: its stdout and stderr on pipes, read with a deadline.
+  class Running {
+   public:
+    Running(pid_t pid, int out, int err) : pid_(pid), fds_{UniqueFd(out), UniqueFd(err)} {}
+    ~Running() {
+      if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+      }
+    }
+    // Reads until `needle` is on stdout; false at its end or after 30 s.
+    bool WaitForOut(const std::string& needle) {
+      const auto deadline = Clock::now() + std::chrono::seconds(30);
+      while (r_.out.find(needle) == std::string::npos) {
+        if (!ReadSome(deadline)) return r_.out.find(needle) != std::string::npos;
+      }
+      return true;
+    }
+    void Signal(int sig) { ::kill(pid_, sig); }
+    // Reads both streams to their end and reaps the child (killed after 30 s).
+    CtlResult Finish() {
+      const auto deadline = Clock::now() + std::chrono::seconds(30);
+      while (ReadSome(deadline)) {
+      }
+      if (fds_[0] || fds_[1]) ::kill(pid_, SIGKILL);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+      r_.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return r_;
+    }
+
+   private:
+    // One poll round; false when both streams ended or the deadline passed.
+    bool ReadSome(Clock::time_point deadline) {
+      pollfd p[2];
+      int n = 0, which[2];
+      for (int i = 0; i < 2; ++i) {
+        if (fds_[i]) {
+          p[n] = {fds_[i].get(), POLLIN, 0};
+          which[n++] = i;
+        }
+      }
+      if (n == 0 || Clock::now() >= deadline) return false;
+      if (::poll(p, n, 1000) <= 0) return true;
+      for (int k = 0; k < n; ++k) {
+        if (p[k].revents == 0) continue;
+        char buf[65536];
+        ssize_t got = ::read(p[k].fd, buf, sizeof buf);
+        if (got > 0) {
+          (which[k] == 0 ? r_.out : r_.err).append(buf, static_cast<size_t>(got));
+        } else {
+          fds_[which[k]].reset();
+        }
+      }
+      return true;
+    }
+
+    pid_t pid_;
+    UniqueFd fds_[2];
+    CtlResult r_;
+  };
+
+  // Starts sandboxctl ARGS with `stdin_fd` (or /dev/null) as its stdin.
+  std::unique_ptr<Running> Start(std::vector<std::string> args, int stdin_fd = -1) {
+    args.insert(args.begin(), std::string(SBX_BINARY_DIR) + "/supervisor/sandboxctl");
+    std::vector<std::string> env = {"SANDBOXD_HOST=unix:" + dir_ + "/api.sock",
+                                    std::string("SANDBOXD_API_KEY=") + kKey, "PATH=/usr/bin:/bin",
+                                    "TMPDIR=" + dir_};
+    // Everything the child needs is built before fork: the test process has threads.
+    std::vector<char*> cargv, cenv;
+    for (auto& a : args) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    for (auto& e : env) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+    int out[2], err[2];
+    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
+    const std::string cwd = dir_;
+    sigset_t none;
+    sigemptyset(&none);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int in = stdin_fd >= 0 ? stdin_fd : ::open("/dev/null", O_RDONLY);
+      ::dup2(in, 0);
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      if (::chdir(cwd.c_str()) != 0) ::_exit(126);
+      ::execve(cargv[0], cargv.data(), cenv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    ::close(err[1]);
+    return std::make_unique<Running>(pid, out[0], err[0]);
+  }
+
+  CtlResult Ctl(std::vector<std::string> args, int stdin_fd = -1) {
+    return Start(std::move(args), stdin_fd)->Finish();
+  }
+
+  std::string Create(std::vector<std::string> args = {}) {
+    args.insert(args.begin(), {"sandbox", "create"});
+    CtlResult r = Ctl(args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  }
+
+  nlohmann::json LastRequest(const std::string& method, const std::string& target_prefix) {
+    std::lock_guard lock(fake_.mu);
+    for (auto it = fake_.requests.rbegin(); it != fake_.requests.rend(); ++it) {
+      if ((*it)["method"] == method &&
+          (*it)["target"].get<std::string>().rfind(target_prefix, 0) == 0) {
+        return *it;
+      }
+    }
+    return nullptr;
+  }
+
+  std::string dir_;
+  Fake fake_;
+  std::unique_ptr<Server> server_;
+};
+
+std::string ReadFile(const std::string& path) {
+  auto r = ::sbx::ReadFile(path, 64 << 20);
+  EXPECT_TRUE(r.ok()) << path;
+  return r.ok() ? *r : "";
+}
+
+void WriteFile(const std::string& path, const std::string& data, mode_t mode = 0644) {
+  UniqueFd f(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  ASSERT_TRUE(f.valid()) << path;
+  ASSERT_TRUE(WriteAll(f.get(), data).ok());
+  ASSERT_EQ(::fchmod(f.get(), mode), 0);
+}
+
+TEST_F(SandboxctlFake, CreateLsInspectPauseRm) {
+  const std::string id = Create({"--memory", "256m", "--cpus", "1", "-l", "team=infra"});
+  ASSERT_EQ(id, "sbx_fake1");
+  auto req = nlohmann::json::parse(LastRequest("POST", "/v1/sandboxes")["body"].get<std::string>());
+  EXPECT_EQ(req, nlohmann::json::parse(
+                     R"({"limits": {"cpus": 1.0, "memory_bytes": 268435456},
+                         "labels": {"team": "infra"}})"));
+
+  // Larger than the policy allows: the id on stdout, the state and the reasons on stderr.
+  CtlResult big = Ctl({"sandbox", "create", "--memory", "1g"});
+  EXPECT_EQ(big.code, 0) << big.err;
+  EXPECT_EQ(big.out, "sbx_fake2\n");
+  EXPECT_NE(big.err.find("sandbox sbx_fake2 is waiting for review (review: memory 1 GiB above "
+                         "allow_within.memory 512 MiB)"),
+            std::string::npos)
+      << big.err;
+  Create();
+
+  // Three sandboxes over two pages.
+  CtlResult ls = Ctl({"sandbox", "ls", "--json", "--state", "running", "-l", "team=infra"});
+  ASSERT_EQ(ls.code, 0) << ls.err;
+  auto list = nlohmann::json::parse(ls.out)["sandboxes"];
+  ASSERT_EQ(list.size(), 3u) << ls.out;
+  EXPECT_EQ(list[0]["id"], "sbx_fake3");
+  EXPECT_EQ(list[2]["id"], "sbx_fake1");
+  EXPECT_NE(LastRequest("GET", "/v1/sandboxes?")["target"].get<std::string>().find(
+                "&state=RUNNING&label=team%3Dinfra&cursor=2"),
+            std::string::npos);
+  CtlResult table = Ctl({"sandbox", "ls"});
+  ASSERT_EQ(table.code, 0) << table.err;
+  const std::string head = table.out.substr(0, table.out.find('\n'));
+  EXPECT_EQ(head.rfind("ID ", 0), 0u) << table.out;
+  for (const char* col : {" STATE ", " AGE ", " LABELS"}) {
+    EXPECT_NE(head.find(col), std::string::npos) << table.out;
+  }
+  EXPECT_NE(table.out.find("sbx_fake1  RUNNING"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("team=infra"), std::string::npos) << table.out;
+
+  CtlResult inspect = Ctl({"sandbox", "inspect", id});
+  ASSERT_EQ(inspect.code, 0) << inspect.err;
+  for (const char* want :
+       {"ID:", "sbx_fake1", "State:", "RUNNING", "Limits:", "cpus 1, memory 256 MiB", "Labels:",
+        "team=infra", "CPU time:", "1.500s", "Memory:", "1 MiB (peak 2 MiB)", "Policy:", "allow"}) {
+    EXPECT_NE(inspect.out.find(want), std::string::npos) << want << " in:\n" << inspect.out;
+  }
+  EXPECT_EQ(nlohmann::json::parse(Ctl({"sandbox", "inspect", "--json", id}).out)["id"], id);
+
+  CtlResult pause = Ctl({"sandbox", "pause", id});
+  EXPECT_EQ(pause.out, "paused sandbox sbx_fake1 (PAUSED)\n") << pause.err;
+  CtlResult resume = Ctl({"sandbox", "resume", id});
+  EXPECT_EQ(resume.out, "resumed sandbox sbx_fake1 (RUNNING)\n") << resume.err;
+  CtlResult rm = Ctl({"sandbox", "rm", id, "sbx_nope"});
+  EXPECT_EQ(rm.code, 1);
+  EXPECT_EQ(rm.out, "removed sandbox sbx_fake1 (STOPPED)\n");
+  EXPECT_NE(rm.err.find("no such sandbox (HTTP 404 not_found)"), std::string::npos) << rm.err;
+}
+
+TEST_F(SandboxctlFake, ExecPrintsTheOutputAndExitsWithTheStatus) {
+  const std::string id = Create();
+  CtlResult r = Ctl({"sandbox", "exec", id, "--tag", "t1", "-e", "K=V", "--", "echo-exit", "3",
+                     "hello", "world"});
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_EQ(r.out, "hello world\n");
+  EXPECT_EQ(r.err, "err\n");
+  auto req = LastRequest("POST", "/v1/sandboxes/" + id + "/processes");
+  EXPECT_EQ(req["target"], "/v1/sandboxes/" + id + "/processes?wait=true");
+  EXPECT_EQ(nlohmann::json::parse(req["body"].get<std::string>()),
+            nlohmann::json::parse(R"({"argv": ["echo-exit", "3", "hello", "world"],
+                                      "env": {"K": "V"}, "tag": "t1"})"));
+
+  // Bytes that are not UTF-8 come as stdout_b64 and go out as they were.
+  r = Ctl({"sandbox", "exec", id, "--", "binary"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(r.out.size(), 256u);
+  for (int i = 0; i < 256; ++i) EXPECT_EQ(static_cast<unsigned char>(r.out[i]), i);
+
+  // Cut short in the answer: the rest comes from the stored log, nothing twice.
+  r = Ctl({"sandbox", "exec", id, "--", "big"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, std::string(3000, 'a') + std::string(3000, 'b'));
+
+  r = Ctl({"sandbox", "exec", id, "--", "killed"});
+  EXPECT_EQ(r.code, 137);
+  EXPECT_NE(r.err.find("was killed by SIGKILL"), std::string::npos) << r.err;
+
+  // stdin: text as it is, other bytes as base64.
+  WriteFile(dir_ + "/in.txt", "line\n");
+  r = Ctl({"sandbox", "exec", id, "--stdin", dir_ + "/in.txt", "--", "stdin"});
+  EXPECT_EQ(r.out, "line\n") << r.err;
+  WriteFile(dir_ + "/in.bin", std::string("\xff\x00", 2));
+  r = Ctl({"sandbox", "exec", id, "--stdin", dir_ + "/in.bin", "--", "stdin"});
+  EXPECT_EQ(r.out, "b64:/wA=") << r.err;
+
+  // --detach: the process id, at once.
+  r = Ctl({"sandbox", "exec", "-d", id, "--", "echo-exit", "0"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "7\n");
+  EXPECT_EQ(LastRequest("POST", "/v1/sandboxes/" + id + "/processes")["target"],
+            "/v1/sandboxes/" + id + "/processes");
+
+  // --json: the process with its output.
+  r = Ctl({"sandbox", "exec", "--json", id, "--", "echo-exit", "4", "x"});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["stdout"], "x\n");
+
+  r = Ctl({"sandbox", "exec", "sbx_nope", "--", "echo-exit", "0"});
+  EXPECT_EQ(r.code, 125);
+}
+
+TEST_F(SandboxctlFake, ExecWaitsThroughReview) {
+  const std::string id = Create();
+  CtlResult r = Ctl({"sandbox", "exec", id, "--", "review"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "approved output\n");
+  EXPECT_NE(r.err.find("process 1 in sandbox " + id +
+                       " is waiting for review (review: who "
+                       "knows)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("process 1 was approved"), std::string::npos) << r.err;
+}
+
+TEST_F(SandboxctlFake, LogsStoredAndFollowed) {
+  const std::string id = Create();
+  ASSERT_EQ(Ctl({"sandbox", "exec", id, "--tag", "t", "--", "echo-exit", "0", "out"}).code, 0);
+  CtlResult r = Ctl({"sandbox", "logs", id, "t"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_EQ(r.err, "err\n");
+  r = Ctl({"sandbox", "logs", "--stream", "stderr", id, "1"});
+  EXPECT_EQ(r.out, "err\n");
+  EXPECT_EQ(r.err, "");
+  r = Ctl({"sandbox", "logs", "--json", id, "1"});
+  EXPECT_EQ(nlohmann::json::parse(r.out),
+            nlohmann::json::parse(R"({"sandbox_id": ")" + id +
+                                  R"(", "process": "1", "stdout": "out\n", "stderr": "err\n"})"));
+  // Following: the stored bytes, then the events past them; nothing twice.
+  r = Ctl({"sandbox", "logs", "-f", id, "1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_EQ(r.err, "err\n");
+  r = Ctl({"sandbox", "logs", "-f", "--json", id, "1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 5) << r.out;
+}
+
+TEST_F(SandboxctlFake, CpFilesAndTreesByteForByte) {
+  const std::string id = Create();
+  std::string binary;
+  for (int i = 0; i < (3 << 20); ++i) binary.push_back(static_cast<char>((i * 2654435761u) >> 24));
+  WriteFile(dir_ + "/bin.dat", binary, 0750);
+
+  CtlResult r = Ctl({"sandbox", "cp", dir_ + "/bin.dat", id + ":/workspace/bin.dat"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  {
+    std::lock_guard lock(fake_.mu);
+    EXPECT_TRUE(fake_.files[id + ":/workspace/bin.dat"] == binary);
+    EXPECT_EQ(fake_.modes[id + ":/workspace/bin.dat"], "0750");
+  }
+  auto put = LastRequest("PUT", "/v1/sandboxes/" + id + "/files?");
+  EXPECT_EQ(put["length"], std::to_string(binary.size()));
+  EXPECT_EQ(put["chunked"], false);
+
+  ASSERT_EQ(::mkdir((dir_ + "/out").c_str(), 0755), 0);
+  r = Ctl({"sandbox", "cp", id + ":/workspace/bin.dat", dir_ + "/out"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(ReadFile(dir_ + "/out/bin.dat") == binary);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ + "/out/bin.dat").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u & ~0022u & 0777u);  // the stat's mode, less the umask
+  r = Ctl({"sandbox", "cp", id + ":/workspace/bin.dat", "-"});
+  EXPECT_TRUE(r.out == binary);
+
+  // From our stdin: chunked, no length known.
+  WriteFile(dir_ + "/small", "from stdin");
+  UniqueFd in(::open((dir_ + "/small").c_str(), O_RDONLY | O_CLOEXEC));
+  r = Ctl({"sandbox", "cp", "-", id + ":/workspace/s.txt"}, in.get());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(LastRequest("PUT", "/v1/sandboxes/" + id + "/files?")["chunked"], true);
+  {
+    std::lock_guard lock(fake_.mu);
+    EXPECT_EQ(fake_.files[id + ":/workspace/s.txt"], "from stdin");
+  }
+
+  // A directory needs -r; with it, a tar stream each way, and the tree comes back the same.
+  ASSERT_EQ(::mkdir((dir_ + "/tree").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((dir_ + "/tree/sub").c_str(), 0700), 0);
+  WriteFile(dir_ + "/tree/sub/bin", binary.substr(0, 100000), 0600);
+  WriteFile(dir_ + "/tree/a.txt", "a\n");
+  ASSERT_EQ(::symlink("sub/bin", (dir_ + "/tree/link").c_str()), 0);
+  r = Ctl({"sandbox", "cp", dir_ + "/tree", id + ":/workspace/tree"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("copy it with -r"), std::string::npos) << r.err;
+  r = Ctl({"sandbox", "cp", "-r", dir_ + "/tree", id + ":/workspace/tree"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(LastRequest("POST", "/v1/sandboxes/" + id + "/files:mkdir")
+                .dump()
+                .find("path=%2Fworkspace%2Ftree"),
+            std::string::npos);
+  EXPECT_EQ(LastRequest("PUT", "/v1/sandboxes/" + id + "/files:tar")["chunked"], true);
+  r = Ctl({"sandbox", "cp", "-r", id + ":/workspace/tree", dir_ + "/back"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(ReadFile(dir_ + "/back/sub/bin") == binary.substr(0, 100000));
+  EXPECT_EQ(ReadFile(dir_ + "/back/a.txt"), "a\n");
+  EXPECT_EQ(fs::read_symlink(dir_ + "/back/link"), "sub/bin");
+
+  r = Ctl({"sandbox", "cp", id + ":/workspace/none", dir_ + "/x"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no such file or directory"), std::string::npos) << r.err;
+  r = Ctl({"sandbox", "cp", "sbx_nope:/a", dir_ + "/x"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no such sandbox"), std::string::npos) << r.err;
+  r = Ctl({"sandbox", "cp", dir_ + "/a", dir_ + "/b"});
+  EXPECT_EQ(r.code, 2);
+}
+
+TEST_F(SandboxctlFake, ShellJoinsThePtyStream) {
+  const std::string id = Create();
+  // Our stdin is a pipe kept open: the session ends when the server closes it.
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  UniqueFd read_end(p[0]), write_end(p[1]);
+  CtlResult r = Ctl({"sandbox", "shell", id}, read_end.get());
+  EXPECT_EQ(r.code, 7) << r.err;  // the program's status
+  EXPECT_EQ(r.out, std::string("pty says hi\r\n\x1b[0m\xff", 18));
+  auto req = nlohmann::json::parse(
+      LastRequest("POST", "/v1/sandboxes/" + id + "/processes")["body"].get<std::string>());
+  EXPECT_EQ(req,
+            nlohmann::json::parse(R"({"argv": ["/bin/sh"], "pty": {"cols": 80, "rows": 24}})"));
+}
+
+// A terminal of our own (a pty): raw mode while the session runs, the window size asked for,
+// and the settings put back when it ends, also when a signal ends it.
+TEST_F(SandboxctlFake, ShellPutsTheTerminalBackOnEveryWayOut) {
+  const std::string id = Create();
+  UniqueFd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  ASSERT_TRUE(master.valid());
+  ASSERT_EQ(::grantpt(master.get()), 0);
+  ASSERT_EQ(::unlockpt(master.get()), 0);
+  UniqueFd slave(::open(::ptsname(master.get()), O_RDWR | O_NOCTTY | O_CLOEXEC));
+  ASSERT_TRUE(slave.valid());
+  winsize size{};
+  size.ws_col = 100;
+  size.ws_row = 40;
+  ASSERT_EQ(::ioctl(master.get(), TIOCSWINSZ, &size), 0);
+  termios before{};
+  ASSERT_EQ(::tcgetattr(slave.get(), &before), 0);
+  ASSERT_NE(before.c_lflag & ICANON, 0u);
+  ASSERT_NE(before.c_lflag & ECHO, 0u);
+
+  // The server ends the session: the program's status, the terminal as it was.
+  CtlResult r = Ctl({"sandbox", "shell", id}, slave.get());
+  EXPECT_EQ(r.code, 7) << r.err;
+  EXPECT_EQ(r.out, std::string("pty says hi\r\n\x1b[0m\xff", 18));
+  termios after{};
+  ASSERT_EQ(::tcgetattr(slave.get(), &after), 0);
+  EXPECT_EQ(after.c_lflag, before.c_lflag);
+  EXPECT_EQ(after.c_iflag, before.c_iflag);
+  EXPECT_EQ(after.c_oflag, before.c_oflag);
+  auto req = nlohmann::json::parse(
+      LastRequest("POST", "/v1/sandboxes/" + id + "/processes")["body"].get<std::string>());
+  EXPECT_EQ(req["pty"], nlohmann::json::parse(R"({"cols": 100, "rows": 40})"));
+
+  // SIGTERM while the session is open: raw mode was on, and is off again after.
+  for (int sig : {SIGTERM, SIGHUP}) {
+    auto running = Start({"sandbox", "shell", "--cmd", "hold", id}, slave.get());
+    ASSERT_TRUE(running->WaitForOut("ready\r\n")) << sig;
+    termios raw{};
+    ASSERT_EQ(::tcgetattr(slave.get(), &raw), 0);
+    EXPECT_EQ(raw.c_lflag & (ICANON | ECHO | ISIG), 0u) << sig;
+    running->Signal(sig);
+    CtlResult ended = running->Finish();
+    EXPECT_EQ(ended.code, 128 + sig) << ended.err;
+    ASSERT_EQ(::tcgetattr(slave.get(), &after), 0);
+    EXPECT_EQ(after.c_lflag, before.c_lflag) << sig;
+    EXPECT_EQ(after.c_iflag, before.c_iflag) << sig;
+  }
+}
+
+TEST_F(SandboxctlFake, WatchPrintsALinePerEvent) {
+  const std::string id = Create();
+  CtlResult r = Ctl({"sandbox", "watch", id, "/workspace"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "created /workspace/a.txt\nmoved /workspace/a.txt -> /workspace/b.txt\n");
+}
+
+}  // namespace
+}  // namespace sbx::api
