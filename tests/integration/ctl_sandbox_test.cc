@@ -1,0 +1,218 @@
+// `sandboxctl sandbox …` end to end: the real daemon (sandboxd-server, through server_harness) on
+// a Unix socket and the real CLI run as a child process whose stdout, stderr and exit status are
+// checked: a sandbox created (approved by the policy's sandboxes section), a command run in it
+// with its output and exit status, a binary file copied in and out byte for byte, the logs, ls
+// and inspect as JSON, and rm. tests/unit/sandboxctl_fake_daemon_test.cc checks the client's
+// side of each call against a stand-in; this checks that the daemon answers as the client reads.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "base/fs.h"
+#include "base/unique_fd.h"
+#include "integration/server_harness.h"
+
+namespace sbx::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr char kSubmitterKey[] = "ctl-sandbox-test-submitter";
+constexpr char kOtherKey[] = "ctl-sandbox-test-other-submitter";
+
+struct CtlResult {
+  int code = -1;
+  std::string out, err;
+};
+
+class CtlSandboxTest : public ServerTest {
+ protected:
+  void SetUp() override {
+    ServerTest::SetUp();
+    if (IsSkipped()) return;
+    // Commands run without review; sandboxes of at most 1 CPU and 512 MiB start at once (the
+    // other bounds are the shipped policy's business, not this test's).
+    SetUpServer("ctlsbx",
+                "  \"*\": allow\n"
+                "sandboxes:\n"
+                "  allow_within: {cpus: 1, memory: 512MiB, workspace: [none]}\n"
+                "  otherwise: review\n");
+    api_sock_ = dir_ + "/api.sock";
+    WriteConfig("unix:" + api_sock_,
+                {{"sub", "submitter", kSubmitterKey}, {"other", "submitter", kOtherKey}},
+                "default_backend: native\n");
+    StartServer();
+    const std::string text = ReadUntilReady();
+    ASSERT_NE(text.find("sandboxd: ready"), std::string::npos) << text;
+    stdout_fd_.reset();  // the daemon ignores SIGPIPE
+  }
+
+  // sandboxctl ARGS as `key`, stdin /dev/null, in the test's directory; both streams read to
+  // their end (90 s at most, then it is killed).
+  CtlResult Ctl(std::vector<std::string> args, const char* key = kSubmitterKey) {
+    args.insert(args.begin(), std::string(SBX_BINARY_DIR) + "/supervisor/sandboxctl");
+    std::vector<std::string> env = {"PATH=/usr/bin:/bin", "SANDBOXD_HOST=unix:" + api_sock_,
+                                    std::string("SANDBOXD_API_KEY=") + key, "TMPDIR=" + dir_};
+    // Everything the child needs is built before fork: the test process has threads.
+    std::vector<char*> cargv, cenv;
+    for (auto& a : args) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    for (auto& e : env) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+    int out[2], err[2];
+    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
+    const std::string cwd = dir_;
+    sigset_t none;
+    sigemptyset(&none);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int in = ::open("/dev/null", O_RDONLY);
+      ::dup2(in, 0);
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      if (::chdir(cwd.c_str()) != 0) ::_exit(126);
+      ::execve(cargv[0], cargv.data(), cenv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    ::close(err[1]);
+    UniqueFd fds[2] = {UniqueFd(out[0]), UniqueFd(err[0])};
+    CtlResult r;
+    std::string* bufs[2] = {&r.out, &r.err};
+    const auto deadline = Clock::now() + std::chrono::seconds(90);
+    while ((fds[0] || fds[1]) && Clock::now() < deadline) {
+      pollfd p[2];
+      int n = 0, which[2];
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i]) {
+          p[n] = {fds[i].get(), POLLIN, 0};
+          which[n++] = i;
+        }
+      }
+      if (::poll(p, n, 1000) <= 0) continue;
+      for (int k = 0; k < n; ++k) {
+        if (p[k].revents == 0) continue;
+        char buf[65536];
+        ssize_t got = ::read(p[k].fd, buf, sizeof buf);
+        if (got > 0) {
+          bufs[which[k]]->append(buf, static_cast<size_t>(got));
+        } else {
+          fds[which[k]].reset();
+        }
+      }
+    }
+    if (fds[0] || fds[1]) ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return r;
+  }
+
+  static nlohmann::json Json(const CtlResult& r) {
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "not JSON:\n" << r.out << "\nstderr:\n" << r.err;
+    return j;
+  }
+};
+
+TEST_F(CtlSandboxTest, CreateExecCopyLogsListInspectRemove) {
+  // create: the default shape is within the policy's sandboxes section, so it runs at once.
+  CtlResult created = Ctl({"sandbox", "create", "--label", "suite=ctl"});
+  ASSERT_EQ(created.code, 0) << created.err;
+  EXPECT_EQ(created.err, "");  // RUNNING: nothing to say
+  const std::string id = created.out.substr(0, created.out.find('\n'));
+  ASSERT_EQ(id.rfind("sbx_", 0), 0u) << created.out;
+
+  // exec: the output on our streams, the exit status as ours.
+  CtlResult exec = Ctl({"sandbox", "exec", id, "--tag", "greet", "--", "/bin/sh", "-c",
+                        "echo hello; echo oops >&2; exit 3"});
+  EXPECT_EQ(exec.code, 3) << exec.err;
+  EXPECT_EQ(exec.out, "hello\n");
+  EXPECT_EQ(exec.err, "oops\n");
+  CtlResult killed = Ctl({"sandbox", "exec", id, "--", "/bin/sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(killed.code, 137) << killed.err;
+
+  // cp: every byte value, in and out again, the same.
+  std::string binary;
+  for (int i = 0; i < 256 * 1024; ++i) binary.push_back(static_cast<char>((i * 2654435761u) >> 24));
+  {
+    UniqueFd f(::open((dir_ + "/in.bin").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+    ASSERT_TRUE(f.valid());
+    ASSERT_TRUE(WriteAll(f.get(), binary).ok());
+  }
+  CtlResult in = Ctl({"sandbox", "cp", dir_ + "/in.bin", id + ":/tmp/in.bin"});
+  ASSERT_EQ(in.code, 0) << in.err;
+  CtlResult sum = Ctl({"sandbox", "exec", id, "--", "/bin/sh", "-c", "wc -c < /tmp/in.bin"});
+  EXPECT_EQ(sum.code, 0) << sum.err;
+  EXPECT_EQ(std::stoul(sum.out), binary.size()) << sum.out;
+  CtlResult back = Ctl({"sandbox", "cp", id + ":/tmp/in.bin", dir_ + "/out.bin"});
+  ASSERT_EQ(back.code, 0) << back.err;
+  auto copied = ReadFile(dir_ + "/out.bin", 16 << 20);
+  ASSERT_TRUE(copied.ok()) << copied.error().ToString();
+  EXPECT_TRUE(*copied == binary) << "the file came back different (" << copied->size() << " bytes)";
+  CtlResult missing = Ctl({"sandbox", "cp", id + ":/tmp/none", dir_ + "/none"});
+  EXPECT_EQ(missing.code, 1);
+
+  // logs: by tag, each stream to its own, and one of them alone.
+  CtlResult logs = Ctl({"sandbox", "logs", id, "greet"});
+  EXPECT_EQ(logs.code, 0) << logs.err;
+  EXPECT_EQ(logs.out, "hello\n");
+  EXPECT_EQ(logs.err, "oops\n");
+  CtlResult err_only = Ctl({"sandbox", "logs", "--stream", "stderr", id, "greet"});
+  EXPECT_EQ(err_only.out, "oops\n");
+  CtlResult followed = Ctl({"sandbox", "logs", "-f", id, "greet"});
+  EXPECT_EQ(followed.code, 0) << followed.err;
+  EXPECT_EQ(followed.out, "hello\n");  // the process ended: nothing twice, nothing more
+
+  // ls and inspect, as JSON.
+  auto list = Json(Ctl({"sandbox", "ls", "--json", "--label", "suite=ctl"}));
+  ASSERT_TRUE(list["sandboxes"].is_array()) << list.dump();
+  ASSERT_EQ(list["sandboxes"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["sandboxes"][0]["id"], id);
+  EXPECT_EQ(list["sandboxes"][0]["state"], "RUNNING");
+  auto inspect = Json(Ctl({"sandbox", "inspect", "--json", id}));
+  EXPECT_EQ(inspect["id"], id);
+  EXPECT_EQ(inspect["state"], "RUNNING");
+  EXPECT_EQ(inspect["labels"]["suite"], "ctl");
+  EXPECT_EQ(inspect["policy"]["decision"], "allow") << inspect.dump();
+  EXPECT_TRUE(inspect["stats"].is_object()) << inspect.dump();
+  // Another key's sandbox does not exist for it.
+  EXPECT_EQ(Ctl({"sandbox", "inspect", id}, kOtherKey).code, 1);
+
+  // rm: STOPPED, and the record stays.
+  CtlResult rm = Ctl({"sandbox", "rm", id});
+  EXPECT_EQ(rm.code, 0) << rm.err;
+  EXPECT_EQ(rm.out, "removed sandbox " + id + " (STOPPED)\n");
+  auto after = Json(Ctl({"sandbox", "inspect", "--json", id}));
+  EXPECT_EQ(after["state"], "STOPPED");
+  EXPECT_EQ(after["reason"], "deleted");
+  // The logs outlive the sandbox.
+  EXPECT_EQ(Ctl({"sandbox", "logs", id, "greet"}).out, "hello\n");
+}
+
+TEST_F(CtlSandboxTest, ALargerSandboxWaitsForReview) {
+  CtlResult created = Ctl({"sandbox", "create", "--memory", "1g"});
+  ASSERT_EQ(created.code, 0) << created.err;
+  const std::string id = created.out.substr(0, created.out.find('\n'));
+  EXPECT_NE(created.err.find("sandbox " + id + " is waiting for review"), std::string::npos)
+      << created.err;
+  EXPECT_NE(created.err.find("memory 1 GiB above allow_within.memory 512 MiB"), std::string::npos)
+      << created.err;
+  EXPECT_EQ(Json(Ctl({"sandbox", "inspect", "--json", id}))["state"], "AWAITING_REVIEW");
+  EXPECT_EQ(Ctl({"sandbox", "rm", id}).code, 0);
+}
+
+}  // namespace
+}  // namespace sbx::testing
