@@ -42,6 +42,21 @@ struct ServiceLimits {
   int warm_sandboxes = 1;
 };
 
+// A workspace a request names, checked: `mode` parsed ("rw" only with `allow_rw`, then under
+// limits.workspace_rw_roots instead of workspace_roots), the path resolved under the daemon's
+// roots and under the key's own (`key_roots`, when it has some), a root-owned directory refused
+// for cow (unless workspace_cow_root_owned) and for rw, and no overlap with `data_dir`.
+// Returns the canonical path and the mode's name.
+struct CheckedWorkspace {
+  std::string path;
+  std::string mode;  // "ro", "cow", "rw"
+};
+Result<CheckedWorkspace> CheckWorkspaceRequest(const std::string& path, const std::string& mode,
+                                               const ServiceLimits& limits,
+                                               const std::vector<std::string>& key_roots,
+                                               const std::string& key_name,
+                                               const std::string& data_dir, bool allow_rw);
+
 // A request's limits with the defaults filled in; kInvalidArgument for a value beyond the maxima
 // (never clamped in silence) or not positive.
 Result<store::Limits> ResolveLimits(const store::Limits& in, const ServiceLimits& cfg);

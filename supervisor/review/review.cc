@@ -136,40 +136,11 @@ Result<store::CreateRunResult> Review::Submit(store::RunRequest request, const P
     request.backend = options_.default_backend;
   }
   if (request.workspace) {
-    // Resolved now to refuse a bad path at once, and again (by fd) just before the run.
-    auto ws = ResolveWorkspace(request.workspace->path, options_.limits.workspace_roots);
-    if (!ws.ok()) return WithContext(std::move(ws).error(), "workspace");
-    if (!who.workspace_roots.empty()) {
-      // The key's own roots narrow the daemon's: the path must resolve under one of them too.
-      auto own = ResolveWorkspace(ws->path, who.workspace_roots);
-      if (!own.ok()) {
-        return WithContext(std::move(own).error(),
-                           fmt::format("workspace (the roots of key '{}')", who.name));
-      }
-    }
-    auto mode = ParseWorkspaceMode(request.workspace->mode);
-    if (!mode.ok()) return WithContext(std::move(mode).error(), "workspace.mode");
-    if (*mode == WorkspaceMode::kReadWrite) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "workspace.mode: a run's workspace is \"ro\" or \"cow\" (its changes "
-                       "come back as diff.patch); \"rw\" is for long-lived sandboxes");
-    }
-    if (*mode == WorkspaceMode::kCopyOnWrite && ws->owner_uid == 0 &&
-        !options_.limits.workspace_cow_root_owned) {
-      return MakeError(ErrorCode::kPermissionDenied,
-                       "workspace {} is owned by root: copy-on-write would give the sandbox "
-                       "every root-owned file in it; use mode \"ro\", a directory of an "
-                       "unprivileged owner, or set workspace_cow_root_owned: true",
-                       ws->path);
-    }
-    std::string data = options_.data_dir + "/";
-    std::string path = ws->path + "/";
-    if (data.rfind(path, 0) == 0 || path.rfind(data, 0) == 0) {
-      return MakeError(ErrorCode::kPermissionDenied,
-                       "workspace {} overlaps the daemon's data directory {}", ws->path,
-                       options_.data_dir);
-    }
-    request.workspace = store::Workspace{ws->path, WorkspaceModeName(*mode)};
+    auto ws = CheckWorkspaceRequest(request.workspace->path, request.workspace->mode,
+                                    options_.limits, who.workspace_roots, who.name,
+                                    options_.data_dir, /*allow_rw=*/false);
+    if (!ws.ok()) return std::move(ws).error();
+    request.workspace = store::Workspace{ws->path, ws->mode};
   }
   if (auto set = seccomp_profiles(); set && !who.permissive_seccomp) {
     const LoadedSeccompProfile* p = set->Find(request.seccomp_profile);
