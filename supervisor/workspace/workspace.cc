@@ -519,6 +519,36 @@ Status RunMounts::MakeReadOnlyWorkspace(const ResolvedWorkspace& ws) {
   return Attach(tree.get(), "workspace");
 }
 
+// A detached clone of the workspace's mount (not its sub-mounts), idmapped so that its owner's
+// files are uid:gid's, with `attrs` (MOUNT_ATTR_*) besides. `what` names the mode in messages.
+static Result<UniqueFd> IdmappedClone(const ResolvedWorkspace& ws, uid_t uid, gid_t gid,
+                                      uint64_t attrs, const char* what) {
+  auto userns = MakeIdmapUserns(ws.owner_uid, ws.owner_gid, uid, gid);
+  if (!userns.ok()) return std::move(userns).error();
+  UniqueFd tree(::open_tree(ws.fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+  if (!tree) return ErrnoError("clone the workspace mount of {}", ws.path);
+  struct mount_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.attr_set = attrs | MOUNT_ATTR_IDMAP;
+  attr.userns_fd = static_cast<uint64_t>(userns->get());
+  attr.propagation = MS_PRIVATE;
+  if (MountSetattr(tree.get(), "", AT_EMPTY_PATH, attr) < 0) {
+    const int e = errno;
+    if (e == EINVAL || e == EOPNOTSUPP || e == EPERM) {
+      return Error{ErrorCode::kUnavailable,
+                   e,
+                   fmt::format("workspace {} is on {}, which cannot be idmapped here "
+                               "(mount_setattr MOUNT_ATTR_IDMAP: {}); {} workspaces need a "
+                               "filesystem with idmapped mounts (ext4, xfs, btrfs, tmpfs on "
+                               "Linux >= 6.3, …): use read-only mode or move the workspace",
+                               ws.path, FsTypeName(ws.fd.get()), std::strerror(e), what),
+                   {}};
+    }
+    return ErrnoError("idmap the workspace clone of {}", ws.path);
+  }
+  return tree;
+}
+
 Status RunMounts::MakeReadWriteWorkspace(const ResolvedWorkspace& ws, uid_t uid, gid_t gid) {
   // IMPORTANT: every file of the directory's owner becomes the sandbox's to change, so a
   // root-owned directory is never shared this way (its root-owned files would be).
@@ -528,30 +558,10 @@ Status RunMounts::MakeReadWriteWorkspace(const ResolvedWorkspace& ws, uid_t uid,
                      "every file of its owner; share a directory of an unprivileged user",
                      ws.path);
   }
-  auto userns = MakeIdmapUserns(ws.owner_uid, ws.owner_gid, uid, gid);
-  if (!userns.ok()) return std::move(userns).error();
   // Not recursive: a mount below the workspace is not shared (it would need its own idmap).
-  UniqueFd tree(::open_tree(ws.fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
-  if (!tree) return ErrnoError("clone the workspace mount of {}", ws.path);
-  struct mount_attr attr;
-  std::memset(&attr, 0, sizeof attr);
-  attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_IDMAP;
-  attr.userns_fd = static_cast<uint64_t>(userns->get());
-  attr.propagation = MS_PRIVATE;
-  if (MountSetattr(tree.get(), "", AT_EMPTY_PATH, attr) < 0) {
-    const int e = errno;
-    if (e == EINVAL || e == EOPNOTSUPP || e == EPERM) {
-      return Error{ErrorCode::kUnavailable,
-                   e,
-                   fmt::format("workspace {} is on {}, which cannot be idmapped here "
-                               "(mount_setattr MOUNT_ATTR_IDMAP: {}); read-write workspaces "
-                               "need a filesystem with idmapped mounts",
-                               ws.path, FsTypeName(ws.fd.get()), std::strerror(e)),
-                   {}};
-    }
-    return ErrnoError("idmap the workspace clone of {}", ws.path);
-  }
-  return Attach(tree.get(), "workspace");
+  auto tree = IdmappedClone(ws, uid, gid, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, "read-write");
+  if (!tree.ok()) return std::move(tree).error();
+  return Attach(tree->get(), "workspace");
 }
 
 Status RunMounts::MakeCopyOnWriteWorkspace(const ResolvedWorkspace& ws, uid_t uid, gid_t gid,
@@ -599,29 +609,11 @@ Status RunMounts::MakeCopyOnWriteWorkspace(const ResolvedWorkspace& ws, uid_t ui
 
   // The lower layer: the workspace, read-only, idmapped so that its owner's files are the
   // sandbox user's.
-  auto userns = MakeIdmapUserns(ws.owner_uid, ws.owner_gid, uid, gid);
-  if (!userns.ok()) return std::move(userns).error();
-  UniqueFd tree(::open_tree(ws.fd.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
-  if (!tree) return ErrnoError("clone the workspace mount of {}", ws.path);
-  struct mount_attr attr;
-  std::memset(&attr, 0, sizeof attr);
-  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_IDMAP;
-  attr.userns_fd = static_cast<uint64_t>(userns->get());
-  attr.propagation = MS_PRIVATE;
-  if (MountSetattr(tree.get(), "", AT_EMPTY_PATH, attr) < 0) {
-    int e = errno;
-    if (e == EINVAL || e == EOPNOTSUPP || e == EPERM) {
-      return Error{ErrorCode::kUnavailable,
-                   e,
-                   fmt::format("workspace {} is on {}, which cannot be idmapped here "
-                               "(mount_setattr MOUNT_ATTR_IDMAP: {}); copy-on-write workspaces "
-                               "need a filesystem with idmapped mounts (ext4, xfs, btrfs, tmpfs "
-                               "on Linux >= 6.3, …): use read-only mode or move the workspace",
-                               ws.path, fs_name, std::strerror(e)),
-                   {}};
-    }
-    return ErrnoError("idmap the workspace clone of {}", ws.path);
-  }
+  auto idmapped = IdmappedClone(ws, uid, gid,
+                                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                                "copy-on-write");
+  if (!idmapped.ok()) return std::move(idmapped).error();
+  UniqueFd& tree = *idmapped;
   SBX_TRY(Attach(tree.get(), "lower"));
   // Diff() reads the workspace through this idmapped view, as the sandbox user: exactly what
   // the run itself could read, never more.
@@ -798,7 +790,8 @@ Status SweepStaleMounts(const std::string& data_dir) {
         if (i == line.size() || line[i] == ' ') {
           if (field == 4) {
             std::string mp = UnescapeMountinfo(line.substr(start, i - start));
-            if (IsRunMountPoint(mp, runs) || IsRunMountPoint(mp, sandboxes) || mp == warm || mp.rfind(warm + "/", 0) == 0) {
+            if (IsRunMountPoint(mp, runs) || IsRunMountPoint(mp, sandboxes) || mp == warm ||
+                mp.rfind(warm + "/", 0) == 0) {
               points.push_back(std::move(mp));
             }
           }
