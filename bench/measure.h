@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -29,6 +30,25 @@ inline double Percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
   return v[std::min(i, v.size() - 1)];
+}
+
+// A "Field:" of /proc/PID/status in KiB (VmRSS:, VmHWM:); -1 when it cannot be read.
+inline int64_t StatusKb(int pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
+// The proportional set size of a process in KiB (/proc/PID/smaps_rollup): the pages it shares
+// with others counted once across their sharers; -1 when it cannot be read.
+inline int64_t PssKb(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Pss:", 0) == 0) return std::stoll(line.substr(4));
+  }
+  return -1;
 }
 
 }  // namespace sbx::bench

@@ -31,6 +31,8 @@ using sbx::api::testing::MakeRequest;
 using sbx::api::testing::RawConn;
 using sbx::api::testing::RoundTrip;
 using sbx::bench::Percentile;
+using sbx::bench::PssKb;
+using sbx::bench::StatusKb;
 using Clock = std::chrono::steady_clock;
 
 uint16_t g_port = 0;
@@ -126,24 +128,6 @@ int Exec(int n) {
   Delete(id);
   std::printf("%s\n", Summary("live_process", ms, failed).dump().c_str());
   return failed == 0 ? 0 : 1;
-}
-
-int64_t StatusKb(int pid, const char* field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(std::strlen(field) + 1));
-  }
-  return -1;
-}
-
-// Proportional set size: the pages a process shares (the init shares its program's with every
-// other init) counted once across their sharers. /proc/PID/smaps_rollup.
-int64_t PssKb(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("Pss:", 0) == 0) return std::stoll(line.substr(4));
-  }
-  return -1;
 }
 
 int Idle(int n, int daemon_pid) {

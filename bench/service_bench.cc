@@ -122,6 +122,8 @@ Followed Follow(const std::string& id, bool count_logs, bool binary = false) {
 }
 
 using sbx::bench::Percentile;
+using sbx::bench::PssKb;
+using sbx::bench::StatusKb;
 
 constexpr char kTrue[] = R"({"argv": ["/bin/true"]})";
 
@@ -182,14 +184,6 @@ int Rate(int clients, int n) {
                         {"host_cpu_ms_per_run", (sbx::bench::HostBusyMs() - busy0) / n}};
   std::printf("%s\n", out.dump().c_str());
   return failed == 0 ? 0 : 1;
-}
-
-int64_t StatusKb(int pid, const char* field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(std::strlen(field) + 1));
-  }
-  return -1;
 }
 
 int Logs(int64_t bytes, int daemon_pid, const std::string& format, const std::string& source) {
