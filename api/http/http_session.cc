@@ -100,6 +100,7 @@ class HttpSession final : public Session,
   void Start() {
     id_ = core_->Register(weak_from_this());
     peer_ = DescribePeer(socket_.native_handle());
+    over_address_cap_ = !slot_->JoinAddress(PeerAddress(peer_));
     net::dispatch(strand_, [self = shared_from_this()] { self->DoRead(); });
   }
 
@@ -301,6 +302,14 @@ class HttpSession final : public Session,
       WriteResponse(std::move(res));
       return false;
     };
+    if (over_address_cap_) {
+      keep_alive_ = false;
+      return refuse(ErrorResponse(
+          429, "too_many_connections",
+          fmt::format("{} has {} connections open already (max_connections_per_address); close "
+                      "some or reuse them",
+                      PeerAddress(peer_), options_.max_connections_per_address)));
+    }
     if (r.path.empty() || r.path[0] != '/') {
       return refuse(ErrorResponse(400, "bad_request",
                                   "the request target must be an absolute path such as /v1/runs"));
@@ -352,6 +361,14 @@ class HttpSession final : public Session,
         Response res = ErrorResponse(401, "unauthenticated", "the API key is not valid");
         res.headers.Add("WWW-Authenticate", "Bearer");
         return refuse(std::move(res));
+      }
+      if (!slot_->JoinKey(r.principal->key_name)) {
+        keep_alive_ = false;
+        return refuse(ErrorResponse(
+            429, "too_many_connections",
+            fmt::format("key '{}' has {} connections open already (max_connections_per_key); "
+                        "close some or reuse them",
+                        r.principal->key_name, options_.max_connections_per_key)));
       }
       if (!RoleAllows(r.principal->role, route_->access)) {
         return refuse(ErrorResponse(
@@ -601,6 +618,7 @@ class HttpSession final : public Session,
   Timer timer_;
   uint64_t timer_gen_ = 0;
   std::unique_ptr<ConnectionSlot> slot_;
+  bool over_address_cap_ = false;
   uint64_t id_ = 0;
   std::string peer_;
 

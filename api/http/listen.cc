@@ -277,6 +277,15 @@ std::string DescribePeer(int fd) {
   return FormatSockaddr(ss);
 }
 
+std::string PeerAddress(std::string_view peer) {
+  if (!peer.empty() && peer.front() == '[') {
+    const size_t close = peer.find(']');
+    return std::string(peer.substr(1, close == std::string_view::npos ? peer.npos : close - 1));
+  }
+  const size_t colon = peer.rfind(':');
+  return std::string(colon == std::string_view::npos ? peer : peer.substr(0, colon));
+}
+
 void TuneAcceptedSocket(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);

@@ -57,6 +57,9 @@ Result<BoundListener> AdoptListener(int fd);
 // The peer of a connected socket, for logs and Request::peer: "127.0.0.1:40112",
 // "[::1]:40112", "unix".
 std::string DescribePeer(int fd);
+// The address part of DescribePeer's text: "127.0.0.1" of "127.0.0.1:40112", "::1" of
+// "[::1]:40112"; "unix" and "unknown" stay as they are.
+std::string PeerAddress(std::string_view peer);
 
 // Per-connection socket options: TCP_NODELAY on TCP sockets (responses are written whole).
 void TuneAcceptedSocket(int fd);

@@ -154,7 +154,45 @@ class Ticker : public std::enable_shared_from_this<Ticker> {
 
 }  // namespace
 
-ConnectionSlot::~ConnectionSlot() { core_->ReleaseSlot(); }
+ConnectionSlot::~ConnectionSlot() {
+  if (!address_.empty()) core_->LeaveShare(ServerCore::Share::kAddress, address_);
+  if (!key_.empty()) core_->LeaveShare(ServerCore::Share::kKey, key_);
+  core_->ReleaseSlot();
+}
+
+bool ConnectionSlot::JoinAddress(const std::string& address) {
+  if (address.empty() || address == "unix" || !address_.empty()) return true;
+  address_ = address;
+  return core_->JoinShare(ServerCore::Share::kAddress, address_, /*count_over=*/true);
+}
+
+bool ConnectionSlot::JoinKey(const std::string& key) {
+  if (key == key_) return true;
+  if (!key_.empty()) core_->LeaveShare(ServerCore::Share::kKey, key_);
+  key_.clear();
+  if (!core_->JoinShare(ServerCore::Share::kKey, key, /*count_over=*/false)) return false;
+  key_ = key;
+  return true;
+}
+
+bool ServerCore::JoinShare(Share kind, const std::string& name, bool count_over) {
+  const size_t cap = kind == Share::kAddress ? options_.max_connections_per_address
+                                             : options_.max_connections_per_key;
+  std::lock_guard lock(mu_);
+  size_t& n = (kind == Share::kAddress ? per_address_ : per_key_)[name];
+  const bool within = cap == 0 || n < cap;
+  if (within || count_over) ++n;
+  if (n == 0) (kind == Share::kAddress ? per_address_ : per_key_).erase(name);
+  return within;
+}
+
+void ServerCore::LeaveShare(Share kind, const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto& map = kind == Share::kAddress ? per_address_ : per_key_;
+  auto it = map.find(name);
+  if (it == map.end()) return;
+  if (--it->second == 0) map.erase(it);
+}
 
 ServerCore::ServerCore(ServerOptions options, Router router, Authenticator authenticator)
     : options_(std::move(options)),

@@ -54,6 +54,12 @@ struct ServerOptions {
   int io_threads = 2;
   int worker_threads = 4;
   size_t max_connections = 1024;
+  // Open connections from one peer address (TCP; the unix socket's local clients are not
+  // capped), and connections whose requests authenticate with one API key: a connection past
+  // either cap gets 429 and is closed, so one client or one key cannot take every connection.
+  // 0: no cap.
+  size_t max_connections_per_address = 256;
+  size_t max_connections_per_key = 512;
   int backlog = 512;
   mode_t unix_socket_mode = 0660;
 
@@ -68,6 +74,9 @@ struct ServerOptions {
 
   size_t ws_queue_messages = 1024;           // per WebSocket
   size_t ws_queue_bytes = 8 * 1024 * 1024;   // per WebSocket
+  // Bytes queued by every WebSocket together: a session past it overflows (as past its own
+  // cap) unless its queue is empty, so many slow clients cannot take the daemon's memory.
+  size_t ws_queue_budget_bytes = 256 * 1024 * 1024;
   size_t ws_max_incoming_bytes = 64 * 1024;  // larger incoming messages close the session
   // No frame from the client for this long closes the session; pings are sent halfway.
   std::chrono::milliseconds ws_idle_timeout{60'000};

@@ -53,7 +53,9 @@ class WsSession final : public Session,
           return core->PostWork(std::move(fn), "websocket callback");
         },
         WebSocketFront::Limits{options_.ws_queue_messages, options_.ws_queue_bytes,
-                               options_.ws_max_incoming_bytes},
+                               options_.ws_max_incoming_bytes, 16,
+                               options_.ws_queue_budget_bytes > 0 ? core_->ws_queued() : nullptr,
+                               options_.ws_queue_budget_bytes},
         accept.resume_after);
     on_open_ = std::move(accept.on_open);
     upgrade_ = std::move(upgrade);

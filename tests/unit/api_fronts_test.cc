@@ -247,6 +247,40 @@ TEST(WebSocketFront, ByteLimit) {
   EXPECT_EQ(f.Send("y", 2), SR::kOverflow);
 }
 
+TEST(WebSocketFront, TheBudgetOfEverySessionTogetherOverflowsTheOneThatWouldPassIt) {
+  auto session = std::make_shared<FakeSession>();
+  FakeWorkers workers;
+  auto used = std::make_shared<std::atomic<size_t>>(0);
+  WebSocketFront::Limits limits{1000, 1 << 20, 64 * 1024, 16, used, 100};
+  auto a = std::make_shared<WebSocketFront>(session, workers.Post(), limits, std::nullopt);
+  auto b = std::make_shared<WebSocketFront>(session, workers.Post(), limits, std::nullopt);
+  EXPECT_EQ(a->Send(std::string(60, 'a'), 1), SR::kQueued);
+  EXPECT_EQ(a->Send(std::string(30, 'a'), 2), SR::kQueued);
+  EXPECT_EQ(used->load(), 90u);
+  // b's queue is empty: one message is always taken, so no session starves.
+  EXPECT_EQ(b->Send(std::string(40, 'b'), 1), SR::kQueued);
+  EXPECT_EQ(used->load(), 130u);
+  // Past the budget with a queue of its own: b overflows, and gives back what it held.
+  EXPECT_FALSE(b->HasRoomFor(1));
+  EXPECT_EQ(b->queue_space(), 0u);
+  EXPECT_EQ(b->Send("x", 2), SR::kOverflow);
+  EXPECT_EQ(used->load(), 90u);
+  // a's messages go out: the budget comes back.
+  a->Take();
+  EXPECT_EQ(used->load(), 30u);
+  EXPECT_TRUE(a->HasRoomFor(50));
+  EXPECT_EQ(a->Send(std::string(50, 'a'), 3), SR::kQueued);
+  a->Ended(WebSocket::CloseReason::kClientClosed);
+  EXPECT_EQ(used->load(), 0u);
+  {
+    auto c = std::make_shared<WebSocketFront>(session, workers.Post(), limits, std::nullopt);
+    EXPECT_EQ(c->Send(std::string(10, 'c'), 1), SR::kQueued);
+    EXPECT_EQ(used->load(), 10u);
+  }
+  EXPECT_EQ(used->load(), 0u);  // a session destroyed with messages queued gives them back
+  workers.RunAll();
+}
+
 TEST(WebSocketFront, HasRoomForMatchesWhatSendTakes) {
   auto session = std::make_shared<FakeSession>();
   FakeWorkers workers;

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 
 #include <cstring>
+#include <functional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -301,6 +302,82 @@ TEST_F(ApiServerTest, HeaderLimit) {
   HttpReply r = Get("/healthz", {{"X-Big", std::string(4096, 'h')}});
   EXPECT_EQ(r.status, 431);
   EXPECT_EQ(r.ErrorCode(), "headers_too_large");
+}
+
+// A connection's share is given back when the server has closed it, a moment after the client
+// sees the close: retry a little (bounded) for the freed share.
+std::optional<HttpReply> RetryUntilServed(const std::function<RawConn()>& connect,
+                                          const std::string& request) {
+  std::optional<HttpReply> r;
+  for (int i = 0; i < 200 && (!r || r->status != 200); ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    RawConn c = connect();
+    r = testing::RoundTrip(c, request);
+  }
+  return r;
+}
+
+TEST_F(ApiServerTest, ConnectionsPerKeyAreCapped) {
+  ServerOptions o = TestOptions();
+  o.max_connections_per_address = 0;
+  o.max_connections_per_key = 2;
+  StartServer(o);
+  // Two connections of key sam: both served, kept open.
+  RawConn a = Connect(), b = Connect();
+  for (RawConn* c : {&a, &b}) {
+    auto r = testing::RoundTrip(*c, MakeRequest("GET", "/v1/runs", kSubmitter));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  // A third for sam: 429, naming the key; another key is served.
+  RawConn c = Connect();
+  auto refused = testing::RoundTrip(c, MakeRequest("GET", "/v1/runs", kSubmitter));
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429);
+  EXPECT_EQ(refused->Json()["error"]["code"], "too_many_connections");
+  EXPECT_NE(refused->body.find("sam"), std::string::npos) << refused->body;
+  RawConn d = Connect();
+  auto other = testing::RoundTrip(d, MakeRequest("GET", "/v1/runs", kReviewer));
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 200);
+  // A connection that changes key moves its share: b now counts for rae, so sam has room.
+  auto moved = testing::RoundTrip(b, MakeRequest("GET", "/v1/runs", kReviewer));
+  ASSERT_TRUE(moved);
+  EXPECT_EQ(moved->status, 200);
+  auto again = RetryUntilServed([this] { return Connect(); },
+                                MakeRequest("GET", "/v1/runs", kSubmitter));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+}
+
+TEST_F(ApiServerTest, ConnectionsPerAddressAreCappedButNotTheUnixSockets) {
+  ServerOptions o = TestOptions();
+  o.max_connections_per_address = 2;
+  StartServer(o);
+  RawConn a = Connect(), b = Connect();
+  for (RawConn* c : {&a, &b}) {
+    auto r = testing::RoundTrip(*c, MakeRequest("GET", "/healthz", {}));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  RawConn c = Connect();
+  auto over = testing::RoundTrip(c, MakeRequest("GET", "/healthz", {}));
+  ASSERT_TRUE(over);
+  EXPECT_EQ(over->status, 429);
+  EXPECT_NE(over->body.find("127.0.0.1"), std::string::npos) << over->body;
+  // Local clients on the unix socket are not capped by address.
+  for (int i = 0; i < 4; ++i) {
+    std::optional<RawConn> local = RawConn::Unix(socket_path_);
+    ASSERT_TRUE(local);
+    auto r = testing::RoundTrip(*local, MakeRequest("GET", "/healthz", {}));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  // Closing one frees its share.
+  { RawConn gone = std::move(a); }
+  auto again = RetryUntilServed([this] { return Connect(); }, MakeRequest("GET", "/healthz", {}));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
 }
 
 TEST_F(ApiServerTest, KeepAliveAndPipelining) {

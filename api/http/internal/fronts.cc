@@ -162,6 +162,11 @@ WebSocketFront::WebSocketFront(std::weak_ptr<Wakeable> session, PostFn post, Lim
       limits_(limits),
       initial_resume_(resume_after) {}
 
+WebSocketFront::~WebSocketFront() {
+  std::lock_guard lock(mu_);
+  DropQueuedLocked(queued_bytes_);
+}
+
 void WebSocketFront::Run(std::function<void()> fn, bool inline_call) {
   if (!fn) return;
   if (inline_call || !post_(fn)) fn();
@@ -176,6 +181,10 @@ size_t WebSocketFront::queue_space() const {
   std::lock_guard lock(mu_);
   size_t max = std::max<size_t>(1, limits_.max_messages);
   if (ClosingLocked() || queue_.size() >= max || queued_bytes_ >= limits_.max_bytes) return 0;
+  if (limits_.budget_used && !queue_.empty() &&
+      limits_.budget_used->load(std::memory_order_relaxed) >= limits_.budget_bytes) {
+    return 0;  // every session's queues together are full: a replay waits for OnWritable
+  }
   return max - queue_.size();
 }
 
@@ -189,8 +198,23 @@ bool WebSocketFront::FitsLocked(size_t bytes) const {
   // Within the byte cap; or, once the queue is half empty (when OnWritable fires), one message
   // of any size: so the queue never holds more than half the cap plus one message, and a
   // message bigger than half the cap does not wait for an empty queue.
-  return queue_.empty() || queued_bytes_ + bytes <= limits_.max_bytes ||
-         queued_bytes_ <= limits_.max_bytes / 2;
+  if (queue_.empty()) return true;
+  if (limits_.budget_used &&
+      limits_.budget_used->load(std::memory_order_relaxed) + bytes > limits_.budget_bytes) {
+    return false;
+  }
+  return queued_bytes_ + bytes <= limits_.max_bytes || queued_bytes_ <= limits_.max_bytes / 2;
+}
+
+void WebSocketFront::AddQueuedLocked(size_t n) {
+  queued_bytes_ += n;
+  if (limits_.budget_used) limits_.budget_used->fetch_add(n, std::memory_order_relaxed);
+}
+
+void WebSocketFront::DropQueuedLocked(size_t n) {
+  n = std::min(queued_bytes_, n);
+  queued_bytes_ -= n;
+  if (limits_.budget_used) limits_.budget_used->fetch_sub(n, std::memory_order_relaxed);
 }
 
 void WebSocketFront::OnWritable(std::function<void()> callback) {
@@ -249,7 +273,7 @@ WebSocket::SendResult WebSocketFront::Queue(std::string text, FileBytes file,
     if (ended_ || close_requested_ || overflow_) return SendResult::kClosed;
     const size_t bytes = text.size() + file.length;
     if (FitsLocked(bytes)) {
-      queued_bytes_ += bytes;
+      AddQueuedLocked(bytes);
       queue_.push_back({std::move(text), std::move(file), seq, binary});
       keep = WakeLocked();
       return SendResult::kQueued;
@@ -257,7 +281,7 @@ WebSocket::SendResult WebSocketFront::Queue(std::string text, FileBytes file,
     // Drop what is queued: the client resumes from the last seq that reached the socket.
     overflow_ = true;
     queue_.clear();
-    queued_bytes_ = 0;
+    DropQueuedLocked(queued_bytes_);
     run = FireCloseLocked(CloseReason::kOverflow);
     keep = WakeLocked();
   }
@@ -339,7 +363,7 @@ WebSocketFront::Next WebSocketFront::TakeLocked(std::function<void()>* writable)
     next.seq = queue_.front().seq;
     next.binary = queue_.front().binary;
     queue_.pop_front();
-    queued_bytes_ -= std::min(queued_bytes_, next.text.size() + next.file.length);
+    DropQueuedLocked(next.text.size() + next.file.length);
     if (on_writable_ && HalfEmptyLocked()) *writable = std::exchange(on_writable_, nullptr);
     return next;
   }
@@ -380,7 +404,7 @@ void WebSocketFront::Ended(CloseReason reason) {
     ended_ = true;
     if (!delivering_) drop = std::move(on_message_);
     queue_.clear();
-    queued_bytes_ = 0;
+    DropQueuedLocked(queued_bytes_);
     if (overflow_) {
       reason = CloseReason::kOverflow;
     } else if (handler_closed_) {

@@ -8,6 +8,7 @@
 // they run on the calling thread.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -90,6 +91,10 @@ class WebSocketFront final : public WebSocket,
     // reading until the callbacks catch up.
     size_t max_incoming_bytes = 64 * 1024;
     size_t max_incoming_messages = 16;
+    // Bytes queued by every session together (shared), and the most they may be; a message
+    // that would pass it overflows this session unless its queue is empty. Null: no budget.
+    std::shared_ptr<std::atomic<size_t>> budget_used;
+    size_t budget_bytes = 0;
   };
   struct Next {
     enum class Kind {
@@ -108,6 +113,7 @@ class WebSocketFront final : public WebSocket,
 
   WebSocketFront(std::weak_ptr<Wakeable> session, PostFn post, Limits limits,
                  std::optional<int64_t> resume_after);
+  ~WebSocketFront() override;  // gives back its share of the budget
 
   SendResult Send(std::string text, std::optional<int64_t> seq) override;
   SendResult SendBinary(std::string bytes, std::optional<int64_t> seq) override;
@@ -152,6 +158,9 @@ class WebSocketFront final : public WebSocket,
   Next TakeLocked(std::function<void()>* writable);
   bool HalfEmptyLocked() const;
   bool FitsLocked(size_t bytes) const;
+  // queued_bytes_ changes by +n / -n, and the shared budget with it.
+  void AddQueuedLocked(size_t n);
+  void DropQueuedLocked(size_t n);
   bool ClosingLocked() const { return ended_ || close_requested_ || overflow_; }
   SendResult Queue(std::string data, FileBytes file, std::optional<int64_t> seq, bool binary);
   bool IncomingRoomLocked() const;

@@ -10,6 +10,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -63,6 +64,9 @@ class ServerCore;
 
 // One open connection's share of ServerOptions::max_connections. Released on destruction,
 // which resumes a paused accept loop.
+// It also holds the connection's shares of the per-address and per-key caps
+// (ServerOptions::max_connections_per_address / _per_key), and moves with the socket from the
+// HTTP session to a WebSocket session.
 class ConnectionSlot {
  public:
   explicit ConnectionSlot(std::shared_ptr<ServerCore> core) : core_(std::move(core)) {}
@@ -70,8 +74,16 @@ class ConnectionSlot {
   ConnectionSlot& operator=(const ConnectionSlot&) = delete;
   ~ConnectionSlot();
 
+  // Counts the connection under its peer's address ("" or "unix": not counted). False when that
+  // makes more than the cap (the connection is counted all the same, until it closes).
+  bool JoinAddress(const std::string& address);
+  // Counts the connection under the API key its request authenticated with (moving it from the
+  // key of an earlier request). False when past the cap; the connection is then not counted.
+  bool JoinKey(const std::string& key);
+
  private:
   std::shared_ptr<ServerCore> core_;
+  std::string address_, key_;
 };
 
 // Owned by shared_ptr: the Server, every session and every listener hold it.
@@ -95,6 +107,13 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   // Counts an accepted connection.
   std::unique_ptr<ConnectionSlot> AcquireSlot();
   size_t connection_count() const;
+
+  // The shares per address and per key (see ConnectionSlot).
+  enum class Share { kAddress, kKey };
+  bool JoinShare(Share kind, const std::string& name, bool count_over);
+  void LeaveShare(Share kind, const std::string& name);
+  // Bytes queued by every WebSocket (ServerOptions::ws_queue_budget_bytes).
+  std::shared_ptr<std::atomic<size_t>> ws_queued() const { return ws_queued_; }
 
   uint64_t Register(std::weak_ptr<Session> session);
   void Unregister(uint64_t id);
@@ -128,6 +147,8 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   std::condition_variable cv_;
   size_t connections_ = 0;
   bool stopping_ = false;
+  std::map<std::string, size_t> per_address_, per_key_;  // guarded by mu_
+  std::shared_ptr<std::atomic<size_t>> ws_queued_ = std::make_shared<std::atomic<size_t>>(0);
   std::vector<std::function<void()>> paused_;  // accept loops waiting for a free slot
   std::map<uint64_t, std::weak_ptr<Session>> sessions_;
   uint64_t next_session_id_ = 1;
