@@ -316,6 +316,9 @@ int main(int argc, char** argv) {
     if (!passed) so.listen.push_back(spec);
   }
   so.max_body_bytes = config.max_body_bytes;
+  so.max_connections_per_address = config.max_connections_per_address;
+  so.max_connections_per_key = config.max_connections_per_key;
+  so.ws_queue_budget_bytes = config.ws_queue_budget_bytes;
   so.on_response = [&metrics](const api::RequestOutcome& o) {
     metrics.ApiRequest(o.method, o.route, o.status, o.latency);
   };

@@ -115,7 +115,8 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
   SBX_TRY(CheckKeys(root,
                     {"listen", "database", "data_dir", "node", "api_keys", "max_concurrent_runs",
                      "max_queue", "limits", "seccomp_profiles_dir", "policy_dir", "cgroup_parent",
-                     "max_body_bytes", "workspace_roots", "workspace_rw_roots", "artifacts_quota",
+                     "max_body_bytes", "max_connections_per_address", "max_connections_per_key",
+                     "ws_queue_budget", "workspace_roots", "workspace_rw_roots", "artifacts_quota",
                      "log_level",
                      "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
                      "docker_image", "warm_sandboxes", "workspace_cow_root_owned",
@@ -276,6 +277,18 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
       return KeyError(source, "metrics_require_key", "must be true or false");
     }
     c.metrics_require_key = b;
+  }
+  for (auto [key, out] : {std::pair{"max_connections_per_address", &c.max_connections_per_address},
+                          std::pair{"max_connections_per_key", &c.max_connections_per_key}}) {
+    if (!root[key]) continue;
+    auto v = Int(root[key], source, key, 0);
+    if (!v.ok()) return std::move(v).error();
+    *out = static_cast<uint64_t>(*v);
+  }
+  if (root["ws_queue_budget"]) {
+    auto v = Size(root["ws_queue_budget"], source, "ws_queue_budget");
+    if (!v.ok()) return std::move(v).error();
+    c.ws_queue_budget_bytes = static_cast<uint64_t>(*v);
   }
   if (root["max_body_bytes"]) {
     auto v = Size(root["max_body_bytes"], source, "max_body_bytes");

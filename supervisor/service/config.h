@@ -34,6 +34,11 @@ struct ServiceConfig {
   std::string policy_dir = "/etc/sandboxd/policies";
   std::string cgroup_parent = "sandboxd";
   uint64_t max_body_bytes = 1 << 20;
+  // Open connections from one client address (TCP) and per API key; past either, 429 and the
+  // connection is closed. 0: no cap. And the bytes every WebSocket queue may hold together.
+  uint64_t max_connections_per_address = 256;
+  uint64_t max_connections_per_key = 512;
+  uint64_t ws_queue_budget_bytes = 256ull << 20;
   // "error", "warning", "notice", "info" or "debug" (supervisor/observability/log.h).
   std::string log_level = "info";
   // GET /metrics needs any valid API key when true; without a key otherwise.
