@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <fstream>
+#include <thread>
 
 #include "integration/server_harness.h"
 
@@ -123,6 +125,57 @@ TEST_F(ServeRestartTest, KillNineMidRunThenRestartLosesNothing) {
   pid_ = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   // And it leaves nothing: no cgroup, no mount.
+  EXPECT_TRUE(DaemonCgroups().empty());
+  EXPECT_EQ(MountsUnder(dir_, "/"), 0u);
+}
+
+TEST_F(ServeRestartTest, KillNineWithALiveSandboxThenRestartEndsItAndLeavesNothing) {
+  StartDaemon();
+  auto created = Call("POST", "/v1/sandboxes", kAlice, "{}");
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string id = created.Json().value("id", "");
+  ASSERT_EQ(Call("POST", "/v1/sandboxes/" + id + ":approve", kBob).status, 200);
+  auto p = Call("POST", "/v1/sandboxes/" + id + "/processes", kAlice,
+                R"({"argv": ["/bin/sh", "-c", "echo before; exec sleep 300"], "tag": "t"})");
+  ASSERT_EQ(p.status, 201) << p.body;
+  ASSERT_EQ(Call("POST", "/v1/sandboxes/" + id + "/processes/t:approve", kBob).status, 200);
+  const std::string logs = "/v1/sandboxes/" + id + "/processes/t/logs?stream=stdout";
+  for (int i = 0; i < 500 && Call("GET", logs, kAlice).body != "before\n"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // bounded: no event to wait on
+  }
+  ASSERT_EQ(Call("GET", logs, kAlice).body, "before\n");
+  // The sandbox's cgroups: its own and, in the unified hierarchy, the process's below it.
+  bool nested = false;
+  for (const auto& root : CgroupRoots()) {
+    nested |= ::access((root + "/" + cgroup_parent_ + "/" + id + "/p1").c_str(), F_OK) == 0;
+  }
+  EXPECT_TRUE(nested);
+
+  ASSERT_EQ(::kill(pid_, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(pid_, nullptr, 0), pid_);
+  pid_ = -1;
+
+  StartDaemon();
+  auto sb = Call("GET", "/v1/sandboxes/" + id, kAlice).Json();
+  EXPECT_EQ(sb["state"], "FAILED");
+  EXPECT_EQ(sb["reason"], "supervisor_restart");
+  auto proc = Call("GET", "/v1/sandboxes/" + id + "/processes/t", kAlice).Json();
+  EXPECT_EQ(proc["state"], "FINISHED");
+  EXPECT_EQ(proc["result"]["reason"], "supervisor_restart");
+  // Its output stays readable after the daemon that ran it died.
+  EXPECT_EQ(Call("GET", logs, kAlice).body, "before\n");
+  // The killed daemon's sandbox cgroups, nested ones included, and mounts are gone.
+  const std::string mine = "warm-" + std::to_string(pid_) + "-";
+  for (const auto& cg : DaemonCgroups()) {
+    EXPECT_EQ(cg.rfind('/') + 1, cg.rfind("/" + mine) + 1) << cg << " left behind";
+  }
+  EXPECT_EQ(MountsUnder(dir_, "/data/sandboxes/"), 0u);
+
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid_, &status, 0), pid_);
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_TRUE(DaemonCgroups().empty());
   EXPECT_EQ(MountsUnder(dir_, "/"), 0u);
 }
