@@ -130,11 +130,24 @@ int MountSetattr(int fd, const char* path, unsigned flags, uint64_t set, uint64_
   return static_cast<int>(::syscall(SYS_mount_setattr, fd, path, flags, &attr, sizeof attr));
 }
 
-// Clones the host tree at `source` (recursively), makes it read-only unless `writable`, and
+// Opens a host path for a bind's source without following any symlink on the way or at its
+// end (RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): the parent planned the bind from the path's
+// real form, so a symlink found here was swapped in since, and the bind fails (ELOOP) rather
+// than mounting what the symlink names.
+int OpenSource(const char* source) {
+  struct open_how how;
+  std::memset(&how, 0, sizeof how);
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, source, &how, sizeof how));
+}
+
+// Clones the tree at `source_fd` (recursively), makes it read-only unless `writable`, and
 // attaches it at target_fd. The tree is never attached writable, not even for an instant.
-int BindOnto(const char* source, int target_fd, bool writable, bool noexec) {
-  int tree = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, source,
-                                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+int BindTreeOnto(int source_fd, int target_fd, bool writable, bool noexec) {
+  int tree = static_cast<int>(
+      ::syscall(SYS_open_tree, source_fd, "",
+                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH));
   if (tree < 0) return -1;
   uint64_t set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
   if (!writable) set |= MOUNT_ATTR_RDONLY;
@@ -153,10 +166,26 @@ int BindOnto(const char* source, int target_fd, bool writable, bool noexec) {
   return r;
 }
 
+// The host path `source`, opened by OpenSource, bound at target_fd.
+int BindOnto(const char* source, int target_fd, bool writable, bool noexec) {
+  int src = OpenSource(source);
+  if (src < 0) return -1;
+  int r = BindTreeOnto(src, target_fd, writable, noexec);
+  int e = errno;
+  ::close(src);
+  errno = e;
+  return r;
+}
+
 // Device nodes keep working: no MOUNT_ATTR_NODEV on these binds.
 int BindDevice(const char* source, int target_fd) {
-  int tree = static_cast<int>(
-      ::syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  int src = OpenSource(source);
+  if (src < 0) return -1;
+  int tree = static_cast<int>(::syscall(SYS_open_tree, src, "",
+                                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+  int open_errno = errno;
+  ::close(src);
+  errno = open_errno;
   if (tree < 0) return -1;
   int r = MountSetattr(tree, "", AT_EMPTY_PATH, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0);
   if (r == 0) {
@@ -236,7 +265,7 @@ void ApplyMount(const ChildPlan& plan, int root_fd, const MountOp& op) {
         r = ::mount("tmpfs", FdPath(fdpath, sizeof fdpath, fd), "tmpfs",
                     MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555");
       } else {
-        r = BindOnto(FdPath(fdpath, sizeof fdpath, fd), fd, false, true);
+        r = BindTreeOnto(fd, fd, false, true);
       }
       if (r < 0) Fail(plan.err_fd, "mask path", detail, errno);
       break;

@@ -112,10 +112,13 @@ Result<std::vector<MountOp>> PlanMounts(const SandboxSpec& spec, const std::stri
       ops.push_back(std::move(op));
     }
     for (const char* host : {"/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives"}) {
+      // By its real path (/etc/localtime is usually a symlink into the zoneinfo): the child binds
+      // sources without following symlinks.
+      char real[PATH_MAX];
       struct stat st;
-      if (::stat(host, &st) < 0) continue;
+      if (::realpath(host, real) == nullptr || ::stat(real, &st) < 0) continue;
       MountOp op = Op(Kind::kBind, Rel(host));
-      op.source = host;
+      op.source = real;
       op.is_dir = S_ISDIR(st.st_mode);
       ops.push_back(std::move(op));
     }
