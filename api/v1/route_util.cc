@@ -24,6 +24,12 @@ supervisor::Principal ToPrincipal(const supervisor::ServiceConfig& config, const
   return p;
 }
 
+Response ErrorResponseWithRetry(const Error& error) {
+  Response r = ErrorResponse(error);
+  if (error.code == ErrorCode::kResourceExhausted) r.headers.Add("Retry-After", "5");
+  return r;
+}
+
 std::optional<std::string> OwnerFilter(const Request& req) {
   if (req.principal && req.principal->role == Role::kSubmitter) return req.principal->key_name;
   return std::nullopt;
@@ -63,6 +69,15 @@ Result<std::map<std::string, std::string>> StringMap(const nlohmann::json& j,
     out[it.key()] = it.value().get<std::string>();
   }
   return out;
+}
+
+Status OptionalStringMap(const nlohmann::json& body, const std::string& field,
+                         std::map<std::string, std::string>* out) {
+  if (!body.contains(field)) return Ok();
+  auto m = StringMap(body[field], field);
+  if (!m.ok()) return std::move(m).error();
+  *out = std::move(*m);
+  return Ok();
 }
 
 Result<int64_t> IntOrSize(const nlohmann::json& j, const std::string& field) {

@@ -24,6 +24,10 @@ namespace sbx::api {
 // permissive seccomp). An anonymous principal on public routes.
 supervisor::Principal ToPrincipal(const supervisor::ServiceConfig& config, const Request& req);
 
+// ErrorResponse(error), with "Retry-After: 5" when the error is kResourceExhausted (a bound that
+// frees up: the sandboxes' or processes' limit, a full queue).
+Response ErrorResponseWithRetry(const Error& error);
+
 // Whose records the caller may see: everyone's for reviewers and admins; its own for a
 // submitter (the name of its key), so one submitter never learns of another's.
 std::optional<std::string> OwnerFilter(const Request& req);
@@ -35,6 +39,9 @@ Result<std::vector<std::string>> StringArray(const nlohmann::json& j, const std:
 // An object of strings whose names are non-empty and hold neither '=' nor NUL.
 Result<std::map<std::string, std::string>> StringMap(const nlohmann::json& j,
                                                      const std::string& field);
+// StringMap() of body[field] into *out when the body has the field; *out is left alone when not.
+Status OptionalStringMap(const nlohmann::json& body, const std::string& field,
+                         std::map<std::string, std::string>* out);
 // A positive integer, or a size such as "256m".
 Result<int64_t> IntOrSize(const nlohmann::json& j, const std::string& field);
 nlohmann::json OptInt(const std::optional<int64_t>& v);

@@ -207,16 +207,8 @@ Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body) {
     return FieldError("image", "needs the docker backend (the native backend runs the host's "
                                "system directories); drop \"image\" or ask for docker or auto");
   }
-  if (body.contains("env")) {
-    auto e = StringMap(body["env"], "env");
-    if (!e.ok()) return std::move(e).error();
-    r.env = std::move(*e);
-  }
-  if (body.contains("labels")) {
-    auto l = StringMap(body["labels"], "labels");
-    if (!l.ok()) return std::move(l).error();
-    r.labels = std::move(*l);
-  }
+  SBX_TRY(OptionalStringMap(body, "env", &r.env));
+  SBX_TRY(OptionalStringMap(body, "labels", &r.labels));
   return r;
 }
 
@@ -672,11 +664,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
     if (!run.ok()) return Fail(run.error());
     if (auto key = req.headers.Get("Idempotency-Key")) run->idempotency_key = std::string(*key);
     auto created = c.runs->Submit(std::move(*run), ToPrincipal(*c.config, req));
-    if (!created.ok()) {
-      Response r = ErrorResponse(created.error());
-      if (created.error().code == ErrorCode::kResourceExhausted) r.headers.Add("Retry-After", "5");
-      return r;
-    }
+    if (!created.ok()) return ErrorResponseWithRetry(created.error());
     return JsonResponse(created->created ? 201 : 200, RunToJson(created->run));
   }));
   SBX_TRY(router.Add(Method::kGet, "/v1/runs", Access::kSubmitter, [c](const Request& req) -> Reply {

@@ -4,12 +4,14 @@
 // on the worker pool; the watch WebSocket's inotify descriptors are polled by one thread of
 // their own.
 #include <sys/epoll.h>
+
 #include <charconv>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "api/v1/route_util.h"
 #include "api/v1/sandbox_routes.h"
@@ -24,11 +26,7 @@ namespace {
 using nlohmann::json;
 using Ctx = SandboxRouteContext;
 
-Reply Fail(const Error& e) {
-  Response r = ErrorResponse(e);
-  if (e.code == ErrorCode::kResourceExhausted) r.headers.Add("Retry-After", "5");
-  return r;
-}
+Reply Fail(const Error& e) { return ErrorResponseWithRetry(e); }
 
 Result<std::string> PathParam(const Request& req, const char* name = "path") {
   auto p = req.query.Get(name);
@@ -71,6 +69,43 @@ Result<std::optional<uint32_t>> ModeParam(const Request& req) {
     return FieldError("mode", "octal permission bits, 0000 to 0777 (e.g. 0644)");
   }
   return std::optional<uint32_t>(mode);
+}
+
+// What a files request names: ?path=, the query parameters the handler takes, and the sandbox's
+// files, read in that order (a missing path is told before a bad parameter, both before an
+// unknown sandbox).
+struct Takes {
+  bool mode = false;       // ?mode=0644
+  bool parents = false;    // ?parents=true
+  bool recursive = false;  // ?recursive=true
+};
+struct Target {
+  std::string path;
+  std::optional<uint32_t> mode;
+  bool parents = false;
+  bool recursive = false;
+  files::SandboxRoot root;
+};
+Result<Target> OpenTarget(const Ctx& c, const Request& req, Takes takes = {}) {
+  auto path = PathParam(req);
+  if (!path.ok()) return std::move(path).error();
+  std::optional<uint32_t> mode;
+  if (takes.mode) {
+    auto m = ModeParam(req);
+    if (!m.ok()) return std::move(m).error();
+    mode = *m;
+  }
+  bool parents = false, recursive = false;
+  for (auto [wanted, name, out] : {std::tuple{takes.parents, "parents", &parents},
+                                   std::tuple{takes.recursive, "recursive", &recursive}}) {
+    if (!wanted) continue;
+    auto flag = FlagParam(req, name);
+    if (!flag.ok()) return std::move(flag).error();
+    *out = *flag;
+  }
+  auto root = Root(c, req);
+  if (!root.ok()) return std::move(root).error();
+  return Target{std::move(*path), mode, parents, recursive, std::move(*root)};
 }
 
 // A single "bytes=" range of a file of `size` bytes: [first, last]. nullopt: no Range header,
@@ -118,11 +153,9 @@ Result<std::optional<ByteRange>> ParseRange(std::optional<std::string_view> head
 }
 
 Reply GetFile(const Ctx& c, const Request& req) {
-  auto path = PathParam(req);
-  if (!path.ok()) return Fail(path.error());
-  auto root = Root(c, req);
-  if (!root.ok()) return Fail(root.error());
-  auto read = root->Read(*path);
+  auto t = OpenTarget(c, req);
+  if (!t.ok()) return Fail(t.error());
+  auto read = t->root.Read(t->path);
   if (!read.ok()) return Fail(read.error());
   if (read->listing) return JsonResponse(200, ListingToJson(*read->listing));
   const uint64_t size = read->info.size;
@@ -164,58 +197,42 @@ Reply GetFile(const Ctx& c, const Request& req) {
 }
 
 Reply PutFile(const Ctx& c, const Request& req) {
-  auto path = PathParam(req);
-  if (!path.ok()) return Fail(path.error());
-  auto mode = ModeParam(req);
-  if (!mode.ok()) return Fail(mode.error());
-  auto parents = FlagParam(req, "parents");
-  if (!parents.ok()) return Fail(parents.error());
-  auto root = Root(c, req);
-  if (!root.ok()) return Fail(root.error());
+  auto t = OpenTarget(c, req, {.mode = true, .parents = true});
+  if (!t.ok()) return Fail(t.error());
   files::WriteOptions options;
-  options.mode = *mode;
-  options.make_parents = *parents;
-  auto upload = root->BeginWrite(*path, options);
+  options.mode = t->mode;
+  options.make_parents = t->parents;
+  auto upload = t->root.BeginWrite(t->path, options);
   if (!upload.ok()) return Fail(upload.error());
   // Nothing replaces the file unless every byte was taken: a failed Append or Commit leaves
   // the old file as it was and the data discarded.
   if (Status st = upload->Append(req.body); !st.ok()) return Fail(st.error());
   if (Status st = upload->Commit(); !st.ok()) return Fail(st.error());
-  return JsonResponse(200, {{"path", *path}, {"size", req.body.size()}});
+  return JsonResponse(200, {{"path", t->path}, {"size", req.body.size()}});
 }
 
 Reply StatFile(const Ctx& c, const Request& req) {
-  auto path = PathParam(req);
-  if (!path.ok()) return Fail(path.error());
-  auto root = Root(c, req);
-  if (!root.ok()) return Fail(root.error());
-  auto info = root->Stat(*path);
+  auto t = OpenTarget(c, req);
+  if (!t.ok()) return Fail(t.error());
+  auto info = t->root.Stat(t->path);
   if (!info.ok()) return Fail(info.error());
   return JsonResponse(200, InfoToJson(*info, true));
 }
 
 Reply MakeDir(const Ctx& c, const Request& req) {
-  auto path = PathParam(req);
-  if (!path.ok()) return Fail(path.error());
-  auto mode = ModeParam(req);
-  if (!mode.ok()) return Fail(mode.error());
-  auto root = Root(c, req);
-  if (!root.ok()) return Fail(root.error());
-  if (Status st = root->MakeDirectories(*path, mode->value_or(0755)); !st.ok()) {
+  auto t = OpenTarget(c, req, {.mode = true});
+  if (!t.ok()) return Fail(t.error());
+  if (Status st = t->root.MakeDirectories(t->path, t->mode.value_or(0755)); !st.ok()) {
     return Fail(st.error());
   }
-  return JsonResponse(200, {{"path", *path}});
+  return JsonResponse(200, {{"path", t->path}});
 }
 
 Reply DeleteFile(const Ctx& c, const Request& req) {
-  auto path = PathParam(req);
-  if (!path.ok()) return Fail(path.error());
-  auto recursive = FlagParam(req, "recursive");
-  if (!recursive.ok()) return Fail(recursive.error());
-  auto root = Root(c, req);
-  if (!root.ok()) return Fail(root.error());
-  if (Status st = root->Remove(*path, *recursive); !st.ok()) return Fail(st.error());
-  return JsonResponse(200, {{"path", *path}, {"deleted", true}});
+  auto t = OpenTarget(c, req, {.recursive = true});
+  if (!t.ok()) return Fail(t.error());
+  if (Status st = t->root.Remove(t->path, t->recursive); !st.ok()) return Fail(st.error());
+  return JsonResponse(200, {{"path", t->path}, {"deleted", true}});
 }
 
 Reply MoveFile(const Ctx& c, const Request& req) {
@@ -248,18 +265,16 @@ Reply MoveFile(const Ctx& c, const Request& req) {
 // sandbox user's ids while it walks); a full response buffer makes it wait here, woken by
 // OnWritable or, when every worker is busy and that callback cannot run yet, by a short poll.
 Reply TarOut(const Ctx& c, const Request& req) {
-  auto path = PathParam(req);
-  if (!path.ok()) return Fail(path.error());
-  auto root = Root(c, req);
-  if (!root.ok()) return Fail(root.error());
+  auto t = OpenTarget(c, req);
+  if (!t.ok()) return Fail(t.error());
   // Refused before the head goes out: a missing path or one that is no directory or file.
-  auto info = root->Stat(*path);
+  auto info = t->root.Stat(t->path);
   if (!info.ok()) return Fail(info.error());
   StreamResponse sr;
   sr.content_type = "application/x-tar";
-  auto shared = std::make_shared<files::SandboxRoot>(std::move(*root));
+  auto shared = std::make_shared<files::SandboxRoot>(std::move(t->root));
   std::string sandbox_id(req.PathParam("id"));
-  sr.start = [shared, p = *path, sandbox_id](std::shared_ptr<StreamSink> sink) {
+  sr.start = [shared, p = t->path, sandbox_id](std::shared_ptr<StreamSink> sink) {
     struct Gate {
       std::mutex mu;
       std::condition_variable cv;
@@ -304,12 +319,8 @@ Reply TarOut(const Ctx& c, const Request& req) {
 // stream is checked before anything is written (files/tar.h): one refused entry, such as a
 // "../" name, changes nothing.
 Reply TarIn(const Ctx& c, const Request& req) {
-  auto path = PathParam(req);
-  if (!path.ok()) return Fail(path.error());
-  auto parents = FlagParam(req, "parents");
-  if (!parents.ok()) return Fail(parents.error());
-  auto root = Root(c, req);
-  if (!root.ok()) return Fail(root.error());
+  auto t = OpenTarget(c, req, {.parents = true});
+  if (!t.ok()) return Fail(t.error());
   size_t pos = 0;
   const std::string& body = req.body;
   files::ByteSource source = [&body, &pos](char* buf, size_t n) -> Result<size_t> {
@@ -319,10 +330,10 @@ Reply TarIn(const Ctx& c, const Request& req) {
     return take;
   };
   files::ExtractOptions options;
-  options.make_dir = *parents;
-  auto stats = files::ExtractTar(*root, *path, source, options);
+  options.make_dir = t->parents;
+  auto stats = files::ExtractTar(t->root, t->path, source, options);
   if (!stats.ok()) return Fail(stats.error());
-  return JsonResponse(200, {{"path", *path},
+  return JsonResponse(200, {{"path", t->path},
                             {"entries", stats->entries},
                             {"bytes", stats->bytes},
                             {"skipped", stats->skipped}});
@@ -446,13 +457,11 @@ class WatchPoller {
 };
 
 Reply Watch(const Ctx& c, const Request& req) {
-  auto path = PathParam(req);
-  if (!path.ok()) return Fail(path.error());
-  auto root = Root(c, req);
-  if (!root.ok()) return Fail(root.error());
-  auto watcher = files::Watcher::Open(*root, *path);
+  auto t = OpenTarget(c, req);
+  if (!t.ok()) return Fail(t.error());
+  auto watcher = files::Watcher::Open(t->root, t->path);
   if (!watcher.ok()) return Fail(watcher.error());
-  auto root_shared = std::make_shared<files::SandboxRoot>(std::move(*root));
+  auto root_shared = std::make_shared<files::SandboxRoot>(std::move(t->root));
   auto watcher_shared = std::make_shared<std::unique_ptr<files::Watcher>>(std::move(*watcher));
   WebSocketAccept accept;
   accept.on_open = [root_shared, watcher_shared](std::shared_ptr<WebSocket> ws) {

@@ -196,16 +196,8 @@ Result<store::SandboxRequest> SandboxRequestFromJson(const json& body) {
     r.workspace_path = std::move(path);
     r.workspace_mode = std::move(mode);
   }
-  if (body.contains("env")) {
-    auto e = StringMap(body["env"], "env");
-    if (!e.ok()) return std::move(e).error();
-    r.env = std::move(*e);
-  }
-  if (body.contains("labels")) {
-    auto l = StringMap(body["labels"], "labels");
-    if (!l.ok()) return std::move(l).error();
-    r.labels = std::move(*l);
-  }
+  SBX_TRY(OptionalStringMap(body, "env", &r.env));
+  SBX_TRY(OptionalStringMap(body, "labels", &r.labels));
   return r;
 }
 
@@ -294,11 +286,7 @@ Result<store::ProcessRequest> ProcessRequestFromJson(const json& body) {
   if (!argv.ok()) return std::move(argv).error();
   r.argv = std::move(*argv);
   if (r.argv[0].empty()) return FieldError("argv[0]", "must name a program");
-  if (body.contains("env")) {
-    auto e = StringMap(body["env"], "env");
-    if (!e.ok()) return std::move(e).error();
-    r.env = std::move(*e);
-  }
+  SBX_TRY(OptionalStringMap(body, "env", &r.env));
   if (body.contains("cwd")) {
     auto cwd = Text(body["cwd"], "cwd");
     if (!cwd.ok()) return std::move(cwd).error();

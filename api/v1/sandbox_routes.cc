@@ -27,11 +27,7 @@ using supervisor::SandboxService;
 
 using Ctx = SandboxRouteContext;
 
-Reply Fail(const Error& e) {
-  Response r = ErrorResponse(e);
-  if (e.code == ErrorCode::kResourceExhausted) r.headers.Add("Retry-After", "5");
-  return r;
-}
+Reply Fail(const Error& e) { return ErrorResponseWithRetry(e); }
 
 supervisor::Principal Who(const Ctx& c, const Request& req) { return ToPrincipal(*c.config, req); }
 
