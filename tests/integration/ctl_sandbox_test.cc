@@ -5,14 +5,10 @@
 // and inspect as JSON, and rm. tests/unit/sandboxctl_fake_daemon_test.cc checks the client's
 // side of each call against a stand-in; this checks that the daemon answers as the client reads.
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -20,19 +16,13 @@
 #include "base/fs.h"
 #include "base/unique_fd.h"
 #include "integration/server_harness.h"
+#include "tests/support/child_process.h"
 
 namespace sbx::testing {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr char kSubmitterKey[] = "ctl-sandbox-test-submitter";
 constexpr char kOtherKey[] = "ctl-sandbox-test-other-submitter";
-
-struct CtlResult {
-  int code = -1;
-  std::string out, err;
-};
 
 class CtlSandboxTest : public ServerTest {
  protected:
@@ -59,65 +49,15 @@ class CtlSandboxTest : public ServerTest {
   // sandboxctl ARGS as `key`, stdin /dev/null, in the test's directory; both streams read to
   // their end (90 s at most, then it is killed).
   CtlResult Ctl(std::vector<std::string> args, const char* key = kSubmitterKey) {
-    args.insert(args.begin(), std::string(SBX_BINARY_DIR) + "/supervisor/sandboxctl");
-    std::vector<std::string> env = {"PATH=/usr/bin:/bin", "SANDBOXD_HOST=unix:" + api_sock_,
-                                    std::string("SANDBOXD_API_KEY=") + key, "TMPDIR=" + dir_};
-    // Everything the child needs is built before fork: the test process has threads.
-    std::vector<char*> cargv, cenv;
-    for (auto& a : args) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    for (auto& e : env) cenv.push_back(e.data());
-    cenv.push_back(nullptr);
-    int out[2], err[2];
-    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
-    EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
-    const std::string cwd = dir_;
-    sigset_t none;
-    sigemptyset(&none);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int in = ::open("/dev/null", O_RDONLY);
-      ::dup2(in, 0);
-      ::dup2(out[1], 1);
-      ::dup2(err[1], 2);
-      if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-      ::execve(cargv[0], cargv.data(), cenv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    ::close(err[1]);
-    UniqueFd fds[2] = {UniqueFd(out[0]), UniqueFd(err[0])};
-    CtlResult r;
-    std::string* bufs[2] = {&r.out, &r.err};
-    const auto deadline = Clock::now() + std::chrono::seconds(90);
-    while ((fds[0] || fds[1]) && Clock::now() < deadline) {
-      pollfd p[2];
-      int n = 0, which[2];
-      for (int i = 0; i < 2; ++i) {
-        if (fds[i]) {
-          p[n] = {fds[i].get(), POLLIN, 0};
-          which[n++] = i;
-        }
-      }
-      if (::poll(p, n, 1000) <= 0) continue;
-      for (int k = 0; k < n; ++k) {
-        if (p[k].revents == 0) continue;
-        char buf[65536];
-        ssize_t got = ::read(p[k].fd, buf, sizeof buf);
-        if (got > 0) {
-          bufs[which[k]]->append(buf, static_cast<size_t>(got));
-        } else {
-          fds[which[k]].reset();
-        }
-      }
-    }
-    if (fds[0] || fds[1]) ::kill(pid, SIGKILL);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return r;
+    args.insert(args.begin(), SandboxctlPath());
+    Child::Options o;
+    o.env = {"PATH=/usr/bin:/bin", "SANDBOXD_HOST=unix:" + api_sock_,
+             std::string("SANDBOXD_API_KEY=") + key, "TMPDIR=" + dir_};
+    o.cwd = dir_;
+    o.death_signal = SIGKILL;
+    auto c = Child::Start(args, o);
+    EXPECT_NE(c, nullptr);
+    return Collect(c.get());
   }
 
   static nlohmann::json Json(const CtlResult& r) {

@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -30,6 +29,7 @@
 #include "base/sha256.h"
 #include "base/unique_fd.h"
 #include "cgroup/cgroup.h"
+#include "tests/support/child_process.h"
 #include "tests/support/skip.h"
 
 namespace sbx::testing {
@@ -44,133 +44,6 @@ constexpr char kAdminKey[] = "ctl-test-key-for-the-admin";
 constexpr char kCgroupPrefix[] = "sandboxd-ctltest-";
 
 std::string BinDir() { return std::string(SBX_BINARY_DIR) + "/supervisor"; }
-
-// A child process with stdout and stderr on pipes (or both on one), read with deadlines.
-class Child {
- public:
-  struct Options {
-    std::vector<std::string> env;
-    std::string cwd;
-    bool merge_stderr = false;
-  };
-
-  static std::unique_ptr<Child> Start(const std::vector<std::string>& argv, const Options& o) {
-    int out[2], err[2];
-    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return nullptr;
-    // Everything the child needs is built before fork: the test process has threads, so the
-    // child may only make async-signal-safe calls.
-    std::vector<char*> cargv, cenv;
-    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    for (const auto& e : o.env) cenv.push_back(const_cast<char*>(e.c_str()));
-    cenv.push_back(nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    pid_t pid = ::fork();
-    if (pid < 0) return nullptr;
-    if (pid == 0) {
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      // A test process that dies takes its daemon and clients with it.
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      int devnull = ::open("/dev/null", O_RDONLY);
-      ::dup2(devnull, 0);
-      ::dup2(out[1], 1);
-      ::dup2(o.merge_stderr ? out[1] : err[1], 2);
-      if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) != 0) ::_exit(126);
-      ::execve(cargv[0], cargv.data(), cenv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    ::close(err[1]);
-    auto c = std::unique_ptr<Child>(new Child());
-    c->pid_ = pid;
-    c->fds_[0].reset(out[0]);
-    c->fds_[1].reset(err[0]);
-    return c;
-  }
-
-  ~Child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  // Reads until `needle` is in the stream (1: stdout, 2: stderr); false at EOF or timeout.
-  bool WaitFor(int stream, const std::string& needle, std::chrono::milliseconds timeout = 60s) {
-    auto deadline = Clock::now() + timeout;
-    while (buf_[stream - 1].find(needle) == std::string::npos) {
-      if (!ReadSome(deadline)) return buf_[stream - 1].find(needle) != std::string::npos;
-    }
-    return true;
-  }
-
-  // Reads both streams to EOF and reaps the child: its exit status, 128+N when killed by
-  // signal N, -1 when it did not end in time (it is killed then).
-  int Finish(std::chrono::milliseconds timeout = 90s) {
-    auto deadline = Clock::now() + timeout;
-    while (ReadSome(deadline)) {
-    }
-    if (fds_[0] || fds_[1]) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-      return -1;
-    }
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
-  void Signal(int sig) {
-    if (pid_ > 0) ::kill(pid_, sig);
-  }
-  pid_t pid() const { return pid_; }
-  const std::string& out() const { return buf_[0]; }
-  const std::string& err() const { return buf_[1]; }
-
- private:
-  Child() = default;
-
-  // One poll round; false when both streams are at EOF or the deadline passed.
-  bool ReadSome(Clock::time_point deadline) {
-    pollfd p[2];
-    int n = 0, which[2];
-    for (int i = 0; i < 2; ++i) {
-      if (fds_[i]) {
-        p[n] = {fds_[i].get(), POLLIN, 0};
-        which[n++] = i;
-      }
-    }
-    if (n == 0) return false;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    int r = ::poll(p, n, static_cast<int>(left.count()));
-    if (r < 0 && errno == EINTR) return true;
-    if (r <= 0) return false;
-    for (int k = 0; k < n; ++k) {
-      if (p[k].revents == 0) continue;
-      char chunk[65536];
-      ssize_t got = ::read(p[k].fd, chunk, sizeof chunk);
-      if (got > 0) {
-        buf_[which[k]].append(chunk, static_cast<size_t>(got));
-      } else if (got == 0 || errno != EINTR) {
-        fds_[which[k]].reset();
-      }
-    }
-    return true;
-  }
-
-  pid_t pid_ = -1;
-  UniqueFd fds_[2];
-  std::string buf_[2];
-};
-
-struct CtlResult {
-  int code = -1;
-  std::string out, err;
-};
 
 // Removes the cgroup `name` in every hierarchy where it exists and is empty (children first:
 // a crashed daemon may have left run cgroups behind, but never processes in a dead test's tree).
@@ -318,13 +191,7 @@ class CtlTest : public ::testing::Test {
 
   static CtlResult Ctl(std::vector<std::string> args, const char* key,
                        const std::string& cwd = "") {
-    auto c = StartCtl(std::move(args), key, cwd);
-    if (!c) return {};
-    CtlResult r;
-    r.code = c->Finish();
-    r.out = c->out();
-    r.err = c->err();
-    return r;
+    return Collect(StartCtl(std::move(args), key, cwd).get());
   }
 
   static nlohmann::json Json(const CtlResult& r) {

@@ -7,13 +7,10 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -30,23 +27,20 @@
 #include "base/fs.h"
 #include "base/sha256.h"
 #include "base/unique_fd.h"
+#include "tests/support/child_process.h"
 
 namespace sbx::api {
 namespace {
 
 namespace fs = std::filesystem;
+using sbx::testing::Child;
+using sbx::testing::Collect;
+using sbx::testing::CtlResult;
+using sbx::testing::SandboxctlPath;
 using testing::Fake;
 using testing::FakeRoutes;
-using Clock = std::chrono::steady_clock;
 
 constexpr char kKey[] = "fake-daemon-key";
-
-// ---- sandboxctl as a child process ----
-
-struct CtlResult {
-  int code = -1;
-  std::string out, err;
-};
 
 class SandboxctlFake : public ::testing::Test {
  protected:
@@ -74,106 +68,22 @@ class SandboxctlFake : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
 
-  // sandboxctl running as a child: its stdout and stderr on pipes, read with a deadline.
-  class Running {
-   public:
-    Running(pid_t pid, int out, int err) : pid_(pid), fds_{UniqueFd(out), UniqueFd(err)} {}
-    ~Running() {
-      if (pid_ > 0) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-      }
-    }
-    // Reads until `needle` is on stdout; false at its end or after 30 s.
-    bool WaitForOut(const std::string& needle) {
-      const auto deadline = Clock::now() + std::chrono::seconds(30);
-      while (r_.out.find(needle) == std::string::npos) {
-        if (!ReadSome(deadline)) return r_.out.find(needle) != std::string::npos;
-      }
-      return true;
-    }
-    void Signal(int sig) { ::kill(pid_, sig); }
-    // Reads both streams to their end and reaps the child (killed after 30 s).
-    CtlResult Finish() {
-      const auto deadline = Clock::now() + std::chrono::seconds(30);
-      while (ReadSome(deadline)) {
-      }
-      if (fds_[0] || fds_[1]) ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-      r_.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      return r_;
-    }
-
-   private:
-    // One poll round; false when both streams ended or the deadline passed.
-    bool ReadSome(Clock::time_point deadline) {
-      pollfd p[2];
-      int n = 0, which[2];
-      for (int i = 0; i < 2; ++i) {
-        if (fds_[i]) {
-          p[n] = {fds_[i].get(), POLLIN, 0};
-          which[n++] = i;
-        }
-      }
-      if (n == 0 || Clock::now() >= deadline) return false;
-      if (::poll(p, n, 1000) <= 0) return true;
-      for (int k = 0; k < n; ++k) {
-        if (p[k].revents == 0) continue;
-        char buf[65536];
-        ssize_t got = ::read(p[k].fd, buf, sizeof buf);
-        if (got > 0) {
-          (which[k] == 0 ? r_.out : r_.err).append(buf, static_cast<size_t>(got));
-        } else {
-          fds_[which[k]].reset();
-        }
-      }
-      return true;
-    }
-
-    pid_t pid_;
-    UniqueFd fds_[2];
-    CtlResult r_;
-  };
-
-  // Starts sandboxctl ARGS with `stdin_fd` (or /dev/null) as its stdin.
-  std::unique_ptr<Running> Start(std::vector<std::string> args, int stdin_fd = -1) {
-    args.insert(args.begin(), std::string(SBX_BINARY_DIR) + "/supervisor/sandboxctl");
-    std::vector<std::string> env = {"SANDBOXD_HOST=unix:" + dir_ + "/api.sock",
-                                    std::string("SANDBOXD_API_KEY=") + kKey, "PATH=/usr/bin:/bin",
-                                    "TMPDIR=" + dir_};
-    // Everything the child needs is built before fork: the test process has threads.
-    std::vector<char*> cargv, cenv;
-    for (auto& a : args) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    for (auto& e : env) cenv.push_back(e.data());
-    cenv.push_back(nullptr);
-    int out[2], err[2];
-    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
-    EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
-    const std::string cwd = dir_;
-    sigset_t none;
-    sigemptyset(&none);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int in = stdin_fd >= 0 ? stdin_fd : ::open("/dev/null", O_RDONLY);
-      ::dup2(in, 0);
-      ::dup2(out[1], 1);
-      ::dup2(err[1], 2);
-      if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-      ::execve(cargv[0], cargv.data(), cenv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    ::close(err[1]);
-    return std::make_unique<Running>(pid, out[0], err[0]);
+  // Starts sandboxctl ARGS with `stdin_fd` (or /dev/null) as its stdin, in the test's directory.
+  std::unique_ptr<Child> Start(std::vector<std::string> args, int stdin_fd = -1) {
+    args.insert(args.begin(), SandboxctlPath());
+    Child::Options o;
+    o.env = {"SANDBOXD_HOST=unix:" + dir_ + "/api.sock", std::string("SANDBOXD_API_KEY=") + kKey,
+             "PATH=/usr/bin:/bin", "TMPDIR=" + dir_};
+    o.cwd = dir_;
+    o.stdin_fd = stdin_fd;
+    o.death_signal = SIGKILL;
+    auto c = Child::Start(args, o);
+    EXPECT_NE(c, nullptr);
+    return c;
   }
 
   CtlResult Ctl(std::vector<std::string> args, int stdin_fd = -1) {
-    return Start(std::move(args), stdin_fd)->Finish();
+    return Collect(Start(std::move(args), stdin_fd).get(), std::chrono::seconds(30));
   }
 
   std::string Create(std::vector<std::string> args = {}) {
@@ -478,12 +388,13 @@ TEST_F(SandboxctlFake, ShellPutsTheTerminalBackOnEveryWayOut) {
   // SIGTERM while the session is open: raw mode was on, and is off again after.
   for (int sig : {SIGTERM, SIGHUP}) {
     auto running = Start({"sandbox", "shell", "--cmd", "hold", id}, slave.get());
-    ASSERT_TRUE(running->WaitForOut("ready\r\n")) << sig;
+    ASSERT_NE(running, nullptr);
+    ASSERT_TRUE(running->WaitFor(1, "ready\r\n", std::chrono::seconds(30))) << sig;
     termios raw{};
     ASSERT_EQ(::tcgetattr(slave.get(), &raw), 0);
     EXPECT_EQ(raw.c_lflag & (ICANON | ECHO | ISIG), 0u) << sig;
     running->Signal(sig);
-    CtlResult ended = running->Finish();
+    CtlResult ended = Collect(running.get(), std::chrono::seconds(30));
     EXPECT_EQ(ended.code, 128 + sig) << ended.err;
     ASSERT_EQ(::tcgetattr(slave.get(), &after), 0);
     EXPECT_EQ(after.c_lflag, before.c_lflag) << sig;
