@@ -72,10 +72,10 @@ std::string HostHeader(const Endpoint& ep) {
   return ep.host + ":" + ep.port;
 }
 
-// Connects a socket of the endpoint's kind and calls fn(socket); fn returns a Result or Status.
+// Connects a socket of the endpoint's kind on `ioc` and calls fn(socket); fn returns a Result or
+// Status.
 template <class R, class Fn>
-R WithSocket(const Endpoint& ep, Fn&& fn) {
-  net::io_context ioc;
+R WithSocket(net::io_context& ioc, const Endpoint& ep, Fn&& fn) {
   error_code ec;
   if (ep.kind == Endpoint::Kind::kUnix) {
     local::socket s(ioc);
@@ -92,6 +92,13 @@ R WithSocket(const Endpoint& ep, Fn&& fn) {
   return fn(s);
 }
 
+// The same on an io_context of its own.
+template <class R, class Fn>
+R WithSocket(const Endpoint& ep, Fn&& fn) {
+  net::io_context ioc;
+  return WithSocket<R>(ioc, ep, std::forward<Fn>(fn));
+}
+
 template <class Socket>
 Status WriteRequest(Socket& s, const Endpoint& ep, http::request<http::string_body>& req) {
   error_code ec;
@@ -100,14 +107,62 @@ Status WriteRequest(Socket& s, const Endpoint& ep, http::request<http::string_bo
   return Ok();
 }
 
-http::request<http::string_body> MakeRequest(const Endpoint& ep, const std::string& api_key,
-                                             http::verb verb, const std::string& target) {
-  http::request<http::string_body> req{verb, target, 11};
+Result<http::verb> ParseVerb(std::string_view method) {
+  http::verb verb = http::string_to_verb(method);
+  if (verb == http::verb::unknown) {
+    return MakeError(ErrorCode::kInvalidArgument, "unknown HTTP method '{}'", method);
+  }
+  return verb;
+}
+
+template <class Body = http::string_body>
+http::request<Body> MakeRequest(const Endpoint& ep, const std::string& api_key, http::verb verb,
+                                const std::string& target) {
+  http::request<Body> req{verb, target, 11};
   req.set(http::field::host, HostHeader(ep));
   req.set(http::field::user_agent, kUserAgent);
   if (!api_key.empty()) req.set("x-api-key", api_key);
   req.keep_alive(false);
   return req;
+}
+
+// Reads a whole reply, up to kMaxReplyBytes.
+template <class Socket>
+Result<HttpReply> ReadReply(Socket& s, const Endpoint& ep) {
+  beast::flat_buffer buf;
+  http::response_parser<http::string_body> p;
+  p.body_limit(kMaxReplyBytes);
+  error_code ec;
+  http::read(s, buf, p, ec);
+  if (ec) return IoError(ep, "reading the reply from", ec);
+  HttpReply r;
+  r.status = static_cast<int>(p.get().result_int());
+  r.content_type = std::string(p.get()[http::field::content_type]);
+  r.body = std::move(p.get().body());
+  return r;
+}
+
+// Sets the client's headers and the message limit on `ws` and upgrades to it at `target`; a
+// refused upgrade is ApiError(), another failure names `what` ("the event stream").
+template <class Socket>
+Status OpenWebSocket(websocket::stream<Socket&>& ws, const Endpoint& ep, const std::string& api_key,
+                     const std::string& target, std::string_view what) {
+  ws.set_option(websocket::stream_base::decorator([api_key](websocket::request_type& req) {
+    req.set(http::field::user_agent, kUserAgent);
+    if (!api_key.empty()) req.set("x-api-key", api_key);
+  }));
+  ws.read_message_max(kMaxEventBytes);
+  websocket::response_type res;
+  error_code ec;
+  ws.handshake(res, HostHeader(ep), target, ec);
+  if (ec) {
+    int status = static_cast<int>(res.result_int());
+    if (status != 0 && status != 101) {
+      return ApiError({status, std::string(res[http::field::content_type]), res.body()});
+    }
+    return IoError(ep, fmt::format("opening {} at", what), ec);
+  }
+  return Ok();
 }
 
 }  // namespace
@@ -204,11 +259,9 @@ Result<HttpReply> Client::Call(std::string_view method, const std::string& targe
                                const nlohmann::json* json_body,
                                const std::vector<std::pair<std::string, std::string>>& headers) {
   try {
-    http::verb verb = http::string_to_verb(method);
-    if (verb == http::verb::unknown) {
-      return MakeError(ErrorCode::kInvalidArgument, "unknown HTTP method '{}'", method);
-    }
-    auto req = MakeRequest(endpoint_, api_key_, verb, target);
+    auto verb = ParseVerb(method);
+    if (!verb.ok()) return std::move(verb).error();
+    auto req = MakeRequest(endpoint_, api_key_, *verb, target);
     for (const auto& [name, value] : headers) req.set(name, value);
     if (json_body != nullptr) {
       req.set(http::field::content_type, "application/json");
@@ -217,17 +270,7 @@ Result<HttpReply> Client::Call(std::string_view method, const std::string& targe
     req.prepare_payload();
     return WithSocket<Result<HttpReply>>(endpoint_, [&](auto& s) -> Result<HttpReply> {
       SBX_TRY(WriteRequest(s, endpoint_, req));
-      beast::flat_buffer buf;
-      http::response_parser<http::string_body> p;
-      p.body_limit(kMaxReplyBytes);
-      error_code ec;
-      http::read(s, buf, p, ec);
-      if (ec) return IoError(endpoint_, "reading the reply from", ec);
-      HttpReply r;
-      r.status = static_cast<int>(p.get().result_int());
-      r.content_type = std::string(p.get()[http::field::content_type]);
-      r.body = std::move(p.get().body());
-      return r;
+      return ReadReply(s, endpoint_);
     });
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kInternal, "request to {}: {}", endpoint_.ToString(), e.what());
@@ -245,6 +288,23 @@ Result<nlohmann::json> Client::CallJson(std::string_view method, const std::stri
                      target);
   }
   return j;
+}
+
+Result<Client::Created> Client::CallCreate(const std::string& target, const nlohmann::json& body,
+                                           std::string_view what) {
+  auto reply = Call("POST", target, &body);
+  if (!reply.ok()) return std::move(reply).error();
+  if (reply->status != 200 && reply->status != 201) return ApiError(*reply);
+  Created c;
+  c.resource = nlohmann::json::parse(reply->body, nullptr, false);
+  c.created = reply->status == 201;
+  const auto& r = c.resource;
+  if (!r.is_object() || !r.contains("id") || !r["id"].is_string() ||
+      r["id"].get<std::string>().empty()) {
+    return MakeError(ErrorCode::kInternal, "the server's answer to POST {} is not {}", target,
+                     what);
+  }
+  return c;
 }
 
 Result<int> Client::Stream(const std::string& target, const BodySink& sink) {
@@ -300,23 +360,8 @@ Status Client::FollowEvents(const std::function<std::string(int64_t after)>& mak
     try {
       again = WithSocket<Result<bool>>(endpoint_, [&](auto& s) -> Result<bool> {
         websocket::stream<std::remove_reference_t<decltype(s)>&> ws(s);
-        std::string key = api_key_;
-        ws.set_option(websocket::stream_base::decorator([key](websocket::request_type& req) {
-          req.set(http::field::user_agent, kUserAgent);
-          if (!key.empty()) req.set("x-api-key", key);
-        }));
-        ws.read_message_max(kMaxEventBytes);
-        websocket::response_type res;
+        SBX_TRY(OpenWebSocket(ws, endpoint_, api_key_, make_target(last), "the event stream"));
         error_code ec;
-        const std::string target = make_target(last);
-        ws.handshake(res, HostHeader(endpoint_), target, ec);
-        if (ec) {
-          int status = static_cast<int>(res.result_int());
-          if (status != 0 && status != 101) {
-            return ApiError({status, std::string(res[http::field::content_type]), res.body()});
-          }
-          return IoError(endpoint_, "opening the event stream at", ec);
-        }
         for (;;) {
           beast::flat_buffer buf;
           ws.read(buf, ec);
@@ -370,39 +415,20 @@ Result<HttpReply> Client::Upload(std::string_view method, const std::string& tar
                                  const std::string& content_type, std::optional<uint64_t> length,
                                  const BodyProducer& produce) {
   try {
-    http::verb verb = http::string_to_verb(method);
-    if (verb == http::verb::unknown) {
-      return MakeError(ErrorCode::kInvalidArgument, "unknown HTTP method '{}'", method);
-    }
-    http::request<http::buffer_body> req{verb, target, 11};
-    req.set(http::field::host, HostHeader(endpoint_));
-    req.set(http::field::user_agent, kUserAgent);
-    if (!api_key_.empty()) req.set("x-api-key", api_key_);
+    auto verb = ParseVerb(method);
+    if (!verb.ok()) return std::move(verb).error();
+    auto req = MakeRequest<http::buffer_body>(endpoint_, api_key_, *verb, target);
     req.set(http::field::content_type, content_type);
-    req.keep_alive(false);
     if (length) {
       req.content_length(*length);
     } else {
       req.chunked(true);
     }
     return WithSocket<Result<HttpReply>>(endpoint_, [&](auto& s) -> Result<HttpReply> {
-      auto read_reply = [&]() -> Result<HttpReply> {
-        beast::flat_buffer buf;
-        http::response_parser<http::string_body> p;
-        p.body_limit(kMaxReplyBytes);
-        error_code ec;
-        http::read(s, buf, p, ec);
-        if (ec) return IoError(endpoint_, "reading the reply from", ec);
-        HttpReply r;
-        r.status = static_cast<int>(p.get().result_int());
-        r.content_type = std::string(p.get()[http::field::content_type]);
-        r.body = std::move(p.get().body());
-        return r;
-      };
       // A write that fails may be the server having answered early and closed: its answer,
       // when there is one, says more than the broken pipe.
       auto write_failed = [&](const error_code& ec) -> Result<HttpReply> {
-        auto early = read_reply();
+        auto early = ReadReply(s, endpoint_);
         if (early.ok()) return early;
         return IoError(endpoint_, "sending a request body to", ec);
       };
@@ -461,7 +487,7 @@ Result<HttpReply> Client::Upload(std::string_view method, const std::string& tar
       http::write(s, sr, ec);
       if (ec == http::error::need_buffer) ec = {};
       if (ec) return write_failed(ec);
-      return read_reply();
+      return ReadReply(s, endpoint_);
     });
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kInternal, "request to {}: {}", endpoint_.ToString(), e.what());
@@ -614,29 +640,12 @@ Status Client::Duplex(const std::string& target,
                       const std::function<void(std::shared_ptr<DuplexChannel>)>& on_open,
                       const std::function<Status(std::string_view, bool)>& on_message) {
   try {
-    // The socket must live on the io_context that runs the session, so the connection is made
-    // here rather than by WithSocket.
+    // The socket must live on the io_context that runs the session.
     net::io_context ioc;
     auto run = [&](auto& s) -> Status {
       using Socket = std::remove_reference_t<decltype(s)>;
       auto session = std::make_shared<DuplexSession<Socket>>(ioc, s);
-      auto& ws = session->ws();
-      std::string key = api_key_;
-      ws.set_option(websocket::stream_base::decorator([key](websocket::request_type& req) {
-        req.set(http::field::user_agent, kUserAgent);
-        if (!key.empty()) req.set("x-api-key", key);
-      }));
-      ws.read_message_max(kMaxEventBytes);
-      websocket::response_type res;
-      error_code ec;
-      ws.handshake(res, HostHeader(endpoint_), target, ec);
-      if (ec) {
-        int status = static_cast<int>(res.result_int());
-        if (status != 0 && status != 101) {
-          return ApiError({status, std::string(res[http::field::content_type]), res.body()});
-        }
-        return IoError(endpoint_, "opening the terminal stream at", ec);
-      }
+      SBX_TRY(OpenWebSocket(session->ws(), endpoint_, api_key_, target, "the terminal stream"));
       auto handle = std::make_shared<DuplexHandle<Socket>>(ioc, session);
       session->Start(on_message);
       on_open(handle);
@@ -644,25 +653,13 @@ Status Client::Duplex(const std::string& target,
       handle->Detach();
       // Let every operation still pending finish (aborted) so that no handler keeps the
       // session past the socket and the io_context.
+      error_code ec;
       s.close(ec);
       ioc.restart();
       ioc.run();
       return session->result;
     };
-    error_code ec;
-    if (endpoint_.kind == Endpoint::Kind::kUnix) {
-      local::socket s(ioc);
-      s.connect(local::endpoint(endpoint_.path), ec);
-      if (ec) return ConnectError(endpoint_, ec);
-      return run(s);
-    }
-    tcp::resolver resolver(ioc);
-    auto results = resolver.resolve(endpoint_.host, endpoint_.port, ec);
-    if (ec) return ConnectError(endpoint_, ec);
-    tcp::socket s(ioc);
-    net::connect(s, results, ec);
-    if (ec) return ConnectError(endpoint_, ec);
-    return run(s);
+    return WithSocket<Status>(ioc, endpoint_, run);
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kInternal, "terminal stream from {}: {}", endpoint_.ToString(),
                      e.what());

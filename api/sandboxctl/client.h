@@ -92,6 +92,17 @@ class Client {
   Result<nlohmann::json> CallJson(std::string_view method, const std::string& target,
                                   const nlohmann::json* json_body = nullptr);
 
+  // POST `target` for a resource the server creates (201) or finds again by its idempotency key
+  // (200): the resource and which it was. Other statuses become ApiError(); an answer that is
+  // not a JSON object with a string "id" is kInternal "the server's answer to POST TARGET is not
+  // WHAT" (`what`: "a run").
+  struct Created {
+    nlohmann::json resource;
+    bool created = false;  // 201
+  };
+  Result<Created> CallCreate(const std::string& target, const nlohmann::json& body,
+                             std::string_view what);
+
   // GET `target` and hand the body to `sink` piece by piece as it arrives (chunked or not),
   // never holding it whole. A non-2xx reply is read whole (bounded) and returned as ApiError()
   // without calling `sink`. Returns the status on success.

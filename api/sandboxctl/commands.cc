@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 
 #include "base/unique_fd.h"
 
@@ -15,11 +14,6 @@ namespace sbx::ctl {
 namespace {
 
 std::string RunPath(const std::string& id) { return "/v1/runs/" + PercentEncode(id); }
-
-std::string Upper(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
 
 // The one run id a command takes.
 Result<std::string> OneId(const ParsedArgs& args, size_t skip = 0) {
@@ -29,37 +23,9 @@ Result<std::string> OneId(const ParsedArgs& args, size_t skip = 0) {
   return args.positional[skip];
 }
 
-int64_t Int(const nlohmann::json& j, const char* key, int64_t fallback = 0) {
-  if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return fallback;
-  return j[key].get<int64_t>();
-}
-
 std::string OptText(const nlohmann::json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || j[key].is_null()) return "-";
   return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
-}
-
-std::string LimitsText(const nlohmann::json& l) {
-  if (!l.is_object()) return "-";
-  std::vector<std::string> parts;
-  if (l.contains("cpus") && l["cpus"].is_number()) {
-    parts.push_back(fmt::format("cpus {}", l["cpus"].get<double>()));
-  }
-  if (l.contains("memory") && l["memory"].is_number()) {
-    parts.push_back("memory " + FormatBytes(l["memory"].get<int64_t>()));
-  }
-  if (l.contains("pids") && l["pids"].is_number()) {
-    parts.push_back(fmt::format("pids {}", l["pids"].get<int64_t>()));
-  }
-  if (l.contains("timeout_s") && l["timeout_s"].is_number()) {
-    parts.push_back(fmt::format("timeout {}s", l["timeout_s"].get<int64_t>()));
-  }
-  if (l.contains("output_bytes") && l["output_bytes"].is_number()) {
-    parts.push_back("output " + FormatBytes(l["output_bytes"].get<int64_t>()));
-  }
-  std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
-  return out.empty() ? "-" : out;
 }
 
 std::string MapText(const nlohmann::json& m) {
@@ -92,7 +58,7 @@ void PrintRun(const nlohmann::json& run) {
       {"State", Str(run, "state")},
       {"Submitter", Str(run, "submitter")},
       {"Command", CommandSummary(run)},
-      {"Limits", LimitsText(run.value("limits", nlohmann::json()))},
+      {"Limits", LimitsText(run.value("limits", nlohmann::json()), "memory")},
       {"Network", Str(run, "network", "-")},
       {"Seccomp", Str(run, "seccomp_profile", "-")},
       {"Env", MapText(run.value("env", nlohmann::json()))},
@@ -123,12 +89,7 @@ void PrintRun(const nlohmann::json& run) {
       rows.push_back({"  step " + Str(s, "name"), StepResultText(s)});
     }
   }
-  size_t width = 0;
-  for (const auto& [k, v] : rows) width = std::max(width, k.size());
-  std::string out;
-  for (const auto& [k, v] : rows)
-    out += k + ":" + std::string(width - k.size() + 2, ' ') + v + "\n";
-  (void)WriteOut(1, out);
+  PrintFacts(rows);
 }
 
 // approve / reject / cancel: one POST per run id given.
@@ -466,12 +427,14 @@ int CmdInfo(Context& ctx, const ParsedArgs& args) {
   out += fmt::format("Max concurrent runs:  {}\n", OptText(*info, "max_concurrent_runs"));
   out += fmt::format("Max queue:            {}\n", OptText(*info, "max_queue"));
   const auto& limits = info->value("limits", nlohmann::json());
-  out += fmt::format("Default limits:       {}\n",
-                     LimitsText(limits.is_object() ? limits.value("defaults", nlohmann::json())
-                                                   : nlohmann::json()));
+  out += fmt::format(
+      "Default limits:       {}\n",
+      LimitsText(limits.is_object() ? limits.value("defaults", nlohmann::json()) : nlohmann::json(),
+                 "memory"));
   out += fmt::format(
       "Maximum limits:       {}\n",
-      LimitsText(limits.is_object() ? limits.value("maxima", nlohmann::json()) : nlohmann::json()));
+      LimitsText(limits.is_object() ? limits.value("maxima", nlohmann::json()) : nlohmann::json(),
+                 "memory"));
   const auto& iso = info->value("isolation", nlohmann::json());
   if (iso.is_object()) {
     for (auto it = iso.begin(); it != iso.end(); ++it) {

@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "api/sandboxctl/args.h"
@@ -81,12 +83,23 @@ std::string FormatBytes(int64_t bytes);
 std::string Truncate(const std::string& s, size_t max);
 // A string field of a JSON object, or `fallback` when absent or not a string.
 std::string Str(const nlohmann::json& j, const char* key, std::string fallback = "");
+// An integer field of a JSON object (a number, truncated), or `fallback` when absent or not one.
+int64_t Int(const nlohmann::json& j, const char* key, int64_t fallback = 0);
+// `s` in upper case (ASCII).
+std::string Upper(std::string s);
+// "Key:  value" lines on stdout, the values lined up after the longest key.
+void PrintFacts(const std::vector<std::pair<std::string, std::string>>& rows);
+// "cpus 1, memory 256 MiB, pids 64, timeout 30s, output 1 MiB" from a limits object (memory
+// under `memory_key`: runs say "memory", sandboxes "memory_bytes"); "-" when it has none.
+std::string LimitsText(const nlohmann::json& limits, const char* memory_key);
 // A run's command for display: its argv, or "NAME: ARGV; NAME: ARGV" for steps.
 std::string CommandSummary(const nlohmann::json& run);
 // What the EXIT column shows: the exit code, the signal name, or "-".
 std::string ExitSummary(const nlohmann::json& run);
 // "SIGKILL" (or "SIG9") to 9; 0 when unknown.
 int SignalNumber(std::string_view name);
+// This shell's value of the environment variable `name`; nullopt when it is not set.
+std::optional<std::string> LookupEnv(const std::string& name);
 // The whole of a file, or of standard input for "-"; `what` ("--stdin") starts the messages.
 Result<std::string> ReadInput(const std::string& path, std::string_view what);
 

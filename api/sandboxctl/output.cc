@@ -4,6 +4,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -118,6 +120,57 @@ std::string Truncate(const std::string& s, size_t max) {
 std::string Str(const nlohmann::json& j, const char* key, std::string fallback) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return fallback;
   return j[key].get<std::string>();
+}
+
+std::optional<std::string> LookupEnv(const std::string& name) {
+  const char* v = std::getenv(name.c_str());
+  if (v == nullptr) return std::nullopt;
+  return std::string(v);
+}
+
+int64_t Int(const nlohmann::json& j, const char* key, int64_t fallback) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return fallback;
+  return j[key].get<int64_t>();
+}
+
+std::string Upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+void PrintFacts(const std::vector<std::pair<std::string, std::string>>& rows) {
+  size_t width = 0;
+  for (const auto& [k, v] : rows) width = std::max(width, k.size());
+  std::string out;
+  for (const auto& [k, v] : rows)
+    out += k + ":" + std::string(width - k.size() + 2, ' ') + v + "\n";
+  (void)WriteOut(1, out);
+}
+
+std::string LimitsText(const nlohmann::json& l, const char* memory_key) {
+  if (!l.is_object()) return "-";
+  std::vector<std::string> parts;
+  if (l.contains("cpus") && l["cpus"].is_number()) {
+    parts.push_back(fmt::format("cpus {}", l["cpus"].get<double>()));
+  }
+  if (l.contains(memory_key) && l[memory_key].is_number()) {
+    parts.push_back("memory " + FormatBytes(l[memory_key].get<int64_t>()));
+  }
+  if (l.contains("pids") && l["pids"].is_number()) {
+    parts.push_back(fmt::format("pids {}", l["pids"].get<int64_t>()));
+  }
+  if (l.contains("timeout_s") && l["timeout_s"].is_number()) {
+    parts.push_back(fmt::format("timeout {}s", l["timeout_s"].get<int64_t>()));
+  }
+  if (l.contains("output_bytes") && l["output_bytes"].is_number()) {
+    parts.push_back("output " + FormatBytes(l["output_bytes"].get<int64_t>()));
+  }
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += ", ";
+    out += p;
+  }
+  return out.empty() ? "-" : out;
 }
 
 std::string CommandSummary(const nlohmann::json& run) {

@@ -5,10 +5,10 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <thread>
 
 #include "api/sandboxctl/commands.h"
+#include "api/sandboxctl/sandbox_args.h"
 #include "base/fs.h"
 
 namespace sbx::ctl {
@@ -57,23 +57,8 @@ Result<nlohmann::json> BuildRequest(const ParsedArgs& a) {
     limits["timeout_s"] = static_cast<int64_t>((*ms + 999) / 1000);
   }
   if (!limits.empty()) body["limits"] = limits;
-  for (const auto& e : a.All("env")) {
-    if (e.find('=') == std::string::npos && !e.empty()) {
-      // --env NAME passes this shell's value on.
-      const char* v = std::getenv(e.c_str());
-      if (v == nullptr) return usage("--env " + e + ": not set here (use --env " + e + "=VALUE)");
-      body["env"][e] = v;
-      continue;
-    }
-    auto kv = ParseKeyValue(e, "--env");
-    if (!kv.ok()) return std::move(kv).error();
-    body["env"][kv->first] = kv->second;
-  }
-  for (const auto& l : a.All("label")) {
-    auto kv = ParseKeyValue(l, "--label");
-    if (!kv.ok()) return std::move(kv).error();
-    body["labels"][kv->first] = kv->second;
-  }
+  SBX_TRY(AddEnv(a, body, LookupEnv));
+  SBX_TRY(AddLabels(a, body));
   if (auto w = a.Last("workspace")) body["workspace"] = *w;
   if (auto k = a.Last("idempotency-key")) body["idempotency_key"] = *k;
   if (auto s = a.Last("stdin")) {
@@ -240,23 +225,15 @@ int CmdRun(Context& ctx, const ParsedArgs& args) {
     (void)WriteOut(2, "sandboxctl: " + body.error().ToString() + "\n");
     return kExitRunFailed;
   }
-  auto reply = ctx.client->Call("POST", "/v1/runs", &*body);
-  if (!reply.ok()) {
-    ReportError(ctx, reply.error());
+  auto created = ctx.client->CallCreate("/v1/runs", *body, "a run");
+  if (!created.ok()) {
+    ReportError(ctx, created.error());
     return kExitRunFailed;
   }
-  if (reply->status != 200 && reply->status != 201) {
-    ReportError(ctx, ApiError(*reply));
-    return kExitRunFailed;
-  }
-  auto run = nlohmann::json::parse(reply->body, nullptr, false);
-  if (run.is_discarded() || Str(run, "id").empty()) {
-    (void)WriteOut(2, "sandboxctl: the server's answer to POST /v1/runs is not a run\n");
-    return kExitRunFailed;
-  }
+  const nlohmann::json& run = created->resource;
   const std::string id = Str(run, "id");
   const bool quiet = args.Has("quiet");
-  if (reply->status == 200 && !quiet) {
+  if (!created->created && !quiet) {
     (void)WriteOut(2, fmt::format("sandboxctl: run {} already exists for this idempotency key "
                                   "({})\n",
                                   id, Str(run, "state")));

@@ -13,7 +13,8 @@ Error Usage(std::string message) {
   return Error{ErrorCode::kInvalidArgument, 0, std::move(message), {}};
 }
 
-// --env K=V, or --env K for this shell's value.
+}  // namespace
+
 Status AddEnv(const ParsedArgs& args, nlohmann::json& body,
               const std::function<std::optional<std::string>(const std::string&)>& lookup_env) {
   for (const auto& e : args.All("env")) {
@@ -30,7 +31,14 @@ Status AddEnv(const ParsedArgs& args, nlohmann::json& body,
   return Ok();
 }
 
-}  // namespace
+Status AddLabels(const ParsedArgs& args, nlohmann::json& body) {
+  for (const auto& l : args.All("label")) {
+    auto kv = ParseKeyValue(l, "--label");
+    if (!kv.ok()) return std::move(kv).error();
+    body["labels"][kv->first] = kv->second;
+  }
+  return Ok();
+}
 
 const std::vector<OptionSpec>& SandboxCreateOptions() {
   static const std::vector<OptionSpec> kOptions = {
@@ -141,11 +149,7 @@ Result<nlohmann::json> BuildCreateBody(
     body["workspace"] = {{"path", w->path}};
     if (!w->mode.empty()) body["workspace"]["mode"] = w->mode;
   }
-  for (const auto& l : args.All("label")) {
-    auto kv = ParseKeyValue(l, "--label");
-    if (!kv.ok()) return std::move(kv).error();
-    body["labels"][kv->first] = kv->second;
-  }
+  SBX_TRY(AddLabels(args, body));
   SBX_TRY(AddEnv(args, body, lookup_env));
   if (auto b = args.Last("backend")) {
     if (*b != "native" && *b != "docker" && *b != "auto") {

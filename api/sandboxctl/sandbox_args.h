@@ -1,6 +1,6 @@
 // The parts of `sandboxctl sandbox …` that need no server: the subcommands' options, the request
 // bodies built from them (docs/sandboxes.md), cp's ID:PATH operands and a process's exit status.
-// Pure functions, for the commands and for their unit tests.
+// Pure functions, for the commands (`run` too) and for their unit tests.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +38,13 @@ struct WorkspaceArg {
 // --workspace PATH[:ro|:cow|:rw]. A relative PATH is made absolute against `cwd` (the daemon
 // does not know ours).
 Result<WorkspaceArg> ParseWorkspace(std::string_view s, const std::string& cwd);
+
+// --env K=V (repeatable) into body["env"]; --env K takes this shell's value from `lookup_env`
+// (nullopt: not set, a usage error). Shared with `run`.
+Status AddEnv(const ParsedArgs& args, nlohmann::json& body,
+              const std::function<std::optional<std::string>(const std::string&)>& lookup_env);
+// --label K=V (repeatable) into body["labels"]. Shared with `run`.
+Status AddLabels(const ParsedArgs& args, nlohmann::json& body);
 
 // The body of POST /v1/sandboxes from `sandbox create`'s options (no positionals). `lookup_env`
 // gives this shell's value for --env NAME (nullopt: not set).

@@ -6,23 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
-#include <cstdlib>
 
 #include "api/sandboxctl/sandbox_args.h"
 
 namespace sbx::ctl {
 namespace {
-
-std::string Upper(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-
-int64_t Int(const nlohmann::json& j, const char* key, int64_t fallback = 0) {
-  if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return fallback;
-  return j[key].get<int64_t>();
-}
 
 std::string Labels(const nlohmann::json& labels) {
   if (!labels.is_object() || labels.empty()) return "-";
@@ -33,32 +21,6 @@ std::string Labels(const nlohmann::json& labels) {
            (it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
   }
   return out;
-}
-
-std::string LimitsText(const nlohmann::json& l) {
-  if (!l.is_object()) return "-";
-  std::vector<std::string> parts;
-  if (l.contains("cpus") && l["cpus"].is_number()) {
-    parts.push_back(fmt::format("cpus {:g}", l["cpus"].get<double>()));
-  }
-  if (l.contains("memory_bytes") && l["memory_bytes"].is_number()) {
-    parts.push_back("memory " + FormatBytes(l["memory_bytes"].get<int64_t>()));
-  }
-  if (l.contains("pids") && l["pids"].is_number()) {
-    parts.push_back(fmt::format("pids {}", l["pids"].get<int64_t>()));
-  }
-  if (l.contains("timeout_s") && l["timeout_s"].is_number()) {
-    parts.push_back(fmt::format("timeout {}s", l["timeout_s"].get<int64_t>()));
-  }
-  if (l.contains("output_bytes") && l["output_bytes"].is_number()) {
-    parts.push_back("output " + FormatBytes(l["output_bytes"].get<int64_t>()));
-  }
-  std::string out;
-  for (const auto& p : parts) {
-    if (!out.empty()) out += ", ";
-    out += p;
-  }
-  return out.empty() ? "-" : out;
 }
 
 // "review: memory 2 GiB above allow_within.memory 512 MiB; …" from a policy decision.
@@ -78,15 +40,6 @@ std::string PolicyText(const nlohmann::json& policy) {
         fmt::format(" ({}:{} {})", Str(rule, "file", "?"), Int(rule, "line"), Str(rule, "pattern"));
   }
   return out;
-}
-
-void PrintFacts(const std::vector<std::pair<std::string, std::string>>& rows) {
-  size_t width = 0;
-  for (const auto& [k, v] : rows) width = std::max(width, k.size());
-  std::string out;
-  for (const auto& [k, v] : rows)
-    out += k + ":" + std::string(width - k.size() + 2, ' ') + v + "\n";
-  (void)WriteOut(1, out);
 }
 
 std::string Time(const nlohmann::json& j, const char* key) {
@@ -112,7 +65,7 @@ void PrintSandbox(const nlohmann::json& s) {
       {"State", state},
       {"Submitter", Str(s, "submitter", "-")},
       {"Backend", backend},
-      {"Limits", LimitsText(s.value("limits", nlohmann::json()))},
+      {"Limits", LimitsText(s.value("limits", nlohmann::json()), "memory_bytes")},
       {"Idle timeout", s.contains("idle_timeout_s") && s["idle_timeout_s"].is_number()
                            ? fmt::format("{}s", Int(s, "idle_timeout_s"))
                            : "-"},
@@ -182,18 +135,16 @@ std::string WatchLine(const nlohmann::json& ev) {
   return line + "\n";
 }
 
-std::optional<std::string> LookupEnv(const std::string& name) {
-  const char* v = std::getenv(name.c_str());
-  if (v == nullptr) return std::nullopt;
-  return std::string(v);
-}
-
 }  // namespace
 
 std::string SandboxTarget(const std::string& id) { return "/v1/sandboxes/" + PercentEncode(id); }
 
 std::string ProcessTarget(const std::string& id, const std::string& pid) {
   return SandboxTarget(id) + "/processes/" + PercentEncode(pid);
+}
+
+std::string ProcessEventsTarget(const std::string& id, const std::string& pid, int64_t after) {
+  return ProcessTarget(id, pid) + "/events?after=" + std::to_string(after);
 }
 
 std::string ProcessId(const nlohmann::json& process) {
@@ -223,9 +174,8 @@ Status FollowProcessOutput(Client& client, const std::string& id, const std::str
                            const std::function<void(const nlohmann::json&)>& on_event) {
   *finished = false;
   Status write_error = Ok();
-  const std::string base = ProcessTarget(id, pid) + "/events?after=";
   Status st = client.FollowEvents(
-      [&](int64_t after) { return base + std::to_string(after); }, 0,
+      [&](int64_t after) { return ProcessEventsTarget(id, pid, after); }, 0,
       [&](const nlohmann::json& ev) {
         const std::string type = Str(ev, "type");
         if (on_event) on_event(ev);
@@ -287,17 +237,12 @@ int CmdSandboxCreate(Context& ctx, const ParsedArgs& args) {
   if (::getcwd(cwd, sizeof cwd) == nullptr) cwd[0] = '\0';
   auto body = BuildCreateBody(args, cwd, LookupEnv);
   if (!body.ok()) return ReportUsage(ctx, body.error().message);
-  auto reply = ctx.client->Call("POST", "/v1/sandboxes", &*body);
-  if (!reply.ok()) return ReportError(ctx, reply.error());
-  if (reply->status != 200 && reply->status != 201) return ReportError(ctx, ApiError(*reply));
-  auto sandbox = nlohmann::json::parse(reply->body, nullptr, false);
-  if (sandbox.is_discarded() || Str(sandbox, "id").empty()) {
-    (void)WriteOut(2, "sandboxctl: the server's answer to POST /v1/sandboxes is not a sandbox\n");
-    return kExitError;
-  }
+  auto created = ctx.client->CallCreate("/v1/sandboxes", *body, "a sandbox");
+  if (!created.ok()) return ReportError(ctx, created.error());
+  const nlohmann::json& sandbox = created->resource;
   const std::string id = Str(sandbox, "id");
   const bool quiet = args.Has("quiet");
-  if (reply->status == 200 && !quiet) {
+  if (!created->created && !quiet) {
     (void)WriteOut(2, fmt::format("sandboxctl: sandbox {} already exists for this idempotency "
                                   "key\n",
                                   id));
@@ -418,10 +363,7 @@ int CmdSandboxLogs(Context& ctx, const ParsedArgs& args) {
     // --follow --json: the events, one JSON object a line.
     Status write_error = Ok();
     Status st = ctx.client->FollowEvents(
-        [&](int64_t after) {
-          return ProcessTarget(id, pid) + "/events?after=" + std::to_string(after);
-        },
-        0,
+        [&](int64_t after) { return ProcessEventsTarget(id, pid, after); }, 0,
         [&](const nlohmann::json& ev) {
           if (ev.value("type", "") == "process.log" && !stream.empty() &&
               Str(ev, "stream") != stream) {

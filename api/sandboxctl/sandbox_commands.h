@@ -17,6 +17,8 @@ namespace sbx::ctl {
 // "/v1/sandboxes/ID" and "/v1/sandboxes/ID/processes/PID" (PID: an id or a tag), encoded.
 std::string SandboxTarget(const std::string& id);
 std::string ProcessTarget(const std::string& id, const std::string& pid);
+// "…/processes/PID/events?after=N", the process's events WebSocket from seq N on.
+std::string ProcessEventsTarget(const std::string& id, const std::string& pid, int64_t after);
 // A process's id as the API shows it ("3"), or "" when it has none.
 std::string ProcessId(const nlohmann::json& process);
 

@@ -3,7 +3,6 @@
 // WebSocket).
 #include <unistd.h>
 
-#include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -14,12 +13,6 @@
 
 namespace sbx::ctl {
 namespace {
-
-std::optional<std::string> LookupEnv(const std::string& name) {
-  const char* v = std::getenv(name.c_str());
-  if (v == nullptr) return std::nullopt;
-  return std::string(v);
-}
 
 // POST …/processes (with `query`): the process, or the error already reported (the exit status
 // to return in *code).
@@ -69,6 +62,22 @@ Status WriteCaptured(Context& ctx, const std::string& id, const std::string& pid
   return Ok();
 }
 
+// The process as it is now, once following it ended with `followed`. nullopt when either failed
+// (reported; the command exits with kExitRunFailed).
+std::optional<nlohmann::json> ProcessAfter(Context& ctx, const Status& followed,
+                                           const std::string& id, const std::string& pid) {
+  if (!followed.ok()) {
+    ReportError(ctx, followed.error());
+    return std::nullopt;
+  }
+  auto process = ctx.client->CallJson("GET", ProcessTarget(id, pid));
+  if (!process.ok()) {
+    ReportError(ctx, process.error());
+    return std::nullopt;
+  }
+  return std::move(*process);
+}
+
 // Waits for a process that is waiting for review or running: its output to ours (not with
 // --json), then its record. nullopt when following failed (reported; *code set).
 std::optional<nlohmann::json> FollowToEnd(Context& ctx, const std::string& id,
@@ -85,18 +94,9 @@ std::optional<nlohmann::json> FollowToEnd(Context& ctx, const std::string& id,
                                         pid));
         }
       });
-  if (!st.ok()) {
-    ReportError(ctx, st.error());
-    *code = kExitRunFailed;
-    return std::nullopt;
-  }
-  auto process = ctx.client->CallJson("GET", ProcessTarget(id, pid));
-  if (!process.ok()) {
-    ReportError(ctx, process.error());
-    *code = kExitRunFailed;
-    return std::nullopt;
-  }
-  return std::move(*process);
+  auto process = ProcessAfter(ctx, st, id, pid);
+  if (!process) *code = kExitRunFailed;
+  return process;
 }
 
 }  // namespace
@@ -184,24 +184,14 @@ int CmdSandboxShell(Context& ctx, const ParsedArgs& args) {
     if (!quiet) NoticeProcessReview(id, pid, *process);
     // Until it starts (approved) or ends (rejected); nothing of its output is ours yet.
     Status st = ctx.client->FollowEvents(
-        [&](int64_t after) {
-          return ProcessTarget(id, pid) + "/events?after=" + std::to_string(after);
-        },
-        0,
+        [&](int64_t after) { return ProcessEventsTarget(id, pid, after); }, 0,
         [](const nlohmann::json& ev) {
           const std::string type = Str(ev, "type");
           return type == "process.started" || type == "process.finished" ? EventAction::kStop
                                                                          : EventAction::kContinue;
         });
-    if (!st.ok()) {
-      ReportError(ctx, st.error());
-      return kExitRunFailed;
-    }
-    auto now = ctx.client->CallJson("GET", ProcessTarget(id, pid));
-    if (!now.ok()) {
-      ReportError(ctx, now.error());
-      return kExitRunFailed;
-    }
+    auto now = ProcessAfter(ctx, st, id, pid);
+    if (!now) return kExitRunFailed;
     if (Str(*now, "state") != "RUNNING") return Conclude(*now);
     if (!quiet) (void)WriteOut(2, fmt::format("sandboxctl: process {} was approved\n", pid));
   }
@@ -263,15 +253,8 @@ int CmdSandboxShell(Context& ctx, const ParsedArgs& args) {
     std::lock_guard lock(shared->mu);
     shared->channel.reset();
   }
-  if (!st.ok()) {
-    ReportError(ctx, st.error());
-    return kExitRunFailed;
-  }
-  auto now = ctx.client->CallJson("GET", ProcessTarget(id, pid));
-  if (!now.ok()) {
-    ReportError(ctx, now.error());
-    return kExitRunFailed;
-  }
+  auto now = ProcessAfter(ctx, st, id, pid);
+  if (!now) return kExitRunFailed;
   if (Str(*now, "state") == "RUNNING") {
     if (!quiet) {
       (void)WriteOut(2, fmt::format("sandboxctl: our input ended; process {} goes on in "
