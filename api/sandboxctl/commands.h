@@ -58,6 +58,8 @@ int CmdSandboxInspect(Context& ctx, const ParsedArgs& args);
 int CmdSandboxRm(Context& ctx, const ParsedArgs& args);
 int CmdSandboxPause(Context& ctx, const ParsedArgs& args);
 int CmdSandboxResume(Context& ctx, const ParsedArgs& args);
+int CmdSandboxApprove(Context& ctx, const ParsedArgs& args);
+int CmdSandboxReject(Context& ctx, const ParsedArgs& args);
 int CmdSandboxExec(Context& ctx, const ParsedArgs& args);
 int CmdSandboxShell(Context& ctx, const ParsedArgs& args);
 int CmdSandboxCp(Context& ctx, const ParsedArgs& args);

@@ -35,7 +35,7 @@ Commands:
   audit [--run ID]            show the audit trail (reviewer role)
   policy test "CMD"           ask the command policy what it would decide
   info                        the daemon's limits and isolation
-  sandbox create|ls|inspect|rm|pause|resume|exec|shell|cp|logs|watch …
+  sandbox create|ls|inspect|rm|pause|resume|approve|reject|exec|shell|cp|logs|watch …
                               long-lived sandboxes: start processes, open a shell, copy files
   version                     sandboxctl's version
   help [COMMAND [SUBCOMMAND]] this text, or a command's
@@ -157,6 +157,8 @@ Subcommands:
   inspect ID                     show a sandbox and its live figures
   rm ID…                         end sandboxes (everything in them is killed)
   pause ID… / resume ID…         freeze and thaw every process in sandboxes
+  approve ID… [--process PID]    approve sandboxes (or a process) waiting for review
+  reject ID… [--process PID]     reject them, with --reason TEXT
   exec ID [OPTIONS] -- ARGV…     run a command, print its output, exit with its status
   shell ID [--cmd CMD]           an interactive terminal in a sandbox
   cp [-r] SRC DST                copy files in (LOCAL ID:PATH) or out (ID:PATH LOCAL)
@@ -217,6 +219,28 @@ Freezes every process in sandboxes (cgroup freezer); `sandbox resume` thaws them
 constexpr char kSandboxResumeUsage[] = R"(Usage: sandboxctl sandbox resume ID…
 
 Thaws the processes of paused sandboxes.
+)";
+
+constexpr char kSandboxApproveUsage[] = R"(Usage: sandboxctl sandbox approve ID…
+       sandboxctl sandbox approve ID --process PID|TAG
+
+Approves sandboxes waiting for review, which then start; with --process, a process of sandbox ID
+waiting for review, which then runs. Needs the reviewer or admin role; nobody approves their own.
+
+Options:
+  -p, --process PID|TAG   the process to approve (an id or a tag) instead of the sandbox
+)";
+
+constexpr char kSandboxRejectUsage[] =
+    R"(Usage: sandboxctl sandbox reject [--reason TEXT] ID…
+       sandboxctl sandbox reject [--reason TEXT] ID --process PID|TAG
+
+Rejects sandboxes waiting for review (they end FAILED) or, with --process, a process of sandbox ID
+waiting for review (it ends REJECTED). Reviewer or admin role.
+
+Options:
+  -p, --process PID|TAG   the process to reject (an id or a tag) instead of the sandbox
+  --reason TEXT           why; it ends up in the reason the submitter sees
 )";
 
 constexpr char kSandboxExecUsage[] =
@@ -353,6 +377,12 @@ const std::vector<Command>& Commands() {
            {"rm", kSandboxRmUsage, {}, false, CmdSandboxRm},
            {"pause", kSandboxPauseUsage, {}, false, CmdSandboxPause},
            {"resume", kSandboxResumeUsage, {}, false, CmdSandboxResume},
+           {"approve", kSandboxApproveUsage, {{"process", 'p', true}}, false, CmdSandboxApprove},
+           {"reject",
+            kSandboxRejectUsage,
+            {{"process", 'p', true}, {"reason", 0, true}},
+            false,
+            CmdSandboxReject},
            {"exec", kSandboxExecUsage, SandboxExecOptions(), false, CmdSandboxExec, true},
            {"shell", kSandboxShellUsage, SandboxShellOptions(), false, CmdSandboxShell},
            {"cp", kSandboxCpUsage, SandboxCpOptions(), false, CmdSandboxCp},

@@ -1,6 +1,6 @@
-// `sandboxctl sandbox create|ls|inspect|rm|pause|resume|logs|watch` (docs/sandboxes.md), and the
-// helpers the sandbox commands share (sandbox_commands.h). exec and shell are in
-// sandbox_exec.cc, cp in sandbox_cp.cc.
+// `sandboxctl sandbox create|ls|inspect|rm|pause|resume|approve|reject|logs|watch`
+// (docs/sandboxes.md), and the helpers the sandbox commands share (sandbox_commands.h). exec and
+// shell are in sandbox_exec.cc, cp in sandbox_cp.cc.
 #include "api/sandboxctl/sandbox_commands.h"
 
 #include <unistd.h>
@@ -106,14 +106,16 @@ void PrintSandbox(const nlohmann::json& s) {
   PrintFacts(rows);
 }
 
-// rm / pause / resume: one call per sandbox id given.
+// rm / pause / resume / approve / reject: one call per sandbox id given (with `body`, when not
+// null).
 int SandboxAction(Context& ctx, const ParsedArgs& args, std::string_view method,
-                  const std::string& suffix, const char* done) {
+                  const std::string& suffix, const char* done,
+                  const nlohmann::json* body = nullptr) {
   if (args.positional.empty()) return ReportUsage(ctx, "needs a sandbox ID");
   int status = 0;
   nlohmann::json all = nlohmann::json::array();
   for (const auto& id : args.positional) {
-    auto s = ctx.client->CallJson(method, SandboxTarget(id) + suffix);
+    auto s = ctx.client->CallJson(method, SandboxTarget(id) + suffix, body);
     if (!s.ok()) {
       status = ReportError(ctx, s.error());
       continue;
@@ -126,6 +128,28 @@ int SandboxAction(Context& ctx, const ParsedArgs& args, std::string_view method,
   }
   if (ctx.json && !all.empty()) PrintJson(args.positional.size() == 1 ? all[0] : all);
   return status;
+}
+
+// approve / reject (`verb`): the sandboxes given, or with --process PID that process of the one
+// sandbox given. `body`: reject's {"reason"}, null for approve.
+int SandboxReview(Context& ctx, const ParsedArgs& args, const std::string& verb, const char* done,
+                  const nlohmann::json* body) {
+  const auto pid = args.Last("process");
+  if (!pid) return SandboxAction(ctx, args, "POST", ":" + verb, done, body);
+  if (pid->empty()) return ReportUsage(ctx, "--process: give a process id or tag");
+  if (args.positional.size() != 1) {
+    return ReportUsage(ctx, "--process needs exactly one sandbox ID");
+  }
+  const std::string& id = args.positional[0];
+  auto process = ctx.client->CallJson("POST", ProcessTarget(id, *pid) + ":" + verb, body);
+  if (!process.ok()) return ReportError(ctx, process.error());
+  if (ctx.json) {
+    PrintJson(*process);
+  } else {
+    (void)WriteOut(1, fmt::format("{} process {} in sandbox {} ({})\n", done, *pid, id,
+                                  Str(*process, "state")));
+  }
+  return 0;
 }
 
 // The text of a files:watch event: "created /workspace/a", "moved /a -> /b".
@@ -212,19 +236,20 @@ Status FollowProcessOutput(Client& client, const std::string& id, const std::str
 void NoticeProcessReview(const std::string& id, const std::string& pid,
                          const nlohmann::json& process) {
   (void)WriteOut(2, fmt::format("sandboxctl: process {} in sandbox {} is waiting for review ({}); "
-                                "a reviewer approves it with POST {}:approve\n",
+                                "a reviewer approves it with:\n  sandboxctl sandbox approve {} "
+                                "--process {}\n",
                                 pid, id, PolicyText(process.value("policy", nlohmann::json())),
-                                ProcessTarget(id, pid)));
+                                ShellQuote(id), ShellQuote(pid)));
 }
 
 void NoticeSandboxState(const nlohmann::json& sandbox) {
   const std::string id = Str(sandbox, "id");
   const std::string state = Str(sandbox, "state");
   if (state == "AWAITING_REVIEW") {
-    (void)WriteOut(2, fmt::format("sandboxctl: sandbox {} is waiting for review ({}); a reviewer "
-                                  "approves it with POST {}:approve\n",
-                                  id, PolicyText(sandbox.value("policy", nlohmann::json())),
-                                  SandboxTarget(id)));
+    (void)WriteOut(
+        2, fmt::format("sandboxctl: sandbox {} is waiting for review ({}); a reviewer "
+                       "approves it with:\n  sandboxctl sandbox approve {}\n",
+                       id, PolicyText(sandbox.value("policy", nlohmann::json())), ShellQuote(id)));
   } else {
     std::string reason = Str(sandbox, "reason");
     (void)WriteOut(2, fmt::format("sandboxctl: sandbox {} is {}{}\n", id, state,
@@ -321,6 +346,16 @@ int CmdSandboxPause(Context& ctx, const ParsedArgs& args) {
 
 int CmdSandboxResume(Context& ctx, const ParsedArgs& args) {
   return SandboxAction(ctx, args, "POST", ":resume", "resumed");
+}
+
+int CmdSandboxApprove(Context& ctx, const ParsedArgs& args) {
+  return SandboxReview(ctx, args, "approve", "approved", nullptr);
+}
+
+int CmdSandboxReject(Context& ctx, const ParsedArgs& args) {
+  nlohmann::json body = nlohmann::json::object();
+  if (auto r = args.Last("reason")) body["reason"] = *r;
+  return SandboxReview(ctx, args, "reject", "rejected", &body);
 }
 
 int CmdSandboxLogs(Context& ctx, const ParsedArgs& args) {

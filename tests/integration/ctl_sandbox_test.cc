@@ -2,8 +2,9 @@
 // a Unix socket and the real CLI run as a child process whose stdout, stderr and exit status are
 // checked: a sandbox created (approved by the policy's sandboxes section), a command run in it
 // with its output and exit status, a binary file copied in and out byte for byte, the logs, ls
-// and inspect as JSON, and rm. tests/unit/sandboxctl_fake_daemon_test.cc checks the client's
-// side of each call against a stand-in; this checks that the daemon answers as the client reads.
+// and inspect as JSON, rm, and a reviewer's approve and reject (a submitter's refused).
+// tests/unit/sandboxctl_fake_daemon_test.cc checks the client's side of each call against a
+// stand-in; this checks that the daemon answers as the client reads.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -23,22 +24,27 @@ namespace {
 
 constexpr char kSubmitterKey[] = "ctl-sandbox-test-submitter";
 constexpr char kOtherKey[] = "ctl-sandbox-test-other-submitter";
+constexpr char kReviewerKey[] = "ctl-sandbox-test-reviewer";
 
 class CtlSandboxTest : public ServerTest {
  protected:
   void SetUp() override {
     ServerTest::SetUp();
     if (IsSkipped()) return;
-    // Commands run without review; sandboxes of at most 1 CPU and 512 MiB start at once (the
-    // other bounds are the shipped policy's business, not this test's).
+    // Commands run without review but `/bin/echo needs-review …`; sandboxes of at most 1 CPU
+    // and 512 MiB start at once (the other bounds are the shipped policy's business, not this
+    // test's).
     SetUpServer("ctlsbx",
                 "  \"*\": allow\n"
+                "  \"/bin/echo needs-review*\": review\n"
                 "sandboxes:\n"
                 "  allow_within: {cpus: 1, memory: 512MiB, workspace: [none]}\n"
                 "  otherwise: review\n");
     api_sock_ = dir_ + "/api.sock";
     WriteConfig("unix:" + api_sock_,
-                {{"sub", "submitter", kSubmitterKey}, {"other", "submitter", kOtherKey}},
+                {{"sub", "submitter", kSubmitterKey},
+                 {"other", "submitter", kOtherKey},
+                 {"rev", "reviewer", kReviewerKey}},
                 "default_backend: native\n");
     StartServer();
     const std::string text = ReadUntilReady();
@@ -151,6 +157,71 @@ TEST_F(CtlSandboxTest, ALargerSandboxWaitsForReview) {
   EXPECT_NE(created.err.find("memory 1 GiB above allow_within.memory 512 MiB"), std::string::npos)
       << created.err;
   EXPECT_EQ(Json(Ctl({"sandbox", "inspect", "--json", id}))["state"], "AWAITING_REVIEW");
+  EXPECT_EQ(Ctl({"sandbox", "rm", id}).code, 0);
+}
+
+TEST_F(CtlSandboxTest, AReviewerApprovesAndRejectsSandboxesAndProcesses) {
+  CtlResult created = Ctl({"sandbox", "create", "--memory", "1g"});
+  ASSERT_EQ(created.code, 0) << created.err;
+  const std::string id = created.out.substr(0, created.out.find('\n'));
+  EXPECT_NE(
+      created.err.find("a reviewer approves it with:\n  sandboxctl sandbox approve " + id + "\n"),
+      std::string::npos)
+      << created.err;
+  // A submitter's key is refused, its own sandbox or not.
+  CtlResult own = Ctl({"sandbox", "approve", id});
+  EXPECT_EQ(own.code, 1);
+  EXPECT_NE(own.err.find("HTTP 403"), std::string::npos) << own.err;
+  EXPECT_EQ(Json(Ctl({"sandbox", "inspect", "--json", id}))["state"], "AWAITING_REVIEW");
+  // The reviewer's: it starts.
+  CtlResult approved = Ctl({"sandbox", "approve", id}, kReviewerKey);
+  EXPECT_EQ(approved.code, 0) << approved.err;
+  EXPECT_EQ(approved.out, "approved sandbox " + id + " (RUNNING)\n");
+  auto inspect = Json(Ctl({"sandbox", "inspect", "--json", id}));
+  EXPECT_EQ(inspect["state"], "RUNNING");
+  EXPECT_EQ(inspect["approval"]["approved_by"], "rev") << inspect.dump();
+
+  // A process the command policy sends to review: the notice names the command, the submitter
+  // cannot approve it, the reviewer can (by tag), and it runs.
+  CtlResult started =
+      Ctl({"sandbox", "exec", "-d", "--tag", "rev", id, "--", "/bin/echo", "needs-review", "now"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string pid = started.out.substr(0, started.out.find('\n'));
+  EXPECT_NE(started.err.find("sandboxctl sandbox approve " + id + " --process " + pid + "\n"),
+            std::string::npos)
+      << started.err;
+  CtlResult not_mine = Ctl({"sandbox", "approve", id, "--process", "rev"});
+  EXPECT_EQ(not_mine.code, 1);
+  EXPECT_NE(not_mine.err.find("HTTP 403"), std::string::npos) << not_mine.err;
+  CtlResult p_ok = Ctl({"sandbox", "approve", "--json", id, "--process", "rev"}, kReviewerKey);
+  EXPECT_EQ(p_ok.code, 0) << p_ok.err;
+  EXPECT_NE(Json(p_ok)["state"], "AWAITING_REVIEW") << p_ok.out;
+  CtlResult logs = Ctl({"sandbox", "logs", "-f", id, "rev"});
+  EXPECT_EQ(logs.code, 0) << logs.err;
+  EXPECT_EQ(logs.out, "needs-review now\n");
+
+  // Another process rejected with a reason: it never runs.
+  ASSERT_EQ(
+      Ctl({"sandbox", "exec", "-d", "--tag", "no", id, "--", "/bin/echo", "needs-review", "never"})
+          .code,
+      0);
+  CtlResult p_no =
+      Ctl({"sandbox", "reject", id, "-p", "no", "--reason", "not today"}, kReviewerKey);
+  EXPECT_EQ(p_no.code, 0) << p_no.err;
+  EXPECT_NE(p_no.out.find("rejected process no in sandbox " + id + " (REJECTED)"),
+            std::string::npos)
+      << p_no.out;
+
+  // A sandbox rejected: FAILED, the reason kept.
+  CtlResult other = Ctl({"sandbox", "create", "--memory", "1g"});
+  ASSERT_EQ(other.code, 0) << other.err;
+  const std::string other_id = other.out.substr(0, other.out.find('\n'));
+  CtlResult rejected =
+      Ctl({"sandbox", "reject", "--json", "--reason", "too big", other_id}, kReviewerKey);
+  EXPECT_EQ(rejected.code, 0) << rejected.err;
+  auto r = Json(rejected);
+  EXPECT_EQ(r["state"], "FAILED");
+  EXPECT_EQ(r["reason"], "rejected: too big");
   EXPECT_EQ(Ctl({"sandbox", "rm", id}).code, 0);
 }
 

@@ -150,6 +150,28 @@ inline Router FakeRoutes(Fake* f) {
         });
   }
 
+  // The review verbs: approve starts a sandbox waiting for review, reject ends it FAILED with
+  // "rejected: REASON"; anything else waiting is a conflict, as in the daemon.
+  for (auto [verb, state] : {std::pair{"approve", "RUNNING"}, std::pair{"reject", "FAILED"}}) {
+    add(Method::kPost,
+        verb == std::string("approve") ? "/v1/sandboxes/{id}:approve" : "/v1/sandboxes/{id}:reject",
+        [f, state = std::string(state)](const Request& r) -> Reply {
+          std::lock_guard lock(f->mu);
+          auto it = f->sandboxes.find(std::string(r.PathParam("id")));
+          if (it == f->sandboxes.end()) return NotFound("no such sandbox");
+          if (it->second["state"] != "AWAITING_REVIEW") {
+            return ErrorResponse(409, "failed_precondition",
+                                 "the sandbox is not waiting for review");
+          }
+          it->second["state"] = state;
+          if (state == "FAILED") {
+            auto body = nlohmann::json::parse(r.body.empty() ? "{}" : r.body);
+            it->second["reason"] = "rejected: " + body.value("reason", "");
+          }
+          return JsonResponse(200, it->second);
+        });
+  }
+
   // Processes: argv[0] says what the stand-in does.
   add(Method::kPost, "/v1/sandboxes/{id}/processes", [f](const Request& r) -> Reply {
     auto body = nlohmann::json::parse(r.body);
@@ -245,6 +267,26 @@ inline Router FakeRoutes(Fake* f) {
     if (p == nullptr) return NotFound("no such process");
     return JsonResponse(200, p->record);
   });
+  // A process that waits for review (argv[0] "review") is AWAITING_REVIEW until approved
+  // (RUNNING) or rejected (REJECTED); its GET record stays as the processes route wrote it.
+  for (auto [verb, state] : {std::pair{"approve", "RUNNING"}, std::pair{"reject", "REJECTED"}}) {
+    add(Method::kPost,
+        verb == std::string("approve") ? "/v1/sandboxes/{id}/processes/{pid}:approve"
+                                       : "/v1/sandboxes/{id}/processes/{pid}:reject",
+        [f, find, state = std::string(state)](const Request& r) -> Reply {
+          std::lock_guard lock(f->mu);
+          FakeProcess* p = find(r);
+          if (p == nullptr) return NotFound("no such process");
+          if (p->record["argv"][0] != "review") {
+            return ErrorResponse(409, "failed_precondition",
+                                 "the process is not waiting for review");
+          }
+          nlohmann::json answer = p->record;
+          answer["state"] = state;
+          answer.erase("result");
+          return JsonResponse(200, answer);
+        });
+  }
   add(Method::kGet, "/v1/sandboxes/{id}/processes/{pid}/logs",
       [f, find](const Request& r) -> Reply {
         std::lock_guard lock(f->mu);

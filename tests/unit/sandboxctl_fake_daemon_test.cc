@@ -135,7 +135,8 @@ TEST_F(SandboxctlFake, CreateLsInspectPauseRm) {
   EXPECT_EQ(big.code, 0) << big.err;
   EXPECT_EQ(big.out, "sbx_fake2\n");
   EXPECT_NE(big.err.find("sandbox sbx_fake2 is waiting for review (review: memory 1 GiB above "
-                         "allow_within.memory 512 MiB)"),
+                         "allow_within.memory 512 MiB); a reviewer approves it with:\n"
+                         "  sandboxctl sandbox approve sbx_fake2\n"),
             std::string::npos)
       << big.err;
   Create();
@@ -241,7 +242,61 @@ TEST_F(SandboxctlFake, ExecWaitsThroughReview) {
                        "knows)"),
             std::string::npos)
       << r.err;
+  EXPECT_NE(r.err.find("a reviewer approves it with:\n  sandboxctl sandbox approve " + id +
+                       " --process 1\n"),
+            std::string::npos)
+      << r.err;
   EXPECT_NE(r.err.find("process 1 was approved"), std::string::npos) << r.err;
+}
+
+TEST_F(SandboxctlFake, ApproveAndRejectSandboxesAndProcesses) {
+  // Two sandboxes waiting for review: one approved, one rejected with a reason.
+  const std::string first = Create({"--memory", "1g"});
+  const std::string second = Create({"--memory", "1g"});
+  CtlResult approved = Ctl({"sandbox", "approve", first});
+  EXPECT_EQ(approved.code, 0) << approved.err;
+  EXPECT_EQ(approved.out, "approved sandbox " + first + " (RUNNING)\n");
+  EXPECT_EQ(LastRequest("POST", "/v1/sandboxes/" + first)["target"],
+            "/v1/sandboxes/" + first + ":approve");
+  CtlResult rejected = Ctl({"sandbox", "reject", "--json", "--reason", "too big", second});
+  EXPECT_EQ(rejected.code, 0) << rejected.err;
+  auto j = nlohmann::json::parse(rejected.out);
+  EXPECT_EQ(j["state"], "FAILED");
+  EXPECT_EQ(j["reason"], "rejected: too big");
+  auto req = LastRequest("POST", "/v1/sandboxes/" + second);
+  EXPECT_EQ(req["target"], "/v1/sandboxes/" + second + ":reject");
+  EXPECT_EQ(nlohmann::json::parse(req["body"].get<std::string>()),
+            nlohmann::json::parse(R"({"reason": "too big"})"));
+  // Not waiting any more: the server's conflict, exit status 1.
+  CtlResult again = Ctl({"sandbox", "approve", first});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_NE(again.err.find("not waiting for review (HTTP 409 failed_precondition)"),
+            std::string::npos)
+      << again.err;
+
+  // A process waiting for review, by id and by tag.
+  CtlResult started = Ctl({"sandbox", "exec", "-d", "--tag", "rev", first, "--", "review"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  EXPECT_EQ(started.out, "1\n");
+  CtlResult p_ok = Ctl({"sandbox", "approve", first, "--process", "1"});
+  EXPECT_EQ(p_ok.code, 0) << p_ok.err;
+  EXPECT_EQ(p_ok.out, "approved process 1 in sandbox " + first + " (RUNNING)\n");
+  EXPECT_EQ(LastRequest("POST", "/v1/sandboxes/" + first + "/processes/")["target"],
+            "/v1/sandboxes/" + first + "/processes/1:approve");
+  CtlResult p_no = Ctl({"sandbox", "reject", "-p", "rev", "--reason", "no", first, "--json"});
+  EXPECT_EQ(p_no.code, 0) << p_no.err;
+  EXPECT_EQ(nlohmann::json::parse(p_no.out)["state"], "REJECTED");
+  req = LastRequest("POST", "/v1/sandboxes/" + first + "/processes/");
+  EXPECT_EQ(req["target"], "/v1/sandboxes/" + first + "/processes/rev:reject");
+  EXPECT_EQ(nlohmann::json::parse(req["body"].get<std::string>()),
+            nlohmann::json::parse(R"({"reason": "no"})"));
+  EXPECT_EQ(Ctl({"sandbox", "approve", first, "--process", "9"}).code, 1);
+
+  // Usage errors: no ID; --process with more than one sandbox.
+  EXPECT_EQ(Ctl({"sandbox", "approve"}).code, 2);
+  CtlResult two = Ctl({"sandbox", "reject", first, second, "--process", "1"});
+  EXPECT_EQ(two.code, 2);
+  EXPECT_NE(two.err.find("--process needs exactly one sandbox ID"), std::string::npos) << two.err;
 }
 
 TEST_F(SandboxctlFake, LogsStoredAndFollowed) {
