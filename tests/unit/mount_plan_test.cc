@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+#include <limits.h>
+#include <stdlib.h>
 
 #include "isolate/mount_plan.h"
 #include "isolate/sandbox.h"
@@ -44,14 +46,24 @@ TEST(PlanMounts, DefaultRootIsMinimalAndReadOnly) {
   const auto* tmp = Find(*ops, Kind::kTmpfs, "tmp");
   ASSERT_NE(tmp, nullptr);
   EXPECT_NE(tmp->data.find("size=67108864"), std::string::npos);
-  // Nothing of the host beyond the system dirs, a few /etc files and device nodes.
+  // Nothing of the host beyond the system dirs, a few /etc files (named by their real paths:
+  // the child binds without following symlinks) and device nodes.
+  auto real = [](const char* path) {
+    char buf[PATH_MAX];
+    return ::realpath(path, buf) != nullptr ? std::string(buf) : std::string(path);
+  };
   for (const auto& op : *ops) {
     if (op.kind != Kind::kBind) continue;
     bool allowed = op.source == "/usr" || op.source.rfind("/lib", 0) == 0 ||
                    op.source == "/bin" || op.source == "/sbin" ||
-                   op.source.rfind("/dev/", 0) == 0 || op.source == "/etc/ld.so.cache" ||
-                   op.source == "/etc/localtime" || op.source == "/etc/alternatives";
+                   op.source.rfind("/dev/", 0) == 0 || op.source == real("/etc/ld.so.cache") ||
+                   op.source == real("/etc/localtime") || op.source == real("/etc/alternatives");
     EXPECT_TRUE(allowed) << op.source;
+    char buf[PATH_MAX];
+    if (op.source.rfind("/dev/", 0) != 0) {
+      ASSERT_NE(::realpath(op.source.c_str(), buf), nullptr) << op.source;
+      EXPECT_EQ(op.source, buf) << "a bind source with a symlink in its path";
+    }
   }
   // /etc and /dev are made read-only last.
   EXPECT_EQ(ops->back().kind, Kind::kRemountReadOnly);
