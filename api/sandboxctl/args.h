@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/base64.h"
 #include "base/result.h"
 
 namespace sbx::ctl {
@@ -59,9 +60,9 @@ std::string JoinCommand(const std::vector<std::string>& argv);
 // Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF):
 // the API takes text fields as UTF-8 and bytes as base64.
 bool IsValidUtf8(std::string_view s);
-// Standard base64 (RFC 4648, with padding). Decode skips what is not in the alphabet ('='
-// included), as the API's *_b64 fields need nothing stricter.
-std::string Base64Encode(std::string_view bytes);
-std::string Base64Decode(std::string_view text);
+// Standard base64 (base/base64.h). Decode skips what is not in the alphabet ('=' included), as
+// the API's *_b64 fields need nothing stricter.
+using sbx::Base64Decode;
+using sbx::Base64Encode;
 
 }  // namespace sbx::ctl
