@@ -63,6 +63,21 @@ class ServeRestartTest : public ServerTest {
     port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
   }
 
+  // SIGKILL, reaped, then a fresh daemon started on the same database and data directory.
+  void KillNineAndRestart() {
+    ASSERT_EQ(::kill(pid_, SIGKILL), 0);
+    ASSERT_EQ(::waitpid(pid_, nullptr, 0), pid_);
+    pid_ = -1;
+    StartDaemon();
+  }
+  // Every cgroup left under the daemon's parent is one of the running daemon's warm sandboxes.
+  void ExpectOnlyTheNewDaemonsWarmCgroups() const {
+    const std::string mine = "warm-" + std::to_string(pid_) + "-";
+    for (const auto& cg : DaemonCgroups()) {
+      EXPECT_EQ(cg.rfind('/') + 1, cg.rfind("/" + mine) + 1) << cg << " left behind";
+    }
+  }
+
   std::string Submit(const std::string& body) {
     auto r = Call("POST", "/v1/runs", kAlice, body);
     EXPECT_EQ(r.status, 201) << r.body;
@@ -84,11 +99,7 @@ TEST_F(ServeRestartTest, KillNineMidRunThenRestartLosesNothing) {
   EXPECT_EQ(Call("GET", "/v1/runs/" + queued, kAlice).Json()["state"], "QUEUED");
   EXPECT_FALSE(DaemonCgroups().empty());
 
-  ASSERT_EQ(::kill(pid_, SIGKILL), 0);
-  ASSERT_EQ(::waitpid(pid_, nullptr, 0), pid_);
-  pid_ = -1;
-
-  StartDaemon();
+  KillNineAndRestart();
   auto r = Call("GET", "/v1/runs/" + running, kAlice).Json();
   EXPECT_EQ(r["state"], "FAILED");
   EXPECT_EQ(r["result"]["reason"], "supervisor_restart");
@@ -102,10 +113,8 @@ TEST_F(ServeRestartTest, KillNineMidRunThenRestartLosesNothing) {
   // The killed daemon's sandbox cgroups (its runs', its warm sandboxes') were killed and
   // removed at the restart; the queued run's own is gone too. What is left is the new daemon's
   // warm sandboxes, waiting for runs.
+  ExpectOnlyTheNewDaemonsWarmCgroups();
   const std::string mine = "warm-" + std::to_string(pid_) + "-";
-  for (const auto& cg : DaemonCgroups()) {
-    EXPECT_EQ(cg.rfind('/') + 1, cg.rfind("/" + mine) + 1) << cg << " left behind";
-  }
   // Of the mounts under the data directory, only the new daemon's warm sandboxes' are left: one
   // tmpfs at data/warm and what is under it.
   EXPECT_EQ(MountsUnder(dir_, "/data/runs/"), 0u);
@@ -151,11 +160,7 @@ TEST_F(ServeRestartTest, KillNineWithALiveSandboxThenRestartEndsItAndLeavesNothi
   }
   EXPECT_TRUE(nested);
 
-  ASSERT_EQ(::kill(pid_, SIGKILL), 0);
-  ASSERT_EQ(::waitpid(pid_, nullptr, 0), pid_);
-  pid_ = -1;
-
-  StartDaemon();
+  KillNineAndRestart();
   auto sb = Call("GET", "/v1/sandboxes/" + id, kAlice).Json();
   EXPECT_EQ(sb["state"], "FAILED");
   EXPECT_EQ(sb["reason"], "supervisor_restart");
@@ -165,10 +170,7 @@ TEST_F(ServeRestartTest, KillNineWithALiveSandboxThenRestartEndsItAndLeavesNothi
   // Its output stays readable after the daemon that ran it died.
   EXPECT_EQ(Call("GET", logs, kAlice).body, "before\n");
   // The killed daemon's sandbox cgroups, nested ones included, and mounts are gone.
-  const std::string mine = "warm-" + std::to_string(pid_) + "-";
-  for (const auto& cg : DaemonCgroups()) {
-    EXPECT_EQ(cg.rfind('/') + 1, cg.rfind("/" + mine) + 1) << cg << " left behind";
-  }
+  ExpectOnlyTheNewDaemonsWarmCgroups();
   EXPECT_EQ(MountsUnder(dir_, "/data/sandboxes/"), 0u);
 
   ASSERT_EQ(::kill(pid_, SIGTERM), 0);
