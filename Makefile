@@ -13,7 +13,7 @@ CMAKE_ARGS ?=
 # keeps -g.
 DEBUG_INFO ?= -g1
 
-.PHONY: all deps test-deps configure build build-asan run demo test test-asan bench soak load fuzz package clean
+.PHONY: all deps test-deps configure build build-asan test-tsan run demo test test-asan bench soak load fuzz package clean
 
 all: build
 
@@ -45,6 +45,17 @@ $(ASAN_BUILD)/CMakeCache.txt:
 build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	@$(call WERROR_ON,$(ASAN_BUILD))
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# ThreadSanitizer (not part of `make test`: a third build). TSAN_TESTS picks the ctest regex:
+# by default the threaded cores (the HTTP server, the sandbox service, the run manager).
+TSAN_BUILD ?= build-tsan
+TSAN_TESTS ?= Api|WebSocket|SandboxService|RunManager|EventBus
+test-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSBX_TSAN=ON -DSBX_WERROR=ON \
+	  -DCMAKE_C_FLAGS_DEBUG="-O1 $(DEBUG_INFO)" -DCMAKE_CXX_FLAGS_DEBUG="-O1 $(DEBUG_INFO)" $(CMAKE_ARGS)
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  ctest --output-on-failure -j $(JOBS) --timeout 600 -R '$(TSAN_TESTS)'
 
 # The main job: the service on SQLite under .run/, on 127.0.0.1:8080, with development keys
 # printed at start. Ctrl-C stops it.
@@ -111,4 +122,4 @@ package: deps
 	cd $(PKG_BUILD) && cpack -G DEB
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
