@@ -377,9 +377,11 @@ Result<store::ProcessRecord> SandboxService::StartProcess(std::string_view sandb
                      "stdin and stdin_open do not go with pty: a terminal's input is written to "
                      "it (…:stdin or the pty WebSocket)");
   }
-  if (sb->state != SandboxState::kRunning && sb->state != SandboxState::kPaused) {
-    return MakeError(ErrorCode::kFailedPrecondition, "sandbox {} is {}, not RUNNING", sandbox_id,
-                     store::SandboxStateName(sb->state));
+  // A paused sandbox starts nothing (its init is frozen): refused before anything is recorded.
+  if (sb->state != SandboxState::kRunning) {
+    return MakeError(ErrorCode::kFailedPrecondition, "sandbox {} is {}, not RUNNING{}",
+                     sandbox_id, store::SandboxStateName(sb->state),
+                     sb->state == SandboxState::kPaused ? "; resume it first" : "");
   }
   auto box = impl_->Box(sandbox_id);
   if (!box) {
@@ -501,6 +503,11 @@ Result<store::ProcessRecord> SandboxService::ApproveProcess(std::string_view san
   if (rec->state != ProcessState::kAwaitingReview) {
     return MakeError(ErrorCode::kFailedPrecondition, "process {} is {}, not AWAITING_REVIEW",
                      rec->id, store::ProcessStateName(rec->state));
+  }
+  if (sb->state != SandboxState::kRunning) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "sandbox {} is {}: the process can start once it is RUNNING again",
+                     sandbox_id, store::SandboxStateName(sb->state));
   }
   auto box = impl_->Box(sandbox_id);
   if (!box) {

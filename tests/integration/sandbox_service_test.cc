@@ -287,6 +287,13 @@ TEST_F(SandboxServiceTest, PauseFreezesACounterAndResumeContinuesIt) {
   ASSERT_TRUE(live.stats.has_value());
   EXPECT_TRUE(live.stats->paused);
   EXPECT_EQ(service_->Pause(sb.id, alice_).error().code, ErrorCode::kFailedPrecondition);
+  // Nothing starts in a frozen sandbox, and nothing is recorded for the attempt.
+  const size_t before = service_->ListProcesses(sb.id, {}, alice_)->size();
+  store::ProcessRequest in_frozen;
+  in_frozen.argv = {"/bin/true"};
+  EXPECT_EQ(service_->StartProcess(sb.id, in_frozen, alice_).error().code,
+            ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(service_->ListProcesses(sb.id, {}, alice_)->size(), before);
   auto resumed = service_->Resume(sb.id, alice_);
   ASSERT_TRUE(resumed.ok()) << resumed.error().ToString();
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
