@@ -65,6 +65,9 @@ int CmdSandboxShell(Context& ctx, const ParsedArgs& args);
 int CmdSandboxCp(Context& ctx, const ParsedArgs& args);
 int CmdSandboxLogs(Context& ctx, const ParsedArgs& args);
 int CmdSandboxWatch(Context& ctx, const ParsedArgs& args);
+int CmdSandboxSnapshot(Context& ctx, const ParsedArgs& args);
+int CmdSandboxSnapshots(Context& ctx, const ParsedArgs& args);
+int CmdSandboxSnapshotRm(Context& ctx, const ParsedArgs& args);
 
 // ---- output helpers (output.cc) ----
 

@@ -164,6 +164,8 @@ Subcommands:
   cp [-r] SRC DST                copy files in (LOCAL ID:PATH) or out (ID:PATH LOCAL)
   logs ID PID|TAG [-f]           print a process's output
   watch ID PATH                  print changes below a path as they happen
+  snapshot ID NAME               save a sandbox's files as a snapshot (create --from-snapshot)
+  snapshots / snapshot-rm NAME…  list and delete your snapshots
 
 See 'sandboxctl help sandbox SUBCOMMAND'.
 )";
@@ -187,7 +189,25 @@ Options:
   --backend NAME            native, docker or auto
   --image IMAGE             the image (docker backend)
   --idempotency-key K       creating again with the same key returns the same sandbox
+  --from-snapshot NAME      start with the files of one of your snapshots (sandbox snapshot)
   -q, --quiet               no notices on stderr
+)";
+
+constexpr char kSandboxSnapshotUsage[] = R"(Usage: sandboxctl sandbox snapshot ID NAME
+
+Saves the sandbox's /tmp, /artifacts and copy-on-write /workspace (files, not memory or
+processes) as snapshot NAME: 1 to 64 letters, digits, '.', '_' or '-'. `sandbox create
+--from-snapshot NAME` starts a new sandbox with those files.
+)";
+
+constexpr char kSandboxSnapshotsUsage[] = R"(Usage: sandboxctl sandbox snapshots
+
+Lists your snapshots, newest first: NAME, ID, FROM (the sandbox), AGE, BYTES.
+)";
+
+constexpr char kSandboxSnapshotRmUsage[] = R"(Usage: sandboxctl sandbox snapshot-rm NAME…
+
+Deletes snapshots (by name or id).
 )";
 
 constexpr char kSandboxLsUsage[] =
@@ -388,6 +408,9 @@ const std::vector<Command>& Commands() {
            {"cp", kSandboxCpUsage, SandboxCpOptions(), false, CmdSandboxCp},
            {"logs", kSandboxLogsUsage, SandboxLogsOptions(), false, CmdSandboxLogs},
            {"watch", kSandboxWatchUsage, {}, false, CmdSandboxWatch},
+           {"snapshot", kSandboxSnapshotUsage, {}, false, CmdSandboxSnapshot},
+           {"snapshots", kSandboxSnapshotsUsage, {}, false, CmdSandboxSnapshots},
+           {"snapshot-rm", kSandboxSnapshotRmUsage, {}, false, CmdSandboxSnapshotRm},
        }},
       {"version", kVersionUsage, {}, false, CmdVersion},
   };

@@ -45,7 +45,8 @@ const std::vector<OptionSpec>& SandboxCreateOptions() {
       {"cpus", 0, true},    {"memory", 'm', true},        {"pids", 0, true},
       {"timeout", 0, true}, {"idle-timeout", 0, true},    {"workspace", 'w', true},
       {"label", 'l', true}, {"env", 'e', true},           {"backend", 0, true},
-      {"image", 0, true},   {"idempotency-key", 0, true}, {"quiet", 'q', false}};
+      {"image", 0, true},   {"idempotency-key", 0, true}, {"quiet", 'q', false},
+      {"from-snapshot", 0, true}};
   return kOptions;
 }
 
@@ -162,6 +163,10 @@ Result<nlohmann::json> BuildCreateBody(
     body["image"] = *i;
   }
   if (auto k = args.Last("idempotency-key")) body["idempotency_key"] = *k;
+  if (auto f = args.Last("from-snapshot")) {
+    if (f->empty()) return Usage("--from-snapshot: give a snapshot's name or id");
+    body["from_snapshot"] = *f;
+  }
   return body;
 }
 

@@ -348,6 +348,57 @@ int CmdSandboxResume(Context& ctx, const ParsedArgs& args) {
   return SandboxAction(ctx, args, "POST", ":resume", "resumed");
 }
 
+int CmdSandboxSnapshot(Context& ctx, const ParsedArgs& args) {
+  if (args.positional.size() != 2) return ReportUsage(ctx, "needs a sandbox ID and a NAME");
+  const nlohmann::json body = {{"name", args.positional[1]}};
+  auto s = ctx.client->CallJson("POST", SandboxTarget(args.positional[0]) + ":snapshot", &body);
+  if (!s.ok()) return ReportError(ctx, s.error());
+  if (ctx.json) {
+    PrintJson(*s);
+    return 0;
+  }
+  std::string dirs;
+  for (const auto& d : s->value("dirs", nlohmann::json::array())) {
+    dirs += (dirs.empty() ? "" : ", ") + (d.is_string() ? d.get<std::string>() : d.dump());
+  }
+  (void)WriteOut(1, fmt::format("snapshot {} ({}) of {}: {} bytes of {}\n", Str(*s, "name"),
+                                Str(*s, "id"), args.positional[0],
+                                s->value("bytes", int64_t{0}), dirs));
+  return 0;
+}
+
+int CmdSandboxSnapshots(Context& ctx, const ParsedArgs& args) {
+  if (!args.positional.empty()) return ReportUsage(ctx, "takes no arguments");
+  auto reply = ctx.client->CallJson("GET", "/v1/snapshots");
+  if (!reply.ok()) return ReportError(ctx, reply.error());
+  if (ctx.json) {
+    PrintJson(*reply);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {{"NAME", "ID", "FROM", "AGE", "BYTES"}};
+  for (const auto& s : reply->value("snapshots", nlohmann::json::array())) {
+    rows.push_back({Str(s, "name"), Str(s, "id"), Str(s, "source_sandbox"),
+                    FormatAge(TimestampMs(s, "created_at")),
+                    std::to_string(s.value("bytes", int64_t{0}))});
+  }
+  PrintTable(rows);
+  return 0;
+}
+
+int CmdSandboxSnapshotRm(Context& ctx, const ParsedArgs& args) {
+  if (args.positional.empty()) return ReportUsage(ctx, "needs a snapshot NAME");
+  int status = 0;
+  for (const auto& name : args.positional) {
+    auto r = ctx.client->CallJson("DELETE", "/v1/snapshots/" + PercentEncode(name));
+    if (!r.ok()) {
+      status = ReportError(ctx, r.error());
+    } else if (!ctx.json) {
+      (void)WriteOut(1, fmt::format("removed snapshot {}\n", name));
+    }
+  }
+  return status;
+}
+
 int CmdSandboxApprove(Context& ctx, const ParsedArgs& args) {
   return SandboxReview(ctx, args, "approve", "approved", nullptr);
 }

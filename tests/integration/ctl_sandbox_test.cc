@@ -225,5 +225,34 @@ TEST_F(CtlSandboxTest, AReviewerApprovesAndRejectsSandboxesAndProcesses) {
   EXPECT_EQ(Ctl({"sandbox", "rm", id}).code, 0);
 }
 
+TEST_F(CtlSandboxTest, SnapshotAndBranchFromIt) {
+  CtlResult created = Ctl({"sandbox", "create"});
+  ASSERT_EQ(created.code, 0) << created.err;
+  const std::string id = created.out.substr(0, created.out.find('\n'));
+  ASSERT_EQ(Ctl({"sandbox", "exec", id, "--", "/bin/sh", "-c", "echo kept > /tmp/kept"}).code, 0);
+  CtlResult snap = Ctl({"sandbox", "snapshot", id, "base"});
+  ASSERT_EQ(snap.code, 0) << snap.err;
+  EXPECT_EQ(snap.out.rfind("snapshot base (snap_", 0), 0u) << snap.out;
+  EXPECT_EQ(Ctl({"sandbox", "snapshot", id, "base"}).code, 1);      // the name is taken
+  EXPECT_EQ(Ctl({"sandbox", "snapshot", id, "../x"}).code, 1);      // a bad name
+  EXPECT_EQ(Ctl({"sandbox", "snapshot", id}).code, 2);              // usage
+  auto list = Json(Ctl({"sandbox", "snapshots", "--json"}));
+  ASSERT_EQ(list["snapshots"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["snapshots"][0]["source_sandbox"], id);
+  EXPECT_EQ(Json(Ctl({"sandbox", "snapshots", "--json"}, kOtherKey))["snapshots"].size(), 0u);
+
+  CtlResult branch = Ctl({"sandbox", "create", "--from-snapshot", "base"});
+  ASSERT_EQ(branch.code, 0) << branch.err;
+  const std::string b = branch.out.substr(0, branch.out.find('\n'));
+  CtlResult cat = Ctl({"sandbox", "exec", b, "--", "/bin/cat", "/tmp/kept"});
+  EXPECT_EQ(cat.code, 0) << cat.err;
+  EXPECT_EQ(cat.out, "kept\n");
+  // Another key cannot start from it; once removed, nobody can.
+  EXPECT_EQ(Ctl({"sandbox", "create", "--from-snapshot", "base"}, kOtherKey).code, 1);
+  EXPECT_EQ(Ctl({"sandbox", "snapshot-rm", "base"}).code, 0);
+  EXPECT_EQ(Ctl({"sandbox", "create", "--from-snapshot", "base"}).code, 1);
+  EXPECT_EQ(Ctl({"sandbox", "rm", id, b}).code, 0);
+}
+
 }  // namespace
 }  // namespace sbx::testing
