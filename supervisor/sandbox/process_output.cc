@@ -150,7 +150,8 @@ void ProcessOutput::Finished(const nlohmann::json& result) {
   AppendEvent(std::move(e));
   finished_ = true;
   listeners_.clear();
-  (void)::fsync(events_.get());
+  // No fsync: like the run logs and the store (WAL, synchronous=NORMAL), the events survive a
+  // daemon crash through the page cache; a sync per process end cost every start milliseconds.
 }
 
 ProcessOutput::Subscription ProcessOutput::Subscribe(int64_t after, Listener listener) {
