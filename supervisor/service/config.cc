@@ -120,7 +120,7 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
                      "log_level",
                      "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
                      "docker_image", "warm_sandboxes", "workspace_cow_root_owned",
-                     "sandbox_id_base", "docker_images", "sandboxes"},
+                     "sandbox_id_base", "docker_images", "sandboxes", "mcp"},
                     source, ""));
   if (auto n = root["sandboxes"]) {
     SBX_TRY(CheckKeys(n, {"max", "default_timeout_s", "max_timeout_s", "default_idle_timeout_s"},
@@ -145,6 +145,32 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     }
     if (c.sandboxes.default_timeout_s > c.sandboxes.max_timeout_s) {
       return KeyError(source, "sandboxes.default_timeout_s", "must not exceed max_timeout_s");
+    }
+  }
+  if (auto n = root["mcp"]) {
+    SBX_TRY(CheckKeys(n, {"review_wait_s", "allowed_origins", "max_output_bytes"}, source, "mcp."));
+    if (n["review_wait_s"]) {
+      auto v = Int(n["review_wait_s"], source, "mcp.review_wait_s", 0);
+      if (!v.ok()) return std::move(v).error();
+      c.mcp.review_wait_s = std::min<int64_t>(*v, 24 * 3600);
+    }
+    if (n["max_output_bytes"]) {
+      auto v = Int(n["max_output_bytes"], source, "mcp.max_output_bytes", 1);
+      if (!v.ok()) return std::move(v).error();
+      if (*v > (4 << 20)) return KeyError(source, "mcp.max_output_bytes", "must be at most 4 MiB");
+      c.mcp.max_output_bytes = *v;
+    }
+    if (auto o = n["allowed_origins"]) {
+      if (!o.IsSequence()) return KeyError(source, "mcp.allowed_origins", "must be a list of origins");
+      for (size_t i = 0; i < o.size(); ++i) {
+        auto origin = String(o[i], source, fmt::format("mcp.allowed_origins[{}]", i));
+        if (!origin.ok()) return std::move(origin).error();
+        if (origin->rfind("http://", 0) != 0 && origin->rfind("https://", 0) != 0) {
+          return KeyError(source, fmt::format("mcp.allowed_origins[{}]", i),
+                          "must be an origin such as https://agent.example.org");
+        }
+        c.mcp.allowed_origins.push_back(*origin);
+      }
     }
   }
   if (auto n = root["workspace_rw_roots"]) {
@@ -203,7 +229,8 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     if (!n.IsSequence()) return KeyError(source, "api_keys", "must be a list");
     for (size_t i = 0; i < n.size(); ++i) {
       std::string p = fmt::format("api_keys[{}].", i);
-      SBX_TRY(CheckKeys(n[i], {"name", "role", "key_sha256", "workspace_roots", "permissive_seccomp"},
+      SBX_TRY(CheckKeys(n[i], {"name", "role", "key_sha256", "workspace_roots", "permissive_seccomp",
+                         "mcp_profiles"},
                         source, p));
       ApiKeyConfig k;
       for (const char* field : {"name", "role", "key_sha256"}) {
@@ -238,7 +265,23 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
           b && (!b.IsScalar() || !YAML::convert<bool>::decode(b, permissive))) {
         return KeyError(source, p + "permissive_seccomp", "must be true or false");
       }
-      c.api_keys.push_back({*name, *r, *hash, std::move(roots), permissive});
+      std::optional<std::vector<std::string>> profiles;
+      if (auto m = n[i]["mcp_profiles"]) {
+        if (!m.IsSequence()) {
+          return KeyError(source, p + "mcp_profiles", "must be a list of executor, developer, full");
+        }
+        profiles.emplace();
+        for (size_t j = 0; j < m.size(); ++j) {
+          auto name = String(m[j], source, fmt::format("{}mcp_profiles[{}]", p, j));
+          if (!name.ok()) return std::move(name).error();
+          if (*name != "executor" && *name != "developer" && *name != "full") {
+            return KeyError(source, fmt::format("{}mcp_profiles[{}]", p, j),
+                            "must be executor, developer or full");
+          }
+          profiles->push_back(*name);
+        }
+      }
+      c.api_keys.push_back({*name, *r, *hash, std::move(roots), permissive, std::move(profiles)});
     }
   }
   if (root["max_concurrent_runs"]) {

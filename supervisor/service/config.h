@@ -2,6 +2,7 @@
 // flags. Unknown keys and bad values are refused at start with a message naming the key.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,9 @@ struct ApiKeyConfig {
   // IMPORTANT: whether this key's runs may name a permissive seccomp profile (one whose default
   // action lets unlisted syscalls run: NAME.permissive.json). Off by default.
   bool permissive_seccomp = false;
+  // The MCP profiles (api/mcp/) this key may use: "executor", "developer", "full". nullopt: all
+  // three; an empty list: none (every /mcp/ endpoint answers 403 for this key).
+  std::optional<std::vector<std::string>> mcp_profiles;
 };
 
 struct ServiceConfig {
@@ -68,6 +72,17 @@ struct ServiceConfig {
     int64_t max_timeout_s = 7 * 24 * 3600;  // the longest it may ask for
     int64_t default_idle_timeout_s = 600;   // idle timeout when it names none (0: none)
   } sandboxes;
+  // The MCP server (docs/mcp.md), `mcp:` in the file.
+  struct Mcp {
+    // How long process_run waits for a reviewer's decision on a command that needs one before it
+    // answers with the pending process (sending progress notifications meanwhile). 0: no wait.
+    int64_t review_wait_s = 120;
+    // Browser origins allowed to call /mcp/ besides the daemon's own ("http://host:port"); a
+    // request with any other Origin header is refused (403): DNS rebinding.
+    std::vector<std::string> allowed_origins;
+    // The most output of each stream a tool result carries (the rest is cut, with a flag).
+    int64_t max_output_bytes = 256 << 10;
+  } mcp;
 };
 
 // Parses the YAML text over the defaults. `source` names the file in messages.
