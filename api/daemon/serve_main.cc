@@ -11,6 +11,7 @@
 
 #include "api/daemon/service_notify.h"
 #include "api/http/server.h"
+#include "api/mcp/mcp_routes.h"
 #include "api/v1/metrics_routes.h"
 #include "api/v1/openapi_routes.h"
 #include "api/v1/run_routes.h"
@@ -291,6 +292,11 @@ int main(int argc, char** argv) {
   if (Status r = api::AddRunRoutes(router, ctx); !r.ok()) return Fail("routes", r.error());
   if (Status r = api::AddSandboxRoutes(router, {sandboxes->get(), &config}); !r.ok()) {
     return Fail("sandbox routes", r.error());
+  }
+  // The MCP server (docs/mcp.md) on the sandboxes and the audit trail.
+  api::mcp::McpServer mcp_server({sandboxes->get(), &(*runs)->events(), &config, SBX_SERVER_VERSION});
+  if (Status r = api::mcp::AddMcpRoutes(router, {&mcp_server, &config}); !r.ok()) {
+    return Fail("mcp routes", r.error());
   }
   if (Status r = api::AddOpenApiRoute(router); !r.ok()) return Fail("openapi", r.error());
   if (Status r = api::AddMetricsRoute(router, &metrics, config.metrics_require_key); !r.ok()) {

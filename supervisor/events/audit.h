@@ -21,6 +21,10 @@ struct Principal {
   std::vector<std::string> workspace_roots;
   // Whether this key may name a permissive seccomp profile.
   bool permissive_seccomp = false;
+  // The program acting with the key when it named itself, e.g. the MCP client's clientInfo
+  // ("claude-desktop 1.2 via mcp/developer"); empty for plain API calls. Recorded in the audit
+  // trail as details.client; it grants nothing.
+  std::string client;
 };
 
 const char* RoleName(Role role);  // "submitter", "reviewer", "admin"
