@@ -65,9 +65,10 @@ RUN_DIR    ?= $(CURDIR)/.run
 DATA_DIR   ?= /var/lib/sandboxd/dev
 LISTEN     ?= 127.0.0.1:8080
 
-# Only the binaries that run: sandboxd, the sandboxd-server it execs for `serve`, and the
+# Only the binaries that run: sandboxd, the sandboxd-server and sandboxd-mcp it execs for `serve`
+# and `mcp`, and the
 # sandboxctl client; the test suite is left to `make build` and `make test`.
-RUN_TARGETS ?= sandboxd sandboxd-server sandboxctl
+RUN_TARGETS ?= sandboxd sandboxd-server sandboxd-mcp sandboxctl
 
 run: configure
 	cmake --build $(BUILD) -j $(JOBS) --target $(RUN_TARGETS)

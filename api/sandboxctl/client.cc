@@ -138,6 +138,9 @@ Result<HttpReply> ReadReply(Socket& s, const Endpoint& ep) {
   HttpReply r;
   r.status = static_cast<int>(p.get().result_int());
   r.content_type = std::string(p.get()[http::field::content_type]);
+  for (const auto& field : p.get()) {
+    r.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
   r.body = std::move(p.get().body());
   return r;
 }

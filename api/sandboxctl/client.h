@@ -39,6 +39,8 @@ struct HttpReply {
   int status = 0;
   std::string content_type;
   std::string body;
+  // Every header field of the reply, in order (names as sent). Filled in by Call() and Upload().
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // An answer the server gave with a status outside 2xx, as an error: `message` is the server's

@@ -25,6 +25,7 @@ want=(
   "-rwxr-xr-x ./usr/bin/sandboxd"
   "-rwxr-xr-x ./usr/bin/sandboxctl"
   "-rwxr-xr-x ./usr/libexec/sandboxd/sandboxd-server"
+  "-rwxr-xr-x ./usr/libexec/sandboxd/sandboxd-mcp"
   "-rw-r--r-- ./usr/lib/systemd/system/sandboxd.service"
   "-rw-r--r-- ./usr/lib/systemd/system/sandboxd.socket"
   "-rw-r--r-- ./usr/lib/tmpfiles.d/sandboxd.conf"
