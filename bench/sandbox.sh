@@ -5,7 +5,8 @@
 #     and `docker create` + `start` + `exec` of /bin/true (hyperfine, busybox image imported
 #     locally) when docker is installed;
 #   - a process in a live sandbox: /bin/true through the API, next to a bare fork and exec of
-#     /bin/true (bench_spawn_floor) and `docker exec`;
+#     /bin/true (bench_spawn_floor) and `docker exec`; and through MCP (process_run on
+#     /mcp/executor) interleaved with the API's, for what MCP adds;
 #   - memory: the daemon's RSS per idle sandbox, and a sandbox init's RSS.
 # Usage: bench/sandbox.sh [BUILD_DIR] [N]   (N: samples per figure, default 200)
 # Figures go to $BENCH_OUT/sandbox.jsonl (default docs/bench).
@@ -41,6 +42,7 @@ jsonl="$out/sandbox.jsonl"
 "$client" first "$port" "$key" "$n" 1 | tee -a "$jsonl"
 "$client" first "$port" "$key" "$n" 10 | tee -a "$jsonl"
 "$client" exec "$port" "$key" "$n" | tee -a "$jsonl"
+"$client" mcp "$port" "$key" "$n" | tee -a "$jsonl"
 "$floor" 1 "$n" /bin/true | tee -a "$jsonl"
 "$client" idle "$port" "$key" 50 "$pid" | tee -a "$jsonl"
 

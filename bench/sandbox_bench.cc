@@ -7,6 +7,11 @@
 //                                            CLIENTS connections at once; p50/p99
 //   bench_sandbox exec  PORT KEY N           one sandbox, N processes /bin/true one after
 //                                            another (POST …/processes?wait=true); p50/p99
+//   bench_sandbox mcp   PORT KEY N           one sandbox, N times /bin/true through the plain
+//                                            API (POST …/processes?wait=true) and N times
+//                                            through MCP (tools/call process_run on
+//                                            /mcp/executor), interleaved; p50/p99 of each and
+//                                            the difference of the p50s
 //   bench_sandbox idle  PORT KEY N PID       N idle sandboxes: the daemon's (PID) RSS growth
 //                                            per sandbox, and the RSS of one sandbox's init
 //
@@ -130,6 +135,68 @@ int Exec(int n) {
   return failed == 0 ? 0 : 1;
 }
 
+bool McpTrue(const std::string& id, int call) {
+  nlohmann::json body = {
+      {"jsonrpc", "2.0"},
+      {"id", call},
+      {"method", "tools/call"},
+      {"params",
+       {{"name", "process_run"},
+        {"arguments", {{"command", {"/bin/true"}}, {"sandbox_id", id}}}}}};
+  auto c = RawConn::Tcp(g_port);
+  if (!c) return false;
+  c->SetTimeout(std::chrono::seconds(120));
+  auto r = RoundTrip(*c, MakeRequest("POST", "/mcp/executor",
+                                     {{"Authorization", "Bearer " + g_key},
+                                      {"Content-Type", "application/json"},
+                                      {"Accept", "application/json, text/event-stream"}},
+                                     body.dump()));
+  if (!r) return false;
+  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  if (r->status != 200 || j.is_discarded() || !j.contains("result") ||
+      j["result"].value("isError", true) ||
+      j["result"]["structuredContent"].value("exit_code", -1) != 0) {
+    std::fprintf(stderr, "mcp process_run in %s: %d %s\n", id.c_str(), r->status,
+                 r->body.c_str());
+    return false;
+  }
+  return true;
+}
+
+int Mcp(int n) {
+  std::string id = Create();
+  if (id.empty()) return 1;
+  for (int i = 0; i < 10; ++i) (void)True(id), (void)McpTrue(id, i);  // warm-up
+  std::vector<double> api_ms, mcp_ms;
+  int failed = 0;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = Clock::now();
+    if (True(id)) {
+      api_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    } else {
+      ++failed;
+    }
+    t0 = Clock::now();
+    if (McpTrue(id, i)) {
+      mcp_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    } else {
+      ++failed;
+    }
+  }
+  Delete(id);
+  nlohmann::json api = Summary("live_process_api", api_ms, 0);
+  nlohmann::json mcp = Summary("live_process_mcp", mcp_ms, 0);
+  std::printf("%s\n%s\n", api.dump().c_str(), mcp.dump().c_str());
+  std::printf("%s\n", nlohmann::json{{"bench", "mcp_overhead"},
+                                     {"samples", n},
+                                     {"failed", failed},
+                                     {"p50_added_ms", mcp["p50_ms"].get<double>() -
+                                                          api["p50_ms"].get<double>()}}
+                          .dump()
+                          .c_str());
+  return failed == 0 ? 0 : 1;
+}
+
 int Idle(int n, int daemon_pid) {
   // One sandbox first, so that what every sandbox shares (threads, pools) is not counted.
   std::string first = Create();
@@ -168,7 +235,7 @@ int main(int argc, char** argv) {
   if (argc < 5) {
     std::fprintf(stderr,
                  "usage: bench_sandbox first PORT KEY N CLIENTS | exec PORT KEY N | "
-                 "idle PORT KEY N PID\n");
+                 "mcp PORT KEY N | idle PORT KEY N PID\n");
     return 2;
   }
   const std::string mode = argv[1];
@@ -177,6 +244,7 @@ int main(int argc, char** argv) {
   const int n = std::stoi(argv[4]);
   if (mode == "first" && argc >= 6) return First(n, std::stoi(argv[5]));
   if (mode == "exec") return Exec(n);
+  if (mode == "mcp") return Mcp(n);
   if (mode == "idle" && argc >= 6) return Idle(n, std::stoi(argv[5]));
   std::fprintf(stderr, "bench_sandbox: unknown mode or missing arguments\n");
   return 2;
