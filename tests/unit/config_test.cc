@@ -188,5 +188,40 @@ sandboxes: {max: 8, default_timeout_s: 60, max_timeout_s: 600, default_idle_time
   }
 }
 
+TEST(Config, McpSectionAndProfilesPerKey) {
+  const std::string h(64, 'a');
+  auto c = ParseConfig("mcp: {review_wait_s: 5, allowed_origins: [https://agent.example], "
+                       "max_output_bytes: 1024}\n"
+                       "api_keys:\n"
+                       "  - {name: a, role: submitter, key_sha256: " + h +
+                           ", mcp_profiles: [executor]}\n"
+                       "  - {name: b, role: submitter, key_sha256: " + std::string(64, 'b') +
+                           ", mcp_profiles: []}\n"
+                       "  - {name: c, role: submitter, key_sha256: " + std::string(64, 'c') + "}\n",
+                       "m.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->mcp.review_wait_s, 5);
+  EXPECT_EQ(c->mcp.allowed_origins, std::vector<std::string>{"https://agent.example"});
+  EXPECT_EQ(c->mcp.max_output_bytes, 1024);
+  ASSERT_TRUE(c->api_keys[0].mcp_profiles);
+  EXPECT_EQ(*c->api_keys[0].mcp_profiles, std::vector<std::string>{"executor"});
+  ASSERT_TRUE(c->api_keys[1].mcp_profiles);
+  EXPECT_TRUE(c->api_keys[1].mcp_profiles->empty());  // none: every endpoint refuses it
+  EXPECT_FALSE(c->api_keys[2].mcp_profiles);           // left out: all three
+  const std::string key = "api_keys: [{name: a, role: submitter, key_sha256: " + h + ", ";
+  for (const auto& [yaml, mention] : std::vector<std::pair<std::string, std::string>>{
+           {key + "mcp_profiles: [root]}]", "api_keys[0].mcp_profiles[0]"},
+           {key + "mcp_profiles: executor}]", "api_keys[0].mcp_profiles"},
+           {"mcp: {review_wait_s: -1}", "mcp.review_wait_s"},
+           {"mcp: {max_output_bytes: 99999999}", "mcp.max_output_bytes"},
+           {"mcp: {allowed_origins: [evil]}", "mcp.allowed_origins[0]"},
+           {"mcp: {sessions: 3}", "mcp."}}) {
+    auto r = ParseConfig(yaml, "bad.yaml");
+    ASSERT_FALSE(r.ok()) << yaml;
+    EXPECT_NE(r.error().message.find(mention), std::string::npos)
+        << yaml << " -> " << r.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace sbx::supervisor
