@@ -37,7 +37,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using error_code = boost::system::error_code;
 
-constexpr size_t kMaxLingerBytes = 1 << 20;
+constexpr size_t kMaxLingerBytes = 16 << 20;
 constexpr std::chrono::milliseconds kMaxLinger{2000};
 
 bool IsTokenChar(char c) {

@@ -69,16 +69,21 @@ std::string SseEvent(const json& message) {
 
 Reply Post(const McpRouteContext& c, const Request& req) {
   const auto& config = *c.config;
+  // Read first (nothing runs yet), so that every refusal below answers the request's own id.
+  ParsedMessage parsed = ParseMessage(req.body);
+  const json id = parsed.message ? parsed.message->id : parsed.failure->id;
   if (!OriginAllowed(req.headers.Get("origin"), req.headers.Get("host"),
                      config.mcp.allowed_origins)) {
     return HttpRpcError(403, -32000,
                         fmt::format("Origin {} may not call this server (mcp.allowed_origins)",
-                                    *req.headers.Get("origin")));
+                                    *req.headers.Get("origin")),
+                        id);
   }
   auto profile = ParseProfile(req.PathParam("profile"));
   if (!profile) {
-    return HttpRpcError(404, -32000, "no such MCP endpoint: use /mcp/executor, /mcp/developer "
-                                     "or /mcp/full");
+    return HttpRpcError(404, -32000,
+                        "no such MCP endpoint: use /mcp/executor, /mcp/developer or /mcp/full",
+                        id);
   }
   supervisor::Principal who = ToPrincipal(config, req);
   for (const auto& k : config.api_keys) {
@@ -91,25 +96,25 @@ Reply Post(const McpRouteContext& c, const Request& req) {
                                       who.name, ProfileName(*profile),
                                       k.mcp_profiles->empty()
                                           ? std::string("none")
-                                          : fmt::format("{}", fmt::join(*k.mcp_profiles, ", "))));
+                                          : fmt::format("{}", fmt::join(*k.mcp_profiles, ", "))),
+                          id);
     }
   }
   const std::string content_type = Lower(req.headers.Get("content-type").value_or(""));
   if (!content_type.starts_with("application/json")) {
-    return HttpRpcError(415, kInvalidRequest, "Content-Type must be application/json");
+    return HttpRpcError(415, kInvalidRequest, "Content-Type must be application/json", id);
   }
   const std::string accept = Lower(req.headers.Get("accept").value_or("*/*"));
   const bool accepts_sse = Contains(accept, "text/event-stream");
   if (!Contains(accept, "application/json") && !accepts_sse && !Contains(accept, "*/*") &&
       !Contains(accept, "application/*")) {
     return HttpRpcError(406, kInvalidRequest,
-                        "Accept must include application/json or text/event-stream");
+                        "Accept must include application/json or text/event-stream", id);
   }
   if (auto v = req.headers.Get("mcp-protocol-version"); v && !IsSupportedVersion(*v)) {
     return HttpRpcError(400, kInvalidRequest,
-                        fmt::format("unsupported MCP-Protocol-Version {}", *v));
+                        fmt::format("unsupported MCP-Protocol-Version {}", *v), id);
   }
-  ParsedMessage parsed = ParseMessage(req.body);
   if (!parsed.message) {
     return HttpRpcError(400, parsed.failure->code, parsed.failure->message, parsed.failure->id);
   }
@@ -167,7 +172,7 @@ Reply Post(const McpRouteContext& c, const Request& req) {
         };
       }
       auto answer = server->Handle(m, ctx);
-      server->EndCall(ctx.who.name, m.id);
+      server->EndCall(ctx.who.name, m.id, ctx.cancelled);
       WriteAll(sink, sse ? SseEvent(*answer.response) : DumpJson(*answer.response));
       sink->Finish();
       --active_calls;

@@ -73,6 +73,42 @@ std::optional<std::string> CheckArgumentNames(const ToolSpec& tool, const json& 
   return std::nullopt;
 }
 
+// Whether `value` is an object with every property the tool's output schema requires, each of
+// the listed type (the schemas here use only "type" and "required").
+bool ConformsToOutput(const ToolSpec& tool, const json& value) {
+  if (!value.is_object()) return false;
+  const json& schema = tool.output_schema;
+  if (auto req = schema.find("required"); req != schema.end()) {
+    for (const auto& name : *req) {
+      if (!value.contains(name.get<std::string>())) return false;
+    }
+  }
+  const json& props = schema["properties"];
+  for (auto it = props.begin(); it != props.end(); ++it) {
+    auto v = value.find(it.key());
+    if (v == value.end() || !it->contains("type")) continue;
+    const json& t = (*it)["type"];
+    auto is = [&](const std::string& type) {
+      if (type == "string") return v->is_string();
+      if (type == "integer") return v->is_number_integer();
+      if (type == "number") return v->is_number();
+      if (type == "boolean") return v->is_boolean();
+      if (type == "array") return v->is_array();
+      if (type == "object") return v->is_object();
+      if (type == "null") return v->is_null();
+      return true;
+    };
+    bool ok = false;
+    if (t.is_string()) {
+      ok = is(t.get<std::string>());
+    } else if (t.is_array()) {
+      for (const auto& one : t) ok = ok || (one.is_string() && is(one.get<std::string>()));
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string EncodeSession(const SessionInfo& s) {
@@ -96,6 +132,11 @@ std::optional<SessionInfo> DecodeSession(std::string_view id) {
 
 McpServer::McpServer(McpOptions options) : options_(std::move(options)) {}
 
+McpServer::~McpServer() {
+  std::unique_lock lock(calls_mu_);
+  calls_done_.wait_for(lock, std::chrono::seconds(30), [this] { return in_flight_ == 0; });
+}
+
 std::optional<json> McpServer::ProgressToken(const RpcMessage& message) {
   json meta = Meta(message);
   auto it = meta.find("progressToken");
@@ -107,12 +148,18 @@ std::shared_ptr<std::atomic<bool>> McpServer::BeginCall(const std::string& key, 
   auto flag = std::make_shared<std::atomic<bool>>(false);
   std::lock_guard lock(calls_mu_);
   calls_[key + "\n" + id.dump()] = flag;
+  ++in_flight_;
   return flag;
 }
 
-void McpServer::EndCall(const std::string& key, const json& id) {
+void McpServer::EndCall(const std::string& key, const json& id,
+                        const std::shared_ptr<std::atomic<bool>>& flag) {
   std::lock_guard lock(calls_mu_);
-  calls_.erase(key + "\n" + id.dump());
+  // A second request of the key with the same id may have taken the entry meanwhile.
+  if (auto it = calls_.find(key + "\n" + id.dump()); it != calls_.end() && it->second == flag) {
+    calls_.erase(it);
+  }
+  if (--in_flight_ == 0) calls_done_.notify_all();
 }
 
 McpServer::Answer McpServer::Handle(const RpcMessage& m, const CallContext& context) {
@@ -230,7 +277,9 @@ json McpServer::CallTool(const RpcMessage& m, const CallContext& context) {
   json result;
   if (r.is_error) {
     result["content"] = json::array({{{"type", "text"}, {"text", r.message}}});
-    if (!r.structured.is_null()) result["structuredContent"] = r.structured;
+    // Clients check structuredContent against the output schema even on errors: only a result
+    // of the tool's own shape (a command's outcome that exited non-zero) carries it.
+    if (ConformsToOutput(*tool, r.structured)) result["structuredContent"] = r.structured;
     result["isError"] = true;
   } else {
     result["content"] = json::array({{{"type", "text"}, {"text", DumpJson(r.structured)}}});

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -71,6 +72,9 @@ struct McpOptions {
 class McpServer {
  public:
   explicit McpServer(McpOptions options);
+  // Waits (up to 30 s) for the tool calls under way to end: they run on threads of their own.
+  // Stop the sandbox service first, so that their processes have ended.
+  ~McpServer();
 
   // What a message asks of the server.
   struct Answer {
@@ -87,9 +91,11 @@ class McpServer {
   static std::optional<nlohmann::json> ProgressToken(const RpcMessage& message);
 
   // A request in flight, so that notifications/cancelled can reach it: keyed by the key's name
-  // and the request id.
+  // and the request id. EndCall with the flag BeginCall returned; the server is not touched
+  // after it.
   std::shared_ptr<std::atomic<bool>> BeginCall(const std::string& key, const nlohmann::json& id);
-  void EndCall(const std::string& key, const nlohmann::json& id);
+  void EndCall(const std::string& key, const nlohmann::json& id,
+               const std::shared_ptr<std::atomic<bool>>& flag);
 
   // What a tool did: structuredContent, and for an error the text that says what happened.
   struct ToolResult {
@@ -124,6 +130,8 @@ class McpServer {
   McpOptions options_;
   std::mutex default_mu_;  // one default-sandbox lookup or creation at a time per daemon
   std::mutex calls_mu_;
+  std::condition_variable calls_done_;
+  int in_flight_ = 0;
   std::map<std::string, std::shared_ptr<std::atomic<bool>>> calls_;
 };
 

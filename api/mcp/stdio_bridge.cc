@@ -19,6 +19,8 @@ using nlohmann::json;
 
 namespace {
 
+constexpr size_t kMaxReplyBytes = 64 << 20;
+
 constexpr const char* kUsage = R"(Usage: sandboxd mcp [--profile executor|developer|full] [--host ADDRESS]
 
 Speaks the Model Context Protocol on stdin and stdout (one JSON-RPC message per line) and
@@ -56,50 +58,72 @@ class Bridge {
       std::lock_guard lock(mu_);
       if (!session_.empty() && m.method != "initialize") headers.emplace_back("Mcp-Session-Id", session_);
     }
-    auto reply = client_.Call("POST", target_, &body, headers);
-    if (!reply.ok()) {
-      Log(fmt::format("{}: {}", m.method.empty() ? "response" : m.method, reply.error().message));
-      if (wants_answer) Write(RpcError(m.id, -32000, "sandboxd: " + reply.error().message));
+    // The reply is read as it arrives: an event stream's progress notifications are written
+    // out one by one, before the response at its end.
+    ctl::HttpReply reply;
+    bool sse = false;
+    std::string pending;  // an event stream's bytes not yet cut into lines
+    std::string data;     // the current event's data
+    Status st = client_.Exchange(
+        "POST", target_, &body, headers,
+        [&](const ctl::HttpReply& head) -> Status {
+          reply = head;
+          sse = head.status == 200 && head.content_type.starts_with("text/event-stream");
+          return Ok();
+        },
+        [&](std::string_view bytes) -> Status {
+          if (!sse) {
+            if (reply.body.size() + bytes.size() > kMaxReplyBytes) {
+              return MakeError(ErrorCode::kResourceExhausted, "the daemon's answer is too large");
+            }
+            reply.body.append(bytes);
+            return Ok();
+          }
+          pending.append(bytes);
+          for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
+            std::string_view l(pending.data(), nl);
+            if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+            if (l.starts_with("data:")) {
+              l.remove_prefix(5);
+              if (l.starts_with(" ")) l.remove_prefix(1);
+              data.append(l);
+            } else if (l.empty() && !data.empty()) {
+              WriteLine(data);  // one event: one message
+              data.clear();
+            }
+            pending.erase(0, nl + 1);
+          }
+          return Ok();
+        });
+    if (!st.ok()) {
+      Log(fmt::format("{}: {}", m.method.empty() ? "response" : m.method, st.error().message));
+      if (wants_answer) Write(RpcError(m.id, -32000, "sandboxd: " + st.error().message));
       return;
     }
-    if (m.method == "initialize" && reply->status == 200) {
-      for (const auto& [name, value] : reply->headers) {
+    if (m.method == "initialize" && reply.status == 200) {
+      for (const auto& [name, value] : reply.headers) {
         if (strcasecmp(name.c_str(), "mcp-session-id") == 0) {
           std::lock_guard lock(mu_);
           session_ = value;
         }
       }
     }
-    if (reply->status == 202) return;
-    if (reply->content_type.starts_with("text/event-stream")) {
-      // Each event's data lines are one message.
-      std::string_view rest = reply->body;
-      std::string data;
-      while (!rest.empty()) {
-        size_t nl = rest.find('\n');
-        std::string_view l = rest.substr(0, nl);
-        rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-        if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
-        if (l.starts_with("data:")) {
-          l.remove_prefix(5);
-          if (l.starts_with(" ")) l.remove_prefix(1);
-          data.append(l);
-        } else if (l.empty() && !data.empty()) {
-          WriteLine(data);
-          data.clear();
-        }
-      }
+    if (sse) {
       if (!data.empty()) WriteLine(data);
       return;
     }
-    json answer = json::parse(reply->body, nullptr, false);
+    if (reply.status == 202) return;
+    json answer = json::parse(reply.body, nullptr, false);
     if (answer.is_object() && answer.contains("jsonrpc")) {
-      if (wants_answer || reply->status < 400) WriteLine(answer.dump());
+      if (!wants_answer) return;
+      // A refusal made before the daemon read the message names no id: it answers this one.
+      if (answer["id"].is_null()) answer["id"] = m.id;
+      Write(answer);
       return;
     }
-    // Not a JSON-RPC answer: the daemon refused the request itself (401 without a key, 403).
-    std::string message = ctl::ApiError(*reply).message;
-    Log(fmt::format("{}: HTTP {}: {}", m.method, reply->status, message));
+    // Not a JSON-RPC answer: the daemon refused the request itself (401 without a key).
+    std::string message = ctl::ApiError(reply).message;
+    Log(fmt::format("{}: HTTP {}: {}", m.method, reply.status, message));
     if (wants_answer) Write(RpcError(m.id, -32000, fmt::format("sandboxd: {}", message)));
   }
 

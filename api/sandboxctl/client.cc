@@ -310,11 +310,22 @@ Result<Client::Created> Client::CallCreate(const std::string& target, const nloh
   return c;
 }
 
-Result<int> Client::Stream(const std::string& target, const BodySink& sink) {
+Status Client::Exchange(std::string_view method, const std::string& target,
+                        const nlohmann::json* json_body,
+                        const std::vector<std::pair<std::string, std::string>>& headers,
+                        const std::function<Status(const HttpReply& head)>& on_head,
+                        const BodySink& sink) {
   try {
-    auto req = MakeRequest(endpoint_, api_key_, http::verb::get, target);
+    auto verb = ParseVerb(method);
+    if (!verb.ok()) return std::move(verb).error();
+    auto req = MakeRequest(endpoint_, api_key_, *verb, target);
+    for (const auto& [name, value] : headers) req.set(name, value);
+    if (json_body != nullptr) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = json_body->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
     req.prepare_payload();
-    return WithSocket<Result<int>>(endpoint_, [&](auto& s) -> Result<int> {
+    return WithSocket<Status>(endpoint_, [&](auto& s) -> Status {
       SBX_TRY(WriteRequest(s, endpoint_, req));
       beast::flat_buffer buf;
       http::response_parser<http::buffer_body> p;
@@ -325,7 +336,10 @@ Result<int> Client::Stream(const std::string& target, const BodySink& sink) {
       HttpReply head;
       head.status = static_cast<int>(p.get().result_int());
       head.content_type = std::string(p.get()[http::field::content_type]);
-      const bool ok = head.status >= 200 && head.status <= 299;
+      for (const auto& field : p.get()) {
+        head.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+      }
+      SBX_TRY(on_head(head));
       char chunk[64 * 1024];
       while (!p.is_done()) {
         p.get().body().data = chunk;
@@ -337,18 +351,33 @@ Result<int> Client::Stream(const std::string& target, const BodySink& sink) {
         if (ec) return IoError(endpoint_, "reading the reply from", ec);
         size_t n = sizeof chunk - p.get().body().size;
         if (n == 0) continue;
-        if (ok) {
-          SBX_TRY(sink(std::string_view(chunk, n)));
-        } else if (head.body.size() < kMaxErrorBodyBytes) {
-          head.body.append(chunk, n);
-        }
+        SBX_TRY(sink(std::string_view(chunk, n)));
       }
-      if (!ok) return ApiError(head);
-      return head.status;
+      return Ok();
     });
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kInternal, "request to {}: {}", endpoint_.ToString(), e.what());
   }
+}
+
+Result<int> Client::Stream(const std::string& target, const BodySink& sink) {
+  HttpReply head;
+  bool ok = false;
+  Status st = Exchange(
+      "GET", target, nullptr, {},
+      [&](const HttpReply& h) {
+        head = h;
+        ok = h.status >= 200 && h.status <= 299;
+        return Ok();
+      },
+      [&](std::string_view bytes) -> Status {
+        if (ok) return sink(bytes);
+        if (head.body.size() < kMaxErrorBodyBytes) head.body.append(bytes);
+        return Ok();
+      });
+  if (!st.ok()) return std::move(st).error();
+  if (!ok) return ApiError(head);
+  return head.status;
 }
 
 Status Client::FollowEvents(const std::function<std::string(int64_t after)>& make_target,

@@ -110,6 +110,16 @@ class Client {
   // without calling `sink`. Returns the status on success.
   Result<int> Stream(const std::string& target, const BodySink& sink);
 
+  // Sends one request (a JSON body when `json_body` is not null) and hands the reply to the
+  // caller as it arrives, whatever its status: `on_head` gets the status and header fields
+  // (body empty), then `sink` each piece of the body. An error from either stops the exchange
+  // and is returned. Errors as for Call().
+  Status Exchange(std::string_view method, const std::string& target,
+                  const nlohmann::json* json_body,
+                  const std::vector<std::pair<std::string, std::string>>& headers,
+                  const std::function<Status(const HttpReply& head)>& on_head,
+                  const BodySink& sink);
+
   // Opens the WebSocket at `target` and calls `on_event` with each JSON message until the
   // server closes normally (returns Ok), `on_event` says kStop (Ok), or something fails.
   //

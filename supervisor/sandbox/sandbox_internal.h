@@ -89,6 +89,18 @@ struct SandboxService::Impl {
 
   std::mutex mu;  // boxes, timers, stopping
   std::condition_variable timer_cv;
+  // Counts the decisions on processes that waited for review (started after an approval,
+  // rejected, cancelled with their sandbox), so that WaitProcess wakes when one is decided.
+  std::mutex decide_mu;
+  std::condition_variable decide_cv;
+  uint64_t decisions = 0;
+  void Decided() {
+    {
+      std::lock_guard lock(decide_mu);
+      ++decisions;
+    }
+    decide_cv.notify_all();
+  }
   std::map<std::string, std::shared_ptr<LiveBox>> boxes;
   bool stopping = false;
   std::thread timer_thread, io_thread;

@@ -282,6 +282,7 @@ Result<store::ProcessRecord> SandboxService::Impl::Launch(const std::shared_ptr<
     std::lock_guard pl(box->procs_mu);
     box->procs[rec.id] = proc;
   }
+  Decided();
   store::ProcessUpdate ru;
   ru.approval = rec.approval;
   auto running = store.UpdateProcess(box->id, rec.id, {rec.state}, ProcessState::kRunning, ru);
@@ -434,24 +435,42 @@ Result<ProcessOutcome> SandboxService::WaitProcess(std::string_view sandbox_id,
                                                    size_t max_bytes, const Principal& who) {
   auto sb = impl_->Load(sandbox_id, who);
   if (!sb.ok()) return std::move(sb).error();
-  std::shared_ptr<LiveProc> proc;
-  if (auto box = impl_->Box(sandbox_id)) {
-    std::lock_guard pl(box->procs_mu);
-    auto it = box->procs.find(process_id);
-    if (it != box->procs.end()) proc = it->second;
-  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   ProcessOutcome out;
-  if (proc) {
-    std::unique_lock w(proc->wait_mu);
-    if (!proc->wait_cv.wait_for(w, timeout, [&] { return proc->final_record.has_value(); })) {
-      return MakeError(ErrorCode::kUnavailable, "process {} still runs after {} ms", process_id,
-                       timeout.count());
+  for (;;) {
+    // Read before looking, so that a decision made meanwhile is not missed.
+    uint64_t seen = 0;
+    {
+      std::lock_guard d(impl_->decide_mu);
+      seen = impl_->decisions;
     }
-    out.process = *proc->final_record;
-  } else {
+    std::shared_ptr<LiveProc> proc;
+    if (auto box = impl_->Box(sandbox_id)) {
+      std::lock_guard pl(box->procs_mu);
+      auto it = box->procs.find(process_id);
+      if (it != box->procs.end()) proc = it->second;
+    }
+    if (proc) {
+      std::unique_lock w(proc->wait_mu);
+      if (!proc->wait_cv.wait_until(w, deadline, [&] { return proc->final_record.has_value(); })) {
+        return MakeError(ErrorCode::kUnavailable, "process {} still runs after {} ms", process_id,
+                         timeout.count());
+      }
+      out.process = *proc->final_record;
+      break;
+    }
     auto rec = impl_->store.GetProcess(sandbox_id, std::to_string(process_id));
     if (!rec.ok()) return std::move(rec).error();
-    out.process = *rec;
+    if (rec->state != ProcessState::kAwaitingReview) {
+      out.process = *rec;
+      break;
+    }
+    // Waiting for a reviewer: until a decision on some process, then look again.
+    std::unique_lock d(impl_->decide_mu);
+    if (!impl_->decide_cv.wait_until(d, deadline, [&] { return impl_->decisions != seen; })) {
+      return MakeError(ErrorCode::kUnavailable, "process {} still waits for review after {} ms",
+                       process_id, timeout.count());
+    }
   }
   const std::string dir = Impl::ProcessDir(impl_->SandboxDir(sandbox_id), process_id);
   auto head = [&](int stream, std::string* text, bool* truncated) {
@@ -535,6 +554,7 @@ Result<store::ProcessRecord> SandboxService::RejectProcess(std::string_view sand
   auto out = impl_->store.UpdateProcess(sandbox_id, rec->id, {ProcessState::kAwaitingReview},
                                         ProcessState::kRejected, u);
   if (!out.ok()) return std::move(out).error();
+  impl_->Decided();
   impl_->Audit(who, "process.rejected", sandbox_id, {{"process_id", rec->id}, {"reason", reason}});
   return out;
 }

@@ -326,6 +326,7 @@ Result<store::SandboxRecord> SandboxService::Impl::End(const std::string& id, Sa
       (void)store.UpdateProcess(id, p.id, {ProcessState::kAwaitingReview},
                                 ProcessState::kCancelled, {});
     }
+    if (!waiting->empty()) Decided();
   }
   store::SandboxUpdate u;
   u.reason = reason;

@@ -118,7 +118,8 @@ class SandboxService {
   Result<store::ProcessRecord> StartProcess(std::string_view sandbox_id,
                                             store::ProcessRequest request, const Principal& who);
   // Blocks until the process has a final result or `timeout` passes (kUnavailable); with up to
-  // `max_bytes` of each stream.
+  // `max_bytes` of each stream. A process awaiting review is waited for through the decision
+  // (approved: until it ends; rejected, or cancelled with its sandbox: at once).
   Result<ProcessOutcome> WaitProcess(std::string_view sandbox_id, int64_t process_id,
                                      std::chrono::milliseconds timeout, size_t max_bytes,
                                      const Principal& who);
