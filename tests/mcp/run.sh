@@ -7,7 +7,7 @@
 #
 # Installs the pinned MCP SDK (package-lock.json) first when node_modules is missing or older
 # than the lock file. The stdio tests use $SANDBOXD_BIN_DIR/sandboxd, else the sandboxd beside
-# $SANDBOXD_SERVER, and are skipped while that binary has no `mcp` command.
+# $SANDBOXD_SERVER.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
