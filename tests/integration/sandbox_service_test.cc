@@ -363,6 +363,34 @@ TEST_F(SandboxServiceTest, ThePolicyDecidesSandboxesAndProcessesAndAReviewerTheR
   EXPECT_EQ(w->process.result->exit_code, 0);
   EXPECT_FALSE(w->stdout_head.empty());
 
+  // A waiter on a process awaiting review waits through the decision: it times out while
+  // nobody decides, sees the approved process to its end, and a rejection at once.
+  auto r2 = service_->StartProcess(approved->id, review, alice_);
+  ASSERT_TRUE(r2.ok());
+  auto still = service_->WaitProcess(approved->id, r2->id, std::chrono::milliseconds(200), 1024,
+                                     alice_);
+  ASSERT_FALSE(still.ok());
+  EXPECT_EQ(still.error().code, ErrorCode::kUnavailable);
+  std::thread reviewer([&] {
+    (void)service_->ApproveProcess(approved->id, std::to_string(r2->id), bob_);
+  });
+  auto through = service_->WaitProcess(approved->id, r2->id, std::chrono::seconds(30), 1024,
+                                       alice_);
+  reviewer.join();
+  ASSERT_TRUE(through.ok()) << through.error().ToString();
+  EXPECT_EQ(through->process.state, ProcessState::kFinished);
+  EXPECT_EQ(through->process.result->exit_code, 0);
+  auto r3 = service_->StartProcess(approved->id, review, alice_);
+  ASSERT_TRUE(r3.ok());
+  std::thread rejecter([&] {
+    (void)service_->RejectProcess(approved->id, std::to_string(r3->id), bob_, "no");
+  });
+  auto rejected = service_->WaitProcess(approved->id, r3->id, std::chrono::seconds(30), 1024,
+                                        alice_);
+  rejecter.join();
+  ASSERT_TRUE(rejected.ok()) << rejected.error().ToString();
+  EXPECT_EQ(rejected->process.state, ProcessState::kRejected);
+
   // Rejected sandboxes end FAILED with the reviewer's reason.
   auto c2 = service_->Create(big, alice_);
   ASSERT_TRUE(c2.ok());
