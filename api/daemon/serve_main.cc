@@ -11,6 +11,7 @@
 
 #include "api/daemon/service_notify.h"
 #include "api/http/server.h"
+#include "api/http/static_files.h"
 #include "api/mcp/mcp_routes.h"
 #include "api/v1/metrics_routes.h"
 #include "api/v1/openapi_routes.h"
@@ -32,6 +33,7 @@ namespace {
 
 constexpr const char* kUsage = R"(Usage: sandboxd serve [--config FILE] [--listen ADDR]... [--database URL]
                       [--data-dir DIR] [--node NAME] [--log-level LEVEL]
+                      [--web-root DIR]
                       [--cgroup-delegation auto|yes|no] [--dev-key]
 
 Runs the sandboxd service: the HTTP/WebSocket API, the review gate and the run workers.
@@ -40,6 +42,7 @@ Runs the sandboxd service: the HTTP/WebSocket API, the review gate and the run w
   --database URL   sqlite:///ABSOLUTE/PATH or postgresql://...
   --data-dir DIR   where run logs live
   --node NAME      this daemon's name in a shared database (default: the hostname)
+  --web-root DIR   the web page's built files, served at / (default /usr/share/sandboxd/web)
   --log-level LEVEL  error, warning, notice, info (default) or debug
   --cgroup-delegation auto|yes|no
                    put the sandboxes below the daemon's own cgroup (systemd Delegate=yes);
@@ -299,6 +302,10 @@ int main(int argc, char** argv) {
     return Fail("mcp routes", r.error());
   }
   if (Status r = api::AddOpenApiRoute(router); !r.ok()) return Fail("openapi", r.error());
+  // The web page (api/web/): static files, public; it asks for a key in the browser.
+  if (Status r = api::AddStaticSite(router, config.web_root); !r.ok()) {
+    return Fail("web page", r.error());
+  }
   if (Status r = api::AddMetricsRoute(router, &metrics, config.metrics_require_key); !r.ok()) {
     return Fail("metrics", r.error());
   }

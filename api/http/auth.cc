@@ -131,4 +131,59 @@ std::optional<std::string_view> ExtractApiKey(std::optional<std::string_view> x_
   return std::nullopt;
 }
 
+namespace {
+
+// Each comma-separated token of a Sec-WebSocket-Protocol value, trimmed.
+template <class F>
+void ForEachOffer(std::string_view offers, F&& f) {
+  while (!offers.empty()) {
+    size_t comma = offers.find(',');
+    std::string_view one = Trim(offers.substr(0, comma));
+    if (!one.empty() && f(one)) return;
+    if (comma == std::string_view::npos) break;
+    offers.remove_prefix(comma + 1);
+  }
+}
+
+}  // namespace
+
+bool OffersWebSocketProtocol(std::string_view offers, std::string_view protocol) {
+  bool found = false;
+  ForEachOffer(offers, [&](std::string_view one) { return found = one == protocol; });
+  return found;
+}
+
+std::optional<std::string> KeyFromWebSocketProtocols(std::string_view offers) {
+  constexpr std::string_view kPrefix = "sandboxd.bearer.";
+  std::optional<std::string> key;
+  ForEachOffer(offers, [&](std::string_view one) {
+    if (!one.starts_with(kPrefix)) return false;
+    std::string_view b64 = one.substr(kPrefix.size());
+    if (b64.empty() || b64.size() > 1024) return true;
+    // base64url, no padding: 6 bits per character.
+    std::string out;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (char c : b64) {
+      int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+              : c >= 'a' && c <= 'z' ? c - 'a' + 26
+              : c >= '0' && c <= '9' ? c - '0' + 52
+              : c == '-'             ? 62
+              : c == '_'             ? 63
+                                     : -1;
+      if (v < 0) return true;
+      acc = (acc << 6) | static_cast<uint32_t>(v);
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out.push_back(static_cast<char>((acc >> bits) & 0xff));
+      }
+    }
+    if (b64.size() % 4 == 1) return true;  // not a whole number of bytes
+    key = std::move(out);
+    return true;
+  });
+  return key;
+}
+
 }  // namespace sbx::api

@@ -76,6 +76,16 @@ class Authenticator {
 std::optional<std::string_view> ExtractApiKey(std::optional<std::string_view> x_api_key,
                                               std::optional<std::string_view> authorization);
 
+// Browsers cannot set headers on a WebSocket: they offer the key as a subprotocol instead,
+//   new WebSocket(url, ["sandboxd.v1", "sandboxd.bearer." + base64url(KEY)])
+// The key from such a Sec-WebSocket-Protocol value (comma-separated offers; base64url without
+// padding), or nullopt when none is offered or it is malformed. The server answers with
+// kWebSocketProtocol when the client offered it.
+inline constexpr std::string_view kWebSocketProtocol = "sandboxd.v1";
+std::optional<std::string> KeyFromWebSocketProtocols(std::string_view offers);
+// Whether `offers` (a Sec-WebSocket-Protocol value) names `protocol`.
+bool OffersWebSocketProtocol(std::string_view offers, std::string_view protocol);
+
 // Compares two byte ranges in time that depends only on their lengths.
 bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b);
 

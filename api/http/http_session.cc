@@ -349,6 +349,13 @@ class HttpSession final : public Session,
     if (route_->access != Access::kPublic) {
       std::optional<std::string_view> key =
           ExtractApiKey(r.headers.Get("x-api-key"), r.headers.Get("authorization"));
+      std::optional<std::string> offered;
+      if (!key && route_->websocket) {
+        if (auto offers = r.headers.Get("sec-websocket-protocol")) {
+          offered = KeyFromWebSocketProtocols(*offers);
+          if (offered) key = *offered;
+        }
+      }
       if (!key) {
         Response res = ErrorResponse(401, "unauthenticated",
                                      "this endpoint needs an API key: send 'x-api-key: KEY' or "

@@ -13,6 +13,7 @@
 #include <exception>
 #include <utility>
 
+#include "api/http/auth.h"
 #include "api/http/buffer_pool.h"
 #include "api/http/internal/file_socket.h"
 #include "api/http/internal/fronts.h"
@@ -100,8 +101,14 @@ class WsSession final : public Session,
       t.idle_timeout = options_.ws_idle_timeout;
       t.keep_alive_pings = true;
       ws_.set_option(t);
-      ws_.set_option(websocket::stream_base::decorator(
-          [](websocket::response_type& res) { res.set(http::field::server, "sandboxd"); }));
+      // A browser that offered the key as a subprotocol (auth.h) must see one of its offers
+      // chosen, or it drops the connection.
+      const bool chose = OffersWebSocketProtocol(upgrade_[http::field::sec_websocket_protocol],
+                                                 kWebSocketProtocol);
+      ws_.set_option(websocket::stream_base::decorator([chose](websocket::response_type& res) {
+        res.set(http::field::server, "sandboxd");
+        if (chose) res.set(http::field::sec_websocket_protocol, kWebSocketProtocol);
+      }));
       ws_.read_message_max(options_.ws_max_incoming_bytes);
       // One frame per message: simpler for clients, and nothing to gain from fragmenting.
       ws_.auto_fragment(false);

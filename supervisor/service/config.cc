@@ -120,7 +120,7 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
                      "log_level",
                      "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
                      "docker_image", "warm_sandboxes", "workspace_cow_root_owned",
-                     "sandbox_id_base", "docker_images", "sandboxes", "mcp"},
+                     "sandbox_id_base", "docker_images", "sandboxes", "mcp", "web_root"},
                     source, ""));
   if (auto n = root["sandboxes"]) {
     SBX_TRY(CheckKeys(n, {"max", "default_timeout_s", "max_timeout_s", "default_idle_timeout_s"},
@@ -210,6 +210,7 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     std::string* out;
   } strings[] = {{"database", &c.database},
                  {"data_dir", &c.data_dir},
+                 {"web_root", &c.web_root},
                  {"node", &c.node},
                  {"seccomp_profiles_dir", &c.seccomp_profiles_dir},
                  {"policy_dir", &c.policy_dir},
@@ -399,6 +400,8 @@ Status ApplyFlags(const std::vector<std::string>& args, ServiceConfig& c) {
       c.data_dir = v;
     } else if (a == "--node") {
       c.node = v;
+    } else if (a == "--web-root") {
+      c.web_root = v;
     } else if (a == "--log-level") {
       c.log_level = v;
     } else if (a == "--cgroup-delegation") {
@@ -425,6 +428,10 @@ Status Validate(const ServiceConfig& c) {
   if (c.data_dir.empty() || c.data_dir[0] != '/') {
     return MakeError(ErrorCode::kInvalidArgument, "data_dir: '{}' must be an absolute path",
                      c.data_dir);
+  }
+  if (c.web_root.empty() || c.web_root[0] != '/') {
+    return MakeError(ErrorCode::kInvalidArgument, "web_root: '{}' must be an absolute path",
+                     c.web_root);
   }
   if (c.database.rfind("sqlite:///", 0) != 0 && c.database.rfind("postgresql://", 0) != 0 &&
       c.database.rfind("postgres://", 0) != 0) {

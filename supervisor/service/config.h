@@ -31,6 +31,8 @@ struct ServiceConfig {
   std::vector<std::string> listen = {"127.0.0.1:8080"};  // HOST:PORT or unix:PATH
   std::string database = "sqlite:///var/lib/sandboxd/sandboxd.db";
   std::string data_dir = "/var/lib/sandboxd";
+  // The web page's built files (api/web/), served at / and /ui/ (api/http/static_files.h).
+  std::string web_root = "/usr/share/sandboxd/web";
   std::string node;  // this daemon's name in a shared database; default: the hostname
   std::vector<ApiKeyConfig> api_keys;
   ServiceLimits limits;

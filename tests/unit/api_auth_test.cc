@@ -82,5 +82,21 @@ TEST(ExtractApiKey, HeaderForms) {
   EXPECT_EQ(ExtractApiKey(std::nullopt, std::nullopt), std::nullopt);
 }
 
+TEST(WebSocketProtocols, TheKeyOfferedByABrowser) {
+  // "k3y!" in base64url without padding is "azN5IQ".
+  EXPECT_EQ(KeyFromWebSocketProtocols("sandboxd.v1, sandboxd.bearer.azN5IQ"), "k3y!");
+  EXPECT_EQ(KeyFromWebSocketProtocols("sandboxd.bearer.azN5IQ"), "k3y!");
+  // base64url's own alphabet: '-' and '_' (bytes 0xfb 0xff).
+  EXPECT_EQ(KeyFromWebSocketProtocols("sandboxd.bearer.-_8"), std::string("\xfb\xff"));
+  EXPECT_FALSE(KeyFromWebSocketProtocols("sandboxd.v1"));
+  EXPECT_FALSE(KeyFromWebSocketProtocols("sandboxd.bearer."));
+  EXPECT_FALSE(KeyFromWebSocketProtocols("sandboxd.bearer.a+b/"));  // standard base64 refused
+  EXPECT_FALSE(KeyFromWebSocketProtocols("sandboxd.bearer.abcde"));  // not whole bytes
+  EXPECT_FALSE(KeyFromWebSocketProtocols("sandboxd.bearer." + std::string(2000, 'A')));
+  EXPECT_FALSE(KeyFromWebSocketProtocols(""));
+  EXPECT_TRUE(OffersWebSocketProtocol("chat, sandboxd.v1", "sandboxd.v1"));
+  EXPECT_FALSE(OffersWebSocketProtocol("sandboxd.v10", "sandboxd.v1"));
+}
+
 }  // namespace
 }  // namespace sbx::api
