@@ -1,6 +1,6 @@
 // Processes in a sandbox: run (and wait), start, stream, reattach, signal, stdin, terminals.
 
-import { ConnectionError } from './errors.js';
+import { ConnectionError, DeadlineExceededError } from './errors.js';
 import type { Transport } from './transport.js';
 import type {
   OutputChunk,
@@ -387,7 +387,9 @@ export class Terminal implements AsyncIterable<Buffer> {
         }
         const chunk = await this.read();
         if (chunk === undefined) {
-          if (d.timedOut()) throw stopped('reading the terminal', true, opts.timeoutMs ?? 30_000);
+          if (d.timedOut()) {
+            throw new DeadlineExceededError(`${String(pattern)} did not appear within ${opts.timeoutMs ?? 30_000} ms; the terminal showed: ${JSON.stringify(this.#text.slice(-200))}`, { code: 'deadline_exceeded' });
+          }
           throw new ConnectionError(`the terminal closed before ${String(pattern)} appeared; it showed: ${JSON.stringify(this.#text.slice(-200))}`, { code: 'unavailable' });
         }
         this.#text += chunk.toString('utf8');
