@@ -647,7 +647,9 @@ void HandleSignal(const SpawnHeader& h, int ctl) {
   if (!ours) {
     reply.status = ESRCH;
   } else if (::kill(-pid, static_cast<int>(h.envc)) < 0) {
-    reply.status = errno;
+    // ESRCH for a payload still ours: it has not reached its setsid() yet, so its group does
+    // not exist; the payload alone is there to signal (it has started nothing yet).
+    reply.status = errno == ESRCH && ::kill(pid, static_cast<int>(h.envc)) == 0 ? 0 : errno;
   }
   SendMsg(ctl, reply);
 }

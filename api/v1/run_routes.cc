@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <ctime>
 #include <mutex>
 #include <set>
@@ -308,8 +309,11 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
       std::shared_ptr<const UniqueFd> log_fd;
     };
     auto pending = std::make_shared<Pending>();
-    consumer.deliver = [ws, one_run, data_dir, binary, pending,
-                        owned](const store::EventRecord& e) {
+    // The last position delivered or skipped, for caught_up below.
+    auto last = std::make_shared<std::atomic<int64_t>>(after);
+    consumer.deliver = [ws, one_run, data_dir, binary, pending, owned,
+                        last](const store::EventRecord& e) {
+      last->store(one_run ? e.seq : e.cursor);
       if (owned && !owned->Owns(e.run_id)) return EventPump::Step::kNext;
       if (ws->queue_space() == 0) return EventPump::Step::kWait;
       const int64_t position = one_run ? e.seq : e.cursor;
@@ -341,6 +345,38 @@ Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
       return EventPump::Step::kNext;
     };
     consumer.on_writable = [ws](std::function<void()> f) { ws->OnWritable(std::move(f)); };
+    if (one_run) {
+      // A client that resumes at or past the run's run.completed (its last event) is told at
+      // once that nothing more will come. A run turns terminal before its artifacts and
+      // run.completed are recorded, so the state alone does not say the stream is over.
+      store::Store* store = c.store;
+      consumer.caught_up = [ws, store, run_id, last] {
+        const int64_t pos = last->load();
+        if (pos < 1) return false;
+        auto run = store->GetRun(run_id);
+        if (!run.ok() || !store::IsTerminal(run->state)) return false;
+        auto at = store->ListEvents(run_id, pos - 1, 1);
+        if (!at.ok()) return false;
+        std::optional<store::EventRecord> end;
+        if (!at->empty()) {
+          end = at->front();
+        } else {
+          // Past the last event (seqs have no gaps): look at what the last one is.
+          int64_t seq = 0;
+          for (;;) {
+            auto page = store->ListEvents(run_id, seq, 1000);
+            if (!page.ok()) return false;
+            if (page->empty()) break;
+            end = page->back();
+            seq = end->seq;
+            if (page->size() < 1000) break;
+          }
+        }
+        if (!end || end->type != EventType::kRunCompleted) return false;
+        ws->Close();
+        return true;
+      };
+    }
     auto pump = EventPump::Start(*c.runs, *c.store, run_id, after, std::move(consumer));
     ws->OnClose([pump](WebSocket::CloseReason) { pump->Stop(); });
   };

@@ -375,6 +375,9 @@ class EventFeed : public std::enable_shared_from_this<EventFeed> {
       std::lock_guard lock(mu_);
       if (!stopped_) {
         token_ = sub.token;
+        // Ended already: once the history is out there is nothing to wait for (a client that
+        // resumes after the last event gets the close at once).
+        output_finished_ = sub.finished;
         // The listener may have queued newer events already; the history goes before them.
         pending_.insert(pending_.begin(), history.begin(), history.end());
         for (const auto& e : pending_) last_queued_ = std::max(last_queued_, e.seq);
@@ -460,6 +463,9 @@ class EventFeed : public std::enable_shared_from_this<EventFeed> {
             ended = true;
           } else if (behind_) {
             resubscribe = true;
+          } else if (output_finished_) {
+            stopped_ = true;
+            ended = true;
           } else {
             return;  // caught up: the listener wakes us
           }
@@ -571,6 +577,7 @@ class EventFeed : public std::enable_shared_from_this<EventFeed> {
   bool behind_ = false;
   bool from_file_ = false;
   bool file_done_ = false;
+  bool output_finished_ = false;  // the live output had ended when subscribed
   bool draining_ = false;
   bool again_ = false;
   bool stopped_ = false;

@@ -148,6 +148,19 @@ TEST_F(LiveProcessTest, SignalReachesTheWholeGroup) {
   EXPECT_EQ(r.exit_code, 5);
 }
 
+TEST_F(LiveProcessTest, ASignalRightAfterTheStartIsNeverRefused) {
+  // A process signalled at once may not have reached its setsid() yet: its group does not
+  // exist, and the signal goes to it alone instead of being refused as "has ended".
+  for (int i = 0; i < 30; ++i) {
+    LiveProcess p = Start(Sh("sleep 30"));
+    ASSERT_GT(p.id, 0u);
+    Status st = sb_->Signal(p.id, SIGKILL);
+    ASSERT_TRUE(st.ok()) << "round " << i << ": " << st.error().ToString();
+    auto r = WaitDone(p);
+    EXPECT_EQ(r.reason, LiveEndReason::kSignaled) << "round " << i;
+  }
+}
+
 TEST_F(LiveProcessTest, TimeoutKillsADoubleForkedSetsidGrandchildWhileAnotherProcessRuns) {
   LiveProcess keeper = Start(Sh("echo keeper-up; read line; echo keeper-$line", true));
   ASSERT_EQ(ReadUntil(keeper.out.get(), "keeper-up\n"), "keeper-up\n");

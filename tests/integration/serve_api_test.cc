@@ -471,6 +471,16 @@ TEST_P(ServeApiTest, ArtifactsAreListedWithChecksumsAndHostileNamesAreRefused) {
   auto events = Follow(id);
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back()["type"], "run.completed");
+  // Resuming at or past run.completed of a finished run: the server closes at once.
+  for (int64_t past : {events.back()["seq"].get<int64_t>(), int64_t{1000000}}) {
+    int st = 0;
+    auto ws = OpenWs("/v1/runs/" + id + "/events?after=" + std::to_string(past), kAlice, &st);
+    ASSERT_TRUE(ws) << st;
+    ws->SetTimeout(std::chrono::seconds(5));
+    auto f = api::testing::WsReadFrame(*ws);
+    ASSERT_TRUE(f) << "no close within 5 s after=" << past;
+    EXPECT_EQ(f->opcode, 8);
+  }
   std::set<std::string> announced;
   for (const auto& e : events) {
     if (e["type"] == "artifact.created") announced.insert(e["name"].get<std::string>());

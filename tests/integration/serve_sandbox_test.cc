@@ -293,6 +293,16 @@ TEST_F(ServeSandboxTest, ProcessesWaitEventsReattachSignalAndTimeout) {
   ASSERT_FALSE(rest.empty());
   EXPECT_EQ(rest.front()["seq"], middle + 1);
   EXPECT_EQ(rest.size(), events.size() - static_cast<size_t>(middle));
+  // Resuming at or past the end of a finished process: nothing more, and the server closes
+  // at once (a close frame, not a read that times out).
+  for (int64_t past : {static_cast<int64_t>(events.size()), int64_t{100000}}) {
+    auto ws = OpenWs(Sbx(id) + "/processes/numbers/events?after=" + std::to_string(past));
+    ASSERT_TRUE(ws);
+    ws->SetTimeout(std::chrono::seconds(5));
+    auto f = WsReadFrame(*ws);
+    ASSERT_TRUE(f) << "no close within 5 s after=" << past;
+    EXPECT_EQ(f->opcode, 8);
+  }
   auto logs = Call("GET", Sbx(id) + "/processes/numbers/logs?offset=5", kAlice);
   EXPECT_EQ(logs.body, expected.substr(5));
 
