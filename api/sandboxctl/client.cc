@@ -126,6 +126,23 @@ http::request<Body> MakeRequest(const Endpoint& ep, const std::string& api_key, 
   return req;
 }
 
+// A request with `headers` and, when `json_body` is not null, that JSON as its body.
+Result<http::request<http::string_body>> JsonRequest(
+    const Endpoint& ep, const std::string& api_key, std::string_view method,
+    const std::string& target, const nlohmann::json* json_body,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+  auto verb = ParseVerb(method);
+  if (!verb.ok()) return std::move(verb).error();
+  auto req = MakeRequest(ep, api_key, *verb, target);
+  for (const auto& [name, value] : headers) req.set(name, value);
+  if (json_body != nullptr) {
+    req.set(http::field::content_type, "application/json");
+    req.body() = json_body->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  req.prepare_payload();
+  return req;
+}
+
 // Reads a whole reply, up to kMaxReplyBytes.
 template <class Socket>
 Result<HttpReply> ReadReply(Socket& s, const Endpoint& ep) {
@@ -258,21 +275,15 @@ Error ApiError(const HttpReply& reply) {
 Client::Client(Endpoint endpoint, std::string api_key)
     : endpoint_(std::move(endpoint)), api_key_(std::move(api_key)) {}
 
+
 Result<HttpReply> Client::Call(std::string_view method, const std::string& target,
                                const nlohmann::json* json_body,
                                const std::vector<std::pair<std::string, std::string>>& headers) {
   try {
-    auto verb = ParseVerb(method);
-    if (!verb.ok()) return std::move(verb).error();
-    auto req = MakeRequest(endpoint_, api_key_, *verb, target);
-    for (const auto& [name, value] : headers) req.set(name, value);
-    if (json_body != nullptr) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = json_body->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    }
-    req.prepare_payload();
+    auto req = JsonRequest(endpoint_, api_key_, method, target, json_body, headers);
+    if (!req.ok()) return std::move(req).error();
     return WithSocket<Result<HttpReply>>(endpoint_, [&](auto& s) -> Result<HttpReply> {
-      SBX_TRY(WriteRequest(s, endpoint_, req));
+      SBX_TRY(WriteRequest(s, endpoint_, *req));
       return ReadReply(s, endpoint_);
     });
   } catch (const std::exception& e) {
@@ -316,17 +327,10 @@ Status Client::Exchange(std::string_view method, const std::string& target,
                         const std::function<Status(const HttpReply& head)>& on_head,
                         const BodySink& sink) {
   try {
-    auto verb = ParseVerb(method);
-    if (!verb.ok()) return std::move(verb).error();
-    auto req = MakeRequest(endpoint_, api_key_, *verb, target);
-    for (const auto& [name, value] : headers) req.set(name, value);
-    if (json_body != nullptr) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = json_body->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    }
-    req.prepare_payload();
+    auto req = JsonRequest(endpoint_, api_key_, method, target, json_body, headers);
+    if (!req.ok()) return std::move(req).error();
     return WithSocket<Status>(endpoint_, [&](auto& s) -> Status {
-      SBX_TRY(WriteRequest(s, endpoint_, req));
+      SBX_TRY(WriteRequest(s, endpoint_, *req));
       beast::flat_buffer buf;
       http::response_parser<http::buffer_body> p;
       p.body_limit(std::numeric_limits<uint64_t>::max());
