@@ -1,0 +1,133 @@
+import { render } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { onUnauthorized } from './api.js';
+import { session, signIn, signOut, onEventsStatus, eventsStatus } from './session.js';
+import { match, navigate, onNavigate } from './router.js';
+import { Link, ErrorBox } from './components.jsx';
+import { QueuePage } from './pages/queue.jsx';
+import { RunsPage } from './pages/runs.jsx';
+import { RunPage } from './pages/run.jsx';
+import { SandboxesPage, SandboxPage } from './pages/sandboxes.jsx';
+import { PoliciesPage } from './pages/policies.jsx';
+
+const ROUTES = [
+  ['/ui/queue', QueuePage, 'Review queue'],
+  ['/ui/runs', RunsPage, 'Runs'],
+  ['/ui/runs/:id', RunPage, 'Run'],
+  ['/ui/sandboxes', SandboxesPage, 'Sandboxes'],
+  ['/ui/sandboxes/:id', SandboxPage, 'Sandbox'],
+  ['/ui/sandboxes/:id/processes/:pid', SandboxPage, 'Sandbox'],
+  ['/ui/policies', PoliciesPage, 'Policies'],
+];
+
+const NAV = [
+  ['/ui/queue', 'Queue'],
+  ['/ui/runs', 'Runs'],
+  ['/ui/sandboxes', 'Sandboxes'],
+  ['/ui/policies', 'Policies'],
+];
+
+function SignIn({ onDone, notice }) {
+  const [key, setKey] = useState('');
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await signIn(key.trim());
+      setKey('');
+      onDone();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin" id="main">
+      <h1>sandboxd</h1>
+      <form onSubmit={submit} aria-label="Sign in">
+        <label for="apikey">API key</label>
+        <input id="apikey" name="apikey" type="password" autocomplete="off" spellcheck={false}
+               value={key} onInput={(e) => setKey(e.currentTarget.value)} required autofocus />
+        <button type="submit" disabled={busy || !key.trim()}>Sign in</button>
+        <p class="muted small">The key is kept in this tab's memory only: reloading or closing the tab signs out.</p>
+        {notice && <p class="error" role="alert">{notice}</p>}
+        <ErrorBox error={error} />
+      </form>
+    </main>
+  );
+}
+
+function LiveBadge() {
+  const [s, set] = useState(eventsStatus);
+  useEffect(() => onEventsStatus(set), []);
+  const label = s === 'live' ? 'live' : s === 'off' ? 'offline' : 'reconnecting…';
+  return <span class={'live live-' + s} title="The event stream (/v1/events)" data-testid="events-status">{label}</span>;
+}
+
+function App() {
+  const [, setTick] = useState(0);
+  const [signedIn, setSignedIn] = useState(false);
+  const [notice, setNotice] = useState(null);
+  const mainRef = useRef(null);
+  useEffect(() => onNavigate(() => setTick((n) => n + 1)), []);
+  useEffect(() => {
+    onUnauthorized((message) => {
+      signOut();
+      setNotice('Signed out: ' + message);
+      setSignedIn(false);
+    });
+  }, []);
+  const path = location.pathname.replace(/\/+$/, '') || '/';
+  useEffect(() => {
+    if (path === '/' || path === '/ui') navigate('/ui/queue', { replace: true });
+  }, [path]);
+  useEffect(() => {
+    // Keyboard and screen-reader users land on the new page's heading.
+    const h = mainRef.current && mainRef.current.querySelector('h1');
+    if (h) {
+      h.setAttribute('tabindex', '-1');
+      h.focus({ preventScroll: true });
+    }
+  }, [path, signedIn]);
+
+  if (!signedIn) return <SignIn notice={notice} onDone={() => { setNotice(null); setSignedIn(true); }} />;
+
+  let page = null;
+  let title = 'Not found';
+  for (const [pattern, Page, t] of ROUTES) {
+    const params = match(pattern, path);
+    if (params) {
+      page = <Page key={pattern + JSON.stringify(params)} {...params} />;
+      title = t;
+      break;
+    }
+  }
+  document.title = title + ' · sandboxd';
+  return (
+    <>
+      <a class="skip" href="#main">Skip to content</a>
+      <header class="top">
+        <span class="brand">sandboxd</span>
+        <nav aria-label="Main">
+          {NAV.map(([href, label]) => (
+            <Link href={href} aria-current={path.startsWith(href) ? 'page' : undefined}>{label}</Link>
+          ))}
+        </nav>
+        <span class="who">
+          <LiveBadge />
+          <span data-testid="role">{session.name ? session.name + ' · ' : ''}{session.role}{session.inferred ? '*' : ''}</span>
+          <button type="button" class="link" onClick={() => { signOut(); setSignedIn(false); }}>Sign out</button>
+        </span>
+      </header>
+      <main id="main" ref={mainRef}>
+        {page || (<><h1>Not found</h1><p>No page at {path}. <Link href="/ui/queue">Go to the queue</Link>.</p></>)}
+      </main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById('app'));

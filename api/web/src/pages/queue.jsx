@@ -1,0 +1,175 @@
+// Everything waiting for a reviewer: runs (kept live by /v1/events), sandboxes and processes
+// (no event stream exists for those: re-read every few seconds).
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, enc } from '../api.js';
+import { historyCutoff, onEvent } from '../session.js';
+import { ErrorBox, Link, Risk, useTick } from '../components.jsx';
+import { ageOf, isoTime, frameBatcher, ruleText, shellJoin, stateRank } from '../util.js';
+
+// Every page of a list (runs and sandboxes page by cursor).
+export async function listAll(path, field, maxPages = 20) {
+  const all = [];
+  let cursor = null;
+  for (let i = 0; i < maxPages; i++) {
+    const sep = path.includes('?') ? '&' : '?';
+    const page = await api(path + (cursor ? sep + 'cursor=' + enc(cursor) : ''));
+    all.push(...page[field]);
+    cursor = page.next_cursor;
+    if (!cursor) break;
+  }
+  return all;
+}
+
+async function loadBoxesAndProcesses() {
+  const [waiting, open] = await Promise.all([
+    listAll('/v1/sandboxes?state=AWAITING_REVIEW&limit=1000', 'sandboxes'),
+    listAll('/v1/sandboxes?state=RUNNING&state=PAUSED&state=STARTING&limit=1000', 'sandboxes'),
+  ]);
+  const procs = (
+    await Promise.all(
+      open.map((b) =>
+        api(`/v1/sandboxes/${enc(b.id)}/processes?state=AWAITING_REVIEW&limit=1000`).then(
+          (r) => r.processes.map((p) => ({ ...p, sandbox: b })),
+          () => [],
+        ),
+      ),
+    )
+  ).flat();
+  return { waiting, procs };
+}
+
+function commandOf(run) {
+  if (run.argv) return shellJoin(run.argv);
+  return (run.steps || []).map((s) => shellJoin(s.argv)).join(' && ');
+}
+
+export function QueuePage() {
+  const runs = useRef(new Map()); // id -> run awaiting review
+  const seen = useRef(new Map()); // id -> highest state rank the event stream reported
+  const [, setVersion] = useState(0);
+  const [error, setError] = useState(null);
+  const [loaded, setLoaded] = useState(false);
+  const [others, setOthers] = useState({ waiting: [], procs: [] });
+  const [othersError, setOthersError] = useState(null);
+  const painted = useRef(false);
+  useTick(5000);
+
+  useEffect(() => {
+    const bump = frameBatcher(() => setVersion((v) => v + 1));
+    const fetching = new Set();
+    const off = onEvent((ev) => {
+      if (ev.type !== 'run.status' && ev.type !== 'run.completed') return;
+      const rank = stateRank(ev.state);
+      if (rank > (seen.current.get(ev.run_id) ?? -1)) seen.current.set(ev.run_id, rank);
+      const known = runs.current.get(ev.run_id);
+      if (known) {
+        if (rank > stateRank(known.state)) {
+          runs.current.delete(ev.run_id);
+          bump();
+        }
+      } else if (ev.state === 'AWAITING_REVIEW' && ev.ts >= historyCutoff && !fetching.has(ev.run_id)) {
+        fetching.add(ev.run_id);
+        api('/v1/runs/' + enc(ev.run_id))
+          .then((run) => {
+            if (run.state === 'AWAITING_REVIEW' && (seen.current.get(run.id) ?? -1) <= stateRank('AWAITING_REVIEW')) {
+              runs.current.set(run.id, run);
+              bump();
+            }
+          }, () => {})
+          .finally(() => fetching.delete(ev.run_id));
+      }
+    });
+    listAll('/v1/runs?state=AWAITING_REVIEW&limit=1000', 'runs').then(
+      (list) => {
+        for (const r of list) {
+          // The stream may already have seen it move on.
+          if ((seen.current.get(r.id) ?? -1) <= stateRank(r.state)) runs.current.set(r.id, r);
+        }
+        setLoaded(true);
+        bump();
+      },
+      (e) => {
+        setError(e);
+        setLoaded(true);
+      },
+    );
+    return off;
+  }, []);
+
+  const refreshOthers = () =>
+    loadBoxesAndProcesses().then(
+      (o) => {
+        setOthers(o);
+        setOthersError(null);
+      },
+      setOthersError,
+    );
+  useEffect(() => {
+    refreshOthers();
+    const t = setInterval(() => !document.hidden && refreshOthers(), 4000);
+    return () => clearInterval(t);
+  }, []);
+
+  useEffect(() => {
+    if (loaded && !painted.current) {
+      painted.current = true;
+      requestAnimationFrame(() => performance.mark('queue-painted'));
+    }
+  }, [loaded]);
+
+  const items = [];
+  for (const r of runs.current.values()) {
+    items.push({
+      kind: 'run', id: r.id, href: '/ui/runs/' + r.id, what: commandOf(r), submitter: r.submitter,
+      created: r.created_at_ms, policy: r.policy,
+    });
+  }
+  for (const b of others.waiting) {
+    items.push({
+      kind: 'sandbox', id: b.id, href: '/ui/sandboxes/' + b.id, what: `sandbox (${b.network || 'none'} network, ${b.workspace ? 'workspace ' + b.workspace.mode : 'no workspace'})`,
+      submitter: b.submitter, created: b.created_at, policy: b.policy,
+    });
+  }
+  for (const p of others.procs) {
+    items.push({
+      kind: 'process', id: `${p.sandbox_id}/${p.id}`, href: `/ui/sandboxes/${p.sandbox_id}/processes/${p.id}`,
+      what: shellJoin(p.argv), submitter: p.submitter, created: p.created_at, policy: p.policy,
+    });
+  }
+  items.sort((a, b) => a.created - b.created || (a.id < b.id ? -1 : 1));
+
+  return (
+    <section>
+      <h1>Review queue</h1>
+      <p class="muted small">
+        Waiting for a reviewer, oldest first. Runs update live; sandboxes and processes are re-read every 4 s (the API has no event stream for them).
+        Approval needs one reviewer; the API sets no expiry on a review.
+      </p>
+      <ErrorBox error={error} />
+      <ErrorBox error={othersError} />
+      {!loaded ? <p aria-busy="true">Loading…</p> : items.length === 0 ? <p data-testid="queue-empty">Nothing is waiting for review.</p> : (
+        <div class="scroll">
+          <table class="list" data-testid="queue" data-count={items.length}>
+            <thead>
+              <tr><th>Kind</th><th>What</th><th>Requester</th><th>Age</th><th>Risk</th><th>Rule</th><th>Approvals</th><th>Review expires</th></tr>
+            </thead>
+            <tbody>
+              {items.map((it) => (
+                <tr key={it.kind + it.id} data-id={it.id}>
+                  <td>{it.kind}</td>
+                  <td class="what"><Link href={it.href}><code>{it.what}</code></Link><div class="muted small">{it.id}</div></td>
+                  <td>{it.submitter}</td>
+                  <td title={isoTime(it.created)}>{ageOf(it.created)}</td>
+                  <td><Risk r={it.policy && it.policy.risk} /></td>
+                  <td><code>{ruleText(it.policy)}</code></td>
+                  <td>0 of 1</td>
+                  <td class="muted">not set</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
