@@ -33,6 +33,7 @@ function SignIn({ onDone, notice }) {
   const [busy, setBusy] = useState(false);
   const submit = async (e) => {
     e.preventDefault();
+    performance.mark('signin');
     setBusy(true);
     setError(null);
     try {
@@ -63,8 +64,12 @@ function SignIn({ onDone, notice }) {
 
 function LiveBadge() {
   const [s, set] = useState(eventsStatus);
-  useEffect(() => onEventsStatus(set), []);
-  const label = s === 'live' ? 'live' : s === 'off' ? 'offline' : 'reconnecting…';
+  useEffect(() => {
+    const off = onEventsStatus(set);
+    set(eventsStatus); // what changed before this subscribed
+    return off;
+  }, []);
+  const label = s === 'live' ? 'live' : s === 'off' ? 'offline' : s === 'connecting' ? 'connecting…' : 'reconnecting…';
   return <span class={'live live-' + s} title="The event stream (/v1/events)" data-testid="events-status">{label}</span>;
 }
 

@@ -113,7 +113,8 @@ export function QueuePage() {
   useEffect(() => {
     if (loaded && !painted.current) {
       painted.current = true;
-      requestAnimationFrame(() => performance.mark('queue-painted'));
+      // After the frame that shows the rows has been painted.
+      requestAnimationFrame(() => setTimeout(() => performance.mark('queue-painted'), 0));
     }
   }, [loaded]);
 

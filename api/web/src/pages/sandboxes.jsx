@@ -244,7 +244,7 @@ function ProcessPanel({ sandbox, pid, onChange }) {
   return (
     <section class="process" aria-label={'Process ' + p.id}>
       <h2>Process {p.id} <State s={p.state} /></h2>
-      <p><Code>{shellJoin(p.argv)}</Code> in <Code>{p.cwd}</Code> · by {p.submitter}</p>
+      <p><Code>{shellJoin(p.argv)}</Code> in <Code>{p.cwd || '/'}</Code> · by {p.submitter}</p>
       {p.policy && <p class="small">Policy: {p.policy.decision} · <Risk r={p.policy.risk} /> · <Code>{ruleText(p.policy)}</Code></p>}
       {waiting && (mayDecide(p.submitter) ? <Decide base={base} onDone={(x) => { proc.set(x); onChange(); }} /> : <p class="muted">Waiting for a reviewer.</p>)}
       <div class="buttons">
