@@ -11,6 +11,7 @@ import http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
+export const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.txt': 'text/plain; charset=utf-8' };
 
 export function startDevServer({ root, upstream, port = 0 }) {
@@ -32,7 +33,13 @@ export function startDevServer({ root, upstream, port = 0 }) {
     if (!file) { res.writeHead(404); res.end('not found'); return; }
     try {
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'cache-control': file.endsWith('index.html') ? 'no-cache' : 'max-age=31536000, immutable' });
+      res.writeHead(200, {
+        'content-type': TYPES[path.extname(file)] || 'application/octet-stream',
+        'cache-control': file.endsWith('index.html') ? 'no-cache' : 'max-age=31536000, immutable',
+        // The policy the page is written for: its own scripts only, no inline script.
+        'content-security-policy': CSP,
+        'x-content-type-options': 'nosniff',
+      });
       res.end(body);
     } catch {
       res.writeHead(404);

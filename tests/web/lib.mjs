@@ -70,6 +70,10 @@ export async function signedIn(key, { path: start = '/ui/queue', viewport } = {}
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
+  // A refusal by the Content-Security-Policy (where the server sends one) is a failure too.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(new Error(m.text()));
+  });
   page.errors = errors;
   await page.goto(env.web + start);
   await page.fill('#apikey', key);
