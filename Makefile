@@ -65,17 +65,18 @@ RUN_DIR    ?= $(CURDIR)/.run
 DATA_DIR   ?= /var/lib/sandboxd/dev
 LISTEN     ?= 127.0.0.1:8080
 
-# Only the binaries that run: sandboxd, the sandboxd-server and sandboxd-mcp it execs for `serve`
-# and `mcp`, and the
-# sandboxctl client; the test suite is left to `make build` and `make test`.
-RUN_TARGETS ?= sandboxd sandboxd-server sandboxd-mcp sandboxctl
+# Only what runs: sandboxd, the sandboxd-server and sandboxd-mcp it execs for `serve` and `mcp`,
+# the sandboxctl client and the web page (<build>/web); the test suite is left to `make build`
+# and `make test`.
+RUN_TARGETS ?= sandboxd sandboxd-server sandboxd-mcp sandboxctl web
 
 run: configure
 	cmake --build $(BUILD) -j $(JOBS) --target $(RUN_TARGETS)
 	@$(BUILD)/supervisor/sandboxd check
 	@mkdir -p $(RUN_DIR) && mkdir -p -m 0711 $(DATA_DIR)
 	$(BUILD)/supervisor/sandboxd serve --listen $(LISTEN) \
-	  --database sqlite://$(RUN_DIR)/sandboxd.db --data-dir $(DATA_DIR) --dev-key
+	  --database sqlite://$(RUN_DIR)/sandboxd.db --data-dir $(DATA_DIR) --dev-key \
+	  --web-root $(abspath $(BUILD))/web
 
 demo: configure
 	cmake --build $(BUILD) -j $(JOBS) --target sandboxd

@@ -18,8 +18,7 @@ test_pkgs=(bubblewrap hyperfine jq busybox-static postgresql systemd dpkg-dev fa
 test_pkgs+=(docker.io)
 # curl and wrk: bench/soak.sh and bench/load.sh drive a real daemon with them.
 test_pkgs+=(curl wrk)
-# Debian's python3 with python3-websockets runs the Python SDK's tests; Node (with npm) the
-# TypeScript SDK's and the official MCP client's (nodejs is enough where its npm is bundled).
+# Debian's python3 with python3-websockets runs the Python SDK's tests.
 test_pkgs+=(python3 python3-websockets)
 # clang and its runtimes: libFuzzer for `make fuzz`.
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
@@ -32,7 +31,11 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ "${1:-build}" = test ] && ! command -v npm >/dev/null; then missing+=(nodejs npm); fi
+# Node and npm build the web page (api/web/) and run the JavaScript tests; Debian's npm, unless
+# a nodejs that bundles npm is installed already.
+if ! command -v npm >/dev/null; then missing+=(nodejs npm); fi
+# Debian's chromium runs the web page's browser tests.
+if [ "${1:-build}" = test ] && ! command -v chromium >/dev/null; then missing+=(chromium); fi
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -346,6 +346,13 @@ int main(int argc, char** argv) {
   for (const auto& a : (*server)->addresses()) {
     std::printf("sandboxd: listening on %s\n", a.ToString().c_str());
   }
+  // The web page, where it is installed (a browser reaches TCP listeners only).
+  if (::access((config.web_root + "/index.html").c_str(), R_OK) == 0) {
+    for (const auto& a : (*server)->addresses()) {
+      std::string at = a.ToString();
+      if (at.rfind("unix:", 0) != 0) std::printf("sandboxd: web page at http://%s/\n", at.c_str());
+    }
+  }
   for (const auto& [name, key] : printed) {
     std::printf("sandboxd: development API key %s: %s\n", name.c_str(), key.c_str());
   }

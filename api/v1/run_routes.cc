@@ -661,7 +661,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
   RouteContext c = ctx;
   SBX_TRY(router.Add(Method::kGet, "/healthz", Access::kPublic,
                      [](const Request&) -> Reply { return JsonResponse(200, {{"ok", true}}); }));
-  SBX_TRY(router.Add(Method::kGet, "/v1/info", Access::kSubmitter, [c](const Request&) -> Reply {
+  SBX_TRY(router.Add(Method::kGet, "/v1/info", Access::kSubmitter, [c](const Request& req) -> Reply {
     const auto& l = c.config->limits;
     auto set = [](const supervisor::LimitSet& s) {
       return nlohmann::json{{"cpus", s.cpus},
@@ -685,7 +685,14 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                           {"detail", b.detail},
                           {"default", b.name == c.runs->options().default_backend}});
     }
+    // Who asks: the web page shows the buttons of the caller's role, and never approve on the
+    // caller's own records.
+    nlohmann::json caller = nullptr;
+    if (req.principal) {
+      caller = {{"name", req.principal->key_name}, {"role", RoleName(req.principal->role)}};
+    }
     return JsonResponse(200, {{"node", c.runs->options().node},
+                              {"caller", caller},
                               {"backends", backends},
                               {"default_backend", c.runs->options().default_backend},
                               {"limits", {{"defaults", set(l.defaults)}, {"maxima", set(l.maxima)}}},
