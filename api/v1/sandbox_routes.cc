@@ -713,7 +713,42 @@ Reply ProcessResize(const Ctx& c, const Request& req) {
   return JsonResponse(200, {{"cols", size->cols}, {"rows", size->rows}});
 }
 
+// GET /v1/events/sandboxes (WebSocket): every change of state of the caller's sandboxes and
+// their processes from now on (a reviewer's or an admin's: everyone's), one JSON message each:
+//   {"type": "sandbox.state" | "process.state", "sandbox_id", "process_id" (processes),
+//    "submitter", "state", "reason" (once ended), "ts"}
+// Live only (no replay): a client subscribes, then lists, then applies the changes. A client
+// that falls behind is closed with 1013 and lists again.
+Reply SandboxChanges(const Ctx& c, const Request& req) {
+  const supervisor::Principal who = Who(c, req);
+  SandboxService* service = c.sandboxes;
+  WebSocketAccept accept;
+  accept.on_open = [service, who](std::shared_ptr<WebSocket> ws) {
+    std::weak_ptr<WebSocket> weak = ws;
+    const bool everyone = who.role != supervisor::Role::kSubmitter;
+    const uint64_t token = service->SubscribeChanges(
+        [weak, everyone, name = who.name](const supervisor::SandboxChange& ch) {
+          if (!everyone && ch.submitter != name) return;
+          auto socket = weak.lock();
+          if (!socket) return;
+          json j = {{"type", ch.process_id ? "process.state" : "sandbox.state"},
+                    {"sandbox_id", ch.sandbox_id},
+                    {"submitter", ch.submitter},
+                    {"state", ch.state},
+                    {"ts", std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count()}};
+          if (ch.process_id) j["process_id"] = *ch.process_id;
+          if (!ch.reason.empty()) j["reason"] = ch.reason;
+          (void)socket->Send(DumpJson(j));  // past the queue's bound: closed with 1013
+        });
+    ws->OnClose([service, token](WebSocket::CloseReason) { service->UnsubscribeChanges(token); });
+  };
+  return accept;
+}
+
 }  // namespace
+
 
 Status AddSandboxRoutes(Router& router, const SandboxRouteContext& ctx) {
   const Ctx c = ctx;
@@ -790,6 +825,8 @@ Status AddSandboxRoutes(Router& router, const SandboxRouteContext& ctx) {
                               [c](const Request& req) -> Reply { return ProcessEvents(c, req); }));
   SBX_TRY(router.AddWebSocket(proc + "/pty", Access::kSubmitter,
                               [c](const Request& req) -> Reply { return ProcessPty(c, req); }));
+  SBX_TRY(router.AddWebSocket("/v1/events/sandboxes", Access::kSubmitter,
+                              [c](const Request& req) -> Reply { return SandboxChanges(c, req); }));
   SBX_TRY(AddSnapshotRoutes(router, ctx));
   return AddSandboxFileRoutes(router, ctx);
 }

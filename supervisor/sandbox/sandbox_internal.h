@@ -115,6 +115,61 @@ struct SandboxService::Impl {
   std::map<uint64_t, Watch> watches;
   uint64_t next_token = 1;
 
+  // ---- the change feed (SubscribeChanges) ----
+  std::mutex change_mu;
+  std::map<uint64_t, ChangeListener> change_listeners;
+  uint64_t next_change_token = 1;
+  void Publish(const SandboxChange& change) {
+    std::lock_guard lock(change_mu);
+    for (auto& [token, listener] : change_listeners) listener(change);
+  }
+  // The store's writes that change a sandbox's or a process's state, published to the feed.
+  // (Writes that change no state, an activity time or the engine's info, go to the store
+  // directly.)
+  Result<store::CreateSandboxResult> CreateSandbox(const store::SandboxRecord& rec) {
+    auto r = store.CreateSandbox(rec);
+    if (r.ok() && r->created) Publish(ChangeOf(r->sandbox));
+    return r;
+  }
+  Result<store::SandboxRecord> UpdateSandbox(std::string_view id,
+                                             const std::vector<store::SandboxState>& from,
+                                             store::SandboxState to,
+                                             const store::SandboxUpdate& update) {
+    auto r = store.UpdateSandbox(id, from, to, update);
+    if (r.ok()) Publish(ChangeOf(*r));
+    return r;
+  }
+  Result<store::ProcessRecord> CreateProcess(const store::ProcessRecord& rec) {
+    auto r = store.CreateProcess(rec);
+    if (r.ok()) Publish(ChangeOf(*r));
+    return r;
+  }
+  Result<store::ProcessRecord> UpdateProcess(std::string_view sandbox_id, int64_t id,
+                                             const std::vector<store::ProcessState>& from,
+                                             store::ProcessState to,
+                                             const store::ProcessUpdate& update) {
+    auto r = store.UpdateProcess(sandbox_id, id, from, to, update);
+    if (r.ok()) Publish(ChangeOf(*r));
+    return r;
+  }
+  static SandboxChange ChangeOf(const store::SandboxRecord& s) {
+    SandboxChange c;
+    c.sandbox_id = s.id;
+    c.submitter = s.submitter;
+    c.state = store::SandboxStateName(s.state);
+    if (s.reason.code != store::EndCode::kNone) c.reason = store::RenderEndReason(s.reason);
+    return c;
+  }
+  static SandboxChange ChangeOf(const store::ProcessRecord& p) {
+    SandboxChange c;
+    c.sandbox_id = p.sandbox_id;
+    c.submitter = p.submitter;
+    c.process_id = p.id;
+    c.state = store::ProcessStateName(p.state);
+    if (p.result) c.reason = store::RenderEndReason(p.result->reason);
+    return c;
+  }
+
   // ---- helpers ----
   Result<store::SandboxRecord> Load(std::string_view id, const Principal& who) {
     auto sb = store.GetSandbox(id);

@@ -174,7 +174,7 @@ void SandboxService::Impl::FinishProcess(const std::shared_ptr<LiveBox>& box,
   // The record first: a client told process.finished reads FINISHED from then on.
   store::ProcessUpdate u;
   u.result = r;
-  auto rec = store.UpdateProcess(box->id, proc->id, {ProcessState::kRunning},
+  auto rec = UpdateProcess(box->id, proc->id, {ProcessState::kRunning},
                                  ProcessState::kFinished, u);
   if (!rec.ok()) {
     spdlog::error("sandbox {}: process {}: cannot record its end: {}", box->id, proc->id,
@@ -205,9 +205,9 @@ Result<store::ProcessRecord> SandboxService::Impl::Launch(const std::shared_ptr<
     u.result = r;
     auto from = rec.state;
     if (from == ProcessState::kAwaitingReview) {
-      (void)store.UpdateProcess(box->id, rec.id, {from}, ProcessState::kRunning, {});
+      (void)UpdateProcess(box->id, rec.id, {from}, ProcessState::kRunning, {});
     }
-    auto done = store.UpdateProcess(box->id, rec.id, {ProcessState::kRunning},
+    auto done = UpdateProcess(box->id, rec.id, {ProcessState::kRunning},
                                     ProcessState::kFinished, u);
     Audit(Daemon(), "process.finished", box->id,
           {{"process_id", rec.id}, {"result", ProcessResultJson(r)}});
@@ -285,7 +285,7 @@ Result<store::ProcessRecord> SandboxService::Impl::Launch(const std::shared_ptr<
   Decided();
   store::ProcessUpdate ru;
   ru.approval = rec.approval;
-  auto running = store.UpdateProcess(box->id, rec.id, {rec.state}, ProcessState::kRunning, ru);
+  auto running = UpdateProcess(box->id, rec.id, {rec.state}, ProcessState::kRunning, ru);
   proc->output->Started();
   Register(box, proc);
   Activity(*box);
@@ -419,7 +419,7 @@ Result<store::ProcessRecord> SandboxService::StartProcess(std::string_view sandb
     rec.approval = store::SandboxApproval{
         "policy", NowMs(), d.rule ? fmt::format("{}:{}", d.rule->file, d.rule->line) : ""};
   }
-  auto created = impl_->store.CreateProcess(rec);
+  auto created = impl_->CreateProcess(rec);
   if (!created.ok()) return std::move(created).error();
   if (d.action == policy::Action::kReview) {
     impl_->Audit(who, "process.awaiting_review", sandbox_id,
@@ -551,7 +551,7 @@ Result<store::ProcessRecord> SandboxService::RejectProcess(std::string_view sand
   store::ProcessResult r;
   r.reason = EndReason{EndCode::kRejected, reason};
   u.result = r;
-  auto out = impl_->store.UpdateProcess(sandbox_id, rec->id, {ProcessState::kAwaitingReview},
+  auto out = impl_->UpdateProcess(sandbox_id, rec->id, {ProcessState::kAwaitingReview},
                                         ProcessState::kRejected, u);
   if (!out.ok()) return std::move(out).error();
   impl_->Decided();

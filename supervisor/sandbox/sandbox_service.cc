@@ -157,7 +157,7 @@ Result<store::SandboxRecord> SandboxService::Impl::StartApproved(store::SandboxR
     spdlog::error("sandbox {}: cannot start: {}", id, what);
     store::SandboxUpdate u;
     u.reason = EndReason{EndCode::kSetupFailed, what};
-    auto r = store.UpdateSandbox(id, {SandboxState::kStarting}, SandboxState::kFailed, u);
+    auto r = UpdateSandbox(id, {SandboxState::kStarting}, SandboxState::kFailed, u);
     Audit(Daemon(), "sandbox.failed", id, {{"reason", store::RenderEndReason(*u.reason)}});
     return r;
   };
@@ -253,7 +253,7 @@ Result<store::SandboxRecord> SandboxService::Impl::StartApproved(store::SandboxR
     boxes[id] = box;
   }
   timer_cv.notify_all();
-  auto rec = store.UpdateSandbox(id, {SandboxState::kStarting}, SandboxState::kRunning, u);
+  auto rec = UpdateSandbox(id, {SandboxState::kStarting}, SandboxState::kRunning, u);
   if (!rec.ok()) {
     // Deleted while it started (STOPPED by another call): take it down again.
     spdlog::warn("sandbox {}: {}", id, rec.error().ToString());
@@ -323,14 +323,14 @@ Result<store::SandboxRecord> SandboxService::Impl::End(const std::string& id, Sa
   pf.limit = 1000;
   if (auto waiting = store.ListProcesses(id, pf); waiting.ok()) {
     for (const auto& p : *waiting) {
-      (void)store.UpdateProcess(id, p.id, {ProcessState::kAwaitingReview},
+      (void)UpdateProcess(id, p.id, {ProcessState::kAwaitingReview},
                                 ProcessState::kCancelled, {});
     }
     if (!waiting->empty()) Decided();
   }
   store::SandboxUpdate u;
   u.reason = reason;
-  auto rec = store.UpdateSandbox(id, store::NonTerminalSandboxStates(), state, u);
+  auto rec = UpdateSandbox(id, store::NonTerminalSandboxStates(), state, u);
   if (!rec.ok()) {
     if (rec.error().code == ErrorCode::kFailedPrecondition) return store.GetSandbox(id);
     return rec;
@@ -442,7 +442,7 @@ Result<store::CreateSandboxResult> SandboxService::Create(store::SandboxRequest 
   store::SandboxRecord rec;
   static_cast<store::SandboxRequest&>(rec) = std::move(*valid);
   rec.submitter = who.name;
-  auto created = impl_->store.CreateSandbox(rec);
+  auto created = impl_->CreateSandbox(rec);
   if (!created.ok()) return std::move(created).error();
   if (!created->created) return created;
   const std::string id = created->sandbox.id;
@@ -450,7 +450,7 @@ Result<store::CreateSandboxResult> SandboxService::Create(store::SandboxRequest 
   const policy::Decision d = impl_->Judge(created->sandbox);
   store::SandboxUpdate u;
   u.policy = policy::ToJson(d);
-  auto waiting = impl_->store.UpdateSandbox(id, {SandboxState::kPending},
+  auto waiting = impl_->UpdateSandbox(id, {SandboxState::kPending},
                                             SandboxState::kAwaitingReview, u);
   if (!waiting.ok()) return std::move(waiting).error();
   created->sandbox = *waiting;
@@ -458,7 +458,7 @@ Result<store::CreateSandboxResult> SandboxService::Create(store::SandboxRequest 
     std::string why = d.reasons.empty() ? "denied" : d.reasons.front().message;
     store::SandboxUpdate du;
     du.reason = EndReason{EndCode::kPolicyDenied, why};
-    (void)impl_->store.UpdateSandbox(id, {SandboxState::kAwaitingReview}, SandboxState::kFailed,
+    (void)impl_->UpdateSandbox(id, {SandboxState::kAwaitingReview}, SandboxState::kFailed,
                                      du);
     impl_->Audit(who, "sandbox.denied", id, {{"policy", *u.policy}});
     return MakeError(ErrorCode::kPermissionDenied, "the policy denies this sandbox: {}", why);
@@ -467,7 +467,7 @@ Result<store::CreateSandboxResult> SandboxService::Create(store::SandboxRequest 
     store::SandboxUpdate au;
     au.approval = store::SandboxApproval{
         "policy", NowMs(), d.rule ? fmt::format("{}:{}", d.rule->file, d.rule->line) : ""};
-    auto starting = impl_->store.UpdateSandbox(id, {SandboxState::kAwaitingReview},
+    auto starting = impl_->UpdateSandbox(id, {SandboxState::kAwaitingReview},
                                                SandboxState::kStarting, au);
     if (!starting.ok()) return std::move(starting).error();
     impl_->Audit(Daemon(), "sandbox.approved", id, {{"by", "policy"}});
@@ -511,7 +511,7 @@ Result<store::SandboxRecord> SandboxService::Approve(std::string_view id, const 
   SBX_TRY(MayReview(who, sb->submitter, "approve sandbox", id));
   store::SandboxUpdate u;
   u.approval = store::SandboxApproval{who.name, NowMs(), "review"};
-  auto starting = impl_->store.UpdateSandbox(id, {SandboxState::kAwaitingReview},
+  auto starting = impl_->UpdateSandbox(id, {SandboxState::kAwaitingReview},
                                              SandboxState::kStarting, u);
   if (!starting.ok()) return std::move(starting).error();
   impl_->Audit(who, "sandbox.approved", id, {});
@@ -525,7 +525,7 @@ Result<store::SandboxRecord> SandboxService::Reject(std::string_view id, const P
   SBX_TRY(MayReview(who, sb->submitter, "reject sandbox", id));
   store::SandboxUpdate u;
   u.reason = EndReason{EndCode::kRejected, reason};
-  auto r = impl_->store.UpdateSandbox(id, {SandboxState::kAwaitingReview}, SandboxState::kFailed,
+  auto r = impl_->UpdateSandbox(id, {SandboxState::kAwaitingReview}, SandboxState::kFailed,
                                       u);
   if (!r.ok()) return std::move(r).error();
   impl_->Audit(who, "sandbox.rejected", id, {{"reason", reason}});
@@ -564,7 +564,7 @@ Result<store::SandboxRecord> SandboxService::Impl::Freeze(std::string_view id,
   SBX_TRY(pause ? box->engine->Pause() : box->engine->Resume());
   store::SandboxUpdate u;
   u.last_activity_ms = NowMs();
-  auto r = store.UpdateSandbox(id, {from}, to, u);
+  auto r = UpdateSandbox(id, {from}, to, u);
   if (!r.ok()) {
     if (pause) (void)box->engine->Resume();
     return std::move(r).error();
@@ -587,6 +587,18 @@ Result<store::SandboxRecord> SandboxService::Touch(std::string_view id, const Pr
   u.last_activity_ms = NowMs();
   return impl_->store.UpdateSandbox(id, {SandboxState::kRunning, SandboxState::kPaused},
                                     sb->state, u);
+}
+
+uint64_t SandboxService::SubscribeChanges(ChangeListener listener) {
+  std::lock_guard lock(impl_->change_mu);
+  const uint64_t token = impl_->next_change_token++;
+  impl_->change_listeners.emplace(token, std::move(listener));
+  return token;
+}
+
+void SandboxService::UnsubscribeChanges(uint64_t token) {
+  std::lock_guard lock(impl_->change_mu);
+  impl_->change_listeners.erase(token);
 }
 
 Result<files::SandboxRoot> SandboxService::Files(std::string_view sandbox_id,

@@ -81,6 +81,18 @@ struct ProcessOutcome {
   bool stdout_truncated = false, stderr_truncated = false;
 };
 
+// A sandbox or one of its processes changed state (created, awaiting review, started, paused,
+// finished, …): what the change feed tells its listeners, for pages and clients that follow
+// sandboxes live instead of asking again and again.
+struct SandboxChange {
+  std::string sandbox_id;
+  std::string submitter;
+  std::optional<int64_t> process_id;  // set for a process's change
+  std::string state;                  // SandboxStateName or ProcessStateName
+  std::string reason;                 // how it ended, once it has
+};
+using ChangeListener = std::function<void(const SandboxChange&)>;
+
 class SandboxService {
  public:
   // Ends FAILED (supervisor_restart) what an earlier daemon of this node left live, then starts
@@ -169,6 +181,14 @@ class SandboxService {
   Result<files::SandboxRoot> Files(std::string_view sandbox_id, const Principal& who);
 
   size_t live_count() const;
+
+  // ---- The change feed -----------------------------------------------------------------------
+  // `listener` sees every change of state of every sandbox and process from now on, in the
+  // order they were stored, on the thread that stored it: it must not block (queue and return)
+  // nor call back into the service. Nothing is replayed: list first (after subscribing) to
+  // know the present. Returns a token for UnsubscribeChanges.
+  uint64_t SubscribeChanges(ChangeListener listener);
+  void UnsubscribeChanges(uint64_t token);
 
  private:
   struct Impl;

@@ -674,5 +674,50 @@ TEST_F(ServeSandboxTest, AFullScreenProgramRunsInTheTerminal) {
   EXPECT_EQ(r.Json()["result"]["exit_code"], 0) << r.body;
 }
 
+TEST_F(ServeSandboxTest, TheChangeFeedShowsOnesOwnSandboxesLiveAndAReviewerEveryones) {
+  auto alice = OpenWs("/v1/events/sandboxes", kAlice);
+  auto carol = OpenWs("/v1/events/sandboxes", kCarol);
+  auto bob = OpenWs("/v1/events/sandboxes", kBob);
+  ASSERT_TRUE(alice && carol && bob);
+  // Reads messages until one satisfies `until` (or the connection ends).
+  auto read_until = [](RawConn& ws, const std::function<bool(const json&)>& until) {
+    std::vector<json> seen;
+    for (;;) {
+      auto f = WsReadFrame(ws);
+      if (!f || f->opcode != 1) return seen;
+      seen.push_back(json::parse(f->payload));
+      if (until(seen.back())) return seen;
+    }
+  };
+  std::string id = CreateRunning();
+  json done = Sh(id, "true");
+  const int64_t pid = done["id"].get<int64_t>();
+  auto finished = [&](const json& m) {
+    return m["type"] == "process.state" && m["sandbox_id"] == id && m["state"] == "FINISHED";
+  };
+  for (RawConn* ws : {&*alice, &*bob}) {
+    auto seen = read_until(*ws, finished);
+    ASSERT_FALSE(seen.empty());
+    EXPECT_TRUE(finished(seen.back()));
+    EXPECT_EQ(seen.back()["process_id"], pid);
+    EXPECT_EQ(seen.back()["reason"], "exited");
+    std::vector<std::string> states;
+    for (const auto& m : seen) {
+      if (m["type"] == "sandbox.state" && m["sandbox_id"] == id) states.push_back(m["state"]);
+    }
+    ASSERT_FALSE(states.empty());
+    EXPECT_EQ(states.back(), "RUNNING");
+  }
+  // Carol sees nothing of Alice's: the first message she gets is about her own sandbox.
+  auto r = Call("POST", "/v1/sandboxes", kCarol, "{}");
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string carols = json::parse(r.body)["id"];
+  auto seen = read_until(*carol, [](const json&) { return true; });
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0]["sandbox_id"], carols);
+  EXPECT_EQ(seen[0]["submitter"], "carol");
+  EXPECT_EQ(Call("DELETE", Sbx(carols), kCarol).status, 200);
+}
+
 }  // namespace
 }  // namespace sbx::testing
