@@ -18,8 +18,9 @@ test_pkgs=(bubblewrap hyperfine jq busybox-static postgresql systemd dpkg-dev fa
 test_pkgs+=(docker.io)
 # curl and wrk: bench/soak.sh and bench/load.sh drive a real daemon with them.
 test_pkgs+=(curl wrk)
-# Debian's python3 with python3-websockets runs the Python SDK's tests.
-test_pkgs+=(python3 python3-websockets)
+# Debian's python3 with python3-websockets runs the Python SDK's tests; venv, pip and
+# setuptools install it the way its README says.
+test_pkgs+=(python3 python3-websockets python3-venv python3-pip python3-setuptools)
 # clang and its runtimes: libFuzzer for `make fuzz`.
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 
