@@ -9,8 +9,8 @@ Synchronous; HTTP through the standard library, streams (events, terminals, file
 the `websockets` package.
 """
 
-from .client import (Client, Event, EventStream, Files, Process, ProcessEvents, Run, Runs,
-                     Sandbox, Sandboxes, Terminal)
+from .client import (Change, Client, Event, EventStream, Files, Process, ProcessEvents, Run,
+                     Runs, Sandbox, SandboxChanges, Sandboxes, Terminal)
 from ._http import RetryPolicy
 from .errors import (AlreadyExists, ConnectionFailed, FailedPrecondition, HeadersTooLarge,
                      Internal, InvalidArgument, MethodNotAllowed, NotFound, PayloadTooLarge,
@@ -21,8 +21,8 @@ from .errors import (AlreadyExists, ConnectionFailed, FailedPrecondition, Header
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Event", "EventStream", "Files", "Process", "ProcessEvents", "Run", "Runs",
-    "Sandbox", "Sandboxes", "Terminal", "RetryPolicy",
+    "Change", "Client", "Event", "EventStream", "Files", "Process", "ProcessEvents", "Run",
+    "Runs", "Sandbox", "SandboxChanges", "Sandboxes", "Terminal", "RetryPolicy",
     "SandboxdError", "InvalidArgument", "Unauthenticated", "PermissionDenied", "NotFound",
     "MethodNotAllowed", "RequestTimeout", "AlreadyExists", "FailedPrecondition",
     "PayloadTooLarge", "RangeNotSatisfiable", "UpgradeRequired", "HeadersTooLarge",

@@ -249,6 +249,7 @@ class Transport:
         self._lock = threading.Lock()
         self._ws_loop = None
         self.attempts = 0  # every HTTP attempt made (tests read it)
+        self.feed_missing = False  # the daemon answered 404 to /v1/events/sandboxes
 
     def __repr__(self):
         return "Transport(url=%r)" % self.endpoint.url

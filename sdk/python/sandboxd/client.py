@@ -37,6 +37,50 @@ def _poll_waits(first=0.05, cap=1.0):
         d = min(cap, d * 2)
 
 
+def _sleep(waits, deadline, what):
+    left = _left(deadline, what)
+    d = next(waits)
+    time.sleep(d if left is None else min(d, left))
+
+
+def _await_change(client, refresh, waiting, moved, deadline, what):
+    """Waits until ``waiting(refresh())`` is false, on the change feed.
+
+    Opens GET /v1/events/sandboxes first, then reads the record (``refresh``, one GET): nothing
+    is replayed, so a change between the two is in the record. While it still waits, reads the
+    feed until a change for which ``moved(change)`` is true, then reads the record once more and
+    returns. A feed that ends (1013 after an overflow, 1001 when the daemon stops, a dropped
+    connection) is opened again and the record read again. A daemon without the feed (an older
+    one: 404) is polled with backoff instead, for the rest of the client's life.
+    """
+    t = client._t
+    waits = _poll_waits()
+    while True:
+        if t.feed_missing:
+            refresh()
+            if not waiting():
+                return
+            _sleep(waits, deadline, what)
+            continue
+        try:
+            feed = client.sandboxes.changes()
+        except errors.NotFound:
+            t.feed_missing = True
+            continue
+        with feed:
+            refresh()
+            if not waiting():
+                return
+            while True:
+                c = feed.next(_left(deadline, what))
+                if c is None:  # closed by the daemon: subscribe and read the record again
+                    break
+                if moved(c):
+                    refresh()
+                    return
+        _sleep(waits, deadline, what)
+
+
 class Client:
     """A connection to a sandboxd daemon.
 
@@ -240,6 +284,91 @@ class ProcessEvents(EventStream):
                         "close": bool(close)})
 
 
+class Change(dict):
+    """One message of the change feed (a dict): ``type`` ("sandbox.state" or "process.state"),
+    ``sandbox_id``, ``process_id`` (process changes), ``submitter``, ``state`` (after the
+    change), ``reason`` (how it ended, once it has) and ``ts`` (ms since the epoch)."""
+
+    @property
+    def type(self):
+        return self.get("type")
+
+    @property
+    def sandbox_id(self):
+        return self.get("sandbox_id")
+
+    @property
+    def process_id(self):
+        return self.get("process_id")
+
+    @property
+    def submitter(self):
+        return self.get("submitter")
+
+    @property
+    def state(self):
+        return self.get("state")
+
+    @property
+    def reason(self):
+        return self.get("reason")
+
+    @property
+    def ts(self):
+        return self.get("ts")
+
+
+class SandboxChanges:
+    """The change feed, GET /v1/events/sandboxes: every change of state of the caller's
+    sandboxes and their processes (a reviewer's or an admin's: everyone's) from the moment it
+    opened. Nothing is replayed: open it, then read the current state, then apply the changes.
+
+    Iteration ends when the daemon closes the feed; ``close_code`` then says how (1013: this
+    client fell behind, list again; 1001: the daemon stopped). Close it (or use ``with``).
+    """
+
+    def __init__(self, ws):
+        self._ws = ws
+
+    @property
+    def close_code(self):
+        return self._ws.close_code
+
+    def next(self, timeout=None):
+        """The next change, or None once the feed closed; raises Timeout after ``timeout``."""
+        while True:
+            msg = self._ws.recv(timeout)
+            if msg is None:
+                return None
+            if isinstance(msg, bytes):
+                continue
+            try:
+                c = json.loads(msg)
+            except ValueError:
+                continue
+            if isinstance(c, dict):
+                return Change(c)
+
+    def __iter__(self):
+        while True:
+            c = self.next()
+            if c is None:
+                return
+            yield c
+
+    def close(self):
+        self._ws.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return "<SandboxChanges %s>" % ("closed" if self._ws.closed else "open")
+
+
 # ---------------------------------------------------------------------------------------------
 # Runs
 # ---------------------------------------------------------------------------------------------
@@ -421,6 +550,18 @@ class Sandboxes:
         return Sandbox(self._client, self._t.json(
             "POST", "/v1/sandboxes/%s:reject" % seg(sandbox_id), body=body))
 
+    def changes(self):
+        """Opens the change feed (GET /v1/events/sandboxes) and returns it as a
+        SandboxChanges: iterate over it for each Change, from now on. Raises NotFound from a
+        daemon without the feed.
+
+            with client.sandboxes.changes() as feed:
+                sbx.refresh()                  # the state now; the feed has what follows
+                for c in feed:
+                    print(c.type, c.sandbox_id, c.process_id, c.state)
+        """
+        return SandboxChanges(self._t.websocket("/v1/events/sandboxes"))
+
     def snapshots(self):
         return self._t.json("GET", "/v1/snapshots")
 
@@ -449,17 +590,19 @@ class Sandbox(_Resource):
         return self
 
     def wait_running(self, timeout=None):
-        """Polls until the sandbox left PENDING/STARTING (and AWAITING_REVIEW)."""
-        deadline = _deadline(timeout)
-        for d in _poll_waits():
-            self.refresh()
-            if self.state not in ("PENDING", "STARTING", "AWAITING_REVIEW"):
-                if self.state != "RUNNING":
-                    raise errors.FailedPrecondition(
-                        "sandbox %s is %s (%s)" % (self.id, self.state, self.reason))
-                return self
-            left = _left(deadline, "sandbox %s running" % self.id)
-            time.sleep(d if left is None else min(d, left))
+        """Waits until the sandbox left PENDING, STARTING and AWAITING_REVIEW (a reviewer
+        decided), on the change feed; returns it once RUNNING, else raises FailedPrecondition.
+        Polls a daemon without the feed."""
+        waiting = ("PENDING", "STARTING", "AWAITING_REVIEW")
+        _await_change(
+            self._client, self.refresh, lambda: self.state in waiting,
+            lambda c: (c.type == "sandbox.state" and c.sandbox_id == self.id
+                       and c.state not in waiting),
+            _deadline(timeout), "sandbox %s running" % self.id)
+        if self.state != "RUNNING":
+            raise errors.FailedPrecondition(
+                "sandbox %s is %s (%s)" % (self.id, self.state, self.reason))
+        return self
 
     def delete(self):
         self.data = self._client._t.json("DELETE", self._path, idempotent=True)
@@ -669,19 +812,33 @@ class Process(_Resource):
                     break
         self.refresh()
 
+    def _await_review(self, deadline):
+        """While it awaits review: waits on the change feed for the reviewer's decision."""
+        sid = self.sandbox.id
+
+        def moved(c):
+            if c.sandbox_id != sid:
+                return False
+            if c.type == "sandbox.state":
+                return c.state in SANDBOX_TERMINAL
+            return c.process_id == self.id and c.state != "AWAITING_REVIEW"
+
+        _await_change(self._client, self.refresh, lambda: self.state == "AWAITING_REVIEW",
+                      moved, deadline, "review of process %s" % self.id)
+
     def wait(self, timeout=None):
-        """Blocks until the process ended (following its events) and returns it refreshed."""
+        """Blocks until the process ended and returns it refreshed: one awaiting review waits
+        on the change feed for the reviewer's decision, a running one follows its events."""
         deadline = _deadline(timeout)
         after = 0
-        waits = _poll_waits()
         while True:
-            self.refresh()
+            if self.state == "AWAITING_REVIEW":
+                self._await_review(deadline)
+            else:
+                self.refresh()
             if self.done:
                 return self
-            if self.state == "AWAITING_REVIEW":  # no events until a reviewer decided
-                left = _left(deadline, "review of process %s" % self.id)
-                d = next(waits)
-                time.sleep(d if left is None else min(d, left))
+            if self.state == "AWAITING_REVIEW":
                 continue
             with self.events(after) as s:
                 while True:
