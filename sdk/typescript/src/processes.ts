@@ -1,5 +1,6 @@
 // Processes in a sandbox: run (and wait), start, stream, reattach, signal, stdin, terminals.
 
+import { waitOnFeed } from './changes.js';
 import { ConnectionError, DeadlineExceededError } from './errors.js';
 import type { Transport } from './transport.js';
 import type {
@@ -246,8 +247,9 @@ export class Process {
     }
   }
 
-  /** Waits until the process has ended (on its events) and answers it. A process waiting for
-   * review is polled until a reviewer decides. */
+  /** Waits until the process has ended and answers it: a running one on its events, one
+   * awaiting review on the change feed until a reviewer decided (polled from a daemon without
+   * the feed). */
   async wait(opts: ProcessWaitOptions = {}): Promise<ProcessInfo> {
     const d = deadline(opts.timeoutMs, opts.signal);
     const what = `waiting for process ${this.id}`;
@@ -271,9 +273,19 @@ export class Process {
             if (!ENDED.has(info.state)) this.info = finished;
             return this.info;
           }
-        } else if (round > 0) {
-          // Awaiting review: no event says when a reviewer decides.
-          await pause(Math.min(2000, 50 * 2 ** Math.min(round, 6)), d.signal);
+        } else if (this.info.state === 'AWAITING_REVIEW') {
+          // No event of its own says when a reviewer decides: the change feed does.
+          const sid = this.sandboxId;
+          await waitOnFeed(this.#t, {
+            refresh: () => this.refresh(),
+            waiting: (p) => p.state === 'AWAITING_REVIEW',
+            moved: (c) => c.sandbox_id === sid && (c.type === 'sandbox.state'
+              ? c.state === 'STOPPED' || c.state === 'FAILED'
+              : c.process_id === this.id && c.state !== 'AWAITING_REVIEW'),
+            signal: d.signal,
+            stopped: () => stopped(what, d.timedOut(), opts.timeoutMs),
+          });
+          continue;
         }
         if (d.signal.aborted) throw stopped(what, d.timedOut(), opts.timeoutMs);
         await this.refresh();

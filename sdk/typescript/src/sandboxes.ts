@@ -2,11 +2,14 @@
 
 import { inspect } from 'node:util';
 
+import { SandboxChanges, waitOnFeed } from './changes.js';
 import { Files } from './files.js';
 import { type Process, Processes, type RunOptions, type Terminal } from './processes.js';
 import type { Transport } from './transport.js';
 import type { ProcessOptions, ProcessOutcome, SandboxInfo, SandboxRequest, SandboxState, Snapshot } from './types.js';
-import { seg } from './util.js';
+import { deadline, seg, stopped } from './util.js';
+
+const STARTING: ReadonlySet<string> = new Set(['PENDING', 'STARTING', 'AWAITING_REVIEW']);
 
 export interface SandboxListOptions {
   state?: SandboxState | SandboxState[];
@@ -65,6 +68,21 @@ export class Sandboxes {
       yield* page.sandboxes;
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
+  }
+
+  /** The change feed (GET /v1/events/sandboxes): every change of state of the caller's
+   * sandboxes and their processes from now on, as an async iterator that connects at once.
+   * Nothing is replayed: `await feed.ready`, then list or refresh, then apply the changes.
+   *
+   * ```ts
+   * const feed = sbx.sandboxes.changes({ signal });
+   * await feed.ready;                     // subscribed
+   * await box.refresh();                  // the state now; the feed has what follows
+   * for await (const c of feed) console.log(c.type, c.sandbox_id, c.process_id, c.state);
+   * ```
+   */
+  changes(opts: { signal?: AbortSignal } = {}): SandboxChanges {
+    return new SandboxChanges(this.#t, opts);
   }
 
   /** Ends a sandbox (idempotent); its record, process results and logs stay. */
@@ -130,6 +148,29 @@ export class Sandbox {
   async refresh(): Promise<SandboxInfo> {
     this.info = await this.#t.json<SandboxInfo>('GET', this.#path());
     return this.info;
+  }
+
+  /** Waits until it left PENDING, STARTING and AWAITING_REVIEW (a reviewer decided), on the
+   * change feed, and answers it: RUNNING, or the state it ended in (a rejected one is FAILED,
+   * its reason "rejected: …"). Polls a daemon without the feed. */
+  async waitRunning(opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<SandboxInfo> {
+    if (this.info.state !== undefined && !STARTING.has(this.info.state)) return this.info;
+    const d = deadline(opts.timeoutMs, opts.signal);
+    const what = `waiting for sandbox ${this.id} to run`;
+    try {
+      for (;;) {
+        const info = await waitOnFeed(this.#t, {
+          refresh: () => this.refresh(),
+          waiting: (s) => STARTING.has(s.state),
+          moved: (c) => c.type === 'sandbox.state' && c.sandbox_id === this.id && !STARTING.has(c.state),
+          signal: d.signal,
+          stopped: () => stopped(what, d.timedOut(), opts.timeoutMs),
+        });
+        if (!STARTING.has(info.state)) return info;
+      }
+    } finally {
+      d.dispose();
+    }
   }
 
   /** Ends it (the whole tree killed); idempotent. */

@@ -66,6 +66,8 @@ export class Transport {
   readonly baseUrl: URL;
   #apiKey: string | undefined;
   #opts: TransportOptions;
+  /** @internal The daemon answered 404 to the change feed: waits poll instead. */
+  feedMissing = false;
 
   constructor(opts: TransportOptions) {
     this.#opts = opts;

@@ -214,6 +214,21 @@ export interface Snapshot {
   [k: string]: unknown;
 }
 
+/** One message of the change feed (GET /v1/events/sandboxes). */
+export interface SandboxChange {
+  type: 'sandbox.state' | 'process.state';
+  sandbox_id: string;
+  /** For `process.state`. */
+  process_id?: number;
+  submitter: string;
+  /** The sandbox's or the process's state after the change. */
+  state: SandboxState | ProcessState;
+  /** How it ended, once it has. */
+  reason?: string;
+  /** Milliseconds since the epoch. */
+  ts: number;
+}
+
 // ---- Processes ----------------------------------------------------------------------------
 
 export type ProcessState = 'AWAITING_REVIEW' | 'RUNNING' | 'FINISHED' | 'REJECTED' | 'CANCELLED';
