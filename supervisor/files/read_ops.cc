@@ -75,13 +75,16 @@ Result<FileInfo> SandboxRoot::Stat(std::string_view path) const {
   }
   auto parent = internal::OpenParent(root_.get(), *parts, path);
   if (!parent.ok()) return std::move(parent).error();
-  if (::fstatat(parent->dir.get(), parent->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
-    return FsError("stat", path);
-  }
+  // The entry itself, held by a descriptor: what is stat'ed is what is read as a link, even
+  // while the sandbox swaps a directory and a symlink at that name.
+  UniqueFd entry(::openat(parent->dir.get(), parent->name.c_str(),
+                          O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!entry || ::fstat(entry.get(), &st) < 0) return FsError("stat", path);
   FileInfo info = internal::InfoFrom(st, parent->name);
   if (info.type == FileType::kSymlink) {
     char buf[PATH_MAX];
-    ssize_t n = ::readlinkat(parent->dir.get(), parent->name.c_str(), buf, sizeof buf);
+    // readlinkat(2) of an O_PATH descriptor on a symlink with an empty path (Linux 2.6.39).
+    ssize_t n = ::readlinkat(entry.get(), "", buf, sizeof buf);
     if (n < 0) return FsError("read the link", path);
     info.link_target.assign(buf, static_cast<size_t>(n));
   }

@@ -156,11 +156,10 @@ class TarOut {
         SBX_TRY(Dir(sub.get(), st.st_dev, rel + "/", depth + 1));
       } else if (S_ISLNK(st.st_mode)) {
         char buf[PATH_MAX];
-        ssize_t n = ::readlinkat(dir_fd, name.c_str(), buf, sizeof buf);
-        if (n < 0) {
-          if (errno == ENOENT) continue;
-          return FsError("read the link", rel);
-        }
+        // The link `o` holds (an empty path reads an O_PATH symlink itself): the name may
+        // already be something else, swapped in by the sandbox since the fstat.
+        ssize_t n = ::readlinkat(o.get(), "", buf, sizeof buf);
+        if (n < 0) return FsError("read the link", rel);
         SBX_TRY(Count(0));
         TarEntry e{rel,
                    TarType::kSymlink,
