@@ -44,8 +44,8 @@ std::string ClientName(const std::optional<SessionInfo>& session, const RpcMessa
   if (meta != m.params.end() && meta->is_object()) {
     auto ci = meta->find("io.modelcontextprotocol/clientInfo");
     if (ci != meta->end() && ci->is_object()) {
-      if ((*ci)["name"].is_string()) name = internal::Clip((*ci)["name"], 128);
-      if ((*ci)["version"].is_string()) version = internal::Clip((*ci)["version"], 64);
+      name = internal::Clip(internal::StringField(*ci, "name"), 128);
+      version = internal::Clip(internal::StringField(*ci, "version"), 64);
     }
   }
   std::string via = fmt::format("mcp/{}", ProfileName(profile));

@@ -37,7 +37,6 @@ json Meta(const RpcMessage& m) {
 }
 
 constexpr char kMetaVersion[] = "io.modelcontextprotocol/protocolVersion";
-constexpr char kMetaClientInfo[] = "io.modelcontextprotocol/clientInfo";
 
 std::string Instructions() {
   return "Every command runs in an isolated sandbox without a network, through sandboxd's "
@@ -203,10 +202,8 @@ McpServer::Answer McpServer::Handle(const RpcMessage& m, const CallContext& cont
     SessionInfo s;
     s.protocol_version = chosen;
     if (auto ci = m.params.find("clientInfo"); ci != m.params.end() && ci->is_object()) {
-      if ((*ci)["name"].is_string()) s.client_name = Clip((*ci)["name"], kMaxClientName);
-      if ((*ci)["version"].is_string()) {
-        s.client_version = Clip((*ci)["version"], kMaxClientVersion);
-      }
+      s.client_name = Clip(StringField(*ci, "name"), kMaxClientName);
+      s.client_version = Clip(StringField(*ci, "version"), kMaxClientVersion);
     }
     a.new_session = s;
     result = {{"protocolVersion", chosen},

@@ -38,6 +38,12 @@ json ErrorJson(const Error& e) {
   return {{"error", {{"code", ErrorCodeName(e.code)}, {"message", e.message}}}};
 }
 
+std::string StringField(const json& object, const char* key) {
+  if (!object.is_object()) return {};
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 Result<std::string> StringArg(const json& args, const char* name, bool required) {
   auto it = args.find(name);
   if (it == args.end() || it->is_null()) {

@@ -21,6 +21,10 @@ std::string Explain(const Error& e);
 // {"error": {"code", "message"}}.
 nlohmann::json ErrorJson(const Error& e);
 
+// object[key] when it is a string, else "" (never operator[] on a const object: a missing key
+// there is undefined behaviour).
+std::string StringField(const nlohmann::json& object, const char* key);
+
 // args[name] as a string ("" when absent and not required); kInvalidArgument naming it when it
 // has another type.
 Result<std::string> StringArg(const nlohmann::json& args, const char* name, bool required);

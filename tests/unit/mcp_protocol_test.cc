@@ -121,6 +121,17 @@ TEST(McpServerCore, InitializeNegotiatesAndHandsOutASession) {
   auto b = Ask(s, R"({"jsonrpc":"2.0","id":2,"method":"initialize","params":{
       "protocolVersion":"2024-01-01","capabilities":{}}})");
   EXPECT_EQ((*b.response)["result"]["protocolVersion"], kHandshakeVersions[0]);
+  // A clientInfo without a version, or with fields of other types (found by fuzzing: a missing
+  // key read from a const object).
+  auto c = Ask(s, R"({"jsonrpc":"2.0","id":3,"method":"initialize","params":{
+      "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"c","vezsion":"1"}}})");
+  ASSERT_TRUE(c.new_session);
+  EXPECT_EQ(c.new_session->client_name, "c");
+  EXPECT_EQ(c.new_session->client_version, "");
+  auto d = Ask(s, R"({"jsonrpc":"2.0","id":4,"method":"initialize","params":{
+      "protocolVersion":"2025-11-25","clientInfo":{"name":7,"version":[]}}})");
+  ASSERT_TRUE(d.new_session);
+  EXPECT_EQ(d.new_session->client_name, "");
   EXPECT_FALSE(DecodeSession("sbxmcp1.!!!"));
   EXPECT_FALSE(DecodeSession("other"));
 }
