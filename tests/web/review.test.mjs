@@ -12,7 +12,7 @@ const SCRIPT = 'for i in $(seq 1 30); do echo "line $i"; echo "warn $i" >&2; sle
 
 test('the key lives in memory only: nothing stored, a reload asks again', async () => {
   const page = await signedIn(env.alice);
-  assert.match(await page.textContent('[data-testid=role]'), /submitter/);
+  assert.equal(await page.textContent('[data-testid=role]'), 'alice · submitter');
   const stored = await page.evaluate(() => [localStorage.length, sessionStorage.length, document.cookie]);
   assert.deepEqual(stored, [0, 0, '']);
   await page.reload();
@@ -103,24 +103,37 @@ test('runs list: filters, and rows change state without a reload', async () => {
   await page.context().close();
 });
 
-test('a reviewer never gets approve on its own run', async () => {
+test('roles come from GET /v1/info; a reviewer never gets approve on its own records', async () => {
   const run = await apiOk(env.rev, 'POST', '/v1/runs', { argv: ['needs-review', 'mine'] });
+  const box = await apiOk(env.rev, 'POST', '/v1/sandboxes', {});
+  const proc = await apiOk(env.rev, 'POST', `/v1/sandboxes/${box.id}/processes`, { argv: ['needs-review', 'mine'] });
+  assert.equal(proc.state, 'AWAITING_REVIEW');
   const page = await signedIn(env.rev, { path: '/ui/runs/' + run.id });
+  assert.equal(await page.textContent('[data-testid=role]'), 'rev · reviewer');
   await page.waitForSelector('[data-testid=plan-steps]');
-  const own = await page.locator('[data-testid=own-run]').count();
-  const approve = await page.locator('[data-testid=approve]').count();
-  if (own === 0) {
-    // The daemon does not tell the page who the caller is (GET /v1/info without `caller`): the
-    // button shows and the API answers the click with its refusal.
-    assert.equal(approve, 1);
-    await page.click('[data-testid=approve]');
-    await page.waitForSelector('[role=alert]');
-    assert.match(await page.textContent('[role=alert]'), /own run/);
-  } else {
-    assert.equal(approve, 0);
-  }
+  await page.waitForSelector('[data-testid=own-run]');
+  assert.equal(await page.locator('[data-testid=approve]').count(), 0);
   const forged = await api(env.rev, 'POST', `/v1/runs/${run.id}:approve`);
   assert.equal(forged.status, 403);
   await waitRun(env.rev, run.id, (r) => r.state === 'AWAITING_REVIEW');
+  // Its own process waiting in its own sandbox: no approve either.
+  await page.click(`a[href="/ui/queue"]`);
+  const row = `[data-testid=queue] tr[data-id="${box.id}/${proc.id}"]`;
+  await page.waitForSelector(row, { timeout: 10000 });
+  await page.click(row + ' a');
+  await page.waitForSelector('[data-testid=own-record]');
+  assert.equal(await page.locator('[data-testid=approve]').count(), 0);
   await page.context().close();
+
+  // An admin is an admin, and decides on the reviewer's run.
+  const admin = await signedIn(env.admin, { path: '/ui/runs/' + run.id });
+  assert.equal(await admin.textContent('[data-testid=role]'), 'admin · admin');
+  await admin.waitForSelector('[data-testid=approve]');
+  assert.equal(await admin.locator('[data-testid=own-run]').count(), 0);
+  await admin.fill('#reason', 'not now');
+  await admin.click('[data-testid=reject]');
+  await waitRun(env.rev, run.id, (r) => r.state === 'CANCELLED');
+  assert.equal(admin.errors.length, 0, String(admin.errors));
+  await admin.context().close();
+  await apiOk(env.rev, 'DELETE', '/v1/sandboxes/' + box.id);
 });

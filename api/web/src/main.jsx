@@ -124,7 +124,7 @@ function App() {
         </nav>
         <span class="who">
           <LiveBadge />
-          <span data-testid="role" title={session.inferred ? 'GET /v1/info does not name the caller: the role was inferred (a reviewer or an admin may read the audit trail)' : undefined}>{session.name ? session.name + ' · ' : ''}{session.role}{session.inferred ? '*' : ''}</span>
+          <span data-testid="role">{session.name} · {session.role}</span>
           <button type="button" class="link" onClick={() => { signOut(); setSignedIn(false); }}>Sign out</button>
         </span>
       </header>

@@ -1,27 +1,19 @@
 // Who is signed in, and every run's events (/v1/events) shared by the pages.
-import { api, clearKey, closeAllSockets, serverNow, setKey } from './api.js';
+import { api, ApiError, clearKey, closeAllSockets, serverNow, setKey } from './api.js';
 import { ResumableStream } from './live.js';
 
 export const session = { role: null, name: null, info: null };
 
-// The caller's role and name: from GET /v1/info when it says (`caller`), else the role is
-// inferred: GET /v1/audit is for reviewers and admins, a submitter gets 403.
+// The caller's name and role (submitter, reviewer or admin), as GET /v1/info names them.
 export async function signIn(key) {
   setKey(key);
   try {
     const info = await api('/v1/info');
-    const caller = info.caller || info.principal || {};
-    let role = caller.role || null;
-    if (!role) {
-      try {
-        await api('/v1/audit?run_id=run_aaaaaaaaaaaaaaaaaaaa');
-        role = 'reviewer';
-      } catch (e) {
-        if (e.status !== 403) throw e;
-        role = 'submitter';
-      }
+    const caller = info.caller;
+    if (!caller || !caller.role || !caller.name) {
+      throw new ApiError(0, 'unsupported', 'This daemon does not name the caller (GET /v1/info has no caller): it is older than this page.');
     }
-    Object.assign(session, { role, name: caller.name || null, info, inferred: !caller.role });
+    Object.assign(session, { role: caller.role, name: caller.name, info });
     startEvents();
     return session;
   } catch (e) {
@@ -38,8 +30,10 @@ export function signOut() {
 }
 
 export const canReview = () => session.role === 'reviewer' || session.role === 'admin';
-// Whether the caller may decide on something submitted by `submitter` (never its own).
-export const mayDecide = (submitter) => canReview() && !(session.name && submitter === session.name);
+// Whether `submitter` is the caller: nobody decides on its own runs, sandboxes or processes.
+export const isOwn = (submitter) => submitter === session.name;
+// Whether the caller may approve or reject something submitted by `submitter`.
+export const mayDecide = (submitter) => canReview() && !isOwn(submitter);
 
 const listeners = new Set();
 const statusListeners = new Set();

@@ -3,7 +3,7 @@
 // events WebSocket (resuming by seq) and a terminal over its pty WebSocket.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, enc } from '../api.js';
-import { mayDecide } from '../session.js';
+import { canReview, isOwn, mayDecide } from '../session.js';
 import { ResumableStream } from '../live.js';
 import { Action, Code, ErrorBox, KV, Link, Risk, State, useLoad, usePoll, useTick } from '../components.jsx';
 import { navigate, queryParams } from '../router.js';
@@ -109,7 +109,7 @@ export function SandboxPage({ id, pid }) {
       <ErrorBox error={box.error} />
       {b.state === 'AWAITING_REVIEW' && (mayDecide(b.submitter) ? (
         <Decide base={`/v1/sandboxes/${enc(id)}`} onDone={box.set} />
-      ) : <p class="muted">Waiting for a reviewer.</p>)}
+      ) : <Waiting submitter={b.submitter} what="sandbox" />)}
       <div class="buttons">
         {b.state === 'RUNNING' && <Action onRun={act('pause')}>Pause</Action>}
         {b.state === 'PAUSED' && <Action onRun={act('resume')}>Resume</Action>}
@@ -187,6 +187,12 @@ export function SandboxPage({ id, pid }) {
   );
 }
 
+// Instead of approve and reject: why the caller does not decide.
+function Waiting({ submitter, what }) {
+  if (canReview() && isOwn(submitter)) return <p class="muted" data-testid="own-record">You submitted this {what}: another reviewer decides.</p>;
+  return <p class="muted">Waiting for a reviewer.</p>;
+}
+
 function Decide({ base, onDone }) {
   const [reason, setReason] = useState('');
   return (
@@ -246,7 +252,7 @@ function ProcessPanel({ sandbox, pid, onChange }) {
       <h2>Process {p.id} <State s={p.state} /></h2>
       <p><Code>{shellJoin(p.argv)}</Code> in <Code>{p.cwd || '/'}</Code> · by {p.submitter}</p>
       {p.policy && <p class="small">Policy: {p.policy.decision} · <Risk r={p.policy.risk} /> · <Code>{ruleText(p.policy)}</Code></p>}
-      {waiting && (mayDecide(p.submitter) ? <Decide base={base} onDone={(x) => { proc.set(x); onChange(); }} /> : <p class="muted">Waiting for a reviewer.</p>)}
+      {waiting && (mayDecide(p.submitter) ? <Decide base={base} onDone={(x) => { proc.set(x); onChange(); }} /> : <Waiting submitter={p.submitter} what="process" />)}
       <div class="buttons">
         {p.state === 'RUNNING' && <Action class="danger" onRun={async () => { await api(base + ':kill', { method: 'POST' }); proc.reload(); }}>Kill</Action>}
         {p.pty && p.state === 'RUNNING' && <button type="button" onClick={() => setTerm(!term)} data-testid="open-terminal">{term ? 'Close terminal' : 'Open terminal'}</button>}
