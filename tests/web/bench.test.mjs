@@ -9,6 +9,7 @@ before(launch);
 after(closeBrowser);
 
 const RUNS = Number(process.env.WEB_BENCH_RUNS || 1000);
+const SAMPLES = Number(process.env.WEB_BENCH_SAMPLES || 5);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 
@@ -23,14 +24,18 @@ test(`queue first paint with ${RUNS} runs awaiting review`, async () => {
   assert.ok(waiting >= Math.min(RUNS, 1000));
   const samples = [];
   let rows = 0;
-  for (let k = 0; k < 3; k++) {
+  // From the click on "Sign in" (the page's mark `signin`) to the frame that shows the queue
+  // with every run in the document (`queue-painted`, whose detail counts the rows then).
+  for (let k = 0; k < SAMPLES; k++) {
     const page = await signedIn(env.rev);
     await page.waitForFunction(() => performance.getEntriesByName('queue-painted').length > 0, null, { timeout: 60000 });
-    const m = await page.evaluate(() => ({
-      ms: performance.getEntriesByName('queue-painted')[0].startTime - performance.getEntriesByName('signin')[0].startTime,
-      rows: Number(document.querySelector('[data-testid=queue]')?.dataset.count || 0),
-      fcp: performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null,
-    }));
+    const m = await page.evaluate(() => {
+      const painted = performance.getEntriesByName('queue-painted')[0];
+      return {
+        ms: painted.startTime - performance.getEntriesByName('signin')[0].startTime,
+        rows: painted.detail?.rows ?? document.querySelectorAll('[data-testid=queue] tbody tr').length,
+      };
+    });
     samples.push(m.ms);
     rows = m.rows;
     if (k === 0) await screenshot(page, 'queue-1000');
