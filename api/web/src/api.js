@@ -21,8 +21,8 @@ export class ApiError extends Error {
 
 // A request with `Authorization: Bearer KEY`. JSON bodies are encoded; the answer is JSON or
 // text by its content type (`raw: true` gives the Response). A failure throws ApiError with the
-// API's error.message.
-export async function api(path, { method = 'GET', body, raw = false, signal } = {}) {
+// API's error.message; a 401 also signs out, unless `quiet`.
+export async function api(path, { method = 'GET', body, raw = false, signal, quiet = false } = {}) {
   if (apiKey === null) throw new ApiError(401, 'unauthenticated', 'Sign in first.');
   const headers = { Authorization: 'Bearer ' + apiKey };
   let payload = body;
@@ -49,7 +49,7 @@ export async function api(path, { method = 'GET', body, raw = false, signal } = 
         code = j.error.code || code;
       }
     } catch { /* not JSON: keep the status line */ }
-    if (res.status === 401) unauthorized(message);
+    if (res.status === 401 && !quiet) unauthorized(message);
     throw new ApiError(res.status, code, message);
   }
   if (raw) return res;

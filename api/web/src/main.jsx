@@ -1,10 +1,10 @@
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { onUnauthorized } from './api.js';
-import { session, signIn, signOut, onEventsStatus, eventsStatus } from './session.js';
+import { session, signIn, signOut, onEventsStatus, eventsStatus, startEvents } from './session.js';
 import { match, navigate, onNavigate } from './router.js';
 import { Link, ErrorBox } from './components.jsx';
-import { QueuePage } from './pages/queue.jsx';
+import { QueuePage, QUEUE_RUNS } from './pages/queue.jsx';
 import { RunsPage } from './pages/runs.jsx';
 import { RunPage } from './pages/run.jsx';
 import { SandboxesPage, SandboxPage } from './pages/sandboxes.jsx';
@@ -37,7 +37,9 @@ function SignIn({ onDone, notice }) {
     setBusy(true);
     setError(null);
     try {
-      await signIn(key.trim());
+      // The queue (where the page opens) needs one list: it is asked for beside GET /v1/info.
+      const path = location.pathname.replace(/\/+$/, '');
+      await signIn(key.trim(), ['', '/ui', '/ui/queue'].includes(path) ? [QUEUE_RUNS] : []);
       setKey('');
       onDone();
     } catch (err) {
@@ -90,6 +92,10 @@ function App() {
   useEffect(() => {
     if (path === '/' || path === '/ui') navigate('/ui/queue', { replace: true });
   }, [path]);
+  // After the first page has rendered: it may hold the event stream back (see holdEvents).
+  useEffect(() => {
+    if (signedIn) startEvents();
+  }, [signedIn]);
   useEffect(() => {
     // Keyboard and screen-reader users land on the new page's heading.
     const h = mainRef.current && mainRef.current.querySelector('h1');

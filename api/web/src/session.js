@@ -4,9 +4,29 @@ import { ResumableStream } from './live.js';
 
 export const session = { role: null, name: null, info: null };
 
+// Requests started with the sign-in (the first page's list, beside GET /v1/info), for that
+// page to take: path -> { promise, at }.
+const early = new Map();
+
+// What `path` answers, from the request made with the sign-in (asked again if that one failed);
+// null if there was none (or long ago).
+export function takeEarly(path) {
+  const e = early.get(path);
+  early.delete(path);
+  if (!e || performance.now() - e.at > 10000) return null;
+  return e.promise.catch(() => api(path));
+}
+
 // The caller's name and role (submitter, reviewer or admin), as GET /v1/info names them.
-export async function signIn(key) {
+// `prefetch`: paths the first page will read, requested at once beside /v1/info.
+export async function signIn(key, prefetch = []) {
   setKey(key);
+  early.clear();
+  for (const path of prefetch) {
+    const promise = api(path, { quiet: true });
+    promise.catch(() => {}); // taken later, or never
+    early.set(path, { promise, at: performance.now() });
+  }
   try {
     const info = await api('/v1/info');
     const caller = info.caller;
@@ -14,15 +34,17 @@ export async function signIn(key) {
       throw new ApiError(0, 'unsupported', 'This daemon does not name the caller (GET /v1/info has no caller): it is older than this page.');
     }
     Object.assign(session, { role: caller.role, name: caller.name, info });
-    startEvents();
+    historyCutoff = serverNow() - 5000;
     return session;
   } catch (e) {
     clearKey();
+    early.clear();
     throw e;
   }
 }
 
 export function signOut() {
+  early.clear();
   stopEvents();
   closeAllSockets();
   clearKey();
@@ -41,24 +63,48 @@ let stream = null;
 export let eventsStatus = 'off';
 // Events older than this (server time) were already in the lists loaded after sign-in.
 export let historyCutoff = 0;
+// The stream opens with the whole history (/v1/events has no "from now"): thousands of messages
+// to the page and work for the daemon. A page may hold it back until its first list is painted.
+let holds = 0;
+let wanted = false;
 
-function startEvents() {
-  stopEvents();
-  historyCutoff = serverNow() - 5000;
+function setStatus(s) {
+  eventsStatus = s;
+  for (const f of statusListeners) f(s);
+}
+
+// Opens the stream after sign-in, as soon as no page holds it back.
+export function startEvents() {
+  wanted = true;
+  if (stream) return;
+  if (holds > 0) {
+    setStatus('connecting');
+    return;
+  }
   stream = new ResumableStream({
     path: (after) => '/v1/events' + (after ? '?after=' + after : ''),
     position: (ev) => ev.cursor,
     onEvent: (ev) => {
       for (const f of listeners) f(ev);
     },
-    onStatus: (s) => {
-      eventsStatus = s;
-      for (const f of statusListeners) f(s);
-    },
+    onStatus: setStatus,
   }).start();
 }
 
+// Holds the stream back until the function it returns is called.
+export function holdEvents() {
+  holds++;
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    holds--;
+    if (holds === 0 && wanted) startEvents();
+  };
+}
+
 function stopEvents() {
+  wanted = false;
   if (stream) stream.stop();
   stream = null;
   eventsStatus = 'off';

@@ -1,18 +1,19 @@
 // Everything waiting for a reviewer: runs (kept live by /v1/events), sandboxes and processes
 // (no event stream exists for those: re-read every few seconds).
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, enc } from '../api.js';
-import { historyCutoff, onEvent } from '../session.js';
+import { historyCutoff, holdEvents, onEvent, takeEarly } from '../session.js';
 import { ErrorBox, Link, Risk, useTick } from '../components.jsx';
 import { ageOf, isoTime, frameBatcher, ruleText, shellJoin, stateRank } from '../util.js';
 
-// Every page of a list (runs and sandboxes page by cursor).
+// Every page of a list (runs and sandboxes page by cursor); the first one may have been
+// requested with the sign-in.
 export async function listAll(path, field, maxPages = 20) {
   const all = [];
   let cursor = null;
   for (let i = 0; i < maxPages; i++) {
     const sep = path.includes('?') ? '&' : '?';
-    const page = await api(path + (cursor ? sep + 'cursor=' + enc(cursor) : ''));
+    const page = await ((!cursor && takeEarly(path)) || api(path + (cursor ? sep + 'cursor=' + enc(cursor) : '')));
     all.push(...page[field]);
     cursor = page.next_cursor;
     if (!cursor) break;
@@ -38,6 +39,10 @@ async function loadBoxesAndProcesses() {
   return { waiting, procs };
 }
 
+// The runs waiting for review, in one request (the API's largest page); the page asks for it
+// with the sign-in when it opens on the queue.
+export const QUEUE_RUNS = '/v1/runs?state=AWAITING_REVIEW&limit=1000';
+
 function commandOf(run) {
   if (run.argv) return shellJoin(run.argv);
   return (run.steps || []).map((s) => shellJoin(s.argv)).join(' && ');
@@ -51,12 +56,29 @@ export function QueuePage() {
   const [loaded, setLoaded] = useState(false);
   const [others, setOthers] = useState({ waiting: [], procs: [] });
   const [othersError, setOthersError] = useState(null);
+  // The event stream replays every run's history when it opens: not before this page's list.
+  const [release] = useState(holdEvents);
   const painted = useRef(false);
   useTick(5000);
 
-  useEffect(() => {
+  // Before the first paint: the list is the one request the page waits for.
+  useLayoutEffect(() => {
+    let listed = false;
     const bump = frameBatcher(() => setVersion((v) => v + 1));
     const fetching = new Set();
+    const early = new Set(); // runs that entered review while the list was on its way
+    const fetchRun = (id) => {
+      if (fetching.has(id)) return;
+      fetching.add(id);
+      api('/v1/runs/' + enc(id))
+        .then((run) => {
+          if (run.state === 'AWAITING_REVIEW' && (seen.current.get(run.id) ?? -1) <= stateRank('AWAITING_REVIEW')) {
+            runs.current.set(run.id, run);
+            bump();
+          }
+        }, () => {})
+        .finally(() => fetching.delete(id));
+    };
     const off = onEvent((ev) => {
       if (ev.type !== 'run.status' && ev.type !== 'run.completed') return;
       const rank = stateRank(ev.state);
@@ -67,34 +89,47 @@ export function QueuePage() {
           runs.current.delete(ev.run_id);
           bump();
         }
-      } else if (ev.state === 'AWAITING_REVIEW' && ev.ts >= historyCutoff && !fetching.has(ev.run_id)) {
-        fetching.add(ev.run_id);
-        api('/v1/runs/' + enc(ev.run_id))
-          .then((run) => {
-            if (run.state === 'AWAITING_REVIEW' && (seen.current.get(run.id) ?? -1) <= stateRank('AWAITING_REVIEW')) {
-              runs.current.set(run.id, run);
-              bump();
-            }
-          }, () => {})
-          .finally(() => fetching.delete(ev.run_id));
+      } else if (ev.state === 'AWAITING_REVIEW' && ev.ts >= historyCutoff) {
+        if (listed) fetchRun(ev.run_id);
+        else early.add(ev.run_id);
       }
     });
-    listAll('/v1/runs?state=AWAITING_REVIEW&limit=1000', 'runs').then(
+    listAll(QUEUE_RUNS, 'runs').then(
       (list) => {
         for (const r of list) {
           // The stream may already have seen it move on.
           if ((seen.current.get(r.id) ?? -1) <= stateRank(r.state)) runs.current.set(r.id, r);
         }
+        listed = true;
+        for (const id of early) {
+          if (!runs.current.has(id) && (seen.current.get(id) ?? -1) <= stateRank('AWAITING_REVIEW')) fetchRun(id);
+        }
+        early.clear();
         setLoaded(true);
-        bump();
       },
       (e) => {
+        listed = true;
         setError(e);
         setLoaded(true);
+        release();
       },
     );
-    return off;
+    return () => {
+      off();
+      release();
+    };
   }, []);
+
+  useLayoutEffect(() => {
+    if (!loaded || painted.current) return;
+    painted.current = true;
+    const rows = document.querySelectorAll('[data-testid=queue] > tbody > tr').length;
+    // After the frame that shows the rows: then the event stream may open.
+    requestAnimationFrame(() => setTimeout(() => {
+      performance.mark('queue-painted', { detail: { rows } });
+      release();
+    }, 0));
+  }, [loaded]);
 
   const refreshOthers = () =>
     loadBoxesAndProcesses().then(
@@ -109,14 +144,6 @@ export function QueuePage() {
     const t = setInterval(() => !document.hidden && refreshOthers(), 4000);
     return () => clearInterval(t);
   }, []);
-
-  useEffect(() => {
-    if (loaded && !painted.current) {
-      painted.current = true;
-      // After the frame that shows the rows has been painted.
-      requestAnimationFrame(() => setTimeout(() => performance.mark('queue-painted'), 0));
-    }
-  }, [loaded]);
 
   const items = [];
   for (const r of runs.current.values()) {
