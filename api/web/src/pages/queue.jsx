@@ -3,7 +3,8 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, enc } from '../api.js';
 import { historyCutoff, holdEvents, onEvent, takeEarly } from '../session.js';
-import { ErrorBox, Link, Risk, useTick } from '../components.jsx';
+import { ErrorBox, useTick } from '../components.jsx';
+import { navigate } from '../router.js';
 import { ageOf, isoTime, frameBatcher, ruleText, shellJoin, stateRank } from '../util.js';
 
 // Every page of a list (runs and sandboxes page by cursor); the first one may have been
@@ -42,6 +43,16 @@ async function loadBoxesAndProcesses() {
 // The runs waiting for review, in one request (the API's largest page); the page asks for it
 // with the sign-in when it opens on the queue.
 export const QUEUE_RUNS = '/v1/runs?state=AWAITING_REVIEW&limit=1000';
+
+const HEAD = ['Kind', 'What', 'Requester', 'Age', 'Risk', 'Rule', 'Approvals', 'Review expires'];
+
+// One click handler for every row's link (not a Link per row: the queue may hold thousands).
+function follow(e) {
+  const a = e.target.closest && e.target.closest('a[href^="/ui/"]');
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  e.preventDefault();
+  navigate(a.getAttribute('href'));
+}
 
 function commandOf(run) {
   if (run.argv) return shellJoin(run.argv);
@@ -177,23 +188,26 @@ export function QueuePage() {
       <ErrorBox error={othersError} />
       {!loaded ? <p aria-busy="true">Loading…</p> : items.length === 0 ? <p data-testid="queue-empty">Nothing is waiting for review.</p> : (
         <div class="scroll">
-          <table class="list" data-testid="queue" data-count={items.length}>
-            <thead>
-              <tr><th>Kind</th><th>What</th><th>Requester</th><th>Age</th><th>Risk</th><th>Rule</th><th>Approvals</th><th>Review expires</th></tr>
+          <table class="list queue" role="table" data-testid="queue" data-count={items.length} onClick={follow}>
+            <thead role="rowgroup">
+              <tr role="row">{HEAD.map((h) => <th role="columnheader">{h}</th>)}</tr>
             </thead>
-            <tbody>
-              {items.map((it) => (
-                <tr key={it.kind + it.id} data-id={it.id}>
-                  <td>{it.kind}</td>
-                  <td class="what"><Link href={it.href}><code>{it.what}</code></Link><div class="muted small">{it.id}</div></td>
-                  <td>{it.submitter}</td>
-                  <td title={isoTime(it.created)}>{ageOf(it.created)}</td>
-                  <td><Risk r={it.policy && it.policy.risk} /></td>
-                  <td><code>{ruleText(it.policy)}</code></td>
-                  <td>0 of 1</td>
-                  <td class="muted">not set</td>
-                </tr>
-              ))}
+            <tbody role="rowgroup">
+              {items.map((it) => {
+                const risk = it.policy && it.policy.risk;
+                return (
+                  <tr role="row" key={it.kind + it.id} data-id={it.id}>
+                    <td role="cell">{it.kind}</td>
+                    <td role="cell" class="what"><a href={it.href} class="code">{it.what}</a><div class="muted small">{it.id}</div></td>
+                    <td role="cell">{it.submitter}</td>
+                    <td role="cell" title={isoTime(it.created)}>{ageOf(it.created)}</td>
+                    <td role="cell" class={risk ? 'risk risk-' + risk : 'muted'}>{risk || '—'}</td>
+                    <td role="cell" class="code rule">{ruleText(it.policy)}</td>
+                    <td role="cell">0 of 1</td>
+                    <td role="cell" class="muted">not set</td>
+                  </tr>
+                );
+              })}
             </tbody>
           </table>
         </div>
