@@ -25,7 +25,8 @@ test(`queue first paint with ${RUNS} runs awaiting review`, async () => {
   const samples = [];
   let rows = 0;
   // From the click on "Sign in" (the page's mark `signin`) to the frame that shows the queue
-  // with every run in the document (`queue-painted`, whose detail counts the rows then).
+  // with every run in the document (`queue-painted`, whose detail counts the rows then). Rows
+  // off screen are in the document but laid out only when scrolled near (content-visibility).
   for (let k = 0; k < SAMPLES; k++) {
     const page = await signedIn(env.rev);
     await page.waitForFunction(() => performance.getEntriesByName('queue-painted').length > 0, null, { timeout: 60000 });
