@@ -4,6 +4,7 @@ import { onUnauthorized } from './api.js';
 import { session, signIn, signOut, onEventsStatus, eventsStatus, startEvents } from './session.js';
 import { match, navigate, onNavigate } from './router.js';
 import { Link, ErrorBox } from './components.jsx';
+import { feedStatus, onFeedStatus, startFeed } from './feed.js';
 import { QueuePage, QUEUE_RUNS } from './pages/queue.jsx';
 import { RunsPage } from './pages/runs.jsx';
 import { RunPage } from './pages/run.jsx';
@@ -64,15 +65,26 @@ function SignIn({ onDone, notice }) {
   );
 }
 
+const WORSE = ['live', 'connecting', 'reconnecting', 'off'];
+
+// The two live connections: runs (/v1/events) and sandboxes (/v1/events/sandboxes); the badge
+// says how the worse of them stands.
 function LiveBadge() {
-  const [s, set] = useState(eventsStatus);
+  const [runs, setRuns] = useState(eventsStatus);
+  const [boxes, setBoxes] = useState(feedStatus);
   useEffect(() => {
-    const off = onEventsStatus(set);
-    set(eventsStatus); // what changed before this subscribed
-    return off;
+    const offs = [onEventsStatus(setRuns), onFeedStatus(setBoxes)];
+    // What changed before these subscribed.
+    setRuns(eventsStatus);
+    setBoxes(feedStatus);
+    return () => offs.forEach((off) => off());
   }, []);
+  const s = WORSE[Math.max(WORSE.indexOf(runs), WORSE.indexOf(boxes))] || 'off';
   const label = s === 'live' ? 'live' : s === 'off' ? 'offline' : s === 'connecting' ? 'connecting…' : 'reconnecting…';
-  return <span class={'live live-' + s} title="The event stream (/v1/events)" data-testid="events-status">{label}</span>;
+  return (
+    <span class={'live live-' + s} title={`Runs (/v1/events): ${runs}; sandboxes (/v1/events/sandboxes): ${boxes}`}
+          data-testid="events-status" data-runs={runs} data-sandboxes={boxes}>{label}</span>
+  );
 }
 
 function App() {
@@ -92,9 +104,12 @@ function App() {
   useEffect(() => {
     if (path === '/' || path === '/ui') navigate('/ui/queue', { replace: true });
   }, [path]);
-  // After the first page has rendered: it may hold the event stream back (see holdEvents).
+  // After the first page has rendered: it may hold the event stream back (see holdEvents). The
+  // sandboxes' feed is opened by the first page that follows it, else here.
   useEffect(() => {
-    if (signedIn) startEvents();
+    if (!signedIn) return;
+    startEvents();
+    startFeed();
   }, [signedIn]);
   useEffect(() => {
     // Keyboard and screen-reader users land on the new page's heading.

@@ -1,6 +1,7 @@
 // Who is signed in, and every run's events (/v1/events) shared by the pages.
 import { api, ApiError, clearKey, closeAllSockets, serverNow, setKey } from './api.js';
 import { ResumableStream } from './live.js';
+import { stopFeed } from './feed.js';
 
 export const session = { role: null, name: null, info: null };
 
@@ -46,6 +47,7 @@ export async function signIn(key, prefetch = []) {
 export function signOut() {
   early.clear();
   stopEvents();
+  stopFeed();
   closeAllSockets();
   clearKey();
   Object.assign(session, { role: null, name: null, info: null });
