@@ -1,8 +1,9 @@
 // Everything waiting for a reviewer: runs (kept live by /v1/events), sandboxes and processes
-// (no event stream exists for those: re-read every few seconds).
+// (kept live by the page's connection to /v1/events/sandboxes, feed.js).
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, enc } from '../api.js';
 import { historyCutoff, holdEvents, onEvent, takeEarly } from '../session.js';
+import { followList, recordReader } from '../feed.js';
 import { ErrorBox, useTick } from '../components.jsx';
 import { navigate } from '../router.js';
 import { ageOf, isoTime, frameBatcher, ruleText, shellJoin, stateRank } from '../util.js';
@@ -65,7 +66,7 @@ export function QueuePage() {
   const [, setVersion] = useState(0);
   const [error, setError] = useState(null);
   const [loaded, setLoaded] = useState(false);
-  const [others, setOthers] = useState({ waiting: [], procs: [] });
+  const others = useRef({ waiting: new Map(), procs: new Map(), listed: false }); // key -> record awaiting review
   const [othersError, setOthersError] = useState(null);
   // The event stream replays every run's history when it opens: not before this page's list.
   const [release] = useState(holdEvents);
@@ -142,18 +143,48 @@ export function QueuePage() {
     }, 0));
   }, [loaded]);
 
-  const refreshOthers = () =>
-    loadBoxesAndProcesses().then(
-      (o) => {
-        setOthers(o);
-        setOthersError(null);
-      },
-      setOthersError,
-    );
+  // Sandboxes and processes: listed once the feed is open (and again after it reconnects), then
+  // a change that enters review reads that one record and one that leaves it drops the row.
   useEffect(() => {
-    refreshOthers();
-    const t = setInterval(() => !document.hidden && refreshOthers(), 4000);
-    return () => clearInterval(t);
+    const bump = frameBatcher(() => setVersion((v) => v + 1));
+    const rows = others.current;
+    const keyOf = (ev) => (ev.type === 'sandbox.state' ? ev.sandbox_id : `${ev.sandbox_id}/${ev.process_id}`);
+    const onChange = (ev) => {
+      const key = keyOf(ev);
+      if (reader.held(key, ev)) return;
+      const map = ev.type === 'sandbox.state' ? rows.waiting : rows.procs;
+      if (ev.state === 'AWAITING_REVIEW') {
+        if (!map.has(key)) reader.read(key);
+      } else if (map.delete(key)) {
+        bump();
+      }
+    };
+    const reader = recordReader(
+      (key) => {
+        const [sid, pid] = key.split('/');
+        return api('/v1/sandboxes/' + enc(sid) + (pid ? '/processes/' + enc(pid) : ''));
+      },
+      (key, rec) => {
+        if (rec.state !== 'AWAITING_REVIEW') return;
+        (key.includes('/') ? rows.procs : rows.waiting).set(key, rec);
+        bump();
+      },
+      onChange,
+      // A sandbox the policy allows passes through review at once: not read then.
+      (ev) => ev.state === 'AWAITING_REVIEW',
+    );
+    return followList({
+      list: loadBoxesAndProcesses,
+      onList: ({ waiting, procs }) => {
+        rows.waiting = new Map(waiting.map((b) => [b.id, b]));
+        rows.procs = new Map(procs.map((p) => [`${p.sandbox_id}/${p.id}`, p]));
+        rows.listed = true;
+        setOthersError(null);
+        bump();
+      },
+      onChange,
+      onError: setOthersError,
+    });
   }, []);
 
   const items = [];
@@ -163,13 +194,13 @@ export function QueuePage() {
       created: r.created_at_ms, policy: r.policy,
     });
   }
-  for (const b of others.waiting) {
+  for (const b of others.current.waiting.values()) {
     items.push({
       kind: 'sandbox', id: b.id, href: '/ui/sandboxes/' + b.id, what: `sandbox (${b.network || 'none'} network, ${b.workspace ? 'workspace ' + b.workspace.mode : 'no workspace'})`,
       submitter: b.submitter, created: b.created_at, policy: b.policy,
     });
   }
-  for (const p of others.procs) {
+  for (const p of others.current.procs.values()) {
     items.push({
       kind: 'process', id: `${p.sandbox_id}/${p.id}`, href: `/ui/sandboxes/${p.sandbox_id}/processes/${p.id}`,
       what: shellJoin(p.argv), submitter: p.submitter, created: p.created_at, policy: p.policy,
@@ -178,10 +209,10 @@ export function QueuePage() {
   items.sort((a, b) => a.created - b.created || (a.id < b.id ? -1 : 1));
 
   return (
-    <section>
+    <section data-others={others.current.listed ? 'listed' : 'loading'}>
       <h1>Review queue</h1>
       <p class="muted small">
-        Waiting for a reviewer, oldest first. Runs update live; sandboxes and processes are re-read every 4 s (the API has no event stream for them).
+        Waiting for a reviewer, oldest first, updated live.
         Approval needs one reviewer; the API sets no expiry on a review.
       </p>
       <ErrorBox error={error} />
