@@ -1,10 +1,12 @@
-// Long-lived sandboxes. The API has no event stream for sandboxes, their figures or their list
-// of processes, so those are re-read every few seconds; a process's output comes over its
-// events WebSocket (resuming by seq) and a terminal over its pty WebSocket.
+// Long-lived sandboxes. Their states and their processes' follow the page's one connection to
+// /v1/events/sandboxes (feed.js); their live figures have no event and are re-read on a
+// sandbox's own page only; a process's output comes over its events WebSocket (resuming by seq)
+// and a terminal over its pty WebSocket.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, enc } from '../api.js';
 import { canReview, isOwn, mayDecide } from '../session.js';
 import { ResumableStream } from '../live.js';
+import { followList, recordReader } from '../feed.js';
 import { Action, Code, ErrorBox, KV, Link, Risk, State, useLoad, usePoll, useTick } from '../components.jsx';
 import { navigate, queryParams } from '../router.js';
 import { ageOf, b64ToBytes, bytesToSafeText, fmtBytes, fmtMs, frameBatcher, isoTime, ruleText, shellJoin, visibleControls } from '../util.js';
@@ -13,12 +15,57 @@ import { LogView } from './run.jsx';
 const SANDBOX_STATES = ['PENDING', 'AWAITING_REVIEW', 'STARTING', 'RUNNING', 'PAUSED', 'STOPPED', 'FAILED'];
 const open = (s) => s === 'RUNNING' || s === 'PAUSED' || s === 'STARTING';
 
+// A record with the state (and the reason it ended, if given) that a change reports.
+const changed = (rec, ev) => ({ ...rec, state: ev.state, reason: ev.reason ?? rec.reason });
+
 export function SandboxesPage() {
   const state = queryParams().state || '';
-  const list = useLoad(() => api('/v1/sandboxes?limit=200' + (state ? '&state=' + enc(state) : '')), [state]);
-  usePoll(() => list.reload(), 3000, [state]);
+  const rows = useRef(new Map()); // id -> sandbox, newest first
+  const [, setVersion] = useState(0);
+  const [error, setError] = useState(null);
+  const [loading, setLoading] = useState(true);
   useTick(5000);
-  const boxes = (list.data && list.data.sandboxes) || [];
+  useEffect(() => {
+    rows.current = new Map();
+    setLoading(true);
+    const bump = frameBatcher(() => setVersion((v) => v + 1));
+    const onChange = (ev) => {
+      if (ev.type !== 'sandbox.state' || reader.held(ev.sandbox_id, ev)) return;
+      const have = rows.current.get(ev.sandbox_id);
+      if (have) {
+        rows.current.set(ev.sandbox_id, changed(have, ev));
+        bump();
+        // Started: its expiry is set then (a change does not carry it).
+        if (ev.state === 'RUNNING' && have.state !== 'RUNNING' && have.state !== 'PAUSED') reader.read(ev.sandbox_id);
+      } else if (!state || ev.state === state) {
+        reader.read(ev.sandbox_id); // new here
+      }
+    };
+    const reader = recordReader(
+      (id) => api('/v1/sandboxes/' + enc(id)),
+      (id, box) => {
+        if (rows.current.has(id)) rows.current.set(id, box);
+        else if (!state || box.state === state) rows.current = new Map([[id, box], ...rows.current]);
+        bump();
+      },
+      onChange,
+    );
+    return followList({
+      list: () => api('/v1/sandboxes?limit=200' + (state ? '&state=' + enc(state) : '')),
+      onList: (answer) => {
+        rows.current = new Map(answer.sandboxes.map((b) => [b.id, b]));
+        setError(null);
+        setLoading(false);
+        bump();
+      },
+      onChange,
+      onError: (e) => {
+        setError(e);
+        setLoading(false);
+      },
+    });
+  }, [state]);
+  const boxes = [...rows.current.values()];
   return (
     <section>
       <h1>Sandboxes</h1>
@@ -31,27 +78,27 @@ export function SandboxesPage() {
         </label>
         <Action onRun={async () => { const b = await api('/v1/sandboxes', { method: 'POST', body: {} }); navigate('/ui/sandboxes/' + b.id); }}>New sandbox</Action>
       </div>
-      <p class="muted small">Re-read every 3 s: the API has no event stream for sandboxes.</p>
-      <ErrorBox error={list.error} />
+      <p class="muted small">States change live (/v1/events/sandboxes); memory is as listed (a sandbox's page follows its figures).</p>
+      <ErrorBox error={error} />
       <div class="scroll">
         <table class="list" data-testid="sandboxes" data-count={boxes.length}>
           <thead><tr><th>Sandbox</th><th>State</th><th>Submitter</th><th>Created</th><th>Expires</th><th>Workspace</th><th>Memory</th></tr></thead>
           <tbody>
             {boxes.map((b) => (
-              <tr data-id={b.id}>
+              <tr key={b.id} data-id={b.id}>
                 <td><Link href={'/ui/sandboxes/' + b.id}><code>{b.id}</code></Link></td>
-                <td><State s={b.state} />{b.reason && <div class="muted small">{b.reason}</div>}</td>
+                <td data-testid="state"><State s={b.state} />{b.reason && <div class="muted small">{b.reason}</div>}</td>
                 <td>{b.submitter}</td>
                 <td title={isoTime(b.created_at)}>{ageOf(b.created_at)} ago</td>
                 <td>{b.expires_at && open(b.state) ? isoTime(b.expires_at) : '—'}</td>
                 <td>{b.workspace ? <><Code>{b.workspace.path}</Code> ({b.workspace.mode})</> : 'none'}</td>
-                <td>{b.stats ? fmtBytes(b.stats.memory_current_bytes) : '—'}</td>
+                <td>{b.stats && open(b.state) ? fmtBytes(b.stats.memory_current_bytes) : '—'}</td>
               </tr>
             ))}
           </tbody>
         </table>
       </div>
-      {!list.loading && !boxes.length && <p>No sandboxes.</p>}
+      {loading ? <p aria-busy="true">Loading…</p> : !boxes.length && <p>No sandboxes.</p>}
     </section>
   );
 }
@@ -84,38 +131,88 @@ export function splitWords(s) {
 }
 
 export function SandboxPage({ id, pid }) {
-  const box = useLoad(() => api('/v1/sandboxes/' + enc(id)), [id]);
-  const procs = useLoad(() => api(`/v1/sandboxes/${enc(id)}/processes?limit=1000`), [id]);
-  usePoll(() => { box.reload(); procs.reload(); }, 2000, [id]);
+  const box = useRef(null);
+  const procs = useRef(new Map()); // process id -> process
+  const [, setVersion] = useState(0);
+  const [error, setError] = useState(null);
   const [cmd, setCmd] = useState('sh');
   const [pty, setPty] = useState(true);
-  const b = box.data;
-  if (!b) return <section><h1>Sandbox <code>{id}</code></h1>{box.error ? <ErrorBox error={box.error} /> : <p aria-busy="true">Loading…</p>}</section>;
+  const bump = useRef(null);
+  bump.current ??= frameBatcher(() => setVersion((v) => v + 1));
+  const setBox = (b) => {
+    box.current = b;
+    bump.current();
+  };
+  const setProc = (p) => {
+    procs.current.set(p.id, p);
+    bump.current();
+  };
+  useEffect(() => {
+    box.current = null;
+    procs.current = new Map();
+    const onChange = (ev) => {
+      if (ev.sandbox_id !== id) return;
+      if (ev.type === 'sandbox.state') {
+        const have = box.current;
+        if (boxReader.held(id, ev) || !have || have.state === ev.state) return;
+        setBox(changed(have, ev));
+        // A pause or a resume changes the state alone; any other change also sets what a change
+        // does not carry (the approval, the expiry, the end).
+        if (!(open(have.state) && open(ev.state) && have.state !== 'STARTING')) boxReader.read(id);
+      } else {
+        const have = procs.current.get(ev.process_id);
+        if (procReader.held(ev.process_id, ev) || (have && have.state === ev.state)) return;
+        if (have) setProc({ ...have, state: ev.state });
+        procReader.read(ev.process_id); // new here, or its start or result
+      }
+    };
+    const boxReader = recordReader(() => api('/v1/sandboxes/' + enc(id)), (_, b) => setBox(b), onChange);
+    const procReader = recordReader((n) => api(`/v1/sandboxes/${enc(id)}/processes/${n}`), (_, p) => setProc(p), onChange);
+    return followList({
+      list: () => Promise.all([api('/v1/sandboxes/' + enc(id)), api(`/v1/sandboxes/${enc(id)}/processes?limit=1000`)]),
+      onList: ([b, answer]) => {
+        procs.current = new Map(answer.processes.map((p) => [p.id, p]));
+        setError(null);
+        setBox(b);
+      },
+      onChange,
+      onError: setError,
+    });
+  }, [id]);
+  // Live figures (CPU, memory, pids) have no event: while the sandbox is open they are re-read
+  // every 2 s, and only they are taken from the answer (the state follows the feed). The one
+  // timer of the sandbox pages.
+  usePoll(() => {
+    if (!box.current || !open(box.current.state)) return;
+    api('/v1/sandboxes/' + enc(id)).then((fresh) => box.current && setBox({ ...box.current, stats: fresh.stats }), () => {});
+  }, 2000, [id]);
+  const b = box.current;
+  if (!b) return <section><h1>Sandbox <code>{id}</code></h1>{error ? <ErrorBox error={error} /> : <p aria-busy="true">Loading…</p>}</section>;
   const st = b.stats;
-  const act = (verb) => async () => box.set(await api(`/v1/sandboxes/${enc(id)}:${verb}`, { method: 'POST' }));
-  const list = (procs.data && procs.data.processes) || [];
+  const act = (verb) => async () => setBox(await api(`/v1/sandboxes/${enc(id)}:${verb}`, { method: 'POST' }));
+  const list = [...procs.current.values()].sort((x, y) => x.id - y.id);
   const start = async (e) => {
     const argv = splitWords(cmd);
     if (!argv.length) throw new Error('Give a command.');
     const body = { argv };
     if (pty) body.pty = { cols: 100, rows: 30 };
     const p = await api(`/v1/sandboxes/${enc(id)}/processes`, { method: 'POST', body });
-    procs.reload();
+    if (!procs.current.has(p.id)) setProc(p);
     navigate(`/ui/sandboxes/${id}/processes/${p.id}`);
   };
   return (
     <section>
       <h1>Sandbox <code>{b.id}</code> <State s={b.state} /></h1>
-      <ErrorBox error={box.error} />
+      <ErrorBox error={error} />
       {b.state === 'AWAITING_REVIEW' && (mayDecide(b.submitter) ? (
-        <Decide base={`/v1/sandboxes/${enc(id)}`} onDone={box.set} />
+        <Decide base={`/v1/sandboxes/${enc(id)}`} onDone={setBox} />
       ) : <Waiting submitter={b.submitter} what="sandbox" />)}
       <div class="buttons">
         {b.state === 'RUNNING' && <Action onRun={act('pause')}>Pause</Action>}
         {b.state === 'PAUSED' && <Action onRun={act('resume')}>Resume</Action>}
         {open(b.state) && <Action onRun={act('touch')}>Keep alive</Action>}
         {b.state !== 'STOPPED' && b.state !== 'FAILED' && (
-          <Action class="danger" confirm="End this sandbox and everything running in it?" onRun={async () => box.set(await api('/v1/sandboxes/' + enc(id), { method: 'DELETE' }))}>Delete</Action>
+          <Action class="danger" confirm="End this sandbox and everything running in it?" onRun={async () => setBox(await api('/v1/sandboxes/' + enc(id), { method: 'DELETE' }))}>Delete</Action>
         )}
       </div>
       <div class="cols">
@@ -164,15 +261,14 @@ export function SandboxPage({ id, pid }) {
           <Action onRun={start} data-testid="start-process">Start</Action>
         </form>
       )}
-      <ErrorBox error={procs.error} />
       <div class="scroll">
         <table class="list" data-testid="processes">
           <thead><tr><th>#</th><th>State</th><th>Command</th><th>Tag</th><th>Started</th><th>Result</th></tr></thead>
           <tbody>
             {list.map((p) => (
-              <tr class={String(p.id) === pid ? 'selected' : ''}>
+              <tr key={p.id} data-id={p.id} class={String(p.id) === pid ? 'selected' : ''}>
                 <td><Link href={`/ui/sandboxes/${id}/processes/${p.id}`}>{p.id}</Link></td>
-                <td><State s={p.state} /></td>
+                <td data-testid="state"><State s={p.state} /></td>
                 <td class="what"><Code>{shellJoin(p.argv)}</Code>{p.pty && <span class="tag">pty</span>}</td>
                 <td>{p.tag || ''}</td>
                 <td>{isoTime(p.started_at || p.created_at)}</td>
@@ -182,7 +278,7 @@ export function SandboxPage({ id, pid }) {
           </tbody>
         </table>
       </div>
-      {pid && <ProcessPanel key={pid} sandbox={b} pid={pid} onChange={procs.reload} />}
+      {pid && <ProcessPanel key={pid} sandbox={b} pid={pid} record={procs.current.get(Number(pid))} onRecord={setProc} />}
     </section>
   );
 }
@@ -208,15 +304,17 @@ function Decide({ base, onDone }) {
   );
 }
 
-function ProcessPanel({ sandbox, pid, onChange }) {
+// `record`: the process as the sandbox's list has it (kept current by the feed); read here only
+// when the list lacks it.
+function ProcessPanel({ sandbox, pid, record, onRecord }) {
   const base = `/v1/sandboxes/${enc(sandbox.id)}/processes/${enc(pid)}`;
-  const proc = useLoad(() => api(base), [base]);
+  const own = useLoad(() => (record ? Promise.resolve(null) : api(base)), [base]);
   const log = useRef({ segments: [], last: 0 });
   const [, setVersion] = useState(0);
   const [status, setStatus] = useState('connecting');
   const [filter, setFilter] = useState('all');
   const [term, setTerm] = useState(false);
-  const p = proc.data;
+  const p = record || own.data;
   const waiting = p && p.state === 'AWAITING_REVIEW';
   useEffect(() => {
     if (!p || waiting) return undefined;
@@ -238,23 +336,21 @@ function ProcessPanel({ sandbox, pid, onChange }) {
           else L.segments.push({ stream: ev.stream, parts });
         } else if (ev.type === 'process.finished') {
           L.segments.push({ head: true, text: `■ ${ev.result ? ev.result.reason + (ev.result.exit_code != null ? ' ' + ev.result.exit_code : '') : 'finished'}` });
-          proc.reload();
-          onChange();
         }
         bump();
       },
     }).start();
     return () => s.stop();
   }, [base, !!p, waiting]);
-  if (!p) return proc.error ? <ErrorBox error={proc.error} /> : <p aria-busy="true">Loading…</p>;
+  if (!p) return own.error ? <ErrorBox error={own.error} /> : <p aria-busy="true">Loading…</p>;
   return (
     <section class="process" aria-label={'Process ' + p.id}>
       <h2>Process {p.id} <State s={p.state} /></h2>
       <p><Code>{shellJoin(p.argv)}</Code> in <Code>{p.cwd || '/'}</Code> · by {p.submitter}</p>
       {p.policy && <p class="small">Policy: {p.policy.decision} · <Risk r={p.policy.risk} /> · <Code>{ruleText(p.policy)}</Code></p>}
-      {waiting && (mayDecide(p.submitter) ? <Decide base={base} onDone={(x) => { proc.set(x); onChange(); }} /> : <Waiting submitter={p.submitter} what="process" />)}
+      {waiting && (mayDecide(p.submitter) ? <Decide base={base} onDone={onRecord} /> : <Waiting submitter={p.submitter} what="process" />)}
       <div class="buttons">
-        {p.state === 'RUNNING' && <Action class="danger" onRun={async () => { await api(base + ':kill', { method: 'POST' }); proc.reload(); }}>Kill</Action>}
+        {p.state === 'RUNNING' && <Action class="danger" onRun={() => api(base + ':kill', { method: 'POST' })}>Kill</Action>}
         {p.pty && p.state === 'RUNNING' && <button type="button" onClick={() => setTerm(!term)} data-testid="open-terminal">{term ? 'Close terminal' : 'Open terminal'}</button>}
       </div>
       {term && p.pty && <TerminalView path={base + '/pty'} />}
