@@ -30,8 +30,9 @@ Response Serve(const std::string& root, const std::string& rel, bool page) {
     return NotFound(fmt::format("the web page is not installed here (web_root {} is missing)",
                                 root));
   }
-  UniqueFd fd(sys::Openat2(dir.get(), rel.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY, 0,
-                           RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS));
+  // O_NONBLOCK: opening a fifo for reading would wait for a writer (regular files ignore it).
+  UniqueFd fd(sys::Openat2(dir.get(), rel.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                           0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS));
   struct stat st {};
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
     return NotFound(fmt::format("no such file: {}", rel));
