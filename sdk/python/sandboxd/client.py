@@ -284,38 +284,22 @@ class ProcessEvents(EventStream):
                         "close": bool(close)})
 
 
+def _key(name):
+    return property(lambda self: self.get(name), doc="The message's %r." % name)
+
+
 class Change(dict):
     """One message of the change feed (a dict): ``type`` ("sandbox.state" or "process.state"),
     ``sandbox_id``, ``process_id`` (process changes), ``submitter``, ``state`` (after the
     change), ``reason`` (how it ended, once it has) and ``ts`` (ms since the epoch)."""
 
-    @property
-    def type(self):
-        return self.get("type")
-
-    @property
-    def sandbox_id(self):
-        return self.get("sandbox_id")
-
-    @property
-    def process_id(self):
-        return self.get("process_id")
-
-    @property
-    def submitter(self):
-        return self.get("submitter")
-
-    @property
-    def state(self):
-        return self.get("state")
-
-    @property
-    def reason(self):
-        return self.get("reason")
-
-    @property
-    def ts(self):
-        return self.get("ts")
+    type = _key("type")
+    sandbox_id = _key("sandbox_id")
+    process_id = _key("process_id")
+    submitter = _key("submitter")
+    state = _key("state")
+    reason = _key("reason")
+    ts = _key("ts")
 
 
 class SandboxChanges:

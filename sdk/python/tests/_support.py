@@ -100,3 +100,21 @@ def wait_until_refused(url, restart):
         except OSError:  # e.g. a full accept queue while the old daemon stops: not down yet
             pass
     return False
+
+
+class SandboxTestCase(unittest.TestCase):
+    """Tests that share one of alice's sandboxes: ``cls.client`` and ``cls.sbx``, made before
+    the class's tests and deleted after them. ``sandbox_options`` go to sandboxes.create."""
+
+    sandbox_options = {}
+
+    @classmethod
+    def setUpClass(cls):
+        require_daemon()
+        cls.client = alice()
+        cls.sbx = cls.client.sandboxes.create(limits=LIMITS, **cls.sandbox_options)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sbx.delete()
+        cls.client.close()

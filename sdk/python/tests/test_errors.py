@@ -1,25 +1,13 @@
 """Typed errors, ownership, and the API key kept out of every repr, str and log line."""
 import io
 import logging
-import os
 import pickle
 import unittest
 
-from _support import LIMITS, alice, all_keys, bob, require_daemon, reviewer, sandboxd
+from _support import alice, all_keys, bob, LIMITS, reviewer, sandboxd, SandboxTestCase
 
 
-class ErrorsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        require_daemon()
-        cls.alice = alice()
-        cls.sbx = cls.alice.sandboxes.create(limits=LIMITS)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sbx.delete()
-        cls.alice.close()
-
+class ErrorsTest(SandboxTestCase):
     def test_bob_cannot_see_alice_sandbox(self):
         with bob() as b:
             with self.assertRaises(sandboxd.NotFound) as cm:
@@ -49,7 +37,7 @@ class ErrorsTest(unittest.TestCase):
             self.sbx.run(["rm", "-rf", "/tmp"])
 
     def test_role_too_low(self):
-        run = self.alice.runs.submit(["needs-review", "x"])
+        run = self.client.runs.submit(["needs-review", "x"])
         self.assertEqual(run.state, "AWAITING_REVIEW")
         with self.assertRaises(sandboxd.PermissionDenied) as cm:
             run.approve()
@@ -64,7 +52,7 @@ class ErrorsTest(unittest.TestCase):
 
     def test_invalid_argument(self):
         with self.assertRaises(sandboxd.InvalidArgument) as cm:
-            self.alice.runs.submit(["echo"], limits={"memory": "lots"})
+            self.client.runs.submit(["echo"], limits={"memory": "lots"})
         self.assertEqual(cm.exception.status, 400)
         self.assertIn("limits.memory", cm.exception.message)
         with self.assertRaises(sandboxd.InvalidArgument):
@@ -72,11 +60,11 @@ class ErrorsTest(unittest.TestCase):
 
     def test_unknown_ids_and_hostile_ids(self):
         with self.assertRaises(sandboxd.NotFound):
-            self.alice.runs.get("run_aaaaaaaaaaaaaaaaaaaa")
+            self.client.runs.get("run_aaaaaaaaaaaaaaaaaaaa")
         # An id is one path segment: ".." or "a/b" cannot walk the route tree.
         for bad in ("..", "../../v1/info", "sbx_x/processes"):
             with self.assertRaises((sandboxd.NotFound, sandboxd.InvalidArgument)):
-                self.alice.sandboxes.get(bad)
+                self.client.sandboxes.get(bad)
 
     def test_bad_key(self):
         secret = "sbx_bogus_" + "7" * 24

@@ -5,21 +5,14 @@ import tarfile
 import tempfile
 import unittest
 
-from _support import LIMITS, alice, require_daemon, sandboxd
+from _support import sandboxd, SandboxTestCase
 
 
-class FilesTest(unittest.TestCase):
+class FilesTest(SandboxTestCase):
     @classmethod
     def setUpClass(cls):
-        require_daemon()
-        cls.client = alice()
-        cls.sbx = cls.client.sandboxes.create(limits=LIMITS)
+        super().setUpClass()
         cls.files = cls.sbx.files
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sbx.delete()
-        cls.client.close()
 
     def test_write_read_list_stat(self):
         f = self.files

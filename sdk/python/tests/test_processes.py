@@ -1,7 +1,7 @@
 """Processes: run, start, stream, reattach, stdin, signal, review."""
 import unittest
 
-from _support import LIMITS, alice, require_daemon, reviewer, sandboxd
+from _support import reviewer, sandboxd, SandboxTestCase
 
 
 def _first_log(stream):
@@ -13,17 +13,8 @@ def _first_log(stream):
             return e.data
 
 
-class ProcessesTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        require_daemon()
-        cls.client = alice()
-        cls.sbx = cls.client.sandboxes.create(limits=LIMITS, labels={"suite": "processes"})
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sbx.delete()
-        cls.client.close()
+class ProcessesTest(SandboxTestCase):
+    sandbox_options = {"labels": {"suite": "processes"}}
 
     def test_run_to_the_end(self):
         p = self.sbx.run(["sh", "-c", "echo out; echo err >&2; exit 3"])

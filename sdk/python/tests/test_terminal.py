@@ -1,21 +1,10 @@
 """The terminal: a shell on a pty over a WebSocket, input, output, resize, reattach."""
 import unittest
 
-from _support import LIMITS, alice, require_daemon, sandboxd
+from _support import sandboxd, SandboxTestCase
 
 
-class TerminalTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        require_daemon()
-        cls.client = alice()
-        cls.sbx = cls.client.sandboxes.create(limits=LIMITS)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sbx.delete()
-        cls.client.close()
-
+class TerminalTest(SandboxTestCase):
     def test_shell(self):
         with self.sbx.terminal(["sh"], cols=80, rows=24) as term:
             self.assertEqual(term.process.data["pty"], {"cols": 80, "rows": 24})
