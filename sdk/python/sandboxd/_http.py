@@ -24,6 +24,16 @@ IDEMPOTENT_METHODS = frozenset(["GET", "HEAD"])
 RETRY_STATUSES = frozenset([429, 503])
 
 
+class Closing:
+    """A ``with`` block closes it (its ``close()``)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class _Secret:
     """Holds the API key; shows as <redacted> everywhere."""
 
@@ -181,7 +191,7 @@ class Response:
                                        status=self.status) from None
 
 
-class StreamingResponse:
+class StreamingResponse(Closing):
     """An answer whose body is read piece by piece; close it (or use ``with``) when done."""
 
     def __init__(self, transport, conn, resp):
@@ -230,11 +240,6 @@ class StreamingResponse:
         else:
             conn.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class Transport:

@@ -13,6 +13,7 @@ import threading
 import weakref
 
 from . import errors
+from ._http import Closing
 
 try:
     import websockets
@@ -158,7 +159,7 @@ def connect(loop, endpoint, target, headers, open_timeout):
     return WebSocket(loop, proto)
 
 
-class WebSocket:
+class WebSocket(Closing):
     """A blocking WebSocket. ``recv`` returns str (text) or bytes (binary), or None once the
     connection closed (``close_code`` and ``close_reason`` then say how)."""
 
@@ -218,8 +219,3 @@ class WebSocket:
     def closed(self):
         return self.close_code is not None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -8,7 +8,7 @@ import tarfile
 import time
 
 from . import errors
-from ._http import RetryPolicy, Transport, _Secret, seg
+from ._http import Closing, RetryPolicy, Transport, _Secret, seg
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -81,7 +81,7 @@ def _await_change(client, refresh, waiting, moved, deadline, what):
         _sleep(waits, deadline, what)
 
 
-class Client:
+class Client(Closing):
     """A connection to a sandboxd daemon.
 
     ``url`` defaults to $SANDBOXD_URL (else http://127.0.0.1:8080; ``unix:/PATH`` for a Unix
@@ -120,11 +120,6 @@ class Client:
         """Closes pooled connections and the WebSocket loop."""
         self._t.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     # -- meta --------------------------------------------------------------------------------
 
@@ -220,7 +215,7 @@ def _parse_message(msg):
     return Event(json.loads(msg))
 
 
-class EventStream:
+class EventStream(Closing):
     """Iterates over the events of a WebSocket route (process or run events, file watches).
 
     Iteration ends when the daemon closes the stream; ``close_code`` then says how (1000 after
@@ -263,11 +258,6 @@ class EventStream:
     def close(self):
         self._ws.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self):
         return "<EventStream last_seq=%r %s>" % (self.last_seq,
@@ -302,7 +292,7 @@ class Change(dict):
     ts = _key("ts")
 
 
-class SandboxChanges:
+class SandboxChanges(Closing):
     """The change feed, GET /v1/events/sandboxes: every change of state of the caller's
     sandboxes and their processes (a reviewer's or an admin's: everyone's) from the moment it
     opened. Nothing is replayed: open it, then read the current state, then apply the changes.
@@ -343,11 +333,6 @@ class SandboxChanges:
     def close(self):
         self._ws.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self):
         return "<SandboxChanges %s>" % ("closed" if self._ws.closed else "open")
@@ -837,7 +822,7 @@ class Process(_Resource):
         return Terminal(self, ws)
 
 
-class Terminal:
+class Terminal(Closing):
     """A process's terminal over a WebSocket: ``write`` input, ``read`` output, ``resize``.
     The first read returns up to the last 64 KiB of earlier output."""
 
@@ -906,12 +891,6 @@ class Terminal:
     @property
     def closed(self):
         return self._ws.closed
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # ---------------------------------------------------------------------------------------------
