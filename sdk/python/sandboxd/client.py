@@ -215,7 +215,29 @@ def _parse_message(msg):
     return Event(json.loads(msg))
 
 
-class EventStream(Closing):
+class _Feed(Closing):
+    """A WebSocket read message by message: ``next()`` (in the subclass), iteration until the
+    daemon closes it, ``close_code``, and ``close()`` (or ``with``)."""
+
+    def __init__(self, ws):
+        self._ws = ws
+
+    @property
+    def close_code(self):
+        return self._ws.close_code
+
+    def __iter__(self):
+        while True:
+            item = self.next()
+            if item is None:
+                return
+            yield item
+
+    def close(self):
+        self._ws.close()
+
+
+class EventStream(_Feed):
     """Iterates over the events of a WebSocket route (process or run events, file watches).
 
     Iteration ends when the daemon closes the stream; ``close_code`` then says how (1000 after
@@ -224,13 +246,9 @@ class EventStream(Closing):
     """
 
     def __init__(self, ws, after=0, skip_through=0):
-        self._ws = ws
+        super().__init__(ws)
         self.last_seq = after
         self._skip = skip_through
-
-    @property
-    def close_code(self):
-        return self._ws.close_code
 
     def next(self, timeout=None):
         """The next event, or None once the stream ended; raises Timeout after ``timeout``."""
@@ -245,19 +263,8 @@ class EventStream(Closing):
             self.last_seq = max(self.last_seq or 0, e["seq"])
         return e
 
-    def __iter__(self):
-        while True:
-            e = self.next()
-            if e is None:
-                return
-            yield e
-
     def send_json(self, obj):
         self._ws.send(json.dumps(obj))
-
-    def close(self):
-        self._ws.close()
-
 
     def __repr__(self):
         return "<EventStream last_seq=%r %s>" % (self.last_seq,
@@ -292,7 +299,7 @@ class Change(dict):
     ts = _key("ts")
 
 
-class SandboxChanges(Closing):
+class SandboxChanges(_Feed):
     """The change feed, GET /v1/events/sandboxes: every change of state of the caller's
     sandboxes and their processes (a reviewer's or an admin's: everyone's) from the moment it
     opened. Nothing is replayed: open it, then read the current state, then apply the changes.
@@ -300,13 +307,6 @@ class SandboxChanges(Closing):
     Iteration ends when the daemon closes the feed; ``close_code`` then says how (1013: this
     client fell behind, list again; 1001: the daemon stopped). Close it (or use ``with``).
     """
-
-    def __init__(self, ws):
-        self._ws = ws
-
-    @property
-    def close_code(self):
-        return self._ws.close_code
 
     def next(self, timeout=None):
         """The next change, or None once the feed closed; raises Timeout after ``timeout``."""
@@ -322,17 +322,6 @@ class SandboxChanges(Closing):
                 continue
             if isinstance(c, dict):
                 return Change(c)
-
-    def __iter__(self):
-        while True:
-            c = self.next()
-            if c is None:
-                return
-            yield c
-
-    def close(self):
-        self._ws.close()
-
 
     def __repr__(self):
         return "<SandboxChanges %s>" % ("closed" if self._ws.closed else "open")
