@@ -37,6 +37,7 @@ want=(
   "-rw-r--r-- ./usr/share/man/man8/sandboxd.8"
   "-rw-r--r-- ./usr/share/man/man1/sandboxctl.1"
   "-rw-r--r-- ./usr/share/doc/sandboxd/operations.md"
+  "-rw-r--r-- ./usr/share/sandboxd/web/index.html"
 )
 for w in "${want[@]}"; do
   grep -qxF -- "$w" <<<"$contents" || { echo "$contents"; fail "the package lacks '$w'"; }
