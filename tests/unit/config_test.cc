@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "supervisor/policy/command_policy.h"
 #include "supervisor/service/config.h"
 
 namespace sbx::supervisor {
@@ -221,6 +222,22 @@ TEST(Config, McpSectionAndProfilesPerKey) {
     EXPECT_NE(r.error().message.find(mention), std::string::npos)
         << yaml << " -> " << r.error().message;
   }
+}
+
+TEST(Config, TheShippedPolicyStartsADefaultSandboxWithoutAReviewer) {
+  // POST /v1/sandboxes {} (and an MCP client's first call) under the shipped configuration and
+  // command policy: the default limits and the sandboxes: section's lifetimes fit allow_within.
+  const ServiceConfig c;
+  policy::SandboxShape s;
+  s.cpus = c.limits.defaults.cpus;
+  s.memory_bytes = c.limits.defaults.memory_bytes;
+  s.pids = c.limits.defaults.pids;
+  s.timeout_s = c.sandboxes.default_timeout_s;
+  s.idle_timeout_s = c.sandboxes.default_idle_timeout_s;
+  s.network = "none";
+  s.backend = c.default_backend;
+  auto d = policy::CommandPolicy::Builtin()->EvaluateSandbox(s);
+  EXPECT_EQ(d.action, policy::Action::kAllow);
 }
 
 }  // namespace

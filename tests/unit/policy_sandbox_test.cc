@@ -27,14 +27,15 @@ std::vector<std::string> Messages(const Decision& d, ReasonCode code) {
   return out;
 }
 
-// The service's default shape (supervisor/review/limits.h), no workspace, the native backend.
+// The service's default shape (supervisor/review/limits.h; the lifetime and idle timeout of the
+// config's sandboxes: section, supervisor/service/config.h), no workspace, the native backend.
 SandboxShape DefaultShape() {
   SandboxShape s;
   s.cpus = 1;
   s.memory_bytes = 512ll << 20;
   s.pids = 256;
-  s.timeout_s = 600;
-  s.idle_timeout_s = 600;
+  s.timeout_s = 3600;       // sandboxes.default_timeout_s
+  s.idle_timeout_s = 600;   // sandboxes.default_idle_timeout_s
   s.network = "none";
   s.backend = "native";
   return s;
@@ -154,7 +155,7 @@ TEST(PolicySandbox, EveryBoundExceededIsNamed) {
                 "workspace rw not in allow_within.workspace [none, ro, cow]"}));
   // The audit line describes the shape.
   EXPECT_EQ(d.command,
-            "sandbox native cpus=4 memory=8 GiB pids=4096 timeout_s=600 idle_timeout_s=600 "
+            "sandbox native cpus=4 memory=8 GiB pids=4096 timeout_s=3600 idle_timeout_s=600 "
             "network=none workspace=rw");
 }
 
@@ -331,7 +332,7 @@ TEST(PolicySandbox, TheShippedDefaultApprovesTheDefaultShape) {
   rw.workspace_mode = "rw";
   EXPECT_EQ(p->EvaluateSandbox(rw).action, Action::kReview);
   SandboxShape longer = DefaultShape();
-  longer.timeout_s = 601;
+  longer.timeout_s = 3601;
   EXPECT_EQ(p->EvaluateSandbox(longer).action, Action::kReview);
 }
 
