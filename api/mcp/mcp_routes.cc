@@ -54,15 +54,6 @@ std::string ClientName(const std::optional<SessionInfo>& session, const RpcMessa
                          : fmt::format("{} {} via {}", name, version, via);
 }
 
-// Writes `text` whole into the stream; this thread is the call's own, so it may wait.
-void WriteAll(const std::shared_ptr<StreamSink>& sink, const std::string& text) {
-  for (;;) {
-    auto r = sink->Write(text);
-    if (r != StreamSink::WriteResult::kBackoff) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
-
 std::string SseEvent(const json& message) {
   return "event: message\ndata: " + DumpJson(message) + "\n\n";
 }
@@ -168,12 +159,12 @@ Reply Post(const McpRouteContext& c, const Request& req) {
         ctx.notify = [sink, token](const json& progress) {
           json params = progress;
           params["progressToken"] = *token;
-          WriteAll(sink, SseEvent(RpcNotification("notifications/progress", std::move(params))));
+          (void)WriteWhole(sink, SseEvent(RpcNotification("notifications/progress", std::move(params))));
         };
       }
       auto answer = server->Handle(m, ctx);
       server->EndCall(ctx.who.name, m.id, ctx.cancelled);
-      WriteAll(sink, sse ? SseEvent(*answer.response) : DumpJson(*answer.response));
+      (void)WriteWhole(sink, sse ? SseEvent(*answer.response) : DumpJson(*answer.response));
       sink->Finish();
       --active_calls;
     }).detach();

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <condition_variable>
+#include <mutex>
 
 #include "base/fs.h"
 
@@ -138,6 +140,33 @@ void FileStreamer::Pump() {
     pos_ += piece->size();
   }
   sink_->Finish();
+}
+
+bool WriteWhole(const std::shared_ptr<StreamSink>& sink, std::string_view bytes) {
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+  };
+  for (;;) {
+    switch (sink->Write(bytes)) {
+      case StreamSink::WriteResult::kOk: return true;
+      case StreamSink::WriteResult::kClosed: return false;
+      case StreamSink::WriteResult::kBackoff: break;
+    }
+    auto gate = std::make_shared<Gate>();
+    auto open = [gate] {
+      {
+        std::lock_guard lock(gate->mu);
+        gate->open = true;
+      }
+      gate->cv.notify_all();
+    };
+    sink->OnClose([open](StreamSink::CloseReason) { open(); });
+    sink->OnWritable(open);
+    std::unique_lock lock(gate->mu);
+    gate->cv.wait(lock, [&] { return gate->open; });
+  }
 }
 
 }  // namespace sbx::api

@@ -56,6 +56,11 @@ Result<bool> FlagParam(const Request& req, std::string_view name);
 // Up to `length` bytes of `fd` from `offset` (fewer when the file ends first).
 Result<std::string> ReadAt(int fd, uint64_t offset, size_t length);
 
+// Writes `bytes` whole into a streamed body from a thread of the caller's own that may block:
+// when the buffer is full it waits for OnWritable (or the stream's end), never sleeps. Returns
+// false when the stream closed first. IMPORTANT: replaces the sink's OnClose callback.
+bool WriteWhole(const std::shared_ptr<StreamSink>& sink, std::string_view bytes);
+
 // Streams bytes [offset, offset + length) of an open file into a response body at the client's
 // pace, a piece at a time (a file cut short ends the body where it ended).
 class FileStreamer : public std::enable_shared_from_this<FileStreamer> {

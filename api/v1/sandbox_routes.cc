@@ -155,12 +155,9 @@ Reply StartProcess(const Ctx& c, const Request& req) {
         body["wait_error"] = {{"code", ErrorCodeName(outcome.error().code)},
                               {"message", outcome.error().message}};
       }
-      std::string text = DumpJson(body);
-      // The body is up to a few MiB: written whole once the buffer takes it (OnWritable is
-      // not needed: this thread is ours to block).
-      while (sink->Write(text) == StreamSink::WriteResult::kBackoff) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
+      // The body is up to a few MiB: written whole as the client takes it (this thread is
+      // ours to block).
+      (void)WriteWhole(sink, DumpJson(body));
       sink->Finish();
       --active_waiters;
     }).detach();
