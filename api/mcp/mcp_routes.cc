@@ -153,13 +153,16 @@ Reply Post(const McpRouteContext& c, const Request& req) {
   sr.start = [server, m = std::move(m), ctx = std::move(ctx), sse,
               token](std::shared_ptr<StreamSink> sink) mutable {
     ++active_calls;
+    // Counted in before the thread exists: the server, which waits for its calls when it is
+    // destroyed, outlives the worker pool that runs this.
+    ctx.cancelled = server->BeginCall(ctx.who.name, m.id);
     std::thread([server, m = std::move(m), ctx = std::move(ctx), sse, token, sink]() mutable {
-      ctx.cancelled = server->BeginCall(ctx.who.name, m.id);
       if (sse) {
         ctx.notify = [sink, token](const json& progress) {
           json params = progress;
           params["progressToken"] = *token;
-          (void)WriteWhole(sink, SseEvent(RpcNotification("notifications/progress", std::move(params))));
+          (void)WriteWhole(sink,
+                           SseEvent(RpcNotification("notifications/progress", std::move(params))));
         };
       }
       auto answer = server->Handle(m, ctx);
