@@ -117,11 +117,17 @@ struct SandboxService::Impl {
 
   // ---- the change feed (SubscribeChanges) ----
   std::mutex change_mu;
-  std::map<uint64_t, ChangeListener> change_listeners;
+  std::map<uint64_t, std::shared_ptr<const ChangeListener>> change_listeners;
   uint64_t next_change_token = 1;
+  // The listeners are called without change_mu held, so that one may unsubscribe (itself or
+  // another) from inside its call.
   void Publish(const SandboxChange& change) {
-    std::lock_guard lock(change_mu);
-    for (auto& [token, listener] : change_listeners) listener(change);
+    std::vector<std::shared_ptr<const ChangeListener>> listeners;
+    {
+      std::lock_guard lock(change_mu);
+      for (const auto& [token, listener] : change_listeners) listeners.push_back(listener);
+    }
+    for (const auto& listener : listeners) (*listener)(change);
   }
   // The store's writes that change a sandbox's or a process's state, published to the feed.
   // (Writes that change no state, an activity time or the engine's info, go to the store

@@ -592,7 +592,8 @@ Result<store::SandboxRecord> SandboxService::Touch(std::string_view id, const Pr
 uint64_t SandboxService::SubscribeChanges(ChangeListener listener) {
   std::lock_guard lock(impl_->change_mu);
   const uint64_t token = impl_->next_change_token++;
-  impl_->change_listeners.emplace(token, std::move(listener));
+  impl_->change_listeners.emplace(token,
+                                  std::make_shared<const ChangeListener>(std::move(listener)));
   return token;
 }
 

@@ -183,10 +183,12 @@ class SandboxService {
   size_t live_count() const;
 
   // ---- The change feed -----------------------------------------------------------------------
-  // `listener` sees every change of state of every sandbox and process from now on, in the
-  // order they were stored, on the thread that stored it: it must not block (queue and return)
-  // nor call back into the service. Nothing is replayed: list first (after subscribing) to
-  // know the present. Returns a token for UnsubscribeChanges.
+  // `listener` sees every change of state of every sandbox and process from now on, on the
+  // thread that stored it, right after the store write (changes stored by different threads
+  // at once may reach it in either order: read the record when the order matters). It must
+  // not block (queue and return); it may unsubscribe. It may still be called once after
+  // UnsubscribeChanges returns, by a publication already under way. Nothing is replayed: list
+  // first (after subscribing) to know the present. Returns a token for UnsubscribeChanges.
   uint64_t SubscribeChanges(ChangeListener listener);
   void UnsubscribeChanges(uint64_t token);
 
