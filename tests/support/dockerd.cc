@@ -57,9 +57,14 @@ std::vector<std::string> MountsBelow(const std::string& dir) {
   return out;
 }
 
+// `value` as width-1 octal digits, zero-padded, and a NUL (a tar header's numeric field). Written
+// by hand: GCC's -Wformat-truncation cannot see that the value fits, at -O1 (the TSan build).
 void PutOctal(char* field, size_t width, uint64_t value) {
-  std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1),
-                static_cast<unsigned long long>(value));
+  field[width - 1] = '\0';
+  for (size_t i = width - 1; i-- > 0;) {
+    field[i] = static_cast<char>('0' + (value & 7));
+    value >>= 3;
+  }
 }
 
 void AddEntry(std::string& tar, const std::string& name, char type, unsigned mode,
