@@ -153,8 +153,9 @@ void CheckNames(const Profile& p, std::vector<Finding>* out) {
   }
 }
 
-// Two unconditional rules giving one syscall different actions: libseccomp keeps one of them
-// without a word. Only pairs whose includes/excludes can hold together count.
+// Two unconditional rules giving one syscall different actions: libseccomp keeps the first
+// without a word, and so does Compile (Program::shadowed); a warning says so. Only pairs whose
+// includes/excludes can hold together count.
 void CheckContradictions(const Profile& p, std::vector<Finding>* out) {
   struct Seen {
     size_t rule;
@@ -169,11 +170,12 @@ void CheckContradictions(const Profile& p, std::vector<Finding>* out) {
     for (const std::string& name : r.names) {
       for (const Seen& s : by_name[name]) {
         if (s.action == *action || MutuallyExclusive(p.syscalls[s.rule], r)) continue;
-        out->push_back(ErrorAt(
+        out->push_back(Warning(
             fmt::format("syscalls[{}]", i),
             fmt::format("{} is also in syscalls[{}] with no argument conditions, which gives it "
-                        "{} where this rule gives {}; only one can hold, so remove {} from one "
-                        "of the two rules",
+                        "{} where this rule gives {}; the first holds, as in libseccomp (runc, "
+                        "crun, Podman), so where both apply this rule does nothing; remove {} "
+                        "from one of the two rules to say which you mean",
                         name, s.rule, ActionName(s.action), ActionName(*action), name)));
       }
       by_name[name].push_back({i, *action});
@@ -253,7 +255,7 @@ ValidateReport ValidateProfile(std::string_view json, std::string name,
           ErrorAt("defaultAction", msg + ", or pass --allow-permissive to accept it"));
     }
   }
-  CheckContradictions(p, &report.findings);
+  CheckContradictions(p, &warnings);
   CheckNames(p, &warnings);
 
   // The rules that failed to parse are left out; what compiles is the rest.

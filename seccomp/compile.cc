@@ -157,22 +157,30 @@ bool SharesArgIndex(const std::vector<ArgCmp>& args) {
   return false;
 }
 
-// What was added per syscall number, to catch rules libseccomp would drop without a word: an
-// unconditional rule replaces every conditional rule for the same syscall (db.c, _db_tree_add),
-// so "allow ioctl" plus "EPERM for ioctl(TIOCSTI)" silently allows TIOCSTI.
+// What was added per syscall number, to catch rules libseccomp would drop without a word
+// (db.c, db_col_rule_add): an unconditional rule replaces every conditional rule for the same
+// syscall, so "allow ioctl" plus "EPERM for ioctl(TIOCSTI)" silently allows TIOCSTI; those are
+// refused. Of two unconditional rules the first stands and the second is dropped: runc, crun and
+// Podman load profiles that way (containers/common's own profile allows setns and then, without
+// CAP_SYS_ADMIN, answers it EPERM), so the same happens here, said in Program::shadowed.
 struct Added {
   std::optional<uint32_t> unconditional;
   size_t unconditional_rule = 0;
   std::vector<std::pair<uint32_t, size_t>> conditional;  // action, rule index
 };
 
-Status CheckShadowing(Added* added, bool unconditional, uint32_t action, size_t i,
-                      const std::string& name) {
+// Whether the rule should be added for this syscall: false when an earlier unconditional rule
+// already decides it (a note then goes to `shadowed`).
+Result<bool> CheckShadowing(Added* added, bool unconditional, uint32_t action, size_t i,
+                            const std::string& name, std::vector<std::string>* shadowed) {
   if (unconditional) {
     if (added->unconditional && *added->unconditional != action) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "{} ({}): {} already gives {} a different action; keep one of the two",
-                       RulePath(i), name, RulePath(added->unconditional_rule), name);
+      shadowed->push_back(fmt::format(
+          "{} ({}): {} already gives {} {} with no argument conditions; the first rule holds, as "
+          "in libseccomp (runc, crun, Podman), so this rule's {} does not apply",
+          RulePath(i), name, RulePath(added->unconditional_rule), name,
+          ActionName(*added->unconditional), ActionName(action)));
+      return false;
     }
     for (const auto& [a, j] : added->conditional) {
       if (a != action) {
@@ -195,11 +203,12 @@ Status CheckShadowing(Added* added, bool unconditional, uint32_t action, size_t 
     }
     added->conditional.emplace_back(action, i);
   }
-  return Ok();
+  return true;
 }
 
 Status AddRule(void* ctx, const SyscallRule& rule, size_t i, uint32_t default_action,
-               const Env& env, std::map<int, Added>* added, std::vector<std::string>* skipped) {
+               const Env& env, std::map<int, Added>* added, Program* program) {
+  std::vector<std::string>* skipped = &program->skipped_syscalls;
   std::string path = RulePath(i);
   if (!RuleApplies(rule, env)) return Ok();
   auto action = ActionValueAt(rule.action, rule.errno_ret, fmt::format("{}.action", path));
@@ -234,7 +243,9 @@ Status AddRule(void* ctx, const SyscallRule& rule, size_t i, uint32_t default_ac
       if (!Has(*skipped, name)) skipped->push_back(name);
       continue;
     }
-    SBX_TRY(CheckShadowing(&(*added)[nr], conds.empty(), *action, i, name));
+    auto add = CheckShadowing(&(*added)[nr], conds.empty(), *action, i, name, &program->shadowed);
+    if (!add.ok()) return std::move(add).error();
+    if (!*add) continue;
     // seccomp_rule_add (not _exact) lets libseccomp rewrite multiplexed calls (socketcall, ipc
     // on x86) and skip arches where the syscall does not exist.
     int rc = 0;
@@ -346,6 +357,9 @@ Result<Program> Compile(const Profile& profile, const CompileOptions& options) {
     if (!notifying.ok()) return std::move(notifying).error();
     notifying->notify = NotifyMode::kDeny;
     notifying->answers = std::move(answers->insns);
+    // Errno rules notify like the default action there and are not added, so what was left out
+    // is read from the answers.
+    notifying->shadowed = std::move(answers->shadowed);
     return notifying;
   }
   return CompileOnce(profile, options);
@@ -403,8 +417,7 @@ Result<Program> CompileOnce(const Profile& profile, const CompileOptions& option
   program.profile_name = profile.name;
   std::map<int, Added> added;
   for (size_t i = 0; i < profile.syscalls.size(); ++i) {
-    Status r = AddRule(ctx.get(), profile.syscalls[i], i, *default_action, env, &added,
-                       &program.skipped_syscalls);
+    Status r = AddRule(ctx.get(), profile.syscalls[i], i, *default_action, env, &added, &program);
     if (!r.ok()) return WithContext(std::move(r).error(), ctx_name);
   }
 

@@ -98,6 +98,10 @@ struct Program {
   // Syscall names in applicable rules that this libseccomp does not know (newer than it); their
   // rules were left out, so those syscalls get the default action. For logging.
   std::vector<std::string> skipped_syscalls;
+  // Rules left out because an earlier rule without argument conditions already gives the same
+  // syscall another action (libseccomp keeps the first, as runc, crun and Podman do): one line
+  // each, naming both rules. For warnings.
+  std::vector<std::string> shadowed;
   // kDeny or kLearn when insns may return SECCOMP_RET_USER_NOTIF. `answers` is then the same
   // profile compiled without notify_errors: the listener runs it (Evaluate) on each notification's
   // seccomp_data to find the errno the profile gives.
@@ -111,9 +115,12 @@ struct Program {
 // action equals the default action. Rules with several conditions on one argument index are
 // split into one rule per condition (OR), as runc does.
 // Syscall names unknown to libseccomp are skipped (listed in Program::skipped_syscalls).
+// Of two rules without argument conditions that give one syscall different actions, the first
+// holds and the second is listed in Program::shadowed, as libseccomp (and so runc, crun and
+// Podman) would load them.
 // Fails with kUnavailable for SCMP_ACT_NOTIFY; kInvalidArgument when libseccomp refuses a rule,
-// when a rule would be silently dropped (an unconditional rule and a conditional rule with
-// different actions for one syscall), or when the program exceeds the kernel's 4096
+// when a conditional rule would be silently dropped (an unconditional rule and a conditional
+// rule with different actions for one syscall), or when the program exceeds the kernel's 4096
 // instructions.
 Result<Program> Compile(const Profile& profile, const CompileOptions& options = {});
 

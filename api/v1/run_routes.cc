@@ -633,7 +633,8 @@ Reply SeccompProfilesHandler(const RouteContext& c) {
                      {"instructions", p.instructions},
                      {"sha256", p.sha256},
                      {"permissive", p.permissive},
-                     {"names_denials", p.program.notify == seccomp::NotifyMode::kDeny}});
+                     {"names_denials", p.program.notify == seccomp::NotifyMode::kDeny},
+                     {"shadowed_rules", p.program.shadowed}});
     }
   }
   return JsonResponse(200, {{"seccomp_profiles_dir", c.config->seccomp_profiles_dir},

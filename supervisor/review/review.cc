@@ -26,6 +26,14 @@ Result<std::shared_ptr<const SeccompProfileSet>> LoadSeccompProfiles(const std::
   if (dir.empty()) return SeccompProfileSet::Builtin();
   auto set = SeccompProfileSet::LoadDir(dir);
   if (!set.ok() && set.error().code == ErrorCode::kNotFound) return SeccompProfileSet::Builtin();
+  if (set.ok()) {
+    // Loaded as runc, crun and Podman load them, but worth a word to whoever wrote the profile.
+    for (const auto& p : (*set)->profiles()) {
+      for (const std::string& line : p.program.shadowed) {
+        spdlog::warn("seccomp profile {} ({}): {}", p.name, p.source, line);
+      }
+    }
+  }
   return set;
 }
 
