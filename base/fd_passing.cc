@@ -10,13 +10,16 @@ namespace sbx {
 
 ssize_t SendWithFds(int sock, const void* data, size_t len, const int* fds, size_t nfds) {
   struct iovec iov = {const_cast<void*>(data), len};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(kMaxPassedFds * sizeof(int))];
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))];
   std::memset(cbuf, 0, sizeof cbuf);
   struct msghdr msg;
   std::memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  if (nfds > kMaxPassedFds) nfds = kMaxPassedFds;
+  if (nfds > kMaxFdsPerMessage) {
+    errno = EINVAL;
+    return -1;
+  }
   if (nfds > 0) {
     msg.msg_control = cbuf;
     msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
@@ -35,8 +38,14 @@ ssize_t SendWithFds(int sock, const void* data, size_t len, const int* fds, size
 
 ssize_t RecvWithFds(int sock, void* buf, size_t len, int* fds, size_t* nfds, bool* truncated,
                     int flags) {
+  return RecvWithFdsUpTo(sock, buf, len, fds, kMaxPassedFds, nfds, truncated, flags);
+}
+
+ssize_t RecvWithFdsUpTo(int sock, void* buf, size_t len, int* fds, size_t capacity, size_t* nfds,
+                        bool* truncated, int flags) {
+  if (capacity > kMaxFdsPerMessage) capacity = kMaxFdsPerMessage;
   struct iovec iov = {buf, len};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(kMaxPassedFds * sizeof(int))];
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))];
   struct msghdr msg;
   std::memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
@@ -54,7 +63,7 @@ ssize_t RecvWithFds(int sock, void* buf, size_t len, int* fds, size_t* nfds, boo
     for (size_t i = 0; i < n; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (*nfds < kMaxPassedFds) {
+      if (*nfds < capacity) {
         fds[(*nfds)++] = fd;
       } else {
         ::close(fd);

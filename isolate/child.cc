@@ -130,10 +130,9 @@ int MountSetattr(int fd, const char* path, unsigned flags, uint64_t set, uint64_
   return static_cast<int>(::syscall(SYS_mount_setattr, fd, path, flags, &attr, sizeof attr));
 }
 
-// Opens a host path for a bind's source without following any symlink on the way or at its
-// end (RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): the parent planned the bind from the path's
-// real form, so a symlink found here was swapped in since, and the bind fails (ELOOP) rather
-// than mounting what the symlink names.
+// Opens a host path without following any symlink on the way or at its end
+// (RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): used for /dev/null over masked paths. Binds of
+// the plan come opened from the parent (MountOp::source_fd).
 int OpenSource(const char* source) {
   struct open_how how;
   std::memset(&how, 0, sizeof how);
@@ -162,17 +161,6 @@ int BindTreeOnto(int source_fd, int target_fd, bool writable, bool noexec) {
                                      MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
   int e = errno;
   ::close(tree);
-  errno = e;
-  return r;
-}
-
-// The host path `source`, opened by OpenSource, bound at target_fd.
-int BindOnto(const char* source, int target_fd, bool writable, bool noexec) {
-  int src = OpenSource(source);
-  if (src < 0) return -1;
-  int r = BindTreeOnto(src, target_fd, writable, noexec);
-  int e = errno;
-  ::close(src);
   errno = e;
   return r;
 }
@@ -207,12 +195,15 @@ void ApplyMount(const ChildPlan& plan, int root_fd, const MountOp& op) {
   int fd = -1;
   switch (op.kind) {
     case MountOp::Kind::kBind: {
+      // The tree was opened, cloned and given its attributes by the parent (OpenBindSources):
+      // attaching it is all that is left, and no path is looked up on the host again.
+      if (op.source_fd < 0) Fail(plan.err_fd, "bind mount", op.source.c_str(), EBADF);
       fd = MakeMountPoint(root_fd, t, op.is_dir, 0755);
       if (fd < 0) Fail(plan.err_fd, "bind mount point", detail, errno);
-      bool is_dev = op.source.rfind("/dev/", 0) == 0;
-      int r = is_dev ? BindDevice(op.source.c_str(), fd)
-                     : BindOnto(op.source.c_str(), fd, op.writable, false);
-      if (r < 0) Fail(plan.err_fd, "bind mount", op.source.c_str(), errno);
+      if (::syscall(SYS_move_mount, op.source_fd, "", fd, "",
+                    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+        Fail(plan.err_fd, "bind mount", op.source.c_str(), errno);
+      }
       break;
     }
     case MountOp::Kind::kTmpfs:
@@ -936,6 +927,10 @@ void ReapChildren(int ctl) {
   int root_fd = ::open(plan.stage_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0) Fail(err, "open new root", plan.stage_dir.c_str(), errno);
   for (const MountOp& op : plan.mounts) ApplyMount(plan, root_fd, op);
+  // The trees are attached; their fds would only keep the parent's mounts within reach.
+  for (const MountOp& op : plan.mounts) {
+    if (op.source_fd >= 0) ::close(op.source_fd);
+  }
   if (::fchdir(root_fd) < 0) Fail(err, "chdir new root", "", errno);
   // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only
   // the new root (see pivot_root(2), NOTES).

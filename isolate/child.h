@@ -38,6 +38,9 @@ struct MountOp {
   unsigned long flags = 0;
   bool writable = false;
   bool is_dir = true;
+  // kBind: the source as a detached mount tree, opened, cloned and given its attributes by the
+  // parent (OpenBindSources); the child only attaches it. Not owned.
+  int source_fd = -1;
 };
 
 struct ChildPlan {

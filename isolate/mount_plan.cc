@@ -1,7 +1,11 @@
 #include "isolate/mount_plan.h"
 
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <climits>
@@ -230,6 +234,64 @@ Result<std::vector<MountOp>> PlanMounts(const SandboxSpec& spec, const std::stri
   ops.push_back(Op(Kind::kRemountReadOnly, "etc"));
   ops.push_back(Op(Kind::kRemountReadOnly, "dev"));
   return ops;
+}
+
+Result<std::vector<UniqueFd>> OpenBindSources(std::vector<MountOp>* ops) {
+  size_t binds = 0;
+  for (const MountOp& op : *ops) binds += op.kind == Kind::kBind ? 1 : 0;
+  if (binds > kMaxBindSources) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "the sandbox would have {} bind mounts; at most {} are allowed", binds,
+                     kMaxBindSources);
+  }
+  std::vector<UniqueFd> trees;
+  trees.reserve(binds);
+  for (MountOp& op : *ops) {
+    if (op.kind != Kind::kBind) continue;
+    struct open_how how = {};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    UniqueFd source(static_cast<int>(
+        ::syscall(SYS_openat2, AT_FDCWD, op.source.c_str(), &how, sizeof how)));
+    if (!source) {
+      Error e = ErrnoError("bind source {}", op.source);
+      if (errno == ELOOP || errno == ENOENT || errno == ENOTDIR) {
+        e.code = ErrorCode::kInvalidArgument;
+        e.message += " (changed since it was checked)";
+      }
+      return e;
+    }
+    struct stat st;
+    if (::fstat(source.get(), &st) < 0) return ErrnoError("fstat bind source {}", op.source);
+    if (S_ISDIR(st.st_mode) != op.is_dir) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "bind source {} is no longer a {} (changed since it was checked)",
+                       op.source, op.is_dir ? "directory" : "file");
+    }
+    const bool device = S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode);
+    unsigned clone_flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH;
+    if (!device) clone_flags |= AT_RECURSIVE;
+    UniqueFd tree(static_cast<int>(::syscall(SYS_open_tree, source.get(), "", clone_flags)));
+    if (!tree) return ErrnoError("open_tree (clone) bind source {}", op.source);
+    // A clone of a shared mount joins its peer group: private, so that nothing mounted on
+    // either side ever propagates to the other.
+    struct mount_attr attr = {};
+    attr.propagation = MS_PRIVATE;
+    attr.attr_set = MOUNT_ATTR_NOSUID;
+    if (device) {
+      attr.attr_set |= MOUNT_ATTR_NOEXEC;  // device nodes keep working: no nodev
+    } else {
+      attr.attr_set |= MOUNT_ATTR_NODEV;
+      if (!op.writable) attr.attr_set |= MOUNT_ATTR_RDONLY;
+    }
+    if (::syscall(SYS_mount_setattr, tree.get(), "",
+                  AT_EMPTY_PATH | (device ? 0 : AT_RECURSIVE), &attr, sizeof attr) < 0) {
+      return ErrnoError("mount_setattr on bind source {}", op.source);
+    }
+    op.source_fd = tree.get();
+    trees.push_back(std::move(tree));
+  }
+  return trees;
 }
 
 }  // namespace sbx::isolate

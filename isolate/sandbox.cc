@@ -139,6 +139,9 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
   SBX_TRY(MkdirAll(options.stage_dir, 0755));
   auto mounts = PlanMounts(spec, options.stage_dir);
   if (!mounts.ok()) return std::move(mounts).error();
+  // Each bind's source opened once, here: the child attaches what was opened.
+  auto bind_trees = OpenBindSources(&*mounts);
+  if (!bind_trees.ok()) return std::move(bind_trees).error();
 
   std::unique_ptr<Sandbox> sb(new Sandbox());
   sb->id_ = spec.id;
@@ -222,6 +225,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxSpec& spec, cgroup
   }
   sb->init_pid_ = static_cast<pid_t>(pid);
   sb->alive_ = true;
+  bind_trees->clear();  // the child holds them now; one it never attached unmounts with it
   sync_r.reset();
   err_w.reset();
   ctl_child.reset();

@@ -15,6 +15,7 @@
 #include "base/fd_passing.h"
 #include "base/fs.h"
 #include "base/syscalls.h"
+#include "isolate/mount_plan.h"
 
 namespace sbx::isolate {
 namespace internal {
@@ -156,17 +157,31 @@ Status DecodePlan(std::string_view bytes, DecodedPlan* out) {
   return Ok();
 }
 
+bool AssignBindFds(ChildPlan* plan, const int* fds, size_t n) {
+  size_t used = 0;
+  for (MountOp& op : plan->mounts) {
+    if (op.kind != MountOp::Kind::kBind) continue;
+    if (used == n) return false;
+    op.source_fd = fds[used++];
+  }
+  return used == n;
+}
+
 }  // namespace internal
 
 namespace {
 
-// Request header, then the encoded plan. SCM_RIGHTS: sync, err, ctl, and the cgroup fd when
-// has_cgroup.
+// Request header, then the encoded plan. SCM_RIGHTS: sync, err, ctl, the cgroup fd when
+// has_cgroup, then one mount tree per kBind op of the plan, in the plan's order.
 struct Request {
   uint64_t flags;
   uint32_t has_cgroup;
   uint32_t plan_bytes;
+  uint32_t bind_fds;
+  uint32_t reserved = 0;
 };
+constexpr size_t kMaxRequestFds = 4 + kMaxBindSources;
+static_assert(kMaxRequestFds <= kMaxFdsPerMessage);
 // Reply: the init's pid (and its pidfd as SCM_RIGHTS), or the clone's errno.
 struct Reply {
   int32_t pid;
@@ -195,23 +210,27 @@ constexpr size_t kMaxMessage = 1 << 20;
   if (empty_caps == nullptr) ::_exit(1);
   std::vector<char> buf(kMaxMessage);
   for (;;) {
-    int fds[4];
+    int fds[kMaxRequestFds];
     size_t nfds = 0;
     bool truncated = false;
-    ssize_t n = RecvWithFds(sock, buf.data(), buf.size(), fds, &nfds, &truncated);
+    ssize_t n =
+        RecvWithFdsUpTo(sock, buf.data(), buf.size(), fds, kMaxRequestFds, &nfds, &truncated);
     if (n <= 0) ::_exit(0);  // the daemon closed its end (or is gone)
     Reply reply{-1, EINVAL};
     Request req;
     internal::DecodedPlan decoded;
     bool has_fds = false;
+    size_t first_bind = 0;
     if (!truncated && static_cast<size_t>(n) >= sizeof req) {
       std::memcpy(&req, buf.data(), sizeof req);
-      has_fds = nfds == (req.has_cgroup != 0 ? 4u : 3u);
+      first_bind = req.has_cgroup != 0 ? 4u : 3u;
+      has_fds = req.bind_fds <= kMaxBindSources && nfds == first_bind + req.bind_fds;
     }
     if (has_fds && sizeof req + req.plan_bytes == static_cast<size_t>(n) &&
         internal::DecodePlan(std::string_view(buf.data() + sizeof req, req.plan_bytes),
                              &decoded)
-            .ok()) {
+            .ok() &&
+        internal::AssignBindFds(&decoded.plan, fds + first_bind, req.bind_fds)) {
       internal::ChildPlan& plan = decoded.plan;
       plan.sync_fd = fds[0];
       plan.err_fd = fds[1];
@@ -287,17 +306,31 @@ Spawner::~Spawner() {
 Result<Spawner::Cloned> Spawner::Clone(const internal::ChildPlan& plan, uint64_t flags,
                                        int cgroup_fd) {
   std::string body = internal::EncodePlan(plan);
-  Request req{flags, cgroup_fd >= 0 ? 1u : 0u, static_cast<uint32_t>(body.size())};
+  Request req{flags, cgroup_fd >= 0 ? 1u : 0u, static_cast<uint32_t>(body.size()), 0};
   if (sizeof req + body.size() > kMaxMessage) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "the sandbox's plan is {} bytes, more than the spawner takes ({})",
                      body.size(), kMaxMessage);
   }
+  std::vector<int> fds = {plan.sync_fd, plan.err_fd, plan.ctl_fd};
+  if (cgroup_fd >= 0) fds.push_back(cgroup_fd);
+  for (const internal::MountOp& op : plan.mounts) {
+    if (op.kind != internal::MountOp::Kind::kBind) continue;
+    if (op.source_fd < 0) {
+      return MakeError(ErrorCode::kInternal, "bind source {} was not opened (OpenBindSources)",
+                       op.source);
+    }
+    fds.push_back(op.source_fd);
+    ++req.bind_fds;
+  }
+  if (fds.size() > kMaxRequestFds) {
+    return MakeError(ErrorCode::kInvalidArgument, "the sandbox has {} bind mounts; at most {}",
+                     req.bind_fds, kMaxBindSources);
+  }
   std::string msg(reinterpret_cast<const char*>(&req), sizeof req);
   msg += body;
-  int fds[4] = {plan.sync_fd, plan.err_fd, plan.ctl_fd, cgroup_fd};
   std::lock_guard<std::mutex> lk(mu_);
-  if (SendWithFds(sock_.get(), msg.data(), msg.size(), fds, cgroup_fd >= 0 ? 4 : 3) < 0) {
+  if (SendWithFds(sock_.get(), msg.data(), msg.size(), fds.data(), fds.size()) < 0) {
     Error e = ErrnoError("send a clone request to the sandbox spawner");
     if (errno == EPIPE || errno == ECONNRESET) e.code = ErrorCode::kUnavailable;
     return e;

@@ -9,7 +9,7 @@
 // memory; the inits it clones share only its own few pages.
 //
 // What crosses to the spawner: the ChildPlan (encoded, see EncodePlan), the clone flags, and
-// the plan's fds plus the cgroup directory fd (SCM_RIGHTS). What comes back: the init's pid
+// the plan's fds plus the cgroup directory fd and the binds' mount trees (SCM_RIGHTS). What comes back: the init's pid
 // and pidfd. The rest of a sandbox's life (id maps, v1 cgroups, loopback, the control socket)
 // stays with the caller, exactly as for an init it cloned itself.
 //
@@ -66,6 +66,10 @@ class Spawner {
 };
 
 namespace internal {
+
+// Gives the plan's kBind ops, in order, the `n` mount trees received with it; false when the
+// counts differ.
+bool AssignBindFds(ChildPlan* plan, const int* fds, size_t n);
 
 // The plan as bytes, fds and pointers aside (the fds travel as SCM_RIGHTS, the empty capability
 // set is the spawner's own). The seccomp program travels whole.

@@ -7,18 +7,24 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <linux/mount.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <poll.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "base/fs.h"
 #include "base/syscalls.h"
 #include "base/unique_fd.h"
 #include "integration/sandbox_harness.h"
+#include "isolate/mount_plan.h"
 
 namespace sbx::testing {
 namespace {
@@ -322,6 +328,112 @@ TEST_F(IsolationTest, ExtraBindsAndTmpfs) {
   EXPECT_EQ(::stat((std::string(dir) + "/b").c_str(), &st), 0);
   ::unlink((std::string(dir) + "/b").c_str());
   ::rmdir(dir);
+}
+
+// A bind's source is opened once, by the parent, as a detached mount tree: a path swapped after
+// that (here a directory renamed away and another put in its place) changes nothing, and the
+// tree is private (a mount made under it in the sandbox's namespace stays there).
+TEST_F(IsolationTest, BindSourceSwappedAfterItWasOpenedIsNotWhatIsMounted) {
+  char dir[] = "/tmp/sbx-swap-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  // The test's own shared mount, as / is on systemd hosts: a clone of it that stayed shared
+  // would carry mounts back here.
+  ASSERT_EQ(::mount("sbx-swap", dir, "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  ASSERT_EQ(::mount(nullptr, dir, nullptr, MS_SHARED, nullptr), 0) << strerror(errno);
+  const std::string src = std::string(dir) + "/src";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  std::ofstream(src + "/planned") << "planned\n";
+  auto spec = DefaultSpec();
+  spec.binds.push_back({src, "/data", false});
+  auto ops = isolate::PlanMounts(spec, std::string(dir) + "/stage");
+  ASSERT_TRUE(ops.ok()) << ops.error().ToString();
+  auto trees = isolate::OpenBindSources(&*ops);
+  ASSERT_TRUE(trees.ok()) << trees.error().ToString();
+  int data_tree = -1;
+  for (const auto& op : *ops) {
+    if (op.kind == isolate::internal::MountOp::Kind::kBind) {
+      EXPECT_GE(op.source_fd, 0) << op.source;
+      if (op.target == "data") data_tree = op.source_fd;
+    }
+  }
+  ASSERT_GE(data_tree, 0);
+  // The swap, after the source was opened.
+  ASSERT_EQ(::rename(src.c_str(), (src + ".planned").c_str()), 0);
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  std::ofstream(src + "/swapped") << "swapped\n";
+  const std::string stage = std::string(dir) + "/stage";
+  ASSERT_EQ(::mkdir(stage.c_str(), 0755), 0);
+
+  int mounted[2], checked[2];
+  ASSERT_EQ(::pipe2(mounted, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(checked, O_CLOEXEC), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNS) < 0) ::_exit(10);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) ::_exit(11);
+    if (::mount("stage", stage.c_str(), "tmpfs", 0, "size=64k") < 0) ::_exit(12);
+    const std::string at = stage + "/data";
+    if (::mkdir(at.c_str(), 0755) < 0) ::_exit(13);
+    int target = ::open(at.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (::syscall(SYS_move_mount, data_tree, "", target, "",
+                  MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+      ::_exit(14);
+    }
+    struct stat st;
+    if (::stat((at + "/planned").c_str(), &st) < 0) ::_exit(1);
+    if (::stat((at + "/swapped").c_str(), &st) == 0) ::_exit(2);
+    if (::open((at + "/new").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644) >= 0 || errno != EROFS) {
+      ::_exit(3);
+    }
+    // A mount on the bind, in this namespace only; the parent looks for it while we live.
+    if (::mount("sbx-swap-probe", at.c_str(), "tmpfs", 0, "size=64k") < 0) ::_exit(15);
+    char c = 'm';
+    if (::write(mounted[1], &c, 1) != 1 || ::read(checked[0], &c, 1) != 1) ::_exit(16);
+    ::_exit(0);
+  }
+  ::close(mounted[1]);
+  ::close(checked[0]);
+  char c = 0;
+  bool probe_here = false;
+  if (::read(mounted[0], &c, 1) == 1) {
+    auto info = ReadFile("/proc/self/mountinfo", 16 << 20);
+    ASSERT_TRUE(info.ok());
+    probe_here = info->find("sbx-swap-probe") != std::string::npos;
+  }
+  (void)!::write(checked[1], "c", 1);
+  ::close(mounted[0]);
+  ::close(checked[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: the planned file is missing, 2: the swapped-in "
+                                       "directory was mounted, 3: the bind is writable";
+  EXPECT_FALSE(probe_here) << "a mount made on the bind inside propagated to the host";
+  struct stat st;
+  EXPECT_EQ(::stat((src + ".planned/planned").c_str(), &st), 0);  // the host is unchanged
+  trees->clear();
+  EXPECT_EQ(::umount2(dir, MNT_DETACH), 0);
+  std::filesystem::remove_all(dir);
+}
+
+// A symlink put in a source's place between planning and opening is refused, not followed.
+TEST_F(IsolationTest, BindSourceTurnedSymlinkBeforeItIsOpenedIsRefused) {
+  char dir[] = "/tmp/sbx-swap-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string src = std::string(dir) + "/src";
+  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
+  auto spec = DefaultSpec();
+  spec.binds.push_back({src, "/data", false});
+  auto ops = isolate::PlanMounts(spec, std::string(dir) + "/stage");
+  ASSERT_TRUE(ops.ok()) << ops.error().ToString();
+  ASSERT_EQ(::rmdir(src.c_str()), 0);
+  ASSERT_EQ(::symlink("/etc", src.c_str()), 0);
+  auto trees = isolate::OpenBindSources(&*ops);
+  ASSERT_FALSE(trees.ok());
+  EXPECT_EQ(trees.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(trees.error().message.find(src), std::string::npos) << trees.error().message;
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(IsolationTest, KillingInitFromInsideIsIgnored) {
