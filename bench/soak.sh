@@ -7,8 +7,10 @@
 # idle, it records the daemon's fds, threads and RSS, the cgroups below its cgroup parent, the
 # mounts below its data directory, the network namespaces its processes hold, the data directory's
 # size, and leftovers of finished runs (mnt/ or cow/ directories); the first checkpoint is the
-# baseline. It fails when fds, threads, cgroups, mounts or network namespaces have not returned
-# to the baseline, when a run ends other than its kind should, or when a run is left over.
+# baseline. It fails when fds, threads, cgroups, mounts, network namespaces or the heap in use
+# (sandboxd_heap_in_use_bytes, within HEAP_SLACK_KB, default 2 MiB) have not returned to the
+# baseline, when the resident size exceeds the baseline's by more than RSS_SLACK_KB (default
+# 16 MiB), when a run ends other than its kind should, or when a run is left over.
 # One JSON line per checkpoint goes to $BENCH_OUT/soak.jsonl (default docs/bench).
 # Usage: bench/soak.sh [BUILD_DIR] [RUNS] [CLIENTS] [CHECK]
 set -euo pipefail
@@ -17,6 +19,8 @@ runs=${2:-10000}
 clients=${3:-4}
 check=${4:-1000}
 out=${BENCH_OUT:-docs/bench}
+heap_slack=${HEAP_SLACK_KB:-2048}
+rss_slack=${RSS_SLACK_KB:-16384}
 mkdir -p "$out"
 server="$build/supervisor/sandboxd-server"
 for tool in curl jq; do
@@ -75,8 +79,8 @@ count_cgroups() {
   [ -d "/sys/fs/cgroup/$parent" ] && n=$((n + $(find "/sys/fs/cgroup/$parent" -mindepth 1 -type d | wc -l)))
   echo "$n"
 }
-measure() {  # fds threads rss_kb cgroups mounts netns data_kb leftovers
-  local - fds threads rss cg mnt netns data left
+measure() {  # fds threads rss_kb cgroups mounts netns data_kb leftovers heap_kb
+  local - fds threads rss cg mnt netns data left heap
   set +e +o pipefail  # a hierarchy or directory that does not exist counts 0
   fds=$(ls "/proc/$pid/fd" | wc -l)
   threads=$(awk '/^Threads:/ {print $2}' "/proc/$pid/status")
@@ -91,7 +95,8 @@ measure() {  # fds threads rss_kb cgroups mounts netns data_kb leftovers
   data=$( (du -sk "$dir/data" 2>/dev/null || echo 0) | cut -f1)
   left=$(find "$dir/data/runs" -mindepth 2 -maxdepth 2 \( -name mnt -o -name cow \) 2>/dev/null |
          wc -l)
-  echo "$fds $threads $rss $cg $mnt $netns $data $left"
+  heap=$(curl -sf "${hdr[@]}" "$api/metrics" | awk '/^sandboxd_heap_in_use_bytes / {printf "%d", $2 / 1024}')
+  echo "$fds $threads $rss $cg $mnt $netns $data $left ${heap:-0}"
 }
 # The daemon is idle when no run is queued or running.
 wait_idle() {
@@ -108,7 +113,7 @@ wait_idle() {
 
 : > "$dir/results"
 started=$(date +%s)
-read -r b_fds b_threads b_rss b_cg b_mnt b_netns b_data b_left < <(measure)
+read -r b_fds b_threads b_rss b_cg b_mnt b_netns b_data b_left b_heap < <(measure)
 failed=0
 for ((done = 0; done < runs; done += check)); do
   last=$((done + check < runs ? done + check : runs))
@@ -119,10 +124,10 @@ for ((done = 0; done < runs; done += check)); do
   done
   wait "${pids[@]}"
   wait_idle || failed=1
-  read -r fds threads rss cg mnt netns data left < <(measure)
+  read -r fds threads rss cg mnt netns data left heap < <(measure)
   if [ "$done" -eq 0 ]; then
     # The first batch's end is the baseline: warm pools, connections and caches exist by then.
-    b_fds=$fds b_threads=$threads b_rss=$rss b_cg=$cg b_mnt=$mnt b_netns=$netns
+    b_fds=$fds b_threads=$threads b_rss=$rss b_cg=$cg b_mnt=$mnt b_netns=$netns b_heap=$heap
   fi
   # How each kind must end: anything else is a wrong ending.
   wrong=$(awk '{
@@ -135,17 +140,21 @@ for ((done = 0; done < runs; done += check)); do
       if (got != want) n++
     } END { print n + 0 }' "$dir/results")
   ok=true
+  # Memory: the heap in use returns to the baseline's (within HEAP_SLACK_KB); the resident size
+  # also holds what the allocator keeps for reuse, so it may exceed the baseline's by
+  # RSS_SLACK_KB and no more.
   [ "$fds" -le "$b_fds" ] && [ "$threads" -le "$b_threads" ] && [ "$cg" -le "$b_cg" ] &&
     [ "$mnt" -le "$b_mnt" ] && [ "$netns" -le "$b_netns" ] && [ "$left" -eq 0 ] &&
-    [ "$wrong" -eq 0 ] || ok=false
+    [ "$wrong" -eq 0 ] && [ "$heap" -le $((b_heap + heap_slack)) ] &&
+    [ "$rss" -le $((b_rss + rss_slack)) ] || ok=false
   $ok || failed=1
   jq -cn --argjson runs "$last" --argjson fds "$fds" --argjson threads "$threads" \
-    --argjson rss_kb "$rss" --argjson cgroups "$cg" --argjson mounts "$mnt" \
+    --argjson rss_kb "$rss" --argjson heap_kb "$heap" --argjson cgroups "$cg" --argjson mounts "$mnt" \
     --argjson netns "$netns" --argjson data_kb "$data" --argjson leftovers "$left" \
     --argjson wrong_endings "$wrong" --argjson elapsed_s "$(( $(date +%s) - started ))" \
     --argjson at_baseline "$ok" \
     '{bench: "soak", runs: $runs, daemon_fds: $fds, daemon_threads: $threads,
-      daemon_rss_kb: $rss_kb, cgroups: $cgroups, run_mounts: $mounts, host_netns: $netns,
+      daemon_rss_kb: $rss_kb, daemon_heap_kb: $heap_kb, cgroups: $cgroups, run_mounts: $mounts, host_netns: $netns,
       data_kb: $data_kb, run_leftovers: $leftovers, wrong_endings: $wrong_endings,
       elapsed_s: $elapsed_s, at_baseline: $at_baseline}' | tee -a "$out/soak.jsonl"
 done
