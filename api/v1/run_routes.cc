@@ -692,8 +692,12 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
     if (req.principal) {
       caller = {{"name", req.principal->key_name}, {"role", RoleName(req.principal->role)}};
     }
+    // Where /v1/events starts to carry only what happens from now on.
+    auto events_after = c.store->LatestEventCursor();
+    if (!events_after.ok()) return Fail(events_after.error());
     return JsonResponse(200, {{"node", c.runs->options().node},
                               {"caller", caller},
+                              {"events_after", *events_after},
                               {"backends", backends},
                               {"default_backend", c.runs->options().default_backend},
                               {"limits", {{"defaults", set(l.defaults)}, {"maxima", set(l.maxima)}}},
@@ -737,6 +741,10 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
         return ErrorResponse(400, "invalid_argument", "limit: 1 to 1000");
       }
     }
+    // Read before the list: /v1/events?after=events_after then carries every change the list
+    // may not show, and none of the history before it.
+    auto events_after = c.store->LatestEventCursor();
+    if (!events_after.ok()) return Fail(events_after.error());
     auto page = c.store->ListRuns(f);
     if (!page.ok()) return Fail(page.error());
     nlohmann::json runs = nlohmann::json::array();
@@ -744,7 +752,8 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
     return JsonResponse(200, {{"runs", runs},
                               {"next_cursor", page->next_cursor.empty()
                                                   ? nlohmann::json(nullptr)
-                                                  : nlohmann::json(page->next_cursor)}});
+                                                  : nlohmann::json(page->next_cursor)},
+                              {"events_after", *events_after}});
   }));
   SBX_TRY(router.Add(Method::kGet, "/v1/runs/{id}", Access::kSubmitter,
                      [c](const Request& req) -> Reply { return GetRunHandler(c, req); }));

@@ -365,6 +365,17 @@ class SqlStore final : public Store {
     return events;
   }
 
+  Result<int64_t> LatestEventCursor() override {
+    int64_t cursor = 0;
+    SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+      auto rows = tx.Query("SELECT COALESCE(MAX(gseq), 0) FROM events", {}, kOneInt);
+      if (!rows.ok()) return std::move(rows).error();
+      cursor = rows->empty() ? 0 : IntAt(rows->front(), 0);
+      return Ok();
+    }));
+    return cursor;
+  }
+
   Result<Committed> Commit(std::span<const Write> writes) override {
     const std::string* run_id = nullptr;
     bool audits = false;

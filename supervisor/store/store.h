@@ -333,6 +333,9 @@ class Store {
                                                       int limit) = 0;
   // Every run's events with cursor > after_cursor, in cursor order, at most `limit` (1..1000).
   virtual Result<std::vector<EventRecord>> ListAllEvents(int64_t after_cursor, int limit) = 0;
+  // The cursor of the last event committed (0 when there is none): ListAllEvents from it gives
+  // only what is committed afterwards.
+  virtual Result<int64_t> LatestEventCursor() = 0;
 
   // Appends to the hash chain (serialised across daemons). run_id may name a run that does not
   // exist (any more).

@@ -583,6 +583,24 @@ TEST_P(ServeApiTest, EveryRunsEventsReplayFromACursor) {
   auto rest = read_all(resume, all.size() - 5);
   ASSERT_EQ(rest.size(), all.size() - 5);
   for (size_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], all[i + 5]);
+
+  // "From now": the list and the info name the cursor they were read at (the last event so
+  // far), and a stream from there carries none of the history, only what comes next.
+  auto listed = Call("GET", "/v1/runs", kAlice);
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_EQ(listed.Json()["events_after"], last);
+  EXPECT_EQ(Call("GET", "/v1/info", kAlice).Json()["events_after"], last);
+  auto ws = RawConn::Tcp(port_);
+  ASSERT_TRUE(ws.has_value());
+  ASSERT_TRUE(ws->Send(MakeWsUpgrade(
+      "/v1/events?after=" + listed.Json()["events_after"].dump(), {{"x-api-key", kAlice}})));
+  auto head = api::testing::ReadHead(*ws);
+  ASSERT_TRUE(head.has_value() && head->status == 101);
+  std::string c = SubmitApproved(R"({"argv": ["/bin/echo", "three"]})");
+  auto next = ReadEvents(*ws, 1);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0]["run_id"], c);
+  EXPECT_GT(next[0]["cursor"].get<int64_t>(), last);
 }
 
 TEST_P(ServeApiTest, LogsAreBinarySafeAndTimestamped) {

@@ -71,6 +71,9 @@ TEST_P(StoreContractTest, MigrateFromEmptyReportsVersions) {
   SBX_ASSERT_OK(m);
   EXPECT_EQ(m->from_version, 0);
   EXPECT_GE(m->to_version, 2);
+  auto latest = (*s)->LatestEventCursor();  // no event yet
+  SBX_ASSERT_OK(latest);
+  EXPECT_EQ(*latest, 0);
 }
 
 TEST_P(StoreContractTest, MigrateRefusesANewerSchema) {
@@ -801,6 +804,9 @@ TEST_P(StoreContractTest, EventSeqIsGaplessUnderConcurrentAppends) {
   auto none = store_->ListAllEvents(e1->cursor, 10);
   SBX_ASSERT_OK(none);
   EXPECT_TRUE(none->empty());
+  auto latest = store_->LatestEventCursor();
+  SBX_ASSERT_OK(latest);
+  EXPECT_EQ(*latest, e1->cursor);
 }
 
 TEST_P(StoreContractTest, ReplayAfterSeq) {

@@ -65,9 +65,11 @@ export async function closeBrowser() {
 }
 
 // A fresh page (its own context: nothing shared) signed in with `key`.
-export async function signedIn(key, { path: start = '/ui/queue', viewport } = {}) {
+// `setup(page)` runs before the page is opened (listeners that must see its first requests).
+export async function signedIn(key, { path: start = '/ui/queue', viewport, setup } = {}) {
   const context = await browser.newContext({ viewport: viewport || { width: 1280, height: 900 } });
   const page = await context.newPage();
+  if (setup) setup(page);
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
   // A refusal by the Content-Security-Policy (where the server sends one) is a failure too.

@@ -84,6 +84,30 @@ test('submitted by alice, seen in the queue, approved by rev, logs live', async 
   await rev.context().close();
 });
 
+test('the runs stream starts where the page read its lists, not at the start of history', async () => {
+  // History from before the sign-in: a run, submitted and decided.
+  const old = await apiOk(env.alice, 'POST', '/v1/runs', { argv: ['bash', '-c', 'true'] });
+  await apiOk(env.rev, 'POST', `/v1/runs/${old.id}:reject`, {});
+  const before = (await apiOk(env.rev, 'GET', '/v1/info')).events_after;
+  assert.ok(before > 0);
+  const sockets = [];
+  const page = await signedIn(env.rev, {
+    setup: (p) => p.on('websocket', (ws) => sockets.push(new URL(ws.url()))),
+  });
+  await page.waitForSelector('[data-testid=events-status][data-runs=live]');
+  const runs = sockets.filter((u) => u.pathname === '/v1/events');
+  assert.equal(runs.length, 1, sockets.map(String).join(' '));
+  const after = Number(runs[0].searchParams.get('after'));
+  assert.ok(after >= before, `the stream opened after=${after}, history ends at ${before}`);
+  // And it is live from there: a run entering review shows in the queue.
+  const next = await apiOk(env.alice, 'POST', '/v1/runs', { argv: ['bash', '-c', 'true'] });
+  assert.equal(next.state, 'AWAITING_REVIEW');
+  await page.waitForSelector(`[data-testid=queue] tr[data-id="${next.id}"]`, { timeout: 10000 });
+  await apiOk(env.rev, 'POST', `/v1/runs/${next.id}:reject`, {});
+  assert.equal(page.errors.length, 0, String(page.errors));
+  await page.context().close();
+});
+
 test('runs list: filters, and rows change state without a reload', async () => {
   const page = await signedIn(env.rev, { path: '/ui/runs?label=list%3Dyes' });
   await page.waitForSelector('[data-testid=runs]');

@@ -35,6 +35,7 @@ export async function signIn(key, prefetch = []) {
       throw new ApiError(0, 'unsupported', 'This daemon does not name the caller (GET /v1/info has no caller): it is older than this page.');
     }
     Object.assign(session, { role: caller.role, name: caller.name, info });
+    noteEventsAfter(info.events_after);
     historyCutoff = serverNow() - 5000;
     return session;
   } catch (e) {
@@ -65,10 +66,18 @@ let stream = null;
 export let eventsStatus = 'off';
 // Events older than this (server time) were already in the lists loaded after sign-in.
 export let historyCutoff = 0;
-// The stream opens with the whole history (/v1/events has no "from now"): thousands of messages
-// to the page and work for the daemon. A page may hold it back until its first list is painted.
+// The stream starts after the lowest events cursor read with what the pages show (`events_after`
+// of GET /v1/info and of the run lists): it carries every change those reads may not show, and
+// none of the history before them. A page holds the stream back until its first list is in.
 let holds = 0;
 let wanted = false;
+let eventsAfter = null;
+
+// A cursor read before something the page shows (GET /v1/runs, /v1/info: events_after).
+export function noteEventsAfter(cursor) {
+  if (stream || typeof cursor !== 'number') return;
+  eventsAfter = eventsAfter === null ? cursor : Math.min(eventsAfter, cursor);
+}
 
 function setStatus(s) {
   eventsStatus = s;
@@ -86,6 +95,7 @@ export function startEvents() {
   stream = new ResumableStream({
     path: (after) => '/v1/events' + (after ? '?after=' + after : ''),
     position: (ev) => ev.cursor,
+    after: eventsAfter ?? 0, // a daemon without events_after: from the start
     onEvent: (ev) => {
       for (const f of listeners) f(ev);
     },
@@ -107,6 +117,7 @@ export function holdEvents() {
 
 function stopEvents() {
   wanted = false;
+  eventsAfter = null;
   if (stream) stream.stop();
   stream = null;
   eventsStatus = 'off';

@@ -2,7 +2,7 @@
 // (kept live by the page's connection to /v1/events/sandboxes, feed.js).
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, enc } from '../api.js';
-import { historyCutoff, holdEvents, onEvent, takeEarly } from '../session.js';
+import { historyCutoff, holdEvents, noteEventsAfter, onEvent, takeEarly } from '../session.js';
 import { followList, recordReader } from '../feed.js';
 import { ErrorBox, useTick } from '../components.jsx';
 import { navigate } from '../router.js';
@@ -16,6 +16,7 @@ export async function listAll(path, field, maxPages = 20) {
   for (let i = 0; i < maxPages; i++) {
     const sep = path.includes('?') ? '&' : '?';
     const page = await ((!cursor && takeEarly(path)) || api(path + (cursor ? sep + 'cursor=' + enc(cursor) : '')));
+    if (i === 0) noteEventsAfter(page.events_after); // run lists name it
     all.push(...page[field]);
     cursor = page.next_cursor;
     if (!cursor) break;
@@ -68,7 +69,7 @@ export function QueuePage() {
   const [loaded, setLoaded] = useState(false);
   const others = useRef({ waiting: new Map(), procs: new Map(), listed: false }); // key -> record awaiting review
   const [othersError, setOthersError] = useState(null);
-  // The event stream replays every run's history when it opens: not before this page's list.
+  // The event stream starts after this page's list, from the cursor the list was read at.
   const [release] = useState(holdEvents);
   const painted = useRef(false);
   useTick(5000);

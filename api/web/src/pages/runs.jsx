@@ -1,7 +1,7 @@
 // Runs, newest first, filtered by state, label and submitter; rows follow /v1/events live.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, enc } from '../api.js';
-import { historyCutoff, onEvent, session } from '../session.js';
+import { historyCutoff, noteEventsAfter, onEvent, session } from '../session.js';
 import { ErrorBox, Link, State, useTick } from '../components.jsx';
 import { navigate, queryParams } from '../router.js';
 import { ageOf, frameBatcher, isoTime, RUN_STATES, shellJoin, stateRank } from '../util.js';
@@ -46,6 +46,7 @@ export function RunsPage() {
     setLoading(true);
     try {
       const page = await api(listPath(filter, c));
+      if (!c) noteEventsAfter(page.events_after);
       for (const r of page.runs) if (matches(filter, r) && !rows.current.has(r.id)) rows.current.set(r.id, r);
       setCursor(page.next_cursor);
       setError(null);
