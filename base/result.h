@@ -24,6 +24,7 @@ enum class ErrorCode {
   kAlreadyExists,
   kFailedPrecondition,  // the object is in the wrong state for this operation
   kResourceExhausted,   // a configured capacity is full (a queue); retry later
+  kAborted,             // changed by someone else meanwhile (an optimistic write); read again
 };
 
 const char* ErrorCodeName(ErrorCode code);

@@ -98,6 +98,7 @@ int HttpStatusFor(ErrorCode code) {
     case ErrorCode::kAlreadyExists:
       return 409;
     case ErrorCode::kFailedPrecondition:
+    case ErrorCode::kAborted:
       return 409;
     case ErrorCode::kResourceExhausted:
       return 429;

@@ -71,7 +71,26 @@ nlohmann::json RunToJson(const RunRecord& r) {
                                : nlohmann::json(nullptr);
   j["idempotency_key"] = r.idempotency_key ? nlohmann::json(*r.idempotency_key) : nullptr;
   j["policy"] = r.policy;
-  if (r.approval) {
+  j["plan_sha256"] = supervisor::PlanSha256(r);
+  // What a reviewer decides with: how many approvals it needs, which it has, until when.
+  if (r.policy.is_object() && r.policy.value("decision", "") == "review") {
+    nlohmann::json votes = nlohmann::json::array();
+    if (r.approval) {
+      for (const auto& v : r.approval->votes) {
+        votes.push_back({{"by", v.by},
+                         {"at_ms", v.at_ms},
+                         {"comment", v.comment},
+                         {"plan_sha256", v.plan_sha256}});
+      }
+    }
+    auto expires = r.policy.find("review_expires_at_ms");
+    j["review"] = {{"approvals_required", r.policy.value("approvals_required", 1)},
+                   {"approvals", votes},
+                   {"expires_at_ms", expires != r.policy.end() ? *expires : nlohmann::json(nullptr)}};
+  } else {
+    j["review"] = nullptr;
+  }
+  if (r.approval && !r.approval->approved_by.empty()) {
     j["approval"] = {{"approved_by", r.approval->approved_by},
                      {"approved_at_ms", r.approval->approved_at_ms},
                      {"rule", r.approval->rule}};
@@ -759,7 +778,27 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                      [c](const Request& req) -> Reply { return GetRunHandler(c, req); }));
   SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:approve", Access::kReviewer,
                      [c](const Request& req) -> Reply {
-                       auto r = c.runs->Approve(req.PathParam("id"), ToPrincipal(*c.config, req));
+                       // Optional body: {"comment": "…", "plan_sha256": "…"}.
+                       auto body = ParseBody(req, true);
+                       if (!body.ok()) return Fail(body.error());
+                       supervisor::Review::ApproveInput in;
+                       if (body->is_object()) {
+                         for (auto it = body->begin(); it != body->end(); ++it) {
+                           if (it.key() != "comment" && it.key() != "plan_sha256") {
+                             return Fail(FieldError(it.key(), "unknown field; an approval takes "
+                                                              "comment and plan_sha256"));
+                           }
+                           if (!it.value().is_string()) {
+                             return Fail(FieldError(it.key(), "must be a string"));
+                           }
+                         }
+                         in.comment = body->value("comment", "");
+                         in.plan_sha256 = body->value("plan_sha256", "");
+                       } else if (!body->is_null()) {
+                         return Fail(FieldError("body", "must be a JSON object"));
+                       }
+                       auto r = c.runs->Approve(req.PathParam("id"), ToPrincipal(*c.config, req),
+                                                in);
                        return r.ok() ? Reply(JsonResponse(200, RunToJson(*r))) : Fail(r.error());
                      }));
   SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:reject", Access::kReviewer,

@@ -184,6 +184,7 @@ Result<std::shared_ptr<const CommandPolicy>> CommandPolicy::LoadText(std::string
   p->source_ = source;
   p->shell_ = spec->shell;
   p->destructive_protection_ = spec->destructive_protection;
+  p->review_ = spec->review;
 
   auto compile = [&](const std::vector<internal::RuleSpec>& in, std::vector<Rule>& out) -> Status {
     for (const internal::RuleSpec& r : in) {

@@ -176,6 +176,17 @@ struct SandboxShape {
   std::map<std::string, std::string> labels;
 };
 
+// How a run that waits for a reviewer is decided (the policy's `review:` section).
+struct ReviewRules {
+  // Distinct reviewers that must approve, by the decision's risk (low, medium, high).
+  int approvals[3] = {1, 1, 1};
+  // A run still waiting this long is cancelled (review_expired); 0: never.
+  int64_t expire_after_s = 0;
+  int ApprovalsFor(Risk risk) const { return approvals[static_cast<int>(risk)]; }
+};
+inline constexpr int kMaxApprovals = 5;
+inline constexpr int64_t kMaxReviewExpiryS = 30LL * 24 * 3600;
+
 class CommandPolicy {
  public:
   // Reads DIR/commands.yaml (at most 1 MiB). Other files in DIR belong to other policies and
@@ -206,6 +217,7 @@ class CommandPolicy {
   const std::string& source() const { return source_; }
   bool destructive_protection() const { return destructive_protection_; }
   ShellMode shell() const { return shell_; }
+  const ReviewRules& review() const { return review_; }
 
  private:
   struct Rule {
@@ -246,6 +258,7 @@ class CommandPolicy {
   std::string source_;
   ShellMode shell_ = ShellMode::kDeny;
   bool destructive_protection_ = true;
+  ReviewRules review_;
   RuleSet top_;
   std::vector<RuleSet> sets_;
 };

@@ -424,6 +424,51 @@ Result<std::vector<RuleSetSpec>> ParseRuleSets(const YAML::Node& n, const std::s
   return sets;
 }
 
+// review: {approvals: {low: 1, medium: 1, high: 2}, expire_after_s: 86400}
+Result<ReviewRules> ParseReview(const YAML::Node& n, const std::string& source) {
+  ReviewRules r;
+  if (!n.IsMap()) {
+    return At(source, n,
+              "'review' must be a mapping such as {approvals: {high: 2}, expire_after_s: 86400}");
+  }
+  SBX_TRY(CheckKeys(n, {"approvals", "expire_after_s"}, source, "in review"));
+  if (const YAML::Node a = n["approvals"]) {
+    if (!a.IsMap()) {
+      return At(source, a,
+                "'review.approvals' must map a risk to the reviewers needed, such as "
+                "{low: 1, medium: 1, high: 2}");
+    }
+    SBX_TRY(CheckKeys(a, {"low", "medium", "high"}, source, "in review.approvals"));
+    const char* names[3] = {"low", "medium", "high"};
+    for (int i = 0; i < 3; ++i) {
+      const YAML::Node v = a[names[i]];
+      if (!v) continue;
+      auto count = ParsePositiveInt(v, source, fmt::format("review.approvals.{}", names[i]), "in review",
+                                    "2");
+      if (!count.ok()) return std::move(count).error();
+      if (*count > kMaxApprovals) {
+        return At(source, v,
+                  fmt::format("'review.approvals.{}' is {}; at most {} distinct reviewers can be "
+                              "required",
+                              names[i], *count, kMaxApprovals));
+      }
+      r.approvals[i] = static_cast<int>(*count);
+    }
+  }
+  if (const YAML::Node e = n["expire_after_s"]) {
+    std::optional<int64_t> v;
+    if (e.IsScalar()) v = ParseDigits(e.Scalar());
+    if (!v || *v > kMaxReviewExpiryS) {
+      return At(source, e,
+                fmt::format("'review.expire_after_s' must be a whole number of seconds from 0 "
+                            "(never) to {} (30 days), such as 86400",
+                            kMaxReviewExpiryS));
+    }
+    r.expire_after_s = *v;
+  }
+  return r;
+}
+
 Result<PolicySpec> ParseTree(const YAML::Node& root, const std::string& source) {
   PolicySpec spec;
   if (root.IsNull()) return spec;  // an empty file: no rules, every command denied
@@ -431,7 +476,8 @@ Result<PolicySpec> ParseTree(const YAML::Node& root, const std::string& source) 
     return At(source, root,
               "a command policy must be a mapping with rules (see policies/commands.yaml)");
   }
-  SBX_TRY(CheckKeys(root, {"version", "shell", "protections", "rules", "rule_sets", "sandboxes"},
+  SBX_TRY(CheckKeys(root,
+                    {"version", "shell", "protections", "rules", "rule_sets", "sandboxes", "review"},
                     source, "at the top level"));
   if (const YAML::Node v = root["version"]) {
     if (!v.IsScalar() || v.Scalar() != "1") {
@@ -455,6 +501,11 @@ Result<PolicySpec> ParseTree(const YAML::Node& root, const std::string& source) 
       }
       spec.destructive_protection = on;
     }
+  }
+  if (const YAML::Node r = root["review"]) {
+    auto parsed = ParseReview(r, source);
+    if (!parsed.ok()) return std::move(parsed).error();
+    spec.review = *parsed;
   }
   if (const YAML::Node rules = root["rules"]) {
     auto parsed = ParseRules(rules, source, "at the top level");

@@ -50,6 +50,7 @@ struct RuleSetSpec {
 struct PolicySpec {
   ShellMode shell = ShellMode::kDeny;
   bool destructive_protection = true;
+  ReviewRules review;
   std::vector<RuleSpec> rules;
   std::vector<RuleSetSpec> rule_sets;
   std::optional<SandboxesSpec> sandboxes;

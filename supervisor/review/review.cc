@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "base/sha256.h"
 #include "supervisor/backend/backend.h"
 #include "supervisor/policy/decision_json.h"
 #include "supervisor/workspace/workspace.h"
@@ -94,6 +95,7 @@ Result<std::unique_ptr<Review>> Review::Create(store::Store& store, EventBus& ev
     if (!set.ok()) return WithContext(std::move(set).error(), "seccomp_profiles_dir");
     r->seccomp_profiles_ = std::move(*set);
   }
+  r->ScheduleExpiries();
   return r;
 }
 
@@ -336,6 +338,16 @@ Result<RunRecord> Review::Plan(const RunRecord& run, const Principal& who,
                                               {"reasons", nlohmann::json::array()},
                                               {"rule", nullptr},
                                               {"note", "no command policy: a reviewer decides"}};
+    if (update.policy->value("decision", "review") == "review") {
+      // How many reviewers, and until when: fixed with the decision, as the rule that asked.
+      const auto current = command_policy();
+      const policy::ReviewRules rules = current ? current->review() : policy::ReviewRules{};
+      (*update.policy)["approvals_required"] =
+          rules.ApprovalsFor(decision ? decision->risk : policy::Risk::kLow);
+      if (rules.expire_after_s > 0) {
+        (*update.policy)["review_expires_at_ms"] = NowMs() + rules.expire_after_s * 1000;
+      }
+    }
     policy = *update.policy;
     writes.push_back(store::TransitionWrite{id, {RunState::kPending}, RunState::kPlanned, update});
     writes.push_back(
@@ -383,6 +395,7 @@ Result<RunRecord> Review::Plan(const RunRecord& run, const Principal& who,
   }
   RunRecord planned = std::move(done->runs.back());
   if (planned.state == RunState::kQueued) Queued();
+  if (planned.state == RunState::kAwaitingReview) ScheduleExpiry(planned);
   return planned;
 }
 
@@ -401,21 +414,89 @@ void Review::ReplanStalled() {
   }
 }
 
-Result<RunRecord> Review::Approve(std::string_view run_id, const Principal& who) {
+Result<RunRecord> Review::Approve(std::string_view run_id, const Principal& who,
+                                  const ApproveInput& input) {
   if (who.role == Role::kSubmitter) {
     return MakeError(ErrorCode::kPermissionDenied, "approving needs the reviewer role");
   }
-  auto current = store_.GetRun(run_id);
-  if (!current.ok()) return current;
-  if (current->submitter == who.name) {
-    return MakeError(ErrorCode::kPermissionDenied, "a submitter cannot approve its own run");
+  if (input.comment.size() > kMaxReviewComment) {
+    return MakeError(ErrorCode::kInvalidArgument, "comment: {} bytes; at most {}",
+                     input.comment.size(), kMaxReviewComment);
   }
-  store::RunUpdate update;
-  update.approval = store::Approval{who.name, NowMs(), "review"};
-  auto run =
-      Move(run_id, {RunState::kAwaitingReview}, RunState::kQueued, update, who, "run.approved");
-  if (run.ok()) Queued();
-  return run;
+  // A vote is computed from the votes read: it is written only if the run has not changed since
+  // (no event appended), else read again. Every vote appends an event.
+  for (int attempt = 0;; ++attempt) {
+    auto seq = store_.LastEventSeq(run_id);
+    if (!seq.ok()) return std::move(seq).error();
+    auto current = store_.GetRun(run_id);
+    if (!current.ok()) return current;
+    if (current->submitter == who.name) {
+      return MakeError(ErrorCode::kPermissionDenied, "a submitter cannot approve its own run");
+    }
+    if (current->state != RunState::kAwaitingReview) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "run {} is {}; approving needs it to be AWAITING_REVIEW", run_id,
+                       store::RunStateName(current->state));
+    }
+    const std::string plan = PlanSha256(*current);
+    if (!input.plan_sha256.empty() && input.plan_sha256 != plan) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "run {}'s plan is {}, not the {} that was reviewed; read the run again",
+                       run_id, plan, input.plan_sha256);
+    }
+    store::Approval approval = current->approval.value_or(store::Approval{});
+    approval.required = 1;
+    if (auto it = current->policy.find("approvals_required");
+        it != current->policy.end() && it->is_number_integer()) {
+      approval.required = std::clamp(it->get<int>(), 1, policy::kMaxApprovals);
+    }
+    for (const store::ReviewVote& v : approval.votes) {
+      if (v.by == who.name) {
+        return MakeError(ErrorCode::kAlreadyExists,
+                         "{} approved run {} already; it needs {} more distinct reviewer(s)",
+                         who.name, run_id, approval.required - approval.votes.size());
+      }
+    }
+    const int64_t now = NowMs();
+    approval.votes.push_back({who.name, now, input.comment, plan});
+    const int have = static_cast<int>(approval.votes.size());
+    store::RunUpdate update;
+    std::vector<store::Write> writes;
+    nlohmann::json audit = {{"plan_sha256", plan},
+                            {"approvals", have},
+                            {"approvals_required", approval.required}};
+    if (!input.comment.empty()) audit["comment"] = input.comment;
+    if (have >= approval.required) {
+      approval.approved_by = who.name;
+      approval.approved_at_ms = now;
+      approval.rule = "review";
+      update.approval = approval;
+      writes = MoveWrites(run_id, {RunState::kAwaitingReview}, RunState::kQueued, update, who,
+                          "run.approved");
+    } else {
+      update.approval = approval;
+      writes.push_back(store::TransitionWrite{std::string(run_id), {RunState::kAwaitingReview},
+                                              RunState::kAwaitingReview, update});
+      writes.push_back(store::EventWrite{std::string(run_id),
+                                         EventType::kRunStatus,
+                                         {{"state", "AWAITING_REVIEW"},
+                                          {"approvals", have},
+                                          {"approvals_required", approval.required}}});
+      writes.push_back(AuditOf(who, "run.approval_vote", run_id, nlohmann::json::object()));
+    }
+    for (store::Write& w : writes) {
+      if (auto* t = std::get_if<store::TransitionWrite>(&w)) t->if_last_event_seq = *seq;
+      if (auto* a = std::get_if<store::AuditWrite>(&w)) a->details.update(audit);
+    }
+    auto done = events_.Commit(writes);
+    if (!done.ok()) {
+      if (done.error().code == ErrorCode::kAborted && attempt < 8) continue;
+      return std::move(done).error();
+    }
+    RunRecord run = std::move(done->runs.front());
+    if (run.state == RunState::kQueued) Queued();
+    return run;
+  }
 }
 
 Result<RunRecord> Review::Reject(std::string_view run_id, const Principal& who,
@@ -436,6 +517,105 @@ Result<RunRecord> Review::Cancel(std::string_view run_id, const Principal& who) 
   update.result->reason = {store::EndCode::kCancelled};
   return Move(run_id, store::NonTerminalRunStates(), RunState::kCancelled, update, who,
               "run.cancelled", /*ends_run=*/true);
+}
+
+Review::~Review() {
+  {
+    std::lock_guard<std::mutex> lk(expiry_mu_);
+    expiry_stop_ = true;
+  }
+  expiry_cv_.notify_all();
+  if (expiry_thread_.joinable()) expiry_thread_.join();
+}
+
+void Review::ScheduleExpiry(const RunRecord& run) {
+  auto it = run.policy.is_object() ? run.policy.find("review_expires_at_ms") : run.policy.end();
+  if (it == run.policy.end() || !it->is_number_integer()) return;
+  std::lock_guard<std::mutex> lk(expiry_mu_);
+  if (expiry_stop_) return;
+  const bool earliest = expiries_.empty() || it->get<int64_t>() < expiries_.begin()->first;
+  expiries_.emplace(it->get<int64_t>(), run.id);
+  if (!expiry_thread_.joinable()) {
+    expiry_thread_ = std::thread([this] { ExpiryLoop(); });
+  } else if (earliest) {
+    expiry_cv_.notify_all();
+  }
+}
+
+void Review::ExpiryLoop() {
+  std::unique_lock<std::mutex> lk(expiry_mu_);
+  while (!expiry_stop_) {
+    if (expiries_.empty()) {
+      expiry_cv_.wait(lk);
+      continue;
+    }
+    const auto first = expiries_.begin();
+    const int64_t now = NowMs();
+    if (first->first > now) {
+      expiry_cv_.wait_until(lk, std::chrono::system_clock::time_point(
+                                    std::chrono::milliseconds(first->first)));
+      continue;
+    }
+    std::string id = first->second;
+    expiries_.erase(first);
+    lk.unlock();
+    Expire(id);
+    lk.lock();
+  }
+}
+
+void Review::Expire(const std::string& run_id) {
+  store::RunUpdate update;
+  update.result = store::RunResult{};
+  update.result->reason = {store::EndCode::kReviewExpired, ""};
+  auto r = Move(run_id, {RunState::kAwaitingReview}, RunState::kCancelled, update,
+                Principal{"policy", Role::kAdmin}, "run.review_expired", /*ends_run=*/true);
+  // Decided (or cancelled) in time: nothing to do.
+  if (r.ok()) spdlog::info("run {}: nobody decided in time; cancelled (review_expired)", run_id);
+}
+
+void Review::ScheduleExpiries() {
+  store::RunFilter waiting;
+  waiting.states = {RunState::kAwaitingReview};
+  waiting.limit = 1000;
+  for (;;) {
+    auto page = store_.ListRuns(waiting);
+    if (!page.ok()) {
+      spdlog::warn("review expiry: cannot list the runs awaiting review: {}",
+                   page.error().ToString());
+      return;
+    }
+    for (const RunRecord& r : page->runs) ScheduleExpiry(r);
+    if (page->next_cursor.empty()) return;
+    waiting.cursor = page->next_cursor;
+  }
+}
+
+std::string PlanSha256(const RunRecord& run) {
+  nlohmann::json steps = nlohmann::json::array();
+  if (!run.argv.empty()) steps.push_back({{"name", "main"}, {"argv", run.argv}});
+  for (const store::Step& s : run.steps) steps.push_back({{"name", s.name}, {"argv", s.argv}});
+  auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+  nlohmann::json plan = {
+      {"steps", steps},
+      {"env", run.env},
+      {"stdin_sha256", Sha256Hex(run.stdin_data)},
+      {"limits",
+       {{"cpus", opt(run.limits.cpus)},
+        {"memory_bytes", opt(run.limits.memory_bytes)},
+        {"pids", opt(run.limits.pids)},
+        {"timeout_s", opt(run.limits.timeout_s)},
+        {"output_bytes", opt(run.limits.output_bytes)}}},
+      {"network", run.network},
+      {"seccomp_profile", run.seccomp_profile},
+      {"workspace", run.workspace ? nlohmann::json{{"path", run.workspace->path},
+                                                   {"mode", run.workspace->mode}}
+                                  : nlohmann::json(nullptr)},
+      {"backend", run.backend},
+      {"image", run.image},
+      {"labels", run.labels}};
+  // nlohmann's objects keep their keys sorted: the text is canonical.
+  return Sha256Hex(plan.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace sbx::supervisor

@@ -12,12 +12,15 @@
 // seccomp profiles the executor compiles runs with; both reload together.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "base/result.h"
@@ -66,15 +69,25 @@ class Review {
   // Plans again the runs a crash caught between PENDING and AWAITING_REVIEW (older than 30 s:
   // Submit() takes milliseconds, also on another daemon sharing the database).
   void ReplanStalled();
-  // AWAITING_REVIEW -> QUEUED. kPermissionDenied for the submitter's own run or a submitter
-  // role; kFailedPrecondition when the run is not awaiting review.
-  Result<store::RunRecord> Approve(std::string_view run_id, const Principal& who);
+  // One reviewer's approval. The run moves AWAITING_REVIEW -> QUEUED once as many distinct
+  // reviewers as its policy decision requires (approvals_required, the policy's `review:`
+  // section) have approved; until then it stays awaiting review with the votes so far.
+  // kPermissionDenied for the submitter's own run or a submitter role; kFailedPrecondition when
+  // the run is not awaiting review, or `plan_sha256` is given and is not the run's
+  // (PlanSha256); kAlreadyExists when this reviewer has approved it already.
+  struct ApproveInput {
+    std::string comment;      // at most kMaxReviewComment bytes
+    std::string plan_sha256;  // the plan the reviewer saw; "" to skip the check
+  };
+  Result<store::RunRecord> Approve(std::string_view run_id, const Principal& who,
+                                   const ApproveInput& input = {});
   // AWAITING_REVIEW -> CANCELLED with reason "rejected: …".
   Result<store::RunRecord> Reject(std::string_view run_id, const Principal& who,
                                   const std::string& reason);
   // Any non-terminal state -> CANCELLED, for a run that is not running here (a running one is
   // the executor's to end).
   Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
+  ~Review();
 
   // What the command policy in force decides, without running anything. nullopt when no
   // command policy is configured.
@@ -103,6 +116,14 @@ class Review {
                                 const Principal& who, std::string_view action,
                                 bool ends_run = false);
   void Queued() const;
+  // Review expiry: runs awaiting review with a deadline (policy review_expires_at_ms) are
+  // cancelled with reason review_expired when it passes, by one thread that sleeps until the
+  // earliest deadline (no polling).
+  void ScheduleExpiry(const store::RunRecord& run);
+  void ExpiryLoop();
+  void Expire(const std::string& run_id);
+  // At start: every run awaiting review with a deadline (a restart, or another daemon's runs).
+  void ScheduleExpiries();
 
   store::Store& store_;
   EventBus& events_;
@@ -110,7 +131,20 @@ class Review {
   mutable std::mutex mu_;
   std::shared_ptr<const policy::CommandPolicy> policy_;
   std::shared_ptr<const SeccompProfileSet> seccomp_profiles_;  // null: options_.seccomp
+  std::mutex expiry_mu_;
+  std::condition_variable expiry_cv_;
+  std::multimap<int64_t, std::string> expiries_;  // deadline (ms since the epoch) -> run id
+  bool expiry_stop_ = false;
+  std::thread expiry_thread_;
 };
+
+inline constexpr size_t kMaxReviewComment = 4096;
+
+// The SHA-256 (hex) of everything that decides what a run will do: its commands, environment
+// (values included), stdin, limits, network, seccomp profile, workspace, backend, image and
+// labels. An approval records the hash it was given for; the same request always has the same
+// hash.
+std::string PlanSha256(const store::RunRecord& run);
 
 // A state change with its run.status event and its audit record, to commit together; with
 // the run.completed event too when `ends_run` (a run that ends without having run).

@@ -100,8 +100,9 @@ class RunManager {
   }
   // AWAITING_REVIEW -> QUEUED. kPermissionDenied for the submitter's own run or a submitter
   // role; kFailedPrecondition when the run is not awaiting review.
-  Result<store::RunRecord> Approve(std::string_view run_id, const Principal& who) {
-    return review_->Approve(run_id, who);
+  Result<store::RunRecord> Approve(std::string_view run_id, const Principal& who,
+                                   const Review::ApproveInput& input = {}) {
+    return review_->Approve(run_id, who, input);
   }
   // AWAITING_REVIEW -> CANCELLED with reason "rejected: …".
   Result<store::RunRecord> Reject(std::string_view run_id, const Principal& who,

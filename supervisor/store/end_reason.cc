@@ -19,6 +19,7 @@ constexpr EndCode kNamed[] = {
     EndCode::kExpired,
     EndCode::kIdle,
     EndCode::kDeleted,
+    EndCode::kReviewExpired,
 };
 
 }  // namespace
@@ -55,6 +56,8 @@ const char* EndCodeName(EndCode code) {
       return "idle";
     case EndCode::kDeleted:
       return "deleted";
+    case EndCode::kReviewExpired:
+      return "review_expired";
     case EndCode::kOther:
       return "";
   }

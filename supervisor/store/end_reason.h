@@ -26,6 +26,7 @@ enum class EndCode {
   kExpired,             // "expired": a sandbox that reached its timeout_s
   kIdle,                // "idle": a sandbox idle for its idle_timeout_s
   kDeleted,             // "deleted": a sandbox a client deleted
+  kReviewExpired,       // "review_expired": nobody decided within the policy's expire_after_s
   kOther,               // a string of none of these forms, kept whole in `detail`
 };
 

@@ -127,13 +127,35 @@ std::vector<Step> StepsFromJson(const json& j) {
   return steps;
 }
 
+// "required" and "votes" only when a review asked for them, so single approvals are stored as
+// before.
 json ApprovalToJson(const Approval& a) {
-  return {{"approved_by", a.approved_by}, {"approved_at_ms", a.approved_at_ms}, {"rule", a.rule}};
+  json j = {{"approved_by", a.approved_by}, {"approved_at_ms", a.approved_at_ms}, {"rule", a.rule}};
+  if (a.required != 1) j["required"] = a.required;
+  if (!a.votes.empty()) {
+    json votes = json::array();
+    for (const ReviewVote& v : a.votes) {
+      votes.push_back({{"by", v.by},
+                       {"at_ms", v.at_ms},
+                       {"comment", v.comment},
+                       {"plan_sha256", v.plan_sha256}});
+    }
+    j["votes"] = std::move(votes);
+  }
+  return j;
 }
 
 Approval ApprovalFromJson(const json& j) {
-  return {j.at("approved_by").get<std::string>(), j.at("approved_at_ms").get<int64_t>(),
-          j.at("rule").get<std::string>()};
+  Approval a{j.at("approved_by").get<std::string>(), j.at("approved_at_ms").get<int64_t>(),
+             j.at("rule").get<std::string>()};
+  if (auto it = j.find("required"); it != j.end()) a.required = it->get<int>();
+  if (auto it = j.find("votes"); it != j.end()) {
+    for (const json& v : *it) {
+      a.votes.push_back({v.at("by").get<std::string>(), v.at("at_ms").get<int64_t>(),
+                         v.value("comment", ""), v.value("plan_sha256", "")});
+    }
+  }
+  return a;
 }
 
 void OutcomeToJson(json& j, const EndReason& reason, std::optional<int> exit_code,

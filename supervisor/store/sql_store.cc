@@ -365,6 +365,19 @@ class SqlStore final : public Store {
     return events;
   }
 
+  Result<int64_t> LastEventSeq(std::string_view run_id) override {
+    std::optional<int64_t> seq;
+    SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
+      std::array<SqlValue, 1> p = {std::string(run_id)};
+      auto rows = tx.Query("SELECT last_event_seq FROM runs WHERE id = $1", p, kOneInt);
+      if (!rows.ok()) return std::move(rows).error();
+      if (!rows->empty()) seq = IntAt(rows->front(), 0);
+      return Ok();
+    }));
+    if (!seq) return RunNotFound(run_id);
+    return *seq;
+  }
+
   Result<int64_t> LatestEventCursor() override {
     int64_t cursor = 0;
     SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
@@ -612,7 +625,9 @@ class SqlStore final : public Store {
     for (size_t i = 0; i < w.from.size(); ++i) {
       sql += (i ? ", " : "") + p.Add(std::string(RunStateName(w.from[i])));
     }
-    sql += ") RETURNING " + RunSelectList();
+    sql += ")";
+    if (w.if_last_event_seq) sql += " AND last_event_seq = " + p.Add(*w.if_last_event_seq);
+    sql += " RETURNING " + RunSelectList();
 
     auto r = FirstRun(tx.Query(sql, p.values(), RunSelectKinds()));
     if (!r.ok()) return std::move(r).error();
@@ -621,6 +636,13 @@ class SqlStore final : public Store {
     auto rows = tx.Query("SELECT state FROM runs WHERE id = $1", id, kOneText);
     if (!rows.ok()) return std::move(rows).error();
     if (rows->empty()) return RunNotFound(run_id);
+    if (w.if_last_event_seq) {
+      auto now = ParseRunState(TextAt(rows->front(), 0));
+      if (now.ok() && std::find(w.from.begin(), w.from.end(), *now) != w.from.end()) {
+        return MakeError(ErrorCode::kAborted, "run {} changed meanwhile; read it again",
+                         run_id);
+      }
+    }
     return MakeError(ErrorCode::kFailedPrecondition,
                      "run {} is {}; moving it to {} needs it to be {}", run_id,
                      TextAt(rows->front(), 0), RunStateName(to), StateList(w.from));

@@ -85,7 +85,8 @@ bool IsLegalTransition(RunState from, RunState to) {
     case RunState::kPlanned:
       return to == RunState::kAwaitingReview;
     case RunState::kAwaitingReview:
-      return to == RunState::kQueued;
+      // To itself: a reviewer's vote while more are needed.
+      return to == RunState::kQueued || to == RunState::kAwaitingReview;
     case RunState::kQueued:
       return to == RunState::kRunning;
     case RunState::kRunning:

@@ -82,10 +82,23 @@ struct Limits {
   bool operator==(const Limits&) const = default;
 };
 
+// One reviewer's approval of a run that needs several.
+struct ReviewVote {
+  std::string by;  // the reviewer's API key name
+  int64_t at_ms = 0;
+  std::string comment;
+  std::string plan_sha256;  // the plan the reviewer saw (PlanSha256), "" when not given
+  bool operator==(const ReviewVote&) const = default;
+};
+
 struct Approval {
-  std::string approved_by;  // an API key name, or "policy" for an automatic approval
+  // An API key name, or "policy" for an automatic approval; "" while the run still waits for
+  // more of the `required` votes.
+  std::string approved_by;
   int64_t approved_at_ms = 0;
   std::string rule;  // the policy rule or review that approved it
+  int required = 1;  // distinct reviewers the policy asked for
+  std::vector<ReviewVote> votes;  // the reviewers' approvals so far, in order
   bool operator==(const Approval&) const = default;
 };
 
@@ -259,6 +272,10 @@ struct TransitionWrite {
   std::vector<RunState> from;
   RunState to = RunState::kPending;
   RunUpdate update;
+  // Only if no event was appended to the run since LastEventSeq() answered this (kAborted
+  // otherwise): a change computed from what was read, such as a reviewer's vote, is never
+  // applied over another made meanwhile.
+  std::optional<int64_t> if_last_event_seq;
 };
 struct EventWrite {
   std::string run_id;
@@ -336,6 +353,9 @@ class Store {
   // The cursor of the last event committed (0 when there is none): ListAllEvents from it gives
   // only what is committed afterwards.
   virtual Result<int64_t> LatestEventCursor() = 0;
+  // The seq of the run's last event (0 before any); kNotFound when there is no such run. Read
+  // it before the run itself to make a TransitionWrite conditional on both.
+  virtual Result<int64_t> LastEventSeq(std::string_view run_id) = 0;
 
   // Appends to the hash chain (serialised across daemons). run_id may name a run that does not
   // exist (any more).

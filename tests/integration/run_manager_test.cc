@@ -4,15 +4,20 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <latch>
 #include <mutex>
+#include <set>
+#include <thread>
 #include <sstream>
 
 #include "base/fs.h"
 #include "integration/sandbox_harness.h"
 #include "supervisor/policy/command_policy.h"
+#include "supervisor/review/review.h"
 #include "supervisor/service/run_manager.h"
 #include "supervisor/workspace/run_logs.h"
 
@@ -502,6 +507,133 @@ TEST_F(RunManagerTest, QueueLimitAnswersResourceExhausted) {
   auto c = manager_->Submit(Request({"/bin/true"}), alice_);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code, ErrorCode::kResourceExhausted);
+}
+
+// The policy's review section: how many distinct reviewers, and until when.
+std::shared_ptr<const policy::CommandPolicy> ReviewPolicy(const std::string& review) {
+  auto p = policy::CommandPolicy::LoadText("rules:\n  \"*\": review\nreview: " + review + "\n",
+                                           "review-policy.yaml");
+  EXPECT_TRUE(p.ok()) << p.error().ToString();
+  return p.ok() ? *p : nullptr;
+}
+
+TEST_F(RunManagerTest, ARunWaitsForAsManyDistinctReviewersAsThePolicyAsks) {
+  manager_->SetCommandPolicy(ReviewPolicy("{approvals: {low: 2, medium: 2, high: 2}}"));
+  auto run = Submit(Request({"/bin/echo", "hi"}));
+  ASSERT_EQ(run.state, RunState::kAwaitingReview);
+  EXPECT_EQ(run.policy["approvals_required"], 2);
+  const std::string plan = supervisor::PlanSha256(run);
+  EXPECT_EQ(plan.size(), 64u);
+  Principal carol{"carol", Role::kReviewer};
+
+  auto first = manager_->Approve(run.id, bob_, {"looks fine", plan});
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_EQ(first->state, RunState::kAwaitingReview);
+  ASSERT_TRUE(first->approval.has_value());
+  EXPECT_EQ(first->approval->approved_by, "");
+  ASSERT_EQ(first->approval->votes.size(), 1u);
+  EXPECT_EQ(first->approval->votes[0].by, "bob");
+  EXPECT_EQ(first->approval->votes[0].comment, "looks fine");
+  EXPECT_EQ(first->approval->votes[0].plan_sha256, plan);
+  // The same reviewer twice counts once; a plan other than the run's is refused.
+  auto again = manager_->Approve(run.id, bob_);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kAlreadyExists);
+  auto stale = manager_->Approve(run.id, carol, {"", std::string(64, '0')});
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetRun(run.id)->approval->votes.size(), 1u);
+
+  auto second = manager_->Approve(run.id, carol, {"ok"});
+  ASSERT_TRUE(second.ok()) << second.error().ToString();
+  EXPECT_EQ(second->approval->approved_by, "carol");
+  EXPECT_EQ(second->approval->votes.size(), 2u);
+  EXPECT_EQ(WaitCompleted(run.id).state, RunState::kSucceeded);
+  auto audit = store_->ListAudit({.run_id = run.id});
+  ASSERT_TRUE(audit.ok());
+  std::vector<std::string> decided;
+  for (const auto& a : *audit) {
+    if (a.action == "run.approval_vote" || a.action == "run.approved") {
+      decided.push_back(a.actor + " " + a.action + " " + a.details.value("comment", ""));
+      EXPECT_EQ(a.details["plan_sha256"], plan);
+    }
+  }
+  EXPECT_EQ(decided, (std::vector<std::string>{"bob run.approval_vote looks fine",
+                                               "carol run.approved ok"}));
+  EXPECT_TRUE(store_->VerifyAudit()->ok);
+}
+
+// Reviewers approving at the same moment: each vote counts exactly once, none is lost, and
+// the run is queued exactly once.
+TEST_F(RunManagerTest, ConcurrentApprovalsCountEachReviewerOnce) {
+  manager_->SetCommandPolicy(ReviewPolicy("{approvals: {low: 3, medium: 3, high: 3}}"));
+  for (int round = 0; round < 20; ++round) {
+    auto run = Submit(Request({"/bin/true"}));
+    ASSERT_EQ(run.state, RunState::kAwaitingReview);
+    std::vector<std::thread> reviewers;
+    std::atomic<int> queued{0}, failed{0};
+    std::latch start(4);  // all four at once
+    for (const char* name : {"r1", "r2", "r3", "r1"}) {
+      reviewers.emplace_back([&, name] {
+        start.arrive_and_wait();
+        auto r = manager_->Approve(run.id, Principal{name, Role::kReviewer});
+        if (!r.ok()) {
+          ++failed;
+        } else if (r->state != RunState::kAwaitingReview) {
+          ++queued;
+        }
+      });
+    }
+    for (auto& t : reviewers) t.join();
+    EXPECT_EQ(queued.load(), 1);
+    EXPECT_EQ(failed.load(), 1);  // r1's second approval
+    auto done = WaitCompleted(run.id);
+    ASSERT_TRUE(done.approval.has_value());
+    std::set<std::string> by;
+    for (const auto& v : done.approval->votes) by.insert(v.by);
+    EXPECT_EQ(by, (std::set<std::string>{"r1", "r2", "r3"}));
+    EXPECT_EQ(done.approval->votes.size(), 3u);
+  }
+}
+
+// A run nobody decides on is cancelled when its review expires, also when the daemon that
+// planned it restarted meanwhile; a decided one is not.
+TEST_F(RunManagerTest, AReviewNobodyDecidesExpiresAlsoAcrossARestart) {
+  manager_->SetCommandPolicy(ReviewPolicy("{expire_after_s: 1}"));
+  auto a = Submit(Request({"/bin/true"}));
+  ASSERT_EQ(a.state, RunState::kAwaitingReview);
+  ASSERT_TRUE(a.policy.contains("review_expires_at_ms"));
+  auto decided = Submit(Request({"/bin/true"}));
+  ASSERT_TRUE(manager_->Approve(decided.id, bob_).ok());
+  auto expired = WaitCompleted(a.id);
+  EXPECT_EQ(expired.state, RunState::kCancelled);
+  ASSERT_TRUE(expired.result.has_value());
+  EXPECT_EQ(expired.result->reason.code, store::EndCode::kReviewExpired);
+  EXPECT_EQ(WaitCompleted(decided.id).state, RunState::kSucceeded);
+
+  auto b = Submit(Request({"/bin/true"}));
+  ASSERT_EQ(b.state, RunState::kAwaitingReview);
+  manager_->Stop();
+  manager_.reset();
+  supervisor::RunManagerOptions o;
+  o.node = "test-node";
+  o.data_dir = dir_ + "/data";
+  o.cgroups = driver_.get();
+  auto m = supervisor::RunManager::Start(*store_, o);
+  ASSERT_TRUE(m.ok()) << m.error().ToString();
+  manager_ = std::move(*m);
+  manager_->Subscribe("", [this](const store::EventRecord& e) {
+    std::lock_guard<std::mutex> lk(mu_);
+    events_.push_back(e);
+    cv_.notify_all();
+  });
+  auto after_restart = WaitCompleted(b.id);
+  EXPECT_EQ(after_restart.state, RunState::kCancelled);
+  EXPECT_EQ(after_restart.result->reason.code, store::EndCode::kReviewExpired);
+  // Approving what has expired is refused.
+  auto late = manager_->Approve(b.id, bob_);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, ErrorCode::kFailedPrecondition);
 }
 
 }  // namespace

@@ -827,6 +827,64 @@ TEST_P(ServeApiTest, WorkspacesCopyOnWriteReadOnlyAndArtifactsFromTheSandbox) {
   }
 }
 
+// Two reviewers for this policy: each approval carries a comment and the plan it saw; the run
+// shows what it still needs, and queues on the second.
+TEST_P(ServeApiTest, ApprovalsNeedDistinctReviewersCommentsAndThePlanSeen) {
+  std::ofstream(config_.policy_dir + "/commands.yaml")
+      << "rules:\n  \"*\": review\nreview:\n  approvals: {low: 2, medium: 2, high: 2}\n"
+         "  expire_after_s: 3600\n";
+  ASSERT_EQ(Call("POST", "/v1/policies:reload", kAdmin).status, 200);
+  auto created = Call("POST", "/v1/runs", kAlice, R"({"argv": ["/bin/echo", "two"]})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  auto run = created.Json();
+  const std::string id = run["id"];
+  const std::string plan = run["plan_sha256"];
+  EXPECT_EQ(plan.size(), 64u);
+  EXPECT_EQ(run["review"]["approvals_required"], 2);
+  EXPECT_EQ(run["review"]["approvals"], nlohmann::json::array());
+  EXPECT_GT(run["review"]["expires_at_ms"].get<int64_t>(), run["created_at_ms"].get<int64_t>());
+  EXPECT_TRUE(run["approval"].is_null());
+
+  // Malformed approvals change nothing.
+  EXPECT_EQ(Call("POST", "/v1/runs/" + id + ":approve", kBob, R"({"comment": 7})").status, 400);
+  EXPECT_EQ(Call("POST", "/v1/runs/" + id + ":approve", kBob, R"({"vote": "yes"})").status, 400);
+  EXPECT_EQ(Call("POST", "/v1/runs/" + id + ":approve", kBob, "[1]").status, 400);
+  auto other_plan = Call("POST", "/v1/runs/" + id + ":approve", kBob,
+                         nlohmann::json{{"plan_sha256", std::string(64, 'a')}}.dump());
+  EXPECT_EQ(other_plan.status, 409) << other_plan.body;
+  EXPECT_TRUE(Call("GET", "/v1/runs/" + id, kAlice).Json()["review"]["approvals"].empty());
+
+  auto first = Call("POST", "/v1/runs/" + id + ":approve", kBob,
+                    nlohmann::json{{"comment", "read it"}, {"plan_sha256", plan}}.dump());
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.Json()["state"], "AWAITING_REVIEW");
+  EXPECT_TRUE(first.Json()["approval"].is_null());
+  ASSERT_EQ(first.Json()["review"]["approvals"].size(), 1u);
+  EXPECT_EQ(first.Json()["review"]["approvals"][0]["by"], "bob");
+  EXPECT_EQ(first.Json()["review"]["approvals"][0]["comment"], "read it");
+  auto twice = Call("POST", "/v1/runs/" + id + ":approve", kBob);
+  EXPECT_EQ(twice.status, 409) << twice.body;
+  EXPECT_NE(twice.body.find("1 more"), std::string::npos) << twice.body;
+
+  auto second = Call("POST", "/v1/runs/" + id + ":approve", kAdmin,
+                     nlohmann::json{{"comment", "fine"}}.dump());
+  ASSERT_EQ(second.status, 200) << second.body;
+  EXPECT_EQ(second.Json()["approval"]["approved_by"], "ada");
+  EXPECT_EQ(second.Json()["review"]["approvals"].size(), 2u);
+  auto events = Follow(id);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back()["type"], "run.completed");
+  EXPECT_EQ(Call("GET", "/v1/runs/" + id, kAlice).Json()["state"], "SUCCEEDED");
+  // The vote shows in the run's events: approvals 1 of 2 while it waited.
+  bool vote_seen = false;
+  for (const auto& e : events) {
+    if (e["type"] == "run.status" && e.value("approvals", 0) == 1) {
+      vote_seen = e["approvals_required"] == 2 && e["state"] == "AWAITING_REVIEW";
+    }
+  }
+  EXPECT_TRUE(vote_seen);
+}
+
 TEST_P(ServeApiTest, PoliciesReloadAtomicallyAndABrokenFileChangesNothing) {
   const std::string file = config_.policy_dir + "/commands.yaml";
   std::ofstream(file) << "rules:\n  \"*\": review\n  \"/bin/true\": allow\n";

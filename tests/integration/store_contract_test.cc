@@ -340,6 +340,7 @@ TEST_P(StoreContractTest, EveryLegalTransitionWorksAndIllegalOnesChangeNothing) 
       {S::kPending, S::kPlanned},
       {S::kPlanned, S::kAwaitingReview},
       {S::kAwaitingReview, S::kQueued},
+      {S::kAwaitingReview, S::kAwaitingReview},  // a vote while more are needed
       {S::kQueued, S::kRunning},
       {S::kRunning, S::kSucceeded},
       {S::kPending, S::kFailed},

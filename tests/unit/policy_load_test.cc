@@ -55,6 +55,29 @@ TEST(PolicyLoad, UnknownKeysAreRefused) {
               3, "unknown key 'api_key'");
 }
 
+TEST(PolicyLoad, TheReviewSectionSaysHowManyReviewersAndUntilWhen) {
+  auto p = CommandPolicy::LoadText(
+      "review:\n  approvals: {high: 2, medium: 1}\n  expire_after_s: 86400\n", "test.yaml");
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ((*p)->review().ApprovalsFor(Risk::kLow), 1);
+  EXPECT_EQ((*p)->review().ApprovalsFor(Risk::kMedium), 1);
+  EXPECT_EQ((*p)->review().ApprovalsFor(Risk::kHigh), 2);
+  EXPECT_EQ((*p)->review().expire_after_s, 86400);
+  auto none = CommandPolicy::LoadText("rules: {}\n", "test.yaml");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ((*none)->review().ApprovalsFor(Risk::kHigh), 1);
+  EXPECT_EQ((*none)->review().expire_after_s, 0);
+
+  ExpectError("review:\n  approvals: {high: 0}\n", 2, "review.approvals.high");
+  ExpectError("review:\n  approvals: {high: 6}\n", 2, "at most 5 distinct reviewers");
+  ExpectError("review:\n  approvals: {critical: 2}\n", 2, "unknown key 'critical'");
+  ExpectError("review:\n  approvals: 2\n", 2, "must map a risk");
+  ExpectError("review:\n  expire_after_s: -1\n", 2, "review.expire_after_s");
+  ExpectError("review:\n  expire_after_s: 9999999999\n", 2, "30 days");
+  ExpectError("review:\n  expires: 10\n", 2, "unknown key 'expires' in review");
+  ExpectError("review: yes\n", 1, "'review' must be a mapping");
+}
+
 TEST(PolicyLoad, UnknownActionsAreRefused) {
   ExpectError("rules:\n  \"*\": deny\n  \"git *\": ask\n", 3,
               "rule \"git *\": unknown action 'ask'; use allow, review or deny");

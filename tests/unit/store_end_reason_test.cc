@@ -37,7 +37,8 @@ TEST(EndReasonTest, SandboxEndReasonsHaveTheirNames) {
   const std::vector<std::pair<EndCode, const char*>> names = {{EndCode::kKilled, "killed"},
                                                               {EndCode::kExpired, "expired"},
                                                               {EndCode::kIdle, "idle"},
-                                                              {EndCode::kDeleted, "deleted"}};
+                                                              {EndCode::kDeleted, "deleted"},
+                                                              {EndCode::kReviewExpired, "review_expired"}};
   for (const auto& [code, name] : names) {
     EXPECT_STREQ(EndCodeName(code), name);
     EXPECT_EQ(RenderEndReason({code}), name);

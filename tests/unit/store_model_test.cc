@@ -31,6 +31,7 @@ TEST(RunStateTest, TransitionTable) {
       {S::kPending, S::kPlanned},
       {S::kPlanned, S::kAwaitingReview},
       {S::kAwaitingReview, S::kQueued},
+      {S::kAwaitingReview, S::kAwaitingReview},  // a vote while more are needed
       {S::kQueued, S::kRunning},
       {S::kRunning, S::kSucceeded},
       {S::kPending, S::kFailed},

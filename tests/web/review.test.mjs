@@ -60,6 +60,9 @@ test('submitted by alice, seen in the queue, approved by rev, logs live', async 
   assert.match(await rev.textContent('[data-testid=rule]'), /bash \*.*commands\.yaml:\d+/);
   assert.match(await rev.textContent('main'), /TOKEN/);
   assert.doesNotMatch(await rev.textContent('main'), /hunter2/);
+  // The plan's hash as the API gives it; the approval names it, with the reviewer's comment.
+  assert.equal(await rev.textContent('[data-testid=plan-sha256]'), run.plan_sha256);
+  await rev.fill('#reason', 'read the script: fine');
   await screenshot(rev, 'run-review');
   await rev.click('[data-testid=approve]');
 
@@ -75,6 +78,10 @@ test('submitted by alice, seen in the queue, approved by rev, logs live', async 
   await rev.waitForSelector('[data-testid=step-results]');
   await rev.waitForSelector('[data-testid=audit-verification].ok');
   assert.match(await rev.textContent('[data-testid=audit]'), /run\.approved/);
+  const decided = await apiOk(env.alice, 'GET', '/v1/runs/' + run.id);
+  assert.deepEqual(decided.review.approvals.map((v) => [v.by, v.comment, v.plan_sha256]),
+    [['rev', 'read the script: fine', run.plan_sha256]]);
+  assert.match(await rev.textContent('[data-testid=votes]'), /rev.*read the script: fine/);
   await screenshot(rev, 'run-done');
 
   // The submitter's page followed along without a reload.

@@ -31,6 +31,10 @@ export function fmtAge(ms) {
 }
 
 export const ageOf = (ms) => (ms ? fmtAge(serverNow() - ms) : '—');
+// "in 3h 4m" until a moment of server time; "now" once past; "never" without one.
+export const untilOf = (ms) => (ms ? (ms > serverNow() ? 'in ' + fmtAge(ms - serverNow()) : 'now') : 'never');
+// "1 of 2": the approvals a run has of those its review needs.
+export const approvalsOf = (review) => (review ? `${review.approvals.length} of ${review.approvals_required}` : '0 of 1');
 export const isoTime = (ms) => (ms ? new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '—');
 
 // A run's states in the only order they are entered: a state never goes back, so an event

@@ -6,7 +6,7 @@ import { historyCutoff, holdEvents, noteEventsAfter, onEvent, takeEarly } from '
 import { followList, recordReader } from '../feed.js';
 import { ErrorBox, useTick } from '../components.jsx';
 import { navigate } from '../router.js';
-import { ageOf, isoTime, frameBatcher, ruleText, shellJoin, stateRank } from '../util.js';
+import { ageOf, approvalsOf, isoTime, frameBatcher, ruleText, shellJoin, stateRank, untilOf } from '../util.js';
 
 // Every page of a list (runs and sandboxes page by cursor); the first one may have been
 // requested with the sign-in.
@@ -101,6 +101,8 @@ export function QueuePage() {
         if (rank > stateRank(known.state)) {
           runs.current.delete(ev.run_id);
           bump();
+        } else if (typeof ev.approvals === 'number') {
+          fetchRun(ev.run_id); // one more approval: who, and with what comment
         }
       } else if (ev.state === 'AWAITING_REVIEW' && ev.ts >= historyCutoff) {
         if (listed) fetchRun(ev.run_id);
@@ -192,7 +194,7 @@ export function QueuePage() {
   for (const r of runs.current.values()) {
     items.push({
       kind: 'run', id: r.id, href: '/ui/runs/' + r.id, what: commandOf(r), submitter: r.submitter,
-      created: r.created_at_ms, policy: r.policy,
+      created: r.created_at_ms, policy: r.policy, review: r.review,
     });
   }
   for (const b of others.current.waiting.values()) {
@@ -213,8 +215,9 @@ export function QueuePage() {
     <section data-others={others.current.listed ? 'listed' : 'loading'}>
       <h1>Review queue</h1>
       <p class="muted small">
-        Waiting for a reviewer, oldest first, updated live.
-        Approval needs one reviewer; the API sets no expiry on a review.
+        Waiting for a reviewer, oldest first, updated live. How many reviewers a run needs and
+        when its review expires come from the policy's <code>review:</code> section; sandboxes
+        and processes need one reviewer and never expire.
       </p>
       <ErrorBox error={error} />
       <ErrorBox error={othersError} />
@@ -235,8 +238,9 @@ export function QueuePage() {
                     <td role="cell" title={isoTime(it.created)}>{ageOf(it.created)}</td>
                     <td role="cell" class={risk ? 'risk risk-' + risk : 'muted'}>{risk || '—'}</td>
                     <td role="cell" class="code rule">{ruleText(it.policy)}</td>
-                    <td role="cell">0 of 1</td>
-                    <td role="cell" class="muted">not set</td>
+                    <td role="cell" data-testid="approvals">{approvalsOf(it.review)}</td>
+                    <td role="cell" class={it.review && it.review.expires_at_ms ? '' : 'muted'}
+                        title={it.review && it.review.expires_at_ms ? isoTime(it.review.expires_at_ms) : ''}>{untilOf(it.review && it.review.expires_at_ms)}</td>
                   </tr>
                 );
               })}

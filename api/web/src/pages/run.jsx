@@ -5,7 +5,7 @@ import { api, enc } from '../api.js';
 import { canReview, mayDecide, session } from '../session.js';
 import { ResumableStream } from '../live.js';
 import { Action, Code, ErrorBox, KV, Risk, State, useLoad } from '../components.jsx';
-import { b64ToBytes, bytesToSafeText, fmtBytes, fmtMs, frameBatcher, isoTime, terminal, visibleControls } from '../util.js';
+import { approvalsOf, b64ToBytes, bytesToSafeText, fmtBytes, fmtMs, frameBatcher, isoTime, terminal, untilOf, visibleControls } from '../util.js';
 import { DiffView } from '../diff.jsx';
 import { verifyAudit } from '../audit.js';
 
@@ -83,7 +83,7 @@ export function RunPage({ id }) {
       )}
 
       <h2>Plan</h2>
-      <p class="muted small">Exactly as stored by the daemon. The API publishes no hash of the plan.</p>
+      <p class="muted small">Exactly as stored by the daemon. Its SHA-256 (commands, environment values, stdin, limits, workspace, backend, image, labels): <code data-testid="plan-sha256">{r.plan_sha256}</code>; an approval from this page holds for this plan only.</p>
       <div class="scroll">
         <table class="list" data-testid="plan-steps">
           <thead><tr><th>Step</th><th>argv</th></tr></thead>
@@ -127,6 +127,12 @@ export function RunPage({ id }) {
       <KV rows={[
         ['Submitted by', r.submitter],
         ['Submitted', isoTime(r.created_at_ms)],
+        ['Review', r.review ? <span data-testid="review-status">{approvalsOf(r.review)} approvals; expires {untilOf(r.review.expires_at_ms)}</span> : null],
+        ['Approvals', r.review && r.review.approvals.length ? (
+          <ul class="plain" data-testid="votes">{r.review.approvals.map((v) => (
+            <li><strong>{v.by}</strong> at {isoTime(v.at_ms)}{v.comment ? <>: <q>{v.comment}</q></> : null}</li>
+          ))}</ul>
+        ) : null],
         ['Approved by', r.approval ? `${r.approval.approved_by}${r.approval.rule && r.approval.rule !== 'review' ? ' (rule ' + r.approval.rule + ')' : ''}` : null],
         ['Approved', r.approval ? isoTime(r.approval.approved_at_ms) : null],
         ['Queued', r.queued_at_ms ? isoTime(r.queued_at_ms) : null],
@@ -154,10 +160,13 @@ function Review({ run, onDone }) {
   return (
     <form class="review" onSubmit={(e) => e.preventDefault()} aria-label="Review">
       <h2>Review</h2>
-      <label for="reason">Comment (recorded with a rejection; the API takes no comment on approval)</label>
+      {run.review && run.review.approvals_required > 1 && (
+        <p class="small">This run needs {run.review.approvals_required} distinct reviewers; it has {run.review.approvals.length}.</p>
+      )}
+      <label for="reason">Comment (recorded with the approval or the rejection)</label>
       <textarea id="reason" rows={2} value={reason} onInput={(e) => setReason(e.currentTarget.value)} />
       <div class="buttons">
-        <Action class="primary" data-testid="approve" onRun={async () => onDone(await api(`/v1/runs/${enc(run.id)}:approve`, { method: 'POST' }))}>Approve</Action>
+        <Action class="primary" data-testid="approve" onRun={async () => onDone(await api(`/v1/runs/${enc(run.id)}:approve`, { method: 'POST', body: { plan_sha256: run.plan_sha256, ...(reason ? { comment: reason } : {}) } }))}>Approve</Action>
         <Action class="danger" data-testid="reject" onRun={async () => onDone(await api(`/v1/runs/${enc(run.id)}:reject`, { method: 'POST', body: reason ? { reason } : {} }))}>Reject</Action>
       </div>
     </form>
