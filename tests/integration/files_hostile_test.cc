@@ -95,13 +95,13 @@ class FilesHostile : public ::testing::Test {
           sys::SetResGid(kUid, kUid, kUid) < 0 || sys::SetResUid(kUid, kUid, kUid) < 0) {
         ::_exit(1);
       }
-      ::symlink("/etc/shadow", "/work/shadow");
-      ::symlink("/proc/1/root", "/work/proc1");
-      ::symlink("../../", "/work/up");
-      ::symlink(via_magic.c_str(), "/work/magic-out");
-      ::symlink(via_climb.c_str(), "/work/climb-out");
-      ::symlink(via_magic.c_str(), "/work/swap-a");
-      ::symlink(via_climb.c_str(), "/work/swap-b");
+      if (::symlink("/etc/shadow", "/work/shadow") != 0) ::_exit(1);
+      if (::symlink("/proc/1/root", "/work/proc1") != 0) ::_exit(1);
+      if (::symlink("../../", "/work/up") != 0) ::_exit(1);
+      if (::symlink(via_magic.c_str(), "/work/magic-out") != 0) ::_exit(1);
+      if (::symlink(via_climb.c_str(), "/work/climb-out") != 0) ::_exit(1);
+      if (::symlink(via_magic.c_str(), "/work/swap-a") != 0) ::_exit(1);
+      if (::symlink(via_climb.c_str(), "/work/swap-b") != 0) ::_exit(1);
       if (::write(ready[1], "r", 1) != 1) ::_exit(1);
       // Swap the directory with one link, then the other, forever.
       for (unsigned i = 0;; ++i) {

@@ -23,8 +23,8 @@ class StaticSiteTest : public ::testing::Test {
     std::ofstream(dir_ + "/site/index.html") << "<!doctype html>page";
     std::ofstream(dir_ + "/site/assets/js/app-1a2b.js") << "run()";
     std::ofstream(dir_ + "/secret.txt") << "secret";
-    ::symlink((dir_ + "/secret.txt").c_str(), (dir_ + "/site/assets/link.txt").c_str());
-    ::symlink("../../secret.txt", (dir_ + "/site/assets/rel.txt").c_str());
+    ASSERT_EQ(::symlink((dir_ + "/secret.txt").c_str(), (dir_ + "/site/assets/link.txt").c_str()), 0);
+    ASSERT_EQ(::symlink("../../secret.txt", (dir_ + "/site/assets/rel.txt").c_str()), 0);
     ::mkfifo((dir_ + "/site/assets/fifo.js").c_str(), 0644);
     ASSERT_TRUE(AddStaticSite(router_, dir_ + "/site").ok());
   }
