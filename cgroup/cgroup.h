@@ -105,6 +105,12 @@ struct Usage {
   // sandbox's v1 cgroups, which exist only for the limits it sets. nullopt otherwise.
   std::optional<uint64_t> memory_current_bytes;
   std::optional<uint64_t> pids_current;
+  // Block I/O since the cgroup was made: v2 io.stat's rbytes and wbytes summed over devices,
+  // where the io controller is enabled for the cgroup (the driver enables it when the host
+  // offers it). Block devices only: tmpfs, pipes and reads served by the page cache do not
+  // count. nullopt elsewhere (hybrid hosts account it in v1 blkio, which sandboxes do not join).
+  std::optional<uint64_t> io_read_bytes;
+  std::optional<uint64_t> io_write_bytes;
 };
 
 // One sandbox's cgroup (a directory per hierarchy). Not thread-safe.

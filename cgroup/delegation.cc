@@ -111,7 +111,9 @@ Status ApplyDelegation(const DelegationPlan& plan, const HostInfo& host,
   if (!offered.ok()) return std::move(offered).error();
   std::string enable;
   for (const std::string& c : internal::Words(*offered)) {
-    if (c == "cpu" || c == "memory" || c == "pids") enable += (enable.empty() ? "+" : " +") + c;
+    if (c == "cpu" || c == "memory" || c == "pids" || c == "io") {
+      enable += (enable.empty() ? "+" : " +") + c;
+    }
   }
   if (enable.empty()) return Ok();  // the driver says which controller is missing
   if (Status st = WriteFile(own + "/cgroup.subtree_control", enable); !st.ok()) {

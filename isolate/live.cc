@@ -872,6 +872,15 @@ Result<SandboxStats> Sandbox::Stats() {
   }
   s.pids_current = u->pids_current;
   if (!s.pids_current) s.unavailable.push_back(why("pids_current", "pids"));
+  s.io_read_bytes = u->io_read_bytes;
+  s.io_write_bytes = u->io_write_bytes;
+  if (!s.io_read_bytes) {
+    s.unavailable.push_back(
+        hybrid ? std::string("io: this hybrid host accounts block I/O in the v1 'blkio' "
+                             "hierarchy, which sandboxes do not join")
+               : std::string("io: the 'io' controller is not enabled for this cgroup (the host "
+                             "does not offer it in cgroup.subtree_control)"));
+  }
   const int dir = cgroup_->unified_dirfd();
   if (auto pids = internal::ListProcs(dir); pids.ok()) s.processes = pids->size();
   if (live_) s.processes += live_->CountProcesses();

@@ -133,6 +133,9 @@ struct SandboxStats {
   std::optional<uint64_t> memory_current_bytes;
   std::optional<uint64_t> memory_peak_bytes;
   std::optional<uint64_t> pids_current;  // tasks (threads included), from the pids controller
+  // Block I/O since the sandbox started (cgroup::Usage): block devices only.
+  std::optional<uint64_t> io_read_bytes;
+  std::optional<uint64_t> io_write_bytes;
   uint64_t processes = 0;  // processes in the unified cgroup's tree (init included)
   bool paused = false;
   std::vector<std::string> unavailable;

@@ -254,6 +254,8 @@ json SandboxToJson(const store::SandboxRecord& s, const supervisor::SandboxLiveI
                   {"memory_current_bytes", opt(st.memory_current_bytes)},
                   {"memory_peak_bytes", opt(st.memory_peak_bytes)},
                   {"pids_current", opt(st.pids_current)},
+                  {"io_read_bytes", opt(st.io_read_bytes)},
+                  {"io_write_bytes", opt(st.io_write_bytes)},
                   {"processes", st.processes},
                   {"paused", st.paused},
                   {"unavailable", st.unavailable}};

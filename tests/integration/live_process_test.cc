@@ -266,8 +266,13 @@ TEST_F(LiveProcessTest, StatsSayWhatTheHostReports) {
   EXPECT_FALSE(s->paused);
   // Each value is either there or said to be missing.
   EXPECT_EQ(s->memory_current_bytes.has_value() + s->memory_peak_bytes.has_value() +
-                s->pids_current.has_value() + s->unavailable.size(),
-            3u);
+                s->pids_current.has_value() + s->io_read_bytes.has_value() +
+                s->unavailable.size(),
+            4u);
+  EXPECT_EQ(s->io_read_bytes.has_value(), s->io_write_bytes.has_value());
+  bool io_said = s->io_read_bytes.has_value();
+  for (const auto& why : s->unavailable) io_said = io_said || why.rfind("io: ", 0) == 0;
+  EXPECT_TRUE(io_said);
   for (const auto& why : s->unavailable) EXPECT_NE(why.find(':'), std::string::npos) << why;
 }
 

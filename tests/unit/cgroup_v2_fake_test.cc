@@ -245,8 +245,9 @@ TEST_F(V2FakeTest, OpenCreatesTheParentAndEnablesControllersInItOnly) {
   auto d = OpenDriver();
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(NewOps(), (Ops{"mkdir sandboxd-test",
-                           "write sandboxd-test/cgroup.subtree_control +cpu +memory +pids"}));
-  EXPECT_EQ(ReadText(Path("sandboxd-test/cgroup.subtree_control")), "cpu memory pids\n");
+                           "write sandboxd-test/cgroup.subtree_control +cpu +memory +pids",
+                           "write sandboxd-test/cgroup.subtree_control +io"}));
+  EXPECT_EQ(ReadText(Path("sandboxd-test/cgroup.subtree_control")), "cpu io memory pids\n");
   EXPECT_EQ(ReadText(Path("cgroup.subtree_control")), "cpu io memory pids\n");
   EXPECT_EQ(d->host().unified_mount, root_);
 }
@@ -255,7 +256,8 @@ TEST_F(V2FakeTest, OpenKeepsAnExistingParent) {
   ASSERT_TRUE(fake_->MakeDir(Path("sandboxd-test")).ok());
   NewOps();
   ASSERT_NE(OpenDriver(), nullptr);
-  EXPECT_EQ(NewOps(), (Ops{"write sandboxd-test/cgroup.subtree_control +cpu +memory +pids"}));
+  EXPECT_EQ(NewOps(), (Ops{"write sandboxd-test/cgroup.subtree_control +cpu +memory +pids",
+                           "write sandboxd-test/cgroup.subtree_control +io"}));
 }
 
 TEST_F(V2FakeTest, OpenSaysWhichControllerIsNotDelegatedAndRemovesTheParent) {
@@ -296,6 +298,7 @@ TEST_F(V2FakeTest, TheParentItMadeGoesWithTheDriverWhenEmpty) {
   ASSERT_NE(OpenDriver(), nullptr);
   EXPECT_EQ(NewOps(), (Ops{"mkdir sandboxd-test",
                            "write sandboxd-test/cgroup.subtree_control +cpu +memory +pids",
+                           "write sandboxd-test/cgroup.subtree_control +io",
                            "rmdir sandboxd-test"}));
 }
 
@@ -618,6 +621,22 @@ TEST_F(V2FakeTest, ReadUsage) {
   u = (*cg)->ReadUsage();
   ASSERT_TRUE(u.ok()) << u.error().ToString();
   EXPECT_EQ(u->memory_peak_bytes, 0u);
+
+  // io.stat: every device's bytes added up; a cgroup that did no block I/O has an empty one.
+  PutText(dir + "/io.stat",
+          "8:0 rbytes=4096 wbytes=1048576 rios=1 wios=8 dbytes=0 dios=0\n"
+          "253:1 rbytes=8192 wbytes=0 rios=2 wios=0 dbytes=0 dios=0\n");
+  u = (*cg)->ReadUsage();
+  ASSERT_TRUE(u.ok()) << u.error().ToString();
+  EXPECT_EQ(u->io_read_bytes, 12288u);
+  EXPECT_EQ(u->io_write_bytes, 1048576u);
+  PutText(dir + "/io.stat", "");
+  u = (*cg)->ReadUsage();
+  EXPECT_EQ(u->io_read_bytes, 0u);
+  stdfs::remove(dir + "/io.stat");  // no io controller
+  u = (*cg)->ReadUsage();
+  EXPECT_FALSE(u->io_read_bytes.has_value());
+  EXPECT_FALSE(u->io_write_bytes.has_value());
 
   PutText(dir + "/cpu.stat", "user_usec 1\n");
   u = (*cg)->ReadUsage();

@@ -169,6 +169,8 @@ export interface SandboxStats {
   memory_current_bytes: number;
   memory_peak_bytes: number;
   pids_current: number;
+  io_read_bytes: number | null;
+  io_write_bytes: number | null;
   processes: number;
   paused: boolean;
   unavailable: string[];

@@ -244,6 +244,7 @@ export function SandboxPage({ id, pid }) {
               ['Memory', fmtBytes(st.memory_current_bytes)],
               ['Memory peak', fmtBytes(st.memory_peak_bytes)],
               ['Pids', st.pids_current],
+              ['Block I/O', st.io_read_bytes != null ? `${fmtBytes(st.io_read_bytes)} read, ${fmtBytes(st.io_write_bytes)} written` : null],
               ['Processes', st.processes],
               ['Paused', String(st.paused)],
             ]} />
