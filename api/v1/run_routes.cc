@@ -116,6 +116,7 @@ nlohmann::json RunToJson(const RunRecord& r) {
                                                : nlohmann::json(r.result->backend);
     res["steps"] = nlohmann::json::array();
     for (const auto& s : r.result->steps) res["steps"].push_back(supervisor::StepResultJson(s));
+    res["isolation"] = r.result->isolation;
     j["result"] = res;
   } else {
     j["result"] = nullptr;

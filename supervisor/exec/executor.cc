@@ -349,6 +349,7 @@ void Executor::RunSteps(Execution& x) {
       for (const auto& d : r->seccomp_denials) {
         sr.seccomp_denials.push_back({d.name, static_cast<int64_t>(d.count)});
       }
+      if (result.isolation.is_null()) result.isolation = IsolationToJson(r->isolation);
       if (r->output_truncated) result.output_truncated = true;
       uint64_t used = r->stdout_bytes + r->stderr_bytes;
       output_left = used >= output_left ? 0 : output_left - used;

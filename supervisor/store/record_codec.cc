@@ -199,6 +199,7 @@ json ResultToJson(const RunResult& r) {
     j["steps"].push_back(std::move(sj));
   }
   DenialsToJson(j, r.seccomp_denials);
+  if (!r.isolation.is_null()) j["isolation"] = r.isolation;
   return j;
 }
 
@@ -227,6 +228,7 @@ RunResult ResultFromJson(const json& j) {
     }
   }
   r.seccomp_denials = DenialsFromJson(j);
+  if (auto it = j.find("isolation"); it != j.end()) r.isolation = *it;
   return r;
 }
 

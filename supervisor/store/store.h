@@ -134,6 +134,9 @@ struct RunResult {
   int64_t memory_peak_bytes = 0;
   std::vector<StepResult> steps;
   std::vector<SeccompDenial> seccomp_denials;  // every step's, added up; most frequent first
+  // The layers the run's sandbox had (namespaces, network, cgroup, seccomp profile, user,
+  // capabilities), as the engine reported them; null when no sandbox was built.
+  nlohmann::json isolation;
   bool operator==(const RunResult&) const = default;
 };
 

@@ -443,6 +443,16 @@ TEST_P(ServeApiTest, ARunsCgroupNamespaceShowsNoHostPath) {
     Follow(id);
     auto run = Call("GET", "/v1/runs/" + id, kAlice).Json();
     ASSERT_EQ(run["state"], "SUCCEEDED") << run.dump();
+    // The run says which layers its sandbox had, warm or fresh alike.
+    const auto& iso = run["result"]["isolation"];
+    ASSERT_TRUE(iso.is_object()) << run.dump();
+    EXPECT_EQ(iso["namespaces"], nlohmann::json({"user", "pid", "mount", "ipc", "uts", "cgroup",
+                                                 "network"}))
+        << iso.dump();
+    EXPECT_EQ(iso["network"], "none");
+    EXPECT_EQ(iso["seccomp_profile"], "default");
+    EXPECT_EQ(iso["capabilities"], "none");
+    EXPECT_EQ(iso["no_new_privs"], true);
     std::string out = Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice).body;
     std::istringstream in(out);
     int lines = 0;

@@ -76,6 +76,8 @@ test('submitted by alice, seen in the queue, approved by rev, logs live', async 
   assert.ok(err.join('').includes('warn 30') && !err.join('').includes('line'));
   assert.ok(out.join('').includes('\\xff\\xfe raw'), out.join('').slice(-40));
   await rev.waitForSelector('[data-testid=step-results]');
+  // The layers this run's sandbox had, from the run itself.
+  assert.match(await rev.textContent('[data-testid=run-namespaces]'), /user.*pid.*mount/);
   await rev.waitForSelector('[data-testid=audit-verification].ok');
   assert.match(await rev.textContent('[data-testid=audit]'), /run\.approved/);
   const decided = await apiOk(env.alice, 'GET', '/v1/runs/' + run.id);

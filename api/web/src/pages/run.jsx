@@ -232,17 +232,34 @@ function StepResults({ run }) {
         </div>
       ) : <p class="muted">No step has finished.</p>}
       {res && res.output_truncated && <p class="error">Output was cut at the run's output limit.</p>}
-      <details>
+      <details open={!!(res && res.isolation)}>
         <summary>Isolation layers</summary>
-        <p class="muted small">The daemon's layers (GET /v1/info); the API records none per run{res && res.backend ? `; this run ran on the ${res.backend} backend` : ''}.</p>
-        {iso && <KV rows={[
-          ['Namespaces', iso.namespaces.join(', ')],
-          ['cgroup', `${iso.cgroup.layout}${iso.cgroup.unified_mount ? ' at ' + iso.cgroup.unified_mount : ''}`],
-          ['Seccomp', `${iso.seccomp} (profile ${run.seccomp_profile})`],
-          ['Capabilities', iso.capabilities],
-          ['no_new_privs', String(iso.no_new_privs)],
-          ['Network', run.network],
-        ]} />}
+        {res && res.isolation ? (
+          <>
+            <p class="muted small">What this run's sandbox had, as the engine reported it{res.backend ? ` (the ${res.backend} backend)` : ''}.</p>
+            <KV rows={[
+              ['Namespaces', <span data-testid="run-namespaces">{res.isolation.namespaces.join(', ')}</span>],
+              ['Network', res.isolation.network],
+              ['cgroup', `${res.isolation.cgroup.version}${res.isolation.cgroup.controllers.length ? ' (' + res.isolation.cgroup.controllers.join(', ') + ')' : ''}`],
+              ['Seccomp profile', res.isolation.seccomp_profile],
+              ['User', res.isolation.user],
+              ['Capabilities', res.isolation.capabilities],
+              ['no_new_privs', String(res.isolation.no_new_privs)],
+            ]} />
+          </>
+        ) : (
+          <>
+            <p class="muted small">No sandbox was built for this run yet; the daemon's layers (GET /v1/info):</p>
+            {iso && <KV rows={[
+              ['Namespaces', iso.namespaces.join(', ')],
+              ['cgroup', `${iso.cgroup.layout}${iso.cgroup.unified_mount ? ' at ' + iso.cgroup.unified_mount : ''}`],
+              ['Seccomp', `${iso.seccomp} (profile ${run.seccomp_profile})`],
+              ['Capabilities', iso.capabilities],
+              ['no_new_privs', String(iso.no_new_privs)],
+              ['Network', run.network],
+            ]} />}
+          </>
+        )}
       </details>
     </>
   );
