@@ -42,6 +42,10 @@ class RunManagerTest : public SandboxTest {
     ASSERT_TRUE(s.ok()) << s.error().ToString();
     store_ = std::move(*s);
     ASSERT_TRUE(store_->Migrate().ok());
+    StartManager();
+  }
+  // A manager on the store, its events collected for WaitCompleted (again: a restart).
+  void StartManager() {
     supervisor::RunManagerOptions o;
     o.node = "test-node";
     o.data_dir = dir_ + "/data";
@@ -615,18 +619,8 @@ TEST_F(RunManagerTest, AReviewNobodyDecidesExpiresAlsoAcrossARestart) {
   ASSERT_EQ(b.state, RunState::kAwaitingReview);
   manager_->Stop();
   manager_.reset();
-  supervisor::RunManagerOptions o;
-  o.node = "test-node";
-  o.data_dir = dir_ + "/data";
-  o.cgroups = driver_.get();
-  auto m = supervisor::RunManager::Start(*store_, o);
-  ASSERT_TRUE(m.ok()) << m.error().ToString();
-  manager_ = std::move(*m);
-  manager_->Subscribe("", [this](const store::EventRecord& e) {
-    std::lock_guard<std::mutex> lk(mu_);
-    events_.push_back(e);
-    cv_.notify_all();
-  });
+  StartManager();
+  ASSERT_TRUE(manager_);
   auto after_restart = WaitCompleted(b.id);
   EXPECT_EQ(after_restart.state, RunState::kCancelled);
   EXPECT_EQ(after_restart.result->reason.code, store::EndCode::kReviewExpired);
