@@ -240,7 +240,19 @@ Reply Fail(const Error& e) { return ErrorResponse(e); }
 Reply GetRunHandler(const RouteContext& ctx, const Request& req) {
   auto run = VisibleRun(ctx, req);
   if (!run.ok()) return Fail(run.error());
-  return JsonResponse(200, RunToJson(*run));
+  nlohmann::json j = RunToJson(*run);
+  // ?timeline=true: how long each phase of its execution took, in microseconds.
+  if (auto t = req.query.Get("timeline")) {
+    if (*t != "true" && *t != "false") return Fail(FieldError("timeline", "must be true or false"));
+    if (*t == "true" && run->result) {
+      nlohmann::json timeline = nlohmann::json::array();
+      for (const auto& p : run->result->timeline) {
+        timeline.push_back({{"phase", p.phase}, {"us", p.us}});
+      }
+      j["result"]["timeline"] = std::move(timeline);
+    }
+  }
+  return JsonResponse(200, j);
 }
 
 // A step.log event's bytes as a range of its open log file, for SendBinary; no fd when the

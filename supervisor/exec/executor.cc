@@ -172,14 +172,42 @@ void Executor::Worker() {
 
 void Executor::Execute(RunRecord run) {
   Execution x(std::move(run));
-  Start(x);
-  if (PrepareDirAndLogs(x) && ChooseBackend(x) && PrepareWorkspace(x) && CreateSandbox(x)) {
-    RunSteps(x);
-    ReleaseSandbox(x);
-    TakeOutputs(x);
-    SettleCancel(x);
+  // Each phase's time goes into the result's timeline and the per-phase histogram. The time in
+  // the queue comes from the store's queued_at (milliseconds); the rest is measured here.
+  if (x.run.queued_at_ms) {
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    Timed(x, "queued", std::chrono::milliseconds(std::max<int64_t>(0, now_ms - *x.run.queued_at_ms)));
+  }
+  auto phase = [&](const char* name, auto&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    bool ok = true;
+    if constexpr (std::is_void_v<decltype(f())>) {
+      f();
+    } else {
+      ok = f();
+    }
+    Timed(x, name, std::chrono::steady_clock::now() - t0);
+    return ok;
+  };
+  phase("start", [&] { Start(x); });
+  if (phase("dir_and_logs", [&] { return PrepareDirAndLogs(x); }) &&
+      phase("choose_backend", [&] { return ChooseBackend(x); }) &&
+      phase("workspace", [&] { return PrepareWorkspace(x); }) &&
+      phase("create_sandbox", [&] { return CreateSandbox(x); })) {
+    phase("steps", [&] { RunSteps(x); });
+    phase("release_sandbox", [&] { ReleaseSandbox(x); });
+    phase("take_outputs", [&] { TakeOutputs(x); });
+    phase("settle_cancel", [&] { SettleCancel(x); });
   }
   Finish(x);
+}
+
+void Executor::Timed(Execution& x, const char* phase, std::chrono::nanoseconds took) {
+  const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
+  x.result.timeline.push_back({phase, us});
+  if (options_.metrics != nullptr) options_.metrics->RunPhase(phase, took);
 }
 
 void Executor::Start(Execution& x) {
@@ -456,7 +484,12 @@ void Executor::Finish(Execution& x) {
                  {"summary", DenialSummary(result.seccomp_denials)},
                  {"profile", x.run.seccomp_profile.empty() ? "default" : x.run.seccomp_profile}}));
   }
+  const auto end_commit = std::chrono::steady_clock::now();
   auto done = events_.Record(id, "its end", ended);
+  // Its own time cannot be in the record it writes: the histogram alone has it.
+  if (options_.metrics != nullptr) {
+    options_.metrics->RunPhase("end_commit", std::chrono::steady_clock::now() - end_commit);
+  }
   if (!done.ok()) return;
   // Every artifact exists, and is announced, before run.completed (in the same commit).
   std::vector<store::Write> completed;

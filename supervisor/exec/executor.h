@@ -10,6 +10,7 @@
 // outputs, finish.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -92,6 +93,8 @@ class Executor {
   // (supervisor_shutdown: Stop()).
   void SettleCancel(Execution& x);
   void Finish(Execution& x);
+  // Records how long `phase` took: in the result's timeline and in the metrics.
+  void Timed(Execution& x, const char* phase, std::chrono::nanoseconds took);
   bool CancelRequested(const std::string& id);
   // diff.patch, report.md and audit.json for a run that has ended, and the manifest; returns
   // every artifact (`collected` first), to announce.

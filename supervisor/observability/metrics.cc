@@ -158,6 +158,19 @@ void Metrics::SandboxStarted(std::chrono::duration<double> latency, bool warm) {
   ++(warm ? started_warm_ : started_built_);
 }
 
+void Metrics::RunPhase(std::string_view phase, std::chrono::duration<double> took) {
+  // Phases run from microseconds (a commit) to hours (the steps).
+  static const std::vector<double> kPhaseBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                     0.005,  0.01,    0.025,  0.05,  0.1,
+                                                     0.25,   0.5,     1,      2.5,   10,  60};
+  std::lock_guard lock(mu_);
+  auto it = run_phases_.find(phase);
+  if (it == run_phases_.end()) {
+    it = run_phases_.emplace(std::string(phase), Histogram(kPhaseBuckets)).first;
+  }
+  it->second.Observe(took.count());
+}
+
 void Metrics::SandboxEnded() {
   std::lock_guard lock(mu_);
   if (active_ > 0) --active_;
@@ -213,6 +226,14 @@ std::string Metrics::Render() const {
   Family(out, "sandboxd_run_duration_seconds", "histogram",
          "Time from a run starting to run until it ended.");
   run_duration_.Render(out, "sandboxd_run_duration_seconds", "");
+  if (!run_phases_.empty()) {
+    Family(out, "sandboxd_run_phase_seconds", "histogram",
+           "Time a run spent in each phase of its execution, from the queue to its end's commit.");
+    for (const auto& [phase, h] : run_phases_) {
+      h.Render(out, "sandboxd_run_phase_seconds",
+               fmt::format("phase=\"{}\"", EscapeLabelValue(phase)));
+    }
+  }
   Family(out, "sandboxd_sandboxes_active", "gauge", "Sandboxes that exist now.");
   out += fmt::format("sandboxd_sandboxes_active {}\n", active_);
   Family(out, "sandboxd_sandboxes_started_total", "counter",

@@ -81,6 +81,8 @@ class Metrics {
   void OnEvent(std::string_view run_id, std::string_view type, const nlohmann::json& data);
   void SandboxStarted(std::chrono::duration<double> latency, bool warm = false);
   void SandboxEnded();
+  // One phase of a run's execution (store::PhaseTime's names, and "end_commit").
+  void RunPhase(std::string_view phase, std::chrono::duration<double> took);
   void ApiRequest(std::string_view method, std::string_view route, int status,
                   std::chrono::duration<double> latency);
   void SetQueueCounts(std::function<std::optional<QueueCounts>()> source);
@@ -105,6 +107,7 @@ class Metrics {
   std::map<std::string, uint64_t> seccomp_;
   std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_;
   std::map<std::pair<std::string, std::string>, Histogram> request_latency_;
+  std::map<std::string, Histogram, std::less<>> run_phases_;
   std::map<std::string, std::chrono::steady_clock::time_point> started_;  // run id -> RUNNING
   std::function<std::optional<QueueCounts>()> queue_counts_;
 };

@@ -200,6 +200,11 @@ json ResultToJson(const RunResult& r) {
   }
   DenialsToJson(j, r.seccomp_denials);
   if (!r.isolation.is_null()) j["isolation"] = r.isolation;
+  if (!r.timeline.empty()) {
+    json t = json::array();
+    for (const PhaseTime& p : r.timeline) t.push_back({{"phase", p.phase}, {"us", p.us}});
+    j["timeline"] = std::move(t);
+  }
   return j;
 }
 
@@ -229,6 +234,11 @@ RunResult ResultFromJson(const json& j) {
   }
   r.seccomp_denials = DenialsFromJson(j);
   if (auto it = j.find("isolation"); it != j.end()) r.isolation = *it;
+  if (auto it = j.find("timeline"); it != j.end()) {
+    for (const json& p : *it) {
+      r.timeline.push_back({p.at("phase").get<std::string>(), p.at("us").get<int64_t>()});
+    }
+  }
   return r;
 }
 

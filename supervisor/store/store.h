@@ -121,6 +121,15 @@ struct StepResult {
   bool operator==(const StepResult&) const = default;
 };
 
+// How long one phase of a run's execution took (Executor's phases: "queued", "start",
+// "dir_and_logs", "choose_backend", "workspace", "create_sandbox", "steps", "release_sandbox",
+// "take_outputs", "settle_cancel"; the end's own commit is timed in the metrics only).
+struct PhaseTime {
+  std::string phase;
+  int64_t us = 0;
+  bool operator==(const PhaseTime&) const = default;
+};
+
 // How a run ended. `reason` is set for every terminal run ("supervisor_restart" for one
 // recovered by RecoverStale()).
 struct RunResult {
@@ -137,6 +146,7 @@ struct RunResult {
   // The layers the run's sandbox had (namespaces, network, cgroup, seccomp profile, user,
   // capabilities), as the engine reported them; null when no sandbox was built.
   nlohmann::json isolation;
+  std::vector<PhaseTime> timeline;  // in order; what ran before the end was recorded
   bool operator==(const RunResult&) const = default;
 };
 

@@ -453,6 +453,23 @@ TEST_P(ServeApiTest, ARunsCgroupNamespaceShowsNoHostPath) {
     EXPECT_EQ(iso["seccomp_profile"], "default");
     EXPECT_EQ(iso["capabilities"], "none");
     EXPECT_EQ(iso["no_new_privs"], true);
+    // ?timeline=true: every phase, in order, each timed.
+    EXPECT_FALSE(run["result"].contains("timeline"));
+    auto timed = Call("GET", "/v1/runs/" + id + "?timeline=true", kAlice).Json();
+    std::vector<std::string> phases;
+    int64_t total_us = 0;
+    for (const auto& p : timed["result"]["timeline"]) {
+      phases.push_back(p["phase"]);
+      EXPECT_GE(p["us"].get<int64_t>(), 0) << p.dump();
+      total_us += p["us"].get<int64_t>();
+    }
+    EXPECT_EQ(phases, (std::vector<std::string>{"queued", "start", "dir_and_logs",
+                                                "choose_backend", "workspace", "create_sandbox",
+                                                "steps", "release_sandbox", "take_outputs",
+                                                "settle_cancel"}))
+        << timed.dump();
+    EXPECT_GT(total_us, 0);
+    EXPECT_EQ(Call("GET", "/v1/runs/" + id + "?timeline=yes", kAlice).status, 400);
     std::string out = Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice).body;
     std::istringstream in(out);
     int lines = 0;

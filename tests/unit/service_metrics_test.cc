@@ -2,6 +2,7 @@
 // the text format.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <memory>
 
 #include <string>
@@ -124,6 +125,21 @@ TEST(Metrics, HeapInUseFollowsAllocations) {
   EXPECT_GE(held - before, 60.0 * (1 << 20));
   EXPECT_LT(after - before, 4.0 * (1 << 20));
 #endif
+}
+
+TEST(Metrics, RunPhasesAreHistogramsByPhase) {
+  Metrics m;
+  EXPECT_EQ(m.Render().find("sandboxd_run_phase_seconds"), std::string::npos);  // none yet
+  m.RunPhase("create_sandbox", std::chrono::microseconds(800));
+  m.RunPhase("create_sandbox", std::chrono::milliseconds(3));
+  m.RunPhase("steps", std::chrono::seconds(2));
+  std::string page = m.Render();
+  EXPECT_TRUE(Has(page, "# TYPE sandboxd_run_phase_seconds histogram")) << page;
+  EXPECT_TRUE(Has(page, R"(sandboxd_run_phase_seconds_bucket{phase="create_sandbox",le="0.001"} 1)"))
+      << page;
+  EXPECT_TRUE(Has(page, R"(sandboxd_run_phase_seconds_count{phase="create_sandbox"} 2)")) << page;
+  EXPECT_TRUE(Has(page, R"(sandboxd_run_phase_seconds_bucket{phase="steps",le="1"} 0)")) << page;
+  EXPECT_TRUE(Has(page, R"(sandboxd_run_phase_seconds_count{phase="steps"} 1)")) << page;
 }
 
 TEST(Metrics, EscapesLabelValues) {
