@@ -35,6 +35,12 @@
 #include "base/fd_passing.h"
 #include "base/syscalls.h"
 
+// Sanitizer builds (ASan, TSan) cannot run instrumented code in a CLONE_VM child: the payload is
+// started in a copy of the init's address space instead (see StartPayload).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SBX_SANITIZED 1
+#endif
+
 namespace sbx::isolate::internal {
 namespace {
 
@@ -517,7 +523,7 @@ struct PayloadArgs {
   const char* cwd;
   bool pty;
 };
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(SBX_SANITIZED)
 alignas(64) char g_payload_stack[128 * 1024];
 #endif
 
@@ -557,7 +563,7 @@ pid_t StartNotifyingPayload(PayloadArgs* pa, int ctl) {
   g_handoff->listener.store(-1);
   g_handoff->state.store(kHeld);
   pid_t pid;
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(SBX_SANITIZED)
   pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
   if (pid == 0) PayloadMain(pa);
   constexpr bool kClearTid = false;
@@ -797,9 +803,11 @@ void HandleSpawn(const ChildPlan& plan, int ctl) {
     pid = static_cast<pid_t>(sys::Clone3(&args));
     if (pid == 0) PayloadMain(&pa);
   } else if (slot >= 0) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(SBX_SANITIZED)
     // AddressSanitizer cannot follow instrumented code into a CLONE_VM child on a stack of its
-    // own (it corrupts its stack bookkeeping): sanitizer builds copy the address space.
+    // own (it corrupts its stack bookkeeping), nor can ThreadSanitizer (the child would share
+    // the init's thread state, and dies in its first instrumented access): sanitizer builds
+    // copy the address space.
     pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
     if (pid == 0) PayloadMain(&pa);
 #else
