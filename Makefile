@@ -47,14 +47,17 @@ build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 # ThreadSanitizer (not part of `make test`: a third build). TSAN_TESTS picks the ctest regex:
-# by default the threaded cores (the HTTP server, the sandbox service, the run manager).
+# by default the threaded cores (the HTTP server, the sandbox service, the run manager, the MCP
+# server) and the engine's spawner and live processes. die_after_fork=0: the spawner's inits are
+# raw clone3 copies of a process in which TSan runs a thread of its own, and TSan would end each
+# payload it forks before the payload's exec.
 TSAN_BUILD ?= build-tsan
-TSAN_TESTS ?= Api|WebSocket|SandboxService|RunManager|EventBus
+TSAN_TESTS ?= Api|WebSocket|SandboxService|RunManager|EventBus|Mcp|ServeSandbox|Spawner|Live
 test-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSBX_TSAN=ON -DSBX_WERROR=ON \
 	  -DCMAKE_C_FLAGS_DEBUG="-O1 $(DEBUG_INFO)" -DCMAKE_CXX_FLAGS_DEBUG="-O1 $(DEBUG_INFO)" $(CMAKE_ARGS)
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
-	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 die_after_fork=0" \
 	  ctest --output-on-failure -j $(JOBS) --timeout 600 -R '$(TSAN_TESTS)'
 
 # The main job: the service on SQLite under .run/, on 127.0.0.1:8080, with development keys
