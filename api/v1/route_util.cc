@@ -100,6 +100,25 @@ Result<nlohmann::json> ParseBody(const Request& req, bool allow_empty) {
   return j;
 }
 
+Result<std::map<std::string, std::string>> OptionalStringFields(
+    const Request& req, std::initializer_list<std::string_view> allowed) {
+  auto body = ParseBody(req, true);
+  if (!body.ok()) return std::move(body).error();
+  std::map<std::string, std::string> out;
+  if (body->is_null()) return out;
+  if (!body->is_object()) return FieldError("body", "must be a JSON object");
+  for (auto it = body->begin(); it != body->end(); ++it) {
+    if (std::find(allowed.begin(), allowed.end(), it.key()) == allowed.end()) {
+      std::string names;
+      for (std::string_view a : allowed) names += fmt::format("{}{}", names.empty() ? "" : ", ", a);
+      return FieldError(it.key(), fmt::format("unknown field; this takes {}", names));
+    }
+    if (!it.value().is_string()) return FieldError(it.key(), "must be a string");
+    out[it.key()] = it.value().get<std::string>();
+  }
+  return out;
+}
+
 Result<int64_t> NonNegativeParam(const Request& req, std::string_view name, int64_t fallback) {
   auto v = req.query.Get(name);
   if (!v) return fallback;

@@ -48,6 +48,10 @@ nlohmann::json OptInt(const std::optional<int64_t>& v);
 
 // The body as JSON (kInvalidArgument when it is not); an empty body is {} when allowed.
 Result<nlohmann::json> ParseBody(const Request& req, bool allow_empty);
+// A body that may be empty and is otherwise an object of the `allowed` fields, each a string:
+// the fields given (kInvalidArgument naming an unknown field or one that is not a string).
+Result<std::map<std::string, std::string>> OptionalStringFields(
+    const Request& req, std::initializer_list<std::string_view> allowed);
 // ?NAME=N, a non-negative integer; `fallback` when absent.
 Result<int64_t> NonNegativeParam(const Request& req, std::string_view name, int64_t fallback = 0);
 // ?NAME=true|false|1|0 (a bare ?NAME is true); false when absent.

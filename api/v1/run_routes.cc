@@ -71,17 +71,16 @@ nlohmann::json RunToJson(const RunRecord& r) {
                                : nlohmann::json(nullptr);
   j["idempotency_key"] = r.idempotency_key ? nlohmann::json(*r.idempotency_key) : nullptr;
   j["policy"] = r.policy;
-  j["plan_sha256"] = supervisor::PlanSha256(r);
+  // Fixed when the run was planned; runs planned before it was stored compute it.
+  auto stored_plan = r.policy.is_object() ? r.policy.find("plan_sha256") : r.policy.end();
+  j["plan_sha256"] = stored_plan != r.policy.end() && stored_plan->is_string()
+                         ? stored_plan->get<std::string>()
+                         : supervisor::PlanSha256(r);
   // What a reviewer decides with: how many approvals it needs, which it has, until when.
   if (r.policy.is_object() && r.policy.value("decision", "") == "review") {
     nlohmann::json votes = nlohmann::json::array();
     if (r.approval) {
-      for (const auto& v : r.approval->votes) {
-        votes.push_back({{"by", v.by},
-                         {"at_ms", v.at_ms},
-                         {"comment", v.comment},
-                         {"plan_sha256", v.plan_sha256}});
-      }
+      for (const auto& v : r.approval->votes) votes.push_back(store::ReviewVoteJson(v));
     }
     auto expires = r.policy.find("review_expires_at_ms");
     j["review"] = {{"approvals_required", r.policy.value("approvals_required", 1)},
@@ -792,39 +791,20 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
   SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:approve", Access::kReviewer,
                      [c](const Request& req) -> Reply {
                        // Optional body: {"comment": "…", "plan_sha256": "…"}.
-                       auto body = ParseBody(req, true);
-                       if (!body.ok()) return Fail(body.error());
+                       auto fields = OptionalStringFields(req, {"comment", "plan_sha256"});
+                       if (!fields.ok()) return Fail(fields.error());
                        supervisor::Review::ApproveInput in;
-                       if (body->is_object()) {
-                         for (auto it = body->begin(); it != body->end(); ++it) {
-                           if (it.key() != "comment" && it.key() != "plan_sha256") {
-                             return Fail(FieldError(it.key(), "unknown field; an approval takes "
-                                                              "comment and plan_sha256"));
-                           }
-                           if (!it.value().is_string()) {
-                             return Fail(FieldError(it.key(), "must be a string"));
-                           }
-                         }
-                         in.comment = body->value("comment", "");
-                         in.plan_sha256 = body->value("plan_sha256", "");
-                       } else if (!body->is_null()) {
-                         return Fail(FieldError("body", "must be a JSON object"));
-                       }
+                       in.comment = (*fields)["comment"];
+                       in.plan_sha256 = (*fields)["plan_sha256"];
                        auto r = c.runs->Approve(req.PathParam("id"), ToPrincipal(*c.config, req),
                                                 in);
                        return r.ok() ? Reply(JsonResponse(200, RunToJson(*r))) : Fail(r.error());
                      }));
   SBX_TRY(router.Add(Method::kPost, "/v1/runs/{id}:reject", Access::kReviewer,
                      [c](const Request& req) -> Reply {
-                       auto body = ParseBody(req, true);
-                       if (!body.ok()) return Fail(body.error());
-                       std::string reason;
-                       if (body->is_object() && body->contains("reason")) {
-                         if (!(*body)["reason"].is_string()) {
-                           return ErrorResponse(400, "invalid_argument", "reason: a string");
-                         }
-                         reason = (*body)["reason"].get<std::string>();
-                       }
+                       auto fields = OptionalStringFields(req, {"reason"});
+                       if (!fields.ok()) return Fail(fields.error());
+                       const std::string reason = (*fields)["reason"];
                        auto r = c.runs->Reject(req.PathParam("id"), ToPrincipal(*c.config, req),
                                                reason);
                        return r.ok() ? Reply(JsonResponse(200, RunToJson(*r))) : Fail(r.error());

@@ -36,15 +36,9 @@ std::string Pid(const Request& req) { return std::string(req.PathParam("pid")); 
 
 // {"reason": "…"} or an empty body.
 Result<std::string> ReasonBody(const Request& req) {
-  auto body = ParseBody(req, true);
-  if (!body.ok()) return std::move(body).error();
-  if (!body->is_object()) return FieldError("body", "must be a JSON object");
-  for (auto it = body->begin(); it != body->end(); ++it) {
-    if (it.key() != "reason") return FieldError(it.key(), "unknown field (reason)");
-  }
-  if (!body->contains("reason")) return std::string();
-  if (!(*body)["reason"].is_string()) return FieldError("reason", "must be a string");
-  return (*body)["reason"].get<std::string>();
+  auto fields = OptionalStringFields(req, {"reason"});
+  if (!fields.ok()) return std::move(fields).error();
+  return (*fields)["reason"];
 }
 
 Reply SandboxReply(const Ctx& c, int status, const Result<store::SandboxRecord>& r) {

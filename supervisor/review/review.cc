@@ -348,6 +348,8 @@ Result<RunRecord> Review::Plan(const RunRecord& run, const Principal& who,
         (*update.policy)["review_expires_at_ms"] = NowMs() + rules.expire_after_s * 1000;
       }
     }
+    // The hash over everything that decides what runs: an approval is bound to it.
+    (*update.policy)["plan_sha256"] = PlanSha256(run);
     policy = *update.policy;
     writes.push_back(store::TransitionWrite{id, {RunState::kPending}, RunState::kPlanned, update});
     writes.push_back(
@@ -439,6 +441,13 @@ Result<RunRecord> Review::Approve(std::string_view run_id, const Principal& who,
                        store::RunStateName(current->state));
     }
     const std::string plan = PlanSha256(*current);
+    if (auto fixed = current->policy.find("plan_sha256");
+        fixed != current->policy.end() && fixed->is_string() && *fixed != plan) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "run {} no longer matches the plan {} it was planned with (now {}); "
+                       "it cannot be approved",
+                       run_id, fixed->get<std::string>(), plan);
+    }
     if (!input.plan_sha256.empty() && input.plan_sha256 != plan) {
       return MakeError(ErrorCode::kFailedPrecondition,
                        "run {}'s plan is {}, not the {} that was reviewed; read the run again",

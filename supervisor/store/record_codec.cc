@@ -134,12 +134,7 @@ json ApprovalToJson(const Approval& a) {
   if (a.required != 1) j["required"] = a.required;
   if (!a.votes.empty()) {
     json votes = json::array();
-    for (const ReviewVote& v : a.votes) {
-      votes.push_back({{"by", v.by},
-                       {"at_ms", v.at_ms},
-                       {"comment", v.comment},
-                       {"plan_sha256", v.plan_sha256}});
-    }
+    for (const ReviewVote& v : a.votes) votes.push_back(ReviewVoteJson(v));
     j["votes"] = std::move(votes);
   }
   return j;

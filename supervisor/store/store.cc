@@ -121,6 +121,13 @@ Result<EventType> ParseEventType(std::string_view name) {
 
 std::string NewRunId() { return NewRandomId("run_"); }
 
+nlohmann::json ReviewVoteJson(const ReviewVote& vote) {
+  return {{"by", vote.by},
+          {"at_ms", vote.at_ms},
+          {"comment", vote.comment},
+          {"plan_sha256", vote.plan_sha256}};
+}
+
 std::string NewSandboxId() { return NewRandomId("sbx_"); }
 
 const char* SandboxStateName(SandboxState state) {

@@ -90,6 +90,8 @@ struct ReviewVote {
   std::string plan_sha256;  // the plan the reviewer saw (PlanSha256), "" when not given
   bool operator==(const ReviewVote&) const = default;
 };
+// {"by", "at_ms", "comment", "plan_sha256"}: as stored, and as the API shows it.
+nlohmann::json ReviewVoteJson(const ReviewVote& vote);
 
 struct Approval {
   // An API key name, or "policy" for an automatic approval; "" while the run still waits for

@@ -20,6 +20,7 @@
 #include "supervisor/review/review.h"
 #include "supervisor/service/run_manager.h"
 #include "supervisor/workspace/run_logs.h"
+#include "support/raw_sql.h"
 
 namespace sbx::testing {
 namespace {
@@ -565,6 +566,31 @@ TEST_F(RunManagerTest, ARunWaitsForAsManyDistinctReviewersAsThePolicyAsks) {
   EXPECT_EQ(decided, (std::vector<std::string>{"bob run.approval_vote looks fine",
                                                "carol run.approved ok"}));
   EXPECT_TRUE(store_->VerifyAudit()->ok);
+}
+
+// The plan's hash is fixed when the run is planned: a run whose stored commands were changed
+// afterwards (a row edited behind the daemon's back) no longer matches it and cannot be approved,
+// whatever plan the reviewer names.
+TEST_F(RunManagerTest, ARunChangedAfterItWasPlannedCannotBeApproved) {
+  auto run = Submit(Request({"/bin/echo", "harmless"}));
+  ASSERT_EQ(run.state, RunState::kAwaitingReview);
+  const std::string planned = run.policy.value("plan_sha256", "");
+  ASSERT_EQ(planned, supervisor::PlanSha256(run));
+  ASSERT_TRUE(sbx::testing::ExecRawSql("sqlite://" + dir_ + "/sandboxd.db",
+                                       "UPDATE runs SET argv = '[\"/bin/sh\",\"-c\",\"id\"]' "
+                                       "WHERE id = '" + run.id + "'")
+                  .ok());
+  const auto changed = store_->GetRun(run.id);
+  ASSERT_EQ(changed->argv[0], "/bin/sh");
+  const std::string now = supervisor::PlanSha256(*changed);
+  ASSERT_NE(now, planned);
+  for (const std::string& seen : {std::string(), planned, now}) {
+    auto r = manager_->Approve(run.id, bob_, {"", seen});
+    ASSERT_FALSE(r.ok()) << seen;
+    EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition) << seen;
+  }
+  EXPECT_EQ(store_->GetRun(run.id)->state, RunState::kAwaitingReview);
+  EXPECT_FALSE(store_->GetRun(run.id)->approval.has_value());
 }
 
 // Reviewers approving at the same moment: each vote counts exactly once, none is lost, and
