@@ -26,8 +26,10 @@ namespace {
 using store::EventType;
 using store::RunRecord;
 
-// The run named by the path's {id}, as the caller may see it: another submitter's run is
-// not_found, exactly as a run that does not exist, so its existence is not revealed either.
+}  // namespace
+
+const char* const kRedacted = "<redacted>";
+
 Result<RunRecord> VisibleRun(const RouteContext& ctx, const Request& req) {
   auto run = ctx.store->GetRun(req.PathParam("id"));
   if (!run.ok()) return run;
@@ -37,10 +39,6 @@ Result<RunRecord> VisibleRun(const RouteContext& ctx, const Request& req) {
   }
   return run;
 }
-
-}  // namespace
-
-const char* const kRedacted = "<redacted>";
 
 nlohmann::json RunToJson(const RunRecord& r) {
   nlohmann::json j;
@@ -897,6 +895,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
     }
     return JsonResponse(200, {{"records", out}});
   }));
+  SBX_TRY(AddChangeRoutes(router, ctx));
   return Ok();
 }
 

@@ -19,8 +19,15 @@ struct RouteContext {
   const cgroup::HostInfo* host = nullptr;
 };
 
-// Adds every route (healthz, info, runs, review verbs, logs, events, audit) to `router`.
+// Adds every route (healthz, info, runs, review verbs, logs, events, audit, changes) to
+// `router`.
 Status AddRunRoutes(Router& router, const RouteContext& ctx);
+// GET /v1/runs/{id}/changes and POST /v1/runs/{id}:apply (change_routes.cc).
+Status AddChangeRoutes(Router& router, const RouteContext& ctx);
+
+// The run named by the path's {id}, as the caller may see it: another submitter's run is
+// not_found, exactly as a run that does not exist, so its existence is not revealed either.
+Result<store::RunRecord> VisibleRun(const RouteContext& ctx, const Request& req);
 
 // DTOs, exposed for tests. `env` goes out with its values replaced by kRedacted.
 extern const char* const kRedacted;

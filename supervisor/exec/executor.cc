@@ -453,6 +453,14 @@ void Executor::TakeOutputs(Execution& x) {
     } else {
       spdlog::error("run {}: workspace diff: {}", id, d.error().ToString());
     }
+    // What a reviewer may later write into the host directory (POST /v1/runs/{id}:apply).
+    auto kept = x.mounts->SaveChanges(ChangesDir(options_.data_dir, id));
+    if (!kept.ok()) {
+      spdlog::error("run {}: keeping the workspace's changes: {}", id, kept.error().ToString());
+    } else if (!kept->refused.empty()) {
+      spdlog::info("run {}: its changes cannot be applied: {} {}", id, kept->refused[0].path,
+                   kept->refused[0].why);
+    }
   }
   if (Status st = x.mounts->Teardown(); !st.ok()) {
     spdlog::error("run {}: unmounting: {}", id, st.error().ToString());

@@ -30,6 +30,7 @@
 #include "supervisor/review/limits.h"
 #include "supervisor/review/seccomp_profiles.h"
 #include "supervisor/store/store.h"
+#include "supervisor/workspace/changes.h"
 
 namespace sbx::supervisor {
 
@@ -87,6 +88,40 @@ class Review {
   // Any non-terminal state -> CANCELLED, for a run that is not running here (a running one is
   // the executor's to end).
   Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
+
+  // Host changes only after review: writes a succeeded copy-on-write run's changes (its change
+  // set, supervisor/workspace/changes.h) into the host directory it ran on, by a reviewer or an
+  // admin who is not its submitter, once. With `diff_sha256` (the diff.patch artifact's sha256
+  // as the reviewer read it), only when the run's diff is that one. Conflicts (a host file
+  // changed since the run started, a symbolic link planted on the way) come back in the
+  // outcome with nothing written, audited as run.apply_refused; a write is audited as
+  // run.changes_applied with the diff's hash, the set's hash and the counts.
+  // kPermissionDenied for a submitter role or the run's own submitter; kFailedPrecondition for
+  // a run that did not succeed, has no copy-on-write workspace, kept no change set on this
+  // node, holds changes apply does not make, or whose diff is not `diff_sha256`;
+  // kAlreadyExists once applied; kInternal when writing fails part-way (the message says how
+  // far it got).
+  struct ApplyInput {
+    std::string diff_sha256;  // "" to skip the check
+  };
+  struct ApplyOutcome {
+    store::RunRecord run;
+    std::string diff_sha256;     // the diff.patch the set belongs to
+    std::string changes_sha256;  // of the set's manifest
+    ChangeSet changes;
+    ApplyReport report;          // report.conflicts non-empty: nothing was written
+  };
+  Result<ApplyOutcome> ApplyChanges(std::string_view run_id, const Principal& who,
+                                    const ApplyInput& input = {});
+  // The change set a run kept, for showing before applying it, and whether and by whom it was
+  // applied (the run.changes_applied audit record's details; null when not). kNotFound when
+  // the run kept none on this node.
+  struct KeptChanges {
+    ChangeSet changes;
+    std::string diff_sha256;
+    nlohmann::json applied;
+  };
+  Result<KeptChanges> Changes(std::string_view run_id);
   ~Review();
 
   // What the command policy in force decides, without running anything. nullopt when no
@@ -136,6 +171,7 @@ class Review {
   std::multimap<int64_t, std::string> expiries_;  // deadline (ms since the epoch) -> run id
   bool expiry_stop_ = false;
   std::thread expiry_thread_;
+  std::mutex apply_mu_;  // one apply at a time: the check and the write of a set go together
 };
 
 inline constexpr size_t kMaxReviewComment = 4096;

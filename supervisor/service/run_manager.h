@@ -111,6 +111,12 @@ class RunManager {
   }
   // Any non-terminal state -> CANCELLED; a running sandbox is killed first.
   Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
+  // A succeeded copy-on-write run's changes written into the host directory (Review).
+  Result<Review::ApplyOutcome> ApplyChanges(std::string_view run_id, const Principal& who,
+                                            const Review::ApplyInput& input = {}) {
+    return review_->ApplyChanges(run_id, who, input);
+  }
+  Result<Review::KeptChanges> Changes(std::string_view run_id) { return review_->Changes(run_id); }
 
   // What the command policy in force decides, without running anything. nullopt when no
   // command policy is configured.

@@ -10,6 +10,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -411,6 +412,7 @@ RunMounts& RunMounts::operator=(RunMounts&& o) noexcept {
   has_workspace_ = o.has_workspace_;
   mode_ = o.mode_;
   quota_ = o.quota_;
+  prepared_at_ = o.prepared_at_;
   return *this;
 }
 
@@ -438,6 +440,10 @@ Result<RunMounts> RunMounts::Prepare(const std::string& run_dir, const ResolvedW
 
   RunMounts m;
   m.torn_down_ = false;
+  // A file timestamp is the coarse clock's tick, or (multigrain timestamps, Linux >= 6.13) the
+  // fine clock at the change: never later than the change. A host file changed before this
+  // point has an earlier ctime; one changed in a later tick, a later ctime (SaveChanges).
+  ::clock_gettime(CLOCK_REALTIME, &m.prepared_at_);
   m.run_dir_ = real;
   m.quota_ = artifacts_quota_bytes;
   m.run_fd_.reset(::open(real, O_PATH | O_DIRECTORY | O_CLOEXEC));

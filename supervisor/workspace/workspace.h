@@ -27,6 +27,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <time.h>
 
 #include <cstdint>
 #include <string>
@@ -36,6 +37,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "isolate/spec.h"
+#include "supervisor/workspace/changes.h"
 
 namespace sbx::supervisor {
 
@@ -180,6 +182,17 @@ class RunMounts {
   // a file the run could not read shows as "Binary files … differ", never its content.
   Result<std::string> Diff(size_t max_bytes) const;
 
+  // Keeps the run's changes to a copy-on-write workspace as a change set (changes.h) in
+  // `dest_dir` (made; it must not exist): every file, link and directory the run made, replaced
+  // or removed, with the new files' content, and each host entry as the run found it, marked
+  // when it changed after Prepare. Complete or refused: what the set cannot carry (a symbolic
+  // link the run made, a name that is not clean UTF-8, a tree past the walk's bounds) is listed
+  // in its refusals. Reads as root (nothing of it goes to the client but paths and sizes).
+  // Nothing for a read-only workspace or none (an empty set, no directory). Call after the
+  // sandbox is destroyed, before Teardown. Errors: kFailedPrecondition after Teardown;
+  // kAlreadyExists when dest_dir exists; kInternal for I/O errors.
+  Result<ChangeSet> SaveChanges(const std::string& dest_dir) const;
+
   // Unmounts everything (lazily: MNT_DETACH) and removes <run_dir>/mnt and <run_dir>/cow, never
   // crossing into a mount that is still attached. Idempotent. Call after Sandbox::Destroy: a
   // live sandbox keeps its own clones of the mounts until it dies.
@@ -215,6 +228,7 @@ class RunMounts {
   bool has_workspace_ = false;
   WorkspaceMode mode_ = WorkspaceMode::kReadOnly;
   uint64_t quota_ = 0;
+  struct timespec prepared_at_ = {};  // CLOCK_REALTIME when the mounts were made
 };
 
 // Where warm sandboxes keep their mount points: <data_dir>/warm (supervisor/backend/warm_pool.h).

@@ -10,6 +10,8 @@
 #include <cstring>
 
 #include "base/dir.h"
+#include "base/fs.h"
+#include "base/sha256.h"
 #include "base/syscalls.h"
 #include "supervisor/workspace/text.h"
 
@@ -161,6 +163,23 @@ std::string EscapeName(std::string_view s) {
     }
   }
   return out;
+}
+
+Result<std::string> HashFd(int fd, int copy_to, uint64_t* size) {
+  Sha256Hasher hasher;
+  std::string buf(1 << 20, '\0');
+  *size = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read");
+    if (n == 0) break;
+    hasher.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+    *size += static_cast<uint64_t>(n);
+    if (copy_to >= 0)
+      SBX_TRY(WriteAll(copy_to, std::string_view(buf.data(), static_cast<size_t>(n))));
+  }
+  return DigestHex(hasher.Final());
 }
 
 }  // namespace sbx::supervisor::internal

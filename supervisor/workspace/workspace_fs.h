@@ -28,6 +28,10 @@ Result<std::vector<std::string>> ListDir(int dir_fd, size_t max_entries = 1'000'
 // ENOENT for `name` is success.
 Status RemoveTree(int parent_fd, const std::string& name);
 
+// sha256 (lowercase hex) of everything `fd` reads from where it is; when `copy_to` >= 0 the
+// bytes are written there too. *size: the bytes read.
+Result<std::string> HashFd(int fd, int copy_to, uint64_t* size);
+
 // Reads up to `max_bytes` from fd; `truncated` says whether more was there.
 Result<std::string> ReadUpTo(int fd, size_t max_bytes, bool* truncated);
 

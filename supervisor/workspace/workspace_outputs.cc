@@ -53,7 +53,8 @@ class ArtifactCollector {
     for (const std::string& name : *names) {
       const std::string rel = prefix + name;
       if (++visited_ > kMaxEntriesVisited) {
-        if (!stopped_) Skip(rel, fmt::format("the walk stopped after {} entries", kMaxEntriesVisited));
+        if (!stopped_)
+          Skip(rel, fmt::format("the walk stopped after {} entries", kMaxEntriesVisited));
         stopped_ = true;
         return Ok();
       }
@@ -236,7 +237,7 @@ class ChangeFinder {
           lower_dir >= 0 && ::fstatat(lower_dir, name.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0;
 
       if (IsWhiteout(st)) {
-        if (has_lower) SBX_TRY(AddLower(lower_dir, name, rel, lst, depth));
+        if (has_lower) SBX_TRY(AddLower(lower_dir, name, rel, lst, depth, /*gone=*/true));
         continue;
       }
       if (S_ISDIR(st.st_mode)) {
@@ -256,10 +257,11 @@ class ChangeFinder {
             lsub.reset(OpenBeneath(lower_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, true));
           } else {
             // A lower file replaced by a directory, or a lower directory replaced by an opaque
-            // one: everything below the lower entry is gone.
-            SBX_TRY(AddLower(lower_dir, name, rel, lst, depth));
+            // one: everything below the lower entry is gone (the directory itself stays).
+            SBX_TRY(AddLower(lower_dir, name, rel, lst, depth, /*gone=*/false));
           }
         }
+        if (!has_lower || !S_ISDIR(lst.st_mode)) added_dirs_.push_back(rel);
         if (depth + 1 > kMaxDiffDepth) {
           ++too_deep_;
           continue;
@@ -271,18 +273,22 @@ class ChangeFinder {
         if (has_lower && (S_ISREG(lst.st_mode) || S_ISLNK(lst.st_mode))) {
           Add(rel, Change::kModified);
         } else {
-          if (has_lower) SBX_TRY(AddLower(lower_dir, name, rel, lst, depth));
+          if (has_lower) SBX_TRY(AddLower(lower_dir, name, rel, lst, depth, /*gone=*/true));
           Add(rel, Change::kAdded);
         }
         continue;
       }
       // A fifo, socket or device the run made: not content; a lower file it replaced is gone.
-      if (has_lower) SBX_TRY(AddLower(lower_dir, name, rel, lst, depth));
+      if (has_lower) SBX_TRY(AddLower(lower_dir, name, rel, lst, depth, /*gone=*/true));
     }
     return Ok();
   }
 
   std::vector<Change>& changes() { return changes_; }
+  // Directories of the upper layer where the lower one had none, and lower directories that are
+  // gone whole (not those an opaque directory of the same name replaced), in walk order.
+  const std::vector<std::string>& added_dirs() const { return added_dirs_; }
+  const std::vector<std::string>& removed_dirs() const { return removed_dirs_; }
   bool capped() const { return capped_; }
   size_t too_deep() const { return too_deep_; }
   // Directories of the upper layer the sandbox user cannot read (it made them so): how many,
@@ -306,14 +312,16 @@ class ChangeFinder {
     changes_.push_back({path, kind});
   }
 
-  // The lower entry `name` (a file, or a directory with every file below it) is deleted.
+  // The lower entry `name` (a file, or a directory with every file below it) is deleted; a
+  // directory itself too when `gone`.
   Status AddLower(int lower_dir, const std::string& name, const std::string& rel,
-                  const struct stat& lst, int depth) {
+                  const struct stat& lst, int depth, bool gone) {
     if (S_ISREG(lst.st_mode) || S_ISLNK(lst.st_mode)) {
       Add(rel, Change::kDeleted);
       return Ok();
     }
     if (!S_ISDIR(lst.st_mode)) return Ok();
+    if (gone) removed_dirs_.push_back(rel);
     if (depth + 1 > kMaxDiffDepth) {
       ++too_deep_;
       return Ok();
@@ -330,12 +338,14 @@ class ChangeFinder {
       if (Full()) return Ok();
       struct stat st;
       if (::fstatat(sub.get(), child.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
-      SBX_TRY(AddLower(sub.get(), child, rel + "/" + child, st, depth + 1));
+      SBX_TRY(AddLower(sub.get(), child, rel + "/" + child, st, depth + 1, /*gone=*/true));
     }
     return Ok();
   }
 
   std::vector<Change> changes_;
+  std::vector<std::string> added_dirs_;
+  std::vector<std::string> removed_dirs_;
   bool capped_ = false;
   size_t too_deep_ = 0;
   uint64_t visited_ = 0;
@@ -495,8 +505,9 @@ Result<std::string> RunMounts::DiffAsSandboxUser(size_t max_bytes) const {
                        left, left == 1 ? "" : "s");
   }
   if (finder.capped()) {
-    out += fmt::format("... more than {} changes (or {} entries looked at): the rest are left out\n",
-                       kMaxChanges, kMaxEntriesVisited);
+    out +=
+        fmt::format("... more than {} changes (or {} entries looked at): the rest are left out\n",
+                    kMaxChanges, kMaxEntriesVisited);
   }
   if (finder.unreadable() > 0) {
     out += fmt::format("... {} director{} the run made unreadable left out (first: {})\n",
@@ -508,6 +519,178 @@ Result<std::string> RunMounts::DiffAsSandboxUser(size_t max_bytes) const {
                        finder.too_deep(), finder.too_deep() == 1 ? "y" : "ies", kMaxDiffDepth);
   }
   return out;
+}
+
+namespace {
+
+// ---- change sets ------------------------------------------------------------------------------
+
+// Whether a ctime is after `start` (RunMounts::Prepare's fine clock). A file timestamp is never
+// later than the change it records, so a change before the mounts were made never counts; one
+// after them counts unless it fell in the same tick of the coarse clock file timestamps may
+// come from (a few milliseconds, before the run's program starts).
+bool After(const struct timespec& t, const struct timespec& start) {
+  return t.tv_sec != start.tv_sec ? t.tv_sec > start.tv_sec : t.tv_nsec > start.tv_nsec;
+}
+
+// The lower entry at `rel` as the run found it.
+Result<ChangeBase> BaseOf(int lower_root, const std::string& rel, const struct timespec& start) {
+  ChangeBase b;
+  UniqueFd path_fd(OpenBeneath(lower_root, rel, O_PATH | O_NOFOLLOW));
+  struct stat st;
+  if (!path_fd) {
+    if (errno == ENOENT) return b;
+    return ErrnoError("open the workspace's {}", EscapeName(rel));
+  }
+  if (::fstat(path_fd.get(), &st) < 0)
+    return ErrnoError("stat the workspace's {}", EscapeName(rel));
+  b.changed_during_run = After(st.st_ctim, start);
+  if (S_ISDIR(st.st_mode)) {
+    b.kind = ChangeBase::Kind::kDir;
+  } else if (S_ISLNK(st.st_mode)) {
+    b.kind = ChangeBase::Kind::kSymlink;
+    char buf[4096];
+    ssize_t n = ::readlinkat(path_fd.get(), "", buf, sizeof buf);
+    if (n < 0) return ErrnoError("readlink the workspace's {}", EscapeName(rel));
+    b.target.assign(buf, static_cast<size_t>(n));
+  } else if (S_ISREG(st.st_mode)) {
+    b.kind = ChangeBase::Kind::kFile;
+    b.mode = st.st_mode & 07777;
+    UniqueFd fd(OpenBeneath(lower_root, rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+    if (!fd) return ErrnoError("open the workspace's {}", EscapeName(rel));
+    uint64_t size = 0;
+    auto digest = internal::HashFd(fd.get(), -1, &size);
+    if (!digest.ok()) return WithContext(std::move(digest).error(), EscapeName(rel));
+    b.sha256 = std::move(*digest);
+  } else {
+    // A fifo, socket or device on the host: apply never touches one.
+    b.kind = ChangeBase::Kind::kFile;
+    b.mode = st.st_mode;
+    b.sha256 = "(not a regular file)";
+  }
+  return b;
+}
+
+}  // namespace
+
+Result<ChangeSet> RunMounts::SaveChanges(const std::string& dest_dir) const {
+  ChangeSet set;
+  if (!has_workspace_ || mode_ != WorkspaceMode::kCopyOnWrite) return set;
+  if (torn_down_ || !upper_fd_ || !lower_fd_) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "the run's mounts are torn down; keep the changes before Teardown");
+  }
+  UniqueFd lower(OpenBeneath(lower_fd_.get(), ".", O_RDONLY | O_DIRECTORY));
+  if (!lower) return ErrnoError("open the workspace");
+  ChangeFinder finder;
+  SBX_TRY(finder.Walk(upper_fd_.get(), lower.get(), "", 0));
+  if (finder.capped()) {
+    set.refused.push_back({"", fmt::format("more than {} changes (or {} entries): the set is not "
+                                           "complete",
+                                           kMaxChanges, kMaxEntriesVisited)});
+  }
+  if (finder.too_deep() > 0) {
+    set.refused.push_back(
+        {"", fmt::format("{} director{} nested deeper than {} levels", finder.too_deep(),
+                         finder.too_deep() == 1 ? "y" : "ies", kMaxDiffDepth)});
+  }
+  if (::mkdir(dest_dir.c_str(), 0700) < 0) {
+    if (errno == EEXIST) {
+      return MakeError(ErrorCode::kAlreadyExists, "{} exists already", dest_dir);
+    }
+    return ErrnoError("mkdir {}", dest_dir);
+  }
+  UniqueFd dest(::open(dest_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dest) return ErrnoError("open {}", dest_dir);
+  if (::mkdirat(dest.get(), "blobs", 0700) < 0) return ErrnoError("mkdir {}/blobs", dest_dir);
+  UniqueFd blobs(::openat(dest.get(), "blobs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!blobs) return ErrnoError("open {}/blobs", dest_dir);
+
+  auto clean = [&](const std::string& rel) {
+    if (IsCleanName(rel)) return true;
+    set.refused.push_back({EscapeName(rel), "a name that is not clean UTF-8"});
+    return false;
+  };
+  for (const std::string& rel : finder.removed_dirs()) {
+    if (!clean(rel)) continue;
+    ChangeEntry e{rel, ChangeEntry::Op::kRemoveDir};
+    {
+      auto base = BaseOf(lower.get(), rel, prepared_at_);
+      if (!base.ok()) return std::move(base).error();
+      e.base = std::move(*base);
+    }
+    set.entries.push_back(std::move(e));
+  }
+  for (const std::string& rel : finder.added_dirs()) {
+    if (!clean(rel)) continue;
+    struct stat st;
+    UniqueFd d(OpenBeneath(upper_fd_.get(), rel, O_PATH | O_NOFOLLOW | O_DIRECTORY));
+    if (!d || ::fstat(d.get(), &st) < 0) return ErrnoError("stat the run's {}", EscapeName(rel));
+    ChangeEntry e{rel, ChangeEntry::Op::kMakeDir};
+    e.mode = st.st_mode & 0777;
+    set.entries.push_back(std::move(e));
+  }
+  size_t next_blob = 0;
+  for (const Change& c : finder.changes()) {
+    if (!clean(c.path)) continue;
+    if (c.kind == Change::kDeleted) {
+      ChangeEntry e{c.path, ChangeEntry::Op::kDelete};
+      {
+        auto base = BaseOf(lower.get(), c.path, prepared_at_);
+        if (!base.ok()) return std::move(base).error();
+        e.base = std::move(*base);
+      }
+      set.entries.push_back(std::move(e));
+      continue;
+    }
+    UniqueFd path_fd(OpenBeneath(upper_fd_.get(), c.path, O_PATH | O_NOFOLLOW));
+    struct stat st;
+    if (!path_fd || ::fstat(path_fd.get(), &st) < 0) {
+      return ErrnoError("stat the run's {}", EscapeName(c.path));
+    }
+    if (S_ISLNK(st.st_mode)) {
+      set.refused.push_back({c.path,
+                             "a symbolic link the run made: apply writes regular files "
+                             "and directories only"});
+      continue;
+    }
+    ChangeEntry e{c.path, ChangeEntry::Op::kWrite};
+    e.mode = st.st_mode & 0777;
+    if (c.kind == Change::kModified) {
+      {
+        auto base = BaseOf(lower.get(), c.path, prepared_at_);
+        if (!base.ok()) return std::move(base).error();
+        e.base = std::move(*base);
+      }
+    }
+    UniqueFd in(
+        OpenBeneath(upper_fd_.get(), c.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+    struct stat now;
+    if (!in || ::fstat(in.get(), &now) < 0 || !S_ISREG(now.st_mode)) {
+      return ErrnoError("open the run's {}", EscapeName(c.path));
+    }
+    e.blob = fmt::format("blobs/{}", next_blob);
+    UniqueFd out(::openat(blobs.get(), std::to_string(next_blob).c_str(),
+                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!out) return ErrnoError("create {}/{}", dest_dir, e.blob);
+    auto digest = internal::HashFd(in.get(), out.get(), &e.size);
+    if (!digest.ok()) return WithContext(std::move(digest).error(), EscapeName(c.path));
+    e.sha256 = std::move(*digest);
+    if (e.base.kind == ChangeBase::Kind::kFile && e.base.sha256 == e.sha256 &&
+        e.base.mode == e.mode) {
+      // Copied up without a change (a touch, a chmod back): nothing to apply.
+      out.reset();
+      ::unlinkat(blobs.get(), std::to_string(next_blob).c_str(), 0);
+      continue;
+    }
+    ++next_blob;
+    set.total_bytes += e.size;
+    set.entries.push_back(std::move(e));
+  }
+  std::stable_sort(set.entries.begin(), set.entries.end(),
+                   [](const ChangeEntry& a, const ChangeEntry& b) { return a.path < b.path; });
+  SBX_TRY(StoreChangeSet(dest_dir, set));
+  return set;
 }
 
 }  // namespace sbx::supervisor
