@@ -300,6 +300,82 @@ int CmdReject(Context& ctx, const ParsedArgs& args) {
   return RunAction(ctx, args, "reject", &body, "rejected");
 }
 
+namespace {
+
+// "write  0644  12 B  a/b.txt" lines for a change set's entries, then its refusals.
+void PrintChanges(const nlohmann::json& c) {
+  std::vector<std::vector<std::string>> rows = {{"OP", "MODE", "SIZE", "PATH", "ON THE HOST"}};
+  for (const auto& e : c.value("entries", nlohmann::json::array())) {
+    std::string host = Str(e, "host");
+    if (e.value("changed_on_host_during_run", false)) host += ", changed while the run ran";
+    rows.push_back({Str(e, "op"), Str(e, "mode"),
+                    e.contains("size") ? FormatBytes(Int(e, "size")) : "", Str(e, "path"), host});
+  }
+  PrintTable(rows);
+  for (const auto& r : c.value("refused", nlohmann::json::array())) {
+    (void)WriteOut(1, fmt::format("refused: {}{}{}\n", Str(r, "path"),
+                                  Str(r, "path").empty() ? "" : ": ", Str(r, "why")));
+  }
+  const auto& applied = c.value("applied", nlohmann::json());
+  if (applied.is_object()) {
+    (void)WriteOut(1, fmt::format("applied by {} {}\n", Str(applied, "by"),
+                                  FormatAge(Int(applied, "at_ms"))));
+  }
+}
+
+}  // namespace
+
+int CmdChanges(Context& ctx, const ParsedArgs& args) {
+  auto id = OneId(args);
+  if (!id.ok()) return ReportUsage(ctx, id.error().message);
+  auto c = ctx.client->CallJson("GET", RunPath(*id) + "/changes");
+  if (!c.ok()) return ReportError(ctx, c.error());
+  if (ctx.json) {
+    PrintJson(*c);
+  } else {
+    PrintChanges(*c);
+  }
+  return 0;
+}
+
+int CmdApply(Context& ctx, const ParsedArgs& args) {
+  auto id = OneId(args);
+  if (!id.ok()) return ReportUsage(ctx, id.error().message);
+  // The diff the caller reviewed: given, or the one the server shows now (the apply is then
+  // bound to what this command printed).
+  std::string diff_sha256 = args.Last("diff-sha256").value_or("");
+  if (diff_sha256.empty()) {
+    auto c = ctx.client->CallJson("GET", RunPath(*id) + "/changes");
+    if (!c.ok()) return ReportError(ctx, c.error());
+    if (!ctx.json && !args.Has("quiet")) PrintChanges(*c);
+    diff_sha256 = Str(*c, "diff_sha256");
+  }
+  nlohmann::json body = {{"diff_sha256", diff_sha256}};
+  auto reply = ctx.client->Call("POST", RunPath(*id) + ":apply", &body);
+  if (!reply.ok()) return ReportError(ctx, reply.error());
+  nlohmann::json j = nlohmann::json::parse(reply->body, nullptr, false);
+  if (reply->status == 409 && j.is_object() && j.contains("conflicts")) {
+    if (ctx.json) {
+      PrintJson(j);
+    } else {
+      for (const auto& c : j["conflicts"]) {
+        (void)WriteOut(2, fmt::format("conflict: {}: {}\n", Str(c, "path"), Str(c, "why")));
+      }
+    }
+    return ReportError(ctx, ApiError(*reply));
+  }
+  if (reply->status < 200 || reply->status >= 300) return ReportError(ctx, ApiError(*reply));
+  if (ctx.json) {
+    PrintJson(j);
+  } else {
+    (void)WriteOut(1, fmt::format("applied run {}: {} file(s) written, {} deleted, {} "
+                                  "director(ies) made, {} removed\n",
+                                  *id, Int(j, "files_written"), Int(j, "files_deleted"),
+                                  Int(j, "dirs_made"), Int(j, "dirs_removed")));
+  }
+  return 0;
+}
+
 int CmdCancel(Context& ctx, const ParsedArgs& args) {
   return RunAction(ctx, args, "cancel", nullptr, "cancel requested for");
 }

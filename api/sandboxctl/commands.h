@@ -45,6 +45,8 @@ int CmdLogs(Context& ctx, const ParsedArgs& args);
 int CmdApprove(Context& ctx, const ParsedArgs& args);
 int CmdReject(Context& ctx, const ParsedArgs& args);
 int CmdCancel(Context& ctx, const ParsedArgs& args);
+int CmdChanges(Context& ctx, const ParsedArgs& args);
+int CmdApply(Context& ctx, const ParsedArgs& args);
 int CmdArtifacts(Context& ctx, const ParsedArgs& args);
 int CmdAudit(Context& ctx, const ParsedArgs& args);
 int CmdPolicy(Context& ctx, const ParsedArgs& args);

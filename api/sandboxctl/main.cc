@@ -31,6 +31,8 @@ Commands:
   approve ID…                 approve runs waiting for review (reviewer role)
   reject ID… [--reason R]     reject runs waiting for review (reviewer role)
   cancel ID…                  cancel runs (a running sandbox is killed)
+  changes ID                  what a copy-on-write run would write into its host directory
+  apply ID                    write those changes into the host directory (reviewer role)
   artifacts ls|get …          list or download a run's artifacts
   audit [--run ID]            show the audit trail (reviewer role)
   policy test "CMD"           ask the command policy what it would decide
@@ -113,6 +115,22 @@ Approves runs waiting for review (needs the reviewer or admin role; nobody appro
 constexpr char kRejectUsage[] = R"(Usage: sandboxctl reject [--reason R] ID…
 
 Rejects runs waiting for review (reviewer or admin role); they end CANCELLED.
+)";
+
+constexpr char kChangesUsage[] = R"(Usage: sandboxctl changes ID
+
+Shows what a copy-on-write run would write into its host directory: each path it made, replaced
+or removed, and what keeps the set from being applied.
+)";
+
+constexpr char kApplyUsage[] = R"(Usage: sandboxctl apply [--diff-sha256 HASH] [-q] ID
+
+Writes a succeeded copy-on-write run's changes into the host directory it ran on (reviewer or
+admin role; not the run's submitter; once). Without --diff-sha256 it shows the changes first and
+applies only the diff it showed. When a host file changed since the run started, nothing is
+written: each conflict is listed and the exit status is 1.
+  --diff-sha256 HASH   apply only if the run's diff.patch has this sha256 (the one you read)
+  -q, --quiet          do not list the changes first
 )";
 
 constexpr char kCancelUsage[] = R"(Usage: sandboxctl cancel ID…
@@ -380,6 +398,8 @@ const std::vector<Command>& Commands() {
       {"approve", kApproveUsage, {}, false, CmdApprove},
       {"reject", kRejectUsage, {{"reason", 0, true}}, false, CmdReject},
       {"cancel", kCancelUsage, {}, false, CmdCancel},
+      {"changes", kChangesUsage, {}, false, CmdChanges},
+      {"apply", kApplyUsage, {{"diff-sha256", 0, true}, {"quiet", 'q', false}}, false, CmdApply},
       {"artifacts", kArtifactsUsage, {{"output", 'o', true}}, false, CmdArtifacts},
       {"audit", kAuditUsage, {{"run", 0, true}}, false, CmdAudit},
       {"policy", kPolicyUsage, {}, false, CmdPolicy, true},

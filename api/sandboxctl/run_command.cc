@@ -59,7 +59,14 @@ Result<nlohmann::json> BuildRequest(const ParsedArgs& a) {
   if (!limits.empty()) body["limits"] = limits;
   SBX_TRY(AddEnv(a, body, LookupEnv));
   SBX_TRY(AddLabels(a, body));
-  if (auto w = a.Last("workspace")) body["workspace"] = *w;
+  if (auto w = a.Last("workspace")) {
+    // PATH[:ro|:cow], a relative PATH against this shell's directory (the daemon has its own).
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof cwd) == nullptr) cwd[0] = '\0';
+    auto ws = ParseWorkspace(*w, cwd);
+    if (!ws.ok()) return std::move(ws).error();
+    body["workspace"] = {{"path", ws->path}, {"mode", ws->mode.empty() ? "ro" : ws->mode}};
+  }
   if (auto k = a.Last("idempotency-key")) body["idempotency_key"] = *k;
   if (auto s = a.Last("stdin")) {
     auto data = ReadInput(*s, "--stdin");

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -112,6 +113,7 @@ class CtlTest : public ::testing::Test {
     ASSERT_EQ(::chmod(dir, 0711), 0);
     ASSERT_EQ(::mkdir((dir_ + "/policies").c_str(), 0755), 0);
     ASSERT_EQ(::mkdir((dir_ + "/work").c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((dir_ + "/roots").c_str(), 0755), 0);
     cgroup_ = kCgroupPrefix + std::to_string(::getpid());
     socket_ = dir_ + "/api.sock";
     std::string config = fmt::format(
@@ -121,6 +123,7 @@ class CtlTest : public ::testing::Test {
         "policy_dir: \"{1}/policies\"\n"
         "cgroup_parent: \"{2}\"\n"
         "max_concurrent_runs: 2\n"
+        "workspace_roots: [\"{1}/roots\"]\n"
         "api_keys:\n"
         "  - {{name: sub, role: submitter, key_sha256: {3}}}\n"
         "  - {{name: rev, role: reviewer, key_sha256: {4}}}\n"
@@ -859,6 +862,56 @@ TEST_F(CtlTest, ArtifactsTheProgramLeftInArtifactsDir) {
   auto saved = ReadFile(dl + "/files/out/a.txt");
   ASSERT_TRUE(saved.ok()) << here.out << here.err;
   EXPECT_EQ(*saved, "hello artifact");
+}
+
+// `changes` shows what a copy-on-write run would write into its host directory; `apply` writes
+// it, bound to the diff it showed, by a reviewer only, refusing a host that changed since.
+TEST_F(CtlTest, ChangesAndApplyWriteACopyOnWriteRunsChangesAfterReview) {
+  // Rewritten in place: the same inode, owner and mode.
+  auto Put = [](const std::string& path, const std::string& text) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+  };
+  const std::string proj = dir_ + "/roots/ctl-apply";
+  ASSERT_EQ(::mkdir(proj.c_str(), 0755), 0);
+  Put(proj + "/a.txt", "one\n");
+  ASSERT_EQ(::chown(proj.c_str(), 1234, 1234), 0);
+  ASSERT_EQ(::chown((proj + "/a.txt").c_str(), 1234, 1234), 0);
+  std::string id;
+  auto run = StartRun({"--workspace", proj + ":cow", "--", "/bin/busybox", "sh", "-c",
+                       "echo two >> /workspace/a.txt && echo n > /workspace/n.txt"},
+                      &id);
+  ASSERT_TRUE(run);
+  Approve(id);
+  ASSERT_EQ(run->Finish(), 0) << run->err();
+
+  CtlResult shown = Ctl({"changes", id}, kSubmitterKey);
+  ASSERT_EQ(shown.code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("write"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("a.txt"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("n.txt"), std::string::npos) << shown.out;
+  auto j = Json(Ctl({"changes", "--json", id}, kSubmitterKey));
+  EXPECT_EQ(j["entries"].size(), 2u) << j.dump();
+
+  EXPECT_EQ(Ctl({"apply", id}, kSubmitterKey).code, 1);
+  CtlResult wrong = Ctl({"apply", "--diff-sha256", std::string(64, '0'), id}, kReviewerKey);
+  EXPECT_EQ(wrong.code, 1);
+  EXPECT_NE(wrong.err.find("not the"), std::string::npos) << wrong.err;
+  // A host file edited since the run: listed, and nothing written.
+  Put(proj + "/a.txt", "edited\n");
+  CtlResult conflict = Ctl({"apply", "-q", id}, kReviewerKey);
+  EXPECT_EQ(conflict.code, 1);
+  EXPECT_NE(conflict.err.find("conflict: a.txt: "), std::string::npos) << conflict.err;
+  EXPECT_FALSE(std::filesystem::exists(proj + "/n.txt"));
+  Put(proj + "/a.txt", "one\n");
+
+  CtlResult applied = Ctl({"apply", id}, kReviewerKey);
+  ASSERT_EQ(applied.code, 0) << applied.err;
+  EXPECT_NE(applied.out.find("applied run " + id + ": 2 file(s) written"), std::string::npos)
+      << applied.out;
+  EXPECT_EQ(*ReadFile(proj + "/a.txt"), "one\ntwo\n");
+  EXPECT_EQ(*ReadFile(proj + "/n.txt"), "n\n");
+  EXPECT_EQ(Ctl({"apply", id}, kReviewerKey).code, 1);  // once
+  EXPECT_NE(Ctl({"changes", id}, kSubmitterKey).out.find("applied by rev"), std::string::npos);
 }
 
 TEST_F(CtlTest, PolicyTest) {
