@@ -11,11 +11,13 @@ export function clearKey() { apiKey = null; }
 export function onUnauthorized(fn) { unauthorized = fn; }
 export const serverNow = () => Date.now() + skewMs;
 
+// `body`: the error answer's JSON, for what an answer adds beside `error` (e.g. `conflicts`).
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, body = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.body = body;
   }
 }
 
@@ -42,15 +44,17 @@ export async function api(path, { method = 'GET', body, raw = false, signal, qui
   if (!res.ok) {
     let code = 'http_' + res.status;
     let message = `${res.status} ${res.statusText}`;
+    let body = null;
     try {
       const j = await res.json();
       if (j && j.error && typeof j.error.message === 'string') {
         message = j.error.message;
         code = j.error.code || code;
+        body = j;
       }
     } catch { /* not JSON: keep the status line */ }
     if (res.status === 401 && !quiet) unauthorized(message);
-    throw new ApiError(res.status, code, message);
+    throw new ApiError(res.status, code, message, body);
   }
   if (raw) return res;
   const type = res.headers.get('content-type') || '';

@@ -61,8 +61,9 @@ export function usePoll(fn, ms, deps) {
   }, deps);
 }
 
-// A button that runs an async action, shows it is busy, and reports the API's error message.
-export function Action({ onRun, children, class: cls = '', confirm: ask, ...rest }) {
+// A button that runs an async action, shows it is busy, and reports the API's error message;
+// `confirm` asks first, `disabled` keeps it off.
+export function Action({ onRun, children, class: cls = '', confirm: ask, disabled = false, ...rest }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const run = async () => {
@@ -79,7 +80,7 @@ export function Action({ onRun, children, class: cls = '', confirm: ask, ...rest
   };
   return (
     <span class="action">
-      <button type="button" class={cls} disabled={busy} onClick={run} {...rest}>{children}</button>
+      <button type="button" class={cls} disabled={busy || disabled} onClick={run} {...rest}>{children}</button>
       {error && <span class="error inline" role="alert">{error.message}</span>}
     </span>
   );

@@ -56,11 +56,11 @@ function flush(h) {
 
 const strip = (name) => (name && name !== '/dev/null' ? name.replace(/^[ab]\//, '') : null);
 
-export function DiffView({ text }) {
+export function DiffView({ text, testid = 'diff' }) {
   const files = parseDiff(text);
   if (!files.length) return <p class="muted">The diff is empty: the run changed nothing.</p>;
   return (
-    <div class="diff" data-testid="diff">
+    <div class="diff" data-testid={testid}>
       {files.map((f) => {
         const name = strip(f.newName) || strip(f.oldName) || f.header;
         const status = f.oldName === '/dev/null' ? 'added' : f.newName === '/dev/null' ? 'deleted' : 'modified';

@@ -1,4 +1,5 @@
-// SHA-256 of a string's UTF-8 bytes, hex (synchronous; crypto.subtle needs a secure context).
+// SHA-256, hex, of a string's UTF-8 bytes or of bytes (synchronous; crypto.subtle needs a secure
+// context).
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
   0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -11,7 +12,10 @@ const K = new Uint32Array([
 ]);
 
 export function sha256Hex(text) {
-  const msg = new TextEncoder().encode(text);
+  return sha256HexOfBytes(new TextEncoder().encode(text));
+}
+
+export function sha256HexOfBytes(msg) {
   const len = msg.length;
   const padded = new Uint8Array(((len + 9 + 63) >> 6) << 6);
   padded.set(msg);

@@ -1,5 +1,6 @@
 // One run: the plan exactly as stored, the policy's decision, the review, live logs that resume
-// where they stopped, per-step results, artifacts and the audit trail.
+// where they stopped, per-step results, artifacts, a copy-on-write run's changes to the host
+// (applied here by a reviewer) and the audit trail.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, enc } from '../api.js';
 import { canReview, mayDecide, session } from '../session.js';
@@ -7,6 +8,7 @@ import { ResumableStream } from '../live.js';
 import { Action, Code, ErrorBox, KV, Risk, State, useLoad } from '../components.jsx';
 import { approvalsOf, b64ToBytes, bytesToSafeText, fmtBytes, fmtMs, frameBatcher, isoTime, terminal, untilOf, visibleControls } from '../util.js';
 import { DiffView } from '../diff.jsx';
+import { ChangeSet } from '../changes.jsx';
 import { verifyAudit } from '../audit.js';
 
 export function RunPage({ id }) {
@@ -148,6 +150,15 @@ export function RunPage({ id }) {
 
       <h2>Artifacts</h2>
       <Artifacts id={id} list={artifacts} />
+
+      {r.workspace && r.workspace.mode === 'cow' && (
+        <>
+          <h2>Changes to the host</h2>
+          {terminal(r.state)
+            ? <ChangeSet run={r} version={auditKey} onApplied={() => setAuditKey((k) => k + 1)} />
+            : <p class="muted">The run works on a copy of <Code>{r.workspace.path}</Code>; what it changes is kept when it ends, and nothing reaches the host until a reviewer applies it here.</p>}
+        </>
+      )}
 
       <h2>Audit trail</h2>
       {canReview() ? <Audit id={id} key={auditKey} /> : <p class="muted">The audit trail is for reviewers and admins.</p>}
