@@ -12,11 +12,11 @@ the `websockets` package.
 from .client import (Change, Client, Event, EventStream, Files, Process, ProcessEvents, Run,
                      Runs, Sandbox, SandboxChanges, Sandboxes, Terminal)
 from ._http import RetryPolicy
-from .errors import (AlreadyExists, ConnectionFailed, FailedPrecondition, HeadersTooLarge,
-                     Internal, InvalidArgument, MethodNotAllowed, NotFound, PayloadTooLarge,
-                     PermissionDenied, ProtocolError, RangeNotSatisfiable, RequestTimeout,
-                     ResourceExhausted, SandboxdError, Timeout, Unauthenticated, Unavailable,
-                     UpgradeRequired)
+from .errors import (AlreadyExists, Conflict, ConnectionFailed, FailedPrecondition,
+                     HeadersTooLarge, Internal, InvalidArgument, MethodNotAllowed, NotFound,
+                     PayloadTooLarge, PermissionDenied, ProtocolError, RangeNotSatisfiable,
+                     RequestTimeout, ResourceExhausted, SandboxdError, Timeout, Unauthenticated,
+                     Unavailable, UpgradeRequired)
 
 __version__ = "0.1.0"
 
@@ -27,5 +27,5 @@ __all__ = [
     "MethodNotAllowed", "RequestTimeout", "AlreadyExists", "FailedPrecondition",
     "PayloadTooLarge", "RangeNotSatisfiable", "UpgradeRequired", "HeadersTooLarge",
     "ResourceExhausted", "Internal", "Unavailable", "ConnectionFailed", "Timeout",
-    "ProtocolError",
+    "ProtocolError", "Conflict",
 ]

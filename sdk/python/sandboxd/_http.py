@@ -327,6 +327,8 @@ class Transport:
             method=method, path=path)
         err.message = self.scrub(err.message)
         err.args = (err.message,)
+        for c in getattr(err, "conflicts", ()):
+            c["path"], c["why"] = self.scrub(c["path"]), self.scrub(c["why"])
         return err
 
     def request(self, method, path, query=None, body=None, headers=None, *, idempotent=None,

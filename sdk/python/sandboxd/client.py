@@ -376,6 +376,27 @@ class Runs:
     def cancel(self, run_id):
         return Run(self._client, self._t.json("POST", "/v1/runs/%s:cancel" % seg(run_id)))
 
+    def changes(self, run_id):
+        """GET /v1/runs/{id}/changes: what a copy-on-write run that ended would write into the
+        host directory. A dict: ``diff_sha256`` (of its diff.patch), ``applicable``,
+        ``applied`` (None, or who applied it, when, and the counts), ``entries`` ([{"path",
+        "op", "host", "mode", "size", ...}]), ``refused`` and ``total_bytes``. NotFound for a
+        run without a copy-on-write workspace, or one that has not ended."""
+        return self._t.json("GET", "/v1/runs/%s/changes" % seg(run_id))
+
+    def apply(self, run_id, diff_sha256=None):
+        """POST /v1/runs/{id}:apply: writes a succeeded copy-on-write run's changes into the host
+        directory, once (a reviewer's or an admin's key, never the run's submitter's:
+        PermissionDenied). With ``diff_sha256``, only if the run's diff.patch is that one (the
+        diff that was read). Returns the counts: ``files_written``, ``files_deleted``,
+        ``dirs_made``, ``dirs_removed``, with ``diff_sha256`` and ``changes_sha256``. Raises
+        Conflict (``.conflicts``: [{"path", "why"}]) when the host directory is no longer what
+        the run found, and nothing was written; FailedPrecondition or AlreadyExists when the run
+        did not succeed, its set holds refusals, its diff is not ``diff_sha256``, or it was
+        applied already. Never retried: a POST that failed may have been carried out."""
+        body = {"diff_sha256": diff_sha256} if diff_sha256 else None
+        return self._t.json("POST", "/v1/runs/%s:apply" % seg(run_id), body=body)
+
 
 class Run(_Resource):
     """A run. Methods act with the client that fetched it (approve needs a reviewer's)."""
@@ -408,6 +429,15 @@ class Run(_Resource):
     def cancel(self):
         self.data = self._client.runs.cancel(self.id).data
         return self
+
+    def changes(self):
+        """The change set of this copy-on-write run (``runs.changes``)."""
+        return self._client.runs.changes(self.id)
+
+    def apply(self, diff_sha256=None):
+        """Writes this run's changes into the host directory (``runs.apply``); a reviewer's
+        client."""
+        return self._client.runs.apply(self.id, diff_sha256)
 
     def events(self, after=0):
         """The run's events from seq ``after`` on, then live; closes after run.completed."""

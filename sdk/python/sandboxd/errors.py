@@ -11,7 +11,7 @@ __all__ = [
     "MethodNotAllowed", "RequestTimeout", "AlreadyExists", "FailedPrecondition",
     "PayloadTooLarge", "RangeNotSatisfiable", "UpgradeRequired", "HeadersTooLarge",
     "ResourceExhausted", "Internal", "Unavailable", "ConnectionFailed", "Timeout",
-    "ProtocolError", "error_from_response",
+    "ProtocolError", "Conflict", "error_from_response",
 ]
 
 
@@ -90,6 +90,17 @@ class FailedPrecondition(SandboxdError):
     default_status = 409
 
 
+class Conflict(FailedPrecondition):
+    """409 ``conflict``: the host changed under a run's changes (``runs.apply``), and nothing was
+    written. ``.conflicts`` lists them: ``[{"path": ..., "why": ...}]``."""
+    code = "conflict"
+    default_status = 409
+
+    def __init__(self, message, *, conflicts=None, **kw):
+        super().__init__(message, **kw)
+        self.conflicts = list(conflicts or [])
+
+
 class PayloadTooLarge(SandboxdError):
     code = "payload_too_large"
     default_status = 413
@@ -144,7 +155,7 @@ class ProtocolError(SandboxdError):
 
 _BY_CODE = {}
 for _cls in (InvalidArgument, Unauthenticated, PermissionDenied, NotFound, MethodNotAllowed,
-             RequestTimeout, AlreadyExists, FailedPrecondition, PayloadTooLarge,
+             RequestTimeout, AlreadyExists, FailedPrecondition, Conflict, PayloadTooLarge,
              RangeNotSatisfiable, UpgradeRequired, HeadersTooLarge, ResourceExhausted, Internal,
              Unavailable):
     _BY_CODE[_cls.code] = _cls
@@ -171,13 +182,18 @@ def error_class(code, status=None):
 def error_from_response(status, body, *, retry_after=None, method=None, path=None):
     """Builds the typed error for an HTTP answer with ``status`` and raw ``body`` bytes."""
     import json
-    code, message = None, None
+    code, message, conflicts = None, None, []
     try:
-        err = json.loads(body.decode("utf-8"))["error"]
+        doc = json.loads(body.decode("utf-8"))
+        err = doc["error"]
         code, message = str(err["code"]), str(err["message"])
+        conflicts = [{"path": str(c["path"]), "why": str(c["why"])}
+                     for c in doc.get("conflicts") or []]
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
-        text = body[:200].decode("utf-8", "replace").strip() if body else ""
-        message = text or "HTTP %d without an error body" % status
+        if message is None:
+            text = body[:200].decode("utf-8", "replace").strip() if body else ""
+            message = text or "HTTP %d without an error body" % status
     cls = error_class(code, status)
+    extra = {"conflicts": conflicts} if issubclass(cls, Conflict) else {}
     return cls(message, code=code or cls.code, status=status, retry_after=retry_after,
-               method=method, path=path)
+               method=method, path=path, **extra)

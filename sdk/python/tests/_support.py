@@ -4,13 +4,18 @@ The tests run against a real daemon started by tests/support/with_daemon.py, whi
 SANDBOXD_URL, SANDBOXD_API_KEY (alice), SANDBOXD_API_KEY_2 (bob), SANDBOXD_REVIEWER_KEY,
 SANDBOXD_ADMIN_KEY and SANDBOXD_HARNESS (a socket that restarts the daemon).
 """
+import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 
 SDK = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HARNESS = os.path.join(os.path.dirname(os.path.dirname(SDK)), "tests", "support", "with_daemon.py")
 if SDK not in sys.path:
     sys.path.insert(0, SDK)
 
@@ -118,3 +123,81 @@ class SandboxTestCase(unittest.TestCase):
     def tearDownClass(cls):
         cls.sbx.delete()
         cls.client.close()
+
+
+# Run by the harness in place of a test command: prints the daemon's environment as one JSON
+# line once the daemon is ready, then holds it until its stdin closes.
+_HOLD = ("import json, os, sys\n"
+         "print(json.dumps({k: v for k, v in os.environ.items() if k.startswith('SANDBOXD_')}),"
+         " flush=True)\n"
+         "sys.stdin.read()\n")
+
+
+class WorkspaceDaemon:
+    """A daemon with a workspace root for copy-on-write runs (``.root``; its directories are
+    made by the tests): ``.url`` and ``.keys`` (alice, bob, rev, admin). ``close()`` stops it.
+
+    The harness's daemon when it has a root (SANDBOXD_WORKSPACE_ROOT names it); else a second
+    one from tests/support/with_daemon.py (the binary of SANDBOXD_SERVER) with the root in its
+    config, as tests/web/run.sh configures its own.
+    """
+
+    def __init__(self):
+        require_daemon()
+        self._proc = None
+        self._tmp = None
+        if os.environ.get("SANDBOXD_WORKSPACE_ROOT"):
+            self.root = os.environ["SANDBOXD_WORKSPACE_ROOT"]
+            env = os.environ
+        else:
+            server = os.environ.get("SANDBOXD_SERVER")
+            if not server or not os.path.exists(HARNESS):
+                raise unittest.SkipTest("needs SANDBOXD_WORKSPACE_ROOT, or SANDBOXD_SERVER and %s"
+                                        % HARNESS)
+            env = self._start(server)
+        self.url = env["SANDBOXD_URL"]
+        self.keys = {"alice": env["SANDBOXD_API_KEY"], "bob": env["SANDBOXD_API_KEY_2"],
+                     "rev": env["SANDBOXD_REVIEWER_KEY"], "admin": env["SANDBOXD_ADMIN_KEY"]}
+
+    def _start(self, server):
+        self._tmp = tempfile.mkdtemp(prefix="sbx-sdk-workspaces-")
+        os.chmod(self._tmp, 0o711)  # the sandboxes reach their workspaces through it
+        self.root = os.path.join(self._tmp, "workspaces")
+        os.mkdir(self.root)
+        os.chmod(self.root, 0o755)
+        extra = os.path.join(self._tmp, "extra.yaml")
+        with open(extra, "w") as f:
+            f.write("workspace_roots: [%s]\nworkspace_cow_root_owned: true\n" % self.root)
+        self._proc = subprocess.Popen(
+            [sys.executable, HARNESS, "--server", server, "--extra-config", extra, "--",
+             sys.executable, "-c", _HOLD],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self._proc.stdout.readline()
+        if not line:
+            self.close()
+            raise RuntimeError("the second daemon did not start (its log is above)")
+        return json.loads(line)
+
+    def client(self, who):
+        return sandboxd.Client(url=self.url, api_key=self.keys[who])
+
+    def workspace(self, files):
+        """A new directory under the root holding ``files`` ({relative path: bytes or str})."""
+        d = tempfile.mkdtemp(prefix="apply-", dir=self.root)
+        os.chmod(d, 0o755)
+        for name, content in files.items():
+            path = os.path.join(d, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(content.encode() if isinstance(content, str) else content)
+        return d
+
+    def close(self):
+        if self._proc is not None:
+            self._proc.stdin.close()  # the held command ends; the harness stops the daemon
+            self._proc.wait(60)
+            self._proc.stdout.close()
+            self._proc = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
