@@ -4,6 +4,9 @@
 #
 #   python3 tests/support/with_daemon.py --server build/sandboxd-server -- bash sdk/typescript/scripts/test.sh
 set -euo pipefail
+# The daemon's binary, for a suite that starts a second daemon (test/lib/workspaces.mjs), named
+# from where the harness was started.
+if [ -n "${SANDBOXD_SERVER:-}" ]; then export SANDBOXD_SERVER="$(realpath "$SANDBOXD_SERVER")"; fi
 cd "$(dirname "$0")/.."
 
 # npm ci when node_modules is missing or was installed from another package-lock.json.

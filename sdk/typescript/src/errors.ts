@@ -44,6 +44,21 @@ export class RequestTimeoutError extends SandboxdError {}
 export class AlreadyExistsError extends SandboxdError {}
 /** 409 failed_precondition: the object is in the wrong state for the operation. */
 export class FailedPreconditionError extends SandboxdError {}
+/** One path where the host directory is no longer what a run found. */
+export interface ApplyConflict {
+  path: string;
+  why: string;
+}
+/** 409 conflict: the host directory changed under a run's changes (`runs.apply`); nothing was
+ * written. `conflicts` lists each path and why. */
+export class ConflictError extends FailedPreconditionError {
+  readonly conflicts: ApplyConflict[];
+
+  constructor(message: string, opts: { code?: string; status?: number; retryAfterS?: number; cause?: unknown; conflicts?: ApplyConflict[] } = {}) {
+    super(message, opts);
+    this.conflicts = opts.conflicts ?? [];
+  }
+}
 /** 413 payload_too_large. */
 export class PayloadTooLargeError extends SandboxdError {}
 /** 416 range_not_satisfiable. */
@@ -63,7 +78,7 @@ export class ConnectionError extends UnavailableError {}
 /** A client-side deadline passed (a request's timeout, a wait's). Status 0. */
 export class DeadlineExceededError extends SandboxdError {}
 
-type ErrorClass = new (message: string, opts?: { code?: string; status?: number; retryAfterS?: number; cause?: unknown }) => SandboxdError;
+type ErrorClass = new (message: string, opts?: { code?: string; status?: number; retryAfterS?: number; cause?: unknown; conflicts?: ApplyConflict[] }) => SandboxdError;
 
 const BY_CODE: Record<string, ErrorClass> = {
   invalid_argument: InvalidArgumentError,
@@ -75,6 +90,7 @@ const BY_CODE: Record<string, ErrorClass> = {
   request_timeout: RequestTimeoutError,
   already_exists: AlreadyExistsError,
   failed_precondition: FailedPreconditionError,
+  conflict: ConflictError,
   payload_too_large: PayloadTooLargeError,
   range_not_satisfiable: RangeNotSatisfiableError,
   upgrade_required: UpgradeRequiredError,
@@ -111,11 +127,15 @@ export function errorClassFor(code: string): ErrorClass {
 export function errorFromResponse(status: number, body: string, retryAfterS?: number): SandboxdError {
   let code: string | undefined;
   let message: string | undefined;
+  let conflicts: ApplyConflict[] | undefined;
   try {
-    const parsed = JSON.parse(body) as { error?: { code?: unknown; message?: unknown } };
+    const parsed = JSON.parse(body) as { error?: { code?: unknown; message?: unknown }; conflicts?: unknown };
     if (parsed && typeof parsed === 'object' && parsed.error && typeof parsed.error === 'object') {
       if (typeof parsed.error.code === 'string') code = parsed.error.code;
       if (typeof parsed.error.message === 'string') message = parsed.error.message;
+      if (Array.isArray(parsed.conflicts)) {
+        conflicts = parsed.conflicts.map((c: { path?: unknown; why?: unknown }) => ({ path: String(c?.path), why: String(c?.why) }));
+      }
     }
   } catch {
     // not JSON: the status decides
@@ -123,5 +143,10 @@ export function errorFromResponse(status: number, body: string, retryAfterS?: nu
   code ??= CODE_BY_STATUS[status] ?? (status >= 500 ? 'internal' : 'unknown');
   message ??= body.trim().slice(0, 500) || `HTTP ${status}`;
   const Cls = errorClassFor(code);
-  return new Cls(message, { code, status, ...(retryAfterS !== undefined ? { retryAfterS } : {}) });
+  return new Cls(message, {
+    code,
+    status,
+    ...(retryAfterS !== undefined ? { retryAfterS } : {}),
+    ...(conflicts !== undefined && Cls === ConflictError ? { conflicts } : {}),
+  });
 }

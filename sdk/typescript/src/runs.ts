@@ -2,7 +2,7 @@
 
 import { ConnectionError } from './errors.js';
 import { type Transport, bodyChunks } from './transport.js';
-import type { Artifact, ArtifactList, Run, RunEvent, RunList, RunRequest, RunState } from './types.js';
+import type { ApplyResult, Artifact, ArtifactList, Run, RunChanges, RunEvent, RunList, RunRequest, RunState } from './types.js';
 import { collect, deadline, parseEventMessage, pause, seg, stopped } from './util.js';
 
 const ENDED: ReadonlySet<RunState> = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
@@ -79,6 +79,23 @@ export class Runs {
   /** Cancels a run that has not ended; a running one ends CANCELLED shortly after. */
   cancel(id: string): Promise<Run> {
     return this.#t.json<Run>('POST', `v1/runs/${seg(id)}:cancel`);
+  }
+
+  /** What a copy-on-write run that has ended would write into the host directory: its entries,
+   * refusals, whether it may be applied and whether it was. NotFoundError for a run without a
+   * copy-on-write workspace, or one that has not ended. */
+  changes(id: string): Promise<RunChanges> {
+    return this.#t.json<RunChanges>('GET', `v1/runs/${seg(id)}/changes`);
+  }
+
+  /** Writes a succeeded copy-on-write run's changes into the host directory, once: a reviewer's
+   * or an admin's key, never the run's submitter's (PermissionDeniedError). With `diffSha256`,
+   * only if the run's diff.patch is that one (the diff that was read). ConflictError, with
+   * `conflicts`, when the host directory is no longer what the run found (nothing written);
+   * FailedPreconditionError or AlreadyExistsError when the run did not succeed, its set holds
+   * refusals, its diff is another, or it was applied already. Never retried. */
+  apply(id: string, diffSha256?: string): Promise<ApplyResult> {
+    return this.#t.json<ApplyResult>('POST', `v1/runs/${seg(id)}:apply`, { body: diffSha256 ? { diff_sha256: diffSha256 } : {} });
   }
 
   /** The run's events from `after` on (history, then live), ending after `run.completed`. A

@@ -133,6 +133,51 @@ export interface ArtifactList {
   artifacts: Artifact[];
 }
 
+/** One path a copy-on-write run made, replaced or removed. */
+export interface ChangeEntry {
+  path: string;
+  op: 'make_dir' | 'write' | 'delete' | 'remove_dir';
+  /** What the run found at the path on the host. */
+  host: 'absent' | 'file' | 'symlink' | 'dir';
+  /** Octal permission bits, e.g. "0644" (make_dir, write). */
+  mode?: string;
+  /** Bytes (write). */
+  size?: number;
+  /** The host entry changed while the run ran: applying is refused. */
+  changed_on_host_during_run?: boolean;
+  [k: string]: unknown;
+}
+
+/** The counts of an applied change set. */
+export interface ApplyCounts {
+  files_written: number;
+  files_deleted: number;
+  dirs_made: number;
+  dirs_removed: number;
+}
+
+/** What `runs.apply` answers: the counts, the hash of the diff and of the set written. */
+export interface ApplyResult extends ApplyCounts {
+  run_id: string;
+  diff_sha256: string;
+  changes_sha256: string;
+}
+
+/** GET /v1/runs/{id}/changes: the change set a copy-on-write run kept when it ended. */
+export interface RunChanges {
+  run_id: string;
+  /** The sha256 of the run's diff.patch artifact, which shows these changes. */
+  diff_sha256: string;
+  /** A succeeded run whose set has no refusals and was not applied yet. */
+  applicable: boolean;
+  /** Who applied the set, when, where and the counts (the audit record's details); null until then. */
+  applied: (ApplyCounts & { by: string; at_ms: number; workspace: string; diff_sha256: string; changes_sha256: string; [k: string]: unknown }) | null;
+  entries: ChangeEntry[];
+  /** What keeps the set from being applied. */
+  refused: { path: string; why: string }[];
+  total_bytes: number;
+}
+
 // ---- Sandboxes ----------------------------------------------------------------------------
 
 export type SandboxState =

@@ -8,7 +8,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Socket } from 'node:net';
 
-import { ConnectionError, DeadlineExceededError, SandboxdError, errorFromResponse } from './errors.js';
+import { ConflictError, ConnectionError, DeadlineExceededError, SandboxdError, errorFromResponse } from './errors.js';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const OP_CONT = 0x0;
@@ -389,6 +389,7 @@ function rebuild(e: SandboxdError, redact: (s: string) => string): SandboxdError
     code: e.code,
     status: e.status,
     ...(e.retryAfterS !== undefined ? { retryAfterS: e.retryAfterS } : {}),
+    ...(e instanceof ConflictError ? { conflicts: e.conflicts.map((c) => ({ path: redact(c.path), why: redact(c.why) })) } : {}),
   });
 }
 

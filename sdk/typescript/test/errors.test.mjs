@@ -6,7 +6,9 @@ import { after, before, test } from 'node:test';
 import { inspect } from 'node:util';
 
 import {
+  ConflictError,
   ConnectionError,
+  FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
@@ -14,6 +16,7 @@ import {
   Sandboxd,
   UnauthenticatedError,
   UnavailableError,
+  errorFromResponse,
 } from '../dist/index.js';
 import { alice, bob, keys } from './lib/env.mjs';
 
@@ -118,4 +121,13 @@ test('bob does not see alice\'s sandbox: NotFoundError everywhere', async () => 
   await assert.rejects(bobs.pause(), NotFoundError);
   await assert.rejects(bobs.terminal(), NotFoundError);
   assert.equal((await alice.sandboxes.get(box.id)).state, 'RUNNING');
+});
+
+test('ConflictError from an answer carries its conflicts', () => {
+  const e = errorFromResponse(409, JSON.stringify({ error: { code: 'conflict', message: '1 conflicts' }, conflicts: [{ path: 'a', why: 'gone from the host' }] }));
+  assert.ok(e instanceof ConflictError);
+  assert.deepEqual(e.conflicts, [{ path: 'a', why: 'gone from the host' }]);
+  assert.deepEqual([e.code, e.status, e.message], ['conflict', 409, '1 conflicts']);
+  const other = errorFromResponse(409, JSON.stringify({ error: { code: 'failed_precondition', message: 'no' } }));
+  assert.ok(other instanceof FailedPreconditionError && !(other instanceof ConflictError));
 });
