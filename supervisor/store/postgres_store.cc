@@ -145,6 +145,34 @@ CREATE TABLE sandbox_processes (
 );
 CREATE INDEX sandbox_processes_by_tag ON sandbox_processes (sandbox_id, tag, id);
 )sql"},
+    // Projects and their plans: the variable parts in doc, the columns what queries filter on.
+    // A run names its project in project_id (no foreign key: a deleted project's runs stay).
+    {6, "projects, plans, and the project of a run", R"sql(
+CREATE TABLE projects (
+  id TEXT PRIMARY KEY,
+  row_no BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+  name TEXT NOT NULL UNIQUE,
+  version BIGINT NOT NULL,
+  created_at BIGINT NOT NULL,
+  doc TEXT NOT NULL
+);
+CREATE TABLE project_members (
+  project_id TEXT NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+  key_name TEXT NOT NULL,
+  PRIMARY KEY (project_id, key_name)
+);
+CREATE INDEX project_members_by_key ON project_members (key_name);
+CREATE TABLE plans (
+  id TEXT PRIMARY KEY,
+  row_no BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+  project_id TEXT NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+  created_at BIGINT NOT NULL,
+  doc TEXT NOT NULL
+);
+CREATE INDEX plans_by_project ON plans (project_id, row_no);
+ALTER TABLE runs ADD COLUMN project_id TEXT;
+CREATE INDEX runs_by_project ON runs (project_id, row_no);
+)sql"},
 };
 
 // The start of a statement, for error messages: the whole INSERT of a run is a screenful.

@@ -11,7 +11,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<ColumnSpec, 23> kRunColumns = {{
+constexpr std::array<ColumnSpec, 24> kRunColumns = {{
     {"id", ColumnKind::kText},
     {"submitter", ColumnKind::kText},
     {"state", ColumnKind::kText},
@@ -35,6 +35,7 @@ constexpr std::array<ColumnSpec, 23> kRunColumns = {{
     {"result", ColumnKind::kText},
     {"backend", ColumnKind::kText},
     {"image", ColumnKind::kText},
+    {"project_id", ColumnKind::kText},
 }};
 // Column indexes into kRunColumns, in order.
 enum RunCol : size_t {
@@ -61,6 +62,7 @@ enum RunCol : size_t {
   kResult,
   kBackend,
   kImage,
+  kProjectId,
   kRowNo,
 };
 
@@ -332,9 +334,10 @@ Result<SqlRow> EncodeRun(const RunRecord& run) {
   if (run.result) SBX_TRY(put_json(kResult, ResultToJson(*run.result)));
   row[kBackend] = run.backend;
   row[kImage] = run.image;
+  row[kProjectId] = run.project_id.empty() ? SqlValue() : SqlValue(run.project_id);
   // The plain text columns must be UTF-8 too: PostgreSQL refuses anything else.
   for (size_t col : {kId, kSubmitter, kNetwork, kSeccompProfile, kWorkspace, kIdempotencyKey,
-                     kNode, kBackend, kImage}) {
+                     kNode, kBackend, kImage, kProjectId}) {
     if (const auto* s = std::get_if<std::string>(&row[col])) {
       auto checked = EncodeJson(json(*s), kRunColumns[col].name);
       if (!checked.ok()) return std::move(checked).error();
@@ -385,6 +388,7 @@ Result<DecodedRun> DecodeRun(const SqlRow& row) {
     if (!IsNull(row, kResult)) r.result = ResultFromJson(json::parse(TextAt(row, kResult)));
     r.backend = TextAt(row, kBackend);
     r.image = TextAt(row, kImage);
+    if (!IsNull(row, kProjectId)) r.project_id = TextAt(row, kProjectId);
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kInternal, "stored run {} has a malformed {} column: {}", r.id,
                      column, e.what());

@@ -86,7 +86,7 @@ Error RunNotFound(std::string_view run_id) {
 class SqlStore final : public Store {
  public:
   explicit SqlStore(std::unique_ptr<SqlConnection> conn)
-      : conn_(std::move(conn)), sandboxes_(*conn_) {}
+      : conn_(std::move(conn)), sandboxes_(*conn_), projects_(*conn_) {}
 
   Result<MigrateResult> Migrate() override {
     MigrateResult out;
@@ -245,6 +245,7 @@ class SqlStore final : public Store {
       sql += ")";
     }
     if (filter.submitter) sql += " AND r.submitter = " + p.Add(*filter.submitter);
+    if (filter.project_id) sql += " AND r.project_id = " + p.Add(*filter.project_id);
     for (const auto& [key, value] : filter.labels) {
       sql += " AND EXISTS (SELECT 1 FROM run_labels l WHERE l.run_id = r.id AND l.key = " +
              p.Add(key) + " AND l.value = " + p.Add(value) + ")";
@@ -584,6 +585,30 @@ class SqlStore final : public Store {
     return sandboxes_.RecoverStaleSandboxes(node);
   }
 
+  Result<ProjectRecord> CreateProject(const ProjectRecord& project) override {
+    return projects_.CreateProject(project);
+  }
+  Result<ProjectRecord> GetProject(std::string_view id_or_name) override {
+    return projects_.GetProject(id_or_name);
+  }
+  Result<ProjectPage> ListProjects(const ProjectFilter& filter) override {
+    return projects_.ListProjects(filter);
+  }
+  Result<ProjectRecord> UpdateProject(std::string_view id, int64_t expected_version,
+                                      const ProjectRecord& project) override {
+    return projects_.UpdateProject(id, expected_version, project);
+  }
+  Status DeleteProject(std::string_view id) override { return projects_.DeleteProject(id); }
+  Result<PlanRecord> CreatePlan(const PlanRecord& plan) override {
+    return projects_.CreatePlan(plan);
+  }
+  Result<PlanRecord> GetPlan(std::string_view plan_id) override {
+    return projects_.GetPlan(plan_id);
+  }
+  Result<std::vector<PlanRecord>> ListPlans(std::string_view project_id, int limit) override {
+    return projects_.ListPlans(project_id, limit);
+  }
+
  private:
   static Result<RunRecord> ApplyTransition(SqlTx& tx, const TransitionWrite& w) {
     const std::string& run_id = w.run_id;
@@ -715,6 +740,7 @@ class SqlStore final : public Store {
 
   std::unique_ptr<SqlConnection> conn_;
   SqlSandboxes sandboxes_;
+  SqlProjects projects_;
 };
 
 }  // namespace

@@ -105,6 +105,26 @@ class SqlSandboxes {
   SqlConnection& conn_;
 };
 
+// The project and plan calls of the SQL store (store.h, "Projects and plans";
+// sql_project_store.cc).
+class SqlProjects {
+ public:
+  explicit SqlProjects(SqlConnection& conn) : conn_(conn) {}
+
+  Result<ProjectRecord> CreateProject(const ProjectRecord& project);
+  Result<ProjectRecord> GetProject(std::string_view id_or_name);
+  Result<ProjectPage> ListProjects(const ProjectFilter& filter);
+  Result<ProjectRecord> UpdateProject(std::string_view id, int64_t expected_version,
+                                      const ProjectRecord& project);
+  Status DeleteProject(std::string_view id);
+  Result<PlanRecord> CreatePlan(const PlanRecord& plan);
+  Result<PlanRecord> GetPlan(std::string_view plan_id);
+  Result<std::vector<PlanRecord>> ListPlans(std::string_view project_id, int limit);
+
+ private:
+  SqlConnection& conn_;
+};
+
 // ---- Helpers of the SQL store's files ------------------------------------------------------
 
 // Milliseconds since the Unix epoch.

@@ -129,6 +129,8 @@ nlohmann::json ReviewVoteJson(const ReviewVote& vote) {
 }
 
 std::string NewSandboxId() { return NewRandomId("sbx_"); }
+std::string NewProjectId() { return NewRandomId("prj_"); }
+std::string NewPlanId() { return NewRandomId("pln_"); }
 
 const char* SandboxStateName(SandboxState state) {
   return kSandboxStateNames[static_cast<size_t>(state)];

@@ -30,6 +30,7 @@
 
 #include "base/result.h"
 #include "supervisor/store/end_reason.h"
+#include "supervisor/store/project_records.h"
 #include "supervisor/store/sandbox_records.h"
 
 namespace sbx::store {
@@ -168,6 +169,7 @@ struct RunRequest {
   std::optional<std::string> idempotency_key;  // unique per submitter
   std::string backend;  // the backend asked for: "native", "docker", "auto" ("" = the default)
   std::string image;    // Docker: the image to run in; "" = none named
+  std::string project_id;  // the project it belongs to; "" = none
   bool operator==(const RunRequest&) const = default;
 };
 
@@ -204,6 +206,7 @@ struct RunFilter {
   std::vector<RunState> states;               // any of these; empty: every state
   std::map<std::string, std::string> labels;  // every key=value must match
   std::optional<std::string> submitter;
+  std::optional<std::string> project_id;
   std::string cursor;  // next_cursor of the previous page; empty: the newest run
   int limit = 50;      // 1..1000
 };
@@ -432,6 +435,29 @@ class Store {
   // supervisor_restart; its RUNNING processes end FINISHED (supervisor_restart) and those
   // awaiting review CANCELLED. Returns the sandboxes' ids.
   virtual Result<std::vector<std::string>> RecoverStaleSandboxes(std::string_view node) = 0;
+
+  // ---- Projects and plans (project_records.h) -------------------------------------------------
+  // Stores a new project (id, created_at, updated_at filled in; version 1). kAlreadyExists when
+  // the name or id is taken; kInvalidArgument for a malformed id or a string that is not UTF-8.
+  virtual Result<ProjectRecord> CreateProject(const ProjectRecord& project) = 0;
+  // By id ("prj_…") or by name. kNotFound.
+  virtual Result<ProjectRecord> GetProject(std::string_view id_or_name) = 0;
+  virtual Result<ProjectPage> ListProjects(const ProjectFilter& filter) = 0;
+  // Compare-and-set on the version: replaces the project's fields (not id, created_*) with
+  // `project`'s when its version is `expected_version` (0: whatever it is), bumps the version
+  // and updated_at. kFailedPrecondition (nothing changed) for another version; kNotFound;
+  // kAlreadyExists when the new name is another project's.
+  virtual Result<ProjectRecord> UpdateProject(std::string_view id, int64_t expected_version,
+                                              const ProjectRecord& project) = 0;
+  // Removes the project and its plans; its runs keep its id. kNotFound.
+  virtual Status DeleteProject(std::string_view id) = 0;
+  // Stores a plan of an existing project (id and created_at filled in). kNotFound without the
+  // project.
+  virtual Result<PlanRecord> CreatePlan(const PlanRecord& plan) = 0;
+  // kNotFound.
+  virtual Result<PlanRecord> GetPlan(std::string_view plan_id) = 0;
+  // The project's plans, newest first, at most `limit` (1..1000).
+  virtual Result<std::vector<PlanRecord>> ListPlans(std::string_view project_id, int limit) = 0;
 };
 
 // Opens a store; call Migrate() next.
