@@ -115,6 +115,17 @@ std::string WhyUnreachable(int err) {
   }
 }
 
+// Why the directory `rel` beneath the workspace cannot be opened (errno `err`): O_NOFOLLOW with
+// O_DIRECTORY answers ENOTDIR for a symbolic link, which is worth saying as such.
+std::string WhyNotADirectory(int ws, const std::string& rel, int err) {
+  if (err == ENOTDIR) {
+    UniqueFd path(OpenBeneath(ws, rel, O_PATH | O_NOFOLLOW, /*same_mount=*/true));
+    struct stat st;
+    if (path && ::fstat(path.get(), &st) == 0 && S_ISLNK(st.st_mode)) err = ELOOP;
+  }
+  return WhyUnreachable(err);
+}
+
 // Checks a set against the host and writes it. One instance per ApplyChangeSet call.
 class Applier {
  public:
@@ -258,7 +269,7 @@ class Applier {
         break;
       }
       UniqueFd d(OpenDir(ws_, a));
-      if (!d) return WhyUnreachable(errno) + " (" + a + ")";
+      if (!d) return WhyNotADirectory(ws_, a, errno) + " (" + a + ")";
     }
     if (new_below) return creates ? std::string() : "its directory is made by the run";
     UniqueFd dir(OpenDir(ws_, parent));

@@ -249,7 +249,9 @@ TEST_F(ServeApplyTest, NeverThroughASymlinkPlantedInTheHostNorOneTheRunMade) {
   std::filesystem::create_directory_symlink(outside, proj_ + "/sub");
   auto refused = Call("POST", "/v1/runs/" + id + ":apply", kBob);
   ASSERT_EQ(refused.status, 409) << refused.body;
-  for (const auto& c : refused.Json()["conflicts"]) {
+  const nlohmann::json conflicts = refused.Json()["conflicts"];
+  ASSERT_EQ(conflicts.size(), 2u) << refused.body;  // sub/new.txt and sub/old.txt
+  for (const auto& c : conflicts) {
     EXPECT_NE(c["why"].get<std::string>().find("symbolic link"), std::string::npos) << c.dump();
   }
   EXPECT_TRUE(std::filesystem::is_empty(outside));
