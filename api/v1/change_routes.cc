@@ -29,9 +29,8 @@ const char* BaseName(supervisor::ChangeBase::Kind k) {
 nlohmann::json ChangeSetJson(const supervisor::ChangeSet& set) {
   nlohmann::json entries = nlohmann::json::array();
   for (const supervisor::ChangeEntry& e : set.entries) {
-    nlohmann::json j = {{"path", e.path},
-                        {"op", supervisor::ChangeOpName(e.op)},
-                        {"host", BaseName(e.base.kind)}};
+    nlohmann::json j = {
+        {"path", e.path}, {"op", supervisor::ChangeOpName(e.op)}, {"host", BaseName(e.base.kind)}};
     if (e.op == supervisor::ChangeEntry::Op::kWrite ||
         e.op == supervisor::ChangeEntry::Op::kMakeDir) {
       j["mode"] = fmt::format("{:04o}", e.mode);
@@ -60,8 +59,7 @@ Status AddChangeRoutes(Router& router, const RouteContext& ctx) {
                        nlohmann::json j = ChangeSetJson(kept->changes);
                        j["run_id"] = run->id;
                        j["diff_sha256"] = kept->diff_sha256;
-                       j["applicable"] = kept->changes.refused.empty() &&
-                                         kept->applied.is_null() &&
+                       j["applicable"] = kept->changes.refused.empty() && kept->applied.is_null() &&
                                          run->state == store::RunState::kSucceeded;
                        j["applied"] = kept->applied;
                        return JsonResponse(200, j);

@@ -91,6 +91,32 @@ Result<int64_t> IntOrSize(const nlohmann::json& j, const std::string& field) {
   return FieldError(field, "must be a positive integer or a size such as \"256m\"");
 }
 
+Result<store::Limits> LimitsFromJson(const nlohmann::json& l, const std::string& field) {
+  if (!l.is_object()) return FieldError(field, "must be an object");
+  store::Limits out;
+  for (auto it = l.begin(); it != l.end(); ++it) {
+    const std::string f = field + "." + it.key();
+    if (it.key() == "cpus") {
+      if (!it.value().is_number() || !(it.value().get<double>() > 0)) {
+        return FieldError(f, "must be a positive number");
+      }
+      out.cpus = it.value().get<double>();
+    } else if (it.key() == "memory" || it.key() == "memory_bytes" || it.key() == "output_bytes") {
+      auto v = IntOrSize(it.value(), f);
+      if (!v.ok()) return std::move(v).error();
+      (it.key() == "output_bytes" ? out.output_bytes : out.memory_bytes) = *v;
+    } else if (it.key() == "pids" || it.key() == "timeout_s") {
+      if (!it.value().is_number_integer() || it.value().get<int64_t>() <= 0) {
+        return FieldError(f, "must be a positive integer");
+      }
+      (it.key() == "pids" ? out.pids : out.timeout_s) = it.value().get<int64_t>();
+    } else {
+      return FieldError(f, "unknown limit (cpus, memory, pids, timeout_s, output_bytes)");
+    }
+  }
+  return out;
+}
+
 Result<nlohmann::json> ParseBody(const Request& req, bool allow_empty) {
   if (req.body.empty() && allow_empty) return nlohmann::json::object();
   auto j = nlohmann::json::parse(req.body, nullptr, false);

@@ -17,6 +17,7 @@
 #include "base/unique_fd.h"
 #include "supervisor/events/audit.h"
 #include "supervisor/service/config.h"
+#include "supervisor/store/store.h"
 
 namespace sbx::api {
 
@@ -45,6 +46,10 @@ Status OptionalStringMap(const nlohmann::json& body, const std::string& field,
 // A positive integer, or a size such as "256m".
 Result<int64_t> IntOrSize(const nlohmann::json& j, const std::string& field);
 nlohmann::json OptInt(const std::optional<int64_t>& v);
+// {"cpus", "memory", "pids", "timeout_s", "output_bytes"} (memory and output_bytes integers or
+// sizes such as "256m"; "memory_bytes" is taken for "memory"), each optional; errors name
+// `field`.KEY.
+Result<store::Limits> LimitsFromJson(const nlohmann::json& l, const std::string& field);
 
 // The body as JSON (kInvalidArgument when it is not); an empty body is {} when allowed.
 Result<nlohmann::json> ParseBody(const Request& req, bool allow_empty);

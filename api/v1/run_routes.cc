@@ -98,6 +98,7 @@ nlohmann::json RunToJson(const RunRecord& r) {
   // The backend asked for (the default filled in at submission); result.backend says which ran it.
   j["backend"] = r.backend.empty() ? "native" : r.backend;
   j["image"] = r.image.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.image);
+  j["project_id"] = r.project_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.project_id);
   j["created_at_ms"] = r.created_at_ms;
   j["queued_at_ms"] = OptInt(r.queued_at_ms);
   j["started_at_ms"] = OptInt(r.started_at_ms);
@@ -125,7 +126,7 @@ Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body) {
   if (!body.is_object()) return FieldError("body", "must be a JSON object");
   static const std::set<std::string> kKnown = {
       "argv",  "steps",  "limits", "network",   "seccomp_profile", "env",
-      "stdin", "labels", "workspace", "idempotency_key", "backend", "image"};
+      "stdin", "labels", "workspace", "idempotency_key", "backend", "image", "project"};
   for (auto it = body.begin(); it != body.end(); ++it) {
     if (!kKnown.count(it.key())) return FieldError(it.key(), "unknown field");
   }
@@ -156,31 +157,12 @@ Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body) {
     }
   }
   if (body.contains("limits")) {
-    const auto& l = body["limits"];
-    if (!l.is_object()) return FieldError("limits", "must be an object");
-    for (auto it = l.begin(); it != l.end(); ++it) {
-      const std::string f = "limits." + it.key();
-      if (it.key() == "cpus") {
-        if (!it.value().is_number() || !(it.value().get<double>() > 0)) {
-          return FieldError(f, "must be a positive number");
-        }
-        r.limits.cpus = it.value().get<double>();
-      } else if (it.key() == "memory" || it.key() == "output_bytes") {
-        auto v = IntOrSize(it.value(), f);
-        if (!v.ok()) return std::move(v).error();
-        (it.key() == "memory" ? r.limits.memory_bytes : r.limits.output_bytes) = *v;
-      } else if (it.key() == "pids" || it.key() == "timeout_s") {
-        if (!it.value().is_number_integer() || it.value().get<int64_t>() <= 0) {
-          return FieldError(f, "must be a positive integer");
-        }
-        (it.key() == "pids" ? r.limits.pids : r.limits.timeout_s) = it.value().get<int64_t>();
-      } else {
-        return FieldError(f, "unknown limit (cpus, memory, pids, timeout_s, output_bytes)");
-      }
-    }
+    auto l = LimitsFromJson(body["limits"], "limits");
+    if (!l.ok()) return std::move(l).error();
+    r.limits = *l;
   }
   for (const char* f :
-       {"network", "seccomp_profile", "stdin", "idempotency_key", "backend", "image"}) {
+       {"network", "seccomp_profile", "stdin", "idempotency_key", "backend", "image", "project"}) {
     if (body.contains(f) && !body[f].is_string()) return FieldError(f, "must be a string");
   }
   r.network = body.value("network", "");
@@ -218,6 +200,11 @@ Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body) {
     return FieldError("backend", "'" + r.backend + "' is not a backend (native, docker, auto)");
   }
   r.image = body.value("image", "");
+  // The project, by id or name; resolved (and the caller's membership checked) on submission.
+  r.project_id = body.value("project", "");
+  if (body.contains("project") && r.project_id.empty()) {
+    return FieldError("project", "must name a project");
+  }
   if (body.contains("image") && (r.image.empty() || r.image.find('\0') != std::string::npos)) {
     return FieldError("image", "must name an image");
   }
@@ -759,6 +746,12 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
       f.labels[std::string(l.substr(0, eq))] = std::string(l.substr(eq + 1));
     }
     f.submitter = OwnerFilter(req);
+    if (auto project = req.query.Get("project")) {
+      // By id or name, among the projects the caller may see.
+      auto p = c.runs->projects().Get(*project, ToPrincipal(*c.config, req));
+      if (!p.ok()) return Fail(p.error());
+      f.project_id = p->id;
+    }
     f.cursor = std::string(req.query.Get("cursor").value_or(""));
     if (auto lim = req.query.Get("limit")) {
       try {
@@ -896,6 +889,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
     return JsonResponse(200, {{"records", out}});
   }));
   SBX_TRY(AddChangeRoutes(router, ctx));
+  SBX_TRY(AddProjectRoutes(router, ctx));
   return Ok();
 }
 

@@ -22,6 +22,8 @@ struct RouteContext {
 // Adds every route (healthz, info, runs, review verbs, logs, events, audit, changes) to
 // `router`.
 Status AddRunRoutes(Router& router, const RouteContext& ctx);
+// /v1/projects…, /v1/plans/{id} (project_routes.cc).
+Status AddProjectRoutes(Router& router, const RouteContext& ctx);
 // GET /v1/runs/{id}/changes and POST /v1/runs/{id}:apply (change_routes.cc).
 Status AddChangeRoutes(Router& router, const RouteContext& ctx);
 

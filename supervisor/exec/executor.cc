@@ -333,6 +333,8 @@ void Executor::RunSteps(Execution& x) {
     isolate::ProcessSpec p;
     p.argv = step.argv;
     p.env = env;
+    // In the workspace when there is one, as a long-lived sandbox's processes start.
+    if (x.workspace) p.cwd = RunMounts::kWorkspaceTarget;
     p.timeout_ms = left.count() > 0 ? static_cast<uint64_t>(left.count()) : 1;
     p.output_limit_bytes = output_left;
     UniqueFd step_stdin;

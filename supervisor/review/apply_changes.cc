@@ -130,9 +130,9 @@ Result<Review::ApplyOutcome> Review::ApplyChanges(std::string_view run_id, const
                                   {"dirs_made", out.report.dirs_made},
                                   {"dirs_removed", out.report.dirs_removed}};
   if (!out.report.conflicts.empty()) {
-    events_.Audit(who, "run.apply_refused", run_id,
-                  {{"diff_sha256", out.diff_sha256},
-                   {"conflicts", ConflictsJson(out.report.conflicts)}});
+    events_.Audit(
+        who, "run.apply_refused", run_id,
+        {{"diff_sha256", out.diff_sha256}, {"conflicts", ConflictsJson(out.report.conflicts)}});
   } else {
     std::vector<store::Write> writes{AuditOf(who, "run.changes_applied", run_id, details)};
     auto done = events_.Record(run_id, "run.changes_applied", writes);
@@ -141,8 +141,8 @@ Result<Review::ApplyOutcome> Review::ApplyChanges(std::string_view run_id, const
                        "run {}'s changes were written to {} but the audit record of it failed: {}",
                        run_id, ws->path, done.error().message);
     }
-    spdlog::info("run {}: {} applied its changes to {} ({} written, {} deleted)", run_id,
-                 who.name, ws->path, out.report.files_written, out.report.files_deleted);
+    spdlog::info("run {}: {} applied its changes to {} ({} written, {} deleted)", run_id, who.name,
+                 ws->path, out.report.files_written, out.report.files_deleted);
   }
   out.run = std::move(*run);
   return out;

@@ -64,6 +64,8 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   auto review = Review::Create(store, m->events_, std::move(ro));
   if (!review.ok()) return std::move(review).error();
   m->review_ = std::move(*review);
+  m->projects_ = std::make_unique<Projects>(store, m->events_, *m->review_,
+                                            ProjectOptions{o.data_dir, o.limits});
 
   // Crash recovery: what this node was running when it died did not finish.
   if (Status st = RecoverNode(store, m->events_, o.node); !st.ok()) {

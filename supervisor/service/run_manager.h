@@ -33,6 +33,7 @@
 #include "supervisor/observability/metrics.h"
 #include "supervisor/policy/command_policy.h"
 #include "supervisor/review/limits.h"
+#include "supervisor/project/projects.h"
 #include "supervisor/review/review.h"
 #include "supervisor/review/seccomp_profiles.h"
 #include "supervisor/store/store.h"
@@ -94,8 +95,14 @@ class RunManager {
 
   // Validates the request (argv or steps; limits within the maxima, defaults filled in), stores
   // it and walks it to AWAITING_REVIEW. With an idempotency key already used by this submitter,
-  // returns that run (created = false) and changes nothing.
+  // returns that run (created = false) and changes nothing. A request naming a project (by id or
+  // name, in project_id) needs the caller to be able to use it, and inherits its defaults
+  // (Projects::SubmitRun).
   Result<store::CreateRunResult> Submit(store::RunRequest request, const Principal& who) {
+    if (!request.project_id.empty()) {
+      const std::string project = request.project_id;
+      return projects_->SubmitRun(project, std::move(request), who);
+    }
     return review_->Submit(std::move(request), who);
   }
   // AWAITING_REVIEW -> QUEUED. kPermissionDenied for the submitter's own run or a submitter
@@ -174,6 +181,8 @@ class RunManager {
   // With `live`, the programs are compiled without notifications (a long-lived sandbox's).
   SeccompSource seccomp_source(bool live = false) const;
   EventBus& events() { return events_; }
+  // Projects and their plans (supervisor/project/), submitting through this manager's review.
+  Projects& projects() { return *projects_; }
   // The warm sandboxes; null when there are none (warm_sandboxes 0, or no native backend).
   WarmPool* warm_pool() const { return warm_ ? &warm_->pool() : nullptr; }
 
@@ -184,6 +193,7 @@ class RunManager {
   RunManagerOptions options_;
   EventBus events_;
   std::unique_ptr<Review> review_;
+  std::unique_ptr<Projects> projects_;
   // The native backend with the warm sandboxes in front; null: no warm sandboxes.
   std::unique_ptr<WarmBackend> warm_;
   std::unique_ptr<Heartbeat> heartbeat_;

@@ -20,9 +20,8 @@ constexpr std::array<ColumnKind, 6> kProjectKinds = {ColumnKind::kText, ColumnKi
                                                      ColumnKind::kInt,  ColumnKind::kInt,
                                                      ColumnKind::kText, ColumnKind::kInt};
 constexpr char kProjectSelect[] = "SELECT id, name, version, created_at, doc, row_no FROM projects";
-constexpr std::array<ColumnKind, 5> kPlanKinds = {ColumnKind::kText, ColumnKind::kText,
-                                                  ColumnKind::kInt, ColumnKind::kText,
-                                                  ColumnKind::kInt};
+constexpr std::array<ColumnKind, 5> kPlanKinds = {
+    ColumnKind::kText, ColumnKind::kText, ColumnKind::kInt, ColumnKind::kText, ColumnKind::kInt};
 constexpr char kPlanSelect[] = "SELECT id, project_id, created_at, doc, row_no FROM plans";
 
 const std::string& Text(const SqlRow& row, size_t i) { return std::get<std::string>(row[i]); }
@@ -147,8 +146,8 @@ Result<ProjectRecord> SqlProjects::GetProject(std::string_view id_or_name) {
   std::optional<ProjectRecord> found;
   SBX_TRY(conn_.Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
     std::array<SqlValue, 1> key = {std::string(id_or_name)};
-    auto p = FirstProject(tx.Query(std::string(kProjectSelect) + " WHERE id = $1 OR name = $1",
-                                   key, kProjectKinds));
+    auto p = FirstProject(
+        tx.Query(std::string(kProjectSelect) + " WHERE id = $1 OR name = $1", key, kProjectKinds));
     if (!p.ok()) return std::move(p).error();
     found = std::move(*p);
     return Ok();
@@ -197,9 +196,9 @@ Result<ProjectRecord> SqlProjects::UpdateProject(std::string_view id, int64_t ex
   std::optional<ProjectRecord> out;
   SBX_TRY(conn_.Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
     std::array<SqlValue, 1> key = {std::string(id)};
-    auto current = FirstProject(tx.Query(std::string(kProjectSelect) + " WHERE id = $1 " +
-                                             std::string(conn_.RowLockClause()),
-                                         key, kProjectKinds));
+    auto current = FirstProject(tx.Query(
+        std::string(kProjectSelect) + " WHERE id = $1 " + std::string(conn_.RowLockClause()), key,
+        kProjectKinds));
     if (!current.ok()) return std::move(current).error();
     if (!*current) return ProjectNotFound(id);
     if (expected_version != 0 && (*current)->version != expected_version) {
@@ -255,8 +254,8 @@ Result<PlanRecord> SqlProjects::CreatePlan(const PlanRecord& input) {
     if (!exists.ok()) return std::move(exists).error();
     if (exists->empty()) return ProjectNotFound(p.project_id);
     std::array<SqlValue, 4> row = {p.id, p.project_id, p.created_at_ms, *doc};
-    auto inserted = tx.Exec(
-        "INSERT INTO plans (id, project_id, created_at, doc) VALUES ($1, $2, $3, $4)", row);
+    auto inserted =
+        tx.Exec("INSERT INTO plans (id, project_id, created_at, doc) VALUES ($1, $2, $3, $4)", row);
     if (!inserted.ok()) return std::move(inserted).error();
     return Ok();
   }));
@@ -284,9 +283,9 @@ Result<std::vector<PlanRecord>> SqlProjects::ListPlans(std::string_view project_
   std::vector<PlanRecord> out;
   SBX_TRY(conn_.Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
     std::array<SqlValue, 2> key = {std::string(project_id), int64_t{limit}};
-    auto rows = tx.Query(
-        std::string(kPlanSelect) + " WHERE project_id = $1 ORDER BY row_no DESC LIMIT $2", key,
-        kPlanKinds);
+    auto rows =
+        tx.Query(std::string(kPlanSelect) + " WHERE project_id = $1 ORDER BY row_no DESC LIMIT $2",
+                 key, kPlanKinds);
     if (!rows.ok()) return std::move(rows).error();
     for (const SqlRow& row : *rows) {
       auto p = DecodePlan(row);
