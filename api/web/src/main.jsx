@@ -10,11 +10,14 @@ import { RunsPage } from './pages/runs.jsx';
 import { RunPage } from './pages/run.jsx';
 import { SandboxesPage, SandboxPage } from './pages/sandboxes.jsx';
 import { PoliciesPage } from './pages/policies.jsx';
+import { ProjectsPage, ProjectPage } from './pages/projects.jsx';
 
 const ROUTES = [
   ['/ui/queue', QueuePage, 'Review queue'],
   ['/ui/runs', RunsPage, 'Runs'],
   ['/ui/runs/:id', RunPage, 'Run'],
+  ['/ui/projects', ProjectsPage, 'Projects'],
+  ['/ui/projects/:id', ProjectPage, 'Project'],
   ['/ui/sandboxes', SandboxesPage, 'Sandboxes'],
   ['/ui/sandboxes/:id', SandboxPage, 'Sandbox'],
   ['/ui/sandboxes/:id/processes/:pid', SandboxPage, 'Sandbox'],
@@ -24,6 +27,7 @@ const ROUTES = [
 const NAV = [
   ['/ui/queue', 'Queue'],
   ['/ui/runs', 'Runs'],
+  ['/ui/projects', 'Projects'],
   ['/ui/sandboxes', 'Sandboxes'],
   ['/ui/policies', 'Policies'],
 ];

@@ -5,7 +5,8 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, enc } from '../api.js';
 import { canReview, mayDecide, session } from '../session.js';
 import { ResumableStream } from '../live.js';
-import { Action, Code, ErrorBox, KV, Risk, State, useLoad } from '../components.jsx';
+import { Action, Code, ErrorBox, KV, Link, Risk, State, useLoad } from '../components.jsx';
+import { projectById } from '../projects.js';
 import { approvalsOf, b64ToBytes, bytesToSafeText, fmtBytes, fmtMs, frameBatcher, isoTime, terminal, untilOf, visibleControls } from '../util.js';
 import { DiffView } from '../diff.jsx';
 import { ChangeSet } from '../changes.jsx';
@@ -97,6 +98,7 @@ export function RunPage({ id }) {
         </table>
       </div>
       <KV rows={[
+        r.project_id && ['Project', <ProjectName id={r.project_id} />],
         ['CPUs', r.limits.cpus],
         ['Memory', r.limits.memory != null ? fmtBytes(r.limits.memory) : null],
         ['Pids', r.limits.pids],
@@ -164,6 +166,13 @@ export function RunPage({ id }) {
       {canReview() ? <Audit id={id} key={auditKey} /> : <p class="muted">The audit trail is for reviewers and admins.</p>}
     </section>
   );
+}
+
+// A run's project by name, linked; its id alone when the caller may not see it (or it is gone).
+function ProjectName({ id }) {
+  const p = useLoad(() => projectById(id), [id]);
+  if (p.data) return <span data-testid="run-project"><Link href={'/ui/projects/' + enc(p.data.id)}>{p.data.name}</Link> <span class="muted small">{id}</span></span>;
+  return <span data-testid="run-project"><Code>{id}</Code>{p.loading ? '' : p.error ? <span class="error small"> ({p.error.message})</span> : <span class="muted small"> (not visible to you, or deleted)</span>}</span>;
 }
 
 function Review({ run, onDone }) {
