@@ -213,6 +213,15 @@ int main(int argc, char** argv) {
     return Fail("command policy", loaded.error());
   }
 
+  // The allowlisted jobs: <policy_dir>/jobs.yaml, or none. A broken file stops the start too.
+  std::shared_ptr<const policy::JobSet> jobs = policy::JobSet::Empty();
+  if (auto loaded = policy::JobSet::LoadDir(config.policy_dir); loaded.ok()) {
+    jobs = std::move(*loaded);
+    log::Info({}, "{} job(s) from {}", jobs->jobs().size(), jobs->source());
+  } else if (loaded.error().code != ErrorCode::kNotFound) {
+    return Fail("jobs", loaded.error());
+  }
+
   supervisor::RunManagerOptions ro;
   ro.node = config.node;
   ro.data_dir = config.data_dir;
@@ -223,6 +232,7 @@ int main(int argc, char** argv) {
   ro.native = supervisor::MakeNativeBackend(ro.cgroups, ro.engine,
                                             supervisor::ProbeNativeHost(ro.cgroups, cgroup_error));
   ro.command_policy = command_policy;
+  ro.jobs = jobs;
   ro.seccomp_profiles_dir = config.seccomp_profiles_dir;  // reloaded with the command policy
   // Docker: connected lazily, so a daemon that is down makes the backend unavailable (shown in
   // GET /v1/info with the reason), not the start fail.

@@ -890,6 +890,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
   }));
   SBX_TRY(AddChangeRoutes(router, ctx));
   SBX_TRY(AddProjectRoutes(router, ctx));
+  SBX_TRY(AddJobRoutes(router, ctx));
   return Ok();
 }
 

@@ -24,6 +24,8 @@ struct RouteContext {
 Status AddRunRoutes(Router& router, const RouteContext& ctx);
 // /v1/projects…, /v1/plans/{id} (project_routes.cc).
 Status AddProjectRoutes(Router& router, const RouteContext& ctx);
+// GET /v1/jobs, POST /v1/jobs/{name}/runs (job_routes.cc).
+Status AddJobRoutes(Router& router, const RouteContext& ctx);
 // GET /v1/runs/{id}/changes and POST /v1/runs/{id}:apply (change_routes.cc).
 Status AddChangeRoutes(Router& router, const RouteContext& ctx);
 

@@ -43,6 +43,23 @@ Status NeedAdmin(const Principal& who, std::string_view what) {
   return MakeError(ErrorCode::kPermissionDenied, "{} needs the admin role", what);
 }
 
+// Limits the request leaves unset take the project's defaults, no workspace takes the project's
+// directory in its default mode, and the project's labels come under the request's own.
+void InheritDefaults(const ProjectRecord& p, store::RunRequest& request) {
+  const store::Limits d = ProjectLimitsFromJson(p.default_limits);
+  store::Limits& l = request.limits;
+  if (!l.cpus) l.cpus = d.cpus;
+  if (!l.memory_bytes) l.memory_bytes = d.memory_bytes;
+  if (!l.pids) l.pids = d.pids;
+  if (!l.timeout_s) l.timeout_s = d.timeout_s;
+  if (!l.output_bytes) l.output_bytes = d.output_bytes;
+  if (!request.workspace && !p.root_path.empty()) {
+    request.workspace = store::Workspace{p.root_path, p.default_workspace_mode};
+  }
+  for (const auto& [k, v] : p.labels) request.labels.emplace(k, v);
+  request.project_id = p.id;
+}
+
 void Apply(const ProjectInput& in, ProjectRecord& p) {
   if (in.name) p.name = *in.name;
   if (in.root_path) p.root_path = *in.root_path;
@@ -278,26 +295,65 @@ Result<std::vector<PlanRecord>> Projects::ListPlans(std::string_view project, in
 }
 
 Result<store::CreateRunResult> Projects::SubmitRun(std::string_view project,
-                                                   store::RunRequest request,
-                                                   const Principal& who) {
+                                                   store::RunRequest request, const Principal& who,
+                                                   const json* decided) {
   auto p = Visible(project, who);
   if (!p.ok()) return std::move(p).error();
-  const store::Limits d = ProjectLimitsFromJson(p->default_limits);
-  store::Limits& l = request.limits;
-  if (!l.cpus) l.cpus = d.cpus;
-  if (!l.memory_bytes) l.memory_bytes = d.memory_bytes;
-  if (!l.pids) l.pids = d.pids;
-  if (!l.timeout_s) l.timeout_s = d.timeout_s;
-  if (!l.output_bytes) l.output_bytes = d.output_bytes;
   Principal as = who;
-  if (!request.workspace && !p->root_path.empty()) {
-    request.workspace = store::Workspace{p->root_path, p->default_workspace_mode};
-    // Membership grants the project's own directory, whatever the key's roots.
-    as.workspace_roots.clear();
+  // Membership grants the project's own directory, whatever the key's roots.
+  if (!request.workspace && !p->root_path.empty()) as.workspace_roots.clear();
+  InheritDefaults(*p, request);
+  return review_.Submit(std::move(request), as, decided);
+}
+
+Result<store::CreateRunResult> Projects::SubmitJob(std::string_view job_name, const json& params,
+                                                   std::optional<std::string> idempotency_key,
+                                                   const Principal& who) {
+  const auto jobs = review_.jobs();
+  const policy::Job* job = jobs->Find(job_name);
+  if (job == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "no job '{}' in {}", job_name,
+                     jobs->source().empty() ? "jobs.yaml (there is none)" : jobs->source());
   }
-  for (const auto& [k, v] : p->labels) request.labels.emplace(k, v);
-  request.project_id = p->id;
-  return review_.Submit(std::move(request), as);
+  if (who.role != Role::kAdmin && !policy::MayStart(*job, who.name)) {
+    return MakeError(ErrorCode::kPermissionDenied, "key '{}' may not start job '{}' ({}:{})",
+                     who.name, job->name, jobs->source(), job->line);
+  }
+  auto argv = policy::InstantiateJob(*job, params);
+  if (!argv.ok()) return std::move(argv).error();
+  store::RunRequest request;
+  request.argv = std::move(*argv);
+  request.limits.cpus = job->cpus;
+  request.limits.memory_bytes = job->memory_bytes;
+  request.limits.pids = job->pids;
+  request.limits.timeout_s = job->timeout_s;
+  request.limits.output_bytes = job->output_bytes;
+  if (!job->workspace_path.empty()) {
+    request.workspace = store::Workspace{job->workspace_path, job->workspace_mode};
+  }
+  request.labels["job"] = job->name;
+  request.idempotency_key = std::move(idempotency_key);
+  // jobs.yaml decides its own runs: the command policy is not asked.
+  const json decided = {
+      {"decision", job->review ? "review" : "allow"},
+      {"risk", nullptr},
+      {"reasons", json::array()},
+      {"rule", {{"file", jobs->source()}, {"line", job->line}, {"pattern", "job " + job->name}}},
+      {"job", job->name},
+      {"note", job->review ? "the job needs a reviewer" : "an allowlisted job: started as asked"}};
+  // The job's own key list is its grant: the key's workspace roots do not narrow it.
+  Principal as = who;
+  as.workspace_roots.clear();
+  if (!job->project.empty()) {
+    // The job names the project, not the caller: membership is not asked.
+    auto p = store_.GetProject(job->project);
+    if (!p.ok()) {
+      return WithContext(std::move(p).error(), fmt::format("job {}'s project ({}:{})", job->name,
+                                                           jobs->source(), job->line));
+    }
+    InheritDefaults(*p, request);
+  }
+  return review_.Submit(std::move(request), as, &decided);
 }
 
 Result<store::CreateRunResult> Projects::RunPlan(std::string_view project, std::string_view plan_id,

@@ -80,6 +80,16 @@ class Projects {
   // defaults, no workspace takes the project's directory in its default mode, and the
   // project's labels come under the request's own. Then as Review::Submit.
   Result<store::CreateRunResult> SubmitRun(std::string_view project, store::RunRequest request,
+                                           const Principal& who,
+                                           const nlohmann::json* decided = nullptr);
+  // Starts an allowlisted job (Review::jobs()): its argv with `params` filled in
+  // (policy::InstantiateJob), its limits, its workspace or project; its run waits for a
+  // reviewer or not as the job says (jobs.yaml is the policy of its runs). kNotFound for no such
+  // job; kPermissionDenied for a key the job does not list (admins may start any);
+  // kInvalidArgument for parameters the job refuses.
+  Result<store::CreateRunResult> SubmitJob(std::string_view job_name,
+                                           const nlohmann::json& params,
+                                           std::optional<std::string> idempotency_key,
                                            const Principal& who);
   // Submits the plan as a run of its project (Review::Submit: the policy decides, the gate
   // waits for a reviewer). kInvalidArgument when the plan is another project's.

@@ -90,6 +90,7 @@ Result<std::unique_ptr<Review>> Review::Create(store::Store& store, EventBus& ev
   }
   std::unique_ptr<Review> r(new Review(store, events, std::move(options)));
   r->policy_ = r->options_.command_policy;
+  r->jobs_ = r->options_.jobs ? r->options_.jobs : policy::JobSet::Empty();
   if (seccomp_from_set) {
     auto set = LoadSeccompProfiles(r->options_.seccomp_profiles_dir);
     if (!set.ok()) return WithContext(std::move(set).error(), "seccomp_profiles_dir");
@@ -112,7 +113,8 @@ Result<RunRecord> Review::Move(std::string_view run_id, const std::vector<RunSta
   return std::move(done->runs.front());
 }
 
-Result<store::CreateRunResult> Review::Submit(store::RunRequest request, const Principal& who) {
+Result<store::CreateRunResult> Review::Submit(store::RunRequest request, const Principal& who,
+                                              const nlohmann::json* decided) {
   if (request.argv.empty() == request.steps.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "a run needs either argv or steps (not both)");
   }
@@ -195,7 +197,7 @@ Result<store::CreateRunResult> Review::Submit(store::RunRequest request, const P
   submitted.push_back(store::EventWrite{id, EventType::kRunStatus, {{"state", "PENDING"}}});
   submitted.push_back(AuditOf(who, "run.submitted", id,
                               {{"idempotency_key", request.idempotency_key.value_or("")}}));
-  auto run = Plan(created->run, who, std::move(submitted));
+  auto run = Plan(created->run, who, std::move(submitted), decided);
   if (!run.ok()) return std::move(run).error();
   created->run = std::move(*run);
   return created;
@@ -225,6 +227,11 @@ void Review::SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> polic
   policy_ = std::move(policy);
 }
 
+std::shared_ptr<const policy::JobSet> Review::jobs() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return jobs_;
+}
+
 std::shared_ptr<const policy::CommandPolicy> Review::command_policy() const {
   std::lock_guard<std::mutex> lk(mu_);
   return policy_;
@@ -248,7 +255,18 @@ Status Review::ReloadCommandPolicy(const std::string& dir, const Principal& who)
     events_.Audit(who, "policy.reload_refused", "", {{"error", loaded.error().ToString()}});
     return WithContext(std::move(loaded).error(), "the command policy in force is unchanged");
   }
-  // The seccomp profiles with it: both are swapped, or neither.
+  // The jobs with it.
+  std::shared_ptr<const policy::JobSet> next_jobs;
+  if (auto jobs = policy::JobSet::LoadDir(dir); jobs.ok()) {
+    next_jobs = std::move(*jobs);
+  } else if (jobs.error().code == ErrorCode::kNotFound) {
+    next_jobs = policy::JobSet::Empty();
+  } else {
+    events_.Audit(who, "policy.reload_refused", "", {{"error", jobs.error().ToString()}});
+    return WithContext(std::move(jobs).error(),
+                       "the command policy and the jobs in force are unchanged");
+  }
+  // The seccomp profiles with it: all are swapped, or none.
   std::shared_ptr<const SeccompProfileSet> next_profiles;
   if (seccomp_profiles() != nullptr) {
     auto profiles = LoadSeccompProfiles(options_.seccomp_profiles_dir);
@@ -259,7 +277,10 @@ Status Review::ReloadCommandPolicy(const std::string& dir, const Principal& who)
     }
     next_profiles = std::move(*profiles);
   }
-  events_.Audit(who, "policy.reloaded", "", {{"source", next->source()}});
+  events_.Audit(who, "policy.reloaded", "",
+                {{"source", next->source()},
+                 {"jobs", next_jobs->jobs().size()},
+                 {"jobs_source", next_jobs->source()}});
   spdlog::info("command policy reloaded from {}", next->source());
   if (next_profiles) {
     nlohmann::json names = nlohmann::json::array();
@@ -272,6 +293,10 @@ Status Review::ReloadCommandPolicy(const std::string& dir, const Principal& who)
                  next_profiles->profiles().size());
     std::lock_guard<std::mutex> lk(mu_);
     seccomp_profiles_ = std::move(next_profiles);
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    jobs_ = std::move(next_jobs);
   }
   SetCommandPolicy(std::move(next));
   return Ok();
@@ -325,19 +350,20 @@ Result<std::string> Review::SeccompJson(const std::string& name) const {
 }
 
 Result<RunRecord> Review::Plan(const RunRecord& run, const Principal& who,
-                               std::vector<store::Write> before) {
+                               std::vector<store::Write> before, const nlohmann::json* decided) {
   const std::string& id = run.id;
   std::vector<store::Write> writes = before;
   nlohmann::json policy = run.policy;
   if (run.state == RunState::kPending) {
-    auto decision = Evaluate(PolicyInput(run));
+    auto decision = decided != nullptr ? std::nullopt : Evaluate(PolicyInput(run));
     store::RunUpdate update;
-    update.policy = decision ? policy::ToJson(*decision)
-                             : nlohmann::json{{"decision", "review"},
-                                              {"risk", nullptr},
-                                              {"reasons", nlohmann::json::array()},
-                                              {"rule", nullptr},
-                                              {"note", "no command policy: a reviewer decides"}};
+    update.policy = decided != nullptr ? *decided
+                    : decision         ? policy::ToJson(*decision)
+                                       : nlohmann::json{{"decision", "review"},
+                                                        {"risk", nullptr},
+                                                        {"reasons", nlohmann::json::array()},
+                                                        {"rule", nullptr},
+                                                        {"note", "no command policy: a reviewer decides"}};
     if (update.policy->value("decision", "review") == "review") {
       // How many reviewers, and until when: fixed with the decision, as the rule that asked.
       const auto current = command_policy();

@@ -27,6 +27,7 @@
 #include "seccomp/seccomp.h"
 #include "supervisor/events/event_bus.h"
 #include "supervisor/policy/command_policy.h"
+#include "supervisor/policy/jobs.h"
 #include "supervisor/review/limits.h"
 #include "supervisor/review/seccomp_profiles.h"
 #include "supervisor/store/store.h"
@@ -47,6 +48,8 @@ struct ReviewOptions {
   std::string seccomp_profiles_dir;
   // Around a command policy reload: true before, false after (whether or not it was refused).
   std::function<void(bool reloading)> on_policy_reload;
+  // The jobs in force (<policy_dir>/jobs.yaml); null: none. Reloaded with the command policy.
+  std::shared_ptr<const policy::JobSet> jobs;
   // A run reached QUEUED here (approved by a reviewer or a rule): wake a worker.
   std::function<void()> on_queued;
 };
@@ -61,12 +64,16 @@ class Review {
   // Validates the request (argv or steps; limits within the maxima, defaults filled in), stores
   // it and walks it to AWAITING_REVIEW. With an idempotency key already used by this submitter,
   // returns that run (created = false) and changes nothing.
-  Result<store::CreateRunResult> Submit(store::RunRequest request, const Principal& who);
+  // With `decided`, that is the run's policy decision instead of the command policy's (a job's:
+  // jobs.yaml is the policy of its own runs).
+  Result<store::CreateRunResult> Submit(store::RunRequest request, const Principal& who,
+                                        const nlohmann::json* decided = nullptr);
   // PENDING -> PLANNED (the policy decision) -> AWAITING_REVIEW (-> QUEUED when a rule
   // approves it; -> CANCELLED when one denies it), in one commit after `before`; from PLANNED
   // for a run that stalled there.
   Result<store::RunRecord> Plan(const store::RunRecord& run, const Principal& who,
-                                std::vector<store::Write> before = {});
+                                std::vector<store::Write> before = {},
+                                const nlohmann::json* decided = nullptr);
   // Plans again the runs a crash caught between PENDING and AWAITING_REVIEW (older than 30 s:
   // Submit() takes milliseconds, also on another daemon sharing the database).
   void ReplanStalled();
@@ -130,12 +137,14 @@ class Review {
   static policy::CommandInput PolicyInput(const store::RunRecord& run);
   // Swaps the command policy atomically; runs already planned keep their decision.
   void SetCommandPolicy(std::shared_ptr<const policy::CommandPolicy> policy);
-  // Loads <dir>/commands.yaml (the shipped default when there is none) and the seccomp profiles
-  // of seccomp_profiles_dir, and swaps both in, with audit records by `who`. A broken file is
-  // refused with its reason (audited as policy.reload_refused or seccomp.reload_refused) and
-  // both stay as they were.
+  // Loads <dir>/commands.yaml (the shipped default when there is none), <dir>/jobs.yaml (none
+  // when there is none) and the seccomp profiles of seccomp_profiles_dir, and swaps them in,
+  // with audit records by `who`. A broken file is refused with its reason (audited as
+  // policy.reload_refused or seccomp.reload_refused) and all stay as they were.
   Status ReloadCommandPolicy(const std::string& dir, const Principal& who);
   std::shared_ptr<const policy::CommandPolicy> command_policy() const;
+  // The jobs in force (never null).
+  std::shared_ptr<const policy::JobSet> jobs() const;
   // The seccomp profiles in force; null when the caller compiles its own.
   std::shared_ptr<const SeccompProfileSet> seccomp_profiles() const;
   // A profile of those in force ("" or "default": the builtin one), compiled or as JSON text.
@@ -165,6 +174,7 @@ class Review {
   ReviewOptions options_;
   mutable std::mutex mu_;
   std::shared_ptr<const policy::CommandPolicy> policy_;
+  std::shared_ptr<const policy::JobSet> jobs_;
   std::shared_ptr<const SeccompProfileSet> seccomp_profiles_;  // null: options_.seccomp
   std::mutex expiry_mu_;
   std::condition_variable expiry_cv_;

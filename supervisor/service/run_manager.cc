@@ -53,6 +53,7 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   ro.limits = o.limits;
   ro.default_backend = o.default_backend;
   ro.command_policy = o.command_policy;
+  ro.jobs = o.jobs;
   ro.seccomp = o.seccomp;
   ro.seccomp_json = o.seccomp_json;
   ro.seccomp_profiles_dir = o.seccomp_profiles_dir;

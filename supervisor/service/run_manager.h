@@ -51,6 +51,8 @@ struct RunManagerOptions {
   // reviewer (review) or is refused (deny: it ends CANCELLED, reason policy_denied). Null: every
   // run waits for a reviewer. Replace it while running with SetCommandPolicy().
   std::shared_ptr<const policy::CommandPolicy> command_policy;
+  // The allowlisted jobs (<policy_dir>/jobs.yaml); null: none. Reloaded with the command policy.
+  std::shared_ptr<const policy::JobSet> jobs;
   // This daemon beats every heartbeat_interval; a node sharing the database whose last beat is
   // older than node_timeout is taken for dead and its RUNNING runs end FAILED
   // (supervisor_restart).
@@ -181,6 +183,8 @@ class RunManager {
   // With `live`, the programs are compiled without notifications (a long-lived sandbox's).
   SeccompSource seccomp_source(bool live = false) const;
   EventBus& events() { return events_; }
+  // The review gate and the policies in force (the command policy, the jobs, the profiles).
+  Review& review() { return *review_; }
   // Projects and their plans (supervisor/project/), submitting through this manager's review.
   Projects& projects() { return *projects_; }
   // The warm sandboxes; null when there are none (warm_sandboxes 0, or no native backend).
