@@ -11,6 +11,7 @@ the `websockets` package.
 
 from .client import (Change, Client, Event, EventStream, Files, Process, ProcessEvents, Run,
                      Runs, Sandbox, SandboxChanges, Sandboxes, Terminal)
+from .projects import Plan, Project, Projects
 from ._http import RetryPolicy
 from .errors import (AlreadyExists, Conflict, ConnectionFailed, FailedPrecondition,
                      HeadersTooLarge, Internal, InvalidArgument, MethodNotAllowed, NotFound,
@@ -22,7 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Change", "Client", "Event", "EventStream", "Files", "Process", "ProcessEvents", "Run",
-    "Runs", "Sandbox", "SandboxChanges", "Sandboxes", "Terminal", "RetryPolicy",
+    "Runs", "Sandbox", "SandboxChanges", "Sandboxes", "Terminal", "Plan", "Project", "Projects",
+    "RetryPolicy",
     "SandboxdError", "InvalidArgument", "Unauthenticated", "PermissionDenied", "NotFound",
     "MethodNotAllowed", "RequestTimeout", "AlreadyExists", "FailedPrecondition",
     "PayloadTooLarge", "RangeNotSatisfiable", "UpgradeRequired", "HeadersTooLarge",

@@ -1,4 +1,5 @@
-"""The synchronous client: runs, sandboxes, processes, files and terminals."""
+"""The synchronous client: runs, sandboxes, processes, files and terminals (projects and plans:
+projects.py)."""
 
 import base64
 import io
@@ -100,8 +101,10 @@ class Client(Closing):
         retry = RetryPolicy(max_retries, backoff, max_backoff, max_retry_after)
         self._t = Transport(url, _Secret(api_key), timeout=timeout, retry=retry,
                             user_agent=user_agent)
+        from .projects import Projects  # it builds on this module's Run
         self.runs = Runs(self)
         self.sandboxes = Sandboxes(self)
+        self.projects = Projects(self)
 
     @property
     def url(self):
@@ -338,13 +341,17 @@ class Runs:
 
     def submit(self, argv=None, *, steps=None, limits=None, env=None, stdin=None, labels=None,
                workspace=None, network=None, seccomp_profile=None, backend=None, image=None,
-               idempotency_key=None):
+               idempotency_key=None, project=None):
         """POST /v1/runs. ``argv`` (a list) or ``steps`` ([{"name", "argv"}]). With an
-        ``idempotency_key`` the submission is retried safely like a GET."""
+        ``idempotency_key`` the submission is retried safely like a GET. With ``project`` (its
+        id or name, or a Project), a run of that project: it inherits the project's limits,
+        workspace and labels where the request leaves them out."""
+        if project is not None and not isinstance(project, str):
+            project = project.id
         body = {"argv": list(argv) if argv is not None else None, "steps": steps,
                 "limits": limits, "env": env, "stdin": stdin, "labels": labels,
                 "workspace": workspace, "network": network, "seccomp_profile": seccomp_profile,
-                "backend": backend, "image": image}
+                "backend": backend, "image": image, "project": project}
         body = {k: v for k, v in body.items() if v is not None}
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return Run(self._client, self._t.json("POST", "/v1/runs", body=body, headers=headers))
@@ -352,13 +359,17 @@ class Runs:
     def get(self, run_id):
         return Run(self._client, self._t.json("GET", "/v1/runs/" + seg(run_id)))
 
-    def list(self, *, state=None, label=None, limit=None):
+    def list(self, *, state=None, label=None, limit=None, project=None):
         """Every run this key may see, newest first (pages fetched as needed). ``state`` and
-        ``label`` ("k=v") take one value or a list."""
+        ``label`` ("k=v") take one value or a list; ``project`` (an id or name, or a Project)
+        keeps that project's runs (NotFound for a project this key may not see)."""
+        if project is not None and not isinstance(project, str):
+            project = project.id
         cursor = None
         while True:
             page = self._t.json("GET", "/v1/runs", query={
-                "state": state, "label": label, "limit": limit, "cursor": cursor})
+                "state": state, "label": label, "limit": limit, "cursor": cursor,
+                "project": project})
             for r in page.get("runs", []):
                 yield Run(self._client, r)
             cursor = page.get("next_cursor")
@@ -413,6 +424,11 @@ class Run(_Resource):
     @property
     def done(self):
         return self.state in RUN_TERMINAL
+
+    @property
+    def project_id(self):
+        """The id of the run's project, or None."""
+        return self.data.get("project_id")
 
     def refresh(self):
         self.data = self._client.runs.get(self.id).data

@@ -137,29 +137,30 @@ class WorkspaceDaemon:
     """A daemon with a workspace root for copy-on-write runs (``.root``; its directories are
     made by the tests): ``.url`` and ``.keys`` (alice, bob, rev, admin). ``close()`` stops it.
 
-    The harness's daemon when it has a root (SANDBOXD_WORKSPACE_ROOT names it); else a second
-    one from tests/support/with_daemon.py (the binary of SANDBOXD_SERVER) with the root in its
-    config, as tests/web/run.sh configures its own.
+    The harness's daemon when it has a root (SANDBOXD_WORKSPACE_ROOT names it) and no
+    ``policy`` is asked for; else a second one from tests/support/with_daemon.py (the binary of
+    SANDBOXD_SERVER) with the root in its config, as tests/web/run.sh configures its own, and
+    ``policy`` (commands.yaml text) as its command policy when given.
     """
 
-    def __init__(self):
+    def __init__(self, policy=None):
         require_daemon()
         self._proc = None
         self._tmp = None
-        if os.environ.get("SANDBOXD_WORKSPACE_ROOT"):
+        if os.environ.get("SANDBOXD_WORKSPACE_ROOT") and policy is None:
             self.root = os.environ["SANDBOXD_WORKSPACE_ROOT"]
             env = os.environ
         else:
             server = os.environ.get("SANDBOXD_SERVER")
             if not server or not os.path.exists(HARNESS):
-                raise unittest.SkipTest("needs SANDBOXD_WORKSPACE_ROOT, or SANDBOXD_SERVER and %s"
-                                        % HARNESS)
-            env = self._start(server)
+                raise unittest.SkipTest("needs SANDBOXD_SERVER and %s%s" % (
+                    HARNESS, "" if policy else ", or SANDBOXD_WORKSPACE_ROOT"))
+            env = self._start(server, policy)
         self.url = env["SANDBOXD_URL"]
         self.keys = {"alice": env["SANDBOXD_API_KEY"], "bob": env["SANDBOXD_API_KEY_2"],
                      "rev": env["SANDBOXD_REVIEWER_KEY"], "admin": env["SANDBOXD_ADMIN_KEY"]}
 
-    def _start(self, server):
+    def _start(self, server, policy):
         self._tmp = tempfile.mkdtemp(prefix="sbx-sdk-workspaces-")
         os.chmod(self._tmp, 0o711)  # the sandboxes reach their workspaces through it
         self.root = os.path.join(self._tmp, "workspaces")
@@ -168,9 +169,14 @@ class WorkspaceDaemon:
         extra = os.path.join(self._tmp, "extra.yaml")
         with open(extra, "w") as f:
             f.write("workspace_roots: [%s]\nworkspace_cow_root_owned: true\n" % self.root)
+        options = []
+        if policy is not None:
+            options = ["--policy", os.path.join(self._tmp, "commands.yaml")]
+            with open(options[1], "w") as f:
+                f.write(policy)
         self._proc = subprocess.Popen(
-            [sys.executable, HARNESS, "--server", server, "--extra-config", extra, "--",
-             sys.executable, "-c", _HOLD],
+            [sys.executable, HARNESS, "--server", server, "--extra-config", extra] + options +
+            ["--", sys.executable, "-c", _HOLD],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self._proc.stdout.readline()
         if not line:
