@@ -31,6 +31,9 @@ Commands:
   approve ID…                 approve runs waiting for review (reviewer role)
   reject ID… [--reason R]     reject runs waiting for review (reviewer role)
   cancel ID…                  cancel runs (a running sandbox is killed)
+  project ls|show|create|rm   projects: a directory, its defaults, the keys that may use it
+  plan PROJECT INTENT…        plan an intent ("run the tests") for a project; run --plan runs it
+  job ls                      the allowlisted jobs this key may start; run --job starts one
   changes ID                  what a copy-on-write run would write into its host directory
   apply ID                    write those changes into the host directory (reviewer role)
   artifacts ls|get …          list or download a run's artifacts
@@ -53,6 +56,8 @@ Exit status: 0 success, 1 the operation failed, 2 usage error; `run` exits with 
 
 constexpr char kRunUsage[] = R"(Usage: sandboxctl run [OPTIONS] -- ARGV…
        sandboxctl run [OPTIONS] --step NAME=CMD [--step NAME=CMD]…
+       sandboxctl run --plan PLAN_ID [--idempotency-key K] [--no-follow]
+       sandboxctl run --job NAME [--param K=V]… [--idempotency-key K] [--no-follow]
 
 Submits a run, says on stderr when it waits for review (and how a reviewer approves it), then
 streams its stdout and stderr to ours, byte for byte, until it ends.
@@ -69,6 +74,10 @@ Options:
   --label K=V             a label (repeatable; `ps --label K=V` filters on it)
   --workspace PATH[:ro|:cow]
                           a workspace directory, if the daemon allows it
+  --project NAME          run as a run of this project (its directory and defaults)
+  --plan PLAN_ID          run a plan as it is (see 'sandboxctl plan')
+  --job NAME              start an allowlisted job (see 'sandboxctl job ls')
+  --param K=V             a job's parameter (repeatable)
   --stdin FILE|-          bytes for the run's stdin (text: the API takes UTF-8)
   --idempotency-key K     submitting again with the same key returns the same run
   --no-follow             print the run's ID (or its JSON with --json) and return at once
@@ -131,6 +140,54 @@ applies only the diff it showed. When a host file changed since the run started,
 written: each conflict is listed and the exit status is 1.
   --diff-sha256 HASH   apply only if the run's diff.patch has this sha256 (the one you read)
   -q, --quiet          do not list the changes first
+)";
+
+constexpr char kProjectUsage[] = R"(Usage: sandboxctl project ls
+       sandboxctl project show NAME
+       sandboxctl project create NAME --root DIR [--member KEY]… [--mode ro|cow] [--memory SIZE]
+                                      [--timeout DURATION] [--label K=V]…   (admin role)
+       sandboxctl project rm NAME                                           (admin role)
+
+A project is a directory under the daemon's workspace roots with the defaults its runs inherit
+and the API keys that may use it.
+)";
+
+constexpr char kProjectLsUsage[] = R"(Usage: sandboxctl project ls
+
+The projects this key may use (every project for reviewers and admins).
+)";
+
+constexpr char kProjectShowUsage[] = R"(Usage: sandboxctl project show NAME
+)";
+
+constexpr char kProjectCreateUsage[] = R"(Usage: sandboxctl project create NAME --root DIR [OPTIONS]
+
+Creates a project (admin role).
+  --root DIR          its directory (under the daemon's workspace roots)
+  --repo URL|PATH     a repository instead of, or besides, a directory
+  --member KEY        an API key name that may use it (repeatable)
+  --mode ro|cow       how its runs see the directory (default ro)
+  --memory SIZE       its runs' default memory limit
+  --timeout DURATION  its runs' default wall-clock limit
+  --label K=V         a label its runs get (repeatable)
+)";
+
+constexpr char kProjectRmUsage[] = R"(Usage: sandboxctl project rm NAME
+
+Deletes a project and its plans (admin role); its runs stay.
+)";
+
+constexpr char kPlanUsage[] = R"(Usage: sandboxctl plan PROJECT INTENT…
+
+Plans an intent, in English or Chinese ("run the tests and give me a report", "运行测试并生成报告"),
+for a project: the steps its own tooling takes, each with the command policy's decision. Run the
+plan with: sandboxctl run --plan PLAN_ID
+)";
+
+constexpr char kJobUsage[] = R"(Usage: sandboxctl job ls
+
+The allowlisted jobs this key may start, with their parameters. Start one with:
+  sandboxctl run --job NAME --param K=V…
 )";
 
 constexpr char kCancelUsage[] = R"(Usage: sandboxctl cancel ID…
@@ -379,6 +436,10 @@ const std::vector<Command>& Commands() {
         {"workspace", 0, true},
         {"stdin", 0, true},
         {"idempotency-key", 0, true},
+        {"project", 0, true},
+        {"plan", 0, true},
+        {"job", 0, true},
+        {"param", 0, true},
         {"no-follow", 0, false},
         {"cancel-on-interrupt", 0, false},
         {"quiet", 'q', false}},
@@ -399,6 +460,30 @@ const std::vector<Command>& Commands() {
       {"reject", kRejectUsage, {{"reason", 0, true}}, false, CmdReject},
       {"cancel", kCancelUsage, {}, false, CmdCancel},
       {"changes", kChangesUsage, {}, false, CmdChanges},
+      {"project",
+       kProjectUsage,
+       {},
+       false,
+       nullptr,
+       false,
+       {
+           {"ls", kProjectLsUsage, {}, false, CmdProjectLs},
+           {"show", kProjectShowUsage, {}, false, CmdProjectShow},
+           {"create",
+            kProjectCreateUsage,
+            {{"root", 0, true},
+             {"repo", 0, true},
+             {"member", 'm', true},
+             {"mode", 0, true},
+             {"memory", 0, true},
+             {"timeout", 0, true},
+             {"label", 'l', true}},
+            false,
+            CmdProjectCreate},
+           {"rm", kProjectRmUsage, {}, false, CmdProjectRm},
+       }},
+      {"plan", kPlanUsage, {}, false, CmdPlan},
+      {"job", kJobUsage, {}, false, nullptr, false, {{"ls", kJobUsage, {}, false, CmdJobLs}}},
       {"apply", kApplyUsage, {{"diff-sha256", 0, true}, {"quiet", 'q', false}}, false, CmdApply},
       {"artifacts", kArtifactsUsage, {{"output", 'o', true}}, false, CmdArtifacts},
       {"audit", kAuditUsage, {{"run", 0, true}}, false, CmdAudit},

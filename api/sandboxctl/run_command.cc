@@ -68,6 +68,7 @@ Result<nlohmann::json> BuildRequest(const ParsedArgs& a) {
     body["workspace"] = {{"path", ws->path}, {"mode", ws->mode.empty() ? "ro" : ws->mode}};
   }
   if (auto k = a.Last("idempotency-key")) body["idempotency_key"] = *k;
+  if (auto p = a.Last("project")) body["project"] = *p;
   if (auto s = a.Last("stdin")) {
     auto data = ReadInput(*s, "--stdin");
     if (!data.ok()) return std::move(data).error();
@@ -221,18 +222,73 @@ int Follow(Context& ctx, const std::string& id, bool quiet, bool cancel_on_inter
   return code;
 }
 
+// --plan ID or --job NAME [--param K=V]…: where to POST and what. Neither takes a command or the
+// options that shape one: a plan is run as it is, a job's argv is its own.
+Result<std::pair<std::string, nlohmann::json>> PlanOrJobRequest(Context& ctx, const ParsedArgs& a) {
+  auto usage = [](std::string m) {
+    return Error{ErrorCode::kInvalidArgument, 0, std::move(m), {}};
+  };
+  const bool plan = a.Has("plan");
+  if (plan && a.Has("job")) return usage("give --plan or --job, not both");
+  if (!a.rest.empty() || a.Has("step")) {
+    return usage(plan ? "a plan runs as it is: no -- ARGV or --step with --plan"
+                      : "a job's argv is its own: no -- ARGV or --step with --job");
+  }
+  for (const char* o : {"cpus", "memory", "pids", "timeout", "env", "label", "workspace",
+                        "stdin", "project"}) {
+    if (a.Has(o)) {
+      return usage(fmt::format("--{} does not go with --{}: the {} decides it", o,
+                               plan ? "plan" : "job", plan ? "plan" : "job"));
+    }
+  }
+  nlohmann::json body = nlohmann::json::object();
+  if (auto k = a.Last("idempotency-key")) body["idempotency_key"] = *k;
+  if (plan) {
+    if (a.Has("param")) return usage("--param goes with --job");
+    const std::string id = *a.Last("plan");
+    // The plan knows its project.
+    auto p = ctx.client->CallJson("GET", "/v1/plans/" + PercentEncode(id));
+    if (!p.ok()) return std::move(p).error();
+    body["plan_id"] = id;
+    return std::make_pair("/v1/projects/" + PercentEncode(Str(*p, "project_id")) + "/runs", body);
+  }
+  nlohmann::json params = nlohmann::json::object();
+  for (const auto& kv : a.All("param")) {
+    auto parsed = ParseKeyValue(kv, "--param");
+    if (!parsed.ok()) return std::move(parsed).error();
+    params[parsed->first] = parsed->second;  // integers go as their text; the daemon types them
+  }
+  body["params"] = std::move(params);
+  return std::make_pair("/v1/jobs/" + PercentEncode(*a.Last("job")) + "/runs", body);
+}
+
 }  // namespace
 
 int CmdRun(Context& ctx, const ParsedArgs& args) {
-  auto body = BuildRequest(args);
+  std::string target = "/v1/runs";
+  Result<nlohmann::json> body = nlohmann::json::object();
+  if (args.Has("plan") || args.Has("job")) {
+    auto r = PlanOrJobRequest(ctx, args);
+    if (r.ok()) {
+      target = r->first;
+      body = std::move(r->second);
+    } else {
+      body = std::move(r).error();
+    }
+  } else if (args.Has("param")) {
+    body = Error{ErrorCode::kInvalidArgument, 0, "--param goes with --job", {}};
+  } else {
+    body = BuildRequest(args);
+  }
   if (!body.ok()) {
-    if (body.error().code == ErrorCode::kInvalidArgument && body.error().sys_errno == 0) {
+    if (body.error().code == ErrorCode::kInvalidArgument && body.error().sys_errno == 0 &&
+        body.error().context.empty()) {
       return ReportUsage(ctx, body.error().message);
     }
-    (void)WriteOut(2, "sandboxctl: " + body.error().ToString() + "\n");
+    ReportError(ctx, body.error());
     return kExitRunFailed;
   }
-  auto created = ctx.client->CallCreate("/v1/runs", *body, "a run");
+  auto created = ctx.client->CallCreate(target, *body, "a run");
   if (!created.ok()) {
     ReportError(ctx, created.error());
     return kExitRunFailed;

@@ -114,6 +114,12 @@ class CtlTest : public ::testing::Test {
     ASSERT_EQ(::mkdir((dir_ + "/policies").c_str(), 0755), 0);
     ASSERT_EQ(::mkdir((dir_ + "/work").c_str(), 0755), 0);
     ASSERT_EQ(::mkdir((dir_ + "/roots").c_str(), 0755), 0);
+    {
+      std::ofstream jobs(dir_ + "/policies/jobs.yaml");
+      jobs << "jobs:\n  hello:\n    argv: [/bin/busybox, echo, \"hi {name}\"]\n    params:\n"
+              "      name: {type: string, pattern: \"[a-z]+\"}\n    keys: [sub]\n"
+              "    review: false\n";
+    }
     cgroup_ = kCgroupPrefix + std::to_string(::getpid());
     socket_ = dir_ + "/api.sock";
     std::string config = fmt::format(
@@ -912,6 +918,51 @@ TEST_F(CtlTest, ChangesAndApplyWriteACopyOnWriteRunsChangesAfterReview) {
   EXPECT_EQ(*ReadFile(proj + "/n.txt"), "n\n");
   EXPECT_EQ(Ctl({"apply", id}, kReviewerKey).code, 1);  // once
   EXPECT_NE(Ctl({"changes", id}, kSubmitterKey).out.find("applied by rev"), std::string::npos);
+}
+
+// project create/ls, plan PROJECT INTENT, run --plan (through review), job ls, run --job.
+TEST_F(CtlTest, ProjectsPlansAndJobs) {
+  const std::string proj = dir_ + "/roots/ctl-proj";
+  ASSERT_EQ(::mkdir(proj.c_str(), 0755), 0);
+  std::ofstream(proj + "/Makefile") << "test:\n\t@echo make says ok\n";
+  CtlResult denied = Ctl({"project", "create", "ctl-proj", "--root", proj}, kSubmitterKey);
+  EXPECT_EQ(denied.code, 1) << denied.err;
+  CtlResult made = Ctl({"project", "create", "ctl-proj", "--root", proj, "--member", "sub",
+                        "--timeout", "2m"},
+                       kAdminKey);
+  ASSERT_EQ(made.code, 0) << made.err;
+  EXPECT_NE(Ctl({"project", "ls"}, kSubmitterKey).out.find("ctl-proj"), std::string::npos);
+  EXPECT_NE(Ctl({"project", "show", "ctl-proj"}, kSubmitterKey).out.find("timeout_s"),
+            std::string::npos);
+
+  CtlResult plan = Ctl({"plan", "ctl-proj", "run", "the", "tests"}, kSubmitterKey);
+  ASSERT_EQ(plan.code, 0) << plan.err;
+  EXPECT_NE(plan.out.find("make test"), std::string::npos) << plan.out;
+  std::smatch m;
+  static const std::regex kPlan("run --plan (pln_[A-Za-z0-9]+)");
+  ASSERT_TRUE(std::regex_search(plan.out, m, kPlan)) << plan.out;
+  const std::string plan_id = m[1];
+  EXPECT_EQ(Ctl({"plan", "ctl-proj", "deploy", "it"}, kSubmitterKey).code, 1);
+  EXPECT_EQ(Ctl({"run", "--plan", plan_id, "--", "/bin/true"}, kSubmitterKey).code, 2);
+
+  std::string id;
+  auto run = StartRun({"--plan", plan_id}, &id);
+  ASSERT_TRUE(run);
+  Approve(id);
+  ASSERT_EQ(run->Finish(), 0) << run->err();
+  EXPECT_EQ(run->out(), "make says ok\n");
+  EXPECT_EQ(Inspect(id)["labels"]["plan"], plan_id);
+
+  CtlResult jobs = Ctl({"job", "ls"}, kSubmitterKey);
+  ASSERT_EQ(jobs.code, 0) << jobs.err;
+  EXPECT_NE(jobs.out.find("hello"), std::string::npos) << jobs.out;
+  CtlResult hello = Ctl({"run", "--job", "hello", "--param", "name=there"}, kSubmitterKey);
+  EXPECT_EQ(hello.code, 0) << hello.err;
+  EXPECT_EQ(hello.out, "hi there\n");
+  CtlResult bad = Ctl({"run", "--job", "hello", "--param", "name=x;id"}, kSubmitterKey);
+  EXPECT_EQ(bad.code, 125);
+  EXPECT_NE(bad.err.find("params.name"), std::string::npos) << bad.err;
+  EXPECT_EQ(Ctl({"run", "--job", "hello", "--memory", "1g"}, kSubmitterKey).code, 2);
 }
 
 TEST_F(CtlTest, PolicyTest) {
