@@ -3,6 +3,7 @@
 import { inspect } from 'node:util';
 
 import { InvalidArgumentError } from './errors.js';
+import { Projects } from './projects.js';
 import { Runs } from './runs.js';
 import { Sandbox, Sandboxes, Snapshots } from './sandboxes.js';
 import { type RetryInfo, Transport } from './transport.js';
@@ -38,6 +39,7 @@ export interface ClientOptions {
  */
 export class Sandboxd {
   readonly runs: Runs;
+  readonly projects: Projects;
   readonly sandboxes: Sandboxes;
   readonly snapshots: Snapshots;
   #t: Transport;
@@ -61,6 +63,7 @@ export class Sandboxd {
       throw e;
     }
     this.runs = new Runs(this.#t);
+    this.projects = new Projects(this.#t);
     this.sandboxes = new Sandboxes(this.#t);
     this.snapshots = new Snapshots(this.#t);
   }

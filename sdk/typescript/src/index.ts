@@ -3,6 +3,7 @@
 export { Sandboxd, VERSION, type ClientOptions } from './client.js';
 export * from './errors.js';
 export { Runs, type LogOptions, type RunListOptions, type WaitOptions } from './runs.js';
+export { Projects, type ProjectCreate, type ProjectListOptions, type ProjectUpdate } from './projects.js';
 export { SandboxChanges } from './changes.js';
 export { Sandbox, Sandboxes, Snapshots, type SandboxListOptions, type SandboxPage } from './sandboxes.js';
 export {

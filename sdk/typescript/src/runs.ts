@@ -11,6 +11,8 @@ export interface RunListOptions {
   state?: RunState | RunState[];
   /** "KEY=VALUE", or several: every one must match. */
   label?: string | string[];
+  /** Only this project's runs (its id or name); NotFoundError for one the key may not see. */
+  project?: string;
   limit?: number;
   cursor?: string;
 }
@@ -53,7 +55,7 @@ export class Runs {
   /** One page of runs, newest first. */
   list(opts: RunListOptions = {}): Promise<RunList> {
     return this.#t.json<RunList>('GET', 'v1/runs', {
-      query: { state: opts.state, label: opts.label, limit: opts.limit, cursor: opts.cursor },
+      query: { state: opts.state, label: opts.label, project: opts.project, limit: opts.limit, cursor: opts.cursor },
     });
   }
 

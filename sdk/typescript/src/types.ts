@@ -40,6 +40,9 @@ export interface RunRequest {
   idempotency_key?: string;
   backend?: 'native' | 'docker' | 'auto';
   image?: string;
+  /** A project (its id or name): the run inherits its limits, workspace and labels where the
+   * request leaves them out. */
+  project?: string;
 }
 
 export interface PolicyRule {
@@ -94,6 +97,8 @@ export interface Run {
   started_at_ms: number | null;
   finished_at_ms: number | null;
   result: RunResult | null;
+  /** The run's project, or null. */
+  project_id?: string | null;
   [k: string]: unknown;
 }
 
@@ -405,6 +410,82 @@ export interface WatchEvent {
   from?: string;
   to?: string;
   is_dir?: boolean;
+  [k: string]: unknown;
+}
+
+// ---- Projects and plans ---------------------------------------------------------------------
+
+/** What an admin sets on a project (POST /v1/projects; PATCH takes any of it). */
+export interface ProjectInput {
+  /** [a-z0-9][a-z0-9_.-]{0,63}, unique. */
+  name?: string;
+  /** A directory under the daemon's workspace roots. */
+  root_path?: string;
+  /** An absolute path or a URL of a repository. */
+  repo?: string;
+  default_limits?: RunLimitsRequest;
+  default_workspace_mode?: 'ro' | 'cow';
+  labels?: StringMap;
+  /** API key names that may use it (each a configured key). */
+  members?: string[];
+}
+
+export interface Project {
+  id: string;
+  name: string;
+  /** 1 when created, one more with each change. */
+  version: number;
+  root_path: string | null;
+  repo: string | null;
+  default_limits: Record<string, number>;
+  default_workspace_mode: 'ro' | 'cow';
+  labels: StringMap;
+  members: string[];
+  created_by: string;
+  created_at_ms: number;
+  updated_at_ms: number;
+  [k: string]: unknown;
+}
+
+export interface ProjectList {
+  projects: Project[];
+  next_cursor: string | null;
+}
+
+export type PlanGoal = 'test' | 'lint' | 'build' | 'typecheck' | 'report';
+
+export interface PlanStep {
+  name: string;
+  argv: string[];
+  /** Why the planner chose it, e.g. 'Makefile defines a "test" target'. */
+  why: string;
+  /** The command policy's decision on this step. */
+  decision: PolicyDecision;
+}
+
+/** A plan made from an intent: immutable; `sha256` is over all but its record fields. */
+export interface Plan {
+  id: string;
+  project_id: string;
+  sha256: string;
+  created_by: string;
+  created_at_ms: number;
+  /** The project when planned. */
+  project: { id: string; name: string; version: number };
+  intent_text: string;
+  planner: string;
+  goals: PlanGoal[];
+  /** A report was asked for: the run's report.md artifact is it. */
+  report: boolean;
+  summary: string;
+  steps: PlanStep[];
+  /** The policy's decision on the whole plan, as the review gate will decide. */
+  decision: PolicyDecision;
+  limits: Record<string, number>;
+  workspace: { path: string; mode: 'ro' | 'cow' } | null;
+  labels: StringMap;
+  /** What the planner found in the project's directory. */
+  project_summary: Record<string, unknown>;
   [k: string]: unknown;
 }
 

@@ -1,6 +1,7 @@
 // A daemon with a workspace root for copy-on-write runs. The harness's own when it has one
-// (SANDBOXD_WORKSPACE_ROOT names it); else a second one from tests/support/with_daemon.py (the
-// binary of SANDBOXD_SERVER) with the root in its config, as tests/web/run.sh configures its own.
+// (SANDBOXD_WORKSPACE_ROOT names it) and no policy is asked for; else a second one from
+// tests/support/with_daemon.py (the binary of SANDBOXD_SERVER) with the root in its config, as
+// tests/web/run.sh configures its own, and the policy asked for (commands.yaml text) when given.
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
@@ -21,17 +22,21 @@ const HOLD = [
   'sys.stdin.read()',
 ].join('\n');
 
-/** Why the suite cannot get such a daemon here, or null when it can. */
-export function workspaceDaemonMissing() {
-  if (process.env.SANDBOXD_WORKSPACE_ROOT) return null;
-  if (!process.env.SANDBOXD_SERVER || !existsSync(harness)) return `needs SANDBOXD_WORKSPACE_ROOT, or SANDBOXD_SERVER and ${harness}`;
+/** Why the suite cannot get such a daemon here (with its own policy: `{policy: true}`), or null
+ * when it can. */
+export function workspaceDaemonMissing({ policy = false } = {}) {
+  if (process.env.SANDBOXD_WORKSPACE_ROOT && !policy) return null;
+  if (!process.env.SANDBOXD_SERVER || !existsSync(harness)) {
+    return `needs ${policy ? '' : 'SANDBOXD_WORKSPACE_ROOT, or '}SANDBOXD_SERVER and ${harness}`;
+  }
   return null;
 }
 
-/** { root, client(who), workspace(files), close() }: `who` is alice, bob, rev or admin. */
-export async function workspaceDaemon() {
+/** { root, client(who), workspace(files), close() }: `who` is alice, bob, rev or admin.
+ * `policy`: the command policy (commands.yaml text) of a daemon started for it. */
+export async function workspaceDaemon({ policy } = {}) {
   let env = process.env;
-  let root = process.env.SANDBOXD_WORKSPACE_ROOT;
+  let root = policy === undefined ? process.env.SANDBOXD_WORKSPACE_ROOT : undefined;
   let child = null;
   let exited = null;
   let tmp = null;
@@ -43,7 +48,12 @@ export async function workspaceDaemon() {
     chmodSync(root, 0o755);
     const extra = path.join(tmp, 'extra.yaml');
     writeFileSync(extra, `workspace_roots: [${root}]\nworkspace_cow_root_owned: true\n`);
-    child = spawn('/usr/bin/python3', [harness, '--server', process.env.SANDBOXD_SERVER, '--extra-config', extra, '--', '/usr/bin/python3', '-c', HOLD],
+    const options = [];
+    if (policy !== undefined) {
+      options.push('--policy', path.join(tmp, 'commands.yaml'));
+      writeFileSync(options[1], policy);
+    }
+    child = spawn('/usr/bin/python3', [harness, '--server', process.env.SANDBOXD_SERVER, '--extra-config', extra, ...options, '--', '/usr/bin/python3', '-c', HOLD],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     exited = once(child, 'exit');
     const lines = createInterface({ input: child.stdout });
