@@ -233,6 +233,7 @@ int main(int argc, char** argv) {
                                             supervisor::ProbeNativeHost(ro.cgroups, cgroup_error));
   ro.command_policy = command_policy;
   ro.jobs = jobs;
+  ro.planners = config.planners;
   ro.seccomp_profiles_dir = config.seccomp_profiles_dir;  // reloaded with the command policy
   // Docker: connected lazily, so a daemon that is down makes the backend unavailable (shown in
   // GET /v1/info with the reason), not the start fail.

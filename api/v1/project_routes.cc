@@ -168,11 +168,12 @@ Status AddProjectRoutes(Router& router, const RouteContext& ctx) {
       }));
   SBX_TRY(router.Add(Method::kPost, "/v1/projects/{id}/plans", Access::kSubmitter,
                      [=](const Request& req) -> Reply {
-                       auto fields = OptionalStringFields(req, {"intent_text"});
+                       // {"intent_text": "…", "planner"?: "builtin" | a configured one}.
+                       auto fields = OptionalStringFields(req, {"intent_text", "planner"});
                        if (!fields.ok()) return Fail(fields.error());
                        auto plan =
                            projects().MakePlan(req.PathParam("id"), (*fields)["intent_text"],
-                                               ToPrincipal(*c.config, req));
+                                               ToPrincipal(*c.config, req), (*fields)["planner"]);
                        if (!plan.ok()) return Fail(plan.error());
                        return JsonResponse(201, PlanToJson(*plan));
                      }));

@@ -1,5 +1,7 @@
 #include "supervisor/project/projects.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "base/sha256.h"
@@ -34,6 +36,13 @@ bool IsKeyName(std::string_view s) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
            c == '.' || c == '-';
   });
+}
+
+// "make test", for messages.
+std::string JoinArgv(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const std::string& a : argv) out += (out.empty() ? "" : " ") + a;
+  return out;
 }
 
 bool SeesEverything(const Principal& who) { return who.role != Role::kSubmitter; }
@@ -216,11 +225,22 @@ Status Projects::Delete(std::string_view id_or_name, const Principal& who) {
 }
 
 Result<PlanRecord> Projects::MakePlan(std::string_view project, std::string_view intent_text,
-                                      const Principal& who) {
+                                      const Principal& who, std::string_view planner) {
   auto p = Visible(project, who);
   if (!p.ok()) return std::move(p).error();
   if (intent_text.empty() || intent_text.size() > kMaxIntentBytes) {
     return MakeError(ErrorCode::kInvalidArgument, "intent_text: 1 to {} bytes", kMaxIntentBytes);
+  }
+  const PlannerConfig* external = nullptr;
+  if (!planner.empty() && planner != "builtin") {
+    for (const PlannerConfig& c : options_.planners) {
+      if (c.name == planner) external = &c;
+    }
+    if (external == nullptr) {
+      std::string names = "builtin";
+      for (const PlannerConfig& c : options_.planners) names += ", " + c.name;
+      return MakeError(ErrorCode::kNotFound, "no planner '{}' (configured: {})", planner, names);
+    }
   }
   if (p->root_path.empty()) {
     return MakeError(ErrorCode::kFailedPrecondition,
@@ -231,34 +251,64 @@ Result<PlanRecord> Projects::MakePlan(std::string_view project, std::string_view
   if (!ws.ok()) return WithContext(std::move(ws).error(), "project " + p->name + "'s root_path");
   auto summary = plan::InspectProject(ws->fd.get());
   if (!summary.ok()) return WithContext(std::move(summary).error(), "reading " + ws->path);
-  auto planned = plan::PlanFromIntent(intent_text, *summary);
-  if (!planned.ok()) return std::move(planned).error();
   auto limits = ResolveLimits(ProjectLimitsFromJson(p->default_limits), options_.limits);
   if (!limits.ok()) return WithContext(std::move(limits).error(), "default_limits");
 
-  // Each step's decision alone, and the run's as a whole (what the gate will decide).
+  plan::Plan planned;
+  if (external == nullptr) {
+    auto built = plan::PlanFromIntent(intent_text, *summary);
+    if (!built.ok()) return std::move(built).error();
+    planned = std::move(*built);
+  } else {
+    const json input = {{"intent_text", std::string(intent_text)},
+                        {"project", {{"id", p->id}, {"name", p->name}, {"root_path", ws->path}}},
+                        {"summary", plan::SummaryToJson(*summary)}};
+    auto answer = AskPlanner(*external, *p, input, who);
+    if (!answer.ok()) return std::move(answer).error();
+    auto steps = plan::ParsePlannerAnswer(*answer);
+    if (!steps.ok()) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "planner '{}' answered something that is not a plan: {}", external->name,
+                       steps.error().message);
+    }
+    planned.steps = std::move(*steps);
+    planned.summary =
+        fmt::format("Planned by '{}': {} step(s).", external->name, planned.steps.size());
+  }
+
+  // Each step's decision alone, and the run's as a whole (what the gate will decide). A plan
+  // with a step the policy denies is no plan: its run could only be refused.
   store::RunRecord whole;
   whole.submitter = who.name;
   whole.labels = p->labels;
   json steps = json::array();
-  for (const plan::PlannedStep& s : planned->steps) {
+  for (const plan::PlannedStep& s : planned.steps) {
     store::RunRecord one = whole;
     one.steps = {{s.name, s.argv}};
     auto d = review_.Evaluate(Review::PolicyInput(one));
-    steps.push_back({{"name", s.name},
-                     {"argv", s.argv},
-                     {"why", s.why},
-                     {"decision", d ? policy::ToJson(*d) : json{{"decision", "review"}}}});
+    json decision = d ? policy::ToJson(*d) : json{{"decision", "review"}};
+    if (decision.value("decision", "") == "deny") {
+      std::string why = "denied";
+      if (auto r = decision.find("reasons"); r != decision.end() && r->is_array() && !r->empty()) {
+        why = (*r)[0].value("message", why);
+      }
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "the {} planner proposed step '{}' ({}), which the command policy denies: "
+                       "{}",
+                       external ? "'" + external->name + "'" : std::string("built-in"), s.name,
+                       JoinArgv(s.argv), why);
+    }
+    steps.push_back({{"name", s.name}, {"argv", s.argv}, {"why", s.why}, {"decision", decision}});
     whole.steps.push_back({s.name, s.argv});
   }
   auto overall = review_.Evaluate(Review::PolicyInput(whole));
   json labels = p->labels;
   json doc = {{"project", {{"id", p->id}, {"name", p->name}, {"version", p->version}}},
               {"intent_text", std::string(intent_text)},
-              {"planner", "builtin"},
-              {"goals", planned->goals},
-              {"report", planned->report},
-              {"summary", planned->summary},
+              {"planner", external ? "external:" + external->name : std::string("builtin")},
+              {"goals", planned.goals},
+              {"report", planned.report},
+              {"summary", planned.summary},
               {"steps", std::move(steps)},
               {"decision", overall ? policy::ToJson(*overall)
                                    : json{{"decision", "review"}, {"note", "no command policy"}}},
@@ -274,7 +324,10 @@ Result<PlanRecord> Projects::MakePlan(std::string_view project, std::string_view
   auto stored = store_.CreatePlan(rec);
   if (!stored.ok()) return stored;
   events_.Audit(who, "plan.created", "",
-                {{"plan_id", stored->id}, {"project_id", p->id}, {"sha256", stored->sha256}});
+                {{"plan_id", stored->id},
+                 {"project_id", p->id},
+                 {"planner", stored->plan["planner"]},
+                 {"sha256", stored->sha256}});
   return stored;
 }
 

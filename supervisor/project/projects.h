@@ -27,9 +27,25 @@
 
 namespace sbx::supervisor {
 
+// A pluggable planner (sandboxd.yaml `planners:`): it gets {"intent_text", "project": {id, name,
+// root_path}, "summary": the built-in planner's reading of the directory} as JSON and answers
+// {"steps": [{"name", "argv", "why"}]} (plan::ParsePlannerAnswer), within timeout_s.
+//   url: http://HOST:PORT/PATH, POSTed the input; the answer is the 200 response's body.
+//   command: an absolute argv, run as a run of the project (no network, the directory read-only
+//   at /workspace, the input on stdin, the answer on stdout), started without a reviewer.
+struct PlannerConfig {
+  std::string name;
+  std::string url;
+  std::vector<std::string> command;
+  int64_t timeout_s = 30;
+};
+// kInvalidArgument naming what is wrong with one.
+Status CheckPlannerConfig(const PlannerConfig& planner);
+
 struct ProjectOptions {
   std::string data_dir;  // a project's directory may not overlap it
   ServiceLimits limits;  // workspace roots, and the maxima its default limits must keep within
+  std::vector<PlannerConfig> planners;
 };
 
 // A project's fields as a client sends them: unset ones are left as they are (PATCH) or take
@@ -66,12 +82,15 @@ class Projects {
                                       const ProjectInput& patch, const Principal& who);
   Status Delete(std::string_view id_or_name, const Principal& who);
 
-  // Plans `intent_text` for the project with the built-in planner and stores the plan.
-  // kNotFound "no plan for this intent: …" when the planner has none (an intent it does not
-  // understand, or tooling the project lacks); kFailedPrecondition for a project without a
-  // root_path; kInvalidArgument for an empty or oversized intent.
+  // Plans `intent_text` for the project with `planner` ("" or "builtin": the built-in planner,
+  // else a configured one) and stores the plan. kNotFound "no plan for this intent: …" when the
+  // built-in planner has none (an intent it does not understand, or tooling the project lacks),
+  // or for an unknown planner; kFailedPrecondition for a project without a root_path, an
+  // external planner's answer that is not a plan (the message says what is wrong with it), and
+  // a plan with a step the command policy denies; kUnavailable for a planner that did not
+  // answer; kInvalidArgument for an empty or oversized intent.
   Result<store::PlanRecord> MakePlan(std::string_view project, std::string_view intent_text,
-                                     const Principal& who);
+                                     const Principal& who, std::string_view planner = "");
   // kNotFound for a plan of a project the caller may not see.
   Result<store::PlanRecord> GetPlan(std::string_view plan_id, const Principal& who);
   Result<std::vector<store::PlanRecord>> ListPlans(std::string_view project, int limit,
@@ -99,6 +118,9 @@ class Projects {
 
  private:
   Result<store::ProjectRecord> Visible(std::string_view id_or_name, const Principal& who);
+  // An external planner's answer text (external_planner.cc).
+  Result<std::string> AskPlanner(const PlannerConfig& planner, const store::ProjectRecord& project,
+                                 const nlohmann::json& input, const Principal& who);
   Status Check(store::ProjectRecord& p);
 
   store::Store& store_;

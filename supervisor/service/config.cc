@@ -120,7 +120,7 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
                      "log_level",
                      "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
                      "docker_image", "warm_sandboxes", "workspace_cow_root_owned",
-                     "sandbox_id_base", "docker_images", "sandboxes", "mcp", "web_root"},
+                     "sandbox_id_base", "docker_images", "sandboxes", "mcp", "web_root", "planners"},
                     source, ""));
   if (auto n = root["sandboxes"]) {
     SBX_TRY(CheckKeys(n, {"max", "default_timeout_s", "max_timeout_s", "default_idle_timeout_s"},
@@ -145,6 +145,47 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     }
     if (c.sandboxes.default_timeout_s > c.sandboxes.max_timeout_s) {
       return KeyError(source, "sandboxes.default_timeout_s", "must not exceed max_timeout_s");
+    }
+  }
+  if (auto n = root["planners"]) {
+    if (!n.IsSequence()) return KeyError(source, "planners", "must be a list of planners");
+    for (size_t i = 0; i < n.size(); ++i) {
+      const std::string p = fmt::format("planners[{}].", i);
+      SBX_TRY(CheckKeys(n[i], {"name", "url", "command", "timeout_s"}, source, p));
+      PlannerConfig planner;
+      if (!n[i]["name"]) return KeyError(source, p + "name", "is required");
+      auto name = String(n[i]["name"], source, p + "name");
+      if (!name.ok()) return std::move(name).error();
+      planner.name = *name;
+      if (n[i]["url"]) {
+        auto url = String(n[i]["url"], source, p + "url");
+        if (!url.ok()) return std::move(url).error();
+        planner.url = *url;
+      }
+      if (auto cmd = n[i]["command"]) {
+        if (!cmd.IsSequence() || cmd.size() == 0) {
+          return KeyError(source, p + "command", "must be a list: [/abs/program, args…]");
+        }
+        for (size_t j = 0; j < cmd.size(); ++j) {
+          auto a = String(cmd[j], source, fmt::format("{}command[{}]", p, j));
+          if (!a.ok()) return std::move(a).error();
+          planner.command.push_back(*a);
+        }
+      }
+      if (n[i]["timeout_s"]) {
+        auto v = Int(n[i]["timeout_s"], source, p + "timeout_s", 1);
+        if (!v.ok()) return std::move(v).error();
+        planner.timeout_s = *v;
+      }
+      if (Status st = CheckPlannerConfig(planner); !st.ok()) {
+        return KeyError(source, fmt::format("planners[{}]", i), st.error().message);
+      }
+      for (const PlannerConfig& other : c.planners) {
+        if (other.name == planner.name) {
+          return KeyError(source, p + "name", "'" + planner.name + "' is listed twice");
+        }
+      }
+      c.planners.push_back(std::move(planner));
     }
   }
   if (auto n = root["mcp"]) {

@@ -74,6 +74,9 @@ struct ServiceConfig {
     int64_t max_timeout_s = 7 * 24 * 3600;  // the longest it may ask for
     int64_t default_idle_timeout_s = 600;   // idle timeout when it names none (0: none)
   } sandboxes;
+  // Pluggable planners (supervisor/project/projects.h), `planners:` in the file: a list of
+  // {name, url: http://…} or {name, command: [/abs/path, …]}, each with timeout_s.
+  std::vector<PlannerConfig> planners;
   // The MCP server (docs/mcp.md), `mcp:` in the file.
   struct Mcp {
     // How long process_run waits for a reviewer's decision on a command that needs one before it

@@ -66,7 +66,7 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   if (!review.ok()) return std::move(review).error();
   m->review_ = std::move(*review);
   m->projects_ = std::make_unique<Projects>(store, m->events_, *m->review_,
-                                            ProjectOptions{o.data_dir, o.limits});
+                                            ProjectOptions{o.data_dir, o.limits, o.planners});
 
   // Crash recovery: what this node was running when it died did not finish.
   if (Status st = RecoverNode(store, m->events_, o.node); !st.ok()) {

@@ -53,6 +53,8 @@ struct RunManagerOptions {
   std::shared_ptr<const policy::CommandPolicy> command_policy;
   // The allowlisted jobs (<policy_dir>/jobs.yaml); null: none. Reloaded with the command policy.
   std::shared_ptr<const policy::JobSet> jobs;
+  // The pluggable planners besides the built-in one.
+  std::vector<PlannerConfig> planners;
   // This daemon beats every heartbeat_interval; a node sharing the database whose last beat is
   // older than node_timeout is taken for dead and its RUNNING runs end FAILED
   // (supervisor_restart).

@@ -2,14 +2,19 @@
 // sees only the projects it is a member of (another key's are not found), an intent in English
 // or Chinese becomes a plan of the project's own tooling with a policy decision per step, a plan
 // runs through the review gate bound to its hash, and a project's runs inherit its defaults.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "base/sha256.h"
+#include "base/unique_fd.h"
 #include "integration/server_harness.h"
 
 namespace sbx::testing {
@@ -37,7 +42,7 @@ class ServeProjectTest : public ServerTest {
                  {"dave", "submitter", kDave},
                  {"bob", "reviewer", kBob},
                  {"root", "admin", kRoot}},
-                "workspace_roots: [\"" + roots_ + "\"]\n");
+                "workspace_roots: [\"" + roots_ + "\"]\n" + ExtraConfig());
     StartServer();
     std::string text = ReadUntilReady();
     stdout_fd_.reset();
@@ -46,6 +51,8 @@ class ServeProjectTest : public ServerTest {
     ASSERT_NE(at, std::string::npos) << text;
     port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
   }
+
+  virtual std::string ExtraConfig() { return ""; }
 
   nlohmann::json MakeProject(const std::string& name, const std::string& root,
                              std::vector<std::string> members) {
@@ -243,6 +250,129 @@ TEST_F(ServeProjectTest, AProjectsRunsInheritItsDefaults) {
             404);
   EXPECT_EQ(Call("POST", "/v1/runs", kAlice, R"({"argv": ["/bin/true"], "project": 7})").status,
             400);
+}
+
+// Pluggable planners: an HTTP endpoint and commands run as runs of the project (no network, the
+// project read-only), each answer validated like client input and policy-checked.
+class ServeExternalPlannerTest : public ServeProjectTest {
+ protected:
+  void SetUp() override {
+    // The HTTP planner: a socket of the test's, answering one request with a plan.
+    listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(listener_);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(listener_.get(), 4), 0);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    http_port_ = ntohs(addr.sin_port);
+    ServeProjectTest::SetUp();
+  }
+  void TearDown() override {
+    if (server_.joinable()) server_.join();
+    ServeProjectTest::TearDown();
+  }
+  std::string ExtraConfig() override {
+    // JSON is YAML: each command is written as a JSON array.
+    auto sh = [](const std::string& script) {
+      return nlohmann::json({"/bin/sh", "-c", script}).dump();
+    };
+    const std::string plan =
+        R"({"steps": [{"name": "t", "argv": ["make", "test"], "why": "the tests"}]})";
+    return "planners:\n"
+           "  - {name: scripted, timeout_s: 20, command: " +
+           sh("grep -q tests && test -f /workspace/Makefile && printf '%s' '" + plan + "'") +
+           "}\n"
+           "  - {name: garbage, timeout_s: 20, command: " + sh("echo not a plan") + "}\n"
+           "  - {name: huge, timeout_s: 20, command: " +
+           sh("head -c 300000 /dev/zero | tr '\\0' a") + "}\n"
+           "  - {name: destroyer, timeout_s: 20, command: " +
+           sh(R"(echo '{"steps": [{"name": "x", "argv": ["rm", "-rf", "/"]}]}')") + "}\n"
+           "  - {name: fails, timeout_s: 20, command: [/bin/false]}\n"
+           "  - {name: remote, timeout_s: 20, url: 'http://127.0.0.1:" +
+           std::to_string(http_port_) + "/plan'}\n";
+  }
+  // Answers the next request on the listener with `body`; what it received comes back.
+  void ServeOnce(std::string body) {
+    server_ = std::thread([this, body] {
+      UniqueFd c(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!c) return;
+      std::string req;
+      char buf[65536];
+      for (;;) {
+        ssize_t n = ::read(c.get(), buf, sizeof buf);
+        if (n <= 0) break;
+        req.append(buf, static_cast<size_t>(n));
+        const size_t head = req.find("\r\n\r\n");
+        if (head == std::string::npos) continue;
+        const size_t cl = req.find("Content-Length: ");
+        if (cl != std::string::npos &&
+            req.size() >= head + 4 + std::stoul(req.substr(cl + 16))) {
+          break;
+        }
+      }
+      received_ = req;
+      const std::string reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                "Content-Length: " + std::to_string(body.size()) +
+                                "\r\nConnection: close\r\n\r\n" + body;
+      (void)::write(c.get(), reply.data(), reply.size());
+    });
+  }
+
+  UniqueFd listener_;
+  uint16_t http_port_ = 0;
+  std::thread server_;
+  std::string received_;
+};
+
+TEST_F(ServeExternalPlannerTest, AnswersAreValidatedAndPolicyCheckedLikeClientInput) {
+  MakeProject("web", roots_ + "/web", {"alice"});
+  auto plan = [&](const std::string& planner) {
+    return Call("POST", "/v1/projects/web/plans", kAlice,
+                nlohmann::json{{"intent_text", "run the tests"}, {"planner", planner}}.dump());
+  };
+  // A command planner: it read the intent on stdin and the project at /workspace.
+  auto ok = plan("scripted");
+  ASSERT_EQ(ok.status, 201) << ok.body;
+  EXPECT_EQ(ok.Json()["planner"], "external:scripted");
+  EXPECT_EQ(ok.Json()["steps"][0]["argv"], nlohmann::json({"make", "test"}));
+  EXPECT_EQ(ok.Json()["steps"][0]["decision"]["decision"], "review");
+  // It ran as a run of the project, with no network, recorded like any run.
+  const nlohmann::json runs = Call("GET", "/v1/runs?label=planner=scripted", kAlice).Json();
+  ASSERT_EQ(runs["runs"].size(), 1u) << runs.dump();
+  EXPECT_EQ(runs["runs"][0]["network"], "none");
+  EXPECT_EQ(runs["runs"][0]["workspace"]["mode"], "ro");
+
+  // Garbage, too much, a denied command, a planner that fails: refused, each saying why.
+  const std::pair<std::string, std::string> refused[] = {
+      {"garbage", "not a plan"},
+      {"huge", "not a plan"},
+      {"destroyer", "denies"},
+      {"fails", "ended FAILED"},
+  };
+  for (const auto& [name, why] : refused) {
+    auto r = plan(name);
+    EXPECT_EQ(r.status, 409) << name << " " << r.body;
+    EXPECT_NE(r.body.find(why), std::string::npos) << name << " " << r.body;
+  }
+  EXPECT_EQ(plan("nosuch").status, 404);
+  EXPECT_EQ(Call("GET", "/v1/projects/web/plans", kAlice).Json()["plans"].size(), 1u);
+
+  // The HTTP planner gets the intent and the project's summary, and its answer is checked too.
+  ServeOnce(R"({"steps": [{"name": "build", "argv": ["make", "build"], "why": "build it"}]})");
+  auto remote = plan("remote");
+  server_.join();
+  ASSERT_EQ(remote.status, 201) << remote.body;
+  EXPECT_EQ(remote.Json()["steps"][0]["argv"], nlohmann::json({"make", "build"}));
+  EXPECT_NE(received_.find("POST /plan HTTP/1.1"), std::string::npos) << received_;
+  EXPECT_NE(received_.find("\"intent_text\":\"run the tests\""), std::string::npos) << received_;
+  EXPECT_NE(received_.find("\"summary\""), std::string::npos) << received_;
+  ServeOnce(R"({"steps": [{"name": "x", "argv": ["make"], "why": "w", "extra": 1}]})");
+  auto extra = plan("remote");
+  server_.join();
+  EXPECT_EQ(extra.status, 409) << extra.body;
 }
 
 }  // namespace

@@ -242,3 +242,41 @@ TEST(Config, TheShippedPolicyStartsADefaultSandboxWithoutAReviewer) {
 
 }  // namespace
 }  // namespace sbx::supervisor
+
+namespace sbx::supervisor {
+namespace {
+
+TEST(Config, PlannersAreAnHttpEndpointOrACommand) {
+  auto c = ParseConfig(
+      "planners:\n"
+      "  - {name: llm, url: 'http://127.0.0.1:9000/plan', timeout_s: 15}\n"
+      "  - {name: script, command: [/usr/local/bin/plan, --json]}\n",
+      "test.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_EQ(c->planners.size(), 2u);
+  EXPECT_EQ(c->planners[0].url, "http://127.0.0.1:9000/plan");
+  EXPECT_EQ(c->planners[0].timeout_s, 15);
+  EXPECT_EQ(c->planners[1].command, (std::vector<std::string>{"/usr/local/bin/plan", "--json"}));
+  EXPECT_EQ(c->planners[1].timeout_s, 30);
+  const std::pair<const char*, const char*> bad[] = {
+      {"planners: {name: x}\n", "must be a list"},
+      {"planners:\n  - {url: 'http://h:1/'}\n", "name"},
+      {"planners:\n  - {name: builtin, url: 'http://h:1/'}\n", "builtin"},
+      {"planners:\n  - {name: x, url: 'https://h/'}\n", "https is not supported"},
+      {"planners:\n  - {name: x, url: 'http://h/p', command: [/bin/x]}\n", "either url or command"},
+      {"planners:\n  - {name: x}\n", "either url or command"},
+      {"planners:\n  - {name: x, command: [plan]}\n", "absolute path"},
+      {"planners:\n  - {name: x, command: [/bin/x], timeout_s: 9999}\n", "1 to 600"},
+      {"planners:\n  - {name: x, command: [/bin/x]}\n  - {name: x, command: [/bin/y]}\n",
+       "listed twice"},
+      {"planners:\n  - {name: x, command: [/bin/x], shell: true}\n", "shell"},
+  };
+  for (const auto& [yaml, want] : bad) {
+    auto r = ParseConfig(yaml, "bad.yaml");
+    ASSERT_FALSE(r.ok()) << yaml;
+    EXPECT_NE(r.error().ToString().find(want), std::string::npos) << r.error().ToString();
+  }
+}
+
+}  // namespace
+}  // namespace sbx::supervisor
