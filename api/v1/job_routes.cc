@@ -17,7 +17,10 @@ Status AddJobRoutes(Router& router, const RouteContext& ctx) {
         nlohmann::json out = nlohmann::json::array();
         for (const policy::Job& j : jobs->jobs()) {
           if (who.role == supervisor::Role::kSubmitter && !policy::MayStart(j, who.name)) continue;
-          out.push_back(policy::JobToJson(j, jobs->source()));
+          nlohmann::json shown = policy::JobToJson(j, jobs->source());
+      // Which other keys may start it is the administrator's business, not a tenant's.
+      if (who.role == supervisor::Role::kSubmitter) shown.erase("keys");
+      out.push_back(std::move(shown));
         }
         return JsonResponse(200, {{"jobs", out}});
       }));

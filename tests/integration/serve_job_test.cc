@@ -85,7 +85,10 @@ TEST_F(ServeJobTest, AKeyStartsTheJobsItMayWithTypedParamsAndNothingElse) {
     EXPECT_EQ(j["params"]["required"], nlohmann::json({"who"}));
     EXPECT_EQ(j["argv"], nlohmann::json({"/bin/echo", "hello {who}"}));
     EXPECT_EQ(j["review"], false);
+    EXPECT_FALSE(j.contains("keys")) << j.dump();  // not to a submitter
   }
+  const nlohmann::json for_reviewer = Call("GET", "/v1/jobs", kBob).Json();
+  EXPECT_EQ(for_reviewer["jobs"][0]["keys"], nlohmann::json({"alice"}));
 
   // Started without a reviewer, as jobs.yaml says; the parameter stays inside its argument.
   auto r = Call("POST", "/v1/jobs/greet/runs", kAlice, R"({"params": {"who": "world"}})");
