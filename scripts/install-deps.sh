@@ -8,7 +8,7 @@ build_pkgs=(
   build-essential cmake pkg-config ccache
   libseccomp-dev libcap-dev libnl-3-dev libnl-route-3-dev
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev
-  libsqlite3-dev libpqxx-dev libyaml-cpp-dev libsystemd-dev
+  libsqlite3-dev libpqxx-dev libyaml-cpp-dev libsystemd-dev libgit2-dev
 )
 # postgresql: the store tests start a throwaway server from /usr/lib/postgresql/15/bin.
 # systemd: systemd-analyze verify of the unit files; dpkg-dev and fakeroot: cpack -G DEB and
