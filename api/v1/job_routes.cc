@@ -18,9 +18,9 @@ Status AddJobRoutes(Router& router, const RouteContext& ctx) {
         for (const policy::Job& j : jobs->jobs()) {
           if (who.role == supervisor::Role::kSubmitter && !policy::MayStart(j, who.name)) continue;
           nlohmann::json shown = policy::JobToJson(j, jobs->source());
-      // Which other keys may start it is the administrator's business, not a tenant's.
-      if (who.role == supervisor::Role::kSubmitter) shown.erase("keys");
-      out.push_back(std::move(shown));
+          // Which other keys may start it is the administrator's business, not a tenant's.
+          if (who.role == supervisor::Role::kSubmitter) shown.erase("keys");
+          out.push_back(std::move(shown));
         }
         return JsonResponse(200, {{"jobs", out}});
       }));
@@ -31,6 +31,7 @@ Status AddJobRoutes(Router& router, const RouteContext& ctx) {
         if (!body.ok()) return ErrorResponse(body.error());
         if (!body->is_object()) return ErrorResponse(FieldError("body", "must be a JSON object"));
         std::optional<std::string> key;
+        std::string sha;
         for (auto it = body->begin(); it != body->end(); ++it) {
           if (it.key() == "params") {
             if (!it.value().is_object()) {
@@ -42,21 +43,22 @@ Status AddJobRoutes(Router& router, const RouteContext& ctx) {
             }
             key = it.value().get<std::string>();
           } else if (it.key() == "sha") {
-            return ErrorResponse(
-                FieldError("sha",
-                           "pinned checkouts are not available on this daemon; a job runs on its "
-                           "workspace or project"));
+            // A commit of the job's project's repo, checked out read-only for its run.
+            if (!it.value().is_string()) {
+              return ErrorResponse(FieldError("sha", "must be a string"));
+            }
+            sha = it.value().get<std::string>();
           } else {
             return ErrorResponse(
                 FieldError(it.key(),
-                           "unknown field; a job's run takes params and idempotency_key (its argv "
-                           "is the job's)"));
+                           "unknown field; a job's run takes params, sha and idempotency_key (its "
+                           "argv is the job's)"));
           }
         }
         if (auto h = req.headers.Get("Idempotency-Key")) key = std::string(*h);
         auto created = c.runs->projects().SubmitJob(req.PathParam("name"),
                                                     body->value("params", nlohmann::json::object()),
-                                                    key, ToPrincipal(*c.config, req));
+                                                    key, ToPrincipal(*c.config, req), sha);
         if (!created.ok()) return ErrorResponseWithRetry(created.error());
         return JsonResponse(created->created ? 201 : 200, RunToJson(created->run));
       }));

@@ -65,8 +65,18 @@ nlohmann::json RunToJson(const RunRecord& r) {
   for (const auto& [name, value] : r.env) j["env"][name] = kRedacted;
   j["stdin_bytes"] = r.stdin_data.size();
   j["labels"] = r.labels;
-  j["workspace"] = r.workspace ? nlohmann::json{{"path", r.workspace->path}, {"mode", r.workspace->mode}}
-                               : nlohmann::json(nullptr);
+  if (r.workspace && !r.workspace->sha.empty()) {
+    // A pinned checkout: its tree is the run's own, made for it and removed after it.
+    j["workspace"] = nullptr;
+    j["checkout"] = {{"repo", r.workspace->repo},
+                     {"sha", r.workspace->sha},
+                     {"mode", r.workspace->mode}};
+  } else {
+    j["workspace"] = r.workspace ? nlohmann::json{{"path", r.workspace->path},
+                                                  {"mode", r.workspace->mode}}
+                                 : nlohmann::json(nullptr);
+    j["checkout"] = nullptr;
+  }
   j["idempotency_key"] = r.idempotency_key ? nlohmann::json(*r.idempotency_key) : nullptr;
   j["policy"] = r.policy;
   // Fixed when the run was planned; runs planned before it was stored compute it.
@@ -126,7 +136,8 @@ Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body) {
   if (!body.is_object()) return FieldError("body", "must be a JSON object");
   static const std::set<std::string> kKnown = {
       "argv",  "steps",  "limits", "network",   "seccomp_profile", "env",
-      "stdin", "labels", "workspace", "idempotency_key", "backend", "image", "project"};
+      "stdin", "labels", "workspace", "idempotency_key", "backend", "image", "project",
+      "checkout"};
   for (auto it = body.begin(); it != body.end(); ++it) {
     if (!kKnown.count(it.key())) return FieldError(it.key(), "unknown field");
   }
@@ -204,6 +215,39 @@ Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body) {
   r.project_id = body.value("project", "");
   if (body.contains("project") && r.project_id.empty()) {
     return FieldError("project", "must name a project");
+  }
+  // {"repo": URL or path, or "project": its repo, "sha": 40 hex, "mode"?: "ro" | "cow"}.
+  if (auto it = body.find("checkout"); it != body.end() && !it->is_null()) {
+    if (r.workspace) return FieldError("checkout", "give workspace or checkout, not both");
+    if (!it->is_object())
+      return FieldError("checkout", "must be {\"repo\" or \"project\", \"sha\"}");
+    store::Workspace ws;
+    for (auto f = it->begin(); f != it->end(); ++f) {
+      if (!f.value().is_string()) return FieldError("checkout." + f.key(), "must be a string");
+      const std::string v = f.value().get<std::string>();
+      if (f.key() == "repo") {
+        ws.repo = v;
+      } else if (f.key() == "sha") {
+        ws.sha = v;
+      } else if (f.key() == "mode") {
+        ws.mode = v;
+      } else if (f.key() == "project") {
+        if (!r.project_id.empty() && r.project_id != v) {
+          return FieldError("checkout.project", "names another project than \"project\"");
+        }
+        r.project_id = v;
+      } else {
+        return FieldError("checkout." + f.key(), "unknown field (repo, project, sha, mode)");
+      }
+    }
+    if (ws.sha.empty()) return FieldError("checkout.sha", "names the commit (40 hex digits)");
+    if (ws.repo.empty() && r.project_id.empty()) {
+      return FieldError("checkout", "names a repo, or a project whose repo it is");
+    }
+    if (ws.mode != "ro" && ws.mode != "cow") {
+      return FieldError("checkout.mode", "use \"ro\" (a change fails the run) or \"cow\"");
+    }
+    r.workspace = std::move(ws);
   }
   if (body.contains("image") && (r.image.empty() || r.image.find('\0') != std::string::npos)) {
     return FieldError("image", "must name an image");

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "base/fs.h"
+#include "supervisor/checkout/checkout.h"
 #include "supervisor/exec/result_json.h"
 #include "supervisor/workspace/run_logs.h"
 #include "supervisor/workspace/text.h"
@@ -25,6 +26,8 @@ using store::RunState;
 namespace {
 
 constexpr size_t kMaxDiffBytes = 16 << 20;
+// A checkout's tree, in the run's directory while it runs.
+constexpr char kCheckoutDir[] = "checkout";
 constexpr auto kCrossNodeRecheck = std::chrono::seconds(2);
 
 // How a process ended, as the run's record keeps it.
@@ -101,10 +104,17 @@ struct Executor::Execution {
   bool step_cancelled = false;          // a step ended cancelled (its sandbox was killed)
   std::vector<ArtifactInfo> artifacts;  // what the program left in /artifacts
   std::string diff;                     // the copy-on-write workspace's changes
+  // A pinned checkout: its tree as written (<dir>/checkout), and whether the run must leave it
+  // as it was.
+  std::optional<checkout::TreeManifest> checkout;
+  bool checkout_read_only = false;
 };
 
 Executor::Executor(store::Store& store, EventBus& events, ExecutorOptions options)
-    : store_(store), events_(events), options_(std::move(options)) {
+    : store_(store),
+      events_(events),
+      options_(std::move(options)),
+      mirrors_(options_.data_dir + "/mirrors") {
   for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { Worker(); });
 }
 
@@ -178,7 +188,8 @@ void Executor::Execute(RunRecord run) {
     const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
-    Timed(x, "queued", std::chrono::milliseconds(std::max<int64_t>(0, now_ms - *x.run.queued_at_ms)));
+    Timed(x, "queued",
+          std::chrono::milliseconds(std::max<int64_t>(0, now_ms - *x.run.queued_at_ms)));
   }
   auto phase = [&](const char* name, auto&& f) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -264,6 +275,7 @@ bool Executor::ChooseBackend(Execution& x) {
 
 bool Executor::PrepareWorkspace(Execution& x) {
   const RunRecord& run = x.run;
+  if (run.workspace && !run.workspace->sha.empty()) return PrepareCheckout(x);
   if (run.workspace) {
     auto ws = ResolveWorkspace(run.workspace->path, options_.workspace_roots);
     auto mode = ParseWorkspaceMode(run.workspace->mode);
@@ -274,6 +286,30 @@ bool Executor::PrepareWorkspace(Execution& x) {
     x.workspace = std::move(*ws);
     x.ws_mode = *mode;
   }
+  return true;
+}
+
+bool Executor::PrepareCheckout(Execution& x) {
+  const store::Workspace& w = *x.run.workspace;
+  auto mirror = mirrors_.Ensure(w.repo, w.sha);
+  if (!mirror.ok()) return x.SetupFailed("checkout: " + mirror.error().message);
+  const std::string dir = x.dir + "/" + kCheckoutDir;
+  auto manifest = checkout::Materialize(*mirror, w.sha, dir);
+  if (!manifest.ok()) return x.SetupFailed("checkout: " + manifest.error().message);
+  x.checkout = std::move(*manifest);
+  x.checkout_read_only = w.mode != "cow";
+  ResolvedWorkspace ws;
+  ws.fd.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!ws.fd) return x.SetupFailed(fmt::format("checkout: open {}: {}", dir, std::strerror(errno)));
+  ws.path = dir;
+  ws.root = x.dir;
+  // The tree is the daemon's own, fresh: its owner (root) becomes the sandbox user in the view.
+  ws.owner_uid = 0;
+  ws.owner_gid = 0;
+  x.workspace = std::move(ws);
+  // Read-only too is a copy-on-write view: a write lands in the run's own layer, where the
+  // clean-tree check finds it (checkout_dirty), instead of failing inside the program.
+  x.ws_mode = WorkspaceMode::kCopyOnWrite;
   return true;
 }
 
@@ -339,8 +375,8 @@ void Executor::RunSteps(Execution& x) {
     p.output_limit_bytes = output_left;
     UniqueFd step_stdin;
     if (stdin_fd) {
-      step_stdin.reset(::open(fmt::format("/proc/self/fd/{}", stdin_fd.get()).c_str(),
-                              O_RDONLY | O_CLOEXEC));
+      step_stdin.reset(
+          ::open(fmt::format("/proc/self/fd/{}", stdin_fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
       if (!step_stdin) spdlog::error("run {}: reopening its stdin: {}", id, std::strerror(errno));
       p.stdin_fd = step_stdin.get();
     }
@@ -448,7 +484,31 @@ void Executor::TakeOutputs(Execution& x) {
   } else {
     spdlog::error("run {}: collecting artifacts: {}", id, files.error().ToString());
   }
-  if (x.workspace && x.ws_mode == WorkspaceMode::kCopyOnWrite) {
+  if (x.checkout && x.checkout_read_only) {
+    // The tree as the run left it, seen through its view: anything changed, removed or added
+    // fails the run, naming the paths.
+    auto status = checkout::CheckClean(x.dir + "/mnt/merged", *x.checkout);
+    std::string dirty;
+    if (!status.ok()) {
+      dirty = "the tree could not be checked: " + status.error().message;
+    } else if (!status->clean()) {
+      auto list = [](const char* what, const std::vector<std::string>& paths) {
+        std::string out;
+        for (size_t i = 0; i < paths.size() && i < 20; ++i) out += (i ? ", " : "") + paths[i];
+        if (paths.size() > 20) out += fmt::format(" and {} more", paths.size() - 20);
+        return paths.empty() ? std::string() : fmt::format("{} {}; ", what, out);
+      };
+      dirty = list("modified", status->modified) + list("deleted", status->deleted) +
+              list("untracked", status->untracked);
+      if (status->capped) dirty += "more not listed; ";
+      dirty.resize(dirty.size() - 2);
+    }
+    if (!dirty.empty()) {
+      spdlog::info("run {}: checkout {} left dirty: {}", id, x.checkout->commit, dirty);
+      x.end = RunState::kFailed;
+      x.result.reason = {store::EndCode::kCheckoutDirty, dirty};
+    }
+  } else if (x.workspace && x.ws_mode == WorkspaceMode::kCopyOnWrite) {
     auto d = x.mounts->Diff(kMaxDiffBytes);
     if (d.ok()) {
       x.diff = std::move(*d);
@@ -467,10 +527,22 @@ void Executor::TakeOutputs(Execution& x) {
   if (Status st = x.mounts->Teardown(); !st.ok()) {
     spdlog::error("run {}: unmounting: {}", id, st.error().ToString());
   }
+  if (x.checkout) {
+    if (Status st = checkout::RemoveTree(x.dir + "/" + kCheckoutDir); !st.ok()) {
+      spdlog::error("run {}: removing its checkout: {}", id, st.error().ToString());
+    }
+  }
 }
 
 void Executor::Finish(Execution& x) {
   const std::string& id = x.id;
+  if (x.checkout && !x.mounts) {
+    // Ended before its mounts existed (cancelled, or the sandbox could not be made): TakeOutputs
+    // did not run, the tree is still there.
+    if (Status st = checkout::RemoveTree(x.dir + "/" + kCheckoutDir); !st.ok()) {
+      spdlog::error("run {}: removing its checkout: {}", id, st.error().ToString());
+    }
+  }
   const store::RunResult& result = x.result;
   {
     std::lock_guard<std::mutex> lk(mu_);

@@ -25,6 +25,7 @@
 #include "isolate/spec.h"
 #include "seccomp/seccomp.h"
 #include "supervisor/backend/backend.h"
+#include "supervisor/checkout/mirrors.h"
 #include "supervisor/events/event_bus.h"
 #include "supervisor/observability/metrics.h"
 #include "supervisor/store/store.h"
@@ -85,6 +86,9 @@ class Executor {
   bool PrepareDirAndLogs(Execution& x);
   bool ChooseBackend(Execution& x);
   bool PrepareWorkspace(Execution& x);
+  // A pinned checkout: the commit's tree fetched into its mirror and written under the run's
+  // directory, seen through a copy-on-write view (a read-only one's changes fail the run).
+  bool PrepareCheckout(Execution& x);
   bool CreateSandbox(Execution& x);
   void RunSteps(Execution& x);
   void ReleaseSandbox(Execution& x);
@@ -104,6 +108,7 @@ class Executor {
   store::Store& store_;
   EventBus& events_;
   ExecutorOptions options_;
+  checkout::Mirrors mirrors_;  // <data_dir>/mirrors
   std::mutex mu_;
   std::condition_variable work_;  // a run was queued here, or Stop()
   bool stopping_ = false;

@@ -355,13 +355,28 @@ Result<store::CreateRunResult> Projects::SubmitRun(std::string_view project,
   Principal as = who;
   // Membership grants the project's own directory, whatever the key's roots.
   if (!request.workspace && !p->root_path.empty()) as.workspace_roots.clear();
+  if (request.workspace && !request.workspace->sha.empty()) {
+    // A checkout of the project's repository: the project names it, never the caller.
+    if (p->repo.empty()) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "project {} has no repo to check out; an admin sets one", p->name);
+    }
+    if (!request.workspace->repo.empty() && request.workspace->repo != p->repo) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "checkout.repo: a run of project {} checks out the project's repo; leave "
+                       "repo out, or name the project",
+                       p->name);
+    }
+    request.workspace->repo = p->repo;
+    as.workspace_roots.clear();
+  }
   InheritDefaults(*p, request);
   return review_.Submit(std::move(request), as, decided);
 }
 
 Result<store::CreateRunResult> Projects::SubmitJob(std::string_view job_name, const json& params,
                                                    std::optional<std::string> idempotency_key,
-                                                   const Principal& who) {
+                                                   const Principal& who, const std::string& sha) {
   const auto jobs = review_.jobs();
   const policy::Job* job = jobs->Find(job_name);
   if (job == nullptr) {
@@ -404,7 +419,19 @@ Result<store::CreateRunResult> Projects::SubmitJob(std::string_view job_name, co
       return WithContext(std::move(p).error(), fmt::format("job {}'s project ({}:{})", job->name,
                                                            jobs->source(), job->line));
     }
+    if (!sha.empty()) {
+      if (p->repo.empty()) {
+        return MakeError(ErrorCode::kFailedPrecondition,
+                         "job {}'s project {} has no repo: a sha names a commit of it", job->name,
+                         p->name);
+      }
+      // The commit's tree, read-only: a job that changes it fails checkout_dirty.
+      request.workspace = store::Workspace{"", "ro", p->repo, sha};
+    }
     InheritDefaults(*p, request);
+  } else if (!sha.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "sha: job {} has no project whose repo it would name a commit of", job->name);
   }
   return review_.Submit(std::move(request), as, &decided);
 }

@@ -106,10 +106,12 @@ class Projects {
   // reviewer or not as the job says (jobs.yaml is the policy of its runs). kNotFound for no such
   // job; kPermissionDenied for a key the job does not list (admins may start any);
   // kInvalidArgument for parameters the job refuses.
+  // With `sha`, the job runs on that commit of its project's repo, read-only (a pinned
+  // checkout).
   Result<store::CreateRunResult> SubmitJob(std::string_view job_name,
                                            const nlohmann::json& params,
                                            std::optional<std::string> idempotency_key,
-                                           const Principal& who);
+                                           const Principal& who, const std::string& sha = "");
   // Submits the plan as a run of its project (Review::Submit: the policy decides, the gate
   // waits for a reviewer). kInvalidArgument when the plan is another project's.
   Result<store::CreateRunResult> RunPlan(std::string_view project, std::string_view plan_id,

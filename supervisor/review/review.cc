@@ -6,6 +6,7 @@
 
 #include "base/sha256.h"
 #include "supervisor/backend/backend.h"
+#include "supervisor/checkout/repo_location.h"
 #include "supervisor/policy/decision_json.h"
 #include "supervisor/workspace/workspace.h"
 
@@ -147,7 +148,9 @@ Result<store::CreateRunResult> Review::Submit(store::RunRequest request, const P
   } else if (request.backend.empty()) {
     request.backend = options_.default_backend;
   }
-  if (request.workspace) {
+  if (request.workspace && !request.workspace->sha.empty()) {
+    SBX_TRY(CheckCheckout(*request.workspace, request.project_id, who));
+  } else if (request.workspace) {
     auto ws = CheckWorkspaceRequest(request.workspace->path, request.workspace->mode,
                                     options_.limits, who.workspace_roots, who.name,
                                     options_.data_dir, /*allow_rw=*/false);
@@ -201,6 +204,39 @@ Result<store::CreateRunResult> Review::Submit(store::RunRequest request, const P
   if (!run.ok()) return std::move(run).error();
   created->run = std::move(*run);
   return created;
+}
+
+Status Review::CheckCheckout(store::Workspace& ws, const std::string& project_id,
+                             const Principal& who) const {
+  if (!checkout::IsCommitSha(ws.sha)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "checkout.sha: '{}' is not a full commit id (40 lowercase hex digits)",
+                     ws.sha);
+  }
+  if (ws.mode != "ro" && ws.mode != "cow") {
+    return MakeError(ErrorCode::kInvalidArgument, "checkout.mode: \"ro\" or \"cow\", not '{}'",
+                     ws.mode);
+  }
+  auto where = checkout::ParseRepo(ws.repo);
+  if (!where.ok()) return WithContext(std::move(where).error(), "checkout.repo");
+  if (where->kind == checkout::RepoLocation::Kind::kLocalPath) {
+    // A repository on this host: under the workspace roots (and the key's), as a workspace is.
+    auto dir =
+        CheckWorkspaceRequest(where->url, "ro", options_.limits,
+                              project_id.empty() ? who.workspace_roots : std::vector<std::string>{},
+                              who.name, options_.data_dir, /*allow_rw=*/false);
+    if (!dir.ok()) return WithContext(std::move(dir).error(), "checkout.repo");
+    ws.repo = dir->path;
+  } else if (project_id.empty()) {
+    // What the daemon fetches from the network, an administrator names: a project's repo.
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "checkout.repo: a repository URL is checked out through a project whose "
+                     "repo it is (checkout: {{\"project\": …, \"sha\": …}})");
+  } else {
+    ws.repo = where->url;
+  }
+  ws.path.clear();
+  return Ok();
 }
 
 policy::CommandInput Review::PolicyInput(const RunRecord& run) {
@@ -644,7 +680,9 @@ std::string PlanSha256(const RunRecord& run) {
       {"network", run.network},
       {"seccomp_profile", run.seccomp_profile},
       {"workspace", run.workspace ? nlohmann::json{{"path", run.workspace->path},
-                                                   {"mode", run.workspace->mode}}
+                                                   {"mode", run.workspace->mode},
+                                                   {"repo", run.workspace->repo},
+                                                   {"sha", run.workspace->sha}}
                                   : nlohmann::json(nullptr)},
       {"backend", run.backend},
       {"image", run.image},

@@ -160,6 +160,11 @@ class Review {
                                 const Principal& who, std::string_view action,
                                 bool ends_run = false);
   void Queued() const;
+  // A checkout a request names: a full sha, ro or cow, a repo that is a local repository under
+  // the workspace roots, or (for a run of a project, whose repo Projects checked) a URL.
+  // Normalizes ws.repo.
+  Status CheckCheckout(store::Workspace& ws, const std::string& project_id,
+                       const Principal& who) const;
   // Review expiry: runs awaiting review with a deadline (policy review_expires_at_ms) are
   // cancelled with reason review_expired when it passes, by one thread that sleeps until the
   // earliest deadline (no polling).

@@ -1,13 +1,40 @@
 #include "supervisor/service/run_manager.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/dir.h"
 #include "base/fs.h"
+#include "supervisor/checkout/remove_tree.h"
 #include "supervisor/workspace/workspace.h"
 
 namespace sbx::supervisor {
+
+namespace {
+
+// Removes <runs>/<id>/checkout, what a run with a pinned checkout had while it ran, for every
+// run: at start no run is running here.
+void SweepCheckouts(const std::string& runs) {
+  UniqueFd dir(::open(runs.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) return;
+  auto names = ListDirNames(dir.get(), 10'000'000);
+  if (!names.ok()) return;
+  for (const std::string& id : *names) {
+    UniqueFd run(::openat(dir.get(), id.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st;
+    if (!run || ::fstatat(run.get(), "checkout", &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+    if (Status rm = checkout::RemoveTreeAt(run.get(), "checkout"); !rm.ok()) {
+      spdlog::warn("run {}: removing the checkout an earlier daemon left: {}", id,
+                   rm.error().ToString());
+    } else {
+      spdlog::info("run {}: removed the checkout an earlier daemon left", id);
+    }
+  }
+}
+
+}  // namespace
 
 RunManager::RunManager(store::Store& store, RunManagerOptions options)
     : store_(store),
@@ -45,6 +72,9 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   if (Status st = SweepStaleMounts(options.data_dir); !st.ok()) {
     return WithContext(std::move(st).error(), "removing mounts left by an earlier daemon");
   }
+
+  // Checkouts of runs a killed daemon left behind (their mounts are gone now).
+  SweepCheckouts(runs);
 
   std::unique_ptr<RunManager> m(new RunManager(store, std::move(options)));
   const RunManagerOptions& o = m->options_;

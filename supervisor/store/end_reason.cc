@@ -20,6 +20,7 @@ constexpr EndCode kNamed[] = {
     EndCode::kIdle,
     EndCode::kDeleted,
     EndCode::kReviewExpired,
+    EndCode::kCheckoutDirty,
 };
 
 }  // namespace
@@ -58,6 +59,8 @@ const char* EndCodeName(EndCode code) {
       return "deleted";
     case EndCode::kReviewExpired:
       return "review_expired";
+    case EndCode::kCheckoutDirty:
+      return "checkout_dirty";
     case EndCode::kOther:
       return "";
   }

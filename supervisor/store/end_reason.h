@@ -27,6 +27,7 @@ enum class EndCode {
   kIdle,                // "idle": a sandbox idle for its idle_timeout_s
   kDeleted,             // "deleted": a sandbox a client deleted
   kReviewExpired,       // "review_expired": nobody decided within the policy's expire_after_s
+  kCheckoutDirty,       // "checkout_dirty: modified a, untracked b/": a read-only checkout changed
   kOther,               // a string of none of these forms, kept whole in `detail`
 };
 

@@ -318,7 +318,12 @@ Result<SqlRow> EncodeRun(const RunRecord& run) {
   SBX_TRY(put_json(kEnv, json(run.env)));
   row[kStdin] = Blob{run.stdin_data};
   if (run.workspace) {
-    SBX_TRY(put_json(kWorkspace, json{{"path", run.workspace->path}, {"mode", run.workspace->mode}}));
+    json ws = {{"path", run.workspace->path}, {"mode", run.workspace->mode}};
+    if (!run.workspace->sha.empty()) {
+      ws["repo"] = run.workspace->repo;
+      ws["sha"] = run.workspace->sha;
+    }
+    SBX_TRY(put_json(kWorkspace, ws));
   } else {
     row[kWorkspace] = std::string();
   }
@@ -370,7 +375,8 @@ Result<DecodedRun> DecodeRun(const SqlRow& row) {
     column = "workspace";
     if (std::string ws = TextAt(row, kWorkspace); !ws.empty()) {
       json wj = json::parse(ws);
-      r.workspace = Workspace{wj.at("path").get<std::string>(), wj.at("mode").get<std::string>()};
+      r.workspace = Workspace{wj.at("path").get<std::string>(), wj.at("mode").get<std::string>(),
+                              wj.value("repo", ""), wj.value("sha", "")};
     }
     column = "labels";
     r.labels = json::parse(TextAt(row, kLabels)).get<std::map<std::string, std::string>>();

@@ -68,9 +68,14 @@ struct Step {
 // Unset means "the daemon's default".
 // A host directory shown at /workspace: read-only ("ro") or copy-on-write ("cow": the run's
 // writes land in its own overlay layer, never in the host directory).
+// A pinned checkout instead (sha set): the tree of commit `sha` of `repo` (a URL or a local
+// path), made for the run and removed after it; path is then "". "ro": a change the run makes
+// to it fails the run (checkout_dirty); "cow": its changes come back as diff.patch.
 struct Workspace {
   std::string path;
   std::string mode = "ro";
+  std::string repo;
+  std::string sha;  // 40 lowercase hex; "" for a host directory
   bool operator==(const Workspace&) const = default;
 };
 
