@@ -86,7 +86,7 @@ export function RunPage({ id }) {
       )}
 
       <h2>Plan</h2>
-      <p class="muted small">Exactly as stored by the daemon. Its SHA-256 (commands, environment values, stdin, limits, workspace, backend, image, labels): <code data-testid="plan-sha256">{r.plan_sha256}</code>; an approval from this page holds for this plan only.</p>
+      <p class="muted small">Exactly as stored by the daemon. Its SHA-256 (commands, environment values, stdin, limits, workspace or checkout, backend, image, labels): <code data-testid="plan-sha256">{r.plan_sha256}</code>; an approval from this page holds for this plan only.</p>
       <div class="scroll">
         <table class="list" data-testid="plan-steps">
           <thead><tr><th>Step</th><th>argv</th></tr></thead>
@@ -104,7 +104,9 @@ export function RunPage({ id }) {
         ['Pids', r.limits.pids],
         ['Timeout', r.limits.timeout_s != null ? r.limits.timeout_s + ' s' : null],
         ['Output', r.limits.output_bytes != null ? fmtBytes(r.limits.output_bytes) : null],
-        ['Workspace', r.workspace ? <><Code>{r.workspace.path}</Code> ({r.workspace.mode === 'cow' ? 'copy-on-write' : 'read-only'})</> : 'none'],
+        r.checkout
+          ? ['Checkout', <span data-testid="checkout"><Code>{r.checkout.repo}</Code> at <code class="code" data-testid="checkout-sha">{r.checkout.sha}</code> ({r.checkout.mode === 'cow' ? 'copy-on-write: its changes come back as diff.patch' : 'read-only: a change fails the run'})</span>]
+          : ['Workspace', r.workspace ? <><Code>{r.workspace.path}</Code> ({r.workspace.mode === 'cow' ? 'copy-on-write' : 'read-only'})</> : 'none'],
         ['Backend', r.backend + (r.result && r.result.backend ? ` (ran on ${r.result.backend})` : '')],
         ['Image', r.image],
         ['Network', r.network],
