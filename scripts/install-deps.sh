@@ -14,6 +14,8 @@ build_pkgs=(
 # systemd: systemd-analyze verify of the unit files; dpkg-dev and fakeroot: cpack -G DEB and
 # dpkg-deb; debootstrap: the package installed into a chroot (skipped when it cannot fetch).
 test_pkgs=(bubblewrap hyperfine jq busybox-static postgresql systemd dpkg-dev fakeroot debootstrap)
+# git: the checkout tests make their repositories with it (the daemon itself uses libgit2).
+test_pkgs+=(git)
 # docker.io: the Docker backend's tests start their own dockerd (their image is busybox-static's).
 test_pkgs+=(docker.io)
 # curl and wrk: bench/soak.sh and bench/load.sh drive a real daemon with them.
