@@ -10,19 +10,6 @@ namespace {
 
 Reply Fail(const Error& e) { return ErrorResponse(e); }
 
-const char* BaseName(supervisor::ChangeBase::Kind k) {
-  switch (k) {
-    case supervisor::ChangeBase::Kind::kAbsent:
-      return "absent";
-    case supervisor::ChangeBase::Kind::kFile:
-      return "file";
-    case supervisor::ChangeBase::Kind::kSymlink:
-      return "symlink";
-    case supervisor::ChangeBase::Kind::kDir:
-      return "dir";
-  }
-  return "absent";
-}
 
 // Paths, what happens to each and sizes; never a hash of a host file (a hash of a secret is a
 // way to guess it).
@@ -30,7 +17,7 @@ nlohmann::json ChangeSetJson(const supervisor::ChangeSet& set) {
   nlohmann::json entries = nlohmann::json::array();
   for (const supervisor::ChangeEntry& e : set.entries) {
     nlohmann::json j = {
-        {"path", e.path}, {"op", supervisor::ChangeOpName(e.op)}, {"host", BaseName(e.base.kind)}};
+        {"path", e.path}, {"op", supervisor::ChangeOpName(e.op)}, {"host", supervisor::ChangeBaseKindName(e.base.kind)}};
     if (e.op == supervisor::ChangeEntry::Op::kWrite ||
         e.op == supervisor::ChangeEntry::Op::kMakeDir) {
       j["mode"] = fmt::format("{:04o}", e.mode);

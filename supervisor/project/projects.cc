@@ -73,23 +73,13 @@ void Apply(const ProjectInput& in, ProjectRecord& p) {
   if (in.name) p.name = *in.name;
   if (in.root_path) p.root_path = *in.root_path;
   if (in.repo) p.repo = *in.repo;
-  if (in.default_limits) p.default_limits = ProjectLimitsJson(*in.default_limits);
+  if (in.default_limits) p.default_limits = store::LimitsToJson(*in.default_limits);
   if (in.default_workspace_mode) p.default_workspace_mode = *in.default_workspace_mode;
   if (in.labels) p.labels = *in.labels;
   if (in.members) p.members = *in.members;
 }
 
 }  // namespace
-
-json ProjectLimitsJson(const store::Limits& l) {
-  json j = json::object();
-  if (l.cpus) j["cpus"] = *l.cpus;
-  if (l.memory_bytes) j["memory_bytes"] = *l.memory_bytes;
-  if (l.pids) j["pids"] = *l.pids;
-  if (l.timeout_s) j["timeout_s"] = *l.timeout_s;
-  if (l.output_bytes) j["output_bytes"] = *l.output_bytes;
-  return j;
-}
 
 store::Limits ProjectLimitsFromJson(const json& j) {
   store::Limits l;
@@ -312,7 +302,7 @@ Result<PlanRecord> Projects::MakePlan(std::string_view project, std::string_view
               {"steps", std::move(steps)},
               {"decision", overall ? policy::ToJson(*overall)
                                    : json{{"decision", "review"}, {"note", "no command policy"}}},
-              {"limits", ProjectLimitsJson(*limits)},
+              {"limits", store::LimitsToJson(*limits)},
               {"workspace", {{"path", ws->path}, {"mode", p->default_workspace_mode}}},
               {"labels", std::move(labels)},
               {"project_summary", plan::SummaryToJson(*summary)}};

@@ -135,9 +135,8 @@ class Projects {
 // everything that decides what its run will do.
 std::string PlanDocumentSha256(const nlohmann::json& plan);
 
-// A project's default limits as stored and shown ({"cpus", "memory_bytes", "pids", "timeout_s",
-// "output_bytes"}, only those set), and back.
-nlohmann::json ProjectLimitsJson(const store::Limits& limits);
+// A project's default limits as stored and shown (store::LimitsToJson) read back; a field of
+// another type is left unset.
 store::Limits ProjectLimitsFromJson(const nlohmann::json& j);
 
 }  // namespace sbx::supervisor

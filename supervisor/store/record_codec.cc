@@ -94,16 +94,6 @@ std::optional<T> OptAt(const json& j, const char* key) {
   return it->get<T>();
 }
 
-json LimitsToJson(const Limits& l) {
-  json j = json::object();
-  if (l.cpus) j["cpus"] = *l.cpus;
-  if (l.memory_bytes) j["memory_bytes"] = *l.memory_bytes;
-  if (l.pids) j["pids"] = *l.pids;
-  if (l.timeout_s) j["timeout_s"] = *l.timeout_s;
-  if (l.output_bytes) j["output_bytes"] = *l.output_bytes;
-  return j;
-}
-
 Limits LimitsFromJson(const json& j) {
   Limits l;
   l.cpus = OptAt<double>(j, "cpus");

@@ -121,6 +121,16 @@ Result<EventType> ParseEventType(std::string_view name) {
 
 std::string NewRunId() { return NewRandomId("run_"); }
 
+nlohmann::json LimitsToJson(const Limits& l) {
+  nlohmann::json j = nlohmann::json::object();
+  if (l.cpus) j["cpus"] = *l.cpus;
+  if (l.memory_bytes) j["memory_bytes"] = *l.memory_bytes;
+  if (l.pids) j["pids"] = *l.pids;
+  if (l.timeout_s) j["timeout_s"] = *l.timeout_s;
+  if (l.output_bytes) j["output_bytes"] = *l.output_bytes;
+  return j;
+}
+
 nlohmann::json ReviewVoteJson(const ReviewVote& vote) {
   return {{"by", vote.by},
           {"at_ms", vote.at_ms},

@@ -87,6 +87,8 @@ struct Limits {
   std::optional<int64_t> output_bytes;
   bool operator==(const Limits&) const = default;
 };
+// {"cpus", "memory_bytes", "pids", "timeout_s", "output_bytes"}, only those set: as stored.
+nlohmann::json LimitsToJson(const Limits& limits);
 
 // One reviewer's approval of a run that needs several.
 struct ReviewVote {

@@ -35,24 +35,11 @@ namespace {
 constexpr char kManifest[] = "changes.json";
 constexpr size_t kMaxManifestBytes = 256u << 20;
 
-const char* BaseKindName(ChangeBase::Kind k) {
-  switch (k) {
-    case ChangeBase::Kind::kAbsent:
-      return "absent";
-    case ChangeBase::Kind::kFile:
-      return "file";
-    case ChangeBase::Kind::kSymlink:
-      return "symlink";
-    case ChangeBase::Kind::kDir:
-      return "dir";
-  }
-  return "absent";
-}
 
 Result<ChangeBase::Kind> ParseBaseKind(const std::string& s) {
   for (auto k : {ChangeBase::Kind::kAbsent, ChangeBase::Kind::kFile, ChangeBase::Kind::kSymlink,
                  ChangeBase::Kind::kDir}) {
-    if (s == BaseKindName(k)) return k;
+    if (s == ChangeBaseKindName(k)) return k;
   }
   return MakeError(ErrorCode::kInvalidArgument,
                    "base kind '{}' is not one of absent, file, "
@@ -403,6 +390,20 @@ class Applier {
 
 }  // namespace
 
+const char* ChangeBaseKindName(ChangeBase::Kind k) {
+  switch (k) {
+    case ChangeBase::Kind::kAbsent:
+      return "absent";
+    case ChangeBase::Kind::kFile:
+      return "file";
+    case ChangeBase::Kind::kSymlink:
+      return "symlink";
+    case ChangeBase::Kind::kDir:
+      return "dir";
+  }
+  return "absent";
+}
+
 const char* ChangeOpName(ChangeEntry::Op op) {
   switch (op) {
     case ChangeEntry::Op::kMakeDir:
@@ -424,7 +425,7 @@ std::string ChangesDir(const std::string& data_dir, std::string_view run_id) {
 json ChangeSetToJson(const ChangeSet& set) {
   json entries = json::array();
   for (const ChangeEntry& e : set.entries) {
-    json base = {{"kind", BaseKindName(e.base.kind)}};
+    json base = {{"kind", ChangeBaseKindName(e.base.kind)}};
     if (e.base.kind == ChangeBase::Kind::kFile) {
       base["mode"] = e.base.mode;
       base["sha256"] = e.base.sha256;

@@ -69,6 +69,7 @@ struct ChangeSet {
 };
 
 const char* ChangeOpName(ChangeEntry::Op op);  // "make_dir", "write", "delete", "remove_dir"
+const char* ChangeBaseKindName(ChangeBase::Kind kind);  // "absent", "file", "symlink", "dir"
 
 // <data_dir>/runs/<id>/changes
 std::string ChangesDir(const std::string& data_dir, std::string_view run_id);

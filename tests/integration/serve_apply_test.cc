@@ -36,13 +36,7 @@ class ServeApplyTest : public ServerTest {
                  {"bob", "reviewer", kBob},
                  {"carol", "reviewer", kCarol}},
                 "workspace_roots: [\"" + roots_ + "\"]\n");
-    StartServer();
-    std::string text = ReadUntilReady();
-    stdout_fd_.reset();
-    ASSERT_NE(text.find("sandboxd: ready"), std::string::npos) << text;
-    size_t at = text.find("listening on 127.0.0.1:");
-    ASSERT_NE(at, std::string::npos) << text;
-    port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
+    StartServerOnLoopback();
   }
 
   // A file of the workspace, owned by its owner.

@@ -46,13 +46,7 @@ class ServeCheckoutTest : public ServerTest {
            "    project: code\n    keys: [alice]\n    review: false\n";
     WriteConfig("127.0.0.1:0", {{"alice", "submitter", kAlice}, {"root", "admin", kRoot}},
                 "workspace_roots: [\"" + roots + "\"]\n");
-    StartServer();
-    std::string text = ReadUntilReady();
-    stdout_fd_.reset();
-    ASSERT_NE(text.find("sandboxd: ready"), std::string::npos) << text;
-    size_t at = text.find("listening on 127.0.0.1:");
-    ASSERT_NE(at, std::string::npos) << text;
-    port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
+    StartServerOnLoopback();
     auto made = Call("POST", "/v1/projects", kRoot,
                      nlohmann::json{{"name", "code"},
                                     {"root_path", roots + "/code"},

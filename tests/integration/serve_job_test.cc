@@ -54,13 +54,7 @@ class ServeJobTest : public ServerTest {
                  {"bob", "reviewer", kBob},
                  {"root", "admin", kRoot}},
                 "workspace_roots: [\"" + dir_ + "/roots\"]\n");
-    StartServer();
-    std::string text = ReadUntilReady();
-    stdout_fd_.reset();
-    ASSERT_NE(text.find("sandboxd: ready"), std::string::npos) << text;
-    size_t at = text.find("listening on 127.0.0.1:");
-    ASSERT_NE(at, std::string::npos) << text;
-    port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
+    StartServerOnLoopback();
   }
 
   std::set<std::string> JobNames(const char* key) {

@@ -54,13 +54,7 @@ class ServeRestartTest : public ServerTest {
 
   // Starts the daemon, waits until it is ready and learns its port.
   void StartDaemon() {
-    StartServer();
-    std::string text = ReadUntilReady();
-    stdout_fd_.reset();  // later output goes to a closed pipe: SIGPIPE is ignored by the daemon
-    ASSERT_NE(text.find("sandboxd: ready"), std::string::npos) << text;
-    size_t at = text.find("listening on 127.0.0.1:");
-    ASSERT_NE(at, std::string::npos) << text;
-    port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
+    StartServerOnLoopback();
   }
 
   // SIGKILL, reaped, then a fresh daemon started on the same database and data directory.

@@ -57,13 +57,7 @@ class ServeSandboxTest : public ServerTest {
                  {"bob", "reviewer", kBob},
                  {"carol", "submitter", kCarol}},
                 "max_body_bytes: " + std::to_string(kMaxBody) + "\n");
-    StartServer();
-    std::string text = ReadUntilReady();
-    stdout_fd_.reset();
-    ASSERT_NE(text.find("sandboxd: ready"), std::string::npos) << text;
-    size_t at = text.find("listening on 127.0.0.1:");
-    ASSERT_NE(at, std::string::npos) << text;
-    port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
+    StartServerOnLoopback();
   }
 
   // POST /v1/sandboxes; the new sandbox's id (the state is checked by the caller).

@@ -110,6 +110,16 @@ void ServerTest::StartServer(const ServerEnv& env) {
   stdout_fd_.reset(out[0]);
 }
 
+void ServerTest::StartServerOnLoopback(const ServerEnv& env) {
+  StartServer(env);
+  std::string text = ReadUntilReady();
+  stdout_fd_.reset();  // later output goes to a closed pipe: SIGPIPE is ignored by the daemon
+  ASSERT_NE(text.find("sandboxd: ready"), std::string::npos) << text;
+  size_t at = text.find("listening on 127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << text;
+  port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
+}
+
 std::string ServerTest::ReadUntilReady() {
   std::string text;
   char buf[4096];

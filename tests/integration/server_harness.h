@@ -53,6 +53,9 @@ class ServerTest : public SandboxTest {
   void StartServer(const ServerEnv& env = {});
   // The daemon's stdout until "sandboxd: ready" (or its end).
   std::string ReadUntilReady();
+  // StartServer(), then waits until it is ready on 127.0.0.1 and sets port_ (a failed
+  // assertion when it never is); its later output goes to a closed pipe.
+  void StartServerOnLoopback(const ServerEnv& env = {});
   // Sends `signal` and waits for the daemon; its wait status.
   int StopServer(int signal);
 
