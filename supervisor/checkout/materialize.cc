@@ -12,6 +12,7 @@
 #include "base/fs.h"
 #include "base/unique_fd.h"
 #include "supervisor/checkout/libgit2_util.h"
+#include "supervisor/checkout/path_util.h"
 #include "supervisor/checkout/remove_tree.h"
 #include "supervisor/checkout/repo_location.h"
 
@@ -287,12 +288,7 @@ Result<TreeManifest> Materialize(const std::string& mirror, const std::string& s
   }
   GitPtr<git_odb> odb(raw_odb);
 
-  std::string path = dest;
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  const size_t slash = path.rfind('/');
-  const std::string parent =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  const auto [parent, name] = internal::SplitParent(dest);
   if (name.empty() || name == "." || name == "..") {
     return Invalid(fmt::format("'{}' does not name a directory to make", dest));
   }

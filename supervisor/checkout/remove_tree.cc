@@ -13,6 +13,7 @@
 
 #include "base/dir.h"
 #include "base/unique_fd.h"
+#include "supervisor/checkout/path_util.h"
 
 #ifndef STATX_ATTR_MOUNT_ROOT
 #define STATX_ATTR_MOUNT_ROOT 0x00002000
@@ -227,12 +228,7 @@ Status RemoveTreeAt(int parent_fd, const std::string& name) {
 }
 
 Status RemoveTree(const std::string& dir) {
-  std::string path = dir;
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  const size_t slash = path.rfind('/');
-  const std::string parent =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  const auto [parent, name] = internal::SplitParent(dir);
   if (name.empty() || name == "." || name == "..") {
     return MakeError(ErrorCode::kInvalidArgument, "'{}' does not name a directory to remove", dir);
   }
