@@ -6,6 +6,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 
 #include "base/fs.h"
@@ -155,32 +156,29 @@ Result<std::string> Projects::AskPlanner(const PlannerConfig& planner,
   const std::string id = created->run.id;
 
   // Its end, without polling: the bus tells when it completes; the store, if it already has.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  const uint64_t token = events_.Subscribe(id, [&](const store::EventRecord& e) {
+  // The state is shared with the listener, which the bus may still be calling after Unsubscribe.
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto wait = std::make_shared<Wait>();
+  const uint64_t token = events_.Subscribe(id, [wait](const store::EventRecord& e) {
     if (e.type != store::EventType::kRunCompleted) return;
-    std::lock_guard<std::mutex> lk(mu);
-    done = true;
-    cv.notify_all();
+    std::lock_guard<std::mutex> lk(wait->mu);
+    wait->done = true;
+    wait->cv.notify_all();
   });
   auto ended = [&] {
     auto r = store_.GetRun(id);
     return r.ok() && store::IsTerminal(r->state);
   };
-  {
-    std::unique_lock<std::mutex> lk(mu);
+  if (!ended()) {
     // The run's own timeout ends it; the queue before it gets as long again.
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::seconds(2 * planner.timeout_s + 5);
-    while (!done) {
-      lk.unlock();
-      const bool already = ended();
-      lk.lock();
-      if (already) break;
-      if (cv.wait_until(lk, deadline, [&] { return done; })) break;
-      if (std::chrono::steady_clock::now() >= deadline) break;
-    }
+    std::unique_lock<std::mutex> lk(wait->mu);
+    wait->cv.wait_until(lk, deadline, [&] { return wait->done; });
   }
   events_.Unsubscribe(token);
   auto run = store_.GetRun(id);
