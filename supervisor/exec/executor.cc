@@ -515,8 +515,10 @@ void Executor::TakeOutputs(Execution& x) {
     } else {
       spdlog::error("run {}: workspace diff: {}", id, d.error().ToString());
     }
-    // What a reviewer may later write into the host directory (POST /v1/runs/{id}:apply).
-    auto kept = x.mounts->SaveChanges(ChangesDir(options_.data_dir, id));
+    // What a reviewer may later write into the host directory (POST /v1/runs/{id}:apply); a
+    // checkout's changes go to its repository, as diff.patch, not to a host directory.
+    auto kept = x.checkout ? Result<ChangeSet>(ChangeSet{})
+                           : x.mounts->SaveChanges(ChangesDir(options_.data_dir, id));
     if (!kept.ok()) {
       spdlog::error("run {}: keeping the workspace's changes: {}", id, kept.error().ToString());
     } else if (!kept->refused.empty()) {

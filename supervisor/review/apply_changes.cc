@@ -85,6 +85,12 @@ Result<Review::ApplyOutcome> Review::ApplyChanges(std::string_view run_id, const
     return MakeError(ErrorCode::kFailedPrecondition,
                      "run {} had no copy-on-write workspace: it has no changes to apply", run_id);
   }
+  if (!run->workspace->sha.empty()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "run {} ran on a checkout of {} at {}, not on a host directory: its changes "
+                     "are its diff.patch, to apply to the repository",
+                     run_id, run->workspace->repo, run->workspace->sha);
+  }
   std::lock_guard<std::mutex> lk(apply_mu_);
   auto kept = Changes(run_id);
   if (!kept.ok()) {

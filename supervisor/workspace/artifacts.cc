@@ -324,8 +324,13 @@ std::string RenderReport(const store::RunRecord& run, std::string_view stdout_ta
     r.back() = '\n';
   }
   if (run.workspace) {
-    r += fmt::format("- Workspace: `{}` ({})\n", run.workspace->path,
-                     run.workspace->mode == "cow" ? "copy-on-write" : "read-only");
+    if (!run.workspace->sha.empty()) {
+      r += fmt::format("- Checkout: `{}` at `{}` ({})\n", run.workspace->repo, run.workspace->sha,
+                       run.workspace->mode == "cow" ? "copy-on-write" : "read-only");
+    } else {
+      r += fmt::format("- Workspace: `{}` ({})\n", run.workspace->path,
+                       run.workspace->mode == "cow" ? "copy-on-write" : "read-only");
+    }
   }
   if (!run.labels.empty()) {
     r += "- Labels:";

@@ -141,6 +141,13 @@ TEST_F(ServeCheckoutTest, ACopyOnWriteCheckoutsDiffAppliesToThatCommit) {
   std::ofstream(dir_ + "/run.patch") << diff;
   Git("apply --check '" + dir_ + "/run.patch'", clone);
   EXPECT_FALSE(Left(run));
+  // Its changes are for the repository: there is no host directory to apply them to.
+  EXPECT_EQ(Call("GET", "/v1/runs/" + run["id"].get<std::string>() + "/changes", kAlice).status,
+            404);
+  const std::string report =
+      Call("GET", "/v1/runs/" + run["id"].get<std::string>() + "/artifacts/report.md", kAlice).body;
+  EXPECT_NE(report.find("Checkout: `" + repo_ + "` at `" + sha1_ + "`"), std::string::npos)
+      << report;
 }
 
 TEST_F(ServeCheckoutTest, BadCheckoutsAreRefused) {
