@@ -518,7 +518,8 @@ void Executor::TakeOutputs(Execution& x) {
     // What a reviewer may later write into the host directory (POST /v1/runs/{id}:apply); a
     // checkout's changes go to its repository, as diff.patch, not to a host directory.
     auto kept = x.checkout ? Result<ChangeSet>(ChangeSet{})
-                           : x.mounts->SaveChanges(ChangesDir(options_.data_dir, id));
+                           : x.mounts->SaveChanges(ChangesDir(options_.data_dir, id),
+                                                   options_.artifacts_quota_bytes);
     if (!kept.ok()) {
       spdlog::error("run {}: keeping the workspace's changes: {}", id, kept.error().ToString());
     } else if (!kept->refused.empty()) {

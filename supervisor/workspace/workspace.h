@@ -191,7 +191,9 @@ class RunMounts {
   // Nothing for a read-only workspace or none (an empty set, no directory). Call after the
   // sandbox is destroyed, before Teardown. Errors: kFailedPrecondition after Teardown;
   // kAlreadyExists when dest_dir exists; kInternal for I/O errors.
-  Result<ChangeSet> SaveChanges(const std::string& dest_dir) const;
+  // At most `max_bytes` of content is kept: past it, the set still lists every path but is
+  // refused, and no content is kept (a sandbox decides how much it writes).
+  Result<ChangeSet> SaveChanges(const std::string& dest_dir, uint64_t max_bytes) const;
 
   // Unmounts everything (lazily: MNT_DETACH) and removes <run_dir>/mnt and <run_dir>/cow, never
   // crossing into a mount that is still attached. Idempotent. Call after Sandbox::Destroy: a

@@ -573,8 +573,9 @@ Result<ChangeBase> BaseOf(int lower_root, const std::string& rel, const struct t
 
 }  // namespace
 
-Result<ChangeSet> RunMounts::SaveChanges(const std::string& dest_dir) const {
+Result<ChangeSet> RunMounts::SaveChanges(const std::string& dest_dir, uint64_t max_bytes) const {
   ChangeSet set;
+  bool over = false;  // past max_bytes: the set is listed, its contents are not kept
   if (!has_workspace_ || mode_ != WorkspaceMode::kCopyOnWrite) return set;
   if (torn_down_ || !upper_fd_ || !lower_fd_) {
     return MakeError(ErrorCode::kFailedPrecondition,
@@ -669,6 +670,19 @@ Result<ChangeSet> RunMounts::SaveChanges(const std::string& dest_dir) const {
     if (!in || ::fstat(in.get(), &now) < 0 || !S_ISREG(now.st_mode)) {
       return ErrnoError("open the run's {}", EscapeName(c.path));
     }
+    if (over || set.total_bytes + static_cast<uint64_t>(now.st_size) > max_bytes) {
+      // The run's directory is not for what a sandbox wants kept: past the bound, nothing more
+      // is copied, and the set is refused (diff.patch still shows the changes).
+      if (!over) {
+        set.refused.push_back({"", fmt::format("the changes hold more than {} bytes, the most a "
+                                               "run keeps to apply (artifacts_quota)",
+                                               max_bytes)});
+      }
+      over = true;
+      e.size = static_cast<uint64_t>(now.st_size);
+      set.entries.push_back(std::move(e));
+      continue;
+    }
     e.blob = fmt::format("blobs/{}", next_blob);
     UniqueFd out(::openat(blobs.get(), std::to_string(next_blob).c_str(),
                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -689,6 +703,11 @@ Result<ChangeSet> RunMounts::SaveChanges(const std::string& dest_dir) const {
   }
   std::stable_sort(set.entries.begin(), set.entries.end(),
                    [](const ChangeEntry& a, const ChangeEntry& b) { return a.path < b.path; });
+  if (over) {
+    // A set that is not applied keeps no content.
+    blobs.reset();
+    SBX_TRY(internal::RemoveTree(dest.get(), "blobs"));
+  }
   SBX_TRY(StoreChangeSet(dest_dir, set));
   return set;
 }

@@ -35,7 +35,7 @@ class ServeApplyTest : public ServerTest {
                 {{"alice", "submitter", kAlice},
                  {"bob", "reviewer", kBob},
                  {"carol", "reviewer", kCarol}},
-                "workspace_roots: [\"" + roots_ + "\"]\n");
+                "workspace_roots: [\"" + roots_ + "\"]\nartifacts_quota: 4m\n");
     StartServerOnLoopback();
   }
 
@@ -264,6 +264,24 @@ TEST_F(ServeApplyTest, NeverThroughASymlinkPlantedInTheHostNorOneTheRunMade) {
   EXPECT_EQ(Call("POST", "/v1/runs/" + lid + ":apply", kBob).status, 409);
   EXPECT_FALSE(std::filesystem::exists(proj_ + "/y.txt"));
   EXPECT_FALSE(std::filesystem::exists(proj_ + "/link"));
+}
+
+// What a run keeps to apply is bounded (artifacts_quota, 4 MiB here): past it the set still lists
+// every path, is refused, and keeps no content in the data directory.
+TEST_F(ServeApplyTest, ChangesPastTheQuotaAreListedNotKept) {
+  Put("a.txt", "a\n");
+  auto run = RunCow("head -c 5000000 /dev/zero > /workspace/big && echo b > /workspace/b.txt");
+  ASSERT_EQ(run["state"], "SUCCEEDED") << run.dump();
+  const std::string id = run["id"];
+  auto shown = Call("GET", "/v1/runs/" + id + "/changes", kBob).Json();
+  EXPECT_FALSE(shown["applicable"].get<bool>());
+  ASSERT_EQ(shown["refused"].size(), 1u) << shown.dump();
+  EXPECT_NE(shown["refused"][0]["why"].get<std::string>().find("more than 4194304 bytes"),
+            std::string::npos);
+  EXPECT_EQ(shown["entries"].size(), 2u) << shown.dump();
+  EXPECT_EQ(Call("POST", "/v1/runs/" + id + ":apply", kBob).status, 409);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/data/runs/" + id + "/changes/blobs"));
+  EXPECT_FALSE(std::filesystem::exists(proj_ + "/big"));
 }
 
 TEST_F(ServeApplyTest, OnlySucceededCopyOnWriteRunsOfTheirOwnerToSee) {
