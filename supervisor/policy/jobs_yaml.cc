@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "base/utf8.h"
 #include "supervisor/policy/jobs.h"
 #include "supervisor/policy/yaml_util.h"
 
@@ -297,6 +298,11 @@ Result<std::shared_ptr<const JobSet>> JobSet::Parse(std::string_view text,
   if (text.size() > kMaxJobsBytes) {
     return At(source, 0,
               fmt::format("{} bytes; a jobs file holds at most {}", text.size(), kMaxJobsBytes));
+  }
+  // Every string of a job goes out as JSON (GET /v1/jobs) and into argvs: text only.
+  if (const size_t bad = FirstInvalidUtf8(text); bad != text.size()) {
+    const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + bad, '\n'));
+    return At(source, line, fmt::format("byte {} is not UTF-8; a jobs file is UTF-8 text", bad));
   }
   auto doc = internal::LoadOneDocument(text, source, "a jobs file");
   if (!doc.ok()) return std::move(doc).error();

@@ -127,6 +127,10 @@ TEST(PolicyJobs, ABrokenFileIsRefusedWithItsLine) {
       {"jobs: [a, b]\n", "'jobs' is a map"},
       {"jobs:\n  x: {argv: [make], keys: [a]\n", "not valid YAML"},
       {"jobs: {}\n---\njobs: {}\n", "more than one YAML document"},
+      // Found by the jobs_yaml fuzz target: an argv byte that is not UTF-8 made GET /v1/jobs
+      // throw while writing the job as JSON.
+      {"jobs:\n  x:\n    argv: [ma\x95\x9a]\n    keys: [a]\n",
+       "jobs.yaml:3: byte 24 is not UTF-8"},
   };
   for (const auto& [text, want] : broken) {
     auto r = JobSet::Parse(text, "jobs.yaml");
