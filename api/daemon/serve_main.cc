@@ -224,6 +224,11 @@ int main(int argc, char** argv) {
 
   supervisor::RunManagerOptions ro;
   ro.node = config.node;
+  ro.node_labels = config.node_labels;
+  ro.node_address = config.node_address;
+  ro.node_version = SBX_SERVER_VERSION;
+  ro.heartbeat_interval = std::chrono::milliseconds(config.heartbeat_interval_ms);
+  ro.node_timeout = std::chrono::milliseconds(config.node_timeout_ms);
   ro.data_dir = config.data_dir;
   ro.limits = config.limits;
   ro.cgroups = driver.ok() ? driver->get() : nullptr;

@@ -52,6 +52,10 @@ int CmdProjectCreate(Context& ctx, const ParsedArgs& args);
 int CmdProjectRm(Context& ctx, const ParsedArgs& args);
 int CmdPlan(Context& ctx, const ParsedArgs& args);
 int CmdJobLs(Context& ctx, const ParsedArgs& args);
+// node_commands.cc
+int CmdNodeLs(Context& ctx, const ParsedArgs& args);
+int CmdNodeDrain(Context& ctx, const ParsedArgs& args);
+int CmdNodeResume(Context& ctx, const ParsedArgs& args);
 int CmdApply(Context& ctx, const ParsedArgs& args);
 int CmdArtifacts(Context& ctx, const ParsedArgs& args);
 int CmdAudit(Context& ctx, const ParsedArgs& args);

@@ -80,6 +80,10 @@ Options:
   --param K=V             a job's parameter (repeatable)
   --stdin FILE|-          bytes for the run's stdin (text: the API takes UTF-8)
   --idempotency-key K     submitting again with the same key returns the same run
+  --node-selector K=V     run only on a node with this label (repeatable: all of them; see
+                          'sandboxctl node ls')
+  --retry-on-node-loss    when its node is lost mid-run, queue it again (needs
+                          --idempotency-key) instead of failing it
   --no-follow             print the run's ID (or its JSON with --json) and return at once
   --cancel-on-interrupt   Ctrl-C cancels the run (a second Ctrl-C detaches); without it, Ctrl-C
                           only detaches and the run goes on
@@ -188,6 +192,30 @@ constexpr char kJobUsage[] = R"(Usage: sandboxctl job ls
 
 The allowlisted jobs this key may start, with their parameters. Start one with:
   sandboxctl run --job NAME --param K=V…
+)";
+
+constexpr char kNodeUsage[] = R"(Usage: sandboxctl node ls                (reviewer or admin role)
+       sandboxctl node drain NAME        (admin role)
+       sandboxctl node resume NAME       (admin role)
+
+The daemons sharing the database. A drained node finishes what it runs and takes nothing new
+until it is resumed; a lost one stopped beating, and its runs were ended or queued again.
+)";
+
+constexpr char kNodeLsUsage[] = R"(Usage: sandboxctl node ls
+
+Every node: its state (ready, draining, lost), what it runs of its capacity, its last beat, its
+version and labels.
+)";
+
+constexpr char kNodeDrainUsage[] = R"(Usage: sandboxctl node drain NAME
+
+The node finishes the runs it has and claims no new one until 'sandboxctl node resume NAME'.
+)";
+
+constexpr char kNodeResumeUsage[] = R"(Usage: sandboxctl node resume NAME
+
+A drained node takes work again.
 )";
 
 constexpr char kCancelUsage[] = R"(Usage: sandboxctl cancel ID…
@@ -436,6 +464,8 @@ const std::vector<Command>& Commands() {
         {"workspace", 0, true},
         {"stdin", 0, true},
         {"idempotency-key", 0, true},
+        {"node-selector", 0, true},
+        {"retry-on-node-loss", 0, false},
         {"project", 0, true},
         {"plan", 0, true},
         {"job", 0, true},
@@ -484,6 +514,15 @@ const std::vector<Command>& Commands() {
        }},
       {"plan", kPlanUsage, {}, false, CmdPlan},
       {"job", kJobUsage, {}, false, nullptr, false, {{"ls", kJobUsage, {}, false, CmdJobLs}}},
+      {"node",
+       kNodeUsage,
+       {},
+       false,
+       nullptr,
+       false,
+       {{"ls", kNodeLsUsage, {}, false, CmdNodeLs},
+        {"drain", kNodeDrainUsage, {}, false, CmdNodeDrain},
+        {"resume", kNodeResumeUsage, {}, false, CmdNodeResume}}},
       {"apply", kApplyUsage, {{"diff-sha256", 0, true}, {"quiet", 'q', false}}, false, CmdApply},
       {"artifacts", kArtifactsUsage, {{"output", 'o', true}}, false, CmdArtifacts},
       {"audit", kAuditUsage, {{"run", 0, true}}, false, CmdAudit},

@@ -68,6 +68,12 @@ Result<nlohmann::json> BuildRequest(const ParsedArgs& a) {
     body["workspace"] = {{"path", ws->path}, {"mode", ws->mode.empty() ? "ro" : ws->mode}};
   }
   if (auto k = a.Last("idempotency-key")) body["idempotency_key"] = *k;
+  for (const auto& s : a.All("node-selector")) {
+    auto kv = ParseKeyValue(s, "--node-selector");
+    if (!kv.ok()) return std::move(kv).error();
+    body["node_selector"][kv->first] = kv->second;
+  }
+  if (a.Has("retry-on-node-loss")) body["retry_on_node_loss"] = true;
   if (auto p = a.Last("project")) body["project"] = *p;
   if (auto s = a.Last("stdin")) {
     auto data = ReadInput(*s, "--stdin");

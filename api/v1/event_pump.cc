@@ -60,7 +60,8 @@ std::shared_ptr<EventPump> EventPump::Start(supervisor::RunManager& runs, store:
   auto pump = std::shared_ptr<EventPump>(
       new EventPump(runs, store, std::move(run_id), after, std::move(consumer)));
   std::weak_ptr<EventPump> weak = pump;
-  uint64_t token = runs.Subscribe(pump->run_id_, [weak](const store::EventRecord&) {
+  // Woken by this node's commits and, through the store's watch, by other nodes'.
+  uint64_t token = runs.SubscribeWake(pump->run_id_, [weak] {
     if (auto p = weak.lock()) p->Wake();
   });
   {

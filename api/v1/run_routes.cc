@@ -105,6 +105,9 @@ nlohmann::json RunToJson(const RunRecord& r) {
     j["approval"] = nullptr;
   }
   j["node"] = r.node ? nlohmann::json(*r.node) : nullptr;
+  j["node_selector"] = r.node_selector;
+  j["retry_on_node_loss"] = r.retry_on_node_loss;
+  j["attempt"] = r.attempt;
   // The backend asked for (the default filled in at submission); result.backend says which ran it.
   j["backend"] = r.backend.empty() ? "native" : r.backend;
   j["image"] = r.image.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.image);
@@ -137,7 +140,7 @@ Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body) {
   static const std::set<std::string> kKnown = {
       "argv",  "steps",  "limits", "network",   "seccomp_profile", "env",
       "stdin", "labels", "workspace", "idempotency_key", "backend", "image", "project",
-      "checkout"};
+      "checkout", "node_selector", "retry_on_node_loss"};
   for (auto it = body.begin(); it != body.end(); ++it) {
     if (!kKnown.count(it.key())) return FieldError(it.key(), "unknown field");
   }
@@ -258,6 +261,12 @@ Result<store::RunRequest> RunRequestFromJson(const nlohmann::json& body) {
   }
   SBX_TRY(OptionalStringMap(body, "env", &r.env));
   SBX_TRY(OptionalStringMap(body, "labels", &r.labels));
+  SBX_TRY(OptionalStringMap(body, "node_selector", &r.node_selector));
+  SBX_TRY(store::CheckNodeLabels(r.node_selector, "node_selector"));
+  if (auto it = body.find("retry_on_node_loss"); it != body.end()) {
+    if (!it->is_boolean()) return FieldError("retry_on_node_loss", "must be true or false");
+    r.retry_on_node_loss = it->get<bool>();  // needs an idempotency key: the store checks
+  }
   return r;
 }
 
@@ -755,6 +764,16 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
     // Where /v1/events starts to carry only what happens from now on.
     auto events_after = c.store->LatestEventCursor();
     if (!events_after.ok()) return Fail(events_after.error());
+    // The nodes sharing the store, by state (GET /v1/nodes lists them).
+    nlohmann::json cluster = {{"ready", 0}, {"draining", 0}, {"lost", 0}};
+    if (auto nodes = c.store->ListNodes(); nodes.ok()) {
+      for (const auto& n : *nodes) {
+        auto& count = cluster[NodeToJson(n, c)["state"].get<std::string>()];
+        count = count.get<int>() + 1;
+      }
+    } else {
+      return Fail(nodes.error());
+    }
     return JsonResponse(200, {{"node", c.runs->options().node},
                               {"caller", caller},
                               {"events_after", *events_after},
@@ -763,6 +782,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                               {"limits", {{"defaults", set(l.defaults)}, {"maxima", set(l.maxima)}}},
                               {"max_concurrent_runs", l.max_concurrent_runs},
                               {"max_queue", l.max_queue},
+                              {"cluster", {{"nodes", cluster}}},
                               {"isolation", iso}});
   }));
   SBX_TRY(router.Add(Method::kPost, "/v1/runs", Access::kSubmitter, [c](const Request& req) -> Reply {
@@ -935,6 +955,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
   SBX_TRY(AddChangeRoutes(router, ctx));
   SBX_TRY(AddProjectRoutes(router, ctx));
   SBX_TRY(AddJobRoutes(router, ctx));
+  SBX_TRY(AddNodeRoutes(router, ctx));
   return Ok();
 }
 

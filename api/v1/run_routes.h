@@ -28,6 +28,10 @@ Status AddProjectRoutes(Router& router, const RouteContext& ctx);
 Status AddJobRoutes(Router& router, const RouteContext& ctx);
 // GET /v1/runs/{id}/changes and POST /v1/runs/{id}:apply (change_routes.cc).
 Status AddChangeRoutes(Router& router, const RouteContext& ctx);
+// GET /v1/nodes, POST /v1/nodes/{name}:drain and :resume (node_routes.cc).
+Status AddNodeRoutes(Router& router, const RouteContext& ctx);
+// A node as GET /v1/nodes shows it.
+nlohmann::json NodeToJson(const store::NodeRecord& node, const RouteContext& ctx);
 
 // The run named by the path's {id}, as the caller may see it: another submitter's run is
 // not_found, exactly as a run that does not exist, so its existence is not revealed either.

@@ -16,10 +16,31 @@ uint64_t EventBus::Subscribe(std::string run_id, Listener listener) {
   return token;
 }
 
+uint64_t EventBus::SubscribeWake(std::string run_id, std::function<void()> wake) {
+  std::lock_guard<std::mutex> lk(listeners_mu_);
+  uint64_t token = next_token_++;
+  wakers_[token] = {std::move(run_id), std::move(wake)};
+  return token;
+}
+
 void EventBus::Unsubscribe(uint64_t token) {
   std::lock_guard<std::mutex> lk(listeners_mu_);
   listeners_.erase(token);
+  wakers_.erase(token);
 }
+
+void EventBus::WakeFor(const std::string& run_id) {
+  std::vector<std::function<void()>> targets;
+  {
+    std::lock_guard<std::mutex> lk(listeners_mu_);
+    for (const auto& [token, sub] : wakers_) {
+      if (run_id.empty() || sub.first.empty() || sub.first == run_id) targets.push_back(sub.second);
+    }
+  }
+  for (const auto& w : targets) w();
+}
+
+void EventBus::RemoteCommitted(const std::string& run_id) { WakeFor(run_id); }
 
 Result<store::Committed> EventBus::Commit(std::span<const store::Write> writes) {
   // Listeners are called without listeners_mu_ held, so a listener may unsubscribe.
@@ -40,6 +61,7 @@ Result<store::Committed> EventBus::Commit(std::span<const store::Write> writes) 
   for (const store::EventRecord& ev : done->events) {
     for (const auto& l : targets) l(ev);
   }
+  WakeFor(run_id);
   return done;
 }
 

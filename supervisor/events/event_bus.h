@@ -47,7 +47,14 @@ class EventBus {
   // that committed the event and must not block for long (queue and return); it may unsubscribe
   // but must not emit.
   uint64_t Subscribe(std::string run_id, Listener listener);
-  void Unsubscribe(uint64_t token);
+  // `wake` is called, without the record, when events of `run_id` ("" = any run) are committed
+  // here (after the listeners) or by another daemon sharing the database (RemoteCommitted): the
+  // subscriber reads what is new from the store. It runs on the committing thread or the store
+  // watch's, and must not block.
+  uint64_t SubscribeWake(std::string run_id, std::function<void()> wake);
+  void Unsubscribe(uint64_t token);  // either kind
+  // Another daemon committed events of `run_id` ("" = of any run, or unknown).
+  void RemoteCommitted(const std::string& run_id);
 
   store::Store& store() { return store_; }
 
@@ -58,6 +65,8 @@ class EventBus {
   std::mutex listeners_mu_;
   uint64_t next_token_ = 1;
   std::map<uint64_t, std::pair<std::string, Listener>> listeners_;
+  std::map<uint64_t, std::pair<std::string, std::function<void()>>> wakers_;
+  void WakeFor(const std::string& run_id);
 };
 
 }  // namespace sbx::supervisor

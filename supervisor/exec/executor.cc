@@ -28,7 +28,9 @@ namespace {
 constexpr size_t kMaxDiffBytes = 16 << 20;
 // A checkout's tree, in the run's directory while it runs.
 constexpr char kCheckoutDir[] = "checkout";
-constexpr auto kCrossNodeRecheck = std::chrono::seconds(2);
+// A safety net behind the store's watch (Store::Watch), which wakes the workers when another
+// daemon queues a run: a notification lost with a broken connection delays a claim by this much.
+constexpr auto kCrossNodeRecheck = std::chrono::seconds(10);
 
 // How a process ended, as the run's record keeps it.
 store::EndReason StepEnd(const isolate::ProcessResult& r) {
@@ -133,7 +135,7 @@ bool Executor::Cancel(std::string_view run_id, const Principal& who) {
   std::lock_guard<std::mutex> lk(mu_);
   auto it = running_.find(std::string(run_id));
   if (it == running_.end()) return false;
-  cancel_requested_[it->first] = true;
+  cancel_requested_[it->first] = KillCause::kClient;
   if (it->second != nullptr) it->second->Cancel();
   events_.Audit(who, "run.cancel_requested", run_id, {});
   return true;
@@ -145,7 +147,7 @@ void Executor::Stop() {
     if (stopping_ && workers_.empty()) return;
     stopping_ = true;
     for (auto& [id, sb] : running_) {
-      cancel_requested_.emplace(id, false);  // false: the daemon stops, nobody cancelled it
+      cancel_requested_.emplace(id, KillCause::kShutdown);  // nobody cancelled it
       if (sb != nullptr) sb->Cancel();
     }
   }
@@ -153,6 +155,53 @@ void Executor::Stop() {
   for (auto& t : workers_) t.join();
   workers_.clear();
 }
+
+void Executor::SetDraining(bool draining) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (draining_ == draining) return;
+    draining_ = draining;
+    ++wakeups_;
+  }
+  spdlog::info("node {}: {}", options_.node, draining ? "draining" : "taking work again");
+  work_.notify_all();
+}
+
+size_t Executor::Fence() {
+  size_t killed = 0;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    fenced_ = true;
+    for (auto& [id, sb] : running_) {
+      cancel_requested_[id] = KillCause::kFenced;
+      if (sb != nullptr) sb->Cancel();
+      ++killed;
+    }
+  }
+  return killed;
+}
+
+void Executor::Unfence() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!fenced_) return;
+    fenced_ = false;
+    ++wakeups_;
+  }
+  work_.notify_all();
+}
+
+bool Executor::WaitIdle(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lk(mu_);
+  return idle_.wait_for(lk, timeout, [&] { return running_.empty(); });
+}
+
+size_t Executor::running() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return running_.size();
+}
+
+bool Executor::Claiming() const { return !stopping_ && !draining_ && !fenced_; }
 
 bool Executor::CancelRequested(const std::string& id) {
   std::lock_guard<std::mutex> lk(mu_);
@@ -163,11 +212,13 @@ void Executor::Worker() {
   uint64_t seen = 0;
   for (;;) {
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      std::unique_lock<std::mutex> lk(mu_);
+      // Draining or fenced: no new run until that ends (or the daemon stops).
+      work_.wait(lk, [&] { return stopping_ || Claiming(); });
       if (stopping_) return;
       seen = wakeups_;
     }
-    auto claimed = store_.ClaimNextQueued(options_.node);
+    auto claimed = store_.ClaimNextQueued(options_.node, options_.labels);
     if (claimed.ok() && claimed->has_value()) {
       Execute(std::move(**claimed));
       continue;
@@ -451,16 +502,25 @@ void Executor::ReleaseSandbox(Execution& x) {
 
 void Executor::SettleCancel(Execution& x) {
   if (!x.step_cancelled && !CancelRequested(x.id)) return;
-  bool by_user = false;
+  KillCause cause = KillCause::kShutdown;
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = cancel_requested_.find(x.id);
-    by_user = it != cancel_requested_.end() && it->second;
+    if (it != cancel_requested_.end()) cause = it->second;
   }
-  // Without a client's cancel, it was SIGTERM while it ran: it did not finish, and nobody
-  // cancelled it.
-  x.End(by_user ? RunState::kCancelled : RunState::kFailed,
-        {by_user ? store::EndCode::kCancelled : store::EndCode::kSupervisorShutdown});
+  // Without a client's cancel, it was SIGTERM while it ran, or the node was fenced: it did not
+  // finish, and nobody cancelled it.
+  switch (cause) {
+    case KillCause::kClient:
+      x.End(RunState::kCancelled, {store::EndCode::kCancelled});
+      break;
+    case KillCause::kShutdown:
+      x.End(RunState::kFailed, {store::EndCode::kSupervisorShutdown});
+      break;
+    case KillCause::kFenced:
+      x.End(RunState::kFailed, {store::EndCode::kNodeLost});
+      break;
+  }
 }
 
 // After the sandbox is gone: what the program left, the workspace's changes, the unmounts.
@@ -552,6 +612,7 @@ void Executor::Finish(Execution& x) {
     running_.erase(id);
     cancel_requested_.erase(id);
   }
+  idle_.notify_all();
   store::RunUpdate update;
   update.result = result;
   const nlohmann::json data = {{"state", store::RunStateName(x.end)},
@@ -559,7 +620,13 @@ void Executor::Finish(Execution& x) {
                                {"exit_code", result.exit_code ? nlohmann::json(*result.exit_code)
                                                               : nlohmann::json(nullptr)}};
   std::vector<store::Write> ended;
-  ended.push_back(store::TransitionWrite{id, {RunState::kRunning}, x.end, update});
+  // Only for the attempt this node claimed: a run requeued after this node was declared lost,
+  // and claimed again, belongs to its new node.
+  ended.push_back(store::TransitionWrite{.run_id = id,
+                                         .from = {RunState::kRunning},
+                                         .to = x.end,
+                                         .update = update,
+                                         .if_attempt = x.run.attempt});
   ended.push_back(store::EventWrite{id, EventType::kRunStatus, data});
   ended.push_back(AuditOf(Daemon(), "run.finished", id, data));
   if (!result.seccomp_denials.empty()) {

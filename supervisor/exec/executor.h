@@ -46,6 +46,8 @@ Result<isolate::SandboxSpec> BaseSpec(const store::Limits& limits, uid_t host_id
 struct ExecutorOptions {
   std::string node;      // this daemon's name in the store
   std::string data_dir;  // logs and artifacts under <data_dir>/runs/<id>/
+  // This node's labels: it claims only runs whose node_selector they satisfy.
+  std::map<std::string, std::string> labels;
   int workers = 2;
   std::vector<std::string> workspace_roots;
   uint64_t artifacts_quota_bytes = 64ull << 20;
@@ -75,6 +77,18 @@ class Executor {
   // Stops claiming, kills running sandboxes (their runs end FAILED, supervisor_shutdown) and
   // joins the workers. Idempotent.
   void Stop();
+  // Draining: the runs running here finish, and no new one is claimed until SetDraining(false).
+  void SetDraining(bool draining);
+  // This node lost the database for longer than other nodes wait, or was told that they declared
+  // it lost: whatever runs here may already be ended or running elsewhere. Kills every running
+  // sandbox (a run still RUNNING here ends FAILED, node_lost; a run taken over is left to its new
+  // node: the end is written only for the attempt this node claimed) and claims nothing until
+  // Unfence(). Returns how many runs it killed.
+  size_t Fence();
+  void Unfence();
+  size_t running() const;
+  // Waits up to `timeout` until no run executes here; whether none does.
+  bool WaitIdle(std::chrono::milliseconds timeout);
 
  private:
   struct Execution;
@@ -109,12 +123,19 @@ class Executor {
   EventBus& events_;
   ExecutorOptions options_;
   checkout::Mirrors mirrors_;  // <data_dir>/mirrors
-  std::mutex mu_;
-  std::condition_variable work_;  // a run was queued here, or Stop()
+  // Why a running sandbox was killed: a client's cancel, the daemon's stop, or fencing.
+  enum class KillCause { kClient, kShutdown, kFenced };
+  bool Claiming() const;  // mu_ held
+
+  mutable std::mutex mu_;
+  std::condition_variable work_;  // a run was queued here, Stop(), or claiming may resume
+  std::condition_variable idle_;  // a run ended here
   bool stopping_ = false;
+  bool draining_ = false;
+  bool fenced_ = false;
   uint64_t wakeups_ = 0;
-  std::map<std::string, RunSandbox*> running_;    // run id -> its sandbox, while it runs
-  std::map<std::string, bool> cancel_requested_;  // true: a client cancelled; false: Stop()
+  std::map<std::string, RunSandbox*> running_;         // run id -> its sandbox, while it runs
+  std::map<std::string, KillCause> cancel_requested_;
   std::vector<std::thread> workers_;
 };
 

@@ -142,6 +142,8 @@ Result<std::string> Projects::AskPlanner(const PlannerConfig& planner,
   request.limits.output_bytes = static_cast<int64_t>(plan::kMaxAnswerBytes) + 1;
   if (!project.root_path.empty()) request.workspace = store::Workspace{project.root_path, "ro"};
   request.labels = {{"planner", planner.name}};
+  // Here, where its stdout is read from, whichever node shares the database.
+  if (!options_.node.empty()) request.node_selector = {{"node", options_.node}};
   request.project_id = project.id;
   const json decided = {
       {"decision", "allow"},

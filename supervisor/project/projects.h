@@ -46,6 +46,9 @@ struct ProjectOptions {
   std::string data_dir;  // a project's directory may not overlap it
   ServiceLimits limits;  // workspace roots, and the maxima its default limits must keep within
   std::vector<PlannerConfig> planners;
+  // This node's name: a planner command runs here (its answer is read from this node's data
+  // directory), by node_selector {node: NAME}.
+  std::string node;
 };
 
 // A project's fields as a client sends them: unset ones are left as they are (PATCH) or take

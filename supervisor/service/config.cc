@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "base/fs.h"
 #include "isolate/id_range.h"
@@ -120,7 +121,8 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
                      "log_level",
                      "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
                      "docker_image", "warm_sandboxes", "workspace_cow_root_owned",
-                     "sandbox_id_base", "docker_images", "sandboxes", "mcp", "web_root", "planners"},
+                     "sandbox_id_base", "docker_images", "sandboxes", "mcp", "web_root", "planners",
+                     "node_labels", "node_address", "heartbeat_interval_ms", "node_timeout_ms"},
                     source, ""));
   if (auto n = root["sandboxes"]) {
     SBX_TRY(CheckKeys(n, {"max", "default_timeout_s", "max_timeout_s", "default_idle_timeout_s"},
@@ -253,6 +255,7 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
                  {"data_dir", &c.data_dir},
                  {"web_root", &c.web_root},
                  {"node", &c.node},
+                 {"node_address", &c.node_address},
                  {"seccomp_profiles_dir", &c.seccomp_profiles_dir},
                  {"policy_dir", &c.policy_dir},
                  {"cgroup_parent", &c.cgroup_parent},
@@ -330,6 +333,32 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     auto v = Int(root["max_concurrent_runs"], source, "max_concurrent_runs", 1);
     if (!v.ok()) return std::move(v).error();
     c.limits.max_concurrent_runs = static_cast<int>(*v);
+  }
+  if (auto n = root["node_labels"]) {
+    if (!n.IsMap()) return KeyError(source, "node_labels", "must be a mapping of label: value");
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const std::string key = it->first.as<std::string>();
+      auto v = String(it->second, source, "node_labels." + key);
+      if (!v.ok()) return std::move(v).error();
+      c.node_labels[key] = *v;
+    }
+    if (Status st = store::CheckNodeLabels(c.node_labels, "node_labels"); !st.ok()) {
+      return KeyError(source, "node_labels", st.error().message);
+    }
+  }
+  for (auto [key, out, least] :
+       {std::tuple{"heartbeat_interval_ms", &c.heartbeat_interval_ms, int64_t{50}},
+        std::tuple{"node_timeout_ms", &c.node_timeout_ms, int64_t{200}}}) {
+    if (!root[key]) continue;
+    auto v = Int(root[key], source, key, least);
+    if (!v.ok()) return std::move(v).error();
+    *out = *v;
+  }
+  if (c.node_timeout_ms < 2 * c.heartbeat_interval_ms) {
+    return KeyError(source, "node_timeout_ms",
+                    fmt::format("must be at least twice heartbeat_interval_ms ({}): one late beat "
+                                "must not make a node lost",
+                                c.heartbeat_interval_ms));
   }
   if (root["warm_sandboxes"]) {
     auto v = Int(root["warm_sandboxes"], source, "warm_sandboxes", 0);

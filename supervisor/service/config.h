@@ -2,6 +2,7 @@
 // flags. Unknown keys and bad values are refused at start with a message naming the key.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,6 +35,14 @@ struct ServiceConfig {
   // The web page's built files (api/web/), served at / and /ui/ (api/http/static_files.h).
   std::string web_root = "/usr/share/sandboxd/web";
   std::string node;  // this daemon's name in a shared database; default: the hostname
+  // Several nodes on one PostgreSQL (docs/operations.md): labels that runs' node_selector match
+  // (os, arch, hostname and backend.NAME are added), the address clients and other nodes reach
+  // this node's API at, and how often it beats and how long the others wait before declaring it
+  // lost (which is also how long it waits, cut off from the database, before it fences itself).
+  std::map<std::string, std::string> node_labels;
+  std::string node_address;
+  int64_t heartbeat_interval_ms = 2000;
+  int64_t node_timeout_ms = 6000;
   std::vector<ApiKeyConfig> api_keys;
   ServiceLimits limits;
   std::string seccomp_profiles_dir = "/etc/sandboxd/seccomp";

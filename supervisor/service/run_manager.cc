@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "base/dir.h"
@@ -60,6 +61,13 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
     ::gethostname(host, sizeof host - 1);
     options.node = host;
   }
+  // The node's name is also its label "node" (a run may ask for one node by name).
+  if (Status st = store::CheckNodeLabels({{"node", options.node}}, "node"); !st.ok()) {
+    return std::move(st).error();
+  }
+  if (Status st = store::CheckNodeLabels(options.node_labels, "node_labels"); !st.ok()) {
+    return std::move(st).error();
+  }
   if (::mkdir(options.data_dir.c_str(), 0711) < 0 && errno != EEXIST) {
     return ErrnoError("mkdir {}", options.data_dir);
   }
@@ -96,7 +104,7 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   if (!review.ok()) return std::move(review).error();
   m->review_ = std::move(*review);
   m->projects_ = std::make_unique<Projects>(store, m->events_, *m->review_,
-                                            ProjectOptions{o.data_dir, o.limits, o.planners});
+                                            ProjectOptions{o.data_dir, o.limits, o.planners, o.node});
 
   // Crash recovery: what this node was running when it died did not finish.
   if (Status st = RecoverNode(store, m->events_, o.node); !st.ok()) {
@@ -115,8 +123,6 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
     }
   }
   m->review_->ReplanStalled();
-  m->heartbeat_ =
-      std::make_unique<Heartbeat>(store, m->events_, o.node, o.heartbeat_interval, o.node_timeout);
   Review* rv = m->review_.get();
   SeccompPrograms seccomp = [rv](const std::string& name) { return rv->SeccompProgram(name); };
   // Warm sandboxes are native ones, for runs that name no backend: none when those go to Docker.
@@ -147,11 +153,57 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   eo.seccomp_json = [rv](const std::string& name) { return rv->SeccompJson(name); };
   eo.metrics = o.metrics;
   eo.sandbox_id_base = o.sandbox_id_base;
+  // The node in the store: registered before it claims anything, beating from then on.
+  store::NodeRecord self{.name = o.node,
+                         .labels = m->NodeLabels(),
+                         .capacity = o.limits.max_concurrent_runs,
+                         .version = o.node_version,
+                         .address = o.node_address};
+  auto registered = store.RegisterNode(self);
+  if (!registered.ok()) return WithContext(std::move(registered).error(), "registering the node");
+  eo.labels = self.labels;
   m->executor_ = std::make_unique<Executor>(store, m->events_, std::move(eo));
+  Executor* ex = m->executor_.get();
+  ex->SetDraining(registered->state == store::NodeState::kDraining);
+  NodeHooks hooks{.set_draining = [ex](bool draining) { ex->SetDraining(draining); },
+                  .fence = [ex] { return ex->Fence(); },
+                  .unfence = [ex] { ex->Unfence(); },
+                  .wake = [ex] { ex->Wake(); },
+                  .wait_idle = [ex](std::chrono::milliseconds t) { return ex->WaitIdle(t); }};
+  // Runs queued and events committed by other nodes wake this one as they commit.
+  auto watch = store.Watch({.events = [raw = m.get()](const std::string& run_id) {
+                              raw->events_.RemoteCommitted(run_id);
+                            },
+                            .queued = [ex] { ex->Wake(); }});
+  if (!watch.ok()) return WithContext(std::move(watch).error(), "watching the database");
+  m->watch_ = std::move(*watch);
+  m->heartbeat_ = std::make_unique<Heartbeat>(store, m->events_, std::move(self),
+                                              o.heartbeat_interval, o.node_timeout,
+                                              std::move(hooks));
   return m;
 }
 
 RunManager::~RunManager() { Stop(); }
+
+std::map<std::string, std::string> RunManager::NodeLabels() const {
+  std::map<std::string, std::string> labels = options_.node_labels;
+  labels["node"] = options_.node;
+  utsname u{};
+  if (::uname(&u) == 0) {
+    labels.emplace("os", "linux");
+    const std::string machine = u.machine;
+    labels.emplace("arch", machine == "x86_64" ? "amd64" : machine == "aarch64" ? "arm64" : machine);
+    // A host name that is no label value (over 63 characters) is left out.
+    if (store::CheckNodeLabels({{"hostname", u.nodename}}, "hostname").ok()) {
+      labels.emplace("hostname", u.nodename);
+    }
+  }
+  // backend.native=true / backend.docker=true: what this node can run now.
+  for (const BackendAvailability& b : Backends()) {
+    if (b.available) labels.emplace("backend." + b.name, "true");
+  }
+  return labels;
+}
 
 std::vector<BackendAvailability> RunManager::Backends() const {
   std::vector<BackendAvailability> out;
@@ -175,8 +227,10 @@ SeccompSource RunManager::seccomp_source(bool live) const {
 }
 
 void RunManager::Stop() {
-  if (executor_) executor_->Stop();
+  // The heartbeat and the watch first: they call into the executor and the bus.
   if (heartbeat_) heartbeat_->Stop();
+  watch_.reset();
+  if (executor_) executor_->Stop();
   if (warm_) warm_->pool().Stop();
 }
 

@@ -56,10 +56,17 @@ struct RunManagerOptions {
   // The pluggable planners besides the built-in one.
   std::vector<PlannerConfig> planners;
   // This daemon beats every heartbeat_interval; a node sharing the database whose last beat is
-  // older than node_timeout is taken for dead and its RUNNING runs end FAILED
-  // (supervisor_restart).
-  std::chrono::milliseconds heartbeat_interval{10'000};
-  std::chrono::milliseconds node_timeout{60'000};
+  // older than node_timeout is lost: its RUNNING runs end FAILED (node_lost) or are queued again
+  // (retry_on_node_loss). A run is taken over within node_timeout + heartbeat_interval of its
+  // node's last beat (exec/heartbeat.h).
+  std::chrono::milliseconds heartbeat_interval{2'000};
+  std::chrono::milliseconds node_timeout{6'000};
+  // What the node says of itself in the store (GET /v1/nodes): labels that runs' node_selector
+  // match (os, arch, hostname and the backends available are added), the daemon's version and
+  // the address its API is reached at.
+  std::map<std::string, std::string> node_labels;
+  std::string node_version;
+  std::string node_address;
   // Compiles a named seccomp profile ("" or "default": the builtin one). Called on the worker
   // thread before each run.
   std::function<Result<seccomp::Program>(const std::string& name)> seccomp;
@@ -120,6 +127,12 @@ class RunManager {
                                   const std::string& reason) {
     return review_->Reject(run_id, who, reason);
   }
+  // This node's state changed in the store (an operator's drain): applied now rather than at
+  // the next heartbeat.
+  void SetDraining(bool draining) {
+    if (executor_) executor_->SetDraining(draining);
+  }
+  const std::chrono::milliseconds& node_timeout() const { return options_.node_timeout; }
   // Any non-terminal state -> CANCELLED; a running sandbox is killed first.
   Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
   // A succeeded copy-on-write run's changes written into the host directory (Review).
@@ -163,6 +176,9 @@ class RunManager {
   // that appended the event and must not block for long (queue and return); it may unsubscribe
   // but must not emit.
   using Listener = EventBus::Listener;
+  uint64_t SubscribeWake(std::string run_id, std::function<void()> wake) {
+    return events_.SubscribeWake(std::move(run_id), std::move(wake));
+  }
   uint64_t Subscribe(std::string run_id, Listener listener) {
     return events_.Subscribe(std::move(run_id), std::move(listener));
   }
@@ -202,7 +218,13 @@ class RunManager {
   std::unique_ptr<Projects> projects_;
   // The native backend with the warm sandboxes in front; null: no warm sandboxes.
   std::unique_ptr<WarmBackend> warm_;
+  // The node's labels: node=NAME, the configured ones, then os, arch, hostname and
+  // backend.NAME=true.
+  std::map<std::string, std::string> NodeLabels() const;
+
   std::unique_ptr<Heartbeat> heartbeat_;
+  // What other daemons sharing the database commit (PostgreSQL); null on SQLite.
+  std::unique_ptr<store::StoreWatch> watch_;
   std::unique_ptr<Executor> executor_;
 };
 

@@ -21,6 +21,7 @@ constexpr EndCode kNamed[] = {
     EndCode::kDeleted,
     EndCode::kReviewExpired,
     EndCode::kCheckoutDirty,
+    EndCode::kNodeLost,
 };
 
 }  // namespace
@@ -61,6 +62,8 @@ const char* EndCodeName(EndCode code) {
       return "review_expired";
     case EndCode::kCheckoutDirty:
       return "checkout_dirty";
+    case EndCode::kNodeLost:
+      return "node_lost";
     case EndCode::kOther:
       return "";
   }

@@ -28,6 +28,7 @@ enum class EndCode {
   kDeleted,             // "deleted": a sandbox a client deleted
   kReviewExpired,       // "review_expired": nobody decided within the policy's expire_after_s
   kCheckoutDirty,       // "checkout_dirty: modified a, untracked b/": a read-only checkout changed
+  kNodeLost,            // "node_lost": the node it ran on stopped beating (or lost the database)
   kOther,               // a string of none of these forms, kept whole in `detail`
 };
 

@@ -2,13 +2,21 @@
 // Store behind a mutex. Transactions run at READ COMMITTED; the statements that must not race
 // across daemons take row locks (claims, event seq) or transaction-scoped advisory locks
 // (migrations, the audit chain). Every libpqxx exception of sbx_store is caught in this file.
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <pqxx/pqxx>
 
+#include "base/unique_fd.h"
 #include "supervisor/store/sql_store.h"
 
 namespace sbx::store::internal {
@@ -173,6 +181,20 @@ CREATE INDEX plans_by_project ON plans (project_id, row_no);
 ALTER TABLE runs ADD COLUMN project_id TEXT;
 CREATE INDEX runs_by_project ON runs (project_id, row_no);
 )sql"},
+    // Nodes carry what routing and `GET /v1/nodes` need; a run says where it may run, whether it
+    // may run again after its node is lost, and how many times it was claimed.
+    {7, "nodes: state, labels and capacity; runs: node_selector, retry_on_node_loss, attempt", R"sql(
+ALTER TABLE nodes ADD COLUMN state TEXT NOT NULL DEFAULT 'ready';
+ALTER TABLE nodes ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE nodes ADD COLUMN capacity BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE nodes ADD COLUMN version TEXT NOT NULL DEFAULT '';
+ALTER TABLE nodes ADD COLUMN address TEXT NOT NULL DEFAULT '';
+ALTER TABLE nodes ADD COLUMN started_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN node_selector TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN retry_on_node_loss INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN attempt BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX runs_running_by_node ON runs (node, state);
+)sql"},
 };
 
 // The start of a statement, for error messages: the whole INSERT of a run is a screenful.
@@ -282,9 +304,115 @@ class PgTx final : public SqlTx {
   pqxx::work& tx_;
 };
 
+// Store::Watch() on PostgreSQL: a connection of its own that LISTENs on the two channels, and a
+// thread that waits on its socket (and an eventfd that stops it) and reports what others notify.
+class PgWatch final : public StoreWatch {
+ public:
+  PgWatch(std::string url, StoreWatchCallbacks callbacks)
+      : url_(std::move(url)), callbacks_(std::move(callbacks)) {}
+  ~PgWatch() override {
+    const uint64_t one = 1;
+    if (stop_) (void)::write(stop_.get(), &one, sizeof one);
+    if (thread_.joinable()) thread_.join();
+  }
+
+  Status Start() {
+    stop_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!stop_) return MakeError(ErrorCode::kInternal, "eventfd: {}", std::strerror(errno));
+    SBX_TRY(Connect());
+    thread_ = std::thread([this] { Loop(); });
+    return Ok();
+  }
+
+ private:
+  class Receiver final : public pqxx::notification_receiver {
+   public:
+    Receiver(pqxx::connection& c, std::string_view channel, PgWatch& watch)
+        : pqxx::notification_receiver(c, std::string(channel)), watch_(watch) {}
+    void operator()(const std::string& payload, int) override {
+      watch_.Deliver(channel(), payload);
+    }
+
+   private:
+    PgWatch& watch_;
+  };
+
+  Status Connect() {
+    receivers_.clear();
+    conn_.reset();
+    try {
+      conn_ = std::make_unique<pqxx::connection>(url_);
+      receivers_.push_back(std::make_unique<Receiver>(*conn_, kEventsChannel, *this));
+      receivers_.push_back(std::make_unique<Receiver>(*conn_, kQueueChannel, *this));
+      return Ok();
+    } catch (const std::exception& e) {
+      receivers_.clear();
+      conn_.reset();
+      return PgError(e, "LISTEN");
+    }
+  }
+
+  void Deliver(const std::string& channel, const std::string& payload) {
+    const size_t nl = payload.find('\n');
+    if (payload.substr(0, nl) == NotificationOrigin()) return;  // this process's own commit
+    if (channel == kQueueChannel) {
+      if (callbacks_.queued) callbacks_.queued();
+    } else if (nl != std::string::npos && callbacks_.events) {
+      callbacks_.events(payload.substr(nl + 1));
+    }
+  }
+
+  // True when asked to stop.
+  bool WaitReadable(int fd, int timeout_ms) {
+    pollfd p[2] = {{stop_.get(), POLLIN, 0}, {fd, POLLIN, 0}};
+    const int n = ::poll(p, fd >= 0 ? 2 : 1, timeout_ms);
+    return n > 0 && (p[0].revents & POLLIN) != 0;
+  }
+
+  void Loop() {
+    int backoff_ms = 100;
+    for (;;) {
+      if (!conn_) {
+        if (WaitReadable(-1, backoff_ms)) return;
+        if (Status st = Connect(); !st.ok()) {
+          backoff_ms = std::min(backoff_ms * 2, 5000);
+          continue;
+        }
+        backoff_ms = 100;
+        // Notifications sent while it was down are gone: everyone looks again.
+        if (callbacks_.queued) callbacks_.queued();
+        if (callbacks_.events) callbacks_.events("");
+      }
+      if (WaitReadable(conn_->sock(), -1)) return;
+      try {
+        conn_->get_notifs();
+      } catch (const std::exception&) {
+        receivers_.clear();
+        conn_.reset();
+      }
+    }
+  }
+
+  const std::string url_;
+  const StoreWatchCallbacks callbacks_;
+  UniqueFd stop_;
+  std::unique_ptr<pqxx::connection> conn_;
+  std::vector<std::unique_ptr<Receiver>> receivers_;  // before conn_ goes
+  std::thread thread_;
+};
+
 class PgConnection final : public SqlConnection {
  public:
-  explicit PgConnection(std::unique_ptr<pqxx::connection> conn) : conn_(std::move(conn)) {}
+  PgConnection(std::unique_ptr<pqxx::connection> conn, std::string url)
+      : conn_(std::move(conn)), url_(std::move(url)) {}
+
+  std::string_view NotifyStatement() const override { return "SELECT pg_notify($1, $2)"; }
+
+  Result<std::unique_ptr<StoreWatch>> Watch(StoreWatchCallbacks callbacks) override {
+    auto watch = std::make_unique<PgWatch>(url_, std::move(callbacks));
+    SBX_TRY(watch->Start());
+    return std::unique_ptr<StoreWatch>(std::move(watch));
+  }
 
   Status Transact(TxMode, const std::function<Status(SqlTx&)>& body) override {
     std::lock_guard lock(mu_);
@@ -313,10 +441,14 @@ class PgConnection final : public SqlConnection {
   std::string_view ClaimLockClause() const override { return "FOR UPDATE SKIP LOCKED"; }
 
   std::string_view RowLockClause() const override { return "FOR UPDATE"; }
+  std::string SelectorMatches(const std::string& labels_param) const override {
+    return "runs.node_selector::jsonb <@ " + labels_param + "::jsonb";
+  }
 
  private:
   std::mutex mu_;
   std::unique_ptr<pqxx::connection> conn_;
+  const std::string url_;
 };
 
 }  // namespace
@@ -328,7 +460,7 @@ Result<std::unique_ptr<SqlConnection>> OpenPostgres(const std::string& url) {
     pqxx::nontransaction setup(*conn);
     setup.exec("SET client_min_messages TO warning");
     setup.commit();
-    return std::unique_ptr<SqlConnection>(std::make_unique<PgConnection>(std::move(conn)));
+    return std::unique_ptr<SqlConnection>(std::make_unique<PgConnection>(std::move(conn), url));
   } catch (const std::exception& e) {
     Error err = PgError(e, "connect");
     err.code = ErrorCode::kUnavailable;

@@ -11,7 +11,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<ColumnSpec, 24> kRunColumns = {{
+constexpr std::array<ColumnSpec, 27> kRunColumns = {{
     {"id", ColumnKind::kText},
     {"submitter", ColumnKind::kText},
     {"state", ColumnKind::kText},
@@ -36,6 +36,9 @@ constexpr std::array<ColumnSpec, 24> kRunColumns = {{
     {"backend", ColumnKind::kText},
     {"image", ColumnKind::kText},
     {"project_id", ColumnKind::kText},
+    {"node_selector", ColumnKind::kText},
+    {"retry_on_node_loss", ColumnKind::kInt},
+    {"attempt", ColumnKind::kInt},
 }};
 // Column indexes into kRunColumns, in order.
 enum RunCol : size_t {
@@ -63,6 +66,9 @@ enum RunCol : size_t {
   kBackend,
   kImage,
   kProjectId,
+  kNodeSelector,
+  kRetryOnNodeLoss,
+  kAttempt,
   kRowNo,
 };
 
@@ -330,6 +336,9 @@ Result<SqlRow> EncodeRun(const RunRecord& run) {
   row[kBackend] = run.backend;
   row[kImage] = run.image;
   row[kProjectId] = run.project_id.empty() ? SqlValue() : SqlValue(run.project_id);
+  SBX_TRY(put_json(kNodeSelector, json(run.node_selector)));
+  row[kRetryOnNodeLoss] = int64_t{run.retry_on_node_loss ? 1 : 0};
+  row[kAttempt] = run.attempt;
   // The plain text columns must be UTF-8 too: PostgreSQL refuses anything else.
   for (size_t col : {kId, kSubmitter, kNetwork, kSeccompProfile, kWorkspace, kIdempotencyKey,
                      kNode, kBackend, kImage, kProjectId}) {
@@ -385,6 +394,11 @@ Result<DecodedRun> DecodeRun(const SqlRow& row) {
     r.backend = TextAt(row, kBackend);
     r.image = TextAt(row, kImage);
     if (!IsNull(row, kProjectId)) r.project_id = TextAt(row, kProjectId);
+    column = "node_selector";
+    r.node_selector =
+        json::parse(TextAt(row, kNodeSelector)).get<std::map<std::string, std::string>>();
+    r.retry_on_node_loss = IntAt(row, kRetryOnNodeLoss) != 0;
+    r.attempt = IntAt(row, kAttempt);
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kInternal, "stored run {} has a malformed {} column: {}", r.id,
                      column, e.what());

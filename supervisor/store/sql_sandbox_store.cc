@@ -495,7 +495,8 @@ Result<ProcessRecord> SqlSandboxes::UpdateProcess(std::string_view sandbox_id, i
   return out;
 }
 
-Result<std::vector<std::string>> SqlSandboxes::RecoverStaleSandboxes(std::string_view node) {
+Result<std::vector<std::string>> SqlSandboxes::RecoverStaleSandboxes(std::string_view node,
+                                                                    EndCode reason) {
   if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "recovery needs a node name");
   static const std::vector<SandboxState> kLive = {SandboxState::kStarting, SandboxState::kRunning,
                                                   SandboxState::kPaused};
@@ -517,7 +518,7 @@ Result<std::vector<std::string>> SqlSandboxes::RecoverStaleSandboxes(std::string
       if (!decoded.ok()) return std::move(decoded).error();
       SandboxRecord& s = decoded->sandbox;
       s.state = SandboxState::kFailed;
-      s.reason = EndReason{EndCode::kSupervisorRestart, ""};
+      s.reason = EndReason{reason, ""};
       if (!s.ended_at_ms) s.ended_at_ms = now;
       auto stored = WriteSandbox(tx, s);
       if (!stored.ok()) return std::move(stored).error();
@@ -538,7 +539,7 @@ Result<std::vector<std::string>> SqlSandboxes::RecoverStaleSandboxes(std::string
                                                              : ProcessState::kCancelled,
                     now);
         if (!process->result) process->result.emplace();
-        process->result->reason = EndReason{EndCode::kSupervisorRestart, ""};
+        process->result->reason = EndReason{reason, ""};
         auto written = WriteProcess(tx, *process);
         if (!written.ok()) return std::move(written).error();
       }

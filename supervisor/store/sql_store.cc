@@ -140,8 +140,16 @@ class SqlStore final : public Store {
     if (run.idempotency_key && run.idempotency_key->empty()) {
       return MakeError(ErrorCode::kInvalidArgument, "an idempotency key must not be empty");
     }
+    if (run.retry_on_node_loss && !run.idempotency_key) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "retry_on_node_loss: needs an idempotency key (a run queued again after its "
+                       "node is lost runs a second time, which only an idempotent request may "
+                       "ask for)");
+    }
     if (run.id.empty()) run.id = NewRunId();
     SBX_TRY(CheckId(run.id, "run"));
+    // Matched inside SQL at every claim (SQLite reads keys as JSON paths).
+    SBX_TRY(CheckNodeLabels(run.node_selector, "node_selector"));
     if (run.created_at_ms == 0) run.created_at_ms = NowMs();
     auto row = EncodeRun(run);
     if (!row.ok()) return std::move(row).error();
@@ -272,17 +280,23 @@ class SqlStore final : public Store {
     return page;
   }
 
-  Result<std::optional<RunRecord>> ClaimNextQueued(std::string_view node) override {
+  Result<std::optional<RunRecord>> ClaimNextQueued(
+      std::string_view node, const std::map<std::string, std::string>& labels) override {
     if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "claiming needs a node name");
-    // PostgreSQL: the subquery locks the oldest QUEUED row no other transaction holds (SKIP
-    // LOCKED), so concurrent claimers each get a different run instead of queueing behind one.
-    // SQLite: the write transaction (BEGIN IMMEDIATE) excludes every other claimer.
+    SBX_TRY(CheckNodeLabels(labels, "node labels"));
+    auto labels_json = EncodeJson(nlohmann::json(labels), "node labels");
+    if (!labels_json.ok()) return std::move(labels_json).error();
+    // PostgreSQL: the subquery locks the oldest matching QUEUED row no other transaction holds
+    // (SKIP LOCKED), so concurrent claimers each get a different run instead of queueing behind
+    // one. SQLite: the write transaction (BEGIN IMMEDIATE) excludes every other claimer.
     const std::string sql =
-        "UPDATE runs SET state = 'RUNNING', node = $1, started_at = $2 WHERE id = (SELECT id "
-        "FROM runs WHERE state = 'QUEUED' ORDER BY queued_at, row_no LIMIT 1 " +
+        "UPDATE runs SET state = 'RUNNING', node = $1, started_at = $2, attempt = attempt + 1 "
+        "WHERE id = (SELECT id FROM runs WHERE state = 'QUEUED' AND (runs.node_selector = '{}' "
+        "OR " +
+        conn_->SelectorMatches("$3") + ") ORDER BY queued_at, row_no LIMIT 1 " +
         std::string(conn_->ClaimLockClause()) + ") AND state = 'QUEUED' RETURNING " +
         RunSelectList();
-    std::array<SqlValue, 2> params = {std::string(node), NowMs()};
+    std::array<SqlValue, 3> params = {std::string(node), NowMs(), std::move(*labels_json)};
     std::optional<RunRecord> claimed;
     SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
       auto r = FirstRun(tx.Query(sql, params, RunSelectKinds()));
@@ -413,10 +427,12 @@ class SqlStore final : public Store {
       if (std::string lock = conn_->LockStatement(LockKey::kAudit); audits && !lock.empty()) {
         SBX_TRY(tx.Query(lock, {}, {}));
       }
+      bool queued = false;
       for (const Write& w : writes) {
         if (const auto* t = std::get_if<TransitionWrite>(&w)) {
           auto run = ApplyTransition(tx, *t);
           if (!run.ok()) return std::move(run).error();
+          queued = queued || t->to == RunState::kQueued;
           out.runs.push_back(std::move(*run));
         } else if (const auto* e = std::get_if<EventWrite>(&w)) {
           auto event = ApplyEvent(tx, *e);
@@ -428,6 +444,9 @@ class SqlStore final : public Store {
           out.audits.push_back(std::move(*rec));
         }
       }
+      // Other daemons learn of it when it commits.
+      if (!out.events.empty()) SBX_TRY(Notify(tx, kEventsChannel, *run_id));
+      if (queued) SBX_TRY(Notify(tx, kQueueChannel, ""));
       return Ok();
     }));
     return out;
@@ -510,32 +529,148 @@ class SqlStore final : public Store {
     return v;
   }
 
-  Status Heartbeat(std::string_view node) override {
-    if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "a heartbeat needs a node");
-    std::array<SqlValue, 2> p = {std::string(node), NowMs()};
-    return conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
-      SBX_TRY(
-          tx.Exec("INSERT INTO nodes (name, last_heartbeat) VALUES ($1, $2) ON CONFLICT "
-                  "(name) DO UPDATE SET last_heartbeat = excluded.last_heartbeat",
-                  p));
+  Result<NodeRecord> RegisterNode(const NodeRecord& self) override {
+    if (self.name.empty()) return MakeError(ErrorCode::kInvalidArgument, "a node needs a name");
+    SBX_TRY(CheckNodeLabels(self.labels, "node labels"));
+    auto labels = EncodeJson(nlohmann::json(self.labels), "node labels");
+    if (!labels.ok()) return std::move(labels).error();
+    for (const std::string* text : {&self.name, &self.version, &self.address}) {
+      SBX_TRY(EncodeJson(*text, "node"));
+    }
+    const int64_t now = NowMs();
+    std::array<SqlValue, 7> p = {self.name,    now,           std::move(*labels),
+                                 self.capacity, self.version, self.address,
+                                 now};
+    NodeRecord out;
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      // A node that comes back after being declared lost is ready again; a drained one stays
+      // drained until an operator says otherwise.
+      SBX_TRY(tx.Exec(
+          "INSERT INTO nodes (name, last_heartbeat, state, labels, capacity, version, address, "
+          "started_at) VALUES ($1, $2, 'ready', $3, $4, $5, $6, $7) ON CONFLICT (name) DO UPDATE "
+          "SET last_heartbeat = excluded.last_heartbeat, labels = excluded.labels, capacity = "
+          "excluded.capacity, version = excluded.version, address = excluded.address, "
+          "started_at = excluded.started_at, state = CASE WHEN nodes.state = 'draining' THEN "
+          "'draining' ELSE 'ready' END",
+          p));
+      auto got = SelectNodes(tx, self.name);
+      if (!got.ok()) return std::move(got).error();
+      if (got->empty()) return MakeError(ErrorCode::kInternal, "node {} vanished", self.name);
+      out = std::move(got->front());
       return Ok();
-    });
+    }));
+    return out;
+  }
+
+  Result<NodeState> Heartbeat(std::string_view node) override {
+    if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "a heartbeat needs a node");
+    SBX_TRY(EncodeJson(std::string(node), "node"));
+    std::array<SqlValue, 2> p = {std::string(node), NowMs()};
+    NodeState state = NodeState::kReady;
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      auto rows = tx.Query("UPDATE nodes SET last_heartbeat = $2 WHERE name = $1 RETURNING state",
+                           p, kOneText);
+      if (!rows.ok()) return std::move(rows).error();
+      if (rows->empty()) {
+        state = NodeState::kReady;
+        SBX_TRY(tx.Exec("INSERT INTO nodes (name, last_heartbeat) VALUES ($1, $2)", p));
+        return Ok();
+      }
+      auto parsed = ParseNodeState(TextAt(rows->front(), 0));
+      if (!parsed.ok()) return std::move(parsed).error();
+      state = *parsed;
+      return Ok();
+    }));
+    return state;
   }
 
   Result<std::vector<NodeRecord>> ListNodes() override {
     std::vector<NodeRecord> nodes;
     SBX_TRY(conn_->Transact(TxMode::kRead, [&](SqlTx& tx) -> Status {
-      auto rows = tx.Query("SELECT name, last_heartbeat FROM nodes ORDER BY name", {}, kTextInt);
-      if (!rows.ok()) return std::move(rows).error();
-      for (const SqlRow& row : *rows) nodes.push_back({TextAt(row, 0), IntAt(row, 1)});
+      auto got = SelectNodes(tx, std::nullopt);
+      if (!got.ok()) return std::move(got).error();
+      nodes = std::move(*got);
       return Ok();
     }));
     return nodes;
   }
 
-  Result<std::vector<std::string>> RecoverStale(std::string_view node) override {
+  Result<NodeRecord> SetNodeState(std::string_view node, NodeState state) override {
+    if (state == NodeState::kLost) {
+      return MakeError(ErrorCode::kInvalidArgument, "a node is declared lost by DeclareNodeLost");
+    }
+    std::array<SqlValue, 2> p = {std::string(node), std::string(NodeStateName(state))};
+    NodeRecord out;
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      // A lost node leaves that state only by registering again (RegisterNode).
+      auto rows = tx.Query(
+          "UPDATE nodes SET state = $2 WHERE name = $1 AND state <> 'lost' RETURNING name", p,
+          kOneText);
+      if (!rows.ok()) return std::move(rows).error();
+      if (rows->empty()) {
+        auto existing = SelectNodes(tx, std::string(node));
+        if (!existing.ok()) return std::move(existing).error();
+        if (existing->empty()) return MakeError(ErrorCode::kNotFound, "no node named '{}'", node);
+        return MakeError(ErrorCode::kFailedPrecondition,
+                         "node {} is lost; it is ready again when it registers (its daemon "
+                         "starts or reaches the database again)",
+                         node);
+      }
+      auto got = SelectNodes(tx, std::string(node));
+      if (!got.ok()) return std::move(got).error();
+      out = std::move(got->front());
+      return Ok();
+    }));
+    return out;
+  }
+
+  Result<std::optional<LostNodeRuns>> DeclareNodeLost(std::string_view node,
+                                                      int64_t stale_before_ms) override {
     if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "recovery needs a node name");
-    auto result = EncodeResult(RunResult{.reason = {EndCode::kSupervisorRestart}});
+    auto result = EncodeResult(RunResult{.reason = {EndCode::kNodeLost}});
+    if (!result.ok()) return std::move(result).error();
+    std::optional<LostNodeRuns> out;
+    SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      out.reset();  // a retried transaction starts afresh
+      // The compare-and-set on the node's row: of several nodes noticing, one wins.
+      std::array<SqlValue, 2> claim = {std::string(node), stale_before_ms};
+      auto won = tx.Query(
+          "UPDATE nodes SET state = 'lost' WHERE name = $1 AND state <> 'lost' AND "
+          "last_heartbeat < $2 RETURNING name",
+          claim, kOneText);
+      if (!won.ok()) return std::move(won).error();
+      if (won->empty()) return Ok();
+      LostNodeRuns runs;
+      const int64_t now = NowMs();
+      std::array<SqlValue, 2> requeue = {std::string(node), now};
+      auto requeued = tx.Query(
+          "UPDATE runs SET state = 'QUEUED', node = NULL, queued_at = $2, started_at = NULL "
+          "WHERE node = $1 AND state = 'RUNNING' AND retry_on_node_loss = 1 AND "
+          "idempotency_key IS NOT NULL RETURNING id",
+          requeue, kOneText);
+      if (!requeued.ok()) return std::move(requeued).error();
+      for (const SqlRow& row : *requeued) runs.requeued.push_back(TextAt(row, 0));
+      if (!runs.requeued.empty()) SBX_TRY(Notify(tx, kQueueChannel, ""));
+      std::array<SqlValue, 3> fail = {now, *result, std::string(node)};
+      auto failed = tx.Query(
+          "UPDATE runs SET state = 'FAILED', finished_at = $1, result = $2 WHERE node = $3 AND "
+          "state = 'RUNNING' RETURNING id",
+          fail, kOneText);
+      if (!failed.ok()) return std::move(failed).error();
+      for (const SqlRow& row : *failed) runs.failed.push_back(TextAt(row, 0));
+      out = std::move(runs);
+      return Ok();
+    }));
+    return out;
+  }
+
+  Result<std::unique_ptr<StoreWatch>> Watch(StoreWatchCallbacks callbacks) override {
+    return conn_->Watch(std::move(callbacks));
+  }
+
+  Result<std::vector<std::string>> RecoverStale(std::string_view node, EndCode reason) override {
+    if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "recovery needs a node name");
+    auto result = EncodeResult(RunResult{.reason = {reason}});
     if (!result.ok()) return std::move(result).error();
     std::array<SqlValue, 3> p = {NowMs(), *result, std::string(node)};
     std::vector<std::string> ids;
@@ -581,8 +716,9 @@ class SqlStore final : public Store {
                                       const ProcessUpdate& update) override {
     return sandboxes_.UpdateProcess(sandbox_id, process_id, from, to, update);
   }
-  Result<std::vector<std::string>> RecoverStaleSandboxes(std::string_view node) override {
-    return sandboxes_.RecoverStaleSandboxes(node);
+  Result<std::vector<std::string>> RecoverStaleSandboxes(std::string_view node,
+                                                         EndCode reason) override {
+    return sandboxes_.RecoverStaleSandboxes(node, reason);
   }
 
   Result<ProjectRecord> CreateProject(const ProjectRecord& project) override {
@@ -610,6 +746,57 @@ class SqlStore final : public Store {
   }
 
  private:
+  // The notification of `channel` (with the run's id for events) for other processes.
+  Status Notify(SqlTx& tx, std::string_view channel, const std::string& run_id) {
+    const std::string_view sql = conn_->NotifyStatement();
+    if (sql.empty()) return Ok();
+    std::string payload = NotificationOrigin();
+    if (!run_id.empty()) payload += "\n" + run_id;
+    std::array<SqlValue, 2> p = {std::string(channel), std::move(payload)};
+    SBX_TRY(tx.Query(sql, p, {}));
+    return Ok();
+  }
+
+  // Every node, or the one named, with its RUNNING runs counted.
+  static Result<std::vector<NodeRecord>> SelectNodes(SqlTx& tx,
+                                                     const std::optional<std::string>& name) {
+    static constexpr std::array<ColumnKind, 9> kinds = {
+        ColumnKind::kText, ColumnKind::kInt, ColumnKind::kText, ColumnKind::kText,
+        ColumnKind::kInt,  ColumnKind::kText, ColumnKind::kText, ColumnKind::kInt,
+        ColumnKind::kInt};
+    Params p;
+    std::string sql =
+        "SELECT n.name, n.last_heartbeat, n.state, n.labels, n.capacity, n.version, n.address, "
+        "n.started_at, (SELECT COUNT(*) FROM runs r WHERE r.node = n.name AND r.state = "
+        "'RUNNING') FROM nodes n";
+    if (name) sql += " WHERE n.name = " + p.Add(*name);
+    sql += " ORDER BY n.name";
+    auto rows = tx.Query(sql, p.values(), kinds);
+    if (!rows.ok()) return std::move(rows).error();
+    std::vector<NodeRecord> nodes;
+    for (const SqlRow& row : *rows) {
+      NodeRecord n;
+      n.name = TextAt(row, 0);
+      n.last_heartbeat_ms = IntAt(row, 1);
+      auto state = ParseNodeState(TextAt(row, 2));
+      if (!state.ok()) return std::move(state).error();
+      n.state = *state;
+      try {
+        n.labels = nlohmann::json::parse(TextAt(row, 3)).get<std::map<std::string, std::string>>();
+      } catch (const std::exception& e) {
+        return MakeError(ErrorCode::kInternal, "node {} has malformed labels: {}", n.name,
+                         e.what());
+      }
+      n.capacity = IntAt(row, 4);
+      n.version = TextAt(row, 5);
+      n.address = TextAt(row, 6);
+      n.started_at_ms = IntAt(row, 7);
+      n.running = IntAt(row, 8);
+      nodes.push_back(std::move(n));
+    }
+    return nodes;
+  }
+
   static Result<RunRecord> ApplyTransition(SqlTx& tx, const TransitionWrite& w) {
     const std::string& run_id = w.run_id;
     const RunState to = w.to;
@@ -652,21 +839,26 @@ class SqlStore final : public Store {
     }
     sql += ")";
     if (w.if_last_event_seq) sql += " AND last_event_seq = " + p.Add(*w.if_last_event_seq);
+    if (w.if_attempt) sql += " AND attempt = " + p.Add(*w.if_attempt);
     sql += " RETURNING " + RunSelectList();
 
     auto r = FirstRun(tx.Query(sql, p.values(), RunSelectKinds()));
     if (!r.ok()) return std::move(r).error();
     if (*r) return std::move(**r);
     std::array<SqlValue, 1> id = {run_id};
-    auto rows = tx.Query("SELECT state FROM runs WHERE id = $1", id, kOneText);
+    auto rows = tx.Query("SELECT state, attempt FROM runs WHERE id = $1", id, kTextInt);
     if (!rows.ok()) return std::move(rows).error();
     if (rows->empty()) return RunNotFound(run_id);
-    if (w.if_last_event_seq) {
-      auto now = ParseRunState(TextAt(rows->front(), 0));
-      if (now.ok() && std::find(w.from.begin(), w.from.end(), *now) != w.from.end()) {
-        return MakeError(ErrorCode::kAborted, "run {} changed meanwhile; read it again",
-                         run_id);
-      }
+    auto current = ParseRunState(TextAt(rows->front(), 0));
+    const bool in_from =
+        current.ok() && std::find(w.from.begin(), w.from.end(), *current) != w.from.end();
+    if (in_from && w.if_attempt && IntAt(rows->front(), 1) != *w.if_attempt) {
+      return MakeError(ErrorCode::kAborted,
+                       "run {} was claimed again (attempt {}, not {}): another node runs it",
+                       run_id, IntAt(rows->front(), 1), *w.if_attempt);
+    }
+    if (in_from && w.if_last_event_seq) {
+      return MakeError(ErrorCode::kAborted, "run {} changed meanwhile; read it again", run_id);
     }
     return MakeError(ErrorCode::kFailedPrecondition,
                      "run {} is {}; moving it to {} needs it to be {}", run_id,

@@ -76,7 +76,22 @@ class SqlConnection {
   // stay locked until it ends), or "" where the write transaction already excludes every other
   // writer (SQLite).
   virtual std::string_view RowLockClause() const = 0;
+  // A condition true when the runs row's node_selector (a JSON object of strings) is contained
+  // in `labels_param`, a parameter holding the node's labels as a JSON object.
+  virtual std::string SelectorMatches(const std::string& labels_param) const = 0;
+  // A statement that sends notification $2 on channel $1 when the transaction commits, or ""
+  // where no other process can listen (SQLite).
+  virtual std::string_view NotifyStatement() const = 0;
+  // Store::Watch(): nullptr where NotifyStatement() is "". `origin` is this process's mark in
+  // the notifications (NotificationOrigin()): those carrying it are not reported.
+  virtual Result<std::unique_ptr<StoreWatch>> Watch(StoreWatchCallbacks callbacks) = 0;
 };
+
+// The channels and payloads of the notifications: "ORIGIN\nRUN_ID" on sbx_events, "ORIGIN" on
+// sbx_queue. ORIGIN tells this process's own commits apart: random, fixed for its lifetime.
+inline constexpr std::string_view kEventsChannel = "sbx_events";
+inline constexpr std::string_view kQueueChannel = "sbx_queue";
+const std::string& NotificationOrigin();
 
 std::unique_ptr<Store> MakeSqlStore(std::unique_ptr<SqlConnection> conn);
 
@@ -99,7 +114,7 @@ class SqlSandboxes {
   Result<ProcessRecord> UpdateProcess(std::string_view sandbox_id, int64_t process_id,
                                       const std::vector<ProcessState>& from, ProcessState to,
                                       const ProcessUpdate& update);
-  Result<std::vector<std::string>> RecoverStaleSandboxes(std::string_view node);
+  Result<std::vector<std::string>> RecoverStaleSandboxes(std::string_view node, EndCode reason);
 
  private:
   SqlConnection& conn_;

@@ -169,6 +169,20 @@ CREATE INDEX plans_by_project ON plans (project_id, row_no);
 ALTER TABLE runs ADD COLUMN project_id TEXT;
 CREATE INDEX runs_by_project ON runs (project_id, row_no);
 )sql"},
+    // Nodes carry what routing and `GET /v1/nodes` need; a run says where it may run, whether it
+    // may run again after its node is lost, and how many times it was claimed.
+    {7, "nodes: state, labels and capacity; runs: node_selector, retry_on_node_loss, attempt", R"sql(
+ALTER TABLE nodes ADD COLUMN state TEXT NOT NULL DEFAULT 'ready';
+ALTER TABLE nodes ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE nodes ADD COLUMN capacity INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE nodes ADD COLUMN version TEXT NOT NULL DEFAULT '';
+ALTER TABLE nodes ADD COLUMN address TEXT NOT NULL DEFAULT '';
+ALTER TABLE nodes ADD COLUMN started_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN node_selector TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN retry_on_node_loss INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX runs_running_by_node ON runs (node, state);
+)sql"},
 };
 
 struct DbCloser {
@@ -394,6 +408,15 @@ class SqliteConnection final : public SqlConnection {
   std::string LockStatement(LockKey) const override { return ""; }
   std::string_view ClaimLockClause() const override { return ""; }
   std::string_view RowLockClause() const override { return ""; }
+  std::string_view NotifyStatement() const override { return ""; }
+  Result<std::unique_ptr<StoreWatch>> Watch(StoreWatchCallbacks) override {
+    return std::unique_ptr<StoreWatch>();
+  }
+  std::string SelectorMatches(const std::string& labels_param) const override {
+    // Label keys are plain (no quote can reach the path: the API refuses them).
+    return "NOT EXISTS (SELECT 1 FROM json_each(runs.node_selector) s WHERE json_extract(" +
+           labels_param + ", '$.\"' || s.key || '\"') IS NOT s.value)";
+  }
 
  private:
   std::mutex mu_;

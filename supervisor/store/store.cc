@@ -2,7 +2,9 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <string>
@@ -58,6 +60,13 @@ std::string NewRandomId(std::string prefix) {
 
 }  // namespace
 
+namespace internal {
+const std::string& NotificationOrigin() {
+  static const std::string origin = NewRandomId("p");
+  return origin;
+}
+}  // namespace internal
+
 const char* RunStateName(RunState state) { return kStateNames[static_cast<size_t>(state)]; }
 
 Result<RunState> ParseRunState(std::string_view name) {
@@ -68,6 +77,46 @@ Result<RunState> ParseRunState(std::string_view name) {
                    "unknown run state '{}'; expected one of PENDING, PLANNED, AWAITING_REVIEW, "
                    "QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED",
                    name);
+}
+
+namespace {
+constexpr std::array<const char*, 3> kNodeStateNames = {"ready", "draining", "lost"};
+}  // namespace
+
+const char* NodeStateName(NodeState state) {
+  return kNodeStateNames[static_cast<size_t>(state)];
+}
+
+Result<NodeState> ParseNodeState(std::string_view name) {
+  for (size_t i = 0; i < kNodeStateNames.size(); ++i) {
+    if (name == kNodeStateNames[i]) return static_cast<NodeState>(i);
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "unknown node state '{}'; expected ready, draining or lost", name);
+}
+
+Status CheckNodeLabels(const std::map<std::string, std::string>& labels, std::string_view field) {
+  auto plain = [](char c, bool colon) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ||
+           c == '/' || (colon && c == ':');
+  };
+  for (const auto& [key, value] : labels) {
+    if (key.empty() || key.size() > 63 || !std::isalnum(static_cast<unsigned char>(key[0])) ||
+        !std::all_of(key.begin(), key.end(), [&](char c) { return plain(c, false); })) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "{}: '{}' is not a label key (1 to 63 letters, digits, '.', '_', '-', "
+                       "'/', starting with a letter or digit)",
+                       field, key.substr(0, 80));
+    }
+    if (value.size() > 63 ||
+        !std::all_of(value.begin(), value.end(), [&](char c) { return plain(c, true); })) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "{}.{}: a label value is at most 63 letters, digits, '.', '_', '-', '/', "
+                       "':'",
+                       field, key);
+    }
+  }
+  return Ok();
 }
 
 bool IsTerminal(RunState state) {

@@ -10,7 +10,9 @@
 // (IsLegalTransition() is the table.) Every state change is a compare-and-set: Transition()
 // names the states it expects the run to be in, and changes nothing when it is in another one.
 // Several daemons may share one PostgreSQL database; ClaimNextQueued() hands each QUEUED run to
-// exactly one of them.
+// exactly one of them, one whose labels match the run's node_selector. One more edge exists for
+// them: a RUNNING run whose node was declared lost goes back to QUEUED when it asked for that
+// (retry_on_node_loss, with an idempotency key); each claim counts an attempt.
 //
 // Thread safety: a Store is safe to use from several threads; each instance holds one database
 // connection and serialises its own calls on it. For parallelism, open several Stores.
@@ -18,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -177,6 +180,11 @@ struct RunRequest {
   std::string backend;  // the backend asked for: "native", "docker", "auto" ("" = the default)
   std::string image;    // Docker: the image to run in; "" = none named
   std::string project_id;  // the project it belongs to; "" = none
+  // Only a node carrying every one of these labels (key=value) may run it; empty: any node.
+  std::map<std::string, std::string> node_selector;
+  // When its node is lost while it runs: back to QUEUED (it must carry an idempotency key, so
+  // that running it again is what the client asked for) instead of FAILED (node_lost).
+  bool retry_on_node_loss = false;
   bool operator==(const RunRequest&) const = default;
 };
 
@@ -194,6 +202,10 @@ struct RunRecord : RunRequest {
   std::optional<int64_t> started_at_ms;
   std::optional<int64_t> finished_at_ms;
   std::optional<RunResult> result;
+  // How many times a node claimed it (1 for a run that ran once; more after a requeue). A
+  // node's writes about its execution carry it (TransitionWrite::if_attempt), so a node that
+  // lost the run to another cannot end it.
+  int64_t attempt = 0;
 
   const RunRequest& request() const { return *this; }
 };
@@ -280,9 +292,33 @@ struct AuditVerification {
   std::string problem;  // what is wrong with first_broken_id
 };
 
+// A node: a daemon sharing the store. ready: takes work; draining: finishes what it runs and
+// takes nothing new; lost: stopped beating, and what it ran was ended or requeued by another.
+enum class NodeState { kReady, kDraining, kLost };
+const char* NodeStateName(NodeState state);
+Result<NodeState> ParseNodeState(std::string_view name);
+
 struct NodeRecord {
   std::string name;
   int64_t last_heartbeat_ms = 0;
+  NodeState state = NodeState::kReady;
+  std::map<std::string, std::string> labels;  // matched against runs' node_selector
+  int64_t capacity = 0;                       // runs it executes at once
+  std::string version;                        // the daemon's
+  std::string address;                        // where other nodes and clients reach its API
+  int64_t started_at_ms = 0;                  // when it last registered
+  int64_t running = 0;                        // ListNodes: its RUNNING runs now
+};
+
+// Node labels and node selectors: a key of 1 to 63 letters, digits, '.', '_', '-' or '/',
+// starting with a letter or digit; a value of at most 63 of those or ':'. kInvalidArgument
+// naming `field` and the offending key otherwise.
+Status CheckNodeLabels(const std::map<std::string, std::string>& labels, std::string_view field);
+
+// What DeclareNodeLost() did to the lost node's runs.
+struct LostNodeRuns {
+  std::vector<std::string> failed;    // RUNNING -> FAILED (node_lost)
+  std::vector<std::string> requeued;  // RUNNING -> QUEUED (retry_on_node_loss)
 };
 
 struct MigrateResult {
@@ -301,6 +337,9 @@ struct TransitionWrite {
   // otherwise): a change computed from what was read, such as a reviewer's vote, is never
   // applied over another made meanwhile.
   std::optional<int64_t> if_last_event_seq;
+  // Only if the run's attempt is this one (kAborted otherwise: it was requeued and claimed
+  // again since).
+  std::optional<int64_t> if_attempt;
 };
 struct EventWrite {
   std::string run_id;
@@ -327,9 +366,28 @@ Result<std::string> AuditCanonical(const AuditRecord& record);
 // hex(SHA-256(prev_hash + "\n" + AuditCanonical(record))).
 Result<std::string> AuditHash(const AuditRecord& record);
 
+// What other daemons sharing the database commit, as they commit it (Store::Watch).
+struct StoreWatchCallbacks {
+  std::function<void(const std::string& run_id)> events;  // events of this run were committed
+  std::function<void()> queued;                           // a run entered QUEUED
+};
+class StoreWatch {
+ public:
+  virtual ~StoreWatch() = default;  // stops watching; no callback runs after it returns
+};
+
 class Store {
  public:
   virtual ~Store() = default;
+
+  // Reports what other processes sharing the database commit, on a thread of its own: their
+  // events (the run named) and runs they queue, so that a node wakes the clients following a
+  // run another node executes, and claims a run another node queued, when it happens. This
+  // process's own commits are not reported (its event bus delivers them). nullptr where no
+  // other process can share the database (SQLite). The watch reconnects after a broken
+  // connection and then reports `queued` and an empty run id for `events` (anything may have
+  // been missed).
+  virtual Result<std::unique_ptr<StoreWatch>> Watch(StoreWatchCallbacks callbacks) = 0;
 
   // Creates or upgrades the schema, applying the missing versioned migrations in order in one
   // transaction; a no-op when the schema is current. Concurrent Migrate() calls from several
@@ -355,10 +413,12 @@ class Store {
   // Transition(run_id, NonTerminalRunStates(), kCancelled) with result.reason = "cancelled".
   Result<RunRecord> Cancel(std::string_view run_id);
 
-  // Atomically takes the oldest QUEUED run (by queued_at), moves it to RUNNING with node = `node`
-  // and returns it; nullopt when none is queued. Two callers, in this process or on other
-  // daemons sharing the database, never get the same run.
-  virtual Result<std::optional<RunRecord>> ClaimNextQueued(std::string_view node) = 0;
+  // Atomically takes the oldest QUEUED run (by queued_at) whose node_selector `labels` satisfy,
+  // moves it to RUNNING with node = `node` and attempt + 1, and returns it; nullopt when there is
+  // none. Two callers, in this process or on other daemons sharing the database, never get the
+  // same run.
+  virtual Result<std::optional<RunRecord>> ClaimNextQueued(
+      std::string_view node, const std::map<std::string, std::string>& labels = {}) = 0;
   // Every state, with 0 for the empty ones.
   virtual Result<std::map<RunState, int64_t>> CountByState() = 0;
   // How many runs are in `state`; unlike CountByState(), its cost follows that count, not the
@@ -399,13 +459,31 @@ class Store {
   // error means the walk itself failed.
   virtual Result<AuditVerification> VerifyAudit() = 0;
 
-  // Records that `node` is alive now.
-  virtual Status Heartbeat(std::string_view node) = 0;
+  // A daemon's start: stores `self` (labels, capacity, version, address) with started_at and
+  // last_heartbeat now. A new node, or one declared lost, is ready; a draining one stays
+  // draining. Returns the node as stored.
+  virtual Result<NodeRecord> RegisterNode(const NodeRecord& self) = 0;
+  // Records that `node` is alive now (registering it, ready, when it is unknown) and returns the
+  // state it had: kLost tells a node that others took its runs while it was unreachable.
+  virtual Result<NodeState> Heartbeat(std::string_view node) = 0;
+  // Every node, by name, with its running count.
   virtual Result<std::vector<NodeRecord>> ListNodes() = 0;
+  // ready <-> draining (kInvalidArgument for kLost). kNotFound for an unknown node;
+  // kFailedPrecondition for a lost one (it is ready again when it registers).
+  virtual Result<NodeRecord> SetNodeState(std::string_view node, NodeState state) = 0;
+  // Declares `node` lost when its last heartbeat is older than `stale_before_ms` and it is not
+  // lost already, and in the same transaction ends its RUNNING runs: back to QUEUED those with
+  // retry_on_node_loss and an idempotency key, FAILED (node_lost) the others. nullopt when it
+  // is not stale or another caller declared it first: of several nodes noticing, one acts, once.
+  virtual Result<std::optional<LostNodeRuns>> DeclareNodeLost(std::string_view node,
+                                                              int64_t stale_before_ms) = 0;
   // Crash recovery: moves every RUNNING run of `node` to FAILED with result.reason
   // "supervisor_restart" and returns their ids. Call it for the local node at start, before
   // claiming, or for a node whose heartbeat stopped. The caller appends the events.
-  virtual Result<std::vector<std::string>> RecoverStale(std::string_view node) = 0;
+  // `reason`: kSupervisorRestart, or kNodeLost for the runs a fenced node (exec/heartbeat.h)
+  // killed and could not end itself.
+  virtual Result<std::vector<std::string>> RecoverStale(
+      std::string_view node, EndCode reason = EndCode::kSupervisorRestart) = 0;
 
   // ---- Long-lived sandboxes and their processes (sandbox_records.h) ----------------------------
   // Stores a new sandbox in PENDING (id, created_at and last_activity filled in when empty). With
@@ -441,7 +519,9 @@ class Store {
   // Crash recovery: every STARTING, RUNNING or PAUSED sandbox of `node` ends FAILED with reason
   // supervisor_restart; its RUNNING processes end FINISHED (supervisor_restart) and those
   // awaiting review CANCELLED. Returns the sandboxes' ids.
-  virtual Result<std::vector<std::string>> RecoverStaleSandboxes(std::string_view node) = 0;
+  // `reason`: kSupervisorRestart (the node restarted) or kNodeLost (another noticed it gone).
+  virtual Result<std::vector<std::string>> RecoverStaleSandboxes(
+      std::string_view node, EndCode reason = EndCode::kSupervisorRestart) = 0;
 
   // ---- Projects and plans (project_records.h) -------------------------------------------------
   // Stores a new project (id, created_at, updated_at filled in; version 1). kAlreadyExists when

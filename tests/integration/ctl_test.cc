@@ -129,6 +129,8 @@ class CtlTest : public ::testing::Test {
         "policy_dir: \"{1}/policies\"\n"
         "cgroup_parent: \"{2}\"\n"
         "max_concurrent_runs: 2\n"
+        "node: ctl-node\n"
+        "node_labels: {{zone: here}}\n"
         "workspace_roots: [\"{1}/roots\"]\n"
         "api_keys:\n"
         "  - {{name: sub, role: submitter, key_sha256: {3}}}\n"
@@ -963,6 +965,38 @@ TEST_F(CtlTest, ProjectsPlansAndJobs) {
   EXPECT_EQ(bad.code, 125);
   EXPECT_NE(bad.err.find("params.name"), std::string::npos) << bad.err;
   EXPECT_EQ(Ctl({"run", "--job", "hello", "--memory", "1g"}, kSubmitterKey).code, 2);
+}
+
+TEST_F(CtlTest, NodesAreListedDrainedAndResumedAndRunsAskForLabels) {
+  EXPECT_EQ(Ctl({"node", "ls"}, kSubmitterKey).code, 1);
+  CtlResult ls = Ctl({"node", "ls"}, kReviewerKey);
+  ASSERT_EQ(ls.code, 0) << ls.err;
+  EXPECT_NE(ls.out.find("ctl-node *"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("ready"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("zone=here"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("0/2"), std::string::npos) << ls.out;
+  EXPECT_EQ(Ctl({"node", "drain", "ctl-node"}, kReviewerKey).code, 1);
+  EXPECT_EQ(Ctl({"node", "drain"}, kAdminKey).code, 2);
+  CtlResult drained = Ctl({"node", "drain", "ctl-node"}, kAdminKey);
+  ASSERT_EQ(drained.code, 0) << drained.err;
+  EXPECT_EQ(drained.out, "node ctl-node: draining\n");
+
+  // Approved while the node is drained, the run waits in the queue; resumed, it runs.
+  std::string id;
+  auto run = StartRun({"--node-selector", "zone=here", "--", "/bin/echo", "hi"}, &id);
+  ASSERT_TRUE(run);
+  Approve(id);
+  EXPECT_EQ(Inspect(id)["state"], "QUEUED");
+  EXPECT_EQ(Inspect(id)["node_selector"]["zone"], "here");
+  CtlResult resumed = Ctl({"node", "resume", "ctl-node"}, kAdminKey);
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  ASSERT_EQ(run->Finish(), 0) << run->err();
+  EXPECT_EQ(run->out(), "hi\n");
+
+  CtlResult no_key = Ctl({"run", "--retry-on-node-loss", "--", "/bin/true"}, kSubmitterKey);
+  EXPECT_EQ(no_key.code, 125);
+  EXPECT_NE(no_key.err.find("idempotency key"), std::string::npos) << no_key.err;
+  EXPECT_EQ(Ctl({"run", "--node-selector", "novalue", "--", "/bin/true"}, kSubmitterKey).code, 2);
 }
 
 TEST_F(CtlTest, PolicyTest) {

@@ -51,7 +51,8 @@ void ServerTest::WriteConfig(const std::string& listen, const std::vector<Server
                              const std::string& extra) {
   std::ofstream out(dir_ + "/sandboxd.yaml");
   out << "listen: [\"" << listen << "\"]\n"
-      << "database: sqlite://" << dir_ << "/sandboxd.db\n"
+      << "database: " << (database_.empty() ? "sqlite://" + dir_ + "/sandboxd.db" : database_)
+      << "\n"
       << "data_dir: " << dir_ << "/data\n"
       << "node: " << node_ << "\n"
       << "cgroup_parent: " << cgroup_parent_ << "\n"

@@ -45,8 +45,8 @@ class ServerTest : public SandboxTest {
   // after 30 s; then the cgroup parent and the directory are removed.
   void TearDown() override;
 
-  // DIR/sandboxd.yaml: `listen` ("unix:PATH" or "127.0.0.1:0"), the database, data dir and
-  // policy dir in DIR, the node, the cgroup parent, the keys, then `extra` (YAML lines).
+  // DIR/sandboxd.yaml: `listen` ("unix:PATH" or "127.0.0.1:0"), the database (database_, or
+  // SQLite in DIR), data dir and policy dir in DIR, the node, the cgroup parent, the keys, then `extra` (YAML lines).
   void WriteConfig(const std::string& listen, const std::vector<ServerKey>& keys,
                    const std::string& extra = "");
   // Forks and execs the daemon; its stdout stays readable on stdout_fd_.
@@ -67,6 +67,7 @@ class ServerTest : public SandboxTest {
   // stream ended first.
   nlohmann::json WaitForEvent(const std::string& id, const std::string& type, const char* key);
 
+  std::string database_;  // the config's database; "" = sqlite in dir_
   std::string dir_;
   std::string node_;
   std::string cgroup_parent_;
