@@ -983,7 +983,7 @@ TEST_F(CtlTest, NodesAreListedDrainedAndResumedAndRunsAskForLabels) {
 
   // Approved while the node is drained, the run waits in the queue; resumed, it runs.
   std::string id;
-  auto run = StartRun({"--node-selector", "zone=here", "--", "/bin/echo", "hi"}, &id);
+  auto run = StartRun({"--node-selector", "zone=here", "--", "/bin/busybox", "echo", "hi"}, &id);
   ASSERT_TRUE(run);
   Approve(id);
   EXPECT_EQ(Inspect(id)["state"], "QUEUED");
