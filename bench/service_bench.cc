@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -43,12 +44,16 @@ using sbx::api::testing::RoundTrip;
 using sbx::api::testing::WsReadFrame;
 using Clock = std::chrono::steady_clock;
 
+// PORT, or PORT,PORT,…: several nodes of one service, each run submitted to the next one and
+// followed through another (`rate` only).
+std::vector<uint16_t> g_ports;
 uint16_t g_port = 0;
 std::string g_key;
+thread_local size_t t_turn = 0;
 
-// Submits `body`; returns the run id ("" on failure).
-std::string Submit(const std::string& body) {
-  auto c = RawConn::Tcp(g_port);
+// Submits `body` (to `port`, or g_port); returns the run id ("" on failure).
+std::string Submit(const std::string& body, uint16_t port = 0) {
+  auto c = RawConn::Tcp(port != 0 ? port : g_port);
   if (!c) return "";
   auto r = RoundTrip(*c, MakeRequest("POST", "/v1/runs",
                                      {{"x-api-key", g_key}, {"Content-Type", "application/json"}},
@@ -85,9 +90,10 @@ struct Followed {
 };
 
 // Reads the run's events from the start until run.completed.
-Followed Follow(const std::string& id, bool count_logs, bool binary = false) {
+Followed Follow(const std::string& id, bool count_logs, bool binary = false,
+                uint16_t port = 0) {
   Followed f;
-  auto ws = RawConn::Tcp(g_port);
+  auto ws = RawConn::Tcp(port != 0 ? port : g_port);
   if (!ws) return f;
   ws->SetTimeout(std::chrono::seconds(120));
   ws->Send(MakeWsUpgrade("/v1/runs/" + id + "/events?after=0" + (binary ? "&format=binary" : ""),
@@ -155,16 +161,26 @@ int Latency(int n, int pause_ms) {
   return failed == 0 ? 0 : 1;
 }
 
+// The run each client submits: $BENCH_BODY, or /bin/true.
+std::string RunBody() {
+  const char* b = std::getenv("BENCH_BODY");
+  return b != nullptr && *b != '\0' ? b : kTrue;
+}
+
 int Rate(int clients, int n) {
   std::atomic<int> next{0}, failed{0};
   std::vector<std::thread> threads;
+  const std::string body = RunBody();
   const double busy0 = sbx::bench::HostBusyMs();
   auto t0 = Clock::now();
   for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&] {
+    threads.emplace_back([&, c] {
+      t_turn = static_cast<size_t>(c);
       while (next.fetch_add(1) < n) {
-        std::string id = Submit(kTrue);
-        Followed f = id.empty() ? Followed{} : Follow(id, false);
+        const size_t k = g_ports.size();
+        const uint16_t to = g_ports[t_turn++ % k];
+        std::string id = Submit(body, to);
+        Followed f = id.empty() ? Followed{} : Follow(id, false, false, g_ports[t_turn % k]);
         if (!f.completed || f.state != "SUCCEEDED") {
           failed.fetch_add(1);
           std::fprintf(stderr, "run %s: %s\n", id.empty() ? "(not submitted)" : id.c_str(),
@@ -176,6 +192,8 @@ int Rate(int clients, int n) {
   for (auto& t : threads) t.join();
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   nlohmann::json out = {{"bench", "rate"},
+                        {"nodes", g_ports.size()},
+                        {"body", body},
                         {"clients", clients},
                         {"runs", n},
                         {"failed", failed.load()},
@@ -224,12 +242,18 @@ int Logs(int64_t bytes, int daemon_pid, const std::string& format, const std::st
 int main(int argc, char** argv) {
   if (argc < 5) {
     std::fprintf(stderr,
-                 "usage: bench_service latency PORT KEY N [PAUSE_MS] | rate PORT KEY CLIENTS N | "
+                 "usage: bench_service latency PORT KEY N [PAUSE_MS] | rate PORT[,PORT…] KEY "
+                 "CLIENTS N ($BENCH_BODY: the run) | "
                  "logs PORT KEY BYTES DAEMON_PID [json|binary [text|zero]]\n");
     return 2;
   }
   std::string mode = argv[1];
-  g_port = static_cast<uint16_t>(std::stoi(argv[2]));
+  for (std::string_view ports = argv[2]; !ports.empty();) {
+    const size_t comma = std::min(ports.find(','), ports.size());
+    g_ports.push_back(static_cast<uint16_t>(std::stoi(std::string(ports.substr(0, comma)))));
+    ports.remove_prefix(std::min(comma + 1, ports.size()));
+  }
+  g_port = g_ports.front();
   g_key = argv[3];
   if (mode == "latency") return Latency(std::stoi(argv[4]), argc >= 6 ? std::stoi(argv[5]) : 0);
   if (mode == "rate" && argc >= 6) return Rate(std::stoi(argv[4]), std::stoi(argv[5]));
