@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/utf8.h"
 #include "base/base64.h"
 #include "base/result.h"
 
@@ -57,9 +58,8 @@ Result<std::vector<std::string>> SplitCommand(std::string_view line);
 std::string ShellQuote(std::string_view word);
 std::string JoinCommand(const std::vector<std::string>& argv);
 
-// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF):
-// the API takes text fields as UTF-8 and bytes as base64.
-bool IsValidUtf8(std::string_view s);
+// The API takes text fields as UTF-8 (base/utf8.h) and bytes as base64.
+using sbx::IsValidUtf8;
 // Standard base64 (base/base64.h). Decode skips what is not in the alphabet ('=' included), as
 // the API's *_b64 fields need nothing stricter.
 using sbx::Base64Decode;

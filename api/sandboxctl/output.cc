@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "api/sandboxctl/commands.h"
+#include "base/clock.h"
 #include "base/fs.h"
 #include "base/unique_fd.h"
 
@@ -21,12 +22,6 @@ size_t CodePoints(std::string_view s) {
   size_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
   return n;
-}
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace

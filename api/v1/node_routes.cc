@@ -4,16 +4,11 @@
 #include <chrono>
 
 #include "api/v1/route_util.h"
+#include "base/clock.h"
 #include "api/v1/run_routes.h"
 
 namespace sbx::api {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 

@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "base/clock.h"
+
 namespace sbx::supervisor {
 
 namespace {
@@ -197,10 +199,7 @@ void Heartbeat::FindLostNodes() {
   // to within a fraction of node_timeout.
   auto nodes = store_.ListNodes();
   if (!nodes.ok()) return;
-  const int64_t cutoff = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count() -
-                         node_timeout_.count();
+  const int64_t cutoff = NowMs() - node_timeout_.count();
   size_t requeued = 0;
   for (const store::NodeRecord& n : *nodes) {
     if (n.name == self_.name || n.state == store::NodeState::kLost ||

@@ -3,11 +3,11 @@
 
 #include <string_view>
 
+#include "base/utf8.h"
+
 namespace sbx::supervisor::plan::internal {
 
-// Whether `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
-// U+10FFFF).
-bool IsValidUtf8(std::string_view s);
+using ::sbx::IsValidUtf8;  // base/utf8.h
 
 // The longest prefix of `s` (valid UTF-8) of at most `max_bytes` that does not split a
 // character.

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "base/utf8.h"
+
 namespace sbx::policy {
 
 using nlohmann::json;
@@ -15,15 +17,6 @@ namespace {
 
 Error ParamError(const std::string& name, const std::string& what) {
   return MakeError(ErrorCode::kInvalidArgument, "params.{}: {}", name, what);
-}
-
-bool IsUtf8(std::string_view s) {
-  try {
-    (void)json(std::string(s)).dump();
-    return true;
-  } catch (const json::exception&) {
-    return false;
-  }
 }
 
 // The value of `p` as it goes into the argv, from what the caller gave (or its default).
@@ -40,7 +33,7 @@ Result<std::string> ValueOf(const JobParam& p, const json* given) {
       if (v.size() > p.max_length) {
         return ParamError(p.name, fmt::format("{} bytes; at most {}", v.size(), p.max_length));
       }
-      if (!IsUtf8(v)) return ParamError(p.name, "must be UTF-8");
+      if (!IsValidUtf8(v)) return ParamError(p.name, "must be UTF-8");
       if (!p.allow_leading_dash && !v.empty() && v.front() == '-') {
         return ParamError(p.name, "must not start with '-' (it would read as an option)");
       }

@@ -1,4 +1,5 @@
 #include "supervisor/review/review.h"
+#include "base/clock.h"
 
 #include <spdlog/spdlog.h>
 
@@ -17,12 +18,6 @@ using store::RunRecord;
 using store::RunState;
 
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Result<std::shared_ptr<const SeccompProfileSet>> LoadSeccompProfiles(const std::string& dir) {
   if (dir.empty()) return SeccompProfileSet::Builtin();

@@ -1,4 +1,5 @@
 #include "supervisor/sandbox/process_output.h"
+#include "base/clock.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,12 +11,6 @@
 
 namespace sbx::supervisor {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Result<UniqueFd> CreateFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);

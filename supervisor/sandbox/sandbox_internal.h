@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "supervisor/sandbox/sandbox_service.h"
+#include "base/clock.h"
 #include "supervisor/workspace/workspace.h"
 
 namespace sbx::supervisor {
@@ -22,11 +23,6 @@ namespace sbx::supervisor {
 using Clock = std::chrono::steady_clock;
 
 // Milliseconds since the epoch, as the records keep them.
-inline int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 Error SandboxNotFound(std::string_view id);
 nlohmann::json ProcessResultJson(const store::ProcessResult& r);
 // kPermissionDenied unless `who` may decide on a submission of `submitter`: a reviewer or an

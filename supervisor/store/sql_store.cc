@@ -1,4 +1,5 @@
 #include "supervisor/store/sql_store.h"
+#include "base/clock.h"
 
 #include <array>
 #include <charconv>
@@ -8,12 +9,6 @@
 #include "supervisor/store/record_codec.h"
 
 namespace sbx::store::internal {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Status CheckLimit(int limit, const char* what) {
   constexpr int kMaxPageSize = 1000;

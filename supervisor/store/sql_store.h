@@ -13,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/result.h"
 #include "supervisor/store/store.h"
 
@@ -142,8 +143,7 @@ class SqlProjects {
 
 // ---- Helpers of the SQL store's files ------------------------------------------------------
 
-// Milliseconds since the Unix epoch.
-int64_t NowMs();
+using ::sbx::NowMs;  // base/clock.h
 // kInvalidArgument unless 1 <= limit <= 1000; `what` names the listing ("run list").
 Status CheckLimit(int limit, const char* what);
 // kInvalidArgument unless `id` is 1..128 of [A-Za-z0-9_-]; `what` names it ("run", "sandbox").

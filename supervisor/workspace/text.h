@@ -6,10 +6,11 @@
 #include <string_view>
 
 #include "base/base64.h"
+#include "base/utf8.h"
 
 namespace sbx::supervisor {
 
-bool IsValidUtf8(std::string_view s);
+using ::sbx::IsValidUtf8;  // base/utf8.h
 // Appends `utf8` (valid UTF-8) as the inside of a JSON string: `"` and `\` escaped, control
 // characters as \n, \t, … or \u00XX, everything else as it is (as nlohmann's dump writes it).
 void AppendJsonEscaped(std::string_view utf8, std::string* out);

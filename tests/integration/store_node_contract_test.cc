@@ -21,11 +21,7 @@ using testing::Backend;
 using testing::BackendName;
 using S = RunState;
 
-template <typename R>
-void ExpectCode(const R& r, ErrorCode code) {
-  ASSERT_FALSE(r.ok());
-  testing::ExpectCode(r.error(), code);
-}
+using testing::ExpectFailedWith;
 
 class NodeContractTest : public testing::StoreBackendTest {
  protected:
@@ -78,14 +74,14 @@ TEST_P(NodeContractTest, ARunIsClaimedOnlyByANodeWhoseLabelsMatchItsSelector) {
 TEST_P(NodeContractTest, SelectorsAndRetriesAreCheckedWhenStored) {
   RunRecord quote = NewRun();
   quote.node_selector = {{"a\"b", "x"}};
-  ExpectCode(store_->CreateRun(quote), ErrorCode::kInvalidArgument);
+  ExpectFailedWith(store_->CreateRun(quote), ErrorCode::kInvalidArgument);
   RunRecord long_value = NewRun();
   long_value.node_selector = {{"zone", std::string(64, 'a')}};
-  ExpectCode(store_->CreateRun(long_value), ErrorCode::kInvalidArgument);
+  ExpectFailedWith(store_->CreateRun(long_value), ErrorCode::kInvalidArgument);
   RunRecord no_key = NewRun();
   no_key.retry_on_node_loss = true;
-  ExpectCode(store_->CreateRun(no_key), ErrorCode::kInvalidArgument);
-  ExpectCode(store_->ClaimNextQueued("node-a", {{"bad key", "x"}}), ErrorCode::kInvalidArgument);
+  ExpectFailedWith(store_->CreateRun(no_key), ErrorCode::kInvalidArgument);
+  ExpectFailedWith(store_->ClaimNextQueued("node-a", {{"bad key", "x"}}), ErrorCode::kInvalidArgument);
 }
 
 TEST_P(NodeContractTest, ALostNodeIsDeclaredOnceAndItsRunsEndOrGoBackToTheQueue) {
@@ -150,7 +146,7 @@ TEST_P(NodeContractTest, ALostNodeIsDeclaredOnceAndItsRunsEndOrGoBackToTheQueue)
   EXPECT_EQ((*again)->attempt, 2);
   TransitionWrite stale{.run_id = retried.id, .from = {S::kRunning}, .to = S::kSucceeded,
                         .if_attempt = 1};
-  ExpectCode(store_->Commit(std::vector<Write>{stale}), ErrorCode::kAborted);
+  ExpectFailedWith(store_->Commit(std::vector<Write>{stale}), ErrorCode::kAborted);
   EXPECT_EQ(store_->GetRun(retried.id)->state, S::kRunning);
   TransitionWrite current = stale;
   current.if_attempt = 2;
@@ -204,15 +200,15 @@ TEST_P(NodeContractTest, ANodesStateFollowsRegistrationsBeatsAndOperators) {
   SBX_ASSERT_OK(lost);
   ASSERT_TRUE(lost->has_value());
   EXPECT_EQ(*store_->Heartbeat("node-a"), NodeState::kLost);
-  ExpectCode(store_->SetNodeState("node-a", NodeState::kReady), ErrorCode::kFailedPrecondition);
-  ExpectCode(store_->SetNodeState("node-a", NodeState::kLost), ErrorCode::kInvalidArgument);
-  ExpectCode(store_->SetNodeState("node-z", NodeState::kDraining), ErrorCode::kNotFound);
+  ExpectFailedWith(store_->SetNodeState("node-a", NodeState::kReady), ErrorCode::kFailedPrecondition);
+  ExpectFailedWith(store_->SetNodeState("node-a", NodeState::kLost), ErrorCode::kInvalidArgument);
+  ExpectFailedWith(store_->SetNodeState("node-z", NodeState::kDraining), ErrorCode::kNotFound);
   EXPECT_EQ(store_->RegisterNode(self)->state, NodeState::kReady);
   EXPECT_EQ(*store_->Heartbeat("node-a"), NodeState::kReady);
 
   NodeRecord bad = self;
   bad.labels = {{"", "x"}};
-  ExpectCode(store_->RegisterNode(bad), ErrorCode::kInvalidArgument);
+  ExpectFailedWith(store_->RegisterNode(bad), ErrorCode::kInvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, NodeContractTest,

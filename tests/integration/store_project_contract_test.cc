@@ -16,12 +16,7 @@ namespace {
 using nlohmann::json;
 using testing::Backend;
 using testing::BackendName;
-// The call failed with `code`.
-template <typename R>
-void ExpectCode(const R& r, ErrorCode code) {
-  ASSERT_FALSE(r.ok());
-  testing::ExpectCode(r.error(), code);
-}
+using testing::ExpectFailedWith;
 
 class ProjectContractTest : public testing::StoreBackendTest {
  protected:
@@ -51,12 +46,12 @@ TEST_P(ProjectContractTest, ProjectsRoundTripWithUniqueNames) {
   auto by_name = store_->GetProject("web");
   ASSERT_TRUE(by_name.ok());
   EXPECT_EQ(*by_name, *made);
-  ExpectCode(store_->CreateProject(NewProject("web")), ErrorCode::kAlreadyExists);
-  ExpectCode(store_->GetProject("nope"), ErrorCode::kNotFound);
+  ExpectFailedWith(store_->CreateProject(NewProject("web")), ErrorCode::kAlreadyExists);
+  ExpectFailedWith(store_->GetProject("nope"), ErrorCode::kNotFound);
   ProjectRecord bad = NewProject("bad");
   bad.labels["k"] = std::string("\xff\xfe");
-  ExpectCode(store_->CreateProject(bad), ErrorCode::kInvalidArgument);
-  ExpectCode(store_->GetProject("bad"), ErrorCode::kNotFound);
+  ExpectFailedWith(store_->CreateProject(bad), ErrorCode::kInvalidArgument);
+  ExpectFailedWith(store_->GetProject("bad"), ErrorCode::kNotFound);
 }
 
 TEST_P(ProjectContractTest, MembersFilterAndPages) {
@@ -80,7 +75,7 @@ TEST_P(ProjectContractTest, MembersFilterAndPages) {
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->projects.size(), 4u);
   EXPECT_TRUE(store_->ListProjects({.member = "mallory"})->projects.empty());
-  ExpectCode(store_->ListProjects({.limit = 0}), ErrorCode::kInvalidArgument);
+  ExpectFailedWith(store_->ListProjects({.limit = 0}), ErrorCode::kInvalidArgument);
 }
 
 TEST_P(ProjectContractTest, UpdatesAreACompareAndSetOnTheVersion) {
@@ -98,14 +93,14 @@ TEST_P(ProjectContractTest, UpdatesAreACompareAndSetOnTheVersion) {
   EXPECT_EQ(*store_->GetProject(made->id), *updated);
   // A writer that read version 1 loses, and changes nothing.
   next.default_workspace_mode = "cow";
-  ExpectCode(store_->UpdateProject(made->id, 1, next), ErrorCode::kFailedPrecondition);
+  ExpectFailedWith(store_->UpdateProject(made->id, 1, next), ErrorCode::kFailedPrecondition);
   EXPECT_EQ(store_->GetProject(made->id)->default_workspace_mode, "ro");
   // Members move with the update: the old member's filter no longer finds it.
   EXPECT_TRUE(store_->ListProjects({.member = "carol"})->projects.size() == 1);  // "other"
   EXPECT_EQ(store_->ListProjects({.member = "bob"})->projects.size(), 1u);
   next.name = "other";
-  ExpectCode(store_->UpdateProject(made->id, 0, next), ErrorCode::kAlreadyExists);
-  ExpectCode(store_->UpdateProject("prj_nope", 0, next), ErrorCode::kNotFound);
+  ExpectFailedWith(store_->UpdateProject(made->id, 0, next), ErrorCode::kAlreadyExists);
+  ExpectFailedWith(store_->UpdateProject("prj_nope", 0, next), ErrorCode::kNotFound);
 }
 
 TEST_P(ProjectContractTest, PlansBelongToTheirProjectAndGoWithIt) {
@@ -129,11 +124,11 @@ TEST_P(ProjectContractTest, PlansBelongToTheirProjectAndGoWithIt) {
   ASSERT_EQ(listed->size(), 2u);
   EXPECT_EQ((*listed)[0].id, second->id);  // newest first
   plan.project_id = "prj_nope";
-  ExpectCode(store_->CreatePlan(plan), ErrorCode::kNotFound);
+  ExpectFailedWith(store_->CreatePlan(plan), ErrorCode::kNotFound);
 
   ASSERT_TRUE(store_->DeleteProject(made->id).ok());
-  ExpectCode(store_->GetPlan(first->id), ErrorCode::kNotFound);
-  ExpectCode(store_->GetProject(made->id), ErrorCode::kNotFound);
+  ExpectFailedWith(store_->GetPlan(first->id), ErrorCode::kNotFound);
+  ExpectFailedWith(store_->GetProject(made->id), ErrorCode::kNotFound);
   EXPECT_EQ(store_->DeleteProject(made->id).error().code, ErrorCode::kNotFound);
 }
 

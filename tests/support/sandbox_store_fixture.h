@@ -140,5 +140,11 @@ class SandboxStoreTest : public StoreBackendTest {
 };
 
 inline void ExpectCode(const Error& e, ErrorCode code) { EXPECT_EQ(e.code, code) << e.ToString(); }
+// The call failed with `code`.
+template <typename R>
+void ExpectFailedWith(const R& r, ErrorCode code) {
+  ASSERT_FALSE(r.ok());
+  ExpectCode(r.error(), code);
+}
 
 }  // namespace sbx::testing
