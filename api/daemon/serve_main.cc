@@ -117,8 +117,9 @@ int main(int argc, char** argv) {
   // Destroyed last, after every run has ended.
   auto spawner = isolate::Spawner::Start();
   if (!spawner.ok()) return Fail("sandbox spawner", spawner.error());
+  // The file (or the defaults), the SANDBOXD_ variables over it, the flags over both.
   supervisor::ServiceConfig config;
-  if (!config_path.empty()) {
+  {
     auto c = supervisor::LoadConfig(config_path);
     if (!c.ok()) return Fail("configuration", c.error());
     config = std::move(*c);

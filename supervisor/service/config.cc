@@ -1,9 +1,11 @@
 // The one file that calls yaml-cpp; its exceptions stop here.
 #include "supervisor/service/config.h"
 
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 #include <tuple>
 
@@ -110,19 +112,24 @@ Status ParseLimitSet(const YAML::Node& n, const std::string& source, const std::
   return Ok();
 }
 
+// Every top-level key of sandboxd.yaml (also the SANDBOXD_* variables that set them).
+const std::set<std::string>& TopLevelKeys() {
+  static const std::set<std::string> kKeys = {
+      "listen", "database", "data_dir", "node", "api_keys", "max_concurrent_runs",
+      "max_queue", "limits", "seccomp_profiles_dir", "policy_dir", "cgroup_parent",
+      "max_body_bytes", "max_connections_per_address", "max_connections_per_key",
+      "ws_queue_budget", "workspace_roots", "workspace_rw_roots", "artifacts_quota",
+      "log_level", "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
+      "docker_image", "warm_sandboxes", "workspace_cow_root_owned", "sandbox_id_base",
+      "docker_images", "sandboxes", "mcp", "web_root", "planners", "node_labels",
+      "node_address", "heartbeat_interval_ms", "node_timeout_ms"};
+  return kKeys;
+}
+
 Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& source) {
   ServiceConfig c;
   if (root.IsNull()) return c;
-  SBX_TRY(CheckKeys(root,
-                    {"listen", "database", "data_dir", "node", "api_keys", "max_concurrent_runs",
-                     "max_queue", "limits", "seccomp_profiles_dir", "policy_dir", "cgroup_parent",
-                     "max_body_bytes", "max_connections_per_address", "max_connections_per_key",
-                     "ws_queue_budget", "workspace_roots", "workspace_rw_roots", "artifacts_quota",
-                     "log_level",
-                     "metrics_require_key", "cgroup_delegation", "default_backend", "docker_host",
-                     "docker_image", "warm_sandboxes", "workspace_cow_root_owned",
-                     "sandbox_id_base", "docker_images", "sandboxes", "mcp", "web_root", "planners",
-                     "node_labels", "node_address", "heartbeat_interval_ms", "node_timeout_ms"},
+  SBX_TRY(CheckKeys(root, TopLevelKeys(),
                     source, ""));
   if (auto n = root["sandboxes"]) {
     SBX_TRY(CheckKeys(n, {"max", "default_timeout_s", "max_timeout_s", "default_idle_timeout_s"},
@@ -427,13 +434,52 @@ Result<Role> ParseRole(std::string_view name) {
                    "unknown role '{}' (use submitter, reviewer or admin)", name);
 }
 
-Result<ServiceConfig> ParseConfig(std::string_view yaml, const std::string& source) {
+std::vector<std::pair<std::string, std::string>> ConfigEnvironment() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry = *e;
+    const size_t eq = entry.find('=');
+    if (eq == std::string_view::npos || !entry.starts_with("SANDBOXD_")) continue;
+    out.emplace_back(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
+  }
+  return out;
+}
+
+Result<ServiceConfig> ParseConfig(std::string_view yaml, const std::string& source,
+                                  const std::vector<std::pair<std::string, std::string>>& env) {
   Result<ServiceConfig> out = MakeError(ErrorCode::kInternal, "unparsed");
+  YAML::Node root;
   try {
-    YAML::Node root = YAML::Load(std::string(yaml));
-    out = ParseTree(root, source);
+    root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     return MakeError(ErrorCode::kInvalidArgument, "{}: line {}, column {}: {}", source,
+                     e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
+  // SANDBOXD_KEY=VALUE sets the top-level key `key` to VALUE read as YAML (a scalar, or flow
+  // text for a list or a mapping), over the file. Other SANDBOXD_ variables (sandboxctl's
+  // SANDBOXD_HOST and SANDBOXD_API_KEY) are not settings, and are left alone.
+  std::string from = source;
+  for (const auto& [name, value] : env) {
+    std::string key = name.substr(std::min(name.size(), std::string_view("SANDBOXD_").size()));
+    std::transform(key.begin(), key.end(), key.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (!name.starts_with("SANDBOXD_") || !TopLevelKeys().count(key)) continue;
+    if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+    if (!root.IsMap()) break;  // ParseTree says what is wrong with the file
+    try {
+      root[key] = YAML::Load(value);
+    } catch (const YAML::Exception& e) {
+      return MakeError(ErrorCode::kInvalidArgument, "environment {}: column {}: {}", name,
+                       e.mark.column + 1, e.msg);
+    }
+    if (from == source) from += " with SANDBOXD_ variables";
+    from += from.ends_with("variables") ? " (" + name : ", " + name;
+  }
+  if (from != source) from += ")";
+  try {
+    out = ParseTree(root, from);
+  } catch (const YAML::Exception& e) {
+    return MakeError(ErrorCode::kInvalidArgument, "{}: line {}, column {}: {}", from,
                      e.mark.line + 1, e.mark.column + 1, e.msg);
   }
   if (!out.ok()) return out;
@@ -442,9 +488,10 @@ Result<ServiceConfig> ParseConfig(std::string_view yaml, const std::string& sour
 }
 
 Result<ServiceConfig> LoadConfig(const std::string& path) {
+  if (path.empty()) return ParseConfig("", "the defaults", ConfigEnvironment());
   auto text = ReadFile(path, 1 << 20);
   if (!text.ok()) return WithContext(std::move(text).error(), "--config");
-  return ParseConfig(*text, path);
+  return ParseConfig(*text, path, ConfigEnvironment());
 }
 
 Status ApplyFlags(const std::vector<std::string>& args, ServiceConfig& c) {

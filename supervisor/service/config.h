@@ -4,6 +4,7 @@
 
 #include <map>
 #include <optional>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -99,9 +100,17 @@ struct ServiceConfig {
   } mcp;
 };
 
-// Parses the YAML text over the defaults. `source` names the file in messages.
-Result<ServiceConfig> ParseConfig(std::string_view yaml, const std::string& source);
+// Parses the YAML text over the defaults, then `env` over it: SANDBOXD_KEY=VALUE sets the
+// top-level key `key` (SANDBOXD_MAX_CONCURRENT_RUNS=8, SANDBOXD_NODE_LABELS='{zone: a}',
+// SANDBOXD_LISTEN='["0.0.0.0:8080"]'), VALUE read as YAML; variables that name no key are
+// ignored. `source` names the file in messages.
+Result<ServiceConfig> ParseConfig(std::string_view yaml, const std::string& source,
+                                  const std::vector<std::pair<std::string, std::string>>& env = {});
+// The file at `path` ("" for none: the defaults), with the process's SANDBOXD_ variables over
+// it (ConfigEnvironment).
 Result<ServiceConfig> LoadConfig(const std::string& path);
+// The SANDBOXD_* variables of the process's environment, NAME and value.
+std::vector<std::pair<std::string, std::string>> ConfigEnvironment();
 
 // Flags that override the file: --listen (repeatable; replaces the file's list), --database,
 // --data-dir, --node, --log-level, --cgroup-delegation. Unknown flags are an error; `args` must hold flags only.

@@ -278,5 +278,50 @@ TEST(Config, PlannersAreAnHttpEndpointOrACommand) {
   }
 }
 
+TEST(Config, SandboxdVariablesSetTopLevelKeysOverTheFile) {
+  const std::string file =
+      "node: from-file\nmax_concurrent_runs: 3\napi_keys:\n"
+      "  - {name: a, role: admin, key_sha256: " + std::string(64, 'a') + "}\n";
+  auto c = ParseConfig(file, "sandboxd.yaml",
+                       {{"SANDBOXD_NODE", "from-env"},
+                        {"SANDBOXD_MAX_CONCURRENT_RUNS", "8"},
+                        {"SANDBOXD_NODE_LABELS", "{zone: eu-1, gpu: \"true\"}"},
+                        {"SANDBOXD_LISTEN", "[\"127.0.0.1:9000\", \"unix:/run/x.sock\"]"},
+                        {"SANDBOXD_HEARTBEAT_INTERVAL_MS", "500"},
+                        // sandboxctl's, not settings: left alone.
+                        {"SANDBOXD_HOST", "unix:/x"},
+                        {"SANDBOXD_API_KEY", "secret"}});
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->node, "from-env");
+  EXPECT_EQ(c->limits.max_concurrent_runs, 8);
+  EXPECT_EQ(c->node_labels, (std::map<std::string, std::string>{{"gpu", "true"}, {"zone", "eu-1"}}));
+  EXPECT_EQ(c->listen, (std::vector<std::string>{"127.0.0.1:9000", "unix:/run/x.sock"}));
+  EXPECT_EQ(c->heartbeat_interval_ms, 500);
+  ASSERT_EQ(c->api_keys.size(), 1u);  // the file's, untouched
+
+  // Without a file, the defaults with the variables over them.
+  auto bare = ParseConfig("", "the defaults", {{"SANDBOXD_DATA_DIR", "/srv/sbx"}});
+  ASSERT_TRUE(bare.ok()) << bare.error().ToString();
+  EXPECT_EQ(bare->data_dir, "/srv/sbx");
+
+  // A value of the wrong shape is refused naming the key and the variable; broken YAML names
+  // the variable.
+  auto scalar = ParseConfig(file, "sandboxd.yaml", {{"SANDBOXD_LISTEN", "127.0.0.1:1"}});
+  ASSERT_FALSE(scalar.ok());
+  EXPECT_NE(scalar.error().message.find("listen"), std::string::npos) << scalar.error().message;
+  EXPECT_NE(scalar.error().message.find("SANDBOXD_LISTEN"), std::string::npos)
+      << scalar.error().message;
+  auto broken = ParseConfig(file, "sandboxd.yaml", {{"SANDBOXD_NODE_LABELS", "{zone: [}"}});
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.error().message.find("environment SANDBOXD_NODE_LABELS"), std::string::npos)
+      << broken.error().message;
+  auto timeout = ParseConfig(file, "sandboxd.yaml",
+                             {{"SANDBOXD_HEARTBEAT_INTERVAL_MS", "4000"}});
+  ASSERT_FALSE(timeout.ok());  // node_timeout_ms (6000) must be at least twice the interval
+  EXPECT_NE(timeout.error().message.find("node_timeout_ms"), std::string::npos);
+  auto label = ParseConfig(file, "sandboxd.yaml", {{"SANDBOXD_NODE_LABELS", "{\"a b\": x}"}});
+  EXPECT_FALSE(label.ok());
+}
+
 }  // namespace
 }  // namespace sbx::supervisor
