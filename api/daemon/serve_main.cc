@@ -363,6 +363,23 @@ int main(int argc, char** argv) {
   for (const auto& a : (*server)->addresses()) {
     std::printf("sandboxd: listening on %s\n", a.ToString().c_str());
   }
+  // Without node_address, the first TCP listener (the host name for a wildcard address) is
+  // where the other nodes forward what only this node has (a run's logs and artifacts).
+  if (config.node_address.empty()) {
+    for (const auto& a : (*server)->addresses()) {
+      if (a.kind != api::ListenAddress::Kind::kTcp) continue;
+      std::string host = a.host;
+      if (host == "0.0.0.0" || host == "::") {
+        char name[256] = {};
+        ::gethostname(name, sizeof name - 1);
+        host = name;
+      } else if (host.find(':') != std::string::npos) {
+        host = "[" + host + "]";
+      }
+      (*runs)->SetNodeAddress(fmt::format("http://{}:{}", host, a.port));
+      break;
+    }
+  }
   // The web page, where it is installed (a browser reaches TCP listeners only).
   if (::access((config.web_root + "/index.html").c_str(), R_OK) == 0) {
     for (const auto& a : (*server)->addresses()) {

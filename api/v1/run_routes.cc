@@ -1,5 +1,7 @@
 #include "api/v1/run_routes.h"
 
+#include "api/v1/node_proxy.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -522,6 +524,8 @@ class LogFormatter {
 Reply LogsHandler(const RouteContext& ctx, const Request& req) {
   auto run = VisibleRun(ctx, req);
   if (!run.ok()) return Fail(run.error());
+  // Its log files are on the node that ran it.
+  if (auto forwarded = ForwardToOwner(ctx, req, *run)) return std::move(*forwarded);
   std::string stream(req.query.Get("stream").value_or("all"));
   if (stream != "stdout" && stream != "stderr" && stream != "all") {
     return ErrorResponse(400, "invalid_argument", "stream: use stdout, stderr or all");
@@ -570,10 +574,22 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
   std::string id = run->id;
   bool ts = *timestamps;
   bool snapshot = !*follow;
-  sr.start = [c, id, matches, data_dir, ts, snapshot](std::shared_ptr<StreamSink> sink) {
+  // Not yet claimed: if another node claims it, the rest of the log comes from that node.
+  const bool may_move = !run->node && !req.headers.Get("x-sandboxd-proxied");
+  ForwardedRequest forward = ForwardedRequest::Of(req);
+  sr.start = [c, id, matches, data_dir, ts, snapshot, may_move,
+              forward](std::shared_ptr<StreamSink> sink) {
     auto fmt = std::make_shared<LogFormatter>(ts);
     EventPump::Consumer consumer;
-    consumer.deliver = [sink, matches, data_dir, fmt](const store::EventRecord& e) {
+    consumer.deliver = [c, id, sink, matches, data_dir, fmt, may_move,
+                        forward](const store::EventRecord& e) {
+      if (may_move && e.type == EventType::kRunStatus && e.data.value("state", "") == "RUNNING") {
+        const std::string node = e.data.value("node", "");
+        if (!node.empty() && node != c.runs->options().node) {
+          ContinueFromOwner(c, node, id, forward, sink);
+          return EventPump::Step::kStop;
+        }
+      }
       if (matches(e)) {
         // A full buffer takes nothing; the formatter's line state only advances on success.
         if (sink->closed()) return EventPump::Step::kStop;
@@ -661,6 +677,7 @@ Reply ArtifactHandler(const RouteContext& ctx, const Request& req) {
   if (Status st = supervisor::CheckArtifactName(name); !st.ok()) return Fail(st.error());
   auto run = VisibleRun(ctx, req);
   if (!run.ok()) return Fail(run.error());
+  if (auto forwarded = ForwardToOwner(ctx, req, *run)) return std::move(*forwarded);
   auto fd = supervisor::OpenArtifact(ctx.config->data_dir, run->id, name);
   if (!fd.ok()) return Fail(fd.error());
   struct stat st{};
@@ -878,6 +895,9 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
                      [c](const Request& req) -> Reply {
                        auto run = VisibleRun(c, req);
                        if (!run.ok()) return Fail(run.error());
+                       if (auto forwarded = ForwardToOwner(c, req, *run)) {
+                         return std::move(*forwarded);
+                       }
                        auto list = supervisor::ReadManifest(c.config->data_dir, run->id);
                        nlohmann::json out = nlohmann::json::array();
                        if (list.ok()) {

@@ -109,6 +109,18 @@ void Heartbeat::Stop() {
   if (watch_.joinable()) watch_.join();
 }
 
+void Heartbeat::SetAddress(const std::string& address) {
+  store::NodeRecord self;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    self_.address = address;
+    self = self_;
+  }
+  if (auto r = store_.RegisterNode(self); !r.ok()) {
+    spdlog::error("node {}: storing its address: {}", self.name, r.error().ToString());
+  }
+}
+
 bool Heartbeat::fenced_now() {
   std::lock_guard<std::mutex> lk(mu_);
   return fenced_;
@@ -166,7 +178,12 @@ void Heartbeat::Beat() {
   if (*state == store::NodeState::kLost) {
     // Declared lost while unreachable: what ran here was ended or requeued by another node.
     SetFenced(true, "declared lost by another node");
-    auto again = store_.RegisterNode(self_);
+    store::NodeRecord self;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      self = self_;
+    }
+    auto again = store_.RegisterNode(self);
     if (!again.ok()) {
       spdlog::error("node {}: registering again: {}", self_.name, again.error().ToString());
       return;

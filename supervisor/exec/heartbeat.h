@@ -58,6 +58,8 @@ class Heartbeat {
   Heartbeat(const Heartbeat&) = delete;
   Heartbeat& operator=(const Heartbeat&) = delete;
   void Stop();  // Idempotent.
+  // The node's address changed (known once its listeners are up): registered again with it.
+  void SetAddress(const std::string& address);
 
  private:
   void Loop();
@@ -69,7 +71,7 @@ class Heartbeat {
 
   store::Store& store_;
   EventBus& events_;
-  const store::NodeRecord self_;
+  store::NodeRecord self_;  // the address under mu_
   const std::chrono::milliseconds interval_;
   const std::chrono::milliseconds node_timeout_;
   const NodeHooks hooks_;

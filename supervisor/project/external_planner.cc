@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "base/fs.h"
+#include "base/http_url.h"
 #include "supervisor/plan/planner.h"
 #include "supervisor/project/projects.h"
 #include "supervisor/workspace/run_logs.h"
@@ -23,43 +24,9 @@ using nlohmann::json;
 
 namespace {
 
-struct HttpUrl {
-  std::string host;
-  std::string port = "80";
-  std::string target = "/";
-};
-
-Result<HttpUrl> ParseHttpUrl(const std::string& url) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.rfind(kScheme, 0) != 0) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "planner url '{}': http://HOST[:PORT]/PATH (https is not supported: run the "
-                     "planner beside the daemon, or behind a local proxy)",
-                     url);
-  }
-  HttpUrl u;
-  std::string rest = url.substr(kScheme.size());
-  const size_t slash = rest.find('/');
-  if (slash != std::string::npos) {
-    u.target = rest.substr(slash);
-    rest.resize(slash);
-  }
-  if (const size_t colon = rest.rfind(':'); colon != std::string::npos) {
-    u.port = rest.substr(colon + 1);
-    rest.resize(colon);
-  }
-  u.host = rest;
-  if (u.host.empty() || u.port.empty() ||
-      u.port.find_first_not_of("0123456789") != std::string::npos) {
-    return MakeError(ErrorCode::kInvalidArgument, "planner url '{}' names no host and port", url);
-  }
-  return u;
-}
-
-// POSTs `body` and reads the answer, everything within `timeout`; at most kMaxAnswerBytes + 1.
 Result<std::string> PostJson(const std::string& url, const std::string& body,
                              std::chrono::seconds timeout) {
-  auto u = ParseHttpUrl(url);
+  auto u = ParseHttpUrl(url, "planner url");
   if (!u.ok()) return std::move(u).error();
   try {
     net::io_context io;
@@ -114,7 +81,7 @@ Status CheckPlannerConfig(const PlannerConfig& p) {
     return MakeError(ErrorCode::kInvalidArgument, "planner '{}': give either url or command",
                      p.name);
   }
-  if (!p.url.empty()) SBX_TRY(ParseHttpUrl(p.url));
+  if (!p.url.empty()) SBX_TRY(ParseHttpUrl(p.url, "planner url"));
   if (!p.command.empty() && (p.command[0].empty() || p.command[0][0] != '/')) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "planner '{}': command[0] must be an absolute path", p.name);

@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "base/fs.h"
+#include "base/http_url.h"
 #include "isolate/id_range.h"
 
 namespace sbx::supervisor {
@@ -360,6 +361,11 @@ Result<ServiceConfig> ParseTree(const YAML::Node& root, const std::string& sourc
     auto v = Int(root[key], source, key, least);
     if (!v.ok()) return std::move(v).error();
     *out = *v;
+  }
+  if (!c.node_address.empty()) {
+    if (auto u = ParseHttpUrl(c.node_address, "node_address"); !u.ok()) {
+      return KeyError(source, "node_address", u.error().message);
+    }
   }
   if (c.node_timeout_ms < 2 * c.heartbeat_interval_ms) {
     return KeyError(source, "node_timeout_ms",

@@ -185,6 +185,11 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
 
 RunManager::~RunManager() { Stop(); }
 
+void RunManager::SetNodeAddress(const std::string& address) {
+  if (!heartbeat_) return;
+  heartbeat_->SetAddress(address);
+}
+
 std::map<std::string, std::string> RunManager::NodeLabels() const {
   std::map<std::string, std::string> labels = options_.node_labels;
   labels["node"] = options_.node;

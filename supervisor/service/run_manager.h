@@ -133,6 +133,9 @@ class RunManager {
     if (executor_) executor_->SetDraining(draining);
   }
   const std::chrono::milliseconds& node_timeout() const { return options_.node_timeout; }
+  // Where this node's API is reached, once the listeners are up (when node_address is unset):
+  // stored at once, and kept when the node registers again.
+  void SetNodeAddress(const std::string& address);
   // Any non-terminal state -> CANCELLED; a running sandbox is killed first.
   Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
   // A succeeded copy-on-write run's changes written into the host directory (Review).

@@ -26,6 +26,7 @@ namespace {
 constexpr char kAlice[] = "nodes-test-alice";
 constexpr char kAda[] = "nodes-test-ada";
 constexpr char kBob[] = "nodes-test-bob";
+constexpr char kCarol[] = "nodes-test-carol";
 
 // One daemon of the three: the harness's fixture, driven from the test.
 class NodeDaemon : public ServerTest {
@@ -35,13 +36,17 @@ class NodeDaemon : public ServerTest {
   using ServerTest::cgroup_parent_;
   using ServerTest::node_;
   using ServerTest::pid_;
+  using ServerTest::port_;
   using ServerTest::WaitForEvent;
 
   void Start(const std::string& name, const std::string& database, const std::string& labels) {
     SetUpServer(name, "  \"*\": allow\n");
     database_ = database;
     WriteConfig("127.0.0.1:0",
-                {{"alice", "submitter", kAlice}, {"ada", "admin", kAda}, {"bob", "reviewer", kBob}},
+                {{"alice", "submitter", kAlice},
+                 {"ada", "admin", kAda},
+                 {"bob", "reviewer", kBob},
+                 {"carol", "submitter", kCarol}},
                 "max_concurrent_runs: 2\nwarm_sandboxes: 0\nheartbeat_interval_ms: 100\n"
                 "node_timeout_ms: 1500\nnode_labels: {" +
                     labels + "}\n");
@@ -144,6 +149,8 @@ TEST_F(ServeNodesTest, RunsGoToMatchingNodesAndEachRunsOnceWhicheverNodeTookTheR
       EXPECT_EQ(n["labels"]["node"], Node(i).node_);
       EXPECT_EQ(n["self"], i == via);
       EXPECT_EQ(n["capacity"], 2);
+      // Its first TCP listener, where the others forward what only it has.
+      EXPECT_EQ(n["address"], "http://127.0.0.1:" + std::to_string(Node(i).port_));
     }
   }
   auto info = Node(1).Call("GET", "/v1/info", kAlice);
@@ -162,16 +169,38 @@ TEST_F(ServeNodesTest, RunsGoToMatchingNodesAndEachRunsOnceWhicheverNodeTookTheR
   // Followed live through node 1 while node 3 runs it: node 1 learns of node 3's commits from
   // the database as they happen.
   auto live = Node(0).Call("POST", "/v1/runs", kAlice,
-                           R"({"argv":["/bin/sh","-c","sleep 1; echo late"],)"
+                           R"({"argv":["/bin/sh","-c","echo early; sleep 1; echo late"],)"
                            R"("node_selector":{"node":")" + Node(2).node_ + R"("}})");
   ASSERT_EQ(live.status, 201) << live.body;
   const std::string live_id = live.Json()["id"];
   const auto followed = std::chrono::steady_clock::now();
+  // Its log, followed through node 1 as node 3 writes it (node 1 forwards to node 3, whose
+  // files they are).
+  auto log = Node(0).Call("GET", "/v1/runs/" + live_id + "/logs?follow=true", kAlice);
+  EXPECT_EQ(log.status, 200);
+  EXPECT_EQ(log.body, "early\nlate\n");
   auto completed = Node(0).WaitForEvent(live_id, "run.completed", kAlice);
   ASSERT_FALSE(completed.is_null());
   EXPECT_EQ(completed["state"], "SUCCEEDED");
   EXPECT_LT(std::chrono::steady_clock::now() - followed, std::chrono::seconds(5));
   EXPECT_EQ(*Run(live_id).node, Node(2).node_);
+  // Read again once it has ended, through node 2: forwarded to node 3 (its node by then).
+  auto again = Node(1).Call("GET", "/v1/runs/" + live_id + "/logs?stream=stdout", kAlice);
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.body, "early\nlate\n");
+  // Its artifacts, listed and read through node 2, are node 3's.
+  auto here = Node(2).Call("GET", "/v1/runs/" + live_id + "/artifacts", kAlice);
+  auto there = Node(1).Call("GET", "/v1/runs/" + live_id + "/artifacts", kAlice);
+  ASSERT_EQ(there.status, 200) << there.body;
+  EXPECT_EQ(there.Json(), here.Json());
+  EXPECT_FALSE(there.Json().empty());
+  auto report = Node(1).Call("GET", "/v1/runs/" + live_id + "/artifacts/report.md", kAlice);
+  EXPECT_EQ(report.status, 200);
+  EXPECT_EQ(report.body, Node(2).Call("GET", "/v1/runs/" + live_id + "/artifacts/report.md",
+                                      kAlice).body);
+  EXPECT_EQ(Node(1).Call("GET", "/v1/runs/" + live_id + "/artifacts/nope", kAlice).status, 404);
+  // Another submitter's key gets what a run it cannot see gets, from any node.
+  EXPECT_EQ(Node(1).Call("GET", "/v1/runs/" + live_id + "/logs", kCarol).status, 404);
 
   // 300 runs, each sent to a random node: a third for zone a, a third for zone b, a third for
   // any node.

@@ -1,0 +1,277 @@
+#include "api/v1/node_proxy.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "base/http_url.h"
+#include "base/unique_fd.h"
+
+#include <spdlog/spdlog.h>
+
+namespace sbx::api {
+namespace {
+
+constexpr int kConnectMs = 5000;
+constexpr int kHeadMs = 30'000;
+constexpr size_t kMaxHead = 64 << 10;
+constexpr size_t kMaxErrorBody = 1 << 20;
+
+Reply Unavailable(const std::string& message) {
+  return ErrorResponse(503, "unavailable", message);
+}
+
+// Waits for `events` on `fd` for at most `ms`; whether it came.
+bool WaitFor(int fd, short events, int ms) {
+  pollfd p{fd, events, 0};
+  int n;
+  while ((n = ::poll(&p, 1, ms)) < 0 && errno == EINTR) {
+  }
+  return n == 1;
+}
+
+Result<UniqueFd> Connect(const HttpUrl& u) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = ::getaddrinfo(u.host.c_str(), u.port.c_str(), &hints, &found); rc != 0) {
+    return MakeError(ErrorCode::kUnavailable, "{}: {}", u.host, ::gai_strerror(rc));
+  }
+  std::string last = "no address";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) continue;
+    if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
+      last = std::strerror(errno);
+      continue;
+    }
+    int err = ETIMEDOUT;
+    socklen_t len = sizeof err;
+    if (WaitFor(fd.get(), POLLOUT, kConnectMs)) {
+      (void)::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    }
+    if (err != 0) {
+      last = std::strerror(err);
+      continue;
+    }
+    ::freeaddrinfo(found);
+    return fd;
+  }
+  ::freeaddrinfo(found);
+  return MakeError(ErrorCode::kUnavailable, "{}:{}: {}", u.host, u.port, last);
+}
+
+bool SendAll(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    if (!WaitFor(fd, POLLOUT, kHeadMs)) return false;
+    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// One read of what is there (after waiting up to `ms`): >0 bytes, 0 at the end, -1 on an error,
+// -2 when nothing came in time.
+ssize_t ReadSome(int fd, char* buf, size_t size, int ms) {
+  if (!WaitFor(fd, POLLIN, ms)) return -2;
+  ssize_t n;
+  while ((n = ::recv(fd, buf, size, 0)) < 0 && errno == EINTR) {
+  }
+  if (n < 0 && errno == EAGAIN) return -2;
+  return n;
+}
+
+std::string HeaderValue(std::string_view head, std::string_view name) {
+  size_t at = 0;
+  while ((at = head.find("\r\n", at)) != std::string_view::npos) {
+    at += 2;
+    std::string_view line = head.substr(at, head.find("\r\n", at) - at);
+    if (line.size() > name.size() && line[name.size()] == ':' &&
+        strncasecmp(line.data(), name.data(), name.size()) == 0) {
+      std::string_view v = line.substr(name.size() + 1);
+      while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+      return std::string(v);
+    }
+  }
+  return "";
+}
+
+// Copies the rest of the owner's body into the client's stream, pacing itself on the sink, and
+// stops when either side ends.
+void Pump(UniqueFd fd, std::string first, std::shared_ptr<StreamSink> sink) {
+  std::mutex mu;
+  std::condition_variable writable;
+  bool ready = false;
+  auto write = [&](std::string_view bytes) {
+    for (;;) {
+      switch (sink->Write(bytes)) {
+        case StreamSink::WriteResult::kOk:
+          return true;
+        case StreamSink::WriteResult::kClosed:
+          return false;
+        case StreamSink::WriteResult::kBackoff: {
+          {
+            std::lock_guard<std::mutex> lk(mu);
+            ready = false;
+          }
+          sink->OnWritable([&] {
+            std::lock_guard<std::mutex> lk(mu);
+            ready = true;
+            writable.notify_all();
+          });
+          std::unique_lock<std::mutex> lk(mu);
+          while (!ready && !sink->closed()) writable.wait_for(lk, std::chrono::seconds(1));
+          if (sink->closed()) return false;
+        }
+      }
+    }
+  };
+  if (!write(first)) return;
+  std::string buf(64 << 10, '\0');
+  for (;;) {
+    // A quiet stream (a followed log of a run that prints nothing) is waited on, checking every
+    // second whether the client is still there.
+    ssize_t n = ReadSome(fd.get(), buf.data(), buf.size(), 1000);
+    if (n == -2) {
+      if (sink->closed()) return;
+      continue;
+    }
+    if (n <= 0) break;
+    if (!write(std::string_view(buf.data(), static_cast<size_t>(n)))) return;
+  }
+  sink->Finish();
+}
+
+// The owner's answer to GET `target`, its head read: status, type, the connection and the
+// body's first bytes.
+struct Upstream {
+  int status = 0;
+  std::string type;
+  UniqueFd fd;
+  std::string rest;
+};
+
+Result<Upstream> AskOwner(const RouteContext& ctx, const std::string& owner,
+                          const std::string& run_id, const ForwardedRequest& req) {
+  const std::string& self = ctx.runs->options().node;
+  auto nodes = ctx.store->ListNodes();
+  if (!nodes.ok()) return std::move(nodes).error();
+  const store::NodeRecord* node = nullptr;
+  for (const auto& n : *nodes) {
+    if (n.name == owner) node = &n;
+  }
+  if (node == nullptr || node->address.empty()) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "run {} ran on node {}, which keeps its logs and artifacts; that node's "
+                     "address is not known (node_address in its configuration)",
+                     run_id, owner);
+  }
+  auto url = ParseHttpUrl(node->address, "node_address");
+  if (!url.ok()) return MakeError(ErrorCode::kUnavailable, "{}", url.error().message);
+  auto fd = Connect(*url);
+  if (!fd.ok()) {
+    return MakeError(ErrorCode::kUnavailable, "run {}'s logs and artifacts are on node {}, at {}: {}",
+                     run_id, owner, node->address, fd.error().message);
+  }
+  // HTTP/1.0: the owner answers a stream as raw bytes ended by closing the connection.
+  std::string head = fmt::format("GET {} HTTP/1.0\r\nHost: {}:{}\r\nX-Sandboxd-Proxied: {}\r\n",
+                                 req.target, url->host, url->port, self);
+  for (const auto& [name, value] : req.headers) head += fmt::format("{}: {}\r\n", name, value);
+  head += "\r\n";
+  if (!SendAll(fd->get(), head)) {
+    return MakeError(ErrorCode::kUnavailable, "node {} at {} stopped answering", owner,
+                     node->address);
+  }
+  std::string got;
+  size_t end;
+  char buf[16 << 10];
+  while ((end = got.find("\r\n\r\n")) == std::string::npos) {
+    ssize_t n = ReadSome(fd->get(), buf, sizeof buf, kHeadMs);
+    if (n <= 0 || got.size() > kMaxHead) {
+      return MakeError(ErrorCode::kUnavailable, "node {} at {} did not answer", owner,
+                       node->address);
+    }
+    got.append(buf, static_cast<size_t>(n));
+  }
+  const std::string_view status_line = std::string_view(got).substr(0, got.find("\r\n"));
+  Upstream up;
+  if (status_line.size() < 12 || !status_line.starts_with("HTTP/1.") ||
+      std::sscanf(std::string(status_line.substr(9, 3)).c_str(), "%d", &up.status) != 1) {
+    return MakeError(ErrorCode::kUnavailable, "node {} answered something else than HTTP", owner);
+  }
+  up.type = HeaderValue(std::string_view(got).substr(0, end + 2), "Content-Type");
+  if (up.type.empty()) up.type = "application/octet-stream";
+  up.rest = got.substr(end + 4);
+  up.fd = std::move(*fd);
+  return up;
+}
+
+}  // namespace
+
+ForwardedRequest ForwardedRequest::Of(const Request& req) {
+  ForwardedRequest f;
+  f.target = req.target;
+  for (const char* name : {"x-api-key", "authorization", "range"}) {
+    if (auto v = req.headers.Get(name)) f.headers.emplace_back(name, std::string(*v));
+  }
+  return f;
+}
+
+std::optional<Reply> ForwardToOwner(const RouteContext& ctx, const Request& req,
+                                    const store::RunRecord& run) {
+  if (!run.node || run.node->empty() || *run.node == ctx.runs->options().node) return std::nullopt;
+  if (req.headers.Get("x-sandboxd-proxied")) return std::nullopt;
+  auto up = AskOwner(ctx, *run.node, run.id, ForwardedRequest::Of(req));
+  if (!up.ok()) return Unavailable(up.error().message);
+  if (up->status != 200) {
+    // An error is small: the owner's JSON, as it said it.
+    char buf[16 << 10];
+    while (up->rest.size() <= kMaxErrorBody) {
+      ssize_t n = ReadSome(up->fd.get(), buf, sizeof buf, kHeadMs);
+      if (n <= 0) break;
+      up->rest.append(buf, static_cast<size_t>(n));
+    }
+    Response r;
+    r.status = up->status;
+    r.content_type = up->type;
+    r.body = std::move(up->rest);
+    return Reply(std::move(r));
+  }
+  StreamResponse sr;
+  sr.status = up->status;
+  sr.content_type = up->type;
+  auto held = std::make_shared<Upstream>(std::move(*up));
+  sr.start = [held](std::shared_ptr<StreamSink> sink) {
+    // A thread of its own: a followed log can last as long as its run.
+    std::thread(Pump, std::move(held->fd), std::move(held->rest), std::move(sink)).detach();
+  };
+  return Reply(std::move(sr));
+}
+
+void ContinueFromOwner(const RouteContext& ctx, std::string owner, std::string run_id,
+                       ForwardedRequest req, std::shared_ptr<StreamSink> sink) {
+  std::thread([ctx, owner = std::move(owner), run_id = std::move(run_id), req = std::move(req),
+               sink = std::move(sink)]() mutable {
+    auto up = AskOwner(ctx, owner, run_id, req);
+    if (!up.ok() || up->status != 200) {
+      spdlog::warn("run {}: following its log on node {}: {}", run_id, owner,
+                   up.ok() ? fmt::format("HTTP {}", up->status) : up.error().message);
+      sink->Finish();
+      return;
+    }
+    Pump(std::move(up->fd), std::move(up->rest), std::move(sink));
+  }).detach();
+}
+
+}  // namespace sbx::api

@@ -1,0 +1,38 @@
+// A run's logs and artifacts are files in the data directory of the node that ran it. Asked of
+// another node sharing the database, the request is forwarded to the owner's node_address and
+// its answer streamed back, so that a client needs one address.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/http/http.h"
+#include "api/v1/run_routes.h"
+
+namespace sbx::api {
+
+// What of a client's request goes to the owner: its target and its credentials.
+struct ForwardedRequest {
+  std::string target;
+  std::vector<std::pair<std::string, std::string>> headers;
+  static ForwardedRequest Of(const Request& req);
+};
+
+// nullopt when `run`'s files are here (it ran here, or has not run), or when the request was
+// itself forwarded by another node (X-Sandboxd-Proxied: a node answers for what it has). Else
+// the owner's answer: its status, type and body, streamed; or 503 when the owner has no known
+// address or cannot be reached. The caller's API key goes along: the owner authenticates and
+// checks tenancy again.
+std::optional<Reply> ForwardToOwner(const RouteContext& ctx, const Request& req,
+                                    const store::RunRecord& run);
+
+// A followed log whose run was claimed by another node after the stream began here: the rest of
+// the body comes from `owner` (GET req.target there), on a thread of its own; the stream ends
+// when the owner's does, or at once when the owner cannot be asked.
+void ContinueFromOwner(const RouteContext& ctx, std::string owner, std::string run_id,
+                       ForwardedRequest req, std::shared_ptr<StreamSink> sink);
+
+}  // namespace sbx::api
