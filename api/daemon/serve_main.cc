@@ -323,7 +323,9 @@ int main(int argc, char** argv) {
   if (Status r = api::AddStaticSite(router, config.web_root); !r.ok()) {
     return Fail("web page", r.error());
   }
-  if (Status r = api::AddMetricsRoute(router, &metrics, config.metrics_require_key); !r.ok()) {
+  if (Status r = api::AddMetricsRoute(router, &metrics, config.metrics_require_key,
+                                     [ctx] { return api::NodeMetrics(ctx); });
+      !r.ok()) {
     return Fail("metrics", r.error());
   }
   // Scrapes read the queue from the API's own database connection.

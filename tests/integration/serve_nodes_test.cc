@@ -156,6 +156,13 @@ TEST_F(ServeNodesTest, RunsGoToMatchingNodesAndEachRunsOnceWhicheverNodeTookTheR
   auto info = Node(1).Call("GET", "/v1/info", kAlice);
   ASSERT_EQ(info.status, 200);
   EXPECT_EQ(info.Json()["cluster"]["nodes"]["ready"], 3);
+  // Each node's /metrics names it, and counts the cluster.
+  auto metrics = Node(1).Call("GET", "/metrics", nullptr);
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("sandboxd_node_info{node=\"" + Node(1).node_ + "\",version=\""),
+            std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("sandboxd_cluster_nodes{state=\"ready\"} 3\n"), std::string::npos);
   // A submitter does not list nodes; a malformed selector is refused with the field named.
   EXPECT_EQ(Node(0).Call("GET", "/v1/nodes", kAlice).status, 403);
   auto bad = Node(0).Call("POST", "/v1/runs", kAlice,
