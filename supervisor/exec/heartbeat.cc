@@ -85,7 +85,7 @@ int64_t SteadyNs() {
 
 Heartbeat::Heartbeat(store::Store& store, EventBus& events, store::NodeRecord self,
                      std::chrono::milliseconds interval, std::chrono::milliseconds node_timeout,
-                     NodeHooks hooks)
+                     NodeHooks hooks, bool shared)
     : store_(store),
       events_(events),
       self_(std::move(self)),
@@ -94,7 +94,7 @@ Heartbeat::Heartbeat(store::Store& store, EventBus& events, store::NodeRecord se
       hooks_(std::move(hooks)),
       last_beat_ns_(SteadyNs()) {
   thread_ = std::thread([this] { Loop(); });
-  watch_ = std::thread([this] { Watch(); });
+  if (shared) watch_ = std::thread([this] { Watch(); });
 }
 
 Heartbeat::~Heartbeat() { Stop(); }

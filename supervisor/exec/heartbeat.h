@@ -50,10 +50,12 @@ struct NodeHooks {
 
 class Heartbeat {
  public:
-  // `self` was registered (Store::RegisterNode) by the caller.
+  // `self` was registered (Store::RegisterNode) by the caller. `shared`: other daemons may share
+  // the store (PostgreSQL). Only then does the node fence itself: alone on its database (SQLite),
+  // nobody else can take its runs, and a slow disk must not cost it its work.
   Heartbeat(store::Store& store, EventBus& events, store::NodeRecord self,
             std::chrono::milliseconds interval, std::chrono::milliseconds node_timeout,
-            NodeHooks hooks);
+            NodeHooks hooks, bool shared);
   ~Heartbeat();  // Stop()
   Heartbeat(const Heartbeat&) = delete;
   Heartbeat& operator=(const Heartbeat&) = delete;

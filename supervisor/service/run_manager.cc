@@ -179,7 +179,7 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   m->watch_ = std::move(*watch);
   m->heartbeat_ = std::make_unique<Heartbeat>(store, m->events_, std::move(self),
                                               o.heartbeat_interval, o.node_timeout,
-                                              std::move(hooks));
+                                              std::move(hooks), /*shared=*/m->watch_ != nullptr);
   return m;
 }
 
