@@ -110,9 +110,13 @@ std::string HeaderValue(std::string_view head, std::string_view name) {
 // Copies the rest of the owner's body into the client's stream, pacing itself on the sink, and
 // stops when either side ends.
 void Pump(UniqueFd fd, std::string first, std::shared_ptr<StreamSink> sink) {
-  std::mutex mu;
-  std::condition_variable writable;
-  bool ready = false;
+  // Shared with the sink's callback, which may outlive this call.
+  struct Room {
+    std::mutex mu;
+    std::condition_variable writable;
+    bool ready = false;
+  };
+  auto room = std::make_shared<Room>();
   auto write = [&](std::string_view bytes) {
     for (;;) {
       switch (sink->Write(bytes)) {
@@ -122,16 +126,18 @@ void Pump(UniqueFd fd, std::string first, std::shared_ptr<StreamSink> sink) {
           return false;
         case StreamSink::WriteResult::kBackoff: {
           {
-            std::lock_guard<std::mutex> lk(mu);
-            ready = false;
+            std::lock_guard<std::mutex> lk(room->mu);
+            room->ready = false;
           }
-          sink->OnWritable([&] {
-            std::lock_guard<std::mutex> lk(mu);
-            ready = true;
-            writable.notify_all();
+          sink->OnWritable([room] {
+            std::lock_guard<std::mutex> lk(room->mu);
+            room->ready = true;
+            room->writable.notify_all();
           });
-          std::unique_lock<std::mutex> lk(mu);
-          while (!ready && !sink->closed()) writable.wait_for(lk, std::chrono::seconds(1));
+          std::unique_lock<std::mutex> lk(room->mu);
+          while (!room->ready && !sink->closed()) {
+            room->writable.wait_for(lk, std::chrono::seconds(1));
+          }
           if (sink->closed()) return false;
         }
       }
