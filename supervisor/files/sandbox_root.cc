@@ -209,6 +209,12 @@ Error FsErrorValue(int err, std::string_view op, std::string_view path) {
     case EOPNOTSUPP:
       code = ErrorCode::kUnavailable;
       break;
+    case EAGAIN:
+      // openat2's lookup raced a rename or mount 64 times in a row (OpenInRoot): something in
+      // the sandbox keeps moving the path. Nothing was opened; the client may try again.
+      code = ErrorCode::kUnavailable;
+      hint = " (the path kept changing during the lookup; try again)";
+      break;
     default:
       break;
   }
