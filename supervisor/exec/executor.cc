@@ -276,6 +276,8 @@ void Executor::Start(Execution& x) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     running_[x.id] = nullptr;
+    // Claimed just as the node fenced itself: killed as soon as it has a sandbox.
+    if (fenced_) cancel_requested_[x.id] = KillCause::kFenced;
   }
   std::vector<store::Write> started;
   started.push_back(store::EventWrite{
