@@ -41,7 +41,7 @@ std::string NodeMetrics(const RouteContext& ctx) {
   auto nodes = ctx.store->ListNodes();
   if (!nodes.ok()) return out;
   std::map<std::string, int> by_state = {{"ready", 0}, {"draining", 0}, {"lost", 0}};
-  for (const auto& n : *nodes) ++by_state[NodeToJson(n, ctx)["state"].get<std::string>()];
+  for (const auto& n : *nodes) ++by_state[NodeStateShown(n, ctx)];
   out +=
       "# HELP sandboxd_cluster_nodes The nodes sharing this node's database, by state.\n"
       "# TYPE sandboxd_cluster_nodes gauge\n";

@@ -12,12 +12,16 @@ namespace {
 
 }  // namespace
 
-nlohmann::json NodeToJson(const store::NodeRecord& n, const RouteContext& ctx) {
+const char* NodeStateShown(const store::NodeRecord& n, const RouteContext& ctx) {
   // A node not yet declared lost whose beats stopped shows as lost already: nothing runs there.
+  const bool stale = NowMs() - n.last_heartbeat_ms > ctx.runs->node_timeout().count();
+  return stale ? "lost" : store::NodeStateName(n.state);
+}
+
+nlohmann::json NodeToJson(const store::NodeRecord& n, const RouteContext& ctx) {
   const int64_t age = std::max<int64_t>(0, NowMs() - n.last_heartbeat_ms);
-  const bool stale = age > ctx.runs->node_timeout().count();
   return {{"name", n.name},
-          {"state", stale ? "lost" : store::NodeStateName(n.state)},
+          {"state", NodeStateShown(n, ctx)},
           {"self", n.name == ctx.runs->options().node},
           {"labels", n.labels},
           {"capacity", n.capacity},

@@ -785,7 +785,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
     nlohmann::json cluster = {{"ready", 0}, {"draining", 0}, {"lost", 0}};
     if (auto nodes = c.store->ListNodes(); nodes.ok()) {
       for (const auto& n : *nodes) {
-        auto& count = cluster[NodeToJson(n, c)["state"].get<std::string>()];
+        auto& count = cluster[NodeStateShown(n, c)];
         count = count.get<int>() + 1;
       }
     } else {
