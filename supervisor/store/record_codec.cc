@@ -687,6 +687,12 @@ Result<AuditRecord> DecodeAudit(const SqlRow& row) {
   return a;
 }
 
+json RunResultJson(const RunResult& result) { return ResultToJson(result); }
+RunResult RunResultFromJson(const json& j) { return ResultFromJson(j); }
+json ApprovalJson(const Approval& approval) { return ApprovalToJson(approval); }
+Approval ApprovalFromJsonValue(const json& j) { return ApprovalFromJson(j); }
+Limits LimitsFromJsonValue(const json& j) { return LimitsFromJson(j); }
+
 }  // namespace sbx::store::internal
 
 namespace sbx::store {

@@ -88,6 +88,14 @@ std::span<const ColumnKind> AuditSelectKinds();
 // Fails when a stored column is malformed (details that are not JSON: a sign of tampering).
 Result<AuditRecord> DecodeAudit(const SqlRow& row);
 
+// The JSON of a run's structured parts, as their columns hold it (the *FromJson* ones throw
+// nlohmann_json's exceptions on a malformed value).
+nlohmann::json RunResultJson(const RunResult& result);
+RunResult RunResultFromJson(const nlohmann::json& j);
+nlohmann::json ApprovalJson(const Approval& approval);
+Approval ApprovalFromJsonValue(const nlohmann::json& j);
+Limits LimitsFromJsonValue(const nlohmann::json& j);
+
 // Column accessors that tolerate NULL.
 int64_t IntAt(const SqlRow& row, size_t i);
 std::string TextAt(const SqlRow& row, size_t i);

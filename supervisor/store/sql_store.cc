@@ -81,7 +81,7 @@ Error RunNotFound(std::string_view run_id) {
 class SqlStore final : public Store {
  public:
   explicit SqlStore(std::unique_ptr<SqlConnection> conn)
-      : conn_(std::move(conn)), sandboxes_(*conn_), projects_(*conn_) {}
+      : conn_(std::move(conn)), sandboxes_(*conn_), projects_(*conn_), runners_(*conn_) {}
 
   Result<MigrateResult> Migrate() override {
     MigrateResult out;
@@ -433,10 +433,12 @@ class SqlStore final : public Store {
           auto event = ApplyEvent(tx, *e);
           if (!event.ok()) return std::move(event).error();
           out.events.push_back(std::move(*event));
-        } else {
-          auto rec = ApplyAudit(tx, std::get<AuditWrite>(w));
+        } else if (const auto* a = std::get_if<AuditWrite>(&w)) {
+          auto rec = ApplyAudit(tx, *a);
           if (!rec.ok()) return std::move(rec).error();
           out.audits.push_back(std::move(*rec));
+        } else {
+          SBX_TRY(ApplyRunnerAck(tx, std::get<RunnerAckWrite>(w)));
         }
       }
       // Other daemons learn of it when it commits.
@@ -716,6 +718,21 @@ class SqlStore final : public Store {
     return sandboxes_.RecoverStaleSandboxes(node, reason);
   }
 
+  Result<RunnerRecord> PutRunner(std::string_view name, std::string_view token_sha256,
+                                 std::string_view by) override {
+    return runners_.PutRunner(name, token_sha256, by);
+  }
+  Result<RunnerRecord> GetRunner(std::string_view name) override {
+    return runners_.GetRunner(name);
+  }
+  Result<std::optional<RunnerRecord>> FindRunnerByToken(std::string_view token_sha256) override {
+    return runners_.FindRunnerByToken(token_sha256);
+  }
+  Result<RunnerRecord> RevokeRunner(std::string_view name, std::string_view by) override {
+    return runners_.RevokeRunner(name, by);
+  }
+  Result<std::vector<RunnerRecord>> ListRunners() override { return runners_.ListRunners(); }
+
   Result<ProjectRecord> CreateProject(const ProjectRecord& project) override {
     return projects_.CreateProject(project);
   }
@@ -928,6 +945,7 @@ class SqlStore final : public Store {
   std::unique_ptr<SqlConnection> conn_;
   SqlSandboxes sandboxes_;
   SqlProjects projects_;
+  SqlRunners runners_;
 };
 
 }  // namespace

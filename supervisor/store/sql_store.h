@@ -141,6 +141,24 @@ class SqlProjects {
   SqlConnection& conn_;
 };
 
+// The runner calls of the SQL store (store.h, "Runners"; sql_runner_store.cc).
+class SqlRunners {
+ public:
+  explicit SqlRunners(SqlConnection& conn) : conn_(conn) {}
+
+  Result<RunnerRecord> PutRunner(std::string_view name, std::string_view token_sha256,
+                                 std::string_view by);
+  Result<RunnerRecord> GetRunner(std::string_view name);
+  Result<std::optional<RunnerRecord>> FindRunnerByToken(std::string_view token_sha256);
+  Result<RunnerRecord> RevokeRunner(std::string_view name, std::string_view by);
+  Result<std::vector<RunnerRecord>> ListRunners();
+
+ private:
+  SqlConnection& conn_;
+};
+// Commit()'s RunnerAckWrite, inside its transaction.
+Status ApplyRunnerAck(SqlTx& tx, const RunnerAckWrite& ack);
+
 // ---- Helpers of the SQL store's files ------------------------------------------------------
 
 using ::sbx::NowMs;  // base/clock.h

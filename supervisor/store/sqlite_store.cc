@@ -183,6 +183,18 @@ ALTER TABLE runs ADD COLUMN retry_on_node_loss INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_running_by_node ON runs (node, state);
 )sql"},
+    // Outbound runners: their tokens (as SHA-256) and the last outbox entry committed.
+    {8, "runners", R"sql(
+CREATE TABLE runners (
+  name TEXT PRIMARY KEY,
+  token_sha256 TEXT NOT NULL UNIQUE,
+  created_by TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER,
+  revoked_by TEXT NOT NULL DEFAULT '',
+  applied_seq INTEGER NOT NULL DEFAULT 0
+);
+)sql"},
 };
 
 struct DbCloser {

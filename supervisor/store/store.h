@@ -34,6 +34,7 @@
 #include "base/result.h"
 #include "supervisor/store/end_reason.h"
 #include "supervisor/store/project_records.h"
+#include "supervisor/store/runner_records.h"
 #include "supervisor/store/sandbox_records.h"
 
 namespace sbx::store {
@@ -352,7 +353,14 @@ struct AuditWrite {
   std::optional<std::string> run_id;  // nullopt: a record about the daemon, not a run
   nlohmann::json details;
 };
-using Write = std::variant<TransitionWrite, EventWrite, AuditWrite>;
+// That a runner's outbox entry `seq` is committed with the other writes: only if the last one
+// recorded is seq - 1 and the runner's token is not revoked (kAborted otherwise, and nothing of
+// the commit is written), so an entry a dropped link made the runner send twice is applied once.
+struct RunnerAckWrite {
+  std::string runner;
+  int64_t seq = 0;
+};
+using Write = std::variant<TransitionWrite, EventWrite, AuditWrite, RunnerAckWrite>;
 
 // What Commit() wrote, each list in the order of its writes.
 struct Committed {
@@ -522,6 +530,18 @@ class Store {
   // `reason`: kSupervisorRestart (the node restarted) or kNodeLost (another noticed it gone).
   virtual Result<std::vector<std::string>> RecoverStaleSandboxes(
       std::string_view node, EndCode reason = EndCode::kSupervisorRestart) = 0;
+
+  // ---- Runners (runner_records.h) -------------------------------------------------------------
+  // Issues `token_sha256` to runner `name`: a new runner, or a new token for a known one (its
+  // old token stops working and a revoked runner is active again; applied_seq is kept).
+  virtual Result<RunnerRecord> PutRunner(std::string_view name, std::string_view token_sha256,
+                                         std::string_view by) = 0;
+  virtual Result<RunnerRecord> GetRunner(std::string_view name) = 0;  // kNotFound
+  // The runner holding this token, if its token is not revoked.
+  virtual Result<std::optional<RunnerRecord>> FindRunnerByToken(std::string_view token_sha256) = 0;
+  // Revokes the runner's token (kNotFound for an unknown runner; a revoked one stays as it was).
+  virtual Result<RunnerRecord> RevokeRunner(std::string_view name, std::string_view by) = 0;
+  virtual Result<std::vector<RunnerRecord>> ListRunners() = 0;  // by name
 
   // ---- Projects and plans (project_records.h) -------------------------------------------------
   // Stores a new project (id, created_at, updated_at filled in; version 1). kAlreadyExists when
