@@ -46,6 +46,7 @@ Result<store::Committed> EventBus::Commit(std::span<const store::Write> writes) 
   // Listeners are called without listeners_mu_ held, so a listener may unsubscribe.
   std::lock_guard<std::mutex> emit(emit_mu_);
   auto done = store_.Commit(writes);
+  if (done.ok() && commit_hook_) commit_hook_(writes);
   if (!done.ok() || done->events.empty()) return done;
   if (observer_) {
     for (const store::EventRecord& ev : done->events) observer_(ev);

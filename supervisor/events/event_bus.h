@@ -58,9 +58,16 @@ class EventBus {
 
   store::Store& store() { return store_; }
 
+  // Called with the writes of each successful commit, in commit order (under the commit lock,
+  // before the listeners); must not emit. An outbound runner hands them on to its coordinator
+  // (supervisor/runner/). Set before the first commit.
+  using CommitHook = std::function<void(std::span<const store::Write> writes)>;
+  void SetCommitHook(CommitHook hook) { commit_hook_ = std::move(hook); }
+
  private:
   store::Store& store_;
   Listener observer_;
+  CommitHook commit_hook_;
   std::mutex emit_mu_;  // held while events are committed and delivered
   std::mutex listeners_mu_;
   uint64_t next_token_ = 1;

@@ -109,6 +109,11 @@ void Heartbeat::Stop() {
   if (watch_.joinable()) watch_.join();
 }
 
+std::string Heartbeat::address() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return self_.address;
+}
+
 void Heartbeat::SetAddress(const std::string& address) {
   store::NodeRecord self;
   {

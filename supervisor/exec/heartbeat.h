@@ -62,6 +62,8 @@ class Heartbeat {
   void Stop();  // Idempotent.
   // The node's address changed (known once its listeners are up): registered again with it.
   void SetAddress(const std::string& address);
+  // The address stored now ("" until one is known).
+  std::string address() const;
 
  private:
   void Loop();
@@ -77,7 +79,7 @@ class Heartbeat {
   const std::chrono::milliseconds interval_;
   const std::chrono::milliseconds node_timeout_;
   const NodeHooks hooks_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;
   bool fenced_ = false;  // mu_

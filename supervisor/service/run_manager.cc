@@ -97,9 +97,8 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   ro.seccomp_profiles_dir = o.seccomp_profiles_dir;
   ro.on_policy_reload = o.on_policy_reload;
   // Until the executor exists, its workers find queued runs when they start.
-  ro.on_queued = [raw = m.get()] {
-    if (raw->executor_) raw->executor_->Wake();
-  };
+  ro.on_queued = [raw = m.get()] { raw->Queued(); };
+  if (o.on_commit) m->events_.SetCommitHook(o.on_commit);
   auto review = Review::Create(store, m->events_, std::move(ro));
   if (!review.ok()) return std::move(review).error();
   m->review_ = std::move(*review);
@@ -174,7 +173,7 @@ Result<std::unique_ptr<RunManager>> RunManager::Start(store::Store& store,
   auto watch = store.Watch({.events = [raw = m.get()](const std::string& run_id) {
                               raw->events_.RemoteCommitted(run_id);
                             },
-                            .queued = [ex] { ex->Wake(); }});
+                            .queued = [raw = m.get()] { raw->Queued(); }});
   if (!watch.ok()) return WithContext(std::move(watch).error(), "watching the database");
   m->watch_ = std::move(*watch);
   m->heartbeat_ = std::make_unique<Heartbeat>(store, m->events_, std::move(self),
@@ -188,6 +187,10 @@ RunManager::~RunManager() { Stop(); }
 void RunManager::SetNodeAddress(const std::string& address) {
   if (!heartbeat_) return;
   heartbeat_->SetAddress(address);
+}
+
+std::string RunManager::node_address() const {
+  return heartbeat_ ? heartbeat_->address() : options_.node_address;
 }
 
 std::map<std::string, std::string> RunManager::NodeLabels() const {
@@ -237,6 +240,23 @@ void RunManager::Stop() {
   watch_.reset();
   if (executor_) executor_->Stop();
   if (warm_) warm_->pool().Stop();
+}
+
+void RunManager::Queued() {
+  if (executor_) executor_->Wake();
+  std::lock_guard<std::mutex> lk(queued_mu_);
+  for (const auto& [token, wake] : queued_subscribers_) wake();
+}
+
+uint64_t RunManager::SubscribeQueued(std::function<void()> wake) {
+  std::lock_guard<std::mutex> lk(queued_mu_);
+  queued_subscribers_.emplace(next_queued_token_, std::move(wake));
+  return next_queued_token_++;
+}
+
+void RunManager::UnsubscribeQueued(uint64_t token) {
+  std::lock_guard<std::mutex> lk(queued_mu_);
+  queued_subscribers_.erase(token);
 }
 
 Result<store::RunRecord> RunManager::Cancel(std::string_view run_id, const Principal& who) {

@@ -93,6 +93,8 @@ struct RunManagerOptions {
   std::string default_backend = "native";
   // The first host id of every sandbox's user namespace (isolate/id_range.h).
   uid_t sandbox_id_base = 100000;
+  // Sees the writes of every commit (EventBus::SetCommitHook); an outbound runner's outbox.
+  EventBus::CommitHook on_commit;
 };
 
 class RunManager {
@@ -127,6 +129,18 @@ class RunManager {
                                   const std::string& reason) {
     return review_->Reject(run_id, who, reason);
   }
+  // `wake` is called (without blocking) whenever a run is queued, here or, on a shared store, by
+  // another node: the coordinator of an outbound runner claims for it then.
+  uint64_t SubscribeQueued(std::function<void()> wake);
+  void UnsubscribeQueued(uint64_t token);
+  // Wakes this node's workers: a run was queued in the store without the review gate (an
+  // outbound runner's copy of a run its coordinator claimed for it).
+  void WakeWorkers() {
+    if (executor_) executor_->Wake();
+  }
+  // The labels this node claims with: node=NAME, the configured ones, os, arch, hostname and
+  // backend.NAME=true.
+  std::map<std::string, std::string> NodeLabels() const;
   // This node's state changed in the store (an operator's drain): applied now rather than at
   // the next heartbeat.
   void SetDraining(bool draining) {
@@ -136,6 +150,8 @@ class RunManager {
   // Where this node's API is reached, once the listeners are up (when node_address is unset):
   // stored at once, and kept when the node registers again.
   void SetNodeAddress(const std::string& address);
+  // Where this node's API is reached, as stored ("" while unknown).
+  std::string node_address() const;
   // Any non-terminal state -> CANCELLED; a running sandbox is killed first.
   Result<store::RunRecord> Cancel(std::string_view run_id, const Principal& who);
   // A succeeded copy-on-write run's changes written into the host directory (Review).
@@ -221,9 +237,10 @@ class RunManager {
   std::unique_ptr<Projects> projects_;
   // The native backend with the warm sandboxes in front; null: no warm sandboxes.
   std::unique_ptr<WarmBackend> warm_;
-  // The node's labels: node=NAME, the configured ones, then os, arch, hostname and
-  // backend.NAME=true.
-  std::map<std::string, std::string> NodeLabels() const;
+  void Queued();  // wakes the executor and every SubscribeQueued subscriber
+  std::mutex queued_mu_;
+  uint64_t next_queued_token_ = 1;
+  std::map<uint64_t, std::function<void()>> queued_subscribers_;
 
   std::unique_ptr<Heartbeat> heartbeat_;
   // What other daemons sharing the database commit (PostgreSQL); null on SQLite.
