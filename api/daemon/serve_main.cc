@@ -1,5 +1,6 @@
 // sandboxd-server: the daemon behind `sandboxd serve` (a binary of its own, so that
 // `sandboxd exec` never loads the database client and the HTTP stack).
+#include <atomic>
 #include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -9,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "api/daemon/runner_mode.h"
 #include "api/daemon/service_notify.h"
+#include "supervisor/runner/protocol.h"
 #include "api/http/server.h"
 #include "api/http/static_files.h"
 #include "api/mcp/mcp_routes.h"
@@ -37,6 +40,13 @@ constexpr const char* kUsage = R"(Usage: sandboxd serve [--config FILE] [--liste
                       [--cgroup-delegation auto|yes|no] [--dev-key]
 
 Runs the sandboxd service: the HTTP/WebSocket API, the review gate and the run workers.
+
+       sandboxd runner --connect ws[s]://COORDINATOR/v1/runners --token-file FILE
+                       [--ca-file PEM] [--node NAME] [--data-dir DIR] [--config FILE]
+
+Runs an outbound runner: no listener; the runs a serve node (the coordinator) routes to it come
+over one WebSocket it dials, and what they record goes back over it. Its own records are kept
+in <data_dir>/runner.db and <data_dir>/outbox until the coordinator has them.
   --config FILE    YAML configuration (every setting is documented in the shipped sandboxd.yaml)
   --listen ADDR    HOST:PORT or unix:/PATH (repeatable; replaces the file's list)
   --database URL   sqlite:///ABSOLUTE/PATH or postgresql://...
@@ -96,6 +106,9 @@ int main(int argc, char** argv) {
   std::string config_path;
   bool dev_key = false;
   std::vector<std::string> flags;
+  // `sandboxd runner` execs this binary with argv[0] "sandboxd runner"; `sandboxd-server runner`
+  // says the same.
+  bool runner_mode = argc > 0 && std::string_view(argv[0]).ends_with("runner");
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "-h" || args[i] == "--help") {
       std::fputs(kUsage, stdout);
@@ -106,6 +119,8 @@ int main(int argc, char** argv) {
       config_path = args[i].substr(9);
     } else if (args[i] == "--dev-key") {
       dev_key = true;
+    } else if (args[i] == "runner" && flags.empty()) {
+      runner_mode = true;
     } else {
       flags.push_back(args[i]);
     }
@@ -124,8 +139,24 @@ int main(int argc, char** argv) {
     if (!c.ok()) return Fail("configuration", c.error());
     config = std::move(*c);
   }
+  api::RunnerFlags runner_flags;
+  if (runner_mode) {
+    auto rf = api::TakeRunnerFlags(flags);
+    if (!rf.ok()) return Fail("runner", rf.error());
+    runner_flags = std::move(*rf);
+  }
   if (Status st = supervisor::ApplyFlags(flags, config); !st.ok()) {
     return Fail("configuration", st.error());
+  }
+  if (runner_mode) {
+    // A runner's store is its own: the runs it was handed and its outbox, never shared.
+    config.database = "sqlite://" + config.data_dir + "/runner.db";
+    if (config.node.empty()) {
+      char name[256] = {};
+      ::gethostname(name, sizeof name - 1);
+      config.node = name;
+    }
+    if (Status n = store::CheckRunnerName(config.node); !n.ok()) return Fail("node", n.error());
   }
   // To the journal under systemd, plain text on a terminal; spdlog's lines go the same way.
   log::Options log_options;
@@ -272,8 +303,38 @@ int main(int argc, char** argv) {
       notifier.Ready(status_line());
     }
   };
+  // A runner: every commit about a run its coordinator handed it goes to the outbox.
+  std::atomic<supervisor::runner::Uplink*> uplink_hook{nullptr};
+  if (runner_mode) {
+    ro.on_commit = [&uplink_hook](std::span<const store::Write> writes) {
+      if (auto* u = uplink_hook.load()) u->OnCommit(writes);
+    };
+  }
   auto runs = supervisor::RunManager::Start(**st, ro);
   if (!runs.ok()) return Fail("run manager", runs.error());
+  if (runner_mode) {
+    auto uplink = supervisor::runner::Uplink::Open(
+        {.name = config.node,
+         .data_dir = config.data_dir,
+         .labels = (*runs)->NodeLabels(),
+         .capacity = std::max<int64_t>(1, config.limits.max_concurrent_runs),
+         .version = SBX_SERVER_VERSION},
+        **st);
+    if (!uplink.ok()) return Fail("runner", uplink.error());
+    uplink_hook = uplink->get();
+    (*uplink)->Attach(runs->get());
+    std::printf("sandboxd: ready (runner %s, connecting to %s)\n", config.node.c_str(),
+                runner_flags.connect.c_str());
+    std::fflush(stdout);
+    notifier.Ready("connecting to " + runner_flags.connect);
+    const int sig = api::RunRunnerLink(runner_flags, **uplink, stop_signals);
+    notifier.Stopping(fmt::format("stopping (signal {})", sig));
+    std::printf("sandboxd: stopping (signal %d)\n", sig);
+    std::fflush(stdout);
+    (*runs)->Stop();
+    uplink_hook = nullptr;
+    return 0;
+  }
   // Long-lived sandboxes: the runs' backends, seccomp profiles, command policy and event bus.
   // Started after the run manager and stopped before it.
   supervisor::SandboxServiceOptions sbo;
@@ -351,6 +412,8 @@ int main(int argc, char** argv) {
   so.max_connections_per_address = config.max_connections_per_address;
   so.max_connections_per_key = config.max_connections_per_key;
   so.ws_queue_budget_bytes = config.ws_queue_budget_bytes;
+  // A runner's link carries its commits and file chunks (supervisor/runner/protocol.h).
+  so.ws_max_incoming_bytes = supervisor::runner::kMaxMessageBytes + (64 << 10);
   so.on_response = [&metrics](const api::RequestOutcome& o) {
     metrics.ApiRequest(o.method, o.route, o.status, o.latency);
   };

@@ -34,6 +34,8 @@ Commands:
   project ls|show|create|rm   projects: a directory, its defaults, the keys that may use it
   plan PROJECT INTENT…        plan an intent ("run the tests") for a project; run --plan runs it
   job ls                      the allowlisted jobs this key may start; run --job starts one
+  node ls|drain|resume        the daemons sharing the database (reviewer, admin role)
+  runner add|show|revoke      outbound runners' tokens (admin role)
   changes ID                  what a copy-on-write run would write into its host directory
   apply ID                    write those changes into the host directory (reviewer role)
   artifacts ls|get …          list or download a run's artifacts
@@ -216,6 +218,33 @@ The node finishes the runs it has and claims no new one until 'sandboxctl node r
 constexpr char kNodeResumeUsage[] = R"(Usage: sandboxctl node resume NAME
 
 A drained node takes work again.
+)";
+
+constexpr char kRunnerUsage[] = R"(Usage: sandboxctl runner add NAME       (admin role)
+       sandboxctl runner show NAME      (admin role)
+       sandboxctl runner revoke NAME    (admin role)
+
+Outbound runners: daemons with no listener that dial a serve node
+(sandboxd runner --connect wss://HOST/v1/runners --token-file FILE) and run the runs routed to
+them (node_selector runner=true, or node=NAME). 'add' issues a runner its token, shown once (a
+runner that has one gets a new one, and the old one stops working); 'revoke' ends its link and
+refuses its token from then on. While connected, a runner is listed by 'sandboxctl node ls'.
+)";
+
+constexpr char kRunnerAddUsage[] = R"(Usage: sandboxctl runner add NAME
+
+Issues runner NAME a token (printed once; the daemon keeps its SHA-256 only).
+)";
+
+constexpr char kRunnerShowUsage[] = R"(Usage: sandboxctl runner show NAME
+
+Whether the runner's token is active, who issued it, and how many of its records were committed.
+)";
+
+constexpr char kRunnerRevokeUsage[] = R"(Usage: sandboxctl runner revoke NAME
+
+Refuses the runner's token from now on and ends its link; the runs it had are ended or queued
+again once it has been away for node_timeout_ms, like those of a lost node.
 )";
 
 constexpr char kCancelUsage[] = R"(Usage: sandboxctl cancel ID…
@@ -523,6 +552,15 @@ const std::vector<Command>& Commands() {
        {{"ls", kNodeLsUsage, {}, false, CmdNodeLs},
         {"drain", kNodeDrainUsage, {}, false, CmdNodeDrain},
         {"resume", kNodeResumeUsage, {}, false, CmdNodeResume}}},
+      {"runner",
+       kRunnerUsage,
+       {},
+       false,
+       nullptr,
+       false,
+       {{"add", kRunnerAddUsage, {}, false, CmdRunnerAdd},
+        {"show", kRunnerShowUsage, {}, false, CmdRunnerShow},
+        {"revoke", kRunnerRevokeUsage, {}, false, CmdRunnerRevoke}}},
       {"apply", kApplyUsage, {{"diff-sha256", 0, true}, {"quiet", 'q', false}}, false, CmdApply},
       {"artifacts", kArtifactsUsage, {{"output", 'o', true}}, false, CmdArtifacts},
       {"audit", kAuditUsage, {{"run", 0, true}}, false, CmdAudit},

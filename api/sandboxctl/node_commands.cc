@@ -1,4 +1,5 @@
-// `sandboxctl node ls|drain|resume`: the daemons sharing the database (GET /v1/nodes).
+// `sandboxctl node ls|drain|resume`: the daemons sharing the database (GET /v1/nodes); and
+// `sandboxctl runner add|show|revoke`: outbound runners' tokens (/v1/runners).
 #include <fmt/format.h>
 
 #include "api/sandboxctl/commands.h"
@@ -47,6 +48,53 @@ int CmdNodeLs(Context& ctx, const ParsedArgs&) {
 }
 
 int CmdNodeDrain(Context& ctx, const ParsedArgs& args) { return SetState(ctx, args, "drain"); }
+
+namespace {
+
+void PrintRunner(Context& ctx, const nlohmann::json& r) {
+  if (ctx.json) {
+    PrintJson(r);
+    return;
+  }
+  std::string out = fmt::format("runner {}: {}, token issued by {}", Str(r, "name"),
+                                r.value("revoked", false) ? "revoked" : "active",
+                                Str(r, "created_by"));
+  out += fmt::format(", {} outbox entries committed\n", Int(r, "applied_seq"));
+  if (r.contains("token")) {
+    out += fmt::format(
+        "token (shown once; give it to the runner, e.g. in the file its --token-file names):\n"
+        "{}\n",
+        Str(r, "token"));
+  }
+  (void)WriteOut(1, out);
+}
+
+}  // namespace
+
+int CmdRunnerAdd(Context& ctx, const ParsedArgs& args) {
+  if (args.positional.size() != 1) return ReportUsage(ctx, "needs exactly one runner name");
+  const nlohmann::json body = {{"name", args.positional[0]}};
+  auto r = ctx.client->CallJson("POST", "/v1/runners", &body);
+  if (!r.ok()) return ReportError(ctx, r.error());
+  PrintRunner(ctx, *r);
+  return 0;
+}
+
+int CmdRunnerShow(Context& ctx, const ParsedArgs& args) {
+  if (args.positional.size() != 1) return ReportUsage(ctx, "needs exactly one runner name");
+  auto r = ctx.client->CallJson("GET", "/v1/runners/" + PercentEncode(args.positional[0]));
+  if (!r.ok()) return ReportError(ctx, r.error());
+  PrintRunner(ctx, *r);
+  return 0;
+}
+
+int CmdRunnerRevoke(Context& ctx, const ParsedArgs& args) {
+  if (args.positional.size() != 1) return ReportUsage(ctx, "needs exactly one runner name");
+  auto r = ctx.client->CallJson("DELETE", "/v1/runners/" + PercentEncode(args.positional[0]));
+  if (!r.ok()) return ReportError(ctx, r.error());
+  PrintRunner(ctx, *r);
+  return 0;
+}
 int CmdNodeResume(Context& ctx, const ParsedArgs& args) { return SetState(ctx, args, "resume"); }
 
 }  // namespace sbx::ctl

@@ -168,27 +168,32 @@ struct Upstream {
   std::string rest;
 };
 
+// Where node `owner` keeps its runs' files: its own address, or, for an outbound runner, that of
+// the node its link is on.
+Result<std::string> OwnerAddress(const RouteContext& ctx, const std::string& owner,
+                                 const std::string& run_id) {
+  auto nodes = ctx.store->ListNodes();
+  if (!nodes.ok()) return std::move(nodes).error();
+  for (const auto& n : *nodes) {
+    if (n.name == owner && !n.address.empty()) return n.address;
+  }
+  return MakeError(ErrorCode::kUnavailable,
+                   "run {} ran on node {}, which keeps its logs and artifacts; that node's "
+                   "address is not known (node_address in its configuration)",
+                   run_id, owner);
+}
+
 Result<Upstream> AskOwner(const RouteContext& ctx, const std::string& owner,
                           const std::string& run_id, const ForwardedRequest& req) {
   const std::string& self = ctx.runs->options().node;
-  auto nodes = ctx.store->ListNodes();
-  if (!nodes.ok()) return std::move(nodes).error();
-  const store::NodeRecord* node = nullptr;
-  for (const auto& n : *nodes) {
-    if (n.name == owner) node = &n;
-  }
-  if (node == nullptr || node->address.empty()) {
-    return MakeError(ErrorCode::kUnavailable,
-                     "run {} ran on node {}, which keeps its logs and artifacts; that node's "
-                     "address is not known (node_address in its configuration)",
-                     run_id, owner);
-  }
-  auto url = ParseHttpUrl(node->address, "node_address");
+  auto address = OwnerAddress(ctx, owner, run_id);
+  if (!address.ok()) return std::move(address).error();
+  auto url = ParseHttpUrl(*address, "node_address");
   if (!url.ok()) return MakeError(ErrorCode::kUnavailable, "{}", url.error().message);
   auto fd = Connect(*url);
   if (!fd.ok()) {
     return MakeError(ErrorCode::kUnavailable, "run {}'s logs and artifacts are on node {}, at {}: {}",
-                     run_id, owner, node->address, fd.error().message);
+                     run_id, owner, *address, fd.error().message);
   }
   // HTTP/1.0: the owner answers a stream as raw bytes ended by closing the connection.
   std::string head = fmt::format("GET {} HTTP/1.0\r\nHost: {}:{}\r\nX-Sandboxd-Proxied: {}\r\n",
@@ -197,7 +202,7 @@ Result<Upstream> AskOwner(const RouteContext& ctx, const std::string& owner,
   head += "\r\n";
   if (!SendAll(fd->get(), head)) {
     return MakeError(ErrorCode::kUnavailable, "node {} at {} stopped answering", owner,
-                     node->address);
+                     *address);
   }
   std::string got;
   size_t end;
@@ -206,7 +211,7 @@ Result<Upstream> AskOwner(const RouteContext& ctx, const std::string& owner,
     ssize_t n = ReadSome(fd->get(), buf, sizeof buf, kHeadMs);
     if (n <= 0 || got.size() > kMaxHead) {
       return MakeError(ErrorCode::kUnavailable, "node {} at {} did not answer", owner,
-                       node->address);
+                       *address);
     }
     got.append(buf, static_cast<size_t>(n));
   }
@@ -238,6 +243,11 @@ std::optional<Reply> ForwardToOwner(const RouteContext& ctx, const Request& req,
                                     const store::RunRecord& run) {
   if (!run.node || run.node->empty() || *run.node == ctx.runs->options().node) return std::nullopt;
   if (req.headers.Get("x-sandboxd-proxied")) return std::nullopt;
+  // A runner whose link is on this node wrote its files here.
+  if (auto here = OwnerAddress(ctx, *run.node, run.id);
+      here.ok() && *here == ctx.runs->node_address()) {
+    return std::nullopt;
+  }
   auto up = AskOwner(ctx, *run.node, run.id, ForwardedRequest::Of(req));
   if (!up.ok()) return Unavailable(up.error().message);
   if (up->status != 200) {

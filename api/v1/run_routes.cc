@@ -976,6 +976,7 @@ Status AddRunRoutes(Router& router, const RouteContext& ctx) {
   SBX_TRY(AddProjectRoutes(router, ctx));
   SBX_TRY(AddJobRoutes(router, ctx));
   SBX_TRY(AddNodeRoutes(router, ctx));
+  SBX_TRY(AddRunnerRoutes(router, ctx));
   return Ok();
 }
 

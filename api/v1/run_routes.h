@@ -30,6 +30,9 @@ Status AddJobRoutes(Router& router, const RouteContext& ctx);
 Status AddChangeRoutes(Router& router, const RouteContext& ctx);
 // GET /v1/nodes, POST /v1/nodes/{name}:drain and :resume (node_routes.cc).
 Status AddNodeRoutes(Router& router, const RouteContext& ctx);
+// GET /v1/runners (a runner's link), POST /v1/runners, GET and DELETE /v1/runners/{name}
+// (runner_routes.cc).
+Status AddRunnerRoutes(Router& router, const RouteContext& ctx);
 // A node's state as the API shows it: "lost" already when its last beat is older than
 // node_timeout, before another node declares it.
 const char* NodeStateShown(const store::NodeRecord& node, const RouteContext& ctx);

@@ -18,6 +18,7 @@ Commands:
   check     inspect the host's isolation layers (sandboxd check --help)
   serve     run the service: API, review gate, run workers (sandboxd serve --help)
   mcp       the MCP server on stdin/stdout, forwarding to the service (sandboxd mcp --help)
+  runner    an outbound runner: takes runs over a link it dials to a serve node (sandboxd serve --help)
   seccomp   validate, explain, diff and learn seccomp profiles (sandboxd seccomp --help)
 )";
 
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
   if (cmd == "seccomp") return sbx::supervisor::SeccompCommand(args);
   if (cmd == "serve") return ExecHelper(argv, "serve", "sandboxd-server");
   if (cmd == "mcp") return ExecHelper(argv, "mcp", "sandboxd-mcp");
+  if (cmd == "runner") return ExecHelper(argv, "runner", "sandboxd-server");
   std::fprintf(stderr, "sandboxd: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -1,0 +1,393 @@
+// An outbound runner (sandboxd-server runner) and its coordinator (sandboxd-server on SQLite),
+// both real daemons, the runner's link going through a TCP relay the test can cut: the runner
+// has no listening socket; runs routed to it by label run there and everything they record
+// (events, logs, artifacts, the end) reaches the coordinator; a link cut mid-run and restored
+// loses no log byte and delivers none twice; what the runner could not send survives its
+// restart; a forged token is refused; a revoked one ends the link and is refused from then on.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <dirent.h>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "api/testing/raw_client.h"
+#include "base/fs.h"
+#include "integration/server_harness.h"
+#include "supervisor/store/store.h"
+
+namespace sbx::testing {
+namespace {
+
+constexpr char kAlice[] = "runner-test-alice";
+constexpr char kAda[] = "runner-test-ada";
+constexpr char kBob[] = "runner-test-bob";
+
+// A TCP relay on 127.0.0.1: each connection accepted is joined to a new connection to `target`.
+// Cut() ends every joined pair at once; while refusing, new connections are closed on accept.
+class Relay {
+ public:
+  explicit Relay(uint16_t target) : target_(target) {
+    listen_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listen_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(listen_.get(), 16), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    EXPECT_EQ(::pipe2(stop_, O_CLOEXEC), 0);
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~Relay() {
+    (void)::write(stop_[1], "x", 1);
+    thread_.join();
+    ::close(stop_[0]);
+    ::close(stop_[1]);
+  }
+  uint16_t port() const { return port_; }
+  void Cut(bool refuse) {
+    refusing_ = refuse;
+    cut_ = true;
+    (void)::write(stop_[1], "c", 1);
+  }
+  void Restore() { refusing_ = false; }
+  int accepted() const { return accepted_; }
+
+ private:
+  void Loop() {
+    std::vector<std::pair<UniqueFd, UniqueFd>> pairs;
+    for (;;) {
+      std::vector<pollfd> fds = {{listen_.get(), POLLIN, 0}, {stop_[0], POLLIN, 0}};
+      for (auto& [a, b] : pairs) {
+        fds.push_back({a.get(), POLLIN, 0});
+        fds.push_back({b.get(), POLLIN, 0});
+      }
+      if (::poll(fds.data(), fds.size(), -1) < 0) continue;
+      if (fds[1].revents) {
+        char c = 0;
+        (void)::read(stop_[0], &c, 1);
+        if (c == 'x') return;
+        if (cut_.exchange(false)) pairs.clear();
+        continue;
+      }
+      if (fds[0].revents) {
+        UniqueFd in(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (in && !refusing_) {
+          UniqueFd out(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+          sockaddr_in a{};
+          a.sin_family = AF_INET;
+          a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+          a.sin_port = htons(target_);
+          if (::connect(out.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+            ++accepted_;
+            pairs.emplace_back(std::move(in), std::move(out));
+          }
+        }
+        continue;
+      }
+      std::vector<size_t> dead;
+      for (size_t i = 0; i < pairs.size(); ++i) {
+        for (int side = 0; side < 2; ++side) {
+          const pollfd& p = fds[2 + 2 * i + side];
+          if (!p.revents) continue;
+          int from = side == 0 ? pairs[i].first.get() : pairs[i].second.get();
+          int to = side == 0 ? pairs[i].second.get() : pairs[i].first.get();
+          char buf[65536];
+          const ssize_t n = ::read(from, buf, sizeof buf);
+          if (n <= 0 || !WriteAll(to, std::string_view(buf, static_cast<size_t>(n))).ok()) {
+            dead.push_back(i);
+            break;
+          }
+        }
+      }
+      for (auto it = dead.rbegin(); it != dead.rend(); ++it) pairs.erase(pairs.begin() + *it);
+    }
+  }
+
+  uint16_t target_;
+  uint16_t port_ = 0;
+  UniqueFd listen_;
+  int stop_[2] = {-1, -1};
+  std::atomic<bool> refusing_{false};
+  std::atomic<bool> cut_{false};
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
+// One daemon of the two.
+class Daemon : public ServerTest {
+ public:
+  void TestBody() override {}
+  using ServerTest::Call;
+  using ServerTest::dir_;
+  using ServerTest::node_;
+  using ServerTest::pid_;
+  using ServerTest::port_;
+  using ServerTest::WaitForEvent;
+  using ServerTest::ReadUntilReady;
+  using ServerTest::StartServer;
+  using ServerTest::StopServer;
+
+  void Configure(const std::string& name) {
+    SetUpServer(name, "  \"*\": allow\n");
+    WriteConfig("127.0.0.1:0",
+                {{"alice", "submitter", kAlice}, {"ada", "admin", kAda}, {"bob", "reviewer", kBob}},
+                "max_concurrent_runs: 2\nwarm_sandboxes: 0\nheartbeat_interval_ms: 200\n"
+                "node_timeout_ms: 4000\n");
+  }
+  void StartOnLoopback() { StartServerOnLoopback(); }
+  void Stop() { TearDown(); }
+};
+
+class ServeRunnerTest : public SandboxTest {
+ protected:
+  void SetUp() override {
+    SandboxTest::SetUp();
+    if (IsSkipped()) return;
+    coordinator_.Configure("rcoord");
+    if (HasFatalFailure()) return;
+    coordinator_.StartOnLoopback();
+    if (HasFatalFailure()) return;
+    relay_ = std::make_unique<Relay>(coordinator_.port_);
+  }
+  void TearDown() override {
+    runner_.Stop();
+    relay_.reset();
+    coordinator_.Stop();
+  }
+
+  // Issues a token for runner `name` (as the admin) and starts the runner daemon with it,
+  // dialling through the relay.
+  void StartRunner(const std::string& name) {
+    auto issued = coordinator_.Call("POST", "/v1/runners", kAda, R"({"name":")" + name + R"("})");
+    ASSERT_EQ(issued.status, 201) << issued.body;
+    token_ = issued.Json()["token"];
+    runner_.Configure(name);
+    if (HasFatalFailure()) return;
+    std::ofstream(runner_.dir_ + "/token") << token_ << "\n";
+    RestartRunner(name);
+    if (HasFatalFailure()) return;
+    // Connected once its node shows in the coordinator's list.
+    for (int i = 0; i < 600 && !NodeReady(name); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(NodeReady(name)) << "the runner never registered";
+  }
+  void RestartRunner(const std::string& name) {
+    runner_.StartServer(
+        {.args = {"runner", "--connect",
+                  "ws://127.0.0.1:" + std::to_string(relay_->port()) + "/v1/runners",
+                  "--token-file", runner_.dir_ + "/token", "--node", name}});
+    ASSERT_NE(runner_.ReadUntilReady().find("sandboxd: ready (runner " + name), std::string::npos);
+  }
+  bool NodeReady(const std::string& name) {
+    auto r = coordinator_.Call("GET", "/v1/nodes", kBob);
+    for (const auto& n : r.Json().value("nodes", nlohmann::json::array())) {
+      if (n.value("name", "") == name && n.value("state", "") == "ready" &&
+          n["labels"].value("runner", "") == "true") {
+        return true;
+      }
+    }
+    return false;
+  }
+  // The status of a WebSocket upgrade of /v1/runners presenting `token`.
+  int UpgradeStatus(const std::string& token) {
+    auto c = api::testing::RawConn::Tcp(coordinator_.port_);
+    if (!c) return -1;
+    c->Send(api::testing::MakeWsUpgrade("/v1/runners", {{"Authorization", "Bearer " + token}}));
+    auto head = api::testing::ReadHead(*c);
+    return head ? head->status : -1;
+  }
+  std::string Submit(const std::string& script) {
+    nlohmann::json body = {{"argv", {"/bin/sh", "-c", script}},
+                           {"node_selector", {{"runner", "true"}}}};
+    auto r = coordinator_.Call("POST", "/v1/runs", kAlice, body.dump());
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r.Json().value("id", "");
+  }
+  // Every event of the run, as a client of the coordinator reads them (its event stream from
+  // the start, which ends after run.completed).
+  std::vector<nlohmann::json> Events(const std::string& id) {
+    std::vector<nlohmann::json> out;
+    auto ws = api::testing::RawConn::Tcp(coordinator_.port_);
+    if (!ws) return out;
+    ws->SetTimeout(std::chrono::seconds(60));
+    ws->Send(api::testing::MakeWsUpgrade("/v1/runs/" + id + "/events?after=0",
+                                         {{"x-api-key", kAlice}}));
+    auto head = api::testing::ReadHead(*ws);
+    if (!head || head->status != 101) return out;
+    for (;;) {
+      auto f = api::testing::WsReadFrame(*ws);
+      if (!f || f->opcode == 8) return out;
+      out.push_back(nlohmann::json::parse(f->payload));
+      if (out.back().value("type", "") == "run.completed") return out;
+    }
+  }
+
+  Daemon coordinator_;
+  Daemon runner_;
+  std::unique_ptr<Relay> relay_;
+  std::string token_;
+};
+
+std::string Lines(int n) {
+  std::string out;
+  for (int i = 1; i <= n; ++i) out += "line-" + std::to_string(i) + "\n";
+  return out;
+}
+
+TEST_F(ServeRunnerTest, ARunRoutedToTheRunnerRunsThereAndEverythingItRecordsReachesTheCoordinator) {
+  StartRunner("edge1");
+  if (HasFatalFailure()) return;
+  // The runner dials out and listens nowhere.
+  std::set<std::string> sockets;
+  const std::string fd_dir = "/proc/" + std::to_string(runner_.pid_) + "/fd";
+  if (DIR* d = ::opendir(fd_dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      char target[256] = {};
+      if (::readlink((fd_dir + "/" + e->d_name).c_str(), target, sizeof target - 1) > 0 &&
+          std::string_view(target).starts_with("socket:[")) {
+        sockets.insert(std::string(target).substr(8, std::strlen(target) - 9));
+      }
+    }
+    ::closedir(d);
+  }
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string sl, local, remote, st, queues, tr, retr, uid, timeout, inode;
+      f >> sl >> local >> remote >> st >> queues >> tr >> retr >> uid >> timeout >> inode;
+      EXPECT_FALSE(st == "0A" && sockets.count(inode) != 0) << "the runner listens on " << local;
+    }
+  }
+
+  const std::string id = Submit("for i in $(seq 1 50); do echo line-$i; done; echo oops >&2");
+  auto done = coordinator_.WaitForEvent(id, "run.completed", kAlice);
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["state"], "SUCCEEDED");
+  auto run = coordinator_.Call("GET", "/v1/runs/" + id, kAlice).Json();
+  EXPECT_EQ(run["node"], "edge1");
+  EXPECT_EQ(run["result"]["exit_code"], 0);
+  auto out = coordinator_.Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice);
+  EXPECT_EQ(out.body, Lines(50));
+  auto err = coordinator_.Call("GET", "/v1/runs/" + id + "/logs?stream=stderr", kAlice);
+  EXPECT_EQ(err.body, "oops\n");
+  // Its artifacts were written on the runner and are served by the coordinator.
+  auto report = coordinator_.Call("GET", "/v1/runs/" + id + "/artifacts/report.md", kAlice);
+  EXPECT_EQ(report.status, 200) << report.body;
+  EXPECT_NE(report.body.find("line-50"), std::string::npos);
+  int completed = 0, started = 0;
+  for (const auto& e : Events(id)) {
+    completed += e.value("type", "") == "run.completed";
+    started += e.value("type", "") == "step.started";
+  }
+  EXPECT_EQ(completed, 1);
+  EXPECT_EQ(started, 1);
+  // The coordinator's own node never ran it.
+  auto other = coordinator_.Call("GET", "/v1/nodes", kBob).Json();
+  EXPECT_EQ(other["nodes"].size(), 2u);
+}
+
+TEST_F(ServeRunnerTest, ALinkCutMidRunLosesNoLogByteAndDeliversNoneTwice) {
+  StartRunner("edge2");
+  if (HasFatalFailure()) return;
+  const int n = 400;
+  const std::string id =
+      Submit("for i in $(seq 1 " + std::to_string(n) + "); do echo line-$i; sleep 0.01; done");
+  ASSERT_FALSE(coordinator_.WaitForEvent(id, "step.log", kAlice).is_null());
+  const int before = relay_->accepted();
+  relay_->Cut(/*refuse=*/true);
+  // Down for a while, output piling up on the runner, then back.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  relay_->Restore();
+  auto done = coordinator_.WaitForEvent(id, "run.completed", kAlice);
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["state"], "SUCCEEDED");
+  EXPECT_GT(relay_->accepted(), before) << "the runner never reconnected";
+  auto out = coordinator_.Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice);
+  EXPECT_EQ(out.body, Lines(n));
+  // The step.log events tile the log: each byte announced exactly once, in order, and a client
+  // following the events reads each byte once.
+  int64_t next = 0;
+  int completed = 0;
+  std::string streamed;
+  for (const auto& e : Events(id)) {
+    if (e.value("type", "") == "run.completed") ++completed;
+    if (e.value("type", "") != "step.log" || e.value("stream", "") != "stdout") continue;
+    EXPECT_EQ(e.value("offset", int64_t{-1}), next);
+    next += e.value("length", int64_t{0});
+    streamed += e.value("data", "");
+  }
+  EXPECT_EQ(next, static_cast<int64_t>(Lines(n).size()));
+  EXPECT_EQ(streamed, Lines(n));
+  EXPECT_EQ(completed, 1);
+  auto runner = coordinator_.Call("GET", "/v1/runners/edge2", kAda).Json();
+  EXPECT_GT(runner["applied_seq"].get<int64_t>(), 0);
+}
+
+TEST_F(ServeRunnerTest, WhatTheRunnerCouldNotSendSurvivesItsRestart) {
+  StartRunner("edge4");
+  if (HasFatalFailure()) return;
+  const std::string id = Submit("sleep 1; for i in $(seq 1 20); do echo line-$i; done");
+  ASSERT_FALSE(coordinator_.WaitForEvent(id, "step.started", kAlice).is_null());
+  relay_->Cut(/*refuse=*/true);
+  // The run ends on the runner while its link is down: its end is in the runner's outbox (and
+  // its manifest, written last, in its data directory).
+  const std::string manifest = runner_.dir_ + "/data/runs/" + id + "/artifacts.json";
+  for (int i = 0; i < 200 && ::access(manifest.c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(::access(manifest.c_str(), F_OK), 0) << "the run never ended on the runner";
+  EXPECT_EQ(coordinator_.Call("GET", "/v1/runs/" + id, kAlice).Json()["state"], "RUNNING");
+  // Killed, started again, and reconnected: it sends what it kept.
+  runner_.StopServer(SIGKILL);
+  RestartRunner("edge4");
+  if (HasFatalFailure()) return;
+  relay_->Restore();
+  auto done = coordinator_.WaitForEvent(id, "run.completed", kAlice);
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["state"], "SUCCEEDED");
+  EXPECT_EQ(coordinator_.Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice).body,
+            Lines(20));
+  EXPECT_EQ(coordinator_.Call("GET", "/v1/runs/" + id + "/artifacts/report.md", kAlice).status,
+            200);
+}
+
+TEST_F(ServeRunnerTest, AForgedOrRevokedTokenIsRefused) {
+  EXPECT_EQ(UpgradeStatus("sbxr_" + std::string(64, '0')), 401);
+  EXPECT_EQ(UpgradeStatus("not-a-token"), 401);
+  // Only an admin issues tokens.
+  EXPECT_EQ(coordinator_.Call("POST", "/v1/runners", kAlice, R"({"name":"x"})").status, 403);
+  EXPECT_EQ(coordinator_.Call("POST", "/v1/runners", kAda, R"({"name":"../x"})").status, 400);
+  StartRunner("edge3");
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(UpgradeStatus(token_), 101);
+  auto revoked = coordinator_.Call("DELETE", "/v1/runners/edge3", kAda);
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  EXPECT_EQ(revoked.Json()["revoked"], true);
+  EXPECT_EQ(UpgradeStatus(token_), 401);
+  // The link it had is ended: a run routed to it stays queued.
+  const std::string id = Submit("echo never");
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  auto run = coordinator_.Call("GET", "/v1/runs/" + id, kAlice).Json();
+  EXPECT_EQ(run["state"], "QUEUED");
+  // A new token for it works again.
+  auto again = coordinator_.Call("POST", "/v1/runners", kAda, R"({"name":"edge3"})");
+  ASSERT_EQ(again.status, 201);
+  EXPECT_EQ(UpgradeStatus(again.Json()["token"]), 101);
+}
+
+}  // namespace
+}  // namespace sbx::testing
