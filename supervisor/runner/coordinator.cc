@@ -76,6 +76,11 @@ void RunnerLink::Send(const json& m) { (void)transport_.send(m.dump()); }
 
 void RunnerLink::Fail(std::string why) {
   spdlog::warn("runner {}: {}", runner_.name, why);
+  {
+    // No claim, and nothing the runner sends taken, after this: the link is ending.
+    std::lock_guard<std::mutex> lk(mu_);
+    failed_ = true;
+  }
   transport_.close(std::move(why));
 }
 
@@ -88,6 +93,7 @@ void RunnerLink::OnText(std::string_view text) {
   bool welcomed;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    if (failed_ || stopping_) return;
     welcomed = welcomed_;
   }
   if (type != "hello" && !welcomed) return Fail("the first message must be hello");
@@ -174,6 +180,12 @@ Status RunnerLink::OnHello(const json& m) {
 }
 
 Status RunnerLink::OnBeat(const json& m) {
+  // Revoked through another node: this link ends at the next beat.
+  auto record = store_.GetRunner(runner_.name);
+  if (!record.ok()) return std::move(record).error();
+  if (record->revoked_at_ms || record->token_sha256 != runner_.token_sha256) {
+    return MakeError(ErrorCode::kPermissionDenied, "this runner's token was revoked or replaced");
+  }
   auto state = store_.Heartbeat(runner_.name);
   if (!state.ok()) return std::move(state).error();
   if (*state == store::NodeState::kLost) {
@@ -234,6 +246,10 @@ bool RunnerLink::Owns(const std::string& run_id, std::optional<int64_t> attempt)
 }
 
 void RunnerLink::OnBinary(std::string_view bytes) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (failed_ || stopping_) return;
+  }
   auto chunk = DecodeFileChunk(bytes);
   if (!chunk.ok()) return Fail(chunk.error().message);
   if (chunk->offset + chunk->bytes.size() > kMaxFileBytes) {
@@ -363,7 +379,7 @@ void RunnerLink::Claimer() {
   std::unique_lock<std::mutex> lk(mu_);
   while (!stopping_) {
     const int64_t busy = static_cast<int64_t>(running_.size() + handed_over_.size());
-    if (!ready_ || busy >= capacity_) {
+    if (!ready_ || failed_ || busy >= capacity_) {
       wake_.wait_for(lk, options_.heartbeat_interval);
       continue;
     }

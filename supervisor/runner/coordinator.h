@@ -84,6 +84,7 @@ class RunnerLink {
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool failed_ = false;  // Fail(): the link is ending
   bool welcomed_ = false;
   bool ready_ = false;  // the runner's node is ready (not draining)
   bool reconciled_ = false;
