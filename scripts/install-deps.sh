@@ -9,6 +9,7 @@ build_pkgs=(
   libseccomp-dev libcap-dev libnl-3-dev libnl-route-3-dev
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev
   libsqlite3-dev libpqxx-dev libyaml-cpp-dev libsystemd-dev libgit2-dev
+  libssl-dev
 )
 # postgresql: the store tests start a throwaway server from /usr/lib/postgresql/15/bin.
 # systemd: systemd-analyze verify of the unit files; dpkg-dev and fakeroot: cpack -G DEB and
@@ -16,6 +17,8 @@ build_pkgs=(
 test_pkgs=(bubblewrap hyperfine jq busybox-static postgresql systemd dpkg-dev fakeroot debootstrap)
 # git: the checkout tests make their repositories with it (the daemon itself uses libgit2).
 test_pkgs+=(git)
+# openssl: the WebSocket client's tests make their CA and certificates with it.
+test_pkgs+=(openssl)
 # docker.io: the Docker backend's tests start their own dockerd (their image is busybox-static's).
 test_pkgs+=(docker.io)
 # curl and wrk: bench/soak.sh and bench/load.sh drive a real daemon with them.
