@@ -1,6 +1,8 @@
 #include "supervisor/runner/uplink.h"
 
 #include <dirent.h>
+
+#include <algorithm>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -61,6 +63,40 @@ Result<std::unique_ptr<Uplink>> Uplink::Open(UplinkOptions options, store::Store
 Uplink::Uplink(UplinkOptions options, store::Store& local, std::unique_ptr<Outbox> outbox)
     : options_(std::move(options)), local_(local), outbox_(std::move(outbox)) {
   outbox_->SetNotify([this] { cv_.notify_all(); });
+  fencer_ = std::thread([this] { Fencer(); });
+}
+
+Uplink::~Uplink() {
+  Stop();
+  fencer_.join();
+}
+
+void Uplink::Fencer() {
+  std::unique_lock<std::mutex> lk(mu_);
+  while (!stopping_) {
+    if (linked_ && welcomed_) {
+      cv_.wait(lk);
+      continue;
+    }
+    if (fenced_ || !node_timeout_ || manager_ == nullptr) {
+      cv_.wait(lk);
+      continue;
+    }
+    const auto deadline = unlinked_since_ + *node_timeout_;
+    if (std::chrono::steady_clock::now() < deadline) {
+      cv_.wait_until(lk, deadline);
+      continue;
+    }
+    fenced_ = true;
+    RunManager* manager = manager_;
+    lk.unlock();
+    const size_t killed = manager->FenceNode();
+    spdlog::warn(
+        "runner: no link to the coordinator for {} ms: killed {} run(s), which may be running "
+        "elsewhere now; taking nothing until it answers again",
+        node_timeout_->count(), killed);
+    lk.lock();
+  }
 }
 
 void Uplink::Attach(RunManager* manager) {
@@ -109,7 +145,6 @@ json Uplink::Beat() {
 }
 
 Status Uplink::Session(Transport t, std::chrono::milliseconds welcome_timeout) {
-  std::chrono::milliseconds heartbeat{2'000};
   {
     std::lock_guard<std::mutex> lk(mu_);
     linked_ = true;
@@ -133,13 +168,18 @@ Status Uplink::Session(Transport t, std::chrono::milliseconds welcome_timeout) {
     linked_ = false;
     return MakeError(ErrorCode::kUnavailable, "the link ended before the coordinator's welcome");
   }
+  if (fenced_ && manager_ != nullptr) {
+    manager_->UnfenceNode();
+    fenced_ = false;
+    spdlog::info("runner: the coordinator answers again: taking runs");
+  }
   int64_t sent = acked_;
   auto next_beat = std::chrono::steady_clock::now();
   while (linked_ && !stopping_) {
     const auto now = std::chrono::steady_clock::now();
     if (beat_now_ || now >= next_beat) {
       beat_now_ = false;
-      next_beat = now + heartbeat;
+      next_beat = now + heartbeat_;
       lk.unlock();
       t.send_text(Beat().dump());
       lk.lock();
@@ -173,7 +213,10 @@ Status Uplink::Session(Transport t, std::chrono::milliseconds welcome_timeout) {
       return !linked_ || stopping_ || beat_now_ || outbox_->last_seq() > sent;
     });
   }
+  if (welcomed_) unlinked_since_ = std::chrono::steady_clock::now();
+  welcomed_ = false;
   linked_ = false;
+  cv_.notify_all();
   return Ok();
 }
 
@@ -224,6 +267,10 @@ void Uplink::OnMessage(const std::string& text) {
       std::lock_guard<std::mutex> lk(mu_);
       acked_ = outbox_->acked_seq();
       welcomed_ = true;
+      heartbeat_ = std::chrono::milliseconds(
+          std::clamp<int64_t>(m.value("heartbeat_ms", int64_t{2'000}), 100, 60'000));
+      node_timeout_ = std::chrono::milliseconds(
+          std::clamp<int64_t>(m.value("node_timeout_ms", int64_t{6'000}), 500, 3'600'000));
     } else if (type == "ack") {
       const int64_t seq = m.at("seq").get<int64_t>();
       if (seq > outbox_->acked_seq() && seq <= outbox_->last_seq()) {
@@ -322,6 +369,9 @@ void Uplink::LinkClosed(std::string why) {
   spdlog::warn("runner: the link to the coordinator ended: {}", why);
   {
     std::lock_guard<std::mutex> lk(mu_);
+    // The link that was up ended now; a connect that never got a welcome changes nothing.
+    if (welcomed_) unlinked_since_ = std::chrono::steady_clock::now();
+    welcomed_ = false;
     linked_ = false;
   }
   cv_.notify_all();

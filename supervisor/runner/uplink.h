@@ -16,7 +16,9 @@
 #include <mutex>
 #include <set>
 #include <span>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "base/result.h"
 #include "supervisor/runner/outbox.h"
@@ -57,6 +59,7 @@ class Uplink {
   void Stop();
 
   int64_t pending() const { return outbox_->pending(); }
+  ~Uplink();  // Stop(), and the fencing thread joined
 
  private:
   Uplink(UplinkOptions options, store::Store& local, std::unique_ptr<Outbox> outbox);
@@ -65,6 +68,10 @@ class Uplink {
   // Sends the bytes of `run_id`'s files past what this session sent.
   bool SyncFiles(const std::string& run_id, const Transport& t);
   nlohmann::json Beat();
+  // Fences the local service once the link has been down for longer than the coordinator's
+  // node_timeout (by then the coordinator may have given its runs to another node), like a
+  // node cut off from the database; unfenced at the next welcome.
+  void Fencer();
 
   UplinkOptions options_;
   store::Store& local_;
@@ -83,6 +90,12 @@ class Uplink {
   // Runs handed over: run -> the coordinator's attempt; and those not yet ended here.
   std::map<std::string, int64_t> attempts_;
   std::set<std::string> running_;
+  // From the coordinator's welcome.
+  std::chrono::milliseconds heartbeat_{2'000};
+  std::optional<std::chrono::milliseconds> node_timeout_;
+  std::chrono::steady_clock::time_point unlinked_since_ = std::chrono::steady_clock::now();
+  bool fenced_ = false;
+  std::thread fencer_;
 };
 
 }  // namespace sbx::supervisor::runner

@@ -138,6 +138,13 @@ class RunManager {
   void WakeWorkers() {
     if (executor_) executor_->Wake();
   }
+  // An outbound runner cut off from its coordinator for longer than node_timeout: its runs may
+  // be running elsewhere. Kills them (a run still RUNNING here ends FAILED, node_lost) and
+  // claims nothing until UnfenceNode() (Executor::Fence).
+  size_t FenceNode() { return executor_ ? executor_->Fence() : 0; }
+  void UnfenceNode() {
+    if (executor_) executor_->Unfence();
+  }
   // The labels this node claims with: node=NAME, the configured ones, os, arch, hostname and
   // backend.NAME=true.
   std::map<std::string, std::string> NodeLabels() const;

@@ -3,7 +3,8 @@
 // has no listening socket; runs routed to it by label run there and everything they record
 // (events, logs, artifacts, the end) reaches the coordinator; a link cut mid-run and restored
 // loses no log byte and delivers none twice; what the runner could not send survives its
-// restart; a forged token is refused; a revoked one ends the link and is refused from then on.
+// restart; a runner cut off for longer than node_timeout is lost (its run ends node_lost, once)
+// and kills what it ran; a forged token is refused; a revoked one ends the link and is refused from then on.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -363,6 +364,43 @@ TEST_F(ServeRunnerTest, WhatTheRunnerCouldNotSendSurvivesItsRestart) {
             Lines(20));
   EXPECT_EQ(coordinator_.Call("GET", "/v1/runs/" + id + "/artifacts/report.md", kAlice).status,
             200);
+}
+
+TEST_F(ServeRunnerTest, ARunnerCutOffLongerThanTheTimeoutIsLostAndKillsWhatItRan) {
+  StartRunner("edge5");
+  if (HasFatalFailure()) return;
+  const std::string id = Submit("echo started; sleep 120; echo never");
+  ASSERT_FALSE(coordinator_.WaitForEvent(id, "step.log", kAlice).is_null());
+  relay_->Cut(/*refuse=*/true);
+  // Past node_timeout_ms (4 s) without a beat, the coordinator's node declares it lost.
+  auto lost = coordinator_.WaitForEvent(id, "run.completed", kAlice);
+  ASSERT_FALSE(lost.is_null());
+  EXPECT_EQ(lost["state"], "FAILED");
+  EXPECT_EQ(lost["reason"], "node_lost");
+  // And the runner, cut off as long, killed the run rather than let it go on (its end, and
+  // then its manifest, written on the runner long before the 120 s sleep would end).
+  const std::string manifest = runner_.dir_ + "/data/runs/" + id + "/artifacts.json";
+  for (int i = 0; i < 300 && ::access(manifest.c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(::access(manifest.c_str(), F_OK), 0) << "the runner still runs what was given away";
+  // Healed: it registers again and takes new work; what it sent about the lost run is dropped.
+  relay_->Restore();
+  for (int i = 0; i < 600 && !NodeReady("edge5"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(NodeReady("edge5"));
+  const std::string next = Submit("echo again");
+  auto done = coordinator_.WaitForEvent(next, "run.completed", kAlice);
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["state"], "SUCCEEDED");
+  auto run = coordinator_.Call("GET", "/v1/runs/" + id, kAlice).Json();
+  EXPECT_EQ(run["state"], "FAILED");
+  int completed = 0;
+  for (const auto& e : Events(id)) completed += e.value("type", "") == "run.completed";
+  EXPECT_EQ(completed, 1);
+  EXPECT_EQ(coordinator_.Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice).body,
+            "started\n");
 }
 
 TEST_F(ServeRunnerTest, AForgedOrRevokedTokenIsRefused) {
