@@ -12,6 +12,7 @@
 
 #include "api/daemon/runner_mode.h"
 #include "api/daemon/service_notify.h"
+#include "base/random.h"
 #include "supervisor/runner/protocol.h"
 #include "api/http/server.h"
 #include "api/http/static_files.h"
@@ -64,17 +65,7 @@ SIGHUP reloads the command policy; SIGTERM stops it (running runs end FAILED).
   --dev-key        add a development admin key and a reviewer key and print them (for make run)
 )";
 
-std::string RandomKey() {
-  unsigned char b[24];
-  if (::getrandom(b, sizeof b, 0) != static_cast<ssize_t>(sizeof b)) return "";
-  static const char kHex[] = "0123456789abcdef";
-  std::string s = "sbx_";
-  for (unsigned char c : b) {
-    s.push_back(kHex[c >> 4]);
-    s.push_back(kHex[c & 15]);
-  }
-  return s;
-}
+std::string RandomKey() { return "sbx_" + sbx::RandomHex(24); }
 
 int Fail(const std::string& what, const sbx::Error& e) {
   sbx::log::Error({}, "sandboxd serve: {}: {}", what, e.ToString());

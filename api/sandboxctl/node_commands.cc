@@ -48,6 +48,7 @@ int CmdNodeLs(Context& ctx, const ParsedArgs&) {
 }
 
 int CmdNodeDrain(Context& ctx, const ParsedArgs& args) { return SetState(ctx, args, "drain"); }
+int CmdNodeResume(Context& ctx, const ParsedArgs& args) { return SetState(ctx, args, "resume"); }
 
 namespace {
 
@@ -69,32 +70,27 @@ void PrintRunner(Context& ctx, const nlohmann::json& r) {
   (void)WriteOut(1, out);
 }
 
+
+// One runner call: `method` on /v1/runners (POST, with the name in the body) or on
+// /v1/runners/NAME, the answer printed.
+int RunnerCall(Context& ctx, const ParsedArgs& args, std::string_view method) {
+  if (args.positional.size() != 1) return ReportUsage(ctx, "needs exactly one runner name");
+  const std::string& name = args.positional[0];
+  const nlohmann::json body = {{"name", name}};
+  auto r = method == "POST"
+               ? ctx.client->CallJson(method, "/v1/runners", &body)
+               : ctx.client->CallJson(method, "/v1/runners/" + PercentEncode(name));
+  if (!r.ok()) return ReportError(ctx, r.error());
+  PrintRunner(ctx, *r);
+  return 0;
+}
+
 }  // namespace
 
-int CmdRunnerAdd(Context& ctx, const ParsedArgs& args) {
-  if (args.positional.size() != 1) return ReportUsage(ctx, "needs exactly one runner name");
-  const nlohmann::json body = {{"name", args.positional[0]}};
-  auto r = ctx.client->CallJson("POST", "/v1/runners", &body);
-  if (!r.ok()) return ReportError(ctx, r.error());
-  PrintRunner(ctx, *r);
-  return 0;
-}
-
-int CmdRunnerShow(Context& ctx, const ParsedArgs& args) {
-  if (args.positional.size() != 1) return ReportUsage(ctx, "needs exactly one runner name");
-  auto r = ctx.client->CallJson("GET", "/v1/runners/" + PercentEncode(args.positional[0]));
-  if (!r.ok()) return ReportError(ctx, r.error());
-  PrintRunner(ctx, *r);
-  return 0;
-}
-
+int CmdRunnerAdd(Context& ctx, const ParsedArgs& args) { return RunnerCall(ctx, args, "POST"); }
+int CmdRunnerShow(Context& ctx, const ParsedArgs& args) { return RunnerCall(ctx, args, "GET"); }
 int CmdRunnerRevoke(Context& ctx, const ParsedArgs& args) {
-  if (args.positional.size() != 1) return ReportUsage(ctx, "needs exactly one runner name");
-  auto r = ctx.client->CallJson("DELETE", "/v1/runners/" + PercentEncode(args.positional[0]));
-  if (!r.ok()) return ReportError(ctx, r.error());
-  PrintRunner(ctx, *r);
-  return 0;
+  return RunnerCall(ctx, args, "DELETE");
 }
-int CmdNodeResume(Context& ctx, const ParsedArgs& args) { return SetState(ctx, args, "resume"); }
 
 }  // namespace sbx::ctl

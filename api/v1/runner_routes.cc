@@ -1,16 +1,13 @@
 // Outbound runners (supervisor/runner/): their tokens (POST /v1/runners, GET and DELETE
 // /v1/runners/{name}, admin) and the link a runner dials (GET /v1/runners, a WebSocket
 // authenticated with the runner's own token).
-#include <sys/random.h>
-
-#include <cerrno>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
 
 #include "api/v1/route_util.h"
 #include "api/v1/run_routes.h"
+#include "base/random.h"
 #include "base/sha256.h"
 #include "supervisor/runner/coordinator.h"
 #include "supervisor/runner/protocol.h"
@@ -20,24 +17,8 @@ namespace {
 
 using nlohmann::json;
 
-// "sbxr_" and 64 hex digits: 256 bits from getrandom(2).
-std::string NewRunnerToken() {
-  std::array<unsigned char, 32> bytes;
-  size_t got = 0;
-  while (got < bytes.size()) {
-    const ssize_t n = ::getrandom(bytes.data() + got, bytes.size() - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) std::abort();  // no random source: a token must not be guessable
-    got += static_cast<size_t>(n);
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string token = "sbxr_";
-  for (unsigned char b : bytes) {
-    token.push_back(kHex[b >> 4]);
-    token.push_back(kHex[b & 15]);
-  }
-  return token;
-}
+// "sbxr_" and 64 hex digits: 256 bits.
+std::string NewRunnerToken() { return "sbxr_" + RandomHex(32); }
 
 json RunnerToJson(const store::RunnerRecord& r) {
   return {{"name", r.name},

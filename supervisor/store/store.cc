@@ -1,5 +1,7 @@
 #include "supervisor/store/store.h"
 
+#include "base/random.h"
+
 #include <sys/random.h>
 
 #include <algorithm>
@@ -44,15 +46,7 @@ std::string RedactUrl(std::string_view url) {
 std::string NewRandomId(std::string prefix) {
   static constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
   std::array<unsigned char, 20> bytes;
-  size_t got = 0;
-  while (got < bytes.size()) {
-    ssize_t n = getrandom(bytes.data() + got, bytes.size() - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    // getrandom(2) blocks until the pool is initialised and cannot fail for 20 bytes after
-    // that; an error here means no random source at all, and ids must not be guessable.
-    if (n < 0) std::abort();
-    got += static_cast<size_t>(n);
-  }
+  RandomBytes(bytes);
   std::string id = std::move(prefix);
   for (unsigned char b : bytes) id.push_back(kBase32[b & 31]);
   return id;

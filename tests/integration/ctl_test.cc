@@ -999,6 +999,28 @@ TEST_F(CtlTest, NodesAreListedDrainedAndResumedAndRunsAskForLabels) {
   EXPECT_EQ(Ctl({"run", "--node-selector", "novalue", "--", "/bin/true"}, kSubmitterKey).code, 2);
 }
 
+TEST_F(CtlTest, RunnerTokensAreIssuedShownOnceAndRevoked) {
+  EXPECT_EQ(Ctl({"runner", "add", "edge-1"}, kReviewerKey).code, 1);
+  EXPECT_EQ(Ctl({"runner", "add"}, kAdminKey).code, 2);
+  CtlResult added = Ctl({"runner", "add", "edge-1"}, kAdminKey);
+  ASSERT_EQ(added.code, 0) << added.err;
+  const size_t at = added.out.find("sbxr_");
+  ASSERT_NE(at, std::string::npos) << added.out;
+  EXPECT_EQ(added.out.substr(at).size(), 5 + 64 + 1) << added.out;  // the token and a newline
+  CtlResult shown = Ctl({"runner", "show", "edge-1"}, kAdminKey);
+  ASSERT_EQ(shown.code, 0) << shown.err;
+  EXPECT_EQ(shown.out.find("sbxr_"), std::string::npos) << "a token is shown once";
+  EXPECT_NE(shown.out.find("runner edge-1: active"), std::string::npos) << shown.out;
+  CtlResult revoked = Ctl({"runner", "revoke", "edge-1"}, kAdminKey);
+  ASSERT_EQ(revoked.code, 0) << revoked.err;
+  EXPECT_NE(revoked.out.find("runner edge-1: revoked"), std::string::npos) << revoked.out;
+  CtlResult json = Ctl({"--json", "runner", "show", "edge-1"}, kAdminKey);
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(nlohmann::json::parse(json.out)["revoked"], true);
+  EXPECT_EQ(Ctl({"runner", "show", "nobody"}, kAdminKey).code, 1);
+  EXPECT_EQ(Ctl({"runner", "add", "../x"}, kAdminKey).code, 1);
+}
+
 TEST_F(CtlTest, PolicyTest) {
   auto allow = Json(Ctl({"policy", "test", "--json", "echo hi"}, kSubmitterKey));
   EXPECT_EQ(allow["decision"], "allow") << allow.dump();
