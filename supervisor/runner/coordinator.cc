@@ -245,6 +245,28 @@ bool RunnerLink::Owns(const std::string& run_id, std::optional<int64_t> attempt)
   return true;
 }
 
+bool RunnerLink::OwnsBatch(const std::string& run_id, int64_t attempt, bool after_end) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (dropped_.count(run_id) != 0) return false;
+  }
+  auto run = store_.GetRun(run_id);
+  if (!run.ok() || run->node != runner_.name || run->attempt != attempt) return false;
+  if (run->state == RunState::kRunning) return true;
+  // What a run records after its end (its artifacts, run.completed) is taken only when the end
+  // was the runner's own, not a cancel or a takeover here.
+  if (!after_end || !store::IsTerminal(run->state)) return false;
+  auto audit = store_.ListAudit({.run_id = run_id, .limit = 1000});
+  if (!audit.ok()) return false;
+  for (const store::AuditRecord& a : *audit) {
+    if (a.action == "run.finished" && a.details.is_object() &&
+        a.details.value("runner", "") == runner_.name) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void RunnerLink::OnBinary(std::string_view bytes) {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -291,7 +313,7 @@ Status RunnerLink::OnBatch(const json& m) {
   }
   auto writes = store::WritesFromJson(m.at("writes"));
   if (!writes.ok()) return std::move(writes).error();
-  const bool owned = Owns(run_id, attempt);
+  const bool owned = OwnsBatch(run_id, attempt, m.value("after_end", false));
   std::vector<store::Write> apply;
   if (owned) {
     for (store::Write& w : *writes) {
@@ -367,7 +389,8 @@ void RunnerLink::Reconcile(const std::set<std::string>& running) {
                                .update = update,
                                .if_attempt = run.attempt},
         store::EventWrite{run.id, store::EventType::kRunStatus, data},
-        AuditOf(Daemon(), "run.finished", run.id, {{"runner", runner_.name}, {"state", "FAILED"}})};
+        AuditOf(Daemon(), "run.finished", run.id,
+                {{"ended_for_runner", runner_.name}, {"state", "FAILED"}})};
     if (auto done = manager_.events().Commit(end); done.ok()) {
       spdlog::warn("run {}: runner {} no longer runs it: FAILED (supervisor_restart)", run.id,
                    runner_.name);

@@ -69,6 +69,10 @@ class RunnerLink {
   // Whether the store says `run_id`'s attempt `attempt` is this runner's to record (cached per
   // run; a run once dropped stays dropped).
   bool Owns(const std::string& run_id, std::optional<int64_t> attempt);
+  // Whether a batch of `run_id`'s attempt `attempt` is to be committed: the run is RUNNING for
+  // this runner, or (`after_end`: recorded after the run ended on the runner) it ended with the
+  // runner's own end.
+  bool OwnsBatch(const std::string& run_id, int64_t attempt, bool after_end);
   // Ends runs the store says this runner runs but it does not report (it restarted).
   void Reconcile(const std::set<std::string>& running);
   void Claimer();  // the thread that claims runs while the runner has room

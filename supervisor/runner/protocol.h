@@ -6,7 +6,9 @@
 //     hello    {name, instance, labels, capacity, version, protocol}   first, once
 //     beat     {running: [{run_id, attempt}], free}                    every heartbeat
 //     accepted {run_id}                                                an assign was taken
-//     batch    {seq, run_id, attempt, writes}   one commit of the runner's outbox entry `seq`
+//     batch    {seq, run_id, attempt, after_end, writes}
+//                                                one commit, the runner's outbox entry `seq`;
+//                                                after_end: made after the run's end there
 //   coordinator -> runner
 //     welcome  {name, applied_seq, heartbeat_ms, node_timeout_ms, fence}   after hello
 //     assign   {run}                              a run claimed for the runner (RunToWire)

@@ -112,11 +112,13 @@ void Uplink::OnCommit(std::span<const store::Write> writes) {
   if (run == nullptr) return;  // the runner's own records
   int64_t attempt = 0;
   bool ended = false;
+  bool after_end = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = attempts_.find(*run);
     if (it == attempts_.end()) return;  // not handed over (an earlier instance's run)
     attempt = it->second;
+    after_end = running_.count(*run) == 0;
     for (const store::Write& w : writes) {
       if (const auto* t = std::get_if<store::TransitionWrite>(&w); t && store::IsTerminal(t->to)) {
         ended = running_.erase(*run) > 0;
@@ -124,8 +126,10 @@ void Uplink::OnCommit(std::span<const store::Write> writes) {
     }
     if (ended) beat_now_ = true;
   }
-  auto seq = outbox_->Append(
-      {{"run_id", *run}, {"attempt", attempt}, {"writes", store::WritesToJson(writes)}});
+  auto seq = outbox_->Append({{"run_id", *run},
+                              {"attempt", attempt},
+                              {"after_end", after_end},
+                              {"writes", store::WritesToJson(writes)}});
   if (!seq.ok()) {
     spdlog::error("run {}: cannot keep a commit for the coordinator: {}", *run,
                   seq.error().ToString());

@@ -4,7 +4,8 @@
 // (events, logs, artifacts, the end) reaches the coordinator; a link cut mid-run and restored
 // loses no log byte and delivers none twice; what the runner could not send survives its
 // restart; a runner cut off for longer than node_timeout is lost (its run ends node_lost, once)
-// and kills what it ran; a forged token is refused; a revoked one ends the link and is refused from then on.
+// and kills what it ran; a run cancelled on the coordinator is killed on the runner and ends
+// once; a forged token is refused; a revoked one ends the link and is refused from then on.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -401,6 +402,35 @@ TEST_F(ServeRunnerTest, ARunnerCutOffLongerThanTheTimeoutIsLostAndKillsWhatItRan
   EXPECT_EQ(completed, 1);
   EXPECT_EQ(coordinator_.Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice).body,
             "started\n");
+}
+
+TEST_F(ServeRunnerTest, ARunCancelledOnTheCoordinatorIsKilledOnTheRunnerAndEndsOnce) {
+  StartRunner("edge6");
+  if (HasFatalFailure()) return;
+  const std::string id = Submit("echo started; sleep 120; echo never");
+  ASSERT_FALSE(coordinator_.WaitForEvent(id, "step.log", kAlice).is_null());
+  auto cancelled = coordinator_.Call("POST", "/v1/runs/" + id + ":cancel", kAlice);
+  ASSERT_EQ(cancelled.status, 202) << cancelled.body;
+  // Killed on the runner at its next beat (its end written there long before the sleep ends).
+  const std::string manifest = runner_.dir_ + "/data/runs/" + id + "/artifacts.json";
+  for (int i = 0; i < 300 && ::access(manifest.c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(::access(manifest.c_str(), F_OK), 0) << "the runner still runs a cancelled run";
+  // A later run's records come after the killed run's on the link: once it has completed, the
+  // coordinator has seen everything the runner said about the cancelled one.
+  auto next = coordinator_.WaitForEvent(Submit("echo next"), "run.completed", kAlice);
+  ASSERT_FALSE(next.is_null());
+  EXPECT_EQ(next["state"], "SUCCEEDED");
+  auto run = coordinator_.Call("GET", "/v1/runs/" + id, kAlice).Json();
+  EXPECT_EQ(run["state"], "CANCELLED");
+  int completed = 0, after = 0;
+  for (const auto& e : Events(id)) {
+    if (completed > 0) ++after;
+    completed += e.value("type", "") == "run.completed";
+  }
+  EXPECT_EQ(completed, 1);
+  EXPECT_EQ(after, 0) << "events recorded after the run completed";
 }
 
 TEST_F(ServeRunnerTest, AForgedOrRevokedTokenIsRefused) {
