@@ -319,6 +319,13 @@ Status RunnerLink::OnBatch(const json& m) {
     for (store::Write& w : *writes) {
       if (auto* t = std::get_if<store::TransitionWrite>(&w)) {
         if (t->run_id != run_id) return MakeError(ErrorCode::kInvalidArgument, "a batch of two runs");
+        // A runner ends the runs it runs, and says how they ended: nothing else of the run
+        // (its policy decision, approval, limits) is its to change.
+        if (t->from != std::vector<RunState>{RunState::kRunning} || !store::IsTerminal(t->to) ||
+            t->update.policy || t->update.approval || t->update.limits) {
+          return MakeError(ErrorCode::kPermissionDenied,
+                           "run {}: a runner only ends a RUNNING run with its result", run_id);
+        }
         // The runner's own store counts attempts and events of its own.
         t->if_attempt = attempt;
         t->if_last_event_seq.reset();
@@ -327,7 +334,10 @@ Status RunnerLink::OnBatch(const json& m) {
         if (e->run_id != run_id) return MakeError(ErrorCode::kInvalidArgument, "a batch of two runs");
       } else if (auto* a = std::get_if<store::AuditWrite>(&w)) {
         if (a->run_id != run_id) continue;  // the runner's own records stay with it
+        // Recorded as the runner's doing, whoever it says acted.
+        if (!a->details.is_object()) a->details = {{"details", std::move(a->details)}};
         a->details["runner"] = runner_.name;
+        a->actor = "runner:" + runner_.name;
       } else {
         return MakeError(ErrorCode::kInvalidArgument, "a runner does not send runner_ack");
       }

@@ -23,6 +23,7 @@
 #include "api/testing/raw_client.h"
 #include "base/fs.h"
 #include "integration/server_harness.h"
+#include "supervisor/runner/protocol.h"
 #include "supervisor/store/store.h"
 
 namespace sbx::testing {
@@ -431,6 +432,92 @@ TEST_F(ServeRunnerTest, ARunCancelledOnTheCoordinatorIsKilledOnTheRunnerAndEndsO
   }
   EXPECT_EQ(completed, 1);
   EXPECT_EQ(after, 0) << "events recorded after the run completed";
+}
+
+// A runner is trusted with its own runs' outcome, nothing more: a token holder speaking the
+// protocol by hand cannot approve, re-plan or reopen a run, write outside a run's directory or
+// send another runner's acknowledgements.
+TEST_F(ServeRunnerTest, AHostileRunnerCannotRewriteWhatIsNotItsToSay) {
+  auto issued = coordinator_.Call("POST", "/v1/runners", kAda, R"({"name":"rogue"})");
+  ASSERT_EQ(issued.status, 201) << issued.body;
+  const std::string token = issued.Json()["token"];
+  // One link by hand: hello, welcome, then the run handed over.
+  auto link = [&]() -> std::optional<api::testing::RawConn> {
+    auto c = api::testing::RawConn::Tcp(coordinator_.port_);
+    if (!c) return std::nullopt;
+    c->SetTimeout(std::chrono::seconds(30));
+    c->Send(api::testing::MakeWsUpgrade("/v1/runners", {{"Authorization", "Bearer " + token}}));
+    auto head = api::testing::ReadHead(*c);
+    if (!head || head->status != 101) return std::nullopt;
+    api::testing::WsSendFrame(*c, 1, nlohmann::json{{"type", "hello"},
+                                                    {"name", "rogue"},
+                                                    {"labels", {{"zone", "r"}}},
+                                                    {"capacity", 1},
+                                                    {"protocol", 1}}
+                                         .dump());
+    return c;
+  };
+  // The next text message of `type` (others skipped); null when the link ends first.
+  auto next = [](api::testing::RawConn& c, const std::string& type) -> nlohmann::json {
+    for (;;) {
+      auto f = api::testing::WsReadFrame(c);
+      if (!f || f->opcode == 8) return nullptr;
+      auto m = nlohmann::json::parse(f->payload, nullptr, false);
+      if (m.value("type", "") == type) return m;
+    }
+  };
+  auto c = link();
+  ASSERT_TRUE(c);
+  auto welcome = next(*c, "welcome");
+  ASSERT_FALSE(welcome.is_null());
+  EXPECT_EQ(welcome["applied_seq"], 0);
+  nlohmann::json body = {{"argv", {"/bin/true"}}, {"node_selector", {{"node", "rogue"}}}};
+  auto submitted = coordinator_.Call("POST", "/v1/runs", kAlice, body.dump());
+  ASSERT_EQ(submitted.status, 201);
+  const std::string id = submitted.Json()["id"];
+  auto assign = next(*c, "assign");
+  ASSERT_FALSE(assign.is_null());
+  // Its approval rewritten: refused, the link ended, and nothing of it committed.
+  nlohmann::json forged = {
+      {"type", "batch"},
+      {"seq", 1},
+      {"run_id", id},
+      {"attempt", 1},
+      {"writes",
+       {{{"kind", "transition"},
+         {"run_id", id},
+         {"from", {"RUNNING"}},
+         {"to", "SUCCEEDED"},
+         {"update", {{"approval", {{"approved_by", "rogue"}, {"approved_at_ms", 1}, {"rule", "x"}}},
+                     {"result", {{"reason", "exited"}, {"exit_code", 0}}}}}}}}};
+  api::testing::WsSendFrame(*c, 1, forged.dump());
+  auto error = next(*c, "error");
+  ASSERT_FALSE(error.is_null());
+  EXPECT_NE(error.value("message", "").find("only ends a RUNNING run"), std::string::npos)
+      << error.dump();
+  auto run = coordinator_.Call("GET", "/v1/runs/" + id, kAlice).Json();
+  EXPECT_EQ(run["state"], "RUNNING");
+  EXPECT_EQ(run["approval"]["approved_by"], "policy");
+  // Again, with a file outside the run's directory, then another runner's acknowledgement.
+  for (const std::string& bad : {std::string("binary"), std::string("ack")}) {
+    SCOPED_TRACE(bad);
+    auto again = link();
+    ASSERT_TRUE(again);
+    ASSERT_FALSE(next(*again, "welcome").is_null());
+    if (bad == "binary") {
+      api::testing::WsSendFrame(
+          *again, 2,
+          supervisor::runner::EncodeFileChunk(id, "artifacts/../../../../tmp/owned", 0, "x"));
+    } else {
+      nlohmann::json ack = {{"type", "batch"},   {"seq", 1},
+                            {"run_id", id},      {"attempt", 1},
+                            {"writes", {{{"kind", "runner_ack"}, {"runner", "other"}, {"seq", 1}}}}};
+      api::testing::WsSendFrame(*again, 1, ack.dump());
+    }
+    EXPECT_FALSE(next(*again, "error").is_null());
+  }
+  EXPECT_NE(::access("/tmp/owned", F_OK), 0);
+  EXPECT_EQ(coordinator_.Call("GET", "/v1/runners/rogue", kAda).Json()["applied_seq"], 0);
 }
 
 TEST_F(ServeRunnerTest, AForgedOrRevokedTokenIsRefused) {
