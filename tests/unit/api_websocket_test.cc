@@ -16,6 +16,7 @@
 #include "api/http/server.h"
 #include "api/testing/raw_client.h"
 #include "api/testing/test_util.h"
+#include "api/testing/ws_echo.h"
 #include "base/fs.h"
 
 namespace sbx::api {
@@ -127,41 +128,12 @@ Router WsRoutes(Probe* probe) {
             ws->SendBinary("whole\n", FileBytes{shared, 0, size}, 4);
             ws->Close();
           } else if (id == "echo") {
-            // Each incoming message back as it came, with its kind, and a record of it. The
-            // echoes are paced by the outbound queue (HasRoomFor, OnWritable), as a handler
-            // must: a client that sends everything before reading would otherwise overflow
-            // the queue of kQueueMessages whenever the writer falls behind.
-            struct Echo {
-              std::mutex mu;
-              std::deque<std::pair<std::string, bool>> pending;
-            };
-            auto echo = std::make_shared<Echo>();
-            auto pump = std::make_shared<std::function<void()>>();
-            std::weak_ptr<std::function<void()>> weak_pump = pump;
-            *pump = [echo, ws, weak_pump] {
-              std::lock_guard lock(echo->mu);
-              while (!echo->pending.empty()) {
-                auto& [data, binary] = echo->pending.front();
-                if (!ws->HasRoomFor(data.size())) {
-                  if (auto p = weak_pump.lock()) ws->OnWritable([p] { (*p)(); });
-                  return;
-                }
-                if (binary) {
-                  ws->SendBinary(std::move(data), std::nullopt);
-                } else {
-                  ws->Send(std::move(data));
-                }
-                echo->pending.pop_front();
-              }
-            };
-            ws->OnMessage([probe, echo, pump](std::string_view data, bool binary) {
+            // Each incoming message back as it came, paced by the outbound queue (a client
+            // that sends everything before reading would otherwise overflow the queue of
+            // kQueueMessages whenever the writer falls behind), with a record of it.
+            api::testing::PacedEcho(ws, [probe](std::string_view data, bool binary) {
               probe->events.Add(std::string(binary ? "binary:" : "text:") +
                                 std::to_string(data.size()));
-              {
-                std::lock_guard lock(echo->mu);
-                echo->pending.emplace_back(std::string(data), binary);
-              }
-              (*pump)();
             });
           } else if (id == "slow") {
             // A handler far behind its client: the session stops reading meanwhile.

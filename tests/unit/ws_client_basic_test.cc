@@ -31,6 +31,7 @@
 
 #include "api/http/server.h"
 #include "api/testing/test_util.h"
+#include "api/testing/ws_echo.h"
 #include "api/ws_client/ws_client.h"
 #include "base/sha256.h"
 #include "base/unique_fd.h"
@@ -105,38 +106,10 @@ void Must(Status s) {
   if (!s.ok()) throw std::runtime_error(s.error().message);
 }
 
-// Sends each incoming message back as it came, paced by the server's bounded queue.
+// Sends each incoming message back as it came (api/testing/ws_echo.h), recording its start.
 void Echo(std::shared_ptr<WebSocket> ws, EventLog* events) {
-  struct State {
-    std::mutex mu;
-    std::deque<std::pair<std::string, bool>> pending;
-  };
-  auto state = std::make_shared<State>();
-  auto pump = std::make_shared<std::function<void()>>();
-  std::weak_ptr<std::function<void()>> weak_pump = pump;
-  *pump = [state, ws, weak_pump] {
-    std::lock_guard lock(state->mu);
-    while (!state->pending.empty()) {
-      auto& [data, binary] = state->pending.front();
-      if (!ws->HasRoomFor(data.size())) {
-        if (auto p = weak_pump.lock()) ws->OnWritable([p] { (*p)(); });
-        return;
-      }
-      if (binary) {
-        ws->SendBinary(std::move(data), std::nullopt);
-      } else {
-        ws->Send(std::move(data));
-      }
-      state->pending.pop_front();
-    }
-  };
-  ws->OnMessage([events, state, pump](std::string_view data, bool binary) {
+  api::testing::PacedEcho(ws, [events](std::string_view data, bool binary) {
     events->Add(std::string(binary ? "binary:" : "text:") + std::string(data.substr(0, 20)));
-    {
-      std::lock_guard lock(state->mu);
-      state->pending.emplace_back(std::string(data), binary);
-    }
-    (*pump)();
   });
 }
 
