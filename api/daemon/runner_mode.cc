@@ -61,13 +61,13 @@ Result<RunnerFlags> TakeRunnerFlags(std::vector<std::string>& flags) {
   }
   if (out.connect.empty()) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "sandboxd runner needs --connect wss://COORDINATOR/v1/runners (or "
+                     "no coordinator: give --connect wss://COORDINATOR/v1/runners (or "
                      "SANDBOXD_RUNNER_CONNECT)");
   }
   if (out.token.empty()) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "sandboxd runner needs its token: --token-file PATH, SANDBOXD_RUNNER_TOKEN "
-                     "or SANDBOXD_RUNNER_TOKEN_FILE (an admin issues it: sandboxctl runner add "
+                     "no token: give --token-file PATH, SANDBOXD_RUNNER_TOKEN or "
+                     "SANDBOXD_RUNNER_TOKEN_FILE (an admin issues it: sandboxctl runner add "
                      "NAME)");
   }
   return out;

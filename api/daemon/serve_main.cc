@@ -67,8 +67,11 @@ SIGHUP reloads the command policy; SIGTERM stops it (running runs end FAILED).
 
 std::string RandomKey() { return "sbx_" + sbx::RandomHex(24); }
 
+// "sandboxd serve", or "sandboxd runner" once main knows it is one.
+const char* g_command = "sandboxd serve";
+
 int Fail(const std::string& what, const sbx::Error& e) {
-  sbx::log::Error({}, "sandboxd serve: {}: {}", what, e.ToString());
+  sbx::log::Error({}, "{}: {}: {}", g_command, what, e.ToString());
   return 1;
 }
 
@@ -131,9 +134,10 @@ int main(int argc, char** argv) {
     config = std::move(*c);
   }
   api::RunnerFlags runner_flags;
+  if (runner_mode) g_command = "sandboxd runner";
   if (runner_mode) {
     auto rf = api::TakeRunnerFlags(flags);
-    if (!rf.ok()) return Fail("runner", rf.error());
+    if (!rf.ok()) return Fail("options", rf.error());
     runner_flags = std::move(*rf);
   }
   if (Status st = supervisor::ApplyFlags(flags, config); !st.ok()) {
