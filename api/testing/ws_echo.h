@@ -1,4 +1,4 @@
-// A server-side WebSocket echo for the tests of the server and of the client: each incoming
+// A close reason's name, and a server-side WebSocket echo for the tests of the server and of the client: each incoming
 // message goes back as it came (text or binary), paced by the outbound queue (HasRoomFor,
 // OnWritable) as a handler must, so that a client that sends everything before reading never
 // overflows it. `seen` (may be null) is told of each message first.
@@ -16,6 +16,24 @@
 #include "api/http/http.h"
 
 namespace sbx::api::testing {
+
+// A close reason as the tests record it.
+inline const char* ReasonName(WebSocket::CloseReason r) {
+  switch (r) {
+    case WebSocket::CloseReason::kClientClosed:
+      return "client_closed";
+    case WebSocket::CloseReason::kServerClosed:
+      return "server_closed";
+    case WebSocket::CloseReason::kOverflow:
+      return "overflow";
+    case WebSocket::CloseReason::kServerStopping:
+      return "server_stopping";
+    case WebSocket::CloseReason::kError:
+      return "error";
+  }
+  return "?";
+}
+
 
 inline void PacedEcho(const std::shared_ptr<WebSocket>& ws,
                       std::function<void(std::string_view data, bool binary)> seen = nullptr) {

@@ -20,6 +20,7 @@
 #include "base/fs.h"
 
 namespace sbx::api {
+using testing::ReasonName;
 namespace {
 
 using testing::EventLog;
@@ -29,22 +30,6 @@ using testing::WsFrame;
 
 constexpr char kKey[] = "ws-secret";
 constexpr size_t kQueueMessages = 16;
-
-const char* ReasonName(WebSocket::CloseReason r) {
-  switch (r) {
-    case WebSocket::CloseReason::kClientClosed:
-      return "client_closed";
-    case WebSocket::CloseReason::kServerClosed:
-      return "server_closed";
-    case WebSocket::CloseReason::kOverflow:
-      return "overflow";
-    case WebSocket::CloseReason::kServerStopping:
-      return "server_stopping";
-    case WebSocket::CloseReason::kError:
-      return "error";
-  }
-  return "?";
-}
 
 struct Probe {
   EventLog events;

@@ -37,6 +37,7 @@
 #include "base/unique_fd.h"
 
 namespace sbx::api {
+using testing::ReasonName;
 namespace {
 
 using namespace std::chrono_literals;
@@ -85,22 +86,6 @@ class Seen {
   std::vector<std::pair<std::string, bool>> messages_;
   std::vector<std::string> closes_;
 };
-
-const char* ReasonName(WebSocket::CloseReason r) {
-  switch (r) {
-    case WebSocket::CloseReason::kClientClosed:
-      return "client_closed";
-    case WebSocket::CloseReason::kServerClosed:
-      return "server_closed";
-    case WebSocket::CloseReason::kOverflow:
-      return "overflow";
-    case WebSocket::CloseReason::kServerStopping:
-      return "server_stopping";
-    case WebSocket::CloseReason::kError:
-      return "error";
-  }
-  return "?";
-}
 
 void Must(Status s) {
   if (!s.ok()) throw std::runtime_error(s.error().message);
