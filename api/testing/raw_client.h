@@ -4,6 +4,7 @@
 // test instead of hanging it. Header-only; no Boost.
 #pragma once
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -33,13 +34,15 @@ class RawConn {
 
   // `rcvbuf` > 0 sets SO_RCVBUF before connecting, so that a client that does not read stalls
   // the server after little data.
-  static std::optional<RawConn> Tcp(uint16_t port, int rcvbuf = 0) {
+  // `ipv4`: the server's address (dotted quad), loopback by default.
+  static std::optional<RawConn> Tcp(uint16_t port, int rcvbuf = 0,
+                                    const char* ipv4 = "127.0.0.1") {
     UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (fd && rcvbuf > 0) setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     sockaddr_in sin{};
     sin.sin_family = AF_INET;
     sin.sin_port = htons(port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (inet_pton(AF_INET, ipv4, &sin.sin_addr) != 1) return std::nullopt;
     if (!fd || connect(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) != 0) {
       return std::nullopt;
     }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -77,6 +78,7 @@ void ServerTest::StartServer(const ServerEnv& env) {
   pid_ = ::fork();
   ASSERT_GE(pid_, 0);
   if (pid_ == 0) {
+    if (env.netns_fd >= 0 && ::setns(env.netns_fd, CLONE_NEWNET) != 0) ::_exit(126);
     ::dup2(out[1], 1);
     std::string self = std::to_string(::getpid());
     for (const auto& procs : env.cgroups) {
@@ -116,9 +118,10 @@ void ServerTest::StartServerOnLoopback(const ServerEnv& env) {
   std::string text = ReadUntilReady();
   stdout_fd_.reset();  // later output goes to a closed pipe: SIGPIPE is ignored by the daemon
   ASSERT_NE(text.find("sandboxd: ready"), std::string::npos) << text;
-  size_t at = text.find("listening on 127.0.0.1:");
+  const std::string listening = "listening on " + host_ + ":";
+  size_t at = text.find(listening);
   ASSERT_NE(at, std::string::npos) << text;
-  port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
+  port_ = static_cast<uint16_t>(std::stoi(text.substr(at + listening.size())));
 }
 
 std::string ServerTest::ReadUntilReady() {
@@ -141,7 +144,7 @@ int ServerTest::StopServer(int signal) {
 }
 
 std::optional<RawConn> ServerTest::Connect() const {
-  return api_sock_.empty() ? RawConn::Tcp(port_) : RawConn::Unix(api_sock_);
+  return api_sock_.empty() ? RawConn::Tcp(port_, 0, host_.c_str()) : RawConn::Unix(api_sock_);
 }
 
 HttpReply ServerTest::Call(const std::string& method, const std::string& target, const char* key,

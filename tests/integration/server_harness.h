@@ -34,6 +34,7 @@ struct ServerEnv {
   std::vector<std::string> args;     // more arguments
   std::vector<std::string> cgroups;  // cgroup.procs files to write the child's pid into
   std::string stderr_path;           // stderr to this file, with JOURNAL_STREAM naming it
+  int netns_fd = -1;                 // a network namespace to start the daemon in
 };
 
 class ServerTest : public SandboxTest {
@@ -53,13 +54,13 @@ class ServerTest : public SandboxTest {
   void StartServer(const ServerEnv& env = {});
   // The daemon's stdout until "sandboxd: ready" (or its end).
   std::string ReadUntilReady();
-  // StartServer(), then waits until it is ready on 127.0.0.1 and sets port_ (a failed
-  // assertion when it never is); its later output goes to a closed pipe.
+  // StartServer(), then waits until it is ready on host_ (127.0.0.1 unless set) and sets port_
+  // (a failed assertion when it never is); its later output goes to a closed pipe.
   void StartServerOnLoopback(const ServerEnv& env = {});
   // Sends `signal` and waits for the daemon; its wait status.
   int StopServer(int signal);
 
-  // A connection to the API: api_sock_ when set, else 127.0.0.1:port_.
+  // A connection to the API: api_sock_ when set, else host_:port_.
   std::optional<api::testing::RawConn> Connect() const;
   api::testing::HttpReply Call(const std::string& method, const std::string& target,
                                const char* key, const std::string& body = "");
@@ -72,6 +73,7 @@ class ServerTest : public SandboxTest {
   std::string node_;
   std::string cgroup_parent_;
   std::string api_sock_;
+  std::string host_ = "127.0.0.1";  // the address of its TCP listener
   uint16_t port_ = 0;
   pid_t pid_ = -1;
   UniqueFd stdout_fd_;

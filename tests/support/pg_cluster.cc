@@ -109,7 +109,7 @@ Result<std::string> FindPgBinDir() {
   return found.back().second;
 }
 
-Result<std::unique_ptr<PgCluster>> PgCluster::Start() {
+Result<std::unique_ptr<PgCluster>> PgCluster::Start(const PgOptions& options) {
   auto bin_dir = FindPgBinDir();
   if (!bin_dir.ok()) return std::move(bin_dir).error();
   std::unique_ptr<PgCluster> c(new PgCluster());
@@ -140,6 +140,13 @@ Result<std::unique_ptr<PgCluster>> PgCluster::Start() {
                      {"-D", c->dir_ + "/data", "-U", "postgres", "--auth=trust", "-E", "UTF8",
                       "--locale=C", "--no-sync"},
                      120));
+  if (!options.trusted_network.empty()) {
+    std::ofstream hba(c->dir_ + "/data/pg_hba.conf", std::ios::app);
+    hba << "host all all " << options.trusted_network << " trust\n";
+    if (!hba.flush()) return MakeError(ErrorCode::kInternal, "cannot append to pg_hba.conf");
+  }
+  const std::string listen =
+      options.also_listen.empty() ? "127.0.0.1" : "127.0.0.1," + options.also_listen;
   // Two tries: the port picked may be taken by someone else before the server binds it.
   Status started;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -148,7 +155,7 @@ Result<std::unique_ptr<PgCluster>> PgCluster::Start() {
     c->port_ = *port;
     // pg_ctl passes -o through /bin/sh; the mkdtemp path has no characters the shell cares about.
     std::string options = "-p " + std::to_string(c->port_) + " -k " + c->dir_ +
-                          " -c listen_addresses=127.0.0.1 -c fsync=off"
+                          " -c listen_addresses=" + listen + " -c fsync=off"
                           " -c synchronous_commit=off -c full_page_writes=off"
                           " -c max_connections=60";
     started = c->RunTool("pg_ctl",
@@ -189,8 +196,9 @@ Status PgCluster::Stop() {
   return Ok();
 }
 
-std::string PgCluster::Url(std::string_view database) const {
-  return "postgresql://postgres@127.0.0.1:" + std::to_string(port_) + "/" + std::string(database);
+std::string PgCluster::Url(std::string_view database, std::string_view host) const {
+  return "postgresql://postgres@" + std::string(host) + ":" + std::to_string(port_) + "/" +
+         std::string(database);
 }
 
 Status PgCluster::CreateDatabase(std::string_view name) {

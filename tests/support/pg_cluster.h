@@ -22,10 +22,18 @@ namespace sbx::testing {
 // when there is none.
 Result<std::string> FindPgBinDir();
 
+struct PgOptions {
+  // Besides 127.0.0.1: more addresses to listen on, comma-separated (listen_addresses).
+  std::string also_listen;
+  // A network (CIDR) whose clients are trusted like loopback's, e.g. "10.77.0.0/24".
+  std::string trusted_network;
+};
+
 class PgCluster {
  public:
-  // Takes at most about a minute (initdb, then pg_ctl start -w with a 30 s limit).
-  static Result<std::unique_ptr<PgCluster>> Start();
+  // Takes at most about a minute (initdb, then pg_ctl start -w with a 30 s limit). The server
+  // runs in the calling thread's network namespace.
+  static Result<std::unique_ptr<PgCluster>> Start(const PgOptions& options = {});
   ~PgCluster();
   PgCluster(const PgCluster&) = delete;
   PgCluster& operator=(const PgCluster&) = delete;
@@ -35,8 +43,8 @@ class PgCluster {
 
   int port() const { return port_; }
   const std::string& dir() const { return dir_; }
-  // postgresql://postgres@127.0.0.1:<port>/<database>
-  std::string Url(std::string_view database) const;
+  // postgresql://postgres@<host>:<port>/<database>
+  std::string Url(std::string_view database, std::string_view host = "127.0.0.1") const;
   Status CreateDatabase(std::string_view name);
   // Drops it even while connections remain (WITH (FORCE)).
   Status DropDatabase(std::string_view name);

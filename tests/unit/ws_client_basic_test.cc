@@ -35,6 +35,7 @@
 #include "api/ws_client/ws_client.h"
 #include "base/sha256.h"
 #include "base/unique_fd.h"
+#include "tests/support/test_certs.h"
 
 namespace sbx::api {
 using testing::ReasonName;
@@ -576,9 +577,6 @@ std::string ReadFile(const std::string& path) {
 class WsClientPythonTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (system("openssl version >/dev/null 2>&1") != 0) {
-      GTEST_SKIP() << "the openssl command-line tool is missing (apt-get install openssl)";
-    }
     python_ = FindPython();
     if (python_.empty()) {
       GTEST_SKIP() << "no python3 with the websockets module (apt-get install python3-websockets)";
@@ -587,24 +585,11 @@ class WsClientPythonTest : public ::testing::Test {
     const std::string d = dir_.path() + "/";
     ca_ = d + "ca.pem";
     other_ca_ = d + "other-ca.pem";
-    std::ofstream(d + "server.ext") << "subjectAltName=IP:127.0.0.1\n"
-                                    << "basicConstraints=critical,CA:FALSE\n"
-                                    << "extendedKeyUsage=serverAuth\n";
-    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    const std::string ca_ext =
-        " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign";
-    const std::string script =
-        "set -e; cd " + Quote(d) + "\n" + "openssl req -x509" + ec + ca_ext +
-        " -days 2 -subj '/CN=sbx test CA' " + "-keyout ca.key -out ca.pem\n" + "openssl req -x509" +
-        ec + ca_ext + " -days 2 -subj '/CN=sbx unrelated CA' " +
-        "-keyout other-ca.key -out other-ca.pem\n" + "openssl req" + ec +
-        " -subj '/CN=127.0.0.1' -keyout server.key -out server.csr\n" +
-        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 " +
-        "-extfile server.ext -out server.pem\n";
-    std::ofstream(d + "gen.sh") << script;
-    ASSERT_EQ(system(("sh " + Quote(d + "gen.sh") + " >" + Quote(d + "gen.log") + " 2>&1").c_str()),
-              0)
-        << ReadFile(d + "gen.log");
+    Status made = sbx::testing::MakeTestCertificates(dir_.path());
+    if (!made.ok() && made.error().code == ErrorCode::kUnavailable) {
+      GTEST_SKIP() << made.error().message;
+    }
+    ASSERT_TRUE(made.ok()) << made.error().message;
     std::ofstream(d + "echo.py") << kEchoServer;
     std::ofstream(d + "silent.py") << kSilentServer;
   }
