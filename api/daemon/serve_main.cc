@@ -180,7 +180,11 @@ int main(int argc, char** argv) {
   if (::mkdir(config.data_dir.c_str(), 0711) < 0 && errno != EEXIST) {
     return Fail("data_dir", ErrnoError("mkdir {}", config.data_dir));
   }
-  auto st = store::Open(config.database);
+  // On PostgreSQL, a connection silent for node_timeout counts as dead, on both ends
+  // (store::OpenOptions): a partition must not leave this node, or the others, waiting on it.
+  const store::OpenOptions store_options{
+      .peer_timeout = std::chrono::milliseconds(config.node_timeout_ms)};
+  auto st = store::Open(config.database, store_options);
   if (!st.ok()) return Fail("database", st.error());
   auto migrated = (*st)->Migrate();
   if (!migrated.ok()) return Fail("database migration", migrated.error());
@@ -362,7 +366,7 @@ int main(int argc, char** argv) {
   api::Router router;
   // The API reads (runs, events for every follower, audit) on a connection of its own, so they
   // never wait behind the run workers' writes (SQLite in WAL mode reads beside one writer).
-  auto api_store = store::Open(config.database);
+  auto api_store = store::Open(config.database, store_options);
   if (!api_store.ok()) return Fail("database", api_store.error());
   api::RouteContext ctx{runs->get(), api_store->get(), &config, &*host};
   if (Status r = api::AddRunRoutes(router, ctx); !r.ok()) return Fail("routes", r.error());

@@ -387,7 +387,9 @@ class PgWatch final : public StoreWatch {
       if (!conn_) {
         if (WaitReadable(-1, backoff_ms)) return;
         if (Status st = Connect(); !st.ok()) {
-          backoff_ms = std::min(backoff_ms * 2, 5000);
+          // A connect to a server that cannot be reached takes its own time (connect_timeout):
+          // no long pause on top, so that followers hear of commits soon after it is back.
+          backoff_ms = std::min(backoff_ms * 2, 1000);
           continue;
         }
         backoff_ms = 100;
@@ -413,6 +415,25 @@ class PgWatch final : public StoreWatch {
   std::thread thread_;
 };
 
+// A connection, set up; kUnavailable when the server cannot be reached.
+Result<std::unique_ptr<pqxx::connection>> Connect(const std::string& url) {
+  try {
+    auto conn = std::make_unique<pqxx::connection>(url);
+    // Keep NOTICEs ("relation already exists, skipping") off the daemon's stderr.
+    pqxx::nontransaction setup(*conn);
+    setup.exec("SET client_min_messages TO warning");
+    setup.commit();
+    return conn;
+  } catch (const std::exception& e) {
+    Error err = PgError(e, "connect");
+    err.code = ErrorCode::kUnavailable;
+    err.message +=
+        "; check that the server is running and the URL's host, port, user and "
+        "database are right";
+    return err;
+  }
+}
+
 class PgConnection final : public SqlConnection {
  public:
   PgConnection(std::unique_ptr<pqxx::connection> conn, std::string url)
@@ -428,12 +449,22 @@ class PgConnection final : public SqlConnection {
 
   Status Transact(TxMode, const std::function<Status(SqlTx&)>& body) override {
     std::lock_guard lock(mu_);
+    std::optional<pqxx::work> work;
     try {
-      pqxx::work work(*conn_);
-      PgTx tx(work);
+      work.emplace(*conn_);
+    } catch (const std::exception&) {
+      // A connection that broke while idle (a partition, a server restart) is found out when a
+      // transaction begins. Nothing of this one was sent: it begins again on a new connection.
+      auto fresh = Connect(url_);
+      if (!fresh.ok()) return WithContext(std::move(fresh).error(), "reconnecting");
+      conn_ = std::move(*fresh);
+    }
+    try {
+      if (!work) work.emplace(*conn_);
+      PgTx tx(*work);
       Status s = body(tx);
       if (!s.ok()) return s;  // ~work rolls back
-      work.commit();
+      work->commit();
       return Ok();
     } catch (const pqxx::in_doubt_error& e) {
       Error err = PgError(e, "COMMIT");
@@ -466,21 +497,9 @@ class PgConnection final : public SqlConnection {
 }  // namespace
 
 Result<std::unique_ptr<SqlConnection>> OpenPostgres(const std::string& url) {
-  try {
-    auto conn = std::make_unique<pqxx::connection>(url);
-    // Keep NOTICEs ("relation already exists, skipping") off the daemon's stderr.
-    pqxx::nontransaction setup(*conn);
-    setup.exec("SET client_min_messages TO warning");
-    setup.commit();
-    return std::unique_ptr<SqlConnection>(std::make_unique<PgConnection>(std::move(conn), url));
-  } catch (const std::exception& e) {
-    Error err = PgError(e, "connect");
-    err.code = ErrorCode::kUnavailable;
-    err.message +=
-        "; check that the server is running and the URL's host, port, user and "
-        "database are right";
-    return err;
-  }
+  auto conn = Connect(url);
+  if (!conn.ok()) return std::move(conn).error();
+  return std::unique_ptr<SqlConnection>(std::make_unique<PgConnection>(std::move(*conn), url));
 }
 
 }  // namespace sbx::store::internal

@@ -562,9 +562,11 @@ class SqlStore final : public Store {
   Result<NodeState> Heartbeat(std::string_view node) override {
     if (node.empty()) return MakeError(ErrorCode::kInvalidArgument, "a heartbeat needs a node");
     SBX_TRY(EncodeJson(std::string(node), "node"));
-    std::array<SqlValue, 2> p = {std::string(node), NowMs()};
     NodeState state = NodeState::kReady;
     SBX_TRY(conn_->Transact(TxMode::kWrite, [&](SqlTx& tx) -> Status {
+      // The time once connected and in the transaction: a beat that waited for the connection
+      // (or the lock) is stamped when it is made, not when it was asked for.
+      std::array<SqlValue, 2> p = {std::string(node), NowMs()};
       auto rows = tx.Query("UPDATE nodes SET last_heartbeat = $2 WHERE name = $1 RETURNING state",
                            p, kOneText);
       if (!rows.ok()) return std::move(rows).error();

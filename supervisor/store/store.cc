@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -301,7 +302,49 @@ Result<AuditRecord> Store::AppendAudit(std::string_view actor, std::string_view 
   return std::move(done->audits.front());
 }
 
-Result<std::unique_ptr<Store>> Open(std::string_view url) {
+std::string WithPeerTimeout(std::string_view url, std::chrono::milliseconds peer_timeout) {
+  std::string out(url);
+  if (peer_timeout.count() <= 0 ||
+      !(url.starts_with("postgresql://") || url.starts_with("postgres://"))) {
+    return out;
+  }
+  // The query's keys, as given (libpq's names are lower case, and so are ours).
+  std::set<std::string> given;
+  if (size_t q = url.find('?'); q != std::string_view::npos) {
+    std::string_view query = url.substr(q + 1);
+    while (!query.empty()) {
+      const size_t amp = query.find('&');
+      const std::string_view pair = query.substr(0, amp);
+      given.emplace(pair.substr(0, pair.find('=')));
+      if (amp == std::string_view::npos) break;
+      query.remove_prefix(amp + 1);
+    }
+  }
+  const int64_t t = peer_timeout.count();
+  const std::pair<const char*, std::string> params[] = {
+      {"connect_timeout", std::to_string(std::max<int64_t>(2, (t + 999) / 1000))},
+      {"tcp_user_timeout", std::to_string(t)},
+      {"keepalives", "1"},
+      {"keepalives_idle", std::to_string(std::max<int64_t>(1, t / 3000))},
+      {"keepalives_interval", "1"},
+      {"options",
+       "-c%20idle_in_transaction_session_timeout%3D" + std::to_string(std::max<int64_t>(1, t / 2))},
+  };
+  char sep = out.find('?') == std::string::npos ? '?' : '&';
+  for (const auto& [key, value] : params) {
+    if (given.count(key) != 0) continue;
+    out += sep;
+    out += key;
+    out += '=';
+    out += value;
+    sep = '&';
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Store>> Open(std::string_view given, const OpenOptions& options) {
+  const std::string with = WithPeerTimeout(given, options.peer_timeout);
+  const std::string_view url = with;
   constexpr std::string_view kSqlite = "sqlite://";
   if (url.starts_with(kSqlite)) {
     std::string path(url.substr(kSqlite.size()));
@@ -315,13 +358,13 @@ Result<std::unique_ptr<Store>> Open(std::string_view url) {
   }
   if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
     auto conn = internal::OpenPostgres(std::string(url));
-    if (!conn.ok()) return WithContext(std::move(conn).error(), RedactUrl(url));
+    if (!conn.ok()) return WithContext(std::move(conn).error(), RedactUrl(given));
     return internal::MakeSqlStore(std::move(*conn));
   }
   return MakeError(ErrorCode::kInvalidArgument,
                    "unsupported store URL '{}'; use sqlite:///abs/path.db or "
                    "postgresql://user@host/dbname",
-                   RedactUrl(url));
+                   RedactUrl(given));
 }
 
 }  // namespace sbx::store

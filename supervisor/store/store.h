@@ -19,6 +19,7 @@
 // Timestamps are milliseconds since the Unix epoch, taken from the store host's clock.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -573,6 +574,26 @@ class Store {
 //   postgresql://…  postgres://…   a libpq connection URI
 // kInvalidArgument for another scheme or a relative SQLite path; kUnavailable when the database
 // cannot be reached (the message names the host, never the password).
-Result<std::unique_ptr<Store>> Open(std::string_view url);
+struct OpenOptions {
+  // PostgreSQL: how long the database or this node may go unheard before a connection counts
+  // as dead (the nodes' node_timeout). A partition drops packets rather than resetting
+  // anything, and libpq's and the server's defaults then wait for hours. Unless the URL sets
+  // them itself, a positive value T adds to the URL:
+  //   tcp_user_timeout=T         data unacknowledged that long breaks the connection (the node
+  //                              then reconnects at once when the network heals, rather than
+  //                              waiting for TCP's next retransmission)
+  //   keepalives after T/3 idle  so does a silent peer on an idle connection
+  //   connect_timeout=T (s, at least 2)
+  //   options=-c idle_in_transaction_session_timeout=T/2
+  //                              the server ends a session whose client went silent inside a
+  //                              transaction, so the row locks it held do not stop the other
+  //                              nodes (their own heartbeats wait behind those locks)
+  // Zero: the URL as given.
+  std::chrono::milliseconds peer_timeout{0};
+};
+Result<std::unique_ptr<Store>> Open(std::string_view url, const OpenOptions& options = {});
+
+// The URL Open() connects with for `options` (PostgreSQL URLs; others are returned as given).
+std::string WithPeerTimeout(std::string_view url, std::chrono::milliseconds peer_timeout);
 
 }  // namespace sbx::store
