@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "base/clock.h"
@@ -73,6 +74,11 @@ size_t RecoverLostNode(store::Store& store, EventBus& events, const std::string&
     spdlog::error("ending the sandboxes of lost node {}: {}", node, sandboxes.error().ToString());
   }
   return runs.requeued.size();
+}
+
+std::chrono::milliseconds FenceAfter(std::chrono::milliseconds interval,
+                                     std::chrono::milliseconds node_timeout) {
+  return node_timeout - std::min(interval, node_timeout / 4);
 }
 
 namespace {
@@ -157,8 +163,8 @@ void Heartbeat::Watch() {
       if (stop_cv_.wait_for(lk, period, [&] { return stopping_; })) return;
     }
     const auto since = std::chrono::nanoseconds(SteadyNs() - last_beat_ns_.load());
-    if (since > node_timeout_) {
-      SetFenced(true, "no heartbeat reached the database for longer than node_timeout");
+    if (since > FenceAfter(interval_, node_timeout_)) {
+      SetFenced(true, "no heartbeat reached the database for nearly node_timeout");
     }
   }
 }
@@ -174,12 +180,24 @@ void Heartbeat::Loop() {
 }
 
 void Heartbeat::Beat() {
+  // Counted from before the call: the beat the store took is no older than this, so the node
+  // fences itself no later than the others may declare it lost.
+  const int64_t asked = SteadyNs();
   auto state = store_.Heartbeat(self_.name);
   if (!state.ok()) {
     spdlog::error("heartbeat of node {}: {}", self_.name, state.error().ToString());
     return;
   }
-  last_beat_ns_.store(SteadyNs());
+  last_beat_ns_.store(asked);
+  if (std::chrono::nanoseconds(SteadyNs() - asked) > FenceAfter(interval_, node_timeout_)) {
+    // It took nearly node_timeout (a database that was away, a connection made again): the next
+    // beat, quick, says whether the node may work again.
+    spdlog::warn("node {}: a heartbeat took {} ms", self_.name,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::nanoseconds(SteadyNs() - asked))
+                     .count());
+    return;
+  }
   if (*state == store::NodeState::kLost) {
     // Declared lost while unreachable: what ran here was ended or requeued by another node.
     SetFenced(true, "declared lost by another node");

@@ -6,7 +6,8 @@
 // Store::DeclareNodeLost), and with it its RUNNING runs end FAILED (node_lost), or go back to
 // QUEUED when they asked for that, and its live sandboxes end FAILED (node_lost).
 //
-// A node that cannot reach the store for `node_timeout` fences itself: it kills what it runs
+// A node that cannot reach the store for nearly `node_timeout` (FenceAfter) fences itself: it
+// kills what it runs
 // and claims nothing, since other nodes may have declared it lost and given its runs away. When
 // the store answers again it takes work again; when it learns that it was declared lost, it
 // registers anew as ready.
@@ -37,6 +38,12 @@ Status RecoverNode(store::Store& store, EventBus& events, const std::string& nod
 // requeued. `by` is the node that noticed. Returns how many runs went back to the queue.
 size_t RecoverLostNode(store::Store& store, EventBus& events, const std::string& node,
                        const store::LostNodeRuns& runs, const std::string& by);
+
+// How long a node goes without a beat the store took before it fences itself: node_timeout
+// less a margin (a beat, at most a quarter of the timeout), so that its work is killed before
+// another node may declare it lost and hand that work out again.
+std::chrono::milliseconds FenceAfter(std::chrono::milliseconds interval,
+                                     std::chrono::milliseconds node_timeout);
 
 // What the heartbeat asks of the node's executor.
 struct NodeHooks {
