@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <spdlog/spdlog.h>
@@ -159,6 +160,7 @@ Status RunnerLink::OnHello(const json& m) {
     std::lock_guard<std::mutex> lk(mu_);
     if (stopping_) return MakeError(ErrorCode::kUnavailable, "the link ended");
     welcomed_ = true;
+    last_beat_ = std::chrono::steady_clock::now();
     capacity_ = capacity;
     labels_ = labels;
     applied_seq_ = record->applied_seq;
@@ -171,7 +173,8 @@ Status RunnerLink::OnHello(const json& m) {
         {"applied_seq", record->applied_seq},
         {"heartbeat_ms", options_.heartbeat_interval.count()},
         {"node_timeout_ms", options_.node_timeout.count()},
-        {"fence", fence}});
+        {"fence", fence},
+        {"beat_echo", true}});
   std::lock_guard<std::mutex> lk(mu_);
   if (stopping_) return Ok();  // Stop() ran meanwhile: nothing to start
   queued_token_ = manager_.SubscribeQueued([this] { wake_.notify_all(); });
@@ -197,6 +200,8 @@ Status RunnerLink::OnBeat(const json& m) {
                                       .address = options_.address ? options_.address() : ""});
     if (!again.ok()) return std::move(again).error();
   }
+  // The beat is in the store: the runner counts its liveness from the beats confirmed.
+  Send({{"type", "beat"}, {"n", m.value("n", int64_t{0})}});
   std::set<std::string> running;
   std::vector<std::pair<std::string, int64_t>> reported;
   for (const json& r : m.at("running")) {
@@ -216,6 +221,7 @@ Status RunnerLink::OnBeat(const json& m) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     running_ = running;
+    last_beat_ = std::chrono::steady_clock::now();
     for (const std::string& id : running) handed_over_.erase(id);
     ready_ = *state != store::NodeState::kDraining;
     reconcile = !reconciled_ && m.value("pending", int64_t{1}) == 0;
@@ -412,7 +418,20 @@ void RunnerLink::Claimer() {
   std::unique_lock<std::mutex> lk(mu_);
   while (!stopping_) {
     const int64_t busy = static_cast<int64_t>(running_.size() + handed_over_.size());
-    if (!ready_ || failed_ || busy >= capacity_) {
+    const auto silent = std::chrono::steady_clock::now() - last_beat_;
+    if (!failed_ && silent > options_.node_timeout) {
+      // A partition drops packets rather than resetting anything: the link looks open and
+      // carries nothing. The runner leaves it too, and dials again.
+      lk.unlock();
+      Fail(fmt::format("no beat for more than {} ms: the link has stalled",
+                       options_.node_timeout.count()));
+      lk.lock();
+      continue;
+    }
+    const bool quiet =
+        silent > std::max<std::chrono::nanoseconds>(2 * options_.heartbeat_interval,
+                                                    options_.node_timeout / 2);
+    if (!ready_ || failed_ || busy >= capacity_ || quiet) {
       wake_.wait_for(lk, options_.heartbeat_interval);
       continue;
     }

@@ -90,6 +90,9 @@ class RunnerLink {
   bool stopping_ = false;
   bool failed_ = false;  // Fail(): the link is ending
   bool welcomed_ = false;
+  // When the last beat (or the hello) arrived: a link silent for node_timeout has stalled, and
+  // one silent for half of it (two beats at least) is handed no run.
+  std::chrono::steady_clock::time_point last_beat_ = std::chrono::steady_clock::now();
   bool ready_ = false;  // the runner's node is ready (not draining)
   bool reconciled_ = false;
   int64_t capacity_ = 0;

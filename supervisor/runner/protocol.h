@@ -4,13 +4,16 @@
 // Text messages are JSON objects with a "type":
 //   runner -> coordinator
 //     hello    {name, instance, labels, capacity, version, protocol}   first, once
-//     beat     {running: [{run_id, attempt}], free}                    every heartbeat
+//     beat     {n, running: [{run_id, attempt}], free}                 every heartbeat
 //     accepted {run_id}                                                an assign was taken
 //     batch    {seq, run_id, attempt, after_end, writes}
 //                                                one commit, the runner's outbox entry `seq`;
 //                                                after_end: made after the run's end there
 //   coordinator -> runner
-//     welcome  {name, applied_seq, heartbeat_ms, node_timeout_ms, fence}   after hello
+//     welcome  {name, applied_seq, heartbeat_ms, node_timeout_ms, fence, beat_echo}
+//                                                 after hello
+//     beat     {n}                                the runner's beat n is in the store (when
+//                                                 the welcome said beat_echo)
 //     assign   {run}                              a run claimed for the runner (RunToWire)
 //     ack      {seq}                              outbox entries up to seq are committed
 //     kill     {run_id, why}                      the run is no longer the runner's to run

@@ -12,6 +12,7 @@
 #include "base/fs.h"
 #include "base/unique_fd.h"
 #include "supervisor/events/audit.h"
+#include "supervisor/exec/heartbeat.h"
 #include "supervisor/runner/protocol.h"
 #include "supervisor/store/wire_json.h"
 #include "supervisor/workspace/run_logs.h"
@@ -71,18 +72,21 @@ Uplink::~Uplink() {
   fencer_.join();
 }
 
+std::optional<std::chrono::steady_clock::time_point> Uplink::SilentSince() const {
+  if (echoes_) return confirmed_;
+  if (linked_ && welcomed_) return std::nullopt;
+  return unlinked_since_;
+}
+
 void Uplink::Fencer() {
   std::unique_lock<std::mutex> lk(mu_);
   while (!stopping_) {
-    if (linked_ && welcomed_) {
+    const auto since = SilentSince();
+    if (!since || fenced_ || !node_timeout_ || manager_ == nullptr) {
       cv_.wait(lk);
       continue;
     }
-    if (fenced_ || !node_timeout_ || manager_ == nullptr) {
-      cv_.wait(lk);
-      continue;
-    }
-    const auto deadline = unlinked_since_ + *node_timeout_;
+    const auto deadline = *since + FenceAfter(heartbeat_, *node_timeout_);
     if (std::chrono::steady_clock::now() < deadline) {
       cv_.wait_until(lk, deadline);
       continue;
@@ -92,9 +96,9 @@ void Uplink::Fencer() {
     lk.unlock();
     const size_t killed = manager->FenceNode();
     spdlog::warn(
-        "runner: no link to the coordinator for {} ms: killed {} run(s), which may be running "
-        "elsewhere now; taking nothing until it answers again",
-        node_timeout_->count(), killed);
+        "runner: the coordinator confirmed no beat for {} ms: killed {} run(s), which may be "
+        "running elsewhere now; taking nothing until it answers again",
+        FenceAfter(heartbeat_, *node_timeout_).count(), killed);
     lk.lock();
   }
 }
@@ -142,7 +146,9 @@ json Uplink::Beat() {
   for (const std::string& id : running_) {
     running.push_back({{"run_id", id}, {"attempt", attempts_.at(id)}});
   }
+  beats_in_flight_.emplace_back(++beat_n_, std::chrono::steady_clock::now());
   return {{"type", "beat"},
+          {"n", beat_n_},
           {"running", std::move(running)},
           {"free", std::max<int64_t>(0, options_.capacity - int64_t(running_.size()))},
           {"pending", outbox_->pending()}};
@@ -154,6 +160,8 @@ Status Uplink::Session(Transport t, std::chrono::milliseconds welcome_timeout) {
     linked_ = true;
     welcomed_ = false;
     shipped_.clear();  // the coordinator may be another, or have lost the tail: from the start
+    beats_in_flight_.clear();
+    hello_sent_ = std::chrono::steady_clock::now();
   }
   t.send_text(json{{"type", "hello"},
                    {"name", options_.name},
@@ -181,6 +189,13 @@ Status Uplink::Session(Transport t, std::chrono::milliseconds welcome_timeout) {
   auto next_beat = std::chrono::steady_clock::now();
   while (linked_ && !stopping_) {
     const auto now = std::chrono::steady_clock::now();
+    if (echoes_ && node_timeout_ && now - confirmed_ > FenceAfter(heartbeat_, *node_timeout_)) {
+      // A link that stalled (a partition drops packets rather than resetting anything): the
+      // coordinator's side declares this runner lost by now, and a new link is needed.
+      spdlog::warn("runner: the coordinator confirmed no beat for {} ms: leaving the link",
+                   FenceAfter(heartbeat_, *node_timeout_).count());
+      break;
+    }
     if (beat_now_ || now >= next_beat) {
       beat_now_ = false;
       next_beat = now + heartbeat_;
@@ -271,6 +286,9 @@ void Uplink::OnMessage(const std::string& text) {
       std::lock_guard<std::mutex> lk(mu_);
       acked_ = outbox_->acked_seq();
       welcomed_ = true;
+      echoes_ = m.value("beat_echo", false);
+      // Registered at the hello: alive as of the moment it was sent.
+      confirmed_ = hello_sent_;
       heartbeat_ = std::chrono::milliseconds(
           std::clamp<int64_t>(m.value("heartbeat_ms", int64_t{2'000}), 100, 60'000));
       node_timeout_ = std::chrono::milliseconds(
@@ -288,6 +306,13 @@ void Uplink::OnMessage(const std::string& text) {
       OnAssign(m.at("run"));
     } else if (type == "kill") {
       Kill(m.at("run_id").get<std::string>(), m.value("why", "the coordinator asked"));
+    } else if (type == "beat") {
+      const int64_t n = m.at("n").get<int64_t>();
+      std::lock_guard<std::mutex> lk(mu_);
+      while (!beats_in_flight_.empty() && beats_in_flight_.front().first <= n) {
+        if (beats_in_flight_.front().first == n) confirmed_ = beats_in_flight_.front().second;
+        beats_in_flight_.pop_front();
+      }
     } else if (type == "fence") {
       Kill("", "the coordinator declared this runner lost");
     }

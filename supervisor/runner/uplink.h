@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -68,10 +69,16 @@ class Uplink {
   // Sends the bytes of `run_id`'s files past what this session sent.
   bool SyncFiles(const std::string& run_id, const Transport& t);
   nlohmann::json Beat();
-  // Fences the local service once the link has been down for longer than the coordinator's
+  // Fences the local service once no beat was confirmed for longer than the coordinator's
   // node_timeout (by then the coordinator may have given its runs to another node), like a
-  // node cut off from the database; unfenced at the next welcome.
+  // node cut off from the database; unfenced at the next welcome. The time counts from when the
+  // last confirmed beat was sent, which is no later than the coordinator stored it. A
+  // coordinator that does not echo beats (no beat_echo in its welcome): from when the link
+  // ended.
   void Fencer();
+  // When the silence began that fencing counts from; nullopt while it cannot be known (a link
+  // up to a coordinator that does not echo beats). Under mu_.
+  std::optional<std::chrono::steady_clock::time_point> SilentSince() const;
 
   UplinkOptions options_;
   store::Store& local_;
@@ -94,6 +101,13 @@ class Uplink {
   std::chrono::milliseconds heartbeat_{2'000};
   std::optional<std::chrono::milliseconds> node_timeout_;
   std::chrono::steady_clock::time_point unlinked_since_ = std::chrono::steady_clock::now();
+  // Beats sent and not yet echoed (number, when), the time the last echoed one was sent (or
+  // the hello, at the welcome), and whether this coordinator echoes beats.
+  int64_t beat_n_ = 0;
+  std::deque<std::pair<int64_t, std::chrono::steady_clock::time_point>> beats_in_flight_;
+  std::chrono::steady_clock::time_point hello_sent_;
+  std::chrono::steady_clock::time_point confirmed_ = std::chrono::steady_clock::now();
+  bool echoes_ = false;
   bool fenced_ = false;
   std::thread fencer_;
 };
