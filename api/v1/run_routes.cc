@@ -543,8 +543,18 @@ Reply LogsHandler(const RouteContext& ctx, const Request& req) {
   if (!follow.ok()) return Fail(follow.error());
   auto timestamps = FlagParam(req, "timestamps");
   if (!timestamps.ok()) return Fail(timestamps.error());
-  auto matches = [stream](const store::EventRecord& e) {
-    return e.type == EventType::kStepLog && (stream == "all" || e.data.value("stream", "") == stream);
+  // The log is its latest attempt's: a run requeued after its node was lost ran again from the
+  // start, and its earlier attempt's chunks stay in its events (and their bytes on that node).
+  auto latest = std::make_shared<int64_t>(std::max<int64_t>(run->attempt, 1));
+  auto matches = [stream, latest](const store::EventRecord& e) {
+    if (e.type != EventType::kStepLog ||
+        (stream != "all" && e.data.value("stream", "") != stream)) {
+      return false;
+    }
+    const int64_t attempt = supervisor::LogEventAttempt(e);
+    if (attempt < *latest) return false;
+    *latest = attempt;  // claimed again while followed: the new attempt's output from here
+    return true;
   };
   const std::string data_dir = ctx.config->data_dir;
   if (!*follow && tail >= 0) {

@@ -295,7 +295,8 @@ bool Executor::PrepareDirAndLogs(Execution& x) {
     return x.SetupFailed(fmt::format("mkdir {}: {}", x.dir, std::strerror(errno)));
   }
   for (int i = 0; i < 2; ++i) {
-    auto log = LogAppender::Open(x.dir + (i == 0 ? "/stdout" : "/stderr"));
+    auto log =
+        LogAppender::Open(x.dir + "/" + LogFileName(i == 0 ? "stdout" : "stderr", x.run.attempt));
     if (!log.ok()) return x.SetupFailed(log.error().ToString());
     x.logs[i].emplace(std::move(*log));
   }
@@ -437,6 +438,8 @@ void Executor::RunSteps(Execution& x) {
     auto sink = [&](int stream, std::string_view data) {
       LogAppender& log = *x.logs[stream == 1 ? 0 : 1];
       nlohmann::json ev = {{"step", step.name}, {"stream", stream == 1 ? "stdout" : "stderr"}};
+      // Its bytes are in this attempt's log file (LogFileName).
+      if (x.run.attempt > 1) ev["attempt"] = x.run.attempt;
       const int64_t offset = log.offset();
       if (Status w = log.Append(data); w.ok()) {
         ev["offset"] = offset;
@@ -672,8 +675,9 @@ std::vector<ArtifactInfo> Executor::WriteEndArtifacts(const store::RunRecord& ru
     all.push_back(std::move(*info));
   };
   add("diff.patch", diff);
-  add("report.md", RenderReport(run, LogTail(dir + "/stdout", 40, 16 << 10),
-                                LogTail(dir + "/stderr", 40, 16 << 10)));
+  add("report.md",
+      RenderReport(run, LogTail(dir + "/" + LogFileName("stdout", run.attempt), 40, 16 << 10),
+                   LogTail(dir + "/" + LogFileName("stderr", run.attempt), 40, 16 << 10)));
   // audit.json goes out page by page: a run with many log chunks has as many events.
   auto write_audit = [&]() -> Result<ArtifactInfo> {
     auto w = ArtifactWriter::Create(data_dir, run.id, "audit.json");

@@ -163,7 +163,8 @@ Result<std::string> Projects::AskPlanner(const PlannerConfig& planner,
                      store::RunStateName(run->state),
                      run->result ? store::RenderEndReason(run->result->reason) : "");
   }
-  auto out = ReadFile(RunDir(options_.data_dir, id) + "/stdout", plan::kMaxAnswerBytes + 1);
+  auto out = ReadFile(RunDir(options_.data_dir, id) + "/" + LogFileName("stdout", run->attempt),
+                      plan::kMaxAnswerBytes + 1);
   if (!out.ok())
     return WithContext(std::move(out).error(), "planner " + planner.name + "'s answer");
   return out;

@@ -285,7 +285,15 @@ void RunnerLink::OnBinary(std::string_view bytes) {
   }
   // Bytes of a run that is no longer the runner's are dropped; its batch says so.
   if (!Owns(chunk->run_id, std::nullopt)) return;
-  auto fd = OpenRunFile(RunDir(options_.data_dir, chunk->run_id), chunk->file);
+  // The runner's stdout and stderr are those of the attempt it was handed.
+  std::string file = chunk->file;
+  if (file == "stdout" || file == "stderr") {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (auto it = owned_.find(chunk->run_id); it != owned_.end()) {
+      file = LogFileName(file, it->second);
+    }
+  }
+  auto fd = OpenRunFile(RunDir(options_.data_dir, chunk->run_id), file);
   if (!fd.ok()) return Fail(fmt::format("run {}: {}", chunk->run_id, fd.error().message));
   const char* p = chunk->bytes.data();
   size_t left = chunk->bytes.size();
@@ -338,6 +346,12 @@ Status RunnerLink::OnBatch(const json& m) {
         t->update.node = runner_.name;
       } else if (auto* e = std::get_if<store::EventWrite>(&w)) {
         if (e->run_id != run_id) return MakeError(ErrorCode::kInvalidArgument, "a batch of two runs");
+        // Its output is in the log files of this attempt here (OnBinary), whatever the runner's
+        // own store counted.
+        if (e->type == store::EventType::kStepLog && e->data.is_object()) {
+          e->data.erase("attempt");
+          if (attempt > 1) e->data["attempt"] = attempt;
+        }
       } else if (auto* a = std::get_if<store::AuditWrite>(&w)) {
         if (a->run_id != run_id) continue;  // the runner's own records stay with it
         // Recorded as the runner's doing, whoever it says acted.

@@ -16,6 +16,18 @@ std::string RunDir(const std::string& data_dir, std::string_view run_id) {
   return data_dir + "/runs/" + std::string(run_id);
 }
 
+std::string LogFileName(std::string_view stream, int64_t attempt) {
+  std::string name(stream);
+  if (attempt > 1) name += "." + std::to_string(attempt);
+  return name;
+}
+
+int64_t LogEventAttempt(const store::EventRecord& e) {
+  if (!e.data.is_object()) return 1;
+  auto it = e.data.find("attempt");
+  return it != e.data.end() && it->is_number_integer() ? it->get<int64_t>() : 1;
+}
+
 std::string LogEventBytes(const store::EventRecord& e, const std::string& data_dir) {
   std::string out;
   PutLogEventBytes(e, data_dir, 0, &out);
@@ -32,8 +44,9 @@ std::optional<LogRange> LogEventRange(const store::EventRecord& e, const std::st
       (*stream != "stdout" && *stream != "stderr")) {
     return std::nullopt;
   }
-  return LogRange{RunDir(data_dir, e.run_id) + "/" + stream->get<std::string>(), offset,
-                  static_cast<size_t>(length)};
+  return LogRange{
+      RunDir(data_dir, e.run_id) + "/" + LogFileName(stream->get<std::string>(), LogEventAttempt(e)),
+      offset, static_cast<size_t>(length)};
 }
 
 void PutLogEventBytes(const store::EventRecord& e, const std::string& data_dir, size_t at,

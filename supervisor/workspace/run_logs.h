@@ -1,6 +1,7 @@
-// Where a run's output lives: <data_dir>/runs/<id>/stdout and stderr, appended as it arrives.
-// Each chunk's step.log event records its stream, offset and length (and, through the event's
-// ts, when it arrived); the store keeps no copy of the bytes.
+// Where a run's output lives: <data_dir>/runs/<id>/stdout and stderr, appended as it arrives
+// (stdout.N and stderr.N for its attempt N > 1, after a requeue). Each chunk's step.log event
+// records its stream, offset and length (and "attempt" after the first; through the event's ts,
+// when it arrived); the store keeps no copy of the bytes.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,13 @@ namespace sbx::supervisor {
 
 // <data_dir>/runs/<run_id>
 std::string RunDir(const std::string& data_dir, std::string_view run_id);
+
+// The log file of `stream` ("stdout" or "stderr") for a run's attempt `attempt`: the stream's
+// name for the first, "stdout.2" and so on after it. A requeued run's attempts may run on
+// different nodes, each writing from offset 0: an event must name the file its bytes are in.
+std::string LogFileName(std::string_view stream, int64_t attempt);
+// The attempt a step.log event was written in: its "attempt", 1 without one.
+int64_t LogEventAttempt(const store::EventRecord& event);
 
 // The bytes of a step.log event: read back from the run's log file, or taken from the event's
 // data / data_b64 when it carries them (a chunk the log file could not take). "" when the file
