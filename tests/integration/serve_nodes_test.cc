@@ -1,22 +1,38 @@
 // Three real daemons (sandboxd-server) on one PostgreSQL the suite starts, each with its own
-// data directory, cgroup parent and port: runs submitted to random nodes each run exactly once,
-// on a node whose labels match their node_selector, and clients of any node see their events as
-// they happen; a node killed with SIGKILL mid-run is declared lost by one survivor, its runs end
-// FAILED (node_lost) or run once more elsewhere (retry_on_node_loss); a drained node finishes
-// its run and takes no new one; GET /v1/nodes and /v1/info show all of it.
+// data directory, cgroup parent and network namespace, joined by veth pairs to a bridge in a hub
+// namespace where the database listens (the test makes all of it with rtnetlink, and it goes
+// away with the namespaces):
+// - runs submitted to random nodes each run exactly once, on a node whose labels match their
+//   node_selector, and clients of any node see their events as they happen;
+// - a node killed with SIGKILL mid-run is declared lost by one survivor, its runs end FAILED
+//   (node_lost) or run once more elsewhere (retry_on_node_loss);
+// - a drained node finishes its run and takes no new one; GET /v1/nodes and /v1/info show all;
+// - nodes the database refuses fence themselves and come back;
+// - a node partitioned by its veth going down (its connections stall, as on a real partition,
+//   rather than being reset) kills its runs by itself before a survivor declares it lost; its
+//   retryable run runs again elsewhere, never at the same time; healed, it writes nothing over
+//   what was decided without it and takes work again;
+// - a runner in a namespace where nothing listens dials out to a node: a stall of its link
+//   shorter than node_timeout loses no log byte and delivers none twice; a longer one makes it
+//   kill what it ran by itself, and it comes back when the link heals.
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "integration/server_harness.h"
 #include "supervisor/store/store.h"
+#include "tests/support/netns.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/raw_sql.h"
 
@@ -27,80 +43,158 @@ constexpr char kAlice[] = "nodes-test-alice";
 constexpr char kAda[] = "nodes-test-ada";
 constexpr char kBob[] = "nodes-test-bob";
 constexpr char kCarol[] = "nodes-test-carol";
+constexpr char kHub[] = "10.77.0.1";
 
-// One daemon of the three: the harness's fixture, driven from the test.
+using Clock = std::chrono::steady_clock;
+
+// One daemon: the harness's fixture, driven from the test.
 class NodeDaemon : public ServerTest {
  public:
   void TestBody() override {}
   using ServerTest::Call;
   using ServerTest::cgroup_parent_;
+  using ServerTest::dir_;
+  using ServerTest::host_;
   using ServerTest::node_;
   using ServerTest::pid_;
   using ServerTest::port_;
+  using ServerTest::ReadUntilReady;
+  using ServerTest::StartServer;
   using ServerTest::WaitForEvent;
 
-  void Start(const std::string& name, const std::string& database, const std::string& labels) {
+  void Configure(const std::string& name, const std::string& database, const std::string& listen,
+                 const std::string& labels, int heartbeat_ms, int node_timeout_ms) {
     SetUpServer(name, "  \"*\": allow\n");
     database_ = database;
-    WriteConfig("127.0.0.1:0",
+    WriteConfig(listen,
                 {{"alice", "submitter", kAlice},
                  {"ada", "admin", kAda},
                  {"bob", "reviewer", kBob},
                  {"carol", "submitter", kCarol}},
-                "max_concurrent_runs: 2\nwarm_sandboxes: 0\nheartbeat_interval_ms: 100\n"
-                "node_timeout_ms: 1500\nnode_labels: {" +
-                    labels + "}\n");
-    StartServerOnLoopback();
+                "max_concurrent_runs: 2\nwarm_sandboxes: 0\nheartbeat_interval_ms: " +
+                    std::to_string(heartbeat_ms) + "\nnode_timeout_ms: " +
+                    std::to_string(node_timeout_ms) + "\nnode_labels: {" + labels + "}\n");
+  }
+  // Started in network namespace `ns`, listening on host_.
+  void StartIn(const NetNs& ns) {
+    netns_fd_ = ns.fd();
+    StartServerOnLoopback({.netns_fd = netns_fd_});
   }
   void Kill9() {
     ASSERT_EQ(::kill(pid_, SIGKILL), 0);
     ASSERT_EQ(::waitpid(pid_, nullptr, 0), pid_);
     pid_ = -1;
   }
-  void Restart() { StartServerOnLoopback(); }
+  void Restart() { StartServerOnLoopback({.netns_fd = netns_fd_}); }
   void Stop() { TearDown(); }
+  // Whether any process is in the run's cgroup on this daemon.
+  bool RunAlive(const std::string& run_id) {
+    for (const auto& root : CgroupRoots()) {
+      std::ifstream in(root + "/" + cgroup_parent_ + "/" + run_id + "/cgroup.procs");
+      std::string pid;
+      if (in >> pid) return true;
+    }
+    return false;
+  }
+
+ private:
+  int netns_fd_ = -1;
 };
 
+std::string Lines(int n) {
+  std::string out;
+  for (int i = 1; i <= n; ++i) out += "line-" + std::to_string(i) + "\n";
+  return out;
+}
+
+// The hub namespace (its bridge br0 at 10.77.0.1/16, where the suite's PostgreSQL listens) is
+// the suite's; each test gets a database, and three nodes each in a namespace of its own at
+// 10.77.T.11-13 (T counts the tests), joined to the bridge by veths h<T>n1-3. The test itself
+// works from the hub namespace.
 class ServeNodesTest : public SandboxTest {
  protected:
   static void TearDownTestSuite() {
     if (cluster_) {
+      EnterNetNs in(*hub_);
       EXPECT_TRUE(cluster_->Stop().ok());
       cluster_.reset();
     }
+    hub_.reset();
     SandboxTest::TearDownTestSuite();
   }
+  virtual int HeartbeatMs() const { return 100; }
+  virtual int NodeTimeoutMs() const { return 1500; }
+
   void SetUp() override {
     SandboxTest::SetUp();
     if (IsSkipped()) return;
+    if (!hub_) {
+      auto hub = NetNs::Create();
+      ASSERT_TRUE(hub.ok()) << hub.error().ToString();
+      hub_ = std::make_unique<NetNs>(std::move(*hub));
+      Status bridge = hub_->AddBridge("br0", std::string(kHub) + "/16");
+      ASSERT_TRUE(bridge.ok()) << bridge.error().ToString();
+    }
+    enter_ = std::make_unique<EnterNetNs>(*hub_);
+    ASSERT_TRUE(enter_->ok());
     if (!cluster_) {
-      auto c = PgCluster::Start();
+      auto c = PgCluster::Start({.also_listen = kHub, .trusted_network = "10.77.0.0/16"});
       ASSERT_TRUE(c.ok()) << "cannot start the test PostgreSQL: " << c.error().ToString();
       cluster_ = std::move(*c);
     }
-    database_ = "sbx_nodes_" + std::to_string(::getpid()) + "_" + std::to_string(++counter_);
+    test_ = ++counter_;
+    database_ = "sbx_nodes_" + std::to_string(::getpid()) + "_" + std::to_string(test_);
     ASSERT_TRUE(cluster_->CreateDatabase(database_).ok());
-    const std::string url = cluster_->Url(database_);
     // The schema first, so that the three do not race to create it (they may; this is quicker).
-    auto s = store::Open(url);
+    auto s = store::Open(cluster_->Url(database_));
     ASSERT_TRUE(s.ok()) << s.error().ToString();
     ASSERT_TRUE((*s)->Migrate().ok());
     store_ = std::move(*s);
     const char* labels[] = {"zone: a", "zone: b", "zone: b"};
     for (int i = 0; i < 3; ++i) {
+      const std::string address = Address(11 + i);
+      Link(HubEnd(i), address);
+      if (HasFatalFailure()) return;
       nodes_.push_back(std::make_unique<NodeDaemon>());
-      nodes_.back()->Start("nodes" + std::to_string(i + 1), url, labels[i]);
+      NodeDaemon& d = *nodes_.back();
+      d.host_ = address;
+      d.Configure("nodes" + std::to_string(i + 1), cluster_->Url(database_, kHub), address + ":0",
+                  labels[i], HeartbeatMs(), NodeTimeoutMs());
+      if (HasFatalFailure()) return;
+      d.StartIn(*spaces_.back());
       if (HasFatalFailure()) return;
     }
   }
   void TearDown() override {
+    if (runner_) runner_->Stop();
     for (auto& n : nodes_) n->Stop();
     nodes_.clear();
     store_.reset();
     if (cluster_ && !database_.empty()) {
       EXPECT_TRUE(cluster_->DropDatabase(database_).ok());
     }
+    spaces_.clear();
+    enter_.reset();
   }
+
+  std::string Address(int host) const {
+    return "10.77." + std::to_string(test_) + "." + std::to_string(host);
+  }
+  std::string HubEnd(int node) const {
+    return "h" + std::to_string(test_) + "n" + std::to_string(node + 1);
+  }
+  // A namespace of its own, joined to the bridge by `hub_end`, with `address`.
+  void Link(const std::string& hub_end, const std::string& address) {
+    auto ns = NetNs::Create();
+    ASSERT_TRUE(ns.ok()) << ns.error().ToString();
+    spaces_.push_back(std::make_unique<NetNs>(std::move(*ns)));
+    Status linked =
+        hub_->AddVethToBridge(hub_end, "br0", *spaces_.back(), "eth0", address + "/16");
+    ASSERT_TRUE(linked.ok()) << linked.error().ToString();
+  }
+  // The veth's hub end down: the namespace behind it is cut off, its packets dropped.
+  void Cut(const std::string& hub_end) { ASSERT_TRUE(hub_->SetUp(hub_end, false).ok()); }
+  void Heal(const std::string& hub_end) { ASSERT_TRUE(hub_->SetUp(hub_end, true).ok()); }
 
   NodeDaemon& Node(size_t i) { return *nodes_.at(i); }
   // The run as the store has it.
@@ -109,14 +203,16 @@ class ServeNodesTest : public SandboxTest {
     EXPECT_TRUE(r.ok()) << r.error().ToString();
     return r.ok() ? *r : store::RunRecord{};
   }
-  // How many times the run was started (run.started audit records).
-  int Starts(const std::string& id) {
+  // How many audit records of the run have `action`.
+  int Count(const std::string& id, const std::string& action) {
     auto a = store_->ListAudit({.run_id = id, .limit = 1000});
     EXPECT_TRUE(a.ok());
     int n = 0;
-    for (const auto& rec : *a) n += rec.action == "run.started";
+    for (const auto& rec : *a) n += rec.action == action;
     return n;
   }
+  // How many times the run was started (run.started audit records).
+  int Starts(const std::string& id) { return Count(id, "run.started"); }
   // The node's entry in GET /v1/nodes, asked of node `via`.
   nlohmann::json NodeEntry(size_t via, const std::string& name) {
     auto r = Node(via).Call("GET", "/v1/nodes", kBob);
@@ -127,14 +223,57 @@ class ServeNodesTest : public SandboxTest {
     }
     return nullptr;
   }
+  bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+    const auto until = Clock::now() + limit;
+    while (!done()) {
+      if (Clock::now() > until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+  }
+  std::string Submit(size_t via, const nlohmann::json& body) {
+    auto r = Node(via).Call("POST", "/v1/runs", kAlice, body.dump());
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r.Json().value("id", "");
+  }
+  // Every event of the run, read through node `via` from the start to run.completed.
+  std::vector<nlohmann::json> Events(size_t via, const std::string& id) {
+    std::vector<nlohmann::json> out;
+    auto ws = api::testing::RawConn::Tcp(Node(via).port_, 0, Node(via).host_.c_str());
+    if (!ws) return out;
+    ws->SetTimeout(std::chrono::seconds(60));
+    ws->Send(api::testing::MakeWsUpgrade("/v1/runs/" + id + "/events?after=0",
+                                         {{"x-api-key", kAlice}}));
+    auto head = api::testing::ReadHead(*ws);
+    if (!head || head->status != 101) {
+      ADD_FAILURE() << "node " << via + 1 << " refused the event stream: "
+                    << (head ? head->status : -1);
+      return out;
+    }
+    for (;;) {
+      auto f = api::testing::WsReadFrame(*ws);
+      if (!f || f->opcode == 8) {
+        ADD_FAILURE() << "the event stream ended before run.completed";
+        return out;
+      }
+      out.push_back(nlohmann::json::parse(f->payload));
+      if (out.back().value("type", "") == "run.completed") return out;
+    }
+  }
 
+  static std::unique_ptr<NetNs> hub_;
   static std::unique_ptr<PgCluster> cluster_;
   static int counter_;
+  int test_ = 0;
+  std::unique_ptr<EnterNetNs> enter_;
+  std::vector<std::unique_ptr<NetNs>> spaces_;
   std::string database_;
   std::unique_ptr<store::Store> store_;
   std::vector<std::unique_ptr<NodeDaemon>> nodes_;
+  std::unique_ptr<NodeDaemon> runner_;
 };
 
+std::unique_ptr<NetNs> ServeNodesTest::hub_;
 std::unique_ptr<PgCluster> ServeNodesTest::cluster_;
 int ServeNodesTest::counter_ = 0;
 
@@ -150,7 +289,7 @@ TEST_F(ServeNodesTest, RunsGoToMatchingNodesAndEachRunsOnceWhicheverNodeTookTheR
       EXPECT_EQ(n["self"], i == via);
       EXPECT_EQ(n["capacity"], 2);
       // Its first TCP listener, where the others forward what only it has.
-      EXPECT_EQ(n["address"], "http://127.0.0.1:" + std::to_string(Node(i).port_));
+      EXPECT_EQ(n["address"], "http://" + Node(i).host_ + ":" + std::to_string(Node(i).port_));
     }
   }
   auto info = Node(1).Call("GET", "/v1/info", kAlice);
@@ -426,6 +565,200 @@ TEST_F(ServeNodesTest, NodesCutOffFromTheDatabaseKillTheirRunsAndComeBack) {
     EXPECT_EQ(done["state"], "SUCCEEDED") << Node(i).node_;
   }
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(NodeEntry(i, Node(i).node_)["state"], "ready");
+}
+
+// The same cluster with a slower beat (200 ms) and a longer node_timeout (3 s), for cuts that
+// must fall clearly before or after it; and an outbound runner in a namespace of its own.
+class ServeNodesPartitionTest : public ServeNodesTest {
+ protected:
+  int HeartbeatMs() const override { return 200; }
+  int NodeTimeoutMs() const override { return 3000; }
+
+  // A runner in a namespace of its own (10.77.T.20, its hub end h<T>r), dialling node `via`.
+  void StartRunner(const std::string& name, size_t via) {
+    auto issued = Node(via).Call("POST", "/v1/runners", kAda, R"({"name":")" + name + R"("})");
+    ASSERT_EQ(issued.status, 201) << issued.body;
+    Link(RunnerHubEnd(), Address(20));
+    if (HasFatalFailure()) return;
+    runner_ = std::make_unique<NodeDaemon>();
+    runner_->Configure(name, "", "127.0.0.1:0", "", HeartbeatMs(), NodeTimeoutMs());
+    if (HasFatalFailure()) return;
+    std::ofstream(runner_->dir_ + "/token") << issued.Json()["token"].get<std::string>() << "\n";
+    runner_->StartServer({.args = {"runner", "--connect",
+                                   "ws://" + Node(via).host_ + ":" +
+                                       std::to_string(Node(via).port_) + "/v1/runners",
+                                   "--token-file", runner_->dir_ + "/token", "--node", name},
+                          .netns_fd = spaces_.back()->fd()});
+    ASSERT_NE(runner_->ReadUntilReady().find("sandboxd: ready (runner " + name),
+              std::string::npos);
+    ASSERT_TRUE(WaitFor([&] { return RunnerReady(via, name); }, std::chrono::seconds(30)))
+        << "the runner never registered";
+  }
+  std::string RunnerHubEnd() const { return "h" + std::to_string(test_) + "r"; }
+  bool RunnerReady(size_t via, const std::string& name) {
+    auto n = NodeEntry(via, name);
+    return !n.is_null() && n.value("state", "") == "ready";
+  }
+  // Whether the run ended on the runner (its manifest, written last, is there).
+  bool RunnerEnded(const std::string& id) {
+    return ::access((runner_->dir_ + "/data/runs/" + id + "/artifacts.json").c_str(), F_OK) == 0;
+  }
+};
+
+TEST_F(ServeNodesPartitionTest, APartitionedNodeIsLostItsWorkRunsOnceElsewhereAndHealedItWorksAgain) {
+  // Node 3 drained (through itself, at once) so that both zone-b runs start on node 2.
+  ASSERT_EQ(Node(2).Call("POST", "/v1/nodes/" + Node(2).node_ + ":drain", kAda).status, 200);
+  const std::string plain = Submit(0, {{"argv", {"/bin/sh", "-c", "echo started; sleep 60"}},
+                                       {"node_selector", {{"zone", "b"}}}});
+  const std::string retried =
+      Submit(0, {{"argv", {"/bin/sh", "-c", "echo attempt; sleep 4; echo done"}},
+                 {"node_selector", {{"zone", "b"}}},
+                 {"retry_on_node_loss", true},
+                 {"idempotency_key", "partition-1"}});
+  ASSERT_FALSE(Node(0).WaitForEvent(plain, "step.log", kAlice).is_null());
+  ASSERT_FALSE(Node(0).WaitForEvent(retried, "step.log", kAlice).is_null());
+  ASSERT_EQ(*Run(plain).node, Node(1).node_);
+  ASSERT_EQ(*Run(retried).node, Node(1).node_);
+  ASSERT_TRUE(Node(1).RunAlive(plain));
+  ASSERT_EQ(Node(0).Call("POST", "/v1/nodes/" + Node(2).node_ + ":resume", kAda).status, 200);
+
+  // Node 2 cut off. Its processes and node 3's are watched until the retried run has ended
+  // there: the run is never alive on both at once.
+  Cut(HubEnd(1));
+  if (HasFatalFailure()) return;
+  const auto cut = Clock::now();
+  std::optional<Clock::duration> killed_after;
+  bool both = false;
+  while (Clock::now() - cut < std::chrono::seconds(40)) {
+    const bool here = Node(1).RunAlive(retried);
+    both = both || (here && Node(2).RunAlive(retried));
+    if (!killed_after && !here && !Node(1).RunAlive(plain)) killed_after = Clock::now() - cut;
+    if (killed_after && Run(retried).state == store::RunState::kSucceeded) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(both) << "the run was alive on two nodes at once";
+  ASSERT_TRUE(killed_after.has_value()) << "the cut-off node kept running its runs";
+  // Not before node_timeout (3 s) less a beat without a beat, and soon after.
+  EXPECT_GE(*killed_after, std::chrono::milliseconds(NodeTimeoutMs() - 500));
+  EXPECT_LT(*killed_after, std::chrono::milliseconds(NodeTimeoutMs() + 3000));
+
+  // Decided without it: the plain run ended node_lost, the retried one ran again on node 3.
+  auto lost = Node(2).WaitForEvent(plain, "run.completed", kAlice);
+  ASSERT_FALSE(lost.is_null());
+  EXPECT_EQ(lost["state"], "FAILED");
+  EXPECT_EQ(lost["reason"], "node_lost");
+  auto again = Node(2).WaitForEvent(retried, "run.completed", kAlice);
+  ASSERT_FALSE(again.is_null());
+  EXPECT_EQ(again["state"], "SUCCEEDED");
+  EXPECT_EQ(*Run(retried).node, Node(2).node_);
+  EXPECT_EQ(Run(retried).attempt, 2);
+  EXPECT_EQ(NodeEntry(0, Node(1).node_)["state"], "lost");
+
+  // Healed: node 2 learns it was lost, writes nothing over what was decided without it, and
+  // registers again.
+  Heal(HubEnd(1));
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(WaitFor([&] { return NodeEntry(0, Node(1).node_).value("state", "") == "ready"; },
+                      std::chrono::seconds(60)))
+      << "the healed node never came back";
+  const std::string back =
+      Submit(1, {{"argv", {"/bin/true"}}, {"node_selector", {{"node", Node(1).node_}}}});
+  auto ran = Node(0).WaitForEvent(back, "run.completed", kAlice);
+  ASSERT_FALSE(ran.is_null());
+  EXPECT_EQ(ran["state"], "SUCCEEDED");
+  EXPECT_EQ(Run(plain).state, store::RunState::kFailed);
+  EXPECT_EQ(Run(retried).state, store::RunState::kSucceeded);
+  EXPECT_EQ(Run(retried).attempt, 2);
+  for (const std::string& id : {plain, retried}) {
+    int completed = 0;
+    for (const auto& e : Events(1, id)) completed += e.value("type", "") == "run.completed";
+    EXPECT_EQ(completed, 1) << id;
+  }
+  EXPECT_EQ(Starts(plain), 1);
+  EXPECT_EQ(Starts(retried), 2);
+  // The retried run's log is its second attempt's, whole, read through the healed node.
+  EXPECT_EQ(Node(1).Call("GET", "/v1/runs/" + retried + "/logs?stream=stdout", kAlice).body,
+            "attempt\ndone\n");
+}
+
+TEST_F(ServeNodesPartitionTest, ARunnerWhereNothingListensSurvivesAStallAndFencesOnALongOne) {
+  StartRunner("edge-ns", 1);
+  if (HasFatalFailure()) return;
+  // Nothing listens in the runner's namespace (/proc/PID/net/tcp is that namespace's table),
+  // and nothing from outside gets in.
+  for (const char* table : {"tcp", "tcp6"}) {
+    std::ifstream in("/proc/" + std::to_string(runner_->pid_) + "/net/" + table);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string sl, local, remote, st;
+      f >> sl >> local >> remote >> st;
+      EXPECT_NE(st, "0A") << "something listens in the runner's namespace on " << local;
+    }
+  }
+  EXPECT_FALSE(api::testing::RawConn::Tcp(9, 0, Address(20).c_str()).has_value());
+
+  // A stall shorter than node_timeout mid-run: every log byte arrives once, in order.
+  const int n = 300;
+  const std::string id = Submit(
+      0, {{"argv", {"/bin/sh", "-c",
+                    "for i in $(seq 1 " + std::to_string(n) +
+                        "); do echo line-$i; sleep 0.01; done"}},
+          {"node_selector", {{"runner", "true"}}}});
+  ASSERT_FALSE(Node(0).WaitForEvent(id, "step.log", kAlice).is_null());
+  Cut(RunnerHubEnd());
+  if (HasFatalFailure()) return;
+  // TCP retransmits 0.2, 0.6 and 1.4 s after a loss: healed at 1 s, the link resumes well
+  // within node_timeout.
+  std::this_thread::sleep_for(std::chrono::milliseconds(NodeTimeoutMs() / 3));
+  Heal(RunnerHubEnd());
+  if (HasFatalFailure()) return;
+  auto done = Node(2).WaitForEvent(id, "run.completed", kAlice);
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["state"], "SUCCEEDED");
+  EXPECT_EQ(Run(id).node, "edge-ns");
+  EXPECT_EQ(Node(0).Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice).body, Lines(n));
+  int64_t next = 0;
+  int completed = 0;
+  for (const auto& e : Events(2, id)) {
+    completed += e.value("type", "") == "run.completed";
+    if (e.value("type", "") != "step.log" || e.value("stream", "") != "stdout") continue;
+    EXPECT_EQ(e.value("offset", int64_t{-1}), next);
+    next += e.value("length", int64_t{0});
+  }
+  EXPECT_EQ(next, static_cast<int64_t>(Lines(n).size()));
+  EXPECT_EQ(completed, 1);
+
+  // A stall longer than node_timeout: the runner notices the silence itself and kills its run
+  // just before the coordinator's side declares it lost.
+  const std::string held = Submit(0, {{"argv", {"/bin/sh", "-c", "echo started; sleep 120"}},
+                                      {"node_selector", {{"runner", "true"}}}});
+  ASSERT_FALSE(Node(0).WaitForEvent(held, "step.log", kAlice).is_null());
+  Cut(RunnerHubEnd());
+  if (HasFatalFailure()) return;
+  const auto cut = Clock::now();
+  ASSERT_TRUE(WaitFor([&] { return RunnerEnded(held); },
+                      std::chrono::milliseconds(NodeTimeoutMs() + 3000)))
+      << "the runner still runs what was given away";
+  EXPECT_GE(Clock::now() - cut, std::chrono::milliseconds(NodeTimeoutMs() - 1000));
+  auto lost = Node(2).WaitForEvent(held, "run.completed", kAlice);
+  ASSERT_FALSE(lost.is_null());
+  EXPECT_EQ(lost["state"], "FAILED");
+  EXPECT_EQ(lost["reason"], "node_lost");
+  // Healed: it links again and takes new work; the lost run stays as it was decided.
+  Heal(RunnerHubEnd());
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(WaitFor([&] { return RunnerReady(1, "edge-ns"); }, std::chrono::seconds(60)));
+  const std::string next_id = Submit(2, {{"argv", {"/bin/sh", "-c", "echo again"}},
+                                         {"node_selector", {{"runner", "true"}}}});
+  auto again = Node(1).WaitForEvent(next_id, "run.completed", kAlice);
+  ASSERT_FALSE(again.is_null());
+  EXPECT_EQ(again["state"], "SUCCEEDED");
+  EXPECT_EQ(Run(held).state, store::RunState::kFailed);
+  int ends = 0;
+  for (const auto& e : Events(0, held)) ends += e.value("type", "") == "run.completed";
+  EXPECT_EQ(ends, 1);
 }
 
 }  // namespace

@@ -5,16 +5,21 @@
 // loses no log byte and delivers none twice; what the runner could not send survives its
 // restart; a runner cut off for longer than node_timeout is lost (its run ends node_lost, once)
 // and kills what it ran; a run cancelled on the coordinator is killed on the runner and ends
-// once; a forged token is refused; a revoked one ends the link and is refused from then on.
+// once; a forged token is refused; a revoked one ends the link and is refused from then on;
+// through a TLS terminator, the runner links over wss:// only with the CA that signed the
+// coordinator's certificate. (serve_netns_test puts a runner in a network namespace of its own.)
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <dirent.h>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -25,6 +30,8 @@
 #include "integration/server_harness.h"
 #include "supervisor/runner/protocol.h"
 #include "supervisor/store/store.h"
+#include "tests/support/child_process.h"
+#include "tests/support/test_certs.h"
 
 namespace sbx::testing {
 namespace {
@@ -471,6 +478,13 @@ TEST_F(ServeRunnerTest, AHostileRunnerCannotRewriteWhatIsNotItsToSay) {
   auto welcome = next(*c, "welcome");
   ASSERT_FALSE(welcome.is_null());
   EXPECT_EQ(welcome["applied_seq"], 0);
+  // A beat, which the coordinator stores and echoes: a link silent for two beats gets no run.
+  api::testing::WsSendFrame(
+      *c, 1, nlohmann::json{{"type", "beat"}, {"n", 7}, {"running", nlohmann::json::array()},
+                            {"free", 1}}.dump());
+  auto echo = next(*c, "beat");
+  ASSERT_FALSE(echo.is_null());
+  EXPECT_EQ(echo["n"], 7);
   nlohmann::json body = {{"argv", {"/bin/true"}}, {"node_selector", {{"node", "rogue"}}}};
   auto submitted = coordinator_.Call("POST", "/v1/runs", kAlice, body.dump());
   ASSERT_EQ(submitted.status, 201);
@@ -518,6 +532,63 @@ TEST_F(ServeRunnerTest, AHostileRunnerCannotRewriteWhatIsNotItsToSay) {
   }
   EXPECT_NE(::access("/tmp/owned", F_OK), 0);
   EXPECT_EQ(coordinator_.Call("GET", "/v1/runners/rogue", kAda).Json()["applied_seq"], 0);
+}
+
+// wss:// through a TLS terminator in front of the coordinator (as docs/operations.md has it):
+// the runner verifies the coordinator's certificate against the CA it was given, and against an
+// unrelated one it never links.
+TEST_F(ServeRunnerTest, OverTlsTheRunnerLinksOnlyToACoordinatorItsCaVouchesFor) {
+  const std::string tls = coordinator_.dir_ + "/tls";
+  ASSERT_EQ(::mkdir(tls.c_str(), 0700), 0);
+  Status made = MakeTestCertificates(tls);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  auto terminator = Child::Start({"/usr/bin/python3", "-u",
+                                  std::string(SBX_SOURCE_DIR) + "/tests/support/tls_relay.py",
+                                  tls + "/server.pem", tls + "/server.key",
+                                  std::to_string(coordinator_.port_)},
+                                 {});
+  ASSERT_NE(terminator, nullptr);
+  ASSERT_TRUE(terminator->WaitFor(1, "\n", std::chrono::seconds(20))) << terminator->err();
+  const std::string url = "wss://127.0.0.1:" + std::to_string(std::stoi(terminator->out())) +
+                          "/v1/runners";
+  auto issued = coordinator_.Call("POST", "/v1/runners", kAda, R"({"name":"edge-tls"})");
+  ASSERT_EQ(issued.status, 201) << issued.body;
+  runner_.Configure("edge-tls");
+  if (HasFatalFailure()) return;
+  std::ofstream(runner_.dir_ + "/token") << issued.Json()["token"].get<std::string>() << "\n";
+  auto start = [&](const std::string& ca) {
+    runner_.StartServer({.args = {"runner", "--connect", url, "--token-file",
+                                  runner_.dir_ + "/token", "--ca-file", ca, "--node", "edge-tls"},
+                         .stderr_path = runner_.dir_ + "/stderr.log"});
+    ASSERT_NE(runner_.ReadUntilReady().find("sandboxd: ready (runner edge-tls"),
+              std::string::npos);
+  };
+  // An unrelated CA: the handshake fails on the runner's side, which says why, and never links.
+  start(tls + "/other-ca.pem");
+  if (HasFatalFailure()) return;
+  std::string log;
+  for (int i = 0; i < 300 && log.find("certificate verify failed") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream in(runner_.dir_ + "/stderr.log");
+    log.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_NE(log.find("certificate verify failed"), std::string::npos) << log;
+  EXPECT_FALSE(NodeReady("edge-tls"));
+  runner_.StopServer(SIGTERM);
+  // Its own CA: linked over TLS, it runs what is routed to it.
+  start(tls + "/ca.pem");
+  if (HasFatalFailure()) return;
+  for (int i = 0; i < 600 && !NodeReady("edge-tls"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(NodeReady("edge-tls"));
+  const std::string id = Submit("for i in $(seq 1 30); do echo line-$i; done");
+  auto done = coordinator_.WaitForEvent(id, "run.completed", kAlice);
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["state"], "SUCCEEDED");
+  EXPECT_EQ(coordinator_.Call("GET", "/v1/runs/" + id, kAlice).Json()["node"], "edge-tls");
+  EXPECT_EQ(coordinator_.Call("GET", "/v1/runs/" + id + "/logs?stream=stdout", kAlice).body,
+            Lines(30));
 }
 
 TEST_F(ServeRunnerTest, AForgedOrRevokedTokenIsRefused) {
