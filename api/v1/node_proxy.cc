@@ -11,8 +11,11 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
+#include "api/ws_client/ws_client.h"
 #include "base/http_url.h"
 #include "base/unique_fd.h"
 
@@ -239,15 +242,160 @@ ForwardedRequest ForwardedRequest::Of(const Request& req) {
   return f;
 }
 
-std::optional<Reply> ForwardToOwner(const RouteContext& ctx, const Request& req,
-                                    const store::RunRecord& run) {
-  if (!run.node || run.node->empty() || *run.node == ctx.runs->options().node) return std::nullopt;
-  if (req.headers.Get("x-sandboxd-proxied")) return std::nullopt;
+namespace {
+
+// Whether `run`'s files are on another node that this request should go to.
+bool ElsewhereFor(const RouteContext& ctx, const Request& req, const store::RunRecord& run) {
+  if (!run.node || run.node->empty() || *run.node == ctx.runs->options().node) return false;
+  if (req.headers.Get("x-sandboxd-proxied")) return false;
   // A runner whose link is on this node wrote its files here.
   if (auto here = OwnerAddress(ctx, *run.node, run.id);
       here.ok() && *here == ctx.runs->node_address()) {
+    return false;
+  }
+  return true;
+}
+
+// The position an event message carries: "seq" of its JSON, or of a binary message's first line.
+std::optional<int64_t> MessageSeq(const std::string& data, bool binary) {
+  const std::string_view json = binary ? std::string_view(data).substr(0, data.find('\n'))
+                                       : std::string_view(data);
+  auto parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object()) return std::nullopt;
+  auto it = parsed.find("seq");
+  if (it == parsed.end() || !it->is_number_integer()) return std::nullopt;
+  return it->get<int64_t>();
+}
+
+// One relayed stream: the owner's messages go to the client's session once it is open.
+struct EventRelay {
+  std::mutex mu;
+  std::shared_ptr<WebSocket> down;
+  // The owner's messages before the client's session took them in order (live from then on).
+  std::vector<std::pair<std::string, bool>> early;
+  bool live = false;
+  bool up_ended = false;
+  std::unique_ptr<WsClient> up;
+
+  // To the client; false when it cannot take it (the session ends then, with its position).
+  static bool Forward(WebSocket& ws, std::string data, bool binary) {
+    const auto seq = MessageSeq(data, binary);
+    const auto sent =
+        binary ? ws.SendBinary(std::move(data), seq) : ws.Send(std::move(data), seq);
+    return sent == WebSocket::SendResult::kQueued;
+  }
+};
+
+}  // namespace
+
+std::optional<Reply> RelayEventsFromOwner(const RouteContext& ctx, const Request& req,
+                                          const store::RunRecord& run,
+                                          std::optional<int64_t> resume_after) {
+  if (!ElsewhereFor(ctx, req, run)) return std::nullopt;
+  // Served here, without the log bytes, when the owner is gone or cannot be asked: its events
+  // are in the store all the same.
+  auto nodes = ctx.store->ListNodes();
+  if (!nodes.ok()) return std::nullopt;
+  std::string address;
+  for (const auto& n : *nodes) {
+    if (n.name == *run.node && n.state != store::NodeState::kLost) address = n.address;
+  }
+  auto url = ParseHttpUrl(address, "node_address");
+  if (address.empty() || !url.ok()) return std::nullopt;
+  const std::string host = url->host.find(':') != std::string::npos ? "[" + url->host + "]"
+                                                                     : url->host;
+  WsClientOptions o;
+  o.url = "ws://" + host + ":" + url->port + req.target;
+  o.headers = ForwardedRequest::Of(req).headers;
+  o.headers.emplace_back("X-Sandboxd-Proxied", ctx.runs->options().node);
+  o.connect_timeout = std::chrono::milliseconds(kConnectMs);
+  // A step.log event carries up to a chunk of log (1 MiB), escaped.
+  o.max_message_bytes = 8 << 20;
+  auto relay = std::make_shared<EventRelay>();
+  std::weak_ptr<EventRelay> weak = relay;
+  auto up = WsClient::Connect(
+      o, {.on_message =
+              [weak](std::string data, bool binary) {
+                auto r = weak.lock();
+                if (!r) return;
+                std::shared_ptr<WebSocket> down;
+                {
+                  std::lock_guard<std::mutex> lk(r->mu);
+                  if (!r->live) {
+                    r->early.emplace_back(std::move(data), binary);
+                    return;
+                  }
+                  down = r->down;
+                }
+                if (!EventRelay::Forward(*down, std::move(data), binary)) down->Close();
+              },
+          .on_close =
+              [weak](std::string) {
+                auto r = weak.lock();
+                if (!r) return;
+                std::shared_ptr<WebSocket> down;
+                {
+                  std::lock_guard<std::mutex> lk(r->mu);
+                  r->up_ended = true;
+                  if (r->live) down = r->down;  // else the session closes once it has them all
+                }
+                if (down) down->Close();  // after what was queued
+              }});
+  if (!up.ok()) {
+    spdlog::warn("run {}: its events with their log bytes are on node {}, at {}: {}; serving "
+                 "them here without", run.id, *run.node, address, up.error().message);
     return std::nullopt;
   }
+  relay->up = std::move(*up);
+  WebSocketAccept accept;
+  accept.resume_after = resume_after;
+  accept.on_open = [relay](std::shared_ptr<WebSocket> ws) {
+    {
+      std::lock_guard<std::mutex> lk(relay->mu);
+      relay->down = ws;
+    }
+    // The client's session gone: so is the link to the owner, closed and joined on a thread of
+    // its own (a close handshake may take its time; the server's threads do not wait for it).
+    ws->OnClose([relay](WebSocket::CloseReason) {
+      std::unique_ptr<WsClient> up;
+      {
+        std::lock_guard<std::mutex> lk(relay->mu);
+        up = std::move(relay->up);
+        relay->down.reset();
+      }
+      if (up) std::thread([up = std::move(up)] {}).detach();
+    });
+    // What came before, in order, until nothing is left over; then live.
+    for (;;) {
+      std::vector<std::pair<std::string, bool>> early;
+      bool ended = false;
+      {
+        std::lock_guard<std::mutex> lk(relay->mu);
+        if (relay->early.empty()) {
+          relay->live = true;
+          ended = relay->up_ended;
+        } else {
+          early.swap(relay->early);
+        }
+      }
+      if (early.empty()) {
+        if (ended) ws->Close();
+        return;
+      }
+      for (auto& [data, binary] : early) {
+        if (!EventRelay::Forward(*ws, std::move(data), binary)) {
+          ws->Close();
+          return;
+        }
+      }
+    }
+  };
+  return Reply(std::move(accept));
+}
+
+std::optional<Reply> ForwardToOwner(const RouteContext& ctx, const Request& req,
+                                    const store::RunRecord& run) {
+  if (!ElsewhereFor(ctx, req, run)) return std::nullopt;
   auto up = AskOwner(ctx, *run.node, run.id, ForwardedRequest::Of(req));
   if (!up.ok()) return Unavailable(up.error().message);
   if (up->status != 200) {

@@ -3,6 +3,7 @@
 // its answer streamed back, so that a client needs one address.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,6 +29,17 @@ struct ForwardedRequest {
 // checks tenancy again.
 std::optional<Reply> ForwardToOwner(const RouteContext& ctx, const Request& req,
                                     const store::RunRecord& run);
+
+// A run's event stream (GET /v1/runs/{id}/events, a WebSocket) asked of a node that does not hold
+// its files: the owner's stream, relayed message by message, so that step.log events carry
+// their bytes (read from the owner's log files) whichever node the client reached. nullopt on
+// the same terms as ForwardToOwner, and when the owner is lost or cannot be reached (the stream
+// is then this node's: the events without their log bytes). A client reading
+// slower than the owner writes gets what a slow client gets from the owner (the stream ends
+// with a position to resume from).
+std::optional<Reply> RelayEventsFromOwner(const RouteContext& ctx, const Request& req,
+                                          const store::RunRecord& run,
+                                          std::optional<int64_t> resume_after);
 
 // A followed log whose run was claimed by another node after the stream began here: the rest of
 // the body comes from `owner` (GET req.target there), on a thread of its own; the stream ends

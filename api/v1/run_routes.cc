@@ -337,13 +337,19 @@ class OwnedRuns {
 
 Reply EventsHandler(const RouteContext& ctx, const Request& req, bool one_run) {
   std::string run_id;
+  std::optional<store::RunRecord> run;
   if (one_run) {
-    auto run = VisibleRun(ctx, req);
-    if (!run.ok()) return Fail(run.error());
+    auto visible = VisibleRun(ctx, req);
+    if (!visible.ok()) return Fail(visible.error());
+    run = std::move(*visible);
     run_id = run->id;
   }
   auto after = NonNegativeParam(req, "after");
   if (!after.ok()) return Fail(after.error());
+  // A run that ran on another node: its stream is that node's (its step.log bytes are there).
+  if (run) {
+    if (auto relayed = RelayEventsFromOwner(ctx, req, *run, *after)) return std::move(*relayed);
+  }
   // format=binary: step.log events as binary messages (EventToBinaryMessage), the rest as JSON.
   bool binary = false;
   if (auto f = req.query.Get("format")) {

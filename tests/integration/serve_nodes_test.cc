@@ -236,14 +236,14 @@ class ServeNodesTest : public SandboxTest {
     EXPECT_EQ(r.status, 201) << r.body;
     return r.Json().value("id", "");
   }
-  // Every event of the run, read through node `via` from the start to run.completed.
-  std::vector<nlohmann::json> Events(size_t via, const std::string& id) {
+  // Every event of the run after seq `after`, read through node `via`, to run.completed.
+  std::vector<nlohmann::json> Events(size_t via, const std::string& id, int64_t after = 0) {
     std::vector<nlohmann::json> out;
     auto ws = api::testing::RawConn::Tcp(Node(via).port_, 0, Node(via).host_.c_str());
     if (!ws) return out;
     ws->SetTimeout(std::chrono::seconds(60));
-    ws->Send(api::testing::MakeWsUpgrade("/v1/runs/" + id + "/events?after=0",
-                                         {{"x-api-key", kAlice}}));
+    ws->Send(api::testing::MakeWsUpgrade(
+        "/v1/runs/" + id + "/events?after=" + std::to_string(after), {{"x-api-key", kAlice}}));
     auto head = api::testing::ReadHead(*ws);
     if (!head || head->status != 101) {
       ADD_FAILURE() << "node " << via + 1 << " refused the event stream: "
@@ -330,6 +330,23 @@ TEST_F(ServeNodesTest, RunsGoToMatchingNodesAndEachRunsOnceWhicheverNodeTookTheR
   EXPECT_EQ(completed["state"], "SUCCEEDED");
   EXPECT_LT(std::chrono::steady_clock::now() - followed, std::chrono::seconds(5));
   EXPECT_EQ(*Run(live_id).node, Node(2).node_);
+  // Its events through node 1, and from a position on: node 3's stream relayed, the step.log
+  // events with their bytes (in node 3's log files).
+  std::string streamed;
+  int64_t first_log = 0;
+  for (const auto& e : Events(0, live_id)) {
+    if (e.value("type", "") != "step.log") continue;
+    streamed += e.value("data", "");
+    if (first_log == 0) first_log = e.value("seq", int64_t{0});
+  }
+  EXPECT_EQ(streamed, "early\nlate\n");
+  ASSERT_GT(first_log, 0);
+  std::string rest;
+  for (const auto& e : Events(1, live_id, first_log)) {
+    EXPECT_GT(e.value("seq", int64_t{0}), first_log);
+    if (e.value("type", "") == "step.log") rest += e.value("data", "");
+  }
+  EXPECT_EQ(rest, "late\n");
   // Read again once it has ended, through node 2: forwarded to node 3 (its node by then).
   auto again = Node(1).Call("GET", "/v1/runs/" + live_id + "/logs?stream=stdout", kAlice);
   EXPECT_EQ(again.status, 200);
