@@ -130,7 +130,17 @@ Status NetNs::AddBridge(const std::string& name, const std::string& cidr) const 
   return Run([&]() -> Status {
     auto sock = Connect();
     if (!sock.ok()) return std::move(sock).error();
-    if (int r = rtnl_link_bridge_add(sock->get(), name.c_str()); r < 0) {
+    Link bridge(rtnl_link_bridge_alloc());
+    if (!bridge) return MakeError(ErrorCode::kInternal, "libnl: cannot allocate a bridge");
+    rtnl_link_set_name(bridge.get(), name.c_str());
+    // A MAC address of its own (locally administered): without one a bridge takes the lowest
+    // of its ports', so adding a port can change it, and the hosts behind the other ports keep
+    // sending to the old one until their ARP entries expire (seconds without a network).
+    const unsigned char mac[6] = {0x02, 0x00, 0x00, 0x77, 0x00, 0x01};
+    std::unique_ptr<nl_addr, NlAddrDeleter> lladdr(nl_addr_build(AF_LLC, mac, sizeof mac));
+    if (!lladdr) return MakeError(ErrorCode::kInternal, "libnl: cannot build a MAC address");
+    rtnl_link_set_addr(bridge.get(), lladdr.get());
+    if (int r = rtnl_link_add(sock->get(), bridge.get(), NLM_F_CREATE | NLM_F_EXCL); r < 0) {
       return NlError(r, "add bridge " + name);
     }
     auto index = IndexOf(name);
