@@ -338,6 +338,7 @@ int main(int argc, char** argv) {
   // Started after the run manager and stopped before it.
   supervisor::SandboxServiceOptions sbo;
   sbo.node = (*runs)->options().node;
+  sbo.node_labels = (*runs)->NodeLabels();
   sbo.data_dir = config.data_dir;
   sbo.limits = config.limits;
   sbo.native = (*runs)->native_backend();
@@ -370,7 +371,8 @@ int main(int argc, char** argv) {
   if (!api_store.ok()) return Fail("database", api_store.error());
   api::RouteContext ctx{runs->get(), api_store->get(), &config, &*host};
   if (Status r = api::AddRunRoutes(router, ctx); !r.ok()) return Fail("routes", r.error());
-  if (Status r = api::AddSandboxRoutes(router, {sandboxes->get(), &config}); !r.ok()) {
+  if (Status r = api::AddSandboxRoutes(router, {sandboxes->get(), &config, ctx});
+      !r.ok()) {
     return Fail("sandbox routes", r.error());
   }
   // The MCP server (docs/mcp.md) on the sandboxes and the audit trail.

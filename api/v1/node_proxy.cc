@@ -186,26 +186,27 @@ Result<std::string> OwnerAddress(const RouteContext& ctx, const std::string& own
                    run_id, owner);
 }
 
-Result<Upstream> AskOwner(const RouteContext& ctx, const std::string& owner,
-                          const std::string& run_id, const ForwardedRequest& req) {
+// Sends `req` to node `node` at `address`; its answer's head read, the rest left on the fd.
+Result<Upstream> AskNode(const RouteContext& ctx, const std::string& node,
+                         const std::string& address, const ForwardedRequest& req) {
   const std::string& self = ctx.runs->options().node;
-  auto address = OwnerAddress(ctx, owner, run_id);
-  if (!address.ok()) return std::move(address).error();
-  auto url = ParseHttpUrl(*address, "node_address");
+  auto url = ParseHttpUrl(address, "node_address");
   if (!url.ok()) return MakeError(ErrorCode::kUnavailable, "{}", url.error().message);
   auto fd = Connect(*url);
   if (!fd.ok()) {
-    return MakeError(ErrorCode::kUnavailable, "run {}'s logs and artifacts are on node {}, at {}: {}",
-                     run_id, owner, *address, fd.error().message);
+    return MakeError(ErrorCode::kUnavailable, "node {}, at {}: {}", node, address,
+                     fd.error().message);
   }
-  // HTTP/1.0: the owner answers a stream as raw bytes ended by closing the connection.
-  std::string head = fmt::format("GET {} HTTP/1.0\r\nHost: {}:{}\r\nX-Sandboxd-Proxied: {}\r\n",
-                                 req.target, url->host, url->port, self);
+  // HTTP/1.0: the node answers a stream as raw bytes ended by closing the connection.
+  std::string head = fmt::format("{} {} HTTP/1.0\r\nHost: {}:{}\r\nX-Sandboxd-Proxied: {}\r\n",
+                                 req.method, req.target, url->host, url->port, self);
   for (const auto& [name, value] : req.headers) head += fmt::format("{}: {}\r\n", name, value);
+  if (!req.body.empty() || req.method != "GET") {
+    head += fmt::format("Content-Length: {}\r\n", req.body.size());
+  }
   head += "\r\n";
-  if (!SendAll(fd->get(), head)) {
-    return MakeError(ErrorCode::kUnavailable, "node {} at {} stopped answering", owner,
-                     *address);
+  if (!SendAll(fd->get(), head) || !SendAll(fd->get(), req.body)) {
+    return MakeError(ErrorCode::kUnavailable, "node {} at {} stopped answering", node, address);
   }
   std::string got;
   size_t end;
@@ -213,8 +214,7 @@ Result<Upstream> AskOwner(const RouteContext& ctx, const std::string& owner,
   while ((end = got.find("\r\n\r\n")) == std::string::npos) {
     ssize_t n = ReadSome(fd->get(), buf, sizeof buf, kHeadMs);
     if (n <= 0 || got.size() > kMaxHead) {
-      return MakeError(ErrorCode::kUnavailable, "node {} at {} did not answer", owner,
-                       *address);
+      return MakeError(ErrorCode::kUnavailable, "node {} at {} did not answer", node, address);
     }
     got.append(buf, static_cast<size_t>(n));
   }
@@ -222,7 +222,7 @@ Result<Upstream> AskOwner(const RouteContext& ctx, const std::string& owner,
   Upstream up;
   if (status_line.size() < 12 || !status_line.starts_with("HTTP/1.") ||
       std::sscanf(std::string(status_line.substr(9, 3)).c_str(), "%d", &up.status) != 1) {
-    return MakeError(ErrorCode::kUnavailable, "node {} answered something else than HTTP", owner);
+    return MakeError(ErrorCode::kUnavailable, "node {} answered something else than HTTP", node);
   }
   up.type = HeaderValue(std::string_view(got).substr(0, end + 2), "Content-Type");
   if (up.type.empty()) up.type = "application/octet-stream";
@@ -231,14 +231,56 @@ Result<Upstream> AskOwner(const RouteContext& ctx, const std::string& owner,
   return up;
 }
 
+Result<Upstream> AskOwner(const RouteContext& ctx, const std::string& owner,
+                          const std::string& run_id, const ForwardedRequest& req) {
+  auto address = OwnerAddress(ctx, owner, run_id);
+  if (!address.ok()) return std::move(address).error();
+  auto up = AskNode(ctx, owner, *address, req);
+  if (!up.ok()) {
+    return WithContext(std::move(up).error(),
+                       fmt::format("run {}'s logs and artifacts are on node {}", run_id, owner));
+  }
+  return up;
+}
+
+// The owner's answer, to the client: an error whole, anything else streamed.
+Reply StreamBack(Upstream up) {
+  if (up.status < 200 || up.status >= 300) {
+    // An error is small: the owner's JSON, as it said it.
+    char buf[16 << 10];
+    while (up.rest.size() <= kMaxErrorBody) {
+      ssize_t n = ReadSome(up.fd.get(), buf, sizeof buf, kHeadMs);
+      if (n <= 0) break;
+      up.rest.append(buf, static_cast<size_t>(n));
+    }
+    Response r;
+    r.status = up.status;
+    r.content_type = up.type;
+    r.body = std::move(up.rest);
+    return Reply(std::move(r));
+  }
+  StreamResponse sr;
+  sr.status = up.status;
+  sr.content_type = up.type;
+  auto held = std::make_shared<Upstream>(std::move(up));
+  sr.start = [held](std::shared_ptr<StreamSink> sink) {
+    // A thread of its own: a followed log can last as long as its run.
+    std::thread(Pump, std::move(held->fd), std::move(held->rest), std::move(sink)).detach();
+  };
+  return Reply(std::move(sr));
+}
+
 }  // namespace
 
 ForwardedRequest ForwardedRequest::Of(const Request& req) {
   ForwardedRequest f;
+  f.method = req.method_name;
   f.target = req.target;
-  for (const char* name : {"x-api-key", "authorization", "range"}) {
+  for (const char* name :
+       {"x-api-key", "authorization", "range", "content-type", "idempotency-key"}) {
     if (auto v = req.headers.Get(name)) f.headers.emplace_back(name, std::string(*v));
   }
+  f.body = req.body;
   return f;
 }
 
@@ -267,15 +309,16 @@ std::optional<int64_t> MessageSeq(const std::string& data, bool binary) {
   return it->get<int64_t>();
 }
 
-// One relayed stream: the owner's messages go to the client's session once it is open.
-struct EventRelay {
+// One relayed WebSocket: the owner's messages go to the client's session once it is open, in
+// order; the client's go to the owner when the relay runs both ways.
+struct WsRelay {
   std::mutex mu;
   std::shared_ptr<WebSocket> down;
   // The owner's messages before the client's session took them in order (live from then on).
   std::vector<std::pair<std::string, bool>> early;
   bool live = false;
   bool up_ended = false;
-  std::unique_ptr<WsClient> up;
+  std::shared_ptr<WsClient> up;
 
   // To the client; false when it cannot take it (the session ends then, with its position).
   static bool Forward(WebSocket& ws, std::string data, bool binary) {
@@ -286,22 +329,12 @@ struct EventRelay {
   }
 };
 
-}  // namespace
-
-std::optional<Reply> RelayEventsFromOwner(const RouteContext& ctx, const Request& req,
-                                          const store::RunRecord& run,
-                                          std::optional<int64_t> resume_after) {
-  if (!ElsewhereFor(ctx, req, run)) return std::nullopt;
-  // Served here, without the log bytes, when the owner is gone or cannot be asked: its events
-  // are in the store all the same.
-  auto nodes = ctx.store->ListNodes();
-  if (!nodes.ok()) return std::nullopt;
-  std::string address;
-  for (const auto& n : *nodes) {
-    if (n.name == *run.node && n.state != store::NodeState::kLost) address = n.address;
-  }
+// The same WebSocket request of node `node` at `address`, relayed.
+Result<WebSocketAccept> RelayTo(const RouteContext& ctx, const Request& req,
+                                const std::string& address, std::optional<int64_t> resume_after,
+                                bool both_ways) {
   auto url = ParseHttpUrl(address, "node_address");
-  if (address.empty() || !url.ok()) return std::nullopt;
+  if (!url.ok()) return std::move(url).error();
   const std::string host = url->host.find(':') != std::string::npos ? "[" + url->host + "]"
                                                                      : url->host;
   WsClientOptions o;
@@ -311,8 +344,8 @@ std::optional<Reply> RelayEventsFromOwner(const RouteContext& ctx, const Request
   o.connect_timeout = std::chrono::milliseconds(kConnectMs);
   // A step.log event carries up to a chunk of log (1 MiB), escaped.
   o.max_message_bytes = 8 << 20;
-  auto relay = std::make_shared<EventRelay>();
-  std::weak_ptr<EventRelay> weak = relay;
+  auto relay = std::make_shared<WsRelay>();
+  std::weak_ptr<WsRelay> weak = relay;
   auto up = WsClient::Connect(
       o, {.on_message =
               [weak](std::string data, bool binary) {
@@ -327,7 +360,7 @@ std::optional<Reply> RelayEventsFromOwner(const RouteContext& ctx, const Request
                   }
                   down = r->down;
                 }
-                if (!EventRelay::Forward(*down, std::move(data), binary)) down->Close();
+                if (down && !WsRelay::Forward(*down, std::move(data), binary)) down->Close();
               },
           .on_close =
               [weak](std::string) {
@@ -341,23 +374,29 @@ std::optional<Reply> RelayEventsFromOwner(const RouteContext& ctx, const Request
                 }
                 if (down) down->Close();  // after what was queued
               }});
-  if (!up.ok()) {
-    spdlog::warn("run {}: its events with their log bytes are on node {}, at {}: {}; serving "
-                 "them here without", run.id, *run.node, address, up.error().message);
-    return std::nullopt;
-  }
-  relay->up = std::move(*up);
+  if (!up.ok()) return std::move(up).error();
+  relay->up = std::shared_ptr<WsClient>(std::move(*up));
   WebSocketAccept accept;
   accept.resume_after = resume_after;
-  accept.on_open = [relay](std::shared_ptr<WebSocket> ws) {
+  accept.on_open = [relay, both_ways](std::shared_ptr<WebSocket> ws) {
     {
       std::lock_guard<std::mutex> lk(relay->mu);
       relay->down = ws;
     }
+    if (both_ways) {
+      ws->OnMessage([relay](std::string_view data, bool binary) {
+        std::shared_ptr<WsClient> up;
+        {
+          std::lock_guard<std::mutex> lk(relay->mu);
+          up = relay->up;
+        }
+        if (up) (void)(binary ? up->SendBinary(std::string(data)) : up->Send(std::string(data)));
+      });
+    }
     // The client's session gone: so is the link to the owner, closed and joined on a thread of
     // its own (a close handshake may take its time; the server's threads do not wait for it).
     ws->OnClose([relay](WebSocket::CloseReason) {
-      std::unique_ptr<WsClient> up;
+      std::shared_ptr<WsClient> up;
       {
         std::lock_guard<std::mutex> lk(relay->mu);
         up = std::move(relay->up);
@@ -383,14 +422,48 @@ std::optional<Reply> RelayEventsFromOwner(const RouteContext& ctx, const Request
         return;
       }
       for (auto& [data, binary] : early) {
-        if (!EventRelay::Forward(*ws, std::move(data), binary)) {
+        if (!WsRelay::Forward(*ws, std::move(data), binary)) {
           ws->Close();
           return;
         }
       }
     }
   };
-  return Reply(std::move(accept));
+  return accept;
+}
+
+}  // namespace
+
+std::optional<Reply> RelayEventsFromOwner(const RouteContext& ctx, const Request& req,
+                                          const store::RunRecord& run,
+                                          std::optional<int64_t> resume_after) {
+  if (!ElsewhereFor(ctx, req, run)) return std::nullopt;
+  // Served here, without the log bytes, when the owner is gone or cannot be asked: its events
+  // are in the store all the same.
+  auto nodes = ctx.store->ListNodes();
+  if (!nodes.ok()) return std::nullopt;
+  std::string address;
+  for (const auto& n : *nodes) {
+    if (n.name == *run.node && n.state != store::NodeState::kLost) address = n.address;
+  }
+  if (address.empty()) return std::nullopt;
+  auto relayed = RelayTo(ctx, req, address, resume_after, /*both_ways=*/false);
+  if (!relayed.ok()) {
+    spdlog::warn("run {}: its events with their log bytes are on node {}, at {}: {}; serving "
+                 "them here without",
+                 run.id, *run.node, address, relayed.error().message);
+    return std::nullopt;
+  }
+  return Reply(std::move(*relayed));
+}
+
+Reply RelayWebSocketToNode(const RouteContext& ctx, const Request& req, const std::string& node,
+                           const std::string& address) {
+  auto relayed = RelayTo(ctx, req, address, std::nullopt, /*both_ways=*/true);
+  if (!relayed.ok()) {
+    return Unavailable(fmt::format("node {}, at {}: {}", node, address, relayed.error().message));
+  }
+  return Reply(std::move(*relayed));
 }
 
 std::optional<Reply> ForwardToOwner(const RouteContext& ctx, const Request& req,
@@ -398,29 +471,14 @@ std::optional<Reply> ForwardToOwner(const RouteContext& ctx, const Request& req,
   if (!ElsewhereFor(ctx, req, run)) return std::nullopt;
   auto up = AskOwner(ctx, *run.node, run.id, ForwardedRequest::Of(req));
   if (!up.ok()) return Unavailable(up.error().message);
-  if (up->status != 200) {
-    // An error is small: the owner's JSON, as it said it.
-    char buf[16 << 10];
-    while (up->rest.size() <= kMaxErrorBody) {
-      ssize_t n = ReadSome(up->fd.get(), buf, sizeof buf, kHeadMs);
-      if (n <= 0) break;
-      up->rest.append(buf, static_cast<size_t>(n));
-    }
-    Response r;
-    r.status = up->status;
-    r.content_type = up->type;
-    r.body = std::move(up->rest);
-    return Reply(std::move(r));
-  }
-  StreamResponse sr;
-  sr.status = up->status;
-  sr.content_type = up->type;
-  auto held = std::make_shared<Upstream>(std::move(*up));
-  sr.start = [held](std::shared_ptr<StreamSink> sink) {
-    // A thread of its own: a followed log can last as long as its run.
-    std::thread(Pump, std::move(held->fd), std::move(held->rest), std::move(sink)).detach();
-  };
-  return Reply(std::move(sr));
+  return StreamBack(std::move(*up));
+}
+
+Reply ForwardToNode(const RouteContext& ctx, const Request& req, const std::string& node,
+                    const std::string& address) {
+  auto up = AskNode(ctx, node, address, ForwardedRequest::Of(req));
+  if (!up.ok()) return Unavailable(up.error().message);
+  return StreamBack(std::move(*up));
 }
 
 void ContinueFromOwner(const RouteContext& ctx, std::string owner, std::string run_id,

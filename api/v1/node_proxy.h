@@ -15,10 +15,13 @@
 
 namespace sbx::api {
 
-// What of a client's request goes to the owner: its target and its credentials.
+// What of a client's request goes to the owner: its method, target, credentials, the headers
+// that say what the body is, and the body.
 struct ForwardedRequest {
+  std::string method = "GET";
   std::string target;
   std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
   static ForwardedRequest Of(const Request& req);
 };
 
@@ -40,6 +43,15 @@ std::optional<Reply> ForwardToOwner(const RouteContext& ctx, const Request& req,
 std::optional<Reply> RelayEventsFromOwner(const RouteContext& ctx, const Request& req,
                                           const store::RunRecord& run,
                                           std::optional<int64_t> resume_after);
+
+// A sandbox's request (any method, with its body) answered by node `node` at `address`, the
+// answer streamed back; 503 when it cannot be reached. The caller's key goes along.
+Reply ForwardToNode(const RouteContext& ctx, const Request& req, const std::string& node,
+                    const std::string& address);
+// A sandbox's WebSocket (a process's events or terminal, a files watch) of node `node` at
+// `address`, relayed both ways message by message; 503 when it cannot be reached.
+Reply RelayWebSocketToNode(const RouteContext& ctx, const Request& req, const std::string& node,
+                           const std::string& address);
 
 // A followed log whose run was claimed by another node after the stream began here: the rest of
 // the body comes from `owner` (GET req.target there), on a thread of its own; the stream ends

@@ -483,8 +483,12 @@ Status AddSandboxFileRoutes(Router& router, const SandboxRouteContext& ctx) {
   const Ctx c = ctx;
   auto add = [&router, c](Method m, std::string_view pattern,
                           Reply (*handler)(const Ctx&, const Request&)) {
-    return router.Add(m, pattern, Access::kSubmitter,
-                      [c, handler](const Request& req) -> Reply { return handler(c, req); });
+    return router.Add(m, pattern, Access::kSubmitter, [c, handler](const Request& req) -> Reply {
+      if (auto elsewhere = SandboxElsewhere(c, req, /*websocket=*/false)) {
+        return std::move(*elsewhere);
+      }
+      return handler(c, req);
+    });
   };
   const std::string base = "/v1/sandboxes/{id}/files";
   SBX_TRY(add(Method::kGet, base, GetFile));
@@ -495,8 +499,10 @@ Status AddSandboxFileRoutes(Router& router, const SandboxRouteContext& ctx) {
   SBX_TRY(add(Method::kPost, base + ":move", MoveFile));
   SBX_TRY(add(Method::kGet, base + ":tar", TarOut));
   SBX_TRY(add(Method::kPut, base + ":tar", TarIn));
-  SBX_TRY(router.AddWebSocket(base + ":watch", Access::kSubmitter,
-                              [c](const Request& req) -> Reply { return Watch(c, req); }));
+  SBX_TRY(router.AddWebSocket(base + ":watch", Access::kSubmitter, [c](const Request& req) -> Reply {
+    if (auto elsewhere = SandboxElsewhere(c, req, /*websocket=*/true)) return std::move(*elsewhere);
+    return Watch(c, req);
+  }));
   return Ok();
 }
 

@@ -99,11 +99,12 @@ bool IsStrictBase64(std::string_view s) {
 Result<store::SandboxRequest> SandboxRequestFromJson(const json& body) {
   if (!body.is_object()) return FieldError("body", "must be a JSON object");
   static const std::set<std::string> kKnown = {
-      "limits", "idle_timeout_s", "network", "seccomp_profile", "env",
-      "workspace", "labels", "idempotency_key", "backend", "image", "from_snapshot"};
+      "limits",          "idle_timeout_s", "network", "seccomp_profile", "env",
+      "workspace",       "labels",         "node_selector", "idempotency_key", "backend",
+      "image",           "from_snapshot"};
   SBX_TRY(CheckKnown(body, kKnown, "",
                      "limits, idle_timeout_s, network, seccomp_profile, env, workspace, labels, "
-                     "idempotency_key, backend, image, from_snapshot"));
+                     "node_selector, idempotency_key, backend, image, from_snapshot"));
   store::SandboxRequest r;
   if (auto l = body.find("limits"); l != body.end() && !l->is_null()) {
     if (!l->is_object()) return FieldError("limits", "must be an object");
@@ -198,6 +199,8 @@ Result<store::SandboxRequest> SandboxRequestFromJson(const json& body) {
   }
   SBX_TRY(OptionalStringMap(body, "env", &r.env));
   SBX_TRY(OptionalStringMap(body, "labels", &r.labels));
+  SBX_TRY(OptionalStringMap(body, "node_selector", &r.node_selector));
+  SBX_TRY(store::CheckNodeLabels(r.node_selector, "node_selector"));
   return r;
 }
 
@@ -220,6 +223,7 @@ json SandboxToJson(const store::SandboxRecord& s, const supervisor::SandboxLiveI
                        ? json{{"path", *s.workspace_path}, {"mode", s.workspace_mode}}
                        : json(nullptr);
   j["labels"] = s.labels;
+  j["node_selector"] = s.node_selector;
   j["idempotency_key"] = s.idempotency_key ? json(*s.idempotency_key) : json(nullptr);
   j["backend"] = s.backend.empty() ? "native" : s.backend;
   j["backend_used"] = s.backend_used.empty() ? json(nullptr) : json(s.backend_used);

@@ -8,11 +8,16 @@
 #include <condition_variable>
 #include <deque>
 #include <limits>
+#include <map>
 #include <mutex>
+#include <span>
 #include <thread>
+#include <vector>
 
+#include "api/v1/node_proxy.h"
 #include "api/v1/route_util.h"
 #include "api/v1/sandbox_json.h"
+#include "base/random.h"
 #include "supervisor/observability/log.h"
 #include "supervisor/workspace/text.h"
 
@@ -741,12 +746,94 @@ Reply SandboxChanges(const Ctx& c, const Request& req) {
 }  // namespace
 
 
+std::optional<Reply> SandboxElsewhere(const SandboxRouteContext& c, const Request& req,
+                                      bool websocket) {
+  if (!c.cluster || req.headers.Get("x-sandboxd-proxied")) return std::nullopt;
+  const RouteContext& rc = *c.cluster;
+  const std::string& self = rc.runs->options().node;
+  const std::string id(req.PathParam("id"));
+  if (!id.empty() && c.sandboxes->Hosts(id)) return std::nullopt;  // the common case: no read
+  auto nodes = rc.store->ListNodes();
+  if (!nodes.ok()) return std::nullopt;
+  std::map<std::string, std::string> selector;
+  if (id.empty()) {
+    // POST /v1/sandboxes: where it starts is its node_selector's to say (the body is checked
+    // where it lands).
+    if (req.method != Method::kPost) return std::nullopt;
+    const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    auto it = body.is_object() ? body.find("node_selector") : body.end();
+    if (it == body.end() || !it->is_object()) return std::nullopt;
+    for (const auto& [key, value] : it->items()) {
+      if (!value.is_string()) return std::nullopt;
+      selector[key] = value.get<std::string>();
+    }
+  } else {
+    auto sb = rc.store->GetSandbox(id);
+    if (!sb.ok()) return std::nullopt;  // answered here: 404 as for any missing sandbox
+    if (sb->node && !sb->node->empty()) {
+      if (*sb->node == self) return std::nullopt;
+      for (const auto& n : *nodes) {
+        if (n.name != *sb->node || n.state == store::NodeState::kLost || n.address.empty()) {
+          continue;
+        }
+        return websocket ? RelayWebSocketToNode(rc, req, n.name, n.address)
+                         : ForwardToNode(rc, req, n.name, n.address);
+      }
+      return std::nullopt;  // its node is gone: its record is here, and it ends node_lost
+    }
+    // Not started yet: only its approval starts it, on a node its selector accepts.
+    if (!req.path.ends_with(":approve")) return std::nullopt;
+    selector = sb->node_selector;
+  }
+  auto carries = [&selector](const std::map<std::string, std::string>& labels) {
+    for (const auto& [key, value] : selector) {
+      auto it = labels.find(key);
+      if (it == labels.end() || it->second != value) return false;
+    }
+    return true;
+  };
+  if (carries(rc.runs->NodeLabels())) return std::nullopt;
+  // A ready serve node that carries them, picked at random among those that do (a runner runs
+  // no sandboxes).
+  std::vector<const store::NodeRecord*> fit;
+  for (const auto& n : *nodes) {
+    if (n.name != self && n.state == store::NodeState::kReady && !n.address.empty() &&
+        n.labels.count("runner") == 0 && carries(n.labels)) {
+      fit.push_back(&n);
+    }
+  }
+  if (fit.empty()) {
+    std::string wanted;
+    for (const auto& [key, value] : selector) {
+      wanted += (wanted.empty() ? "" : ",") + key + "=" + value;
+    }
+    return ErrorResponse(409, "failed_precondition",
+                         "no ready node carries node_selector " + wanted);
+  }
+  uint32_t pick = 0;
+  RandomBytes(std::span(reinterpret_cast<unsigned char*>(&pick), sizeof pick));
+  const store::NodeRecord& to = *fit[pick % fit.size()];
+  return ForwardToNode(rc, req, to.name, to.address);
+}
+
 Status AddSandboxRoutes(Router& router, const SandboxRouteContext& ctx) {
   const Ctx c = ctx;
   using M = Method;
   auto add = [&router, c](Method m, std::string_view pattern, Access access,
                           Reply (*handler)(const Ctx&, const Request&)) {
     return router.Add(m, pattern, access, [c, handler](const Request& req) -> Reply {
+      if (auto elsewhere = SandboxElsewhere(c, req, /*websocket=*/false)) {
+        return std::move(*elsewhere);
+      }
+      return handler(c, req);
+    });
+  };
+  auto add_ws = [&router, c](std::string_view pattern,
+                             Reply (*handler)(const Ctx&, const Request&)) {
+    return router.AddWebSocket(pattern, Access::kSubmitter, [c, handler](const Request& req) -> Reply {
+      if (auto elsewhere = SandboxElsewhere(c, req, /*websocket=*/true)) {
+        return std::move(*elsewhere);
+      }
       return handler(c, req);
     });
   };
@@ -812,10 +899,8 @@ Status AddSandboxRoutes(Router& router, const SandboxRouteContext& ctx) {
   SBX_TRY(add(M::kPost, proc + ":stdin", Access::kSubmitter, ProcessStdin));
   SBX_TRY(add(M::kPost, proc + ":resize", Access::kSubmitter, ProcessResize));
   SBX_TRY(add(M::kGet, proc + "/logs", Access::kSubmitter, ProcessLogs));
-  SBX_TRY(router.AddWebSocket(proc + "/events", Access::kSubmitter,
-                              [c](const Request& req) -> Reply { return ProcessEvents(c, req); }));
-  SBX_TRY(router.AddWebSocket(proc + "/pty", Access::kSubmitter,
-                              [c](const Request& req) -> Reply { return ProcessPty(c, req); }));
+  SBX_TRY(add_ws(proc + "/events", ProcessEvents));
+  SBX_TRY(add_ws(proc + "/pty", ProcessPty));
   SBX_TRY(router.AddWebSocket("/v1/events/sandboxes", Access::kSubmitter,
                               [c](const Request& req) -> Reply { return SandboxChanges(c, req); }));
   SBX_TRY(AddSnapshotRoutes(router, ctx));

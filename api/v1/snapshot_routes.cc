@@ -25,6 +25,10 @@ json SnapshotToJson(const supervisor::SnapshotRecord& s) {
 Status AddSnapshotRoutes(Router& router, const SandboxRouteContext& ctx) {
   SBX_TRY(router.Add(Method::kPost, "/v1/sandboxes/{id}:snapshot", Access::kSubmitter,
                      [ctx](const Request& req) -> Reply {
+                       // Its files are on the node that runs it, and so is the snapshot.
+                       if (auto elsewhere = SandboxElsewhere(ctx, req, /*websocket=*/false)) {
+                         return std::move(*elsewhere);
+                       }
                        auto body = ParseBody(req, false);
                        if (!body.ok()) return ErrorResponse(body.error());
                        if (!body->is_object() || !body->contains("name") ||

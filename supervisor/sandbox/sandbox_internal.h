@@ -200,6 +200,8 @@ struct SandboxService::Impl {
   }
 
   Result<store::SandboxRequest> Validate(store::SandboxRequest r, const Principal& who);
+  // kFailedPrecondition when this node does not carry every label of the node_selector.
+  Status CheckSelector(const store::SandboxRequest& r) const;
   policy::Decision Judge(const store::SandboxRecord& sb);
   Result<store::SandboxRecord> StartApproved(store::SandboxRecord sb, const Principal& who);
   Result<store::SandboxRecord> End(const std::string& id, store::SandboxState state,

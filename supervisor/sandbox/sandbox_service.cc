@@ -52,6 +52,19 @@ bool MayAccess(const store::SandboxRecord& sandbox, const Principal& who) {
 
 // ---- Validation and the policy -----------------------------------------------------------------
 
+Status SandboxService::Impl::CheckSelector(const store::SandboxRequest& r) const {
+  for (const auto& [key, value] : r.node_selector) {
+    auto it = options.node_labels.find(key);
+    if (it == options.node_labels.end() || it->second != value) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "node_selector {}={}: node {} does not carry it (ask a node that does, or "
+                       "any node of the cluster: it forwards the request)",
+                       key, value, options.node);
+    }
+  }
+  return Ok();
+}
+
 Result<store::SandboxRequest> SandboxService::Impl::Validate(store::SandboxRequest r,
                                                               const Principal& who) {
   store::Limits in;
@@ -439,6 +452,7 @@ Result<store::CreateSandboxResult> SandboxService::Create(store::SandboxRequest 
                                                           const Principal& who) {
   auto valid = impl_->Validate(std::move(request), who);
   if (!valid.ok()) return std::move(valid).error();
+  SBX_TRY(impl_->CheckSelector(*valid));
   store::SandboxRecord rec;
   static_cast<store::SandboxRequest&>(rec) = std::move(*valid);
   rec.submitter = who.name;
@@ -488,6 +502,11 @@ Result<store::SandboxPage> SandboxService::List(store::SandboxFilter filter,
   return impl_->store.ListSandboxes(filter);
 }
 
+bool SandboxService::Hosts(std::string_view id) {
+  auto box = impl_->Box(id);
+  return box && !box->ending;
+}
+
 SandboxLiveInfo SandboxService::Live(std::string_view id) {
   SandboxLiveInfo info;
   auto box = impl_->Box(id);
@@ -509,6 +528,7 @@ Result<store::SandboxRecord> SandboxService::Approve(std::string_view id, const 
   auto sb = impl_->Load(id, who);
   if (!sb.ok()) return std::move(sb).error();
   SBX_TRY(MayReview(who, sb->submitter, "approve sandbox", id));
+  SBX_TRY(impl_->CheckSelector(*sb));
   store::SandboxUpdate u;
   u.approval = store::SandboxApproval{who.name, NowMs(), "review"};
   auto starting = impl_->UpdateSandbox(id, {SandboxState::kAwaitingReview},

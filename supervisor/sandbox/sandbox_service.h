@@ -47,6 +47,9 @@ namespace sbx::supervisor {
 
 struct SandboxServiceOptions {
   std::string node;      // this daemon's name in the store
+  // This node's labels: a sandbox whose node_selector they do not match is not started here
+  // (the API forwards it to a node that matches).
+  std::map<std::string, std::string> node_labels;
   std::string data_dir;  // <data_dir>/sandboxes/<id>/
   ServiceLimits limits;  // defaults and maxima of cpus, memory, pids, output; workspace roots
   // Lifetime when a sandbox names none, and the most it may ask for; idle timeout likewise.
@@ -112,6 +115,8 @@ class SandboxService {
   Result<store::SandboxRecord> Get(std::string_view id, const Principal& who);
   Result<store::SandboxPage> List(store::SandboxFilter filter, const Principal& who);
   SandboxLiveInfo Live(std::string_view id);
+  // Whether the sandbox is live on this node (no store read).
+  bool Hosts(std::string_view id);
   // AWAITING_REVIEW -> STARTING -> RUNNING. kPermissionDenied for the submitter's own sandbox or
   // a submitter role; kFailedPrecondition when it is not awaiting review.
   Result<store::SandboxRecord> Approve(std::string_view id, const Principal& who);

@@ -482,6 +482,7 @@ Result<SandboxRow> EncodeSandbox(const SandboxRecord& s) {
   PutOpt(doc, "workspace_path", s.workspace_path);
   doc["workspace_mode"] = s.workspace_mode;
   doc["labels"] = s.labels;
+  if (!s.node_selector.empty()) doc["node_selector"] = s.node_selector;
   doc["backend"] = s.backend;
   doc["image"] = s.image;
   PutOpt(doc, "from_snapshot", s.from_snapshot);
@@ -544,6 +545,7 @@ Result<DecodedSandbox> DecodeSandbox(const SqlRow& row) {
     s.workspace_path = OptAt<std::string>(doc, "workspace_path");
     s.workspace_mode = doc.value("workspace_mode", "ro");
     s.labels = doc.value("labels", std::map<std::string, std::string>());
+    s.node_selector = doc.value("node_selector", std::map<std::string, std::string>());
     s.backend = doc.value("backend", "");
     s.image = doc.value("image", "");
     s.from_snapshot = OptAt<std::string>(doc, "from_snapshot");

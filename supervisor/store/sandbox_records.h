@@ -66,6 +66,8 @@ struct SandboxRequest {
   std::optional<std::string> workspace_path;
   std::string workspace_mode = "ro";
   std::map<std::string, std::string> labels;
+  // Labels the node that starts it must carry (as a run's node_selector); empty: any node.
+  std::map<std::string, std::string> node_selector;
   std::optional<std::string> idempotency_key;  // unique per submitter
   std::string backend;                         // "native", "docker", "auto" ("" = the default)
   std::string image;                           // Docker: the image

@@ -64,7 +64,13 @@ class NodeDaemon : public ServerTest {
 
   void Configure(const std::string& name, const std::string& database, const std::string& listen,
                  const std::string& labels, int heartbeat_ms, int node_timeout_ms) {
-    SetUpServer(name, "  \"*\": allow\n");
+    // Commands run without review; sandboxes within an hour start at once, longer ones wait
+    // for a reviewer.
+    SetUpServer(name,
+                "  \"*\": allow\n"
+                "sandboxes:\n"
+                "  allow_within: {timeout_s: 3600, workspace: [none], backends: [native]}\n"
+                "  otherwise: review\n");
     database_ = database;
     WriteConfig(listen,
                 {{"alice", "submitter", kAlice},
@@ -582,6 +588,102 @@ TEST_F(ServeNodesTest, NodesCutOffFromTheDatabaseKillTheirRunsAndComeBack) {
     EXPECT_EQ(done["state"], "SUCCEEDED") << Node(i).node_;
   }
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(NodeEntry(i, Node(i).node_)["state"], "ready");
+}
+
+TEST_F(ServeNodesTest, ASandboxStartsWhereItsSelectorSaysAndIsWorkedThroughAnyNode) {
+  // Asked of node 2 (zone b) for zone a: created, and started, on node 1.
+  auto created = Node(1).Call("POST", "/v1/sandboxes", kAlice,
+                              R"({"node_selector":{"zone":"a"},"limits":{"timeout_s":600}})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(created.Json()["state"], "RUNNING");
+  EXPECT_EQ(created.Json()["node"], Node(0).node_);
+  EXPECT_EQ(created.Json()["node_selector"]["zone"], "a");
+  const std::string id = created.Json()["id"];
+  const std::string base = "/v1/sandboxes/" + id;
+  // Shown through any node with what only node 1 knows (its expiry, kept in memory there).
+  auto shown = Node(2).Call("GET", base, kAlice);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  EXPECT_FALSE(shown.Json()["expires_at"].is_null()) << shown.body;
+  // A process started through node 3; a file written through node 2 and read through node 3.
+  auto ran = Node(2).Call("POST", base + "/processes?wait=true", kAlice,
+                          R"({"argv":["/bin/sh","-c","echo hi > /tmp/f; echo out"]})");
+  ASSERT_EQ(ran.status, 200) << ran.body;
+  EXPECT_EQ(ran.Json()["stdout"], "out\n");
+  auto put = Node(1).Call("PUT", base + "/files?path=/tmp/g", kAlice, "payload bytes");
+  EXPECT_LT(put.status, 300) << put.body;
+  EXPECT_EQ(Node(2).Call("GET", base + "/files?path=/tmp/g", kAlice).body, "payload bytes");
+  EXPECT_EQ(Node(1).Call("GET", base + "/files?path=/tmp/f", kAlice).body, "hi\n");
+  // A process's events through node 3, a WebSocket relayed from node 1.
+  auto bg = Node(0).Call("POST", base + "/processes", kAlice,
+                         R"({"argv":["/bin/sh","-c","echo one; echo two"],"tag":"bg"})");
+  ASSERT_EQ(bg.status, 201) << bg.body;
+  auto open_ws = [&](size_t via, const std::string& target) -> std::optional<api::testing::RawConn> {
+    auto ws = api::testing::RawConn::Tcp(Node(via).port_, 0, Node(via).host_.c_str());
+    if (!ws) return std::nullopt;
+    ws->SetTimeout(std::chrono::seconds(30));
+    ws->Send(api::testing::MakeWsUpgrade(target, {{"x-api-key", kAlice}}));
+    auto head = api::testing::ReadHead(*ws);
+    EXPECT_TRUE(head && head->status == 101) << target << ": " << (head ? head->status : -1);
+    if (!head || head->status != 101) return std::nullopt;
+    return ws;
+  };
+  std::string out;
+  if (auto ws = open_ws(2, base + "/processes/bg/events")) {
+    for (;;) {
+      auto f = api::testing::WsReadFrame(*ws);
+      if (!f || f->opcode == 8) break;
+      auto e = nlohmann::json::parse(f->payload, nullptr, false);
+      if (e.value("type", "") == "process.log") out += e.value("data", "");
+    }
+  }
+  EXPECT_EQ(out, "one\ntwo\n");
+  // A terminal through node 2, both ways.
+  auto term = Node(1).Call("POST", base + "/processes", kAlice,
+                           R"({"argv":["/bin/sh"],"pty":{"cols":80,"rows":24},"tag":"term"})");
+  ASSERT_EQ(term.status, 201) << term.body;
+  if (auto ws = open_ws(1, base + "/processes/term/pty")) {
+    ASSERT_TRUE(api::testing::WsSendFrame(*ws, 1, "stty size\n"));
+    std::string seen;
+    while (seen.find("24 80") == std::string::npos) {
+      auto f = api::testing::WsReadFrame(*ws);
+      if (!f || f->opcode == 8) break;
+      seen += f->payload;
+    }
+    EXPECT_NE(seen.find("24 80"), std::string::npos) << seen;
+    ASSERT_TRUE(api::testing::WsSendFrame(*ws, 1, "exit\n"));
+  }
+  // Another submitter's key finds nothing there, through any node.
+  EXPECT_EQ(Node(1).Call("GET", base, kCarol).status, 404);
+  EXPECT_EQ(Node(2).Call("POST", base + "/processes", kCarol, R"({"argv":["/bin/true"]})").status,
+            404);
+
+  // One that waits for review, created through node 3 for zone a: approved through node 2 (a
+  // zone-b node), it starts on node 1.
+  auto waiting = Node(2).Call("POST", "/v1/sandboxes", kAlice,
+                              R"({"node_selector":{"zone":"a"},"limits":{"timeout_s":86400}})");
+  ASSERT_EQ(waiting.status, 201) << waiting.body;
+  EXPECT_EQ(waiting.Json()["state"], "AWAITING_REVIEW");
+  const std::string reviewed = waiting.Json()["id"];
+  auto approved = Node(1).Call("POST", "/v1/sandboxes/" + reviewed + ":approve", kBob);
+  ASSERT_EQ(approved.status, 200) << approved.body;
+  EXPECT_EQ(approved.Json()["state"], "RUNNING");
+  EXPECT_EQ(approved.Json()["node"], Node(0).node_);
+  // No node carries zone c; a malformed selector is refused where it is asked.
+  auto nowhere =
+      Node(0).Call("POST", "/v1/sandboxes", kAlice, R"({"node_selector":{"zone":"c"}})");
+  EXPECT_EQ(nowhere.status, 409) << nowhere.body;
+  EXPECT_NE(nowhere.body.find("zone=c"), std::string::npos) << nowhere.body;
+  EXPECT_EQ(Node(1).Call("POST", "/v1/sandboxes", kAlice, R"({"node_selector":{"zone":7}})").status,
+            400);
+
+  // Deleted through node 3: stopped on node 1.
+  for (const std::string& s : {id, reviewed}) {
+    auto deleted = Node(2).Call("DELETE", "/v1/sandboxes/" + s, kAlice);
+    ASSERT_EQ(deleted.status, 200) << deleted.body;
+    EXPECT_EQ(deleted.Json()["state"], "STOPPED");
+  }
+  auto list = Node(1).Call("GET", "/v1/sandboxes?state=RUNNING", kAlice).Json();
+  EXPECT_TRUE(list["sandboxes"].empty()) << list.dump();
 }
 
 // The same cluster with a slower beat (200 ms) and a longer node_timeout (3 s), for cuts that
