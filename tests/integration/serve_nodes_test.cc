@@ -8,6 +8,9 @@
 //   (node_lost) or run once more elsewhere (retry_on_node_loss);
 // - a drained node finishes its run and takes no new one; GET /v1/nodes and /v1/info show all;
 // - nodes the database refuses fence themselves and come back;
+// - a sandbox starts on a node its node_selector names whichever node was asked (also when a
+//   reviewer approves it through another), and its processes, files, event stream and terminal
+//   are reached through any node;
 // - a node partitioned by its veth going down (its connections stall, as on a real partition,
 //   rather than being reset) kills its runs by itself before a survivor declares it lost; its
 //   retryable run runs again elsewhere, never at the same time; healed, it writes nothing over
