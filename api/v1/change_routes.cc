@@ -2,6 +2,7 @@
 // on a reviewer's word (Review::ApplyChanges).
 #include <fmt/format.h>
 
+#include "api/v1/node_proxy.h"
 #include "api/v1/route_util.h"
 #include "api/v1/run_routes.h"
 
@@ -41,6 +42,8 @@ Status AddChangeRoutes(Router& router, const RouteContext& ctx) {
                      [c](const Request& req) -> Reply {
                        auto run = VisibleRun(c, req);
                        if (!run.ok()) return Fail(run.error());
+                       // Its changes are kept by the node that ran it.
+                       if (auto there = ForwardToOwner(c, req, *run)) return std::move(*there);
                        auto kept = c.runs->Changes(run->id);
                        if (!kept.ok()) return Fail(kept.error());
                        nlohmann::json j = ChangeSetJson(kept->changes);
@@ -56,6 +59,10 @@ Status AddChangeRoutes(Router& router, const RouteContext& ctx) {
         // Optional body: {"diff_sha256": "…"}, the diff.patch the reviewer read.
         auto fields = OptionalStringFields(req, {"diff_sha256"});
         if (!fields.ok()) return Fail(fields.error());
+        // Applied by the node that ran it, into the directory of its host.
+        if (auto run = c.store->GetRun(req.PathParam("id")); run.ok()) {
+          if (auto there = ForwardToOwner(c, req, *run)) return std::move(*there);
+        }
         supervisor::Review::ApplyInput in;
         in.diff_sha256 = (*fields)["diff_sha256"];
         auto r = c.runs->ApplyChanges(req.PathParam("id"), ToPrincipal(*c.config, req), in);

@@ -8,6 +8,7 @@
 //   (node_lost) or run once more elsewhere (retry_on_node_loss);
 // - a drained node finishes its run and takes no new one; GET /v1/nodes and /v1/info show all;
 // - nodes the database refuses fence themselves and come back;
+// - a copy-on-write run's changes are listed and applied (once) through any node;
 // - a sandbox starts on a node its node_selector names whichever node was asked (also when a
 //   reviewer approves it through another), and its processes, files, event stream and terminal
 //   are reached through any node;
@@ -23,8 +24,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -66,7 +69,8 @@ class NodeDaemon : public ServerTest {
   using ServerTest::WaitForEvent;
 
   void Configure(const std::string& name, const std::string& database, const std::string& listen,
-                 const std::string& labels, int heartbeat_ms, int node_timeout_ms) {
+                 const std::string& labels, int heartbeat_ms, int node_timeout_ms,
+                 const std::string& extra = "") {
     // Commands run without review; sandboxes within an hour start at once, longer ones wait
     // for a reviewer.
     SetUpServer(name,
@@ -82,7 +86,8 @@ class NodeDaemon : public ServerTest {
                  {"carol", "submitter", kCarol}},
                 "max_concurrent_runs: 2\nwarm_sandboxes: 0\nheartbeat_interval_ms: " +
                     std::to_string(heartbeat_ms) + "\nnode_timeout_ms: " +
-                    std::to_string(node_timeout_ms) + "\nnode_labels: {" + labels + "}\n");
+                    std::to_string(node_timeout_ms) + "\nnode_labels: {" + labels + "}\n" +
+                    extra);
   }
   // Started in network namespace `ns`, listening on host_.
   void StartIn(const NetNs& ns) {
@@ -159,6 +164,9 @@ class ServeNodesTest : public SandboxTest {
     ASSERT_TRUE(s.ok()) << s.error().ToString();
     ASSERT_TRUE((*s)->Migrate().ok());
     store_ = std::move(*s);
+    // Workspaces, the same path on every node (one host).
+    ws_root_ = "/tmp/sbx-nodes-ws-" + std::to_string(::getpid()) + "-" + std::to_string(test_);
+    ASSERT_EQ(::mkdir(ws_root_.c_str(), 0711), 0);
     const char* labels[] = {"zone: a", "zone: b", "zone: b"};
     for (int i = 0; i < 3; ++i) {
       const std::string address = Address(11 + i);
@@ -168,7 +176,8 @@ class ServeNodesTest : public SandboxTest {
       NodeDaemon& d = *nodes_.back();
       d.host_ = address;
       d.Configure("nodes" + std::to_string(i + 1), cluster_->Url(database_, kHub), address + ":0",
-                  labels[i], HeartbeatMs(), NodeTimeoutMs());
+                  labels[i], HeartbeatMs(), NodeTimeoutMs(),
+                  "workspace_roots: [\"" + ws_root_ + "\"]\n");
       if (HasFatalFailure()) return;
       d.StartIn(*spaces_.back());
       if (HasFatalFailure()) return;
@@ -184,6 +193,7 @@ class ServeNodesTest : public SandboxTest {
     }
     spaces_.clear();
     enter_.reset();
+    if (!ws_root_.empty()) std::filesystem::remove_all(ws_root_);
   }
 
   std::string Address(int host) const {
@@ -274,6 +284,7 @@ class ServeNodesTest : public SandboxTest {
   static std::unique_ptr<PgCluster> cluster_;
   static int counter_;
   int test_ = 0;
+  std::string ws_root_;
   std::unique_ptr<EnterNetNs> enter_;
   std::vector<std::unique_ptr<NetNs>> spaces_;
   std::string database_;
@@ -687,6 +698,39 @@ TEST_F(ServeNodesTest, ASandboxStartsWhereItsSelectorSaysAndIsWorkedThroughAnyNo
   }
   auto list = Node(1).Call("GET", "/v1/sandboxes?state=RUNNING", kAlice).Json();
   EXPECT_TRUE(list["sandboxes"].empty()) << list.dump();
+}
+
+TEST_F(ServeNodesTest, ACopyOnWriteRunsChangesAreReadAndAppliedThroughAnyNode) {
+  // A workspace of a user's own (1234), changed by a run on node 3.
+  const std::string proj = ws_root_ + "/proj";
+  ASSERT_EQ(::mkdir(proj.c_str(), 0755), 0);
+  std::ofstream(proj + "/a.txt") << "one\n";
+  ASSERT_EQ(::chown(proj.c_str(), 1234, 1234), 0);
+  ASSERT_EQ(::chown((proj + "/a.txt").c_str(), 1234, 1234), 0);
+  const std::string id =
+      Submit(0, {{"argv", {"/bin/sh", "-c", "echo two >> /workspace/a.txt"}},
+                 {"workspace", {{"path", proj}, {"mode", "cow"}}},
+                 {"node_selector", {{"node", Node(2).node_}}}});
+  auto done = Node(0).WaitForEvent(id, "run.completed", kAlice);
+  ASSERT_FALSE(done.is_null());
+  ASSERT_EQ(done["state"], "SUCCEEDED");
+  // Its changes, kept by node 3, listed through node 1 and applied through node 2.
+  auto changes = Node(0).Call("GET", "/v1/runs/" + id + "/changes", kAlice);
+  ASSERT_EQ(changes.status, 200) << changes.body;
+  EXPECT_TRUE(changes.Json()["applicable"].get<bool>()) << changes.body;
+  ASSERT_EQ(changes.Json()["entries"].size(), 1u) << changes.body;
+  EXPECT_EQ(changes.Json()["entries"][0]["path"], "a.txt");
+  std::ifstream before(proj + "/a.txt");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(before), {}), "one\n");
+  const nlohmann::json body = {{"diff_sha256", changes.Json()["diff_sha256"]}};
+  auto applied = Node(1).Call("POST", "/v1/runs/" + id + ":apply", kBob, body.dump());
+  ASSERT_EQ(applied.status, 200) << applied.body;
+  EXPECT_EQ(applied.Json()["files_written"], 1);
+  std::ifstream after(proj + "/a.txt");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(after), {}), "one\ntwo\n");
+  // Once only, whichever node is asked; a submitter may not.
+  EXPECT_EQ(Node(0).Call("POST", "/v1/runs/" + id + ":apply", kBob).status, 409);
+  EXPECT_EQ(Node(2).Call("POST", "/v1/runs/" + id + ":apply", kAlice).status, 403);
 }
 
 // The same cluster with a slower beat (200 ms) and a longer node_timeout (3 s), for cuts that

@@ -7,7 +7,7 @@
 // and kills what it ran; a run cancelled on the coordinator is killed on the runner and ends
 // once; a forged token is refused; a revoked one ends the link and is refused from then on;
 // through a TLS terminator, the runner links over wss:// only with the CA that signed the
-// coordinator's certificate. (serve_netns_test puts a runner in a network namespace of its own.)
+// coordinator's certificate. (serve_nodes_test puts a runner in a network namespace of its own.)
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
