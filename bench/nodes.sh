@@ -4,15 +4,17 @@
 # about coordination, not the disk) and removes:
 #   - runs per second claimed and completed with 1, 2 and 3 nodes, for a run that waits on its
 #     sandbox (/bin/sleep 0.2), from 16 clients spread over the nodes (each run submitted to one
-#     node and followed through the next), every node with max_concurrent_runs 4;
+#     node and followed through the next), every node with max_concurrent_runs 4 (NODE_WORKERS);
 #   - failover: the time from `kill -9` of the node running a run to that run's end (FAILED,
 #     node_lost) as another node sees it, with the default heartbeat (2 s, node_timeout 6 s),
 #     five times.
-# Usage: bench/nodes.sh [BUILD_DIR] [RUNS]   (BENCH_OUT: where nodes.jsonl goes, docs/bench)
+# Usage: bench/nodes.sh [BUILD_DIR] [RUNS]   (BENCH_OUT: where nodes.jsonl goes, docs/bench;
+#        NODE_WORKERS: each node's max_concurrent_runs, 4; NODE_SKIP_FAILOVER=1: rates only)
 set -euo pipefail
 build=${1:-build}
 runs=${2:-300}
 out=${BENCH_OUT:-docs/bench}
+workers=${NODE_WORKERS:-4}
 server="$build/supervisor/sandboxd-server"
 client="$build/bench/bench_service"
 for f in "$server" "$client"; do
@@ -74,7 +76,7 @@ data_dir: $dir/data
 policy_dir: $dir/policies
 cgroup_parent: sandboxd-benchnode-$name-$$
 node: $name
-max_concurrent_runs: 4
+max_concurrent_runs: $workers
 max_queue: 100000
 api_keys:
   - {name: bench, role: admin, key_sha256: $sha}
@@ -114,6 +116,8 @@ for n in 1 2 3; do
   BENCH_BODY=$body "$client" rate "$list" "$key" 16 "$runs" | tee -a "$out/nodes.jsonl"
   for i in $(seq 1 "$n"); do stop_node "r$n-$i"; done
 done
+
+[ "${NODE_SKIP_FAILOVER:-0}" = 1 ] && exit 0
 
 # Failover, with the default heartbeat: node f1 watches, node f2 runs and is killed.
 createdb failover
