@@ -792,7 +792,7 @@ std::optional<Reply> SandboxElsewhere(const SandboxRouteContext& c, const Reques
     }
     return true;
   };
-  if (carries(rc.runs->NodeLabels())) return std::nullopt;
+  if (selector.empty() || carries(rc.runs->NodeLabels())) return std::nullopt;
   // A ready serve node that carries them, picked at random among those that do (a runner runs
   // no sandboxes).
   std::vector<const store::NodeRecord*> fit;
