@@ -146,7 +146,13 @@ json Uplink::Beat() {
   for (const std::string& id : running_) {
     running.push_back({{"run_id", id}, {"attempt", attempts_.at(id)}});
   }
-  beats_in_flight_.emplace_back(++beat_n_, std::chrono::steady_clock::now());
+  ++beat_n_;
+  // Kept for its echo; a coordinator that does not echo beats keeps none. Bounded: the oldest
+  // of a link that stopped echoing are let go (the link ends long before).
+  if (echoes_) {
+    beats_in_flight_.emplace_back(beat_n_, std::chrono::steady_clock::now());
+    if (beats_in_flight_.size() > 1024) beats_in_flight_.pop_front();
+  }
   return {{"type", "beat"},
           {"n", beat_n_},
           {"running", std::move(running)},
