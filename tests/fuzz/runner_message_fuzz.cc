@@ -1,9 +1,11 @@
 // What a runner sends its coordinator (supervisor/runner/protocol.h), which the coordinator
 // decodes from a peer it trusts only with its own runs: the first byte picks the decoder.
 //   'c' + bytes: a file chunk; one that decodes names one of a run's files (nothing absolute,
-//                no "..", no hidden component) and a run id of [A-Za-z0-9_-] only;
+//                no empty, "." or ".." component, no hidden one) and a run id of
+//                [A-Za-z0-9_-] only;
 //   'w' + JSON:  a commit's writes; writes that decode encode to JSON that decodes the same;
 //   'r' + JSON:  a run record on the wire; one that decodes comes back whole.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -19,10 +21,16 @@ void Chunk(std::string_view bytes) {
   auto c = supervisor::runner::DecodeFileChunk(bytes);
   if (!c.ok()) return;
   const std::string& f = c->file;
-  if (f.empty() || f.front() == '/' || f.find("..") != std::string::npos ||
-      f.find("/.") != std::string::npos || f.find('\0') != std::string::npos ||
+  if (f.empty() || f.front() == '/' || f.find('\0') != std::string::npos ||
       !supervisor::runner::CheckRunFileName(f).ok()) {
     __builtin_trap();
+  }
+  // No component is empty, "." or "..", or hidden ("~...." is a name like any other).
+  for (size_t at = 0; at <= f.size();) {
+    const size_t slash = std::min(f.find('/', at), f.size());
+    const std::string_view part = std::string_view(f).substr(at, slash - at);
+    if (part.empty() || part.front() == '.') __builtin_trap();
+    at = slash + 1;
   }
   if (c->run_id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
       std::string::npos) {
