@@ -50,7 +50,13 @@ Result<FileChunk> DecodeFileChunk(std::string_view message) {
     const nlohmann::json head = nlohmann::json::parse(message.substr(4, n));
     chunk.run_id = head.at("run_id").get<std::string>();
     chunk.file = head.at("file").get<std::string>();
-    chunk.offset = head.at("offset").get<uint64_t>();
+    // A whole number from 0: a negative or fractional one would not convert (undefined).
+    const nlohmann::json& offset = head.at("offset");
+    if (!offset.is_number_unsigned()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "a file chunk's offset must be a whole number from 0");
+    }
+    chunk.offset = offset.get<uint64_t>();
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kInvalidArgument, "a file chunk's header: {}", e.what());
   }
